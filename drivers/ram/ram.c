@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hbk-ram: the smallest complete hbakit driver, and the one to copy.  It
+ * serves memory-backed LUNs through the shared SCSI emulation on both the
+ * per-task and the bundled path.  Both entry points feed one pending list;
+ * the work happens on the driver's InterruptQueue, which completes many
+ * bundled slots per completion call, never inside the process call.  Targets
+ * are created from the AuxiliaryQueue once the driver can serve any I/O.
+ *
+ * Options: targets=N (1), luns=M (1), size=BYTES per LUN (256M), bs=512|4096
+ * (512), tasks=N (256), max-transfer=BYTES (1M).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "hbk/driver.h"
+#include "hbk/scsi.h"
+
+enum path { PER_TASK, BUNDLED };
+
+struct pending {
+	uint16_t index;
+	uint8_t path;
+};
+
+struct ram_lun {
+	uint8_t *mem;
+	uint64_t size;
+	uint32_t bs;
+	struct hbk_scsi_lun lun;
+	char serial[32];
+};
+
+struct ram {
+	struct hbk_drv *d;
+	unsigned ntargets, nluns;
+	uint64_t size;
+	uint32_t bs, ntasks;
+	uint64_t max_transfer;
+	struct hbk_scsi_target *targets;
+	struct ram_lun *luns;           /* ntargets * nluns */
+
+	struct hbk_drv_queue *aux, *intr;
+	struct hbk_drv_work create_work, intr_work;
+
+	/* bundled path: the shared slots, mapped once and kept */
+	struct hbk_task *cmds;
+	struct hbk_response *resps;
+	struct hbk_drv_bundled_action *bundled;
+
+	/* per-task path: the task copied out of the call, and its handle */
+	struct hbk_task *tasks;
+	struct hbk_drv_action **actions;
+
+	pthread_mutex_t lock;           /* guards the pending list */
+	struct pending *pend;           /* ring of ntasks entries */
+	uint32_t head, tail;
+};
+
+/* ---- Memory backend ---------------------------------------------------------- */
+
+static int mem_read(void *ctx, uint64_t lba, uint32_t n, void *buf)
+{
+	struct ram_lun *l = ctx;
+	memcpy(buf, l->mem + lba * l->bs, (size_t)n * l->bs);
+	return 0;
+}
+
+static int mem_write(void *ctx, uint64_t lba, uint32_t n, const void *buf, bool fua)
+{
+	struct ram_lun *l = ctx;
+	(void)fua;
+	memcpy(l->mem + lba * l->bs, buf, (size_t)n * l->bs);
+	return 0;
+}
+
+static int mem_unmap(void *ctx, uint64_t lba, uint64_t n)
+{
+	struct ram_lun *l = ctx;
+	memset(l->mem + lba * l->bs, 0, n * l->bs);
+	return 0;
+}
+
+static const struct hbk_scsi_backend_ops mem_ops = {
+	.read = mem_read, .write = mem_write, .unmap = mem_unmap,
+};
+
+/* ---- Options ----------------------------------------------------------------- */
+
+static uint64_t parse_size(const char *s, uint64_t dflt)
+{
+	if (!s)
+		return dflt;
+	char *end;
+	uint64_t v = strtoull(s, &end, 0);
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; break;
+	case 'm': case 'M': v <<= 20; break;
+	case 'g': case 'G': v <<= 30; break;
+	}
+	return v;
+}
+
+/* ---- Controller ---------------------------------------------------------------- */
+
+static void create_targets(struct hbk_drv_work *w);
+static void interrupt(struct hbk_drv_work *w);
+
+static int ram_init(struct hbk_drv *d)
+{
+	struct ram *r = hbk_drv_priv(d);
+	r->d = d;
+	r->ntargets = (unsigned)parse_size(hbk_drv_arg(d, "targets"), 1);
+	r->nluns = (unsigned)parse_size(hbk_drv_arg(d, "luns"), 1);
+	r->size = parse_size(hbk_drv_arg(d, "size"), 256u << 20);
+	r->bs = (uint32_t)parse_size(hbk_drv_arg(d, "bs"), 512);
+	r->ntasks = (uint32_t)parse_size(hbk_drv_arg(d, "tasks"), 256);
+	r->max_transfer = parse_size(hbk_drv_arg(d, "max-transfer"), 1u << 20);
+	if (!r->ntargets || r->ntargets > 64 || !r->nluns || r->nluns > 64 ||
+	    r->size < r->bs || !r->ntasks || r->ntasks > HBK_MAX_TASKS)
+		return -EINVAL;
+
+	r->aux = hbk_drv_queue_create(d, HBK_QUEUE_NAME_AUX);
+	r->intr = hbk_drv_queue_create(d, HBK_QUEUE_NAME_INTERRUPT);
+	r->pend = calloc(r->ntasks, sizeof(*r->pend));
+	r->tasks = calloc(r->ntasks, sizeof(*r->tasks));
+	r->actions = calloc(r->ntasks, sizeof(*r->actions));
+	r->targets = calloc(r->ntargets, sizeof(*r->targets));
+	r->luns = calloc((size_t)r->ntargets * r->nluns, sizeof(*r->luns));
+	if (!r->aux || !r->intr || !r->pend || !r->tasks || !r->actions || !r->targets || !r->luns)
+		return -ENOMEM;
+	pthread_mutex_init(&r->lock, NULL);
+	hbk_drv_work_init(&r->create_work, create_targets);
+	hbk_drv_work_init(&r->intr_work, interrupt);
+
+	for (unsigned t = 0; t < r->ntargets; t++) {
+		struct hbk_scsi_target *tg = &r->targets[t];
+		tg->lun_count = r->nluns;
+		tg->luns = calloc(r->nluns, sizeof(*tg->luns));
+		if (!tg->luns)
+			return -ENOMEM;
+		for (unsigned n = 0; n < r->nluns; n++) {
+			struct ram_lun *l = &r->luns[t * r->nluns + n];
+			l->size = r->size / r->bs * r->bs;
+			l->bs = r->bs;
+			/* Anonymous memory: pages cost nothing until written. */
+			l->mem = mmap(NULL, l->size, PROT_READ | PROT_WRITE,
+				      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+			if (l->mem == MAP_FAILED)
+				return -ENOMEM;
+			snprintf(l->serial, sizeof(l->serial), "RAM%04u%04u", t, n);
+			struct hbk_scsi_lun_cfg cfg = {
+				.vendor = "HBAKIT", .product = "RAM DISK", .revision = "1.0",
+				.serial = l->serial, .naa = 0x6001405000000000ull | (t << 8) | n,
+				.block_size = r->bs, .nblocks = l->size / r->bs,
+				.max_xfer_blocks = (uint32_t)(r->max_transfer / r->bs),
+				.write_cache = false, .ops = &mem_ops, .ctx = l,
+			};
+			int err = hbk_scsi_lun_init(&l->lun, &cfg);
+			if (err)
+				return err;
+			tg->luns[n] = &l->lun;
+		}
+	}
+
+	struct hbk_drv_constraints c = { 0 };
+	hbk_drv_constraint_set(&c, HBK_CONS_MAX_SEGMENT_COUNT_READ, 1);
+	hbk_drv_constraint_set(&c, HBK_CONS_MAX_SEGMENT_COUNT_WRITE, 1);
+	hbk_drv_constraint_set(&c, HBK_CONS_MAX_BYTE_COUNT_READ, r->max_transfer);
+	hbk_drv_constraint_set(&c, HBK_CONS_MAX_BYTE_COUNT_WRITE, r->max_transfer);
+	hbk_drv_constraint_set(&c, HBK_CONS_MIN_SEGMENT_ALIGNMENT, 4096);
+	hbk_drv_constraint_set(&c, HBK_CONS_ADDRESSABLE_BITS, 64);
+	hbk_drv_constraint_set(&c, HBK_CONS_DATA_ALIGNMENT_MASK, 511);
+	return hbk_drv_report_constraints(d, &c);
+}
+
+static int ram_highest_id(struct hbk_drv *d, uint64_t *id)
+{
+	struct ram *r = hbk_drv_priv(d);
+	*id = r->ntargets - 1;
+	return 0;
+}
+
+static int ram_initiator_id(struct hbk_drv *d, uint64_t *id)
+{
+	(void)d;
+	*id = 255;
+	return 0;
+}
+
+static int ram_max_tasks(struct hbk_drv *d, uint32_t *n)
+{
+	*n = ((struct ram *)hbk_drv_priv(d))->ntasks;
+	return 0;
+}
+
+static int ram_dma_spec(struct hbk_drv *d, struct hbk_drv_dma_spec *s)
+{
+	s->max_transfer = ((struct ram *)hbk_drv_priv(d))->max_transfer;
+	s->alignment = 4096;
+	s->address_bits = 64;
+	s->segment_type = HBK_SEG_HOST64;
+	return 0;
+}
+
+static int ram_map_bundled(struct hbk_drv *d, struct hbk_drv_mem *cmds,
+			   struct hbk_drv_mem *resps, uint32_t count)
+{
+	struct ram *r = hbk_drv_priv(d);
+	(void)count;
+	/* Map once, keep the addresses for the life of the controller. */
+	r->cmds = hbk_drv_mem_map(cmds);
+	r->resps = hbk_drv_mem_map(resps);
+	return r->cmds && r->resps ? 0 : -ENOMEM;
+}
+
+static int ram_start(struct hbk_drv *d)
+{
+	struct ram *r = hbk_drv_priv(d);
+	/* Target creation waits for discovery I/O, which needs the Default
+	 * queue this call runs on: do it from the auxiliary queue. */
+	hbk_drv_queue_dispatch(r->aux, &r->create_work);
+	return 0;
+}
+
+static bool ram_device_management(struct hbk_drv *d)
+{
+	(void)d;
+	return true;
+}
+
+static uint64_t ram_highest_lun(struct hbk_drv *d)
+{
+	return ((struct ram *)hbk_drv_priv(d))->nluns - 1;
+}
+
+static void create_targets(struct hbk_drv_work *w)
+{
+	struct ram *r = (struct ram *)((char *)w - offsetof(struct ram, create_work));
+	for (unsigned t = 0; t < r->ntargets; t++) {
+		int err = hbk_drv_create_target(r->d, t);
+		if (err)
+			fprintf(stderr, "hbk-ram: create target %u: %s\n", t, strerror(-err));
+	}
+}
+
+/* ---- I/O: both paths share one pending list and one interrupt handler ------------ */
+
+static void queue_task(struct ram *r, uint16_t index, enum path path)
+{
+	pthread_mutex_lock(&r->lock);
+	r->pend[r->tail++ % r->ntasks] = (struct pending){ .index = index, .path = (uint8_t)path };
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void raise_interrupt(struct ram *r)
+{
+	hbk_drv_queue_dispatch(r->intr, &r->intr_work); /* -EALREADY: already raised */
+}
+
+static uint32_t ram_process_task(struct hbk_drv *d, const struct hbk_task *task,
+				 struct hbk_response *resp, struct hbk_drv_action *action)
+{
+	struct ram *r = hbk_drv_priv(d);
+	(void)resp;
+	uint16_t index = (uint16_t)hbk_drv_action_index(action);
+	r->tasks[index] = *task;
+	r->actions[index] = action;
+	hbk_drv_action_retain(action);
+	queue_task(r, index, PER_TASK);
+	raise_interrupt(r);
+	return HBK_SR_REQUEST_IN_PROCESS;
+}
+
+static void ram_process_bundled(struct hbk_drv *d, const uint16_t *index, uint16_t count,
+				struct hbk_drv_bundled_action *action)
+{
+	struct ram *r = hbk_drv_priv(d);
+	r->bundled = action; /* the same handle on every call */
+	for (uint16_t i = 0; i < count; i++)
+		queue_task(r, index[i], BUNDLED);
+	raise_interrupt(r);
+}
+
+static void execute(struct ram *r, const struct hbk_task *t, struct hbk_response *resp)
+{
+	struct hbk_scsi_reply rep;
+	uint64_t lun = hbk_scsi_lun_decode(t->lun);
+	void *buf = t->requested_transfer_count ?
+		hbk_drv_dma(r->d, t->buffer_iova, t->requested_transfer_count) : NULL;
+	if (t->target_id >= r->ntargets) {
+		hbk_drv_response_fill(resp, t, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE,
+				      HBK_DS_DEVICE_NOT_PRESENT, 0, NULL, 0);
+		return;
+	}
+	if (t->requested_transfer_count && !buf) {
+		hbk_drv_response_fill(resp, t, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE,
+				      HBK_DS_DELIVERY_FAILURE, 0, NULL, 0);
+		return;
+	}
+	hbk_scsi_execute(&r->targets[t->target_id], lun, t->cdb, t->cdb_len, buf,
+			 t->requested_transfer_count, (enum hbk_dir)t->direction, &rep);
+	hbk_drv_response_fill(resp, t, HBK_SR_TASK_COMPLETE, rep.status, rep.bytes,
+			      rep.sense, rep.sense_len);
+}
+
+/* The interrupt handler: drains everything pending, completing bundled slots
+ * up to 32 per call and per-task tasks one by one. */
+static void interrupt(struct hbk_drv_work *w)
+{
+	struct ram *r = (struct ram *)((char *)w - offsetof(struct ram, intr_work));
+	uint16_t done[HBK_MAX_BUNDLE];
+	unsigned ndone = 0;
+	for (;;) {
+		pthread_mutex_lock(&r->lock);
+		if (r->head == r->tail) {
+			pthread_mutex_unlock(&r->lock);
+			break;
+		}
+		struct pending p = r->pend[r->head++ % r->ntasks];
+		pthread_mutex_unlock(&r->lock);
+
+		if (p.path == BUNDLED) {
+			execute(r, &r->cmds[p.index], &r->resps[p.index]);
+			done[ndone++] = p.index;
+			if (ndone == HBK_MAX_BUNDLE) {
+				hbk_drv_bundled_complete(r->d, r->bundled, done, (uint16_t)ndone);
+				ndone = 0;
+			}
+		} else {
+			struct hbk_response resp;
+			struct hbk_drv_action *a = r->actions[p.index];
+			execute(r, &r->tasks[p.index], &resp);
+			hbk_drv_task_complete(r->d, a, &resp);
+			hbk_drv_action_release(a);
+		}
+	}
+	if (ndone)
+		hbk_drv_bundled_complete(r->d, r->bundled, done, (uint16_t)ndone);
+}
+
+static uint32_t ram_lun_reset(struct hbk_drv *d, uint64_t target, uint64_t lun)
+{
+	(void)d; (void)target; (void)lun;
+	return HBK_SR_FUNCTION_COMPLETE; /* nothing is ever stuck in memory */
+}
+
+static void ram_stop(struct hbk_drv *d)
+{
+	(void)d;
+}
+
+static const struct hbk_drv_ops ram_ops = {
+	.name = "hbk-ram",
+	.init_controller = ram_init,
+	.report_initiator_id = ram_initiator_id,
+	.report_highest_id = ram_highest_id,
+	.report_max_tasks = ram_max_tasks,
+	.get_dma_spec = ram_dma_spec,
+	.map_bundled = ram_map_bundled,
+	.start = ram_start,
+	.device_management = ram_device_management,
+	.highest_lun = ram_highest_lun,
+	.process_task = ram_process_task,
+	.process_bundled = ram_process_bundled,
+	.lun_reset = ram_lun_reset,
+	.target_reset = NULL,
+	.stop = ram_stop,
+};
+
+int main(int argc, char **argv)
+{
+	static struct ram r;
+	int rc = hbk_drv_main(&ram_ops, &r, argc, argv);
+	for (unsigned i = 0; r.luns && i < r.ntargets * r.nluns; i++) {
+		if (r.luns[i].mem && r.luns[i].mem != MAP_FAILED)
+			munmap(r.luns[i].mem, r.luns[i].size);
+		if (r.luns[i].lun.cfg.ops)
+			hbk_scsi_lun_fini(&r.luns[i].lun);
+	}
+	for (unsigned t = 0; r.targets && t < r.ntargets; t++)
+		free(r.targets[t].luns);
+	free(r.targets);
+	free(r.luns);
+	free(r.pend);
+	free(r.tasks);
+	free(r.actions);
+	return rc;
+}

@@ -1,0 +1,407 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hbakit wire ABI: the task and response slots, the enums of the SCSI
+ * parallel-interface controller model, the messages that cross the host/driver
+ * sockets and the header of the shared memory region.  Host and driver are
+ * separate processes and may be built separately, so everything here is
+ * fixed-width, little-endian, with reserved fields that must be zero.
+ */
+#ifndef HBK_ABI_H
+#define HBK_ABI_H
+
+/*
+ * Design
+ * ======
+ *
+ * Two processes.  The host (libhbk, inside an application) owns a controller;
+ * the driver is its own process, written against hbk/driver.h.  A crash or a
+ * hang of the driver must never take the host down, so the host trusts
+ * nothing that the driver writes: every message and every response slot is
+ * validated by the host's contract checker before it is acted on.
+ *
+ * Channels.  Two AF_UNIX SOCK_SEQPACKET connections (message boundaries are
+ * kept, a message is never split or merged):
+ *
+ *   call channel   host -> driver calls and their replies.  Strictly one
+ *                  call outstanding; the host's sender waits for the reply,
+ *                  as the reference model's calls are synchronous.
+ *   event channel  driver -> host: one-way completions and violation
+ *                  reports, and driver -> host calls (create target, report
+ *                  constraints, ...) whose replies come back on the same
+ *                  channel.  The host reads it on its event thread and serves
+ *                  calls on a control thread, so discovery I/O can flow while
+ *                  a create-target call waits.
+ *
+ * Shared region.  One memfd, created by the host once the driver has told
+ * its task count and DMA limits, passed with SCM_RIGHTS in the SHARE_REGION
+ * call, and mapped by both sides:
+ *
+ *   +--------------------------+ 0
+ *   | struct hbk_region_hdr     |  magic, version, sizes, offsets
+ *   +--------------------------+ cmd_off
+ *   | N x struct hbk_task       |  command slots (128 B each)
+ *   +--------------------------+ resp_off
+ *   | N x struct hbk_response   |  response slots (384 B each)
+ *   +--------------------------+ arena_off
+ *   | data arena                |  task buffers; buffer_iova is an offset here
+ *   +--------------------------+ region_size
+ *
+ * Slot n of the commands pairs with slot n of the responses, and with pooled
+ * task n.  Data never crosses a socket: a task's buffer_iova is an offset into
+ * the arena, and the driver reads and writes it in place.
+ *
+ * Slot ownership (bundled path).  The host keeps the authoritative state of
+ * each slot in its own private memory (the driver could scribble on shared
+ * memory); every transition is checked:
+ *
+ *        acquire          send (PROCESS_BUNDLED)
+ *   FREE --------> HOST -----------------------> DRIVER
+ *    ^                                              |
+ *    |  completion consumed      BUNDLED_COMPLETION |
+ *    +----------------------- DONE <----------------+
+ *
+ * While a slot is DRIVER the driver may read the command slot and must fill
+ * the response slot; in every other state it must not touch either.  A
+ * completion for a slot that is not DRIVER is refused (HBK-C03).  The host
+ * reads a response slot only after the completion message that names it has
+ * arrived; the socket round trip orders the driver's stores before the host's
+ * loads (a sendmsg/recvmsg pair is a full barrier between the processes), so
+ * no extra fence is needed on that edge.
+ *
+ * Per-task path.  The task travels by value in PROCESS_TASK and its response
+ * by value in the reply (completed at once) or in a PARALLEL_COMPLETION
+ * message.  The slot memory is unused on this path but the arena is shared.
+ */
+
+#include <assert.h>
+#include <stdint.h>
+
+#define HBK_ABI_VERSION        1u
+#define HBK_TASK_VERSION       1u   /* task and response "version" field */
+#define HBK_MAX_BUNDLE         32u  /* kMaxBundledParallelTasks */
+#define HBK_SENSE_BUF          256u
+#define HBK_SENSE_MAX          252u /* longest sense the checker accepts */
+#define HBK_MAX_TASKS          1024u
+#define HBK_MSG_MAGIC          0x4b424831u /* "1HBK" read little-endian */
+
+/* ---- Enums of the controller model (4 bytes on the wire) ---------------- */
+
+enum hbk_service_response {
+	HBK_SR_REQUEST_IN_PROCESS = 0,
+	HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE = 1,
+	HBK_SR_TASK_COMPLETE = 2,
+	HBK_SR_LINK_COMMAND_COMPLETE = 3,
+	HBK_SR_FUNCTION_COMPLETE = 4,
+	HBK_SR_FUNCTION_REJECTED = 5,
+};
+
+/* With HBK_SR_TASK_COMPLETE: the SCSI status byte. */
+enum hbk_task_status {
+	HBK_STATUS_GOOD = 0x00,
+	HBK_STATUS_CHECK_CONDITION = 0x02,
+	HBK_STATUS_CONDITION_MET = 0x04,
+	HBK_STATUS_BUSY = 0x08,
+	HBK_STATUS_INTERMEDIATE = 0x10,
+	HBK_STATUS_INTERMEDIATE_CONDITION_MET = 0x14,
+	HBK_STATUS_RESERVATION_CONFLICT = 0x18,
+	HBK_STATUS_TASK_SET_FULL = 0x28,
+	HBK_STATUS_ACA_ACTIVE = 0x30,
+};
+
+/* With HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE. */
+enum hbk_delivery_status {
+	HBK_DS_TASK_TIMEOUT = 1,
+	HBK_DS_PROTOCOL_TIMEOUT = 2,
+	HBK_DS_DEVICE_NOT_RESPONDING = 3,
+	HBK_DS_DEVICE_NOT_PRESENT = 4,
+	HBK_DS_DELIVERY_FAILURE = 5,
+	HBK_DS_NO_STATUS = 0xff,
+};
+
+enum hbk_task_attr {
+	HBK_ATTR_SIMPLE = 0,
+	HBK_ATTR_ORDERED = 1,
+	HBK_ATTR_HEAD_OF_QUEUE = 2,
+	HBK_ATTR_ACA = 3,
+};
+
+enum hbk_dir {
+	HBK_DIR_NONE = 0,
+	HBK_DIR_WRITE = 1, /* initiator -> target */
+	HBK_DIR_READ = 2,  /* target -> initiator */
+};
+
+enum hbk_dma_segment {
+	HBK_SEG_HOST32 = 0, HBK_SEG_BIG32 = 1, HBK_SEG_LITTLE32 = 2,
+	HBK_SEG_HOST64 = 3, HBK_SEG_BIG64 = 4, HBK_SEG_LITTLE64 = 5,
+};
+
+/* HBA constraint keys (UserReportHBAConstraints).  All are required. */
+enum hbk_constraint {
+	HBK_CONS_MAX_SEGMENT_COUNT_READ = 0,
+	HBK_CONS_MAX_SEGMENT_COUNT_WRITE = 1,
+	HBK_CONS_MAX_BYTE_COUNT_READ = 2,
+	HBK_CONS_MAX_BYTE_COUNT_WRITE = 3,
+	HBK_CONS_MIN_SEGMENT_ALIGNMENT = 4,
+	HBK_CONS_ADDRESSABLE_BITS = 5,
+	HBK_CONS_DATA_ALIGNMENT_MASK = 6,
+	HBK_CONS_COUNT = 7,
+};
+
+/* ---- Task and response slots (SCSIUserParallelTask / Response) ----------- */
+
+struct hbk_task {
+	uint64_t version;                  /* HBK_TASK_VERSION */
+	uint64_t target_id;
+	uint32_t feature_request[5];
+	uint32_t rsvd0;
+	uint64_t feature_request_count;
+	uint64_t controller_task_id;       /* from MAP_HBA_DATA */
+	uint64_t requested_transfer_count;
+	uint64_t buffer_iova;              /* offset into the data arena */
+	uint32_t task_attribute;           /* enum hbk_task_attr */
+	uint32_t rsvd1;
+	uint64_t task_tag;                 /* 0 = untagged */
+	uint8_t  lun[8];                   /* SAM 8-byte LUN */
+	uint8_t  cdb[16];
+	uint8_t  cdb_len;                  /* 6, 10, 12 or 16 */
+	uint8_t  direction;                /* enum hbk_dir */
+	uint8_t  rsvd2[2];
+	uint32_t timeout_ms;
+	uint8_t  rsvd3[8];
+};
+
+struct hbk_response {
+	uint64_t version;                  /* must be HBK_TASK_VERSION */
+	uint64_t target_id;
+	uint32_t feature_result[5];
+	uint32_t rsvd0;
+	uint64_t feature_result_count;
+	uint64_t controller_task_id;
+	uint32_t completion_status;        /* enum hbk_task_status or _delivery_ */
+	uint32_t service_response;         /* enum hbk_service_response */
+	uint64_t bytes_transferred;
+	uint8_t  sense_len;
+	uint8_t  sense[HBK_SENSE_BUF];
+	uint8_t  rsvd1[55];
+};
+
+static_assert(sizeof(struct hbk_task) == 128, "task slot is 128 bytes");
+static_assert(__builtin_offsetof(struct hbk_task, feature_request_count) == 40, "");
+static_assert(__builtin_offsetof(struct hbk_task, controller_task_id) == 48, "");
+static_assert(__builtin_offsetof(struct hbk_task, requested_transfer_count) == 56, "");
+static_assert(__builtin_offsetof(struct hbk_task, buffer_iova) == 64, "");
+static_assert(__builtin_offsetof(struct hbk_task, task_attribute) == 72, "");
+static_assert(__builtin_offsetof(struct hbk_task, task_tag) == 80, "");
+static_assert(__builtin_offsetof(struct hbk_task, lun) == 88, "");
+static_assert(__builtin_offsetof(struct hbk_task, cdb) == 96, "");
+static_assert(__builtin_offsetof(struct hbk_task, cdb_len) == 112, "");
+static_assert(__builtin_offsetof(struct hbk_task, direction) == 113, "");
+static_assert(__builtin_offsetof(struct hbk_task, timeout_ms) == 116, "");
+static_assert(sizeof(struct hbk_response) == 384, "response slot is 384 bytes");
+static_assert(__builtin_offsetof(struct hbk_response, controller_task_id) == 48, "");
+static_assert(__builtin_offsetof(struct hbk_response, completion_status) == 56, "");
+static_assert(__builtin_offsetof(struct hbk_response, service_response) == 60, "");
+static_assert(__builtin_offsetof(struct hbk_response, bytes_transferred) == 64, "");
+static_assert(__builtin_offsetof(struct hbk_response, sense_len) == 72, "");
+static_assert(__builtin_offsetof(struct hbk_response, sense) == 73, "");
+static_assert(__builtin_offsetof(struct hbk_response, rsvd1) == 329, "");
+
+/* ---- Shared region header ------------------------------------------------ */
+
+#define HBK_REGION_MAGIC  0x4e4f494745524b48ull /* "HKREGION" little-endian */
+#define HBK_MAP_COOKIE    0x444550504f4d4b48ull /* "HKMOPPED": driver mapped it */
+
+struct hbk_region_hdr {
+	uint64_t magic;         /* HBK_REGION_MAGIC */
+	uint32_t abi_version;   /* HBK_ABI_VERSION */
+	uint32_t hdr_size;      /* sizeof(struct hbk_region_hdr) */
+	uint32_t slot_count;    /* N, the controller's max task count */
+	uint32_t rsvd0;
+	uint64_t cmd_off;       /* N x 128 B */
+	uint64_t resp_off;      /* N x 384 B */
+	uint64_t arena_off;
+	uint64_t arena_size;
+	uint64_t region_size;
+	/*
+	 * Written by the driver runtime, through its own mapping of the region,
+	 * when the driver accepted the bundled mapping.  The host reads it back
+	 * to prove the mapping is usable (HBK-C09).  The socket reply to
+	 * MAP_BUNDLED orders the store before the host's load.
+	 */
+	uint64_t map_cookie;
+	uint8_t  rsvd1[64];
+};
+static_assert(sizeof(struct hbk_region_hdr) == 136, "region header size");
+static_assert(__builtin_offsetof(struct hbk_region_hdr, map_cookie) == 64, "");
+
+/* ---- Messages ------------------------------------------------------------ */
+
+/*
+ * Message types.  1..63 are host -> driver calls on the call channel (each
+ * answered by a reply of the same type with HBK_MSGF_REPLY), 64..127 driver ->
+ * host one-way messages, 128.. driver -> host calls on the event channel.
+ */
+enum hbk_msg_type {
+	HBK_MSG_HELLO = 1,             /* reply: driver name and queue bindings */
+	HBK_MSG_INIT_CONTROLLER = 2,
+	HBK_MSG_REPORT_INITIATOR_ID = 3,
+	HBK_MSG_REPORT_HIGHEST_ID = 4,
+	HBK_MSG_REPORT_MAX_TASKS = 5,
+	HBK_MSG_GET_DMA_SPEC = 6,
+	HBK_MSG_MAP_HBA_DATA = 7,      /* arg0 = pool index; val0 = task id */
+	HBK_MSG_MAP_BUNDLED = 8,       /* arg0 = slot count */
+	HBK_MSG_START = 9,
+	HBK_MSG_DEVICE_MANAGEMENT = 10,
+	HBK_MSG_INIT_TARGET = 11,      /* arg0 = target id */
+	HBK_MSG_MULTIPATHING = 12,
+	HBK_MSG_AUTOSENSE = 13,
+	HBK_MSG_PARALLEL_FEATURE = 14, /* arg0 = feature */
+	HBK_MSG_HIGHEST_LUN = 15,
+	HBK_MSG_PROCESS_TASK = 16,     /* struct hbk_msg_task */
+	HBK_MSG_PROCESS_BUNDLED = 17,  /* struct hbk_msg_slots */
+	HBK_MSG_ABORT_TASK = 18,       /* arg0 target, arg1 lun, arg2 tag */
+	HBK_MSG_ABORT_TASK_SET = 19,   /* arg0 target, arg1 lun */
+	HBK_MSG_CLEAR_ACA = 20,
+	HBK_MSG_CLEAR_TASK_SET = 21,
+	HBK_MSG_LUN_RESET = 22,
+	HBK_MSG_TARGET_RESET = 23,     /* arg0 target */
+	HBK_MSG_STOP = 24,
+	HBK_MSG_SHARE_REGION = 25,     /* region memfd attached (hbakit's own) */
+	HBK_MSG_CALL_LAST = 25,
+
+	HBK_MSG_PARALLEL_COMPLETION = 64, /* struct hbk_msg_completion */
+	HBK_MSG_BUNDLED_COMPLETION = 65,  /* struct hbk_msg_slots */
+	HBK_MSG_VIOLATION = 66,           /* struct hbk_msg_violation */
+
+	HBK_MSG_CREATE_TARGET = 128,      /* arg0 = target id */
+	HBK_MSG_DESTROY_TARGET = 129,
+	HBK_MSG_TARGET_PRESENT = 130,
+	HBK_MSG_MEDIA_CHANGED = 131,      /* arg0 target, arg1 lun */
+	HBK_MSG_REPORT_CONSTRAINTS = 132, /* struct hbk_msg_constraints */
+};
+
+#define HBK_MSGF_REPLY  0x1u
+
+/* The queue a driver -> host call was made from (struct hbk_msg_hdr.queue). */
+#define HBK_QUEUE_NONE     0u  /* a thread that is not a dispatch queue */
+#define HBK_QUEUE_DEFAULT  1u  /* the driver's Default queue */
+
+struct hbk_msg_hdr {
+	uint32_t magic;   /* HBK_MSG_MAGIC */
+	uint16_t type;    /* enum hbk_msg_type */
+	uint8_t  flags;   /* HBK_MSGF_* */
+	uint8_t  queue;   /* driver -> host calls: HBK_QUEUE_* of the caller */
+	uint32_t seq;     /* a reply echoes its call's seq */
+	uint32_t len;     /* whole message, header included */
+};
+static_assert(sizeof(struct hbk_msg_hdr) == 16, "message header");
+
+/* Generic call with up to four scalar arguments. */
+struct hbk_msg_call {
+	struct hbk_msg_hdr hdr;
+	uint64_t arg[4];
+};
+static_assert(sizeof(struct hbk_msg_call) == 48, "");
+
+/* Generic reply: a -errno status and up to four scalar results. */
+struct hbk_msg_reply {
+	struct hbk_msg_hdr hdr;
+	int32_t  status;
+	uint32_t rsvd;
+	uint64_t val[4];
+};
+static_assert(sizeof(struct hbk_msg_reply) == 56, "");
+
+/* PROCESS_TASK: the task by value and the pool index it belongs to. */
+struct hbk_msg_task {
+	struct hbk_msg_hdr hdr;
+	uint32_t index;
+	uint32_t rsvd;
+	struct hbk_task task;
+};
+static_assert(sizeof(struct hbk_msg_task) == 152, "");
+
+/*
+ * PROCESS_TASK reply: service_response == REQUEST_IN_PROCESS means the driver
+ * will complete later; anything else means "completed now" and resp is valid.
+ */
+struct hbk_msg_task_reply {
+	struct hbk_msg_hdr hdr;
+	int32_t  status;
+	uint32_t service_response;
+	struct hbk_response resp;
+};
+static_assert(sizeof(struct hbk_msg_task_reply) == 408, "");
+
+/* PROCESS_BUNDLED and BUNDLED_COMPLETION: up to 32 slot indices. */
+struct hbk_msg_slots {
+	struct hbk_msg_hdr hdr;
+	uint16_t count;
+	uint16_t rsvd[3];
+	uint16_t index[HBK_MAX_BUNDLE];
+};
+static_assert(sizeof(struct hbk_msg_slots) == 88, "");
+
+/* PARALLEL_COMPLETION: the pool index the action belongs to and the response. */
+struct hbk_msg_completion {
+	struct hbk_msg_hdr hdr;
+	uint32_t index;
+	uint32_t rsvd;
+	struct hbk_response resp;
+};
+static_assert(sizeof(struct hbk_msg_completion) == 408, "");
+
+/* GET_DMA_SPEC reply payload, in hbk_msg_reply.val[]: */
+#define HBK_DMA_VAL_MAX_TRANSFER   0 /* bytes */
+#define HBK_DMA_VAL_ALIGNMENT      1 /* bytes, power of two */
+#define HBK_DMA_VAL_ADDRESS_BITS   2
+#define HBK_DMA_VAL_SEGMENT_TYPE   3 /* enum hbk_dma_segment */
+
+/* REPORT_CONSTRAINTS: a bitmap of the keys present and their values. */
+struct hbk_msg_constraints {
+	struct hbk_msg_hdr hdr;
+	uint32_t present;   /* bit k set: key k (enum hbk_constraint) reported */
+	uint32_t rsvd;
+	uint64_t value[HBK_CONS_COUNT];
+};
+static_assert(sizeof(struct hbk_msg_constraints) == 80, "");
+
+/*
+ * HELLO reply: the driver's name and its entry-point queue bindings, so the
+ * host can refuse a driver whose I/O entry points are bound to a queue other
+ * than Default (HBK-C01) before any I/O is sent.
+ */
+#define HBK_NAME_LEN 32
+struct hbk_msg_binding {
+	uint16_t entry;               /* enum hbk_msg_type of the entry point */
+	uint16_t rsvd[3];
+	char     queue[HBK_NAME_LEN]; /* NUL-terminated */
+};
+static_assert(sizeof(struct hbk_msg_binding) == 40, "");
+
+#define HBK_MAX_BINDINGS 16
+struct hbk_msg_hello_reply {
+	struct hbk_msg_hdr hdr;
+	int32_t  status;
+	uint32_t abi_version;
+	char     driver_name[HBK_NAME_LEN];
+	uint32_t binding_count;
+	uint32_t rsvd;
+	struct hbk_msg_binding binding[HBK_MAX_BINDINGS];
+};
+static_assert(sizeof(struct hbk_msg_hello_reply) == 64 + HBK_MAX_BINDINGS * 40, "");
+
+/* VIOLATION: a contract breach the driver runtime caught on its side. */
+struct hbk_msg_violation {
+	struct hbk_msg_hdr hdr;
+	uint16_t rule;        /* n of HBK-Cnn */
+	uint16_t rsvd[3];
+	char     text[200];   /* NUL-terminated */
+};
+static_assert(sizeof(struct hbk_msg_violation) == 224, "");
+
+/* Largest message either side ever sends or accepts. */
+#define HBK_MSG_MAX  sizeof(struct hbk_msg_hello_reply)
+
+#endif /* HBK_ABI_H */

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private helpers shared by the host library and the driver runtime: the one
+ * logging function, monotonic time, message send/receive with validation of
+ * everything that arrives, and the shared region's layout and mapping.
+ */
+#ifndef HBK_COMMON_H
+#define HBK_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "hbk/abi.h"
+
+#define HBK_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define HBK_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define HBK_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+enum hbk_log_level { HBK_LOG_ERR = 0, HBK_LOG_WARN = 1, HBK_LOG_INFO = 2, HBK_LOG_DEBUG = 3 };
+
+/*
+ * The one logging function: "hbakit[<who>] <level>: <message>" on stderr,
+ * one write per line so lines from several threads and processes never
+ * interleave.  The level threshold comes from HBK_LOG (err, warn, info,
+ * debug; default warn).  Any thread.
+ */
+void hbk_log(enum hbk_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void hbk_log_set_who(const char *who);
+bool hbk_log_enabled(enum hbk_log_level level);
+
+static inline uint64_t hbk_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Name of a message type, for logs ("PROCESS_BUNDLED"); "?" if unknown. */
+const char *hbk_msg_name(unsigned type);
+
+/* Fills a message header. */
+void hbk_msg_init(struct hbk_msg_hdr *h, unsigned type, uint32_t seq, uint32_t len);
+
+/*
+ * Sends one message (len bytes at msg, header already filled) and, when
+ * pass_fd >= 0, that descriptor with SCM_RIGHTS.  Never raises SIGPIPE.
+ * Returns 0 or -errno (-EPIPE/-ECONNRESET once the peer is gone).
+ * Any thread: a SOCK_SEQPACKET message is sent whole or not at all.
+ */
+int hbk_msg_send(int sock, const void *msg, size_t len, int pass_fd);
+
+/*
+ * Receives one message into buf (size >= HBK_MSG_MAX) and validates its
+ * framing: magic, declared length equal to the bytes received, no
+ * truncation, and the exact size its type requires (hbk_msg_expect).
+ * A descriptor that came with it is stored in *fd_out (if fd_out is not
+ * NULL, else closed).  timeout_ms < 0 waits forever.
+ * Returns the message length, -ETIMEDOUT, -ECONNRESET at end of stream, or
+ * -EBADMSG with *why (if not NULL) set to a static reason.  One thread per
+ * socket direction.
+ */
+int hbk_msg_recv(int sock, void *buf, size_t size, int timeout_ms, int *fd_out,
+		 const char **why);
+
+/*
+ * The exact length a message of this type and direction must have, or 0
+ * for an unknown type.  reply selects the reply form of a call.
+ */
+size_t hbk_msg_expect(unsigned type, bool reply);
+
+/* ---- Shared region ------------------------------------------------------ */
+
+struct hbk_region {
+	int      fd;
+	void    *base;
+	size_t   size;
+	struct hbk_region_hdr *hdr;
+	struct hbk_task     *cmds;
+	struct hbk_response *resps;
+	uint8_t *arena;
+	uint64_t arena_size;
+	uint32_t slots;
+};
+
+/*
+ * Host: creates and maps a memfd region for `slots` slots and an arena of
+ * arena_size bytes (rounded up to pages) and writes its header.  Returns 0
+ * or -errno.
+ */
+int hbk_region_create(struct hbk_region *r, uint32_t slots, uint64_t arena_size);
+
+/*
+ * Driver: maps the region behind fd (taking ownership of fd) and validates
+ * the header against the descriptor's real size: magic, ABI version,
+ * header size, slot count <= HBK_MAX_TASKS, every part inside the region.
+ * Returns 0, -EPROTO for a bad header, or -errno.
+ */
+int hbk_region_map(struct hbk_region *r, int fd);
+
+void hbk_region_unmap(struct hbk_region *r);
+
+/* Thread-safe strerror for -errno values. */
+const char *hbk_strerror(int err);
+
+#endif /* HBK_COMMON_H */

@@ -1,0 +1,913 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The driver runtime: everything a controller driver process has around its
+ * ops table.  The call server reads host calls and runs each on the queue it
+ * is bound to; serial dispatch queues run the driver's own work; completion
+ * handles and driver -> host calls go out on the event channel.  What only
+ * this side can see (handle reference counts) is checked here and reported to
+ * the host, which logs it with the rest of the contract checker.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/common.h"
+#include "hbk/driver.h"
+
+#define MAX_QUEUES   16
+#define MAX_WAITERS  8
+
+struct hbk_drv_queue {
+	struct hbk_drv *d;
+	char name[HBK_NAME_LEN];
+	uint8_t id;                 /* HBK_QUEUE_DEFAULT for Default */
+	pthread_mutex_t exec;       /* held while an item or a bound call runs */
+	pthread_mutex_t lock;       /* guards the list and stop */
+	pthread_cond_t cond;
+	struct hbk_drv_work *head, *tail;
+	bool stop;
+	bool has_thread;
+	pthread_t thread;
+};
+
+struct hbk_drv_action {
+	struct hbk_drv *d;
+	uint32_t index;
+	uint64_t task_id;
+	atomic_uint refs;       /* 0: released, the handle is dead */
+};
+
+struct hbk_drv_bundled_action {
+	struct hbk_drv *d;
+	atomic_llong refs;      /* the runtime's own reference is the floor */
+};
+
+struct hbk_drv_mem {
+	void *addr;
+	uint64_t size;
+	bool mapped;
+};
+
+struct waiter {
+	uint32_t seq;           /* 0: free */
+	bool done;
+	struct hbk_msg_reply reply;
+};
+
+struct hbk_drv {
+	const struct hbk_drv_ops *ops;
+	void *priv;
+	int argc;
+	char **argv;
+	int call_fd, event_fd;
+	struct hbk_region region;
+	bool have_region;
+
+	struct hbk_drv_queue *queues[MAX_QUEUES];
+	unsigned nqueues;
+	pthread_mutex_t queues_lock;
+
+	struct hbk_drv_action *actions;
+	uint32_t nactions;
+	struct hbk_drv_bundled_action bundled;
+	struct hbk_drv_mem cmd_mem, resp_mem;
+
+	/* driver -> host calls: replies come back on the event channel */
+	pthread_mutex_t call_lock;
+	pthread_cond_t call_cond;
+	struct waiter waiters[MAX_WAITERS];
+	atomic_uint seq;
+	bool host_gone;
+	pthread_t reader;
+	bool reader_started;
+};
+
+static __thread struct hbk_drv_queue *cur_queue;
+
+/* ---- Violation reports ---------------------------------------------------- */
+
+static void report(struct hbk_drv *d, unsigned rule, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void report(struct hbk_drv *d, unsigned rule, const char *fmt, ...)
+{
+	struct hbk_msg_violation v;
+	memset(&v, 0, sizeof(v));
+	hbk_msg_init(&v.hdr, HBK_MSG_VIOLATION, 0, sizeof(v));
+	v.rule = (uint16_t)rule;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(v.text, sizeof(v.text), fmt, ap);
+	va_end(ap);
+	hbk_log(HBK_LOG_WARN, "HBK-C%02u refused in the driver runtime: %s", rule, v.text);
+	hbk_msg_send(d->event_fd, &v, sizeof(v), -1);
+}
+
+/* ---- Dispatch queues ------------------------------------------------------ */
+
+static void *queue_thread(void *arg)
+{
+	struct hbk_drv_queue *q = arg;
+	for (;;) {
+		pthread_mutex_lock(&q->lock);
+		while (!q->head && !q->stop)
+			pthread_cond_wait(&q->cond, &q->lock);
+		struct hbk_drv_work *w = q->head;
+		if (!w) {
+			pthread_mutex_unlock(&q->lock);
+			return NULL;
+		}
+		q->head = w->next;
+		if (!q->head)
+			q->tail = NULL;
+		w->next = NULL;
+		w->queued = 0;  /* from here on the item may be dispatched again */
+		pthread_mutex_unlock(&q->lock);
+
+		pthread_mutex_lock(&q->exec);
+		cur_queue = q;
+		w->fn(w);
+		cur_queue = NULL;
+		pthread_mutex_unlock(&q->exec);
+	}
+}
+
+static struct hbk_drv_queue *queue_new(struct hbk_drv *d, const char *name)
+{
+	struct hbk_drv_queue *q = calloc(1, sizeof(*q));
+	if (!q)
+		return NULL;
+	q->d = d;
+	snprintf(q->name, sizeof(q->name), "%s", name);
+	pthread_mutex_init(&q->exec, NULL);
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_cond_init(&q->cond, NULL);
+	if (pthread_create(&q->thread, NULL, queue_thread, q)) {
+		free(q);
+		errno = EAGAIN;
+		return NULL;
+	}
+	q->has_thread = true;
+	return q;
+}
+
+struct hbk_drv_queue *hbk_drv_queue_create(struct hbk_drv *d, const char *name)
+{
+	if (!name || !name[0] || strlen(name) >= HBK_NAME_LEN) {
+		errno = EINVAL;
+		return NULL;
+	}
+	pthread_mutex_lock(&d->queues_lock);
+	struct hbk_drv_queue *q = NULL;
+	for (unsigned i = 0; i < d->nqueues; i++)
+		if (!strcmp(d->queues[i]->name, name)) {
+			errno = EEXIST;
+			goto unlock;
+		}
+	if (d->nqueues == MAX_QUEUES) {
+		errno = ENOSPC;
+		goto unlock;
+	}
+	q = queue_new(d, name);
+	if (q) {
+		q->id = (uint8_t)(d->nqueues + 1);
+		d->queues[d->nqueues++] = q;
+	}
+unlock:
+	pthread_mutex_unlock(&d->queues_lock);
+	return q;
+}
+
+struct hbk_drv_queue *hbk_drv_queue_find(struct hbk_drv *d, const char *name)
+{
+	struct hbk_drv_queue *q = NULL;
+	pthread_mutex_lock(&d->queues_lock);
+	for (unsigned i = 0; i < d->nqueues && !q; i++)
+		if (!strcmp(d->queues[i]->name, name))
+			q = d->queues[i];
+	pthread_mutex_unlock(&d->queues_lock);
+	return q;
+}
+
+int hbk_drv_queue_dispatch(struct hbk_drv_queue *q, struct hbk_drv_work *w)
+{
+	pthread_mutex_lock(&q->lock);
+	if (w->queued) {
+		pthread_mutex_unlock(&q->lock);
+		return -EALREADY;
+	}
+	w->queued = 1;
+	w->next = NULL;
+	if (q->tail)
+		q->tail->next = w;
+	else
+		q->head = w;
+	q->tail = w;
+	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+	return 0;
+}
+
+struct hbk_drv_queue *hbk_drv_queue_current(void)
+{
+	return cur_queue;
+}
+
+const char *hbk_drv_queue_name(const struct hbk_drv_queue *q)
+{
+	return q->name;
+}
+
+static void queues_stop(struct hbk_drv *d)
+{
+	for (unsigned i = 0; i < d->nqueues; i++) {
+		struct hbk_drv_queue *q = d->queues[i];
+		pthread_mutex_lock(&q->lock);
+		q->stop = true;
+		pthread_cond_signal(&q->cond);
+		pthread_mutex_unlock(&q->lock);
+	}
+	for (unsigned i = 0; i < d->nqueues; i++) {
+		struct hbk_drv_queue *q = d->queues[i];
+		if (q->has_thread)
+			pthread_join(q->thread, NULL);
+		pthread_mutex_destroy(&q->exec);
+		pthread_mutex_destroy(&q->lock);
+		pthread_cond_destroy(&q->cond);
+		free(q);
+	}
+	d->nqueues = 0;
+}
+
+/* ---- Memory --------------------------------------------------------------- */
+
+void *hbk_drv_dma(struct hbk_drv *d, uint64_t iova, uint64_t len)
+{
+	if (!d->have_region || iova > d->region.arena_size || len > d->region.arena_size - iova)
+		return NULL;
+	return d->region.arena + iova;
+}
+
+void *hbk_drv_mem_map(struct hbk_drv_mem *m)
+{
+	m->mapped = true;
+	return m->addr;
+}
+
+void *hbk_drv_priv(struct hbk_drv *d)
+{
+	return d->priv;
+}
+
+const char *hbk_drv_arg(struct hbk_drv *d, const char *name)
+{
+	size_t n = strlen(name);
+	for (int i = 1; i < d->argc; i++) {
+		const char *a = d->argv[i];
+		if (a[0] == '-' && a[1] == '-')
+			a += 2;
+		if (!strncmp(a, name, n) && a[n] == '=')
+			return a + n + 1;
+	}
+	return NULL;
+}
+
+/* ---- Completions ---------------------------------------------------------- */
+
+void hbk_drv_action_retain(struct hbk_drv_action *a)
+{
+	unsigned r = atomic_load(&a->refs);
+	do {
+		if (!r) {
+			report(a->d, 7, "retain of the completion handle of task %u after its last release",
+			       a->index);
+			return;
+		}
+	} while (!atomic_compare_exchange_weak(&a->refs, &r, r + 1));
+}
+
+void hbk_drv_action_release(struct hbk_drv_action *a)
+{
+	unsigned r = atomic_load(&a->refs);
+	do {
+		if (!r) {
+			report(a->d, 7, "release of the completion handle of task %u after its last release "
+			       "(release once per retain)", a->index);
+			return;
+		}
+	} while (!atomic_compare_exchange_weak(&a->refs, &r, r - 1));
+}
+
+uint32_t hbk_drv_action_index(const struct hbk_drv_action *a)
+{
+	return a->index;
+}
+
+int hbk_drv_task_complete(struct hbk_drv *d, struct hbk_drv_action *a,
+			  const struct hbk_response *resp)
+{
+	if (!a || a->d != d)
+		return -EINVAL;
+	if (!atomic_load(&a->refs)) {
+		report(d, 7, "ParallelTaskCompletion with the handle of task %u after its last release "
+		       "(retain the handle before returning REQUEST_IN_PROCESS)", a->index);
+		return -ESTALE;
+	}
+	struct hbk_msg_completion m;
+	hbk_msg_init(&m.hdr, HBK_MSG_PARALLEL_COMPLETION, 0, sizeof(m));
+	m.index = a->index;
+	m.rsvd = 0;
+	m.resp = *resp;
+	return hbk_msg_send(d->event_fd, &m, sizeof(m), -1);
+}
+
+void hbk_drv_bundled_retain(struct hbk_drv_bundled_action *a)
+{
+	atomic_fetch_add(&a->refs, 1);
+}
+
+void hbk_drv_bundled_release(struct hbk_drv_bundled_action *a)
+{
+	long long r = atomic_load(&a->refs);
+	do {
+		if (r <= 1) {
+			report(a->d, 6, "over-release of the bundled completion handle: it is shared by "
+			       "every bundled call; retain it at most once and never release it");
+			return;
+		}
+	} while (!atomic_compare_exchange_weak(&a->refs, &r, r - 1));
+}
+
+int hbk_drv_bundled_complete(struct hbk_drv *d, struct hbk_drv_bundled_action *a,
+			     const uint16_t *index, uint16_t count)
+{
+	if (a != &d->bundled) {
+		report(d, 4, "BundledParallelTaskCompletion without the bundled handle");
+		return -EINVAL;
+	}
+	if (!count)
+		return 0;
+	if (count > HBK_MAX_BUNDLE) {
+		report(d, 3, "BundledParallelTaskCompletion with %u slots (at most %u per call)",
+		       count, HBK_MAX_BUNDLE);
+		return -EINVAL;
+	}
+	struct hbk_msg_slots m;
+	memset(&m, 0, sizeof(m));
+	hbk_msg_init(&m.hdr, HBK_MSG_BUNDLED_COMPLETION, 0, sizeof(m));
+	m.count = count;
+	memcpy(m.index, index, count * sizeof(*index));
+	return hbk_msg_send(d->event_fd, &m, sizeof(m), -1);
+}
+
+void hbk_drv_response_fill(struct hbk_response *r, const struct hbk_task *t,
+			   uint32_t service, uint32_t status, uint64_t bytes,
+			   const uint8_t *sense, uint8_t sense_len)
+{
+	r->version = HBK_TASK_VERSION;
+	r->target_id = t->target_id;
+	memset(r->feature_result, 0, sizeof(r->feature_result));
+	r->rsvd0 = 0;
+	r->feature_result_count = 0;
+	r->controller_task_id = t->controller_task_id;
+	r->completion_status = status;
+	r->service_response = service;
+	r->bytes_transferred = bytes;
+	if (sense_len > HBK_SENSE_MAX)
+		sense_len = HBK_SENSE_MAX;
+	r->sense_len = sense ? sense_len : 0;
+	if (r->sense_len)
+		memcpy(r->sense, sense, r->sense_len);
+}
+
+/* ---- Driver -> host calls ------------------------------------------------- */
+
+static void *event_reader(void *arg)
+{
+	struct hbk_drv *d = arg;
+	union {
+		struct hbk_msg_hdr hdr;
+		struct hbk_msg_reply reply;
+		uint8_t raw[HBK_MSG_MAX];
+	} m;
+	for (;;) {
+		const char *why = NULL;
+		int n = hbk_msg_recv(d->event_fd, &m, sizeof(m), -1, NULL, &why);
+		if (n == -EBADMSG) {
+			hbk_log(HBK_LOG_ERR, "malformed message from the host on the event channel: %s", why);
+			continue;
+		}
+		if (n < 0)
+			break;
+		if (!(m.hdr.flags & HBK_MSGF_REPLY))
+			continue;
+		pthread_mutex_lock(&d->call_lock);
+		for (unsigned i = 0; i < MAX_WAITERS; i++)
+			if (d->waiters[i].seq == m.hdr.seq) {
+				d->waiters[i].reply = m.reply;
+				d->waiters[i].done = true;
+			}
+		pthread_cond_broadcast(&d->call_cond);
+		pthread_mutex_unlock(&d->call_lock);
+	}
+	pthread_mutex_lock(&d->call_lock);
+	d->host_gone = true;
+	pthread_cond_broadcast(&d->call_cond);
+	pthread_mutex_unlock(&d->call_lock);
+	return NULL;
+}
+
+/* Sends a driver -> host call (hdr filled but for seq and queue) and waits for
+ * its reply.  Returns the reply's status, or -errno. */
+static int host_call(struct hbk_drv *d, struct hbk_msg_hdr *hdr, uint64_t *val0)
+{
+	uint32_t seq;
+	do
+		seq = atomic_fetch_add(&d->seq, 1) + 1;
+	while (!seq);
+	hdr->seq = seq;
+	hdr->queue = cur_queue ? cur_queue->id : HBK_QUEUE_NONE;
+
+	pthread_mutex_lock(&d->call_lock);
+	struct waiter *w = NULL;
+	while (!w && !d->host_gone) {
+		for (unsigned i = 0; i < MAX_WAITERS && !w; i++)
+			if (!d->waiters[i].seq)
+				w = &d->waiters[i];
+		if (!w)
+			pthread_cond_wait(&d->call_cond, &d->call_lock);
+	}
+	if (!w) {
+		pthread_mutex_unlock(&d->call_lock);
+		return -ECONNRESET;
+	}
+	w->seq = seq;
+	w->done = false;
+	pthread_mutex_unlock(&d->call_lock);
+
+	int err = hbk_msg_send(d->event_fd, hdr, hdr->len, -1);
+	pthread_mutex_lock(&d->call_lock);
+	while (!err && !w->done && !d->host_gone)
+		pthread_cond_wait(&d->call_cond, &d->call_lock);
+	if (!err)
+		err = w->done ? w->reply.status : -ECONNRESET;
+	if (!err && val0)
+		*val0 = w->reply.val[0];
+	w->seq = 0;
+	pthread_cond_broadcast(&d->call_cond);
+	pthread_mutex_unlock(&d->call_lock);
+	return err;
+}
+
+static int target_call(struct hbk_drv *d, unsigned type, uint64_t target, uint64_t lun,
+		       uint64_t *val0)
+{
+	struct hbk_msg_call c;
+	memset(&c, 0, sizeof(c));
+	hbk_msg_init(&c.hdr, type, 0, sizeof(c));
+	c.arg[0] = target;
+	c.arg[1] = lun;
+	return host_call(d, &c.hdr, val0);
+}
+
+int hbk_drv_create_target(struct hbk_drv *d, uint64_t target)
+{
+	return target_call(d, HBK_MSG_CREATE_TARGET, target, 0, NULL);
+}
+
+int hbk_drv_destroy_target(struct hbk_drv *d, uint64_t target)
+{
+	return target_call(d, HBK_MSG_DESTROY_TARGET, target, 0, NULL);
+}
+
+int hbk_drv_target_present(struct hbk_drv *d, uint64_t target)
+{
+	uint64_t present = 0;
+	int err = target_call(d, HBK_MSG_TARGET_PRESENT, target, 0, &present);
+	return err ? err : present != 0;
+}
+
+int hbk_drv_media_changed(struct hbk_drv *d, uint64_t target, uint64_t lun)
+{
+	return target_call(d, HBK_MSG_MEDIA_CHANGED, target, lun, NULL);
+}
+
+int hbk_drv_report_constraints(struct hbk_drv *d, const struct hbk_drv_constraints *c)
+{
+	struct hbk_msg_constraints m;
+	memset(&m, 0, sizeof(m));
+	hbk_msg_init(&m.hdr, HBK_MSG_REPORT_CONSTRAINTS, 0, sizeof(m));
+	m.present = c->present & ((1u << HBK_CONS_COUNT) - 1);
+	memcpy(m.value, c->value, sizeof(m.value));
+	return host_call(d, &m.hdr, NULL);
+}
+
+/* ---- The call server ------------------------------------------------------ */
+
+union call_buf {
+	struct hbk_msg_hdr hdr;
+	struct hbk_msg_call call;
+	struct hbk_msg_task task;
+	struct hbk_msg_slots slots;
+	uint8_t raw[HBK_MSG_MAX];
+};
+
+union reply_buf {
+	struct hbk_msg_hdr hdr;
+	struct hbk_msg_reply reply;
+	struct hbk_msg_task_reply task;
+	struct hbk_msg_hello_reply hello;
+};
+
+static struct hbk_drv_queue *bound_queue(struct hbk_drv *d, unsigned type)
+{
+	for (const struct hbk_drv_binding *b = d->ops->bindings; b && b->entry; b++)
+		if (b->entry == type) {
+			struct hbk_drv_queue *q = hbk_drv_queue_find(d, b->queue);
+			if (q)
+				return q;
+		}
+	return d->queues[0];
+}
+
+static void do_hello(struct hbk_drv *d, struct hbk_msg_hello_reply *r)
+{
+	r->abi_version = HBK_ABI_VERSION;
+	snprintf(r->driver_name, sizeof(r->driver_name), "%s", d->ops->name ? d->ops->name : "?");
+	for (const struct hbk_drv_binding *b = d->ops->bindings;
+	     b && b->entry && r->binding_count < HBK_MAX_BINDINGS; b++) {
+		struct hbk_msg_binding *mb = &r->binding[r->binding_count++];
+		mb->entry = b->entry;
+		snprintf(mb->queue, sizeof(mb->queue), "%s", b->queue ? b->queue : "");
+	}
+}
+
+static int do_share_region(struct hbk_drv *d, int fd)
+{
+	if (fd < 0)
+		return -EPROTO;
+	if (d->have_region) {
+		close(fd);
+		return -EALREADY;
+	}
+	int err = hbk_region_map(&d->region, fd);
+	if (!err)
+		d->have_region = true;
+	return err;
+}
+
+static int do_max_tasks(struct hbk_drv *d, uint64_t *val)
+{
+	uint32_t n = 0;
+	if (!d->ops->report_max_tasks)
+		return -ENOSYS;
+	int err = d->ops->report_max_tasks(d, &n);
+	if (err)
+		return err;
+	*val = n;
+	if (!n || n > HBK_MAX_TASKS || d->actions)
+		return 0; /* the host refuses it, naming the value */
+	d->actions = calloc(n, sizeof(*d->actions));
+	if (!d->actions)
+		return -ENOMEM;
+	d->nactions = n;
+	for (uint32_t i = 0; i < n; i++) {
+		d->actions[i].d = d;
+		d->actions[i].index = i;
+	}
+	return 0;
+}
+
+static int do_map_bundled(struct hbk_drv *d, uint64_t count)
+{
+	if (!d->ops->map_bundled)
+		return -ENOTSUP;
+	if (!d->have_region || !count || count > d->region.slots)
+		return -EINVAL;
+	d->cmd_mem = (struct hbk_drv_mem){ .addr = d->region.cmds,
+					   .size = count * sizeof(struct hbk_task) };
+	d->resp_mem = (struct hbk_drv_mem){ .addr = d->region.resps,
+					    .size = count * sizeof(struct hbk_response) };
+	int err = d->ops->map_bundled(d, &d->cmd_mem, &d->resp_mem, (uint32_t)count);
+	if (err)
+		return err;
+	if (!d->cmd_mem.mapped || !d->resp_mem.mapped)
+		return -EFAULT; /* accepted the buffers without mapping them */
+	/* Proof for the host that the region is usable through this mapping;
+	 * ordered before the host's load by the MAP_BUNDLED reply. */
+	d->region.hdr->map_cookie = HBK_MAP_COOKIE;
+	return 0;
+}
+
+static void do_process_task(struct hbk_drv *d, const struct hbk_msg_task *m,
+			    struct hbk_msg_task_reply *r)
+{
+	if (m->index >= d->nactions) {
+		r->status = -EINVAL;
+		return;
+	}
+	struct hbk_drv_action *a = &d->actions[m->index];
+	/* The runtime's reference for this call.  Added, never reset: the host
+	 * may reissue a pool index as soon as its completion arrives, before the
+	 * driver's release of the previous cycle has run. */
+	atomic_fetch_add(&a->refs, 1);
+	memset(&r->resp, 0, sizeof(r->resp));
+	r->service_response = d->ops->process_task ?
+		d->ops->process_task(d, &m->task, &r->resp, a) :
+		HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE;
+	if (!d->ops->process_task)
+		hbk_drv_response_fill(&r->resp, &m->task, r->service_response,
+				      HBK_DS_DELIVERY_FAILURE, 0, NULL, 0);
+	hbk_drv_action_release(a);
+}
+
+static void do_process_bundled(struct hbk_drv *d, const struct hbk_msg_slots *m,
+			       struct hbk_msg_reply *r)
+{
+	if (!d->ops->process_bundled || !d->cmd_mem.mapped) {
+		r->status = -ENOTSUP;
+		return;
+	}
+	if (!m->count || m->count > HBK_MAX_BUNDLE) {
+		r->status = -EINVAL;
+		return;
+	}
+	for (unsigned i = 0; i < m->count; i++)
+		if (m->index[i] >= d->region.slots) {
+			r->status = -EINVAL;
+			return;
+		}
+	d->ops->process_bundled(d, m->index, m->count, &d->bundled);
+}
+
+static uint64_t tmf(const struct hbk_drv_ops *o, struct hbk_drv *d, unsigned type, const uint64_t *a)
+{
+	uint32_t (*f2)(struct hbk_drv *, uint64_t, uint64_t) = NULL;
+	switch (type) {
+	case HBK_MSG_ABORT_TASK:
+		return o->abort_task ? o->abort_task(d, a[0], a[1], a[2]) : HBK_SR_FUNCTION_REJECTED;
+	case HBK_MSG_TARGET_RESET:
+		return o->target_reset ? o->target_reset(d, a[0]) : HBK_SR_FUNCTION_REJECTED;
+	case HBK_MSG_ABORT_TASK_SET: f2 = o->abort_task_set; break;
+	case HBK_MSG_CLEAR_ACA: f2 = o->clear_aca; break;
+	case HBK_MSG_CLEAR_TASK_SET: f2 = o->clear_task_set; break;
+	case HBK_MSG_LUN_RESET: f2 = o->lun_reset; break;
+	}
+	return f2 ? f2(d, a[0], a[1]) : HBK_SR_FUNCTION_REJECTED;
+}
+
+/* Runs one call; *fd is a descriptor that came with it (consumed or left). */
+static size_t serve(struct hbk_drv *d, union call_buf *m, int *fd, union reply_buf *r)
+{
+	const struct hbk_drv_ops *o = d->ops;
+	const uint64_t *arg = m->call.arg;
+	uint64_t *val = r->reply.val;
+	int err = 0;
+	size_t len = sizeof(r->reply);
+
+	switch (m->hdr.type) {
+	case HBK_MSG_HELLO:
+		do_hello(d, &r->hello);
+		return sizeof(r->hello);
+	case HBK_MSG_SHARE_REGION:
+		err = do_share_region(d, *fd);
+		*fd = -1;
+		break;
+	case HBK_MSG_INIT_CONTROLLER:
+		err = o->init_controller ? o->init_controller(d) : 0;
+		break;
+	case HBK_MSG_REPORT_INITIATOR_ID:
+		val[0] = UINT64_MAX;
+		err = o->report_initiator_id ? o->report_initiator_id(d, &val[0]) : 0;
+		break;
+	case HBK_MSG_REPORT_HIGHEST_ID:
+		err = o->report_highest_id ? o->report_highest_id(d, &val[0]) : 0;
+		break;
+	case HBK_MSG_REPORT_MAX_TASKS:
+		err = do_max_tasks(d, &val[0]);
+		break;
+	case HBK_MSG_GET_DMA_SPEC: {
+		struct hbk_drv_dma_spec s = { .max_transfer = 1u << 20, .alignment = 4096,
+					      .address_bits = 64, .segment_type = HBK_SEG_HOST64 };
+		err = o->get_dma_spec ? o->get_dma_spec(d, &s) : 0;
+		val[HBK_DMA_VAL_MAX_TRANSFER] = s.max_transfer;
+		val[HBK_DMA_VAL_ALIGNMENT] = s.alignment;
+		val[HBK_DMA_VAL_ADDRESS_BITS] = s.address_bits;
+		val[HBK_DMA_VAL_SEGMENT_TYPE] = s.segment_type;
+		break;
+	}
+	case HBK_MSG_MAP_HBA_DATA:
+		if (arg[0] >= d->nactions) {
+			err = -EINVAL;
+			break;
+		}
+		val[0] = arg[0] + 1;
+		err = o->map_hba_data ? o->map_hba_data(d, (uint32_t)arg[0], &val[0]) : 0;
+		d->actions[arg[0]].task_id = val[0];
+		break;
+	case HBK_MSG_MAP_BUNDLED:
+		err = do_map_bundled(d, arg[0]);
+		break;
+	case HBK_MSG_START:
+		err = o->start ? o->start(d) : 0;
+		break;
+	case HBK_MSG_DEVICE_MANAGEMENT:
+		val[0] = o->device_management ? o->device_management(d) : false;
+		break;
+	case HBK_MSG_INIT_TARGET:
+		err = o->init_target ? o->init_target(d, arg[0]) : 0;
+		break;
+	case HBK_MSG_MULTIPATHING:
+		val[0] = o->multipathing ? o->multipathing(d) : false;
+		break;
+	case HBK_MSG_AUTOSENSE:
+		val[0] = o->autosense ? o->autosense(d) : false;
+		break;
+	case HBK_MSG_PARALLEL_FEATURE:
+		val[0] = o->parallel_feature ? o->parallel_feature(d, (uint32_t)arg[0]) : false;
+		break;
+	case HBK_MSG_HIGHEST_LUN:
+		val[0] = o->highest_lun ? o->highest_lun(d) : 0;
+		break;
+	case HBK_MSG_PROCESS_TASK:
+		do_process_task(d, &m->task, &r->task);
+		return sizeof(r->task);
+	case HBK_MSG_PROCESS_BUNDLED:
+		do_process_bundled(d, &m->slots, &r->reply);
+		return len;
+	case HBK_MSG_ABORT_TASK: case HBK_MSG_ABORT_TASK_SET: case HBK_MSG_CLEAR_ACA:
+	case HBK_MSG_CLEAR_TASK_SET: case HBK_MSG_LUN_RESET: case HBK_MSG_TARGET_RESET:
+		val[0] = tmf(o, d, m->hdr.type, arg);
+		break;
+	case HBK_MSG_STOP:
+		if (o->stop)
+			o->stop(d);
+		break;
+	default:
+		err = -ENOSYS;
+	}
+	r->reply.status = err;
+	return len;
+}
+
+static int serve_calls(struct hbk_drv *d)
+{
+	union call_buf m;
+	union reply_buf r;
+	for (;;) {
+		int fd = -1;
+		const char *why = NULL;
+		int n = hbk_msg_recv(d->call_fd, &m, sizeof(m), -1, &fd, &why);
+		if (n == -ECONNRESET)
+			return 0; /* the host went away */
+		if (n == -EBADMSG) {
+			hbk_log(HBK_LOG_ERR, "malformed call from the host: %s", why);
+			continue;
+		}
+		if (n < 0)
+			return n;
+		if (m.hdr.flags & HBK_MSGF_REPLY || m.hdr.type > HBK_MSG_CALL_LAST) {
+			hbk_log(HBK_LOG_ERR, "unexpected %s on the call channel", hbk_msg_name(m.hdr.type));
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		memset(&r.hdr, 0, sizeof(r.reply));
+		struct hbk_drv_queue *q = bound_queue(d, m.hdr.type);
+		pthread_mutex_lock(&q->exec);
+		cur_queue = q;
+		size_t len = serve(d, &m, &fd, &r);
+		cur_queue = NULL;
+		pthread_mutex_unlock(&q->exec);
+		if (fd >= 0)
+			close(fd);
+
+		hbk_msg_init(&r.hdr, m.hdr.type, m.hdr.seq, (uint32_t)len);
+		r.hdr.flags = HBK_MSGF_REPLY;
+		int err = hbk_msg_send(d->call_fd, &r, len, -1);
+		if (err)
+			return err == -EPIPE || err == -ECONNRESET ? 0 : err;
+		if (m.hdr.type == HBK_MSG_STOP)
+			return 0;
+	}
+}
+
+/* ---- Start-up ------------------------------------------------------------- */
+
+static const char *opt_value(int argc, char **argv, int *i, const char *name)
+{
+	size_t n = strlen(name);
+	const char *a = argv[*i];
+	if (strncmp(a, name, n))
+		return NULL;
+	if (a[n] == '=')
+		return a + n + 1;
+	if (!a[n] && *i + 1 < argc)
+		return argv[++*i];
+	return NULL;
+}
+
+static int listen_for_host(const char *path, int *call_fd, int *event_fd)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	int ls = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (ls < 0)
+		return -errno;
+	unlink(path);
+	int err = 0;
+	if (bind(ls, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(ls, 2) < 0)
+		err = -errno;
+	if (!err) {
+		hbk_log(HBK_LOG_INFO, "waiting for a host on %s", path);
+		*call_fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+		*event_fd = *call_fd >= 0 ? accept4(ls, NULL, NULL, SOCK_CLOEXEC) : -1;
+		if (*event_fd < 0)
+			err = -errno;
+	}
+	close(ls);
+	unlink(path);
+	return err;
+}
+
+int hbk_drv_main(const struct hbk_drv_ops *ops, void *priv, int argc, char **argv)
+{
+	struct hbk_drv *d = calloc(1, sizeof(*d));
+	if (!d)
+		return 1;
+	d->ops = ops;
+	d->priv = priv;
+	d->argc = argc;
+	d->argv = argv;
+	d->call_fd = d->event_fd = -1;
+	d->bundled.d = d;
+	atomic_init(&d->bundled.refs, 1);
+	pthread_mutex_init(&d->queues_lock, NULL);
+	pthread_mutex_init(&d->call_lock, NULL);
+	pthread_cond_init(&d->call_cond, NULL);
+	hbk_log_set_who(ops->name ? ops->name : "driver");
+
+	const char *listen_path = NULL;
+	for (int i = 1; i < argc; i++) {
+		const char *v;
+		if ((v = opt_value(argc, argv, &i, "--call-fd")))
+			d->call_fd = atoi(v);
+		else if ((v = opt_value(argc, argv, &i, "--event-fd")))
+			d->event_fd = atoi(v);
+		else if ((v = opt_value(argc, argv, &i, "--listen")))
+			listen_path = v;
+	}
+	int rc = 1;
+	if (listen_path) {
+		int err = listen_for_host(listen_path, &d->call_fd, &d->event_fd);
+		if (err) {
+			hbk_log(HBK_LOG_ERR, "cannot listen on %s: %s", listen_path, hbk_strerror(err));
+			goto free_d;
+		}
+	}
+	if (d->call_fd < 0 || d->event_fd < 0) {
+		hbk_log(HBK_LOG_ERR, "usage: %s (--call-fd N --event-fd M | --listen PATH) [NAME=VALUE...]",
+			argv[0]);
+		goto free_d;
+	}
+	struct hbk_drv_queue *def = queue_new(d, HBK_QUEUE_NAME_DEFAULT);
+	if (!def)
+		goto close_fds;
+	def->id = HBK_QUEUE_DEFAULT;
+	d->queues[d->nqueues++] = def;
+	if (pthread_create(&d->reader, NULL, event_reader, d))
+		goto stop_queues;
+	d->reader_started = true;
+
+	int err = serve_calls(d);
+	rc = err ? 1 : 0;
+	if (err)
+		hbk_log(HBK_LOG_ERR, "call server: %s", hbk_strerror(err));
+
+stop_queues:
+	queues_stop(d);
+	if (d->reader_started) {
+		shutdown(d->event_fd, SHUT_RDWR);
+		pthread_join(d->reader, NULL);
+	}
+close_fds:
+	close(d->call_fd);
+	close(d->event_fd);
+free_d:
+	if (d->have_region)
+		hbk_region_unmap(&d->region);
+	free(d->actions);
+	pthread_mutex_destroy(&d->queues_lock);
+	pthread_mutex_destroy(&d->call_lock);
+	pthread_cond_destroy(&d->call_cond);
+	free(d);
+	return rc;
+}

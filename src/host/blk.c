@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The block API on top of the SAM layer: reads and writes by LBA become
+ * READ/WRITE(10/16) commands split at the LUN's max transfer, flush becomes
+ * SYNCHRONIZE CACHE(16), unmap becomes UNMAP with its parameter list.  One
+ * hbk_blk_io completes once, after its last part, with the first failure.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host/host_priv.h"
+#include "host/sam_cdb.h"
+
+#define UNMAP_PARAM_MAX (8 + 16 * 64)
+
+int hbk_blk_errno(const struct hbk_scsi_result *r)
+{
+	if (hbk_scsi_ok(r))
+		return 0;
+	if (r->service != HBK_SR_TASK_COMPLETE)
+		return r->status == HBK_DS_TASK_TIMEOUT ? -ETIMEDOUT : -ENODEV;
+	if (r->status == HBK_STATUS_BUSY || r->status == HBK_STATUS_TASK_SET_FULL)
+		return -EBUSY;
+	if (r->status == HBK_STATUS_RESERVATION_CONFLICT)
+		return -EBADE;
+	if (r->status != HBK_STATUS_CHECK_CONDITION)
+		return -EIO;
+	switch (r->sense_key) {
+	case HBK_SK_ILLEGAL_REQUEST:
+		return r->asc == (HBK_ASC_LBA_OUT_OF_RANGE >> 8) ? -ENOSPC : -EINVAL;
+	case HBK_SK_DATA_PROTECT:
+		return r->asc == 0x27 ? -EROFS : -ENOSPC;
+	case HBK_SK_NOT_READY:
+	case HBK_SK_UNIT_ATTENTION:
+	case HBK_SK_ABORTED_COMMAND:
+		return -EAGAIN;
+	case HBK_SK_MISCOMPARE:
+		return -EILSEQ;
+	default:
+		return -EIO;
+	}
+}
+
+static void part_done(struct hbk_scsi_cmd *cmd)
+{
+	struct hbk_blk_io *io = cmd->priv;
+	int err = hbk_blk_errno(&cmd->result);
+	/* Parts complete on the event thread one at a time, except when the
+	 * host fails everything at once; the atomic keeps the count exact. */
+	if (err && !__atomic_load_n(&io->error, __ATOMIC_ACQUIRE)) {
+		io->result = cmd->result;
+		__atomic_store_n(&io->error, err, __ATOMIC_RELEASE);
+	}
+	if (__atomic_sub_fetch(&io->parts_left, 1, __ATOMIC_ACQ_REL))
+		return;
+	if (io->op == HBK_BLK_UNMAP)
+		free(cmd->buf);
+	if (io->parts != &io->one)
+		free(io->parts);
+	io->done(io);
+}
+
+static void cmd_init(struct hbk_scsi_cmd *cmd, struct hbk_blk_io *io)
+{
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->lun = io->lun;
+	cmd->done = part_done;
+	cmd->priv = io;
+}
+
+int hbk_blk_submit(struct hbk_blk_io *io)
+{
+	const struct hbk_lun_info *li = &io->lun->info;
+	struct hbk_ctl *c = io->lun->ctl;
+	io->error = 0;
+	memset(&io->result, 0, sizeof(io->result));
+	if (io->lun->gone)
+		return -ENODEV;
+	if (io->op == HBK_BLK_READ || io->op == HBK_BLK_WRITE || io->op == HBK_BLK_UNMAP) {
+		if (!io->nblocks || io->lba >= li->nblocks || io->nblocks > li->nblocks - io->lba)
+			return -EINVAL;
+	}
+	switch (io->op) {
+	case HBK_BLK_READ:
+	case HBK_BLK_WRITE: {
+		uint32_t per = li->max_xfer_bytes / li->block_size;
+		uint32_t nparts = (io->nblocks + per - 1) / per;
+		io->parts = nparts == 1 ? &io->one : calloc(nparts, sizeof(*io->parts));
+		if (!io->parts)
+			return -ENOMEM;
+		io->parts_left = nparts;
+		bool write = io->op == HBK_BLK_WRITE;
+		for (uint32_t i = 0; i < nparts; i++) {
+			struct hbk_scsi_cmd *cmd = &io->parts[i];
+			uint32_t n = HBK_MIN(per, io->nblocks - i * per);
+			cmd_init(cmd, io);
+			int len = hbk_sam_cdb_rw(cmd->cdb, write, io->lba + (uint64_t)i * per, n, io->fua);
+			cmd->cdb_len = (uint8_t)len;
+			cmd->dir = write ? HBK_DIR_WRITE : HBK_DIR_READ;
+			cmd->buf = (uint8_t *)io->buf + (uint64_t)i * per * li->block_size;
+			cmd->len = (uint64_t)n * li->block_size;
+		}
+		break;
+	}
+	case HBK_BLK_FLUSH:
+		io->parts = &io->one;
+		io->parts_left = 1;
+		cmd_init(&io->one, io);
+		io->one.cdb_len = (uint8_t)hbk_sam_cdb_sync_cache16(io->one.cdb, 0, 0);
+		break;
+	case HBK_BLK_UNMAP: {
+		if (!li->thin)
+			return -EOPNOTSUPP;
+		uint32_t cap = li->max_unmap_blocks ? li->max_unmap_blocks : io->nblocks;
+		uint32_t ndesc = (io->nblocks + cap - 1) / cap;
+		if (ndesc > 64)
+			return -EINVAL;
+		uint64_t lba[64];
+		uint32_t nb[64];
+		for (uint32_t i = 0; i < ndesc; i++) {
+			lba[i] = io->lba + (uint64_t)i * cap;
+			nb[i] = HBK_MIN(cap, io->nblocks - i * cap);
+		}
+		uint8_t *param = malloc(UNMAP_PARAM_MAX);
+		if (!param)
+			return -ENOMEM;
+		int plen = hbk_sam_unmap_param(param, UNMAP_PARAM_MAX, lba, nb, ndesc);
+		io->parts = &io->one;
+		io->parts_left = 1;
+		cmd_init(&io->one, io);
+		io->one.cdb_len = (uint8_t)hbk_sam_cdb_unmap(io->one.cdb, (uint16_t)plen);
+		io->one.dir = HBK_DIR_WRITE;
+		io->one.buf = param;
+		io->one.len = (uint64_t)plen;
+		break;
+	}
+	default:
+		return -EINVAL;
+	}
+	/* Submit every part; a part refused at submission counts as failed. */
+	uint32_t n = io->parts_left;
+	struct hbk_scsi_cmd *parts = io->parts;
+	for (uint32_t i = 0; i < n; i++) {
+		int err = hbk_sam_submit(c, &parts[i]);
+		if (err) {
+			if (!i) {   /* nothing went out: report it synchronously */
+				if (io->op == HBK_BLK_UNMAP)
+					free(parts[0].buf);
+				if (parts != &io->one)
+					free(parts);
+				return err;
+			}
+			parts[i].result.service = HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE;
+			parts[i].result.status = HBK_DS_DEVICE_NOT_PRESENT;
+			for (uint32_t j = i; j < n; j++)
+				part_done(&parts[i]);
+			break;
+		}
+	}
+	return 0;
+}
+
+struct blk_waiter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+};
+
+static void blk_exec_done(struct hbk_blk_io *io)
+{
+	struct blk_waiter *w = io->priv;
+	pthread_mutex_lock(&w->lock);
+	w->done = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+int hbk_blk_exec(struct hbk_blk_io *io)
+{
+	struct blk_waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false };
+	void (*done)(struct hbk_blk_io *) = io->done;
+	void *priv = io->priv;
+	io->done = blk_exec_done;
+	io->priv = &w;
+	int err = hbk_blk_submit(io);
+	if (!err) {
+		pthread_mutex_lock(&w.lock);
+		while (!w.done)
+			pthread_cond_wait(&w.cond, &w.lock);
+		pthread_mutex_unlock(&w.lock);
+		err = io->error;
+	}
+	io->done = done;
+	io->priv = priv;
+	pthread_mutex_destroy(&w.lock);
+	pthread_cond_destroy(&w.cond);
+	return err;
+}

@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The SAM initiator's discovery: what the host does inside a driver's create
+ * target call, as the reference model does, before the call returns:
+ * initialise the target on the driver, ask its capabilities, then INQUIRY
+ * (with retries), TEST UNIT READY and REPORT LUNS, and per LUN standard
+ * INQUIRY, VPD 0x00/0x80/0x83/0xB0 and READ CAPACITY(16), and register the
+ * LUN.  Also target destruction, presence and media change.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host/host_priv.h"
+#include "host/sam_cdb.h"
+
+#define INQUIRY_TRIES 8
+#define TUR_TRIES     4
+#define MAX_LUNS      256
+
+/* Runs one command on (target, lun) and waits.  Returns 0 with *r filled,
+ * or -errno when it could not be submitted. */
+static int run(struct hbk_ctl *c, uint64_t target, uint64_t lun, const uint8_t *cdb, int cdb_len,
+	       void *buf, uint32_t len, struct hbk_scsi_result *r)
+{
+	if (cdb_len < 0)
+		return cdb_len;
+	struct hbk_scsi_cmd cmd;
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.target = target;
+	cmd.lun_id = lun;
+	memcpy(cmd.cdb, cdb, (size_t)cdb_len);
+	cmd.cdb_len = (uint8_t)cdb_len;
+	cmd.dir = len ? HBK_DIR_READ : HBK_DIR_NONE;
+	cmd.buf = len ? buf : NULL;
+	cmd.len = len;
+	cmd.done = NULL;
+	int err = hbk_sam_exec(c, &cmd);
+	*r = cmd.result;
+	return err;
+}
+
+/* Worth another try: busy, unit attention, not ready, or a delivery hiccup
+ * other than "no such device". */
+static bool transient(const struct hbk_scsi_result *r)
+{
+	if (r->service == HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE)
+		return r->status != HBK_DS_DEVICE_NOT_PRESENT;
+	return r->status == HBK_STATUS_BUSY || r->status == HBK_STATUS_TASK_SET_FULL ||
+	       (r->status == HBK_STATUS_CHECK_CONDITION &&
+		(r->sense_key == HBK_SK_UNIT_ATTENTION || r->sense_key == HBK_SK_NOT_READY));
+}
+
+static int inquiry(struct hbk_ctl *c, uint64_t target, uint64_t lun, bool evpd, uint8_t page,
+		   uint8_t *buf, uint16_t len, unsigned tries, struct hbk_scsi_result *r)
+{
+	uint8_t cdb[16];
+	int err = -EIO;
+	for (unsigned i = 0; i < tries; i++) {
+		memset(buf, 0, len);
+		err = run(c, target, lun, cdb, hbk_sam_cdb_inquiry(cdb, evpd, page, len), buf, len, r);
+		if (err || hbk_scsi_ok(r) || !transient(r))
+			break;
+	}
+	return err ? err : hbk_scsi_ok(r) ? 0 : -EIO;
+}
+
+static bool has_page(const uint8_t *pages, unsigned n, uint8_t page)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (pages[i] == page)
+			return true;
+	return false;
+}
+
+static int read_capacity(struct hbk_ctl *c, struct hbk_lun_info *info)
+{
+	uint8_t cdb[16], buf[32];
+	struct hbk_scsi_result r;
+	struct hbk_sam_capacity cap;
+	int err = run(c, info->target, info->lun, cdb, hbk_sam_cdb_read_capacity16(cdb, sizeof(buf)),
+		      buf, sizeof(buf), &r);
+	if (!err && hbk_scsi_ok(&r))
+		err = hbk_sam_parse_read_capacity16(buf, r.bytes, &cap);
+	else {
+		err = run(c, info->target, info->lun, cdb, hbk_sam_cdb_read_capacity10(cdb), buf, 8, &r);
+		err = err ? err : !hbk_scsi_ok(&r) ? -EIO : hbk_sam_parse_read_capacity10(buf, r.bytes, &cap);
+	}
+	if (err)
+		return err;
+	info->block_size = cap.block_size;
+	info->nblocks = cap.nblocks;
+	info->thin = cap.lbpme;
+	return 0;
+}
+
+/* Everything the host learns about one LUN; 0, or -errno to skip it. */
+static int probe_lun(struct hbk_ctl *c, uint64_t target, uint64_t lun, struct hbk_lun_info *info)
+{
+	uint8_t buf[255];
+	struct hbk_scsi_result r;
+	struct hbk_sam_inquiry inq;
+	memset(info, 0, sizeof(*info));
+	info->target = target;
+	info->lun = lun;
+	int err = inquiry(c, target, lun, false, 0, buf, 96, INQUIRY_TRIES, &r);
+	if (!err)
+		err = hbk_sam_parse_inquiry(buf, HBK_MIN(r.bytes, 96), &inq);
+	if (err)
+		return err;
+	if (inq.qualifier != 0)
+		return -ENODEV;
+	memcpy(info->vendor, inq.vendor, sizeof(info->vendor));
+	memcpy(info->product, inq.product, sizeof(info->product));
+	memcpy(info->revision, inq.revision, sizeof(info->revision));
+
+	uint8_t pages[64];
+	unsigned npages = 0;
+	if (!inquiry(c, target, lun, true, HBK_SAM_VPD_SUPPORTED, buf, sizeof(buf), 1, &r))
+		hbk_sam_parse_vpd_pages(buf, r.bytes, pages, sizeof(pages), &npages);
+	npages = HBK_MIN(npages, sizeof(pages));
+	if (has_page(pages, npages, HBK_SAM_VPD_SERIAL) &&
+	    !inquiry(c, target, lun, true, HBK_SAM_VPD_SERIAL, buf, sizeof(buf), 1, &r))
+		hbk_sam_parse_vpd_serial(buf, r.bytes, info->serial, sizeof(info->serial));
+	if (has_page(pages, npages, HBK_SAM_VPD_DEVID) &&
+	    !inquiry(c, target, lun, true, HBK_SAM_VPD_DEVID, buf, sizeof(buf), 1, &r)) {
+		struct hbk_sam_devid id;
+		if (!hbk_sam_parse_vpd_devid(buf, r.bytes, &id))
+			snprintf(info->devid, sizeof(info->devid), "%s", id.id);
+	}
+	struct hbk_sam_block_limits bl = { 0 };
+	if (has_page(pages, npages, HBK_SAM_VPD_BLOCK_LIMITS) &&
+	    !inquiry(c, target, lun, true, HBK_SAM_VPD_BLOCK_LIMITS, buf, 64, 1, &r))
+		hbk_sam_parse_vpd_block_limits(buf, r.bytes, &bl);
+
+	if ((err = read_capacity(c, info)))
+		return err;
+	uint64_t max = c->max_transfer;
+	if (bl.max_xfer_len)
+		max = HBK_MIN(max, (uint64_t)bl.max_xfer_len * info->block_size);
+	max -= max % info->block_size;
+	info->max_xfer_bytes = (uint32_t)HBK_MAX(max, info->block_size);
+	info->max_unmap_blocks = bl.max_unmap_lba_count;
+	return 0;
+}
+
+static bool target_known(struct hbk_ctl *c, uint64_t target)
+{
+	for (unsigned i = 0; i < c->nluns; i++)
+		if (c->luns[i]->info.target == target && !c->luns[i]->gone)
+			return true;
+	return false;
+}
+
+static int register_lun(struct hbk_ctl *c, const struct hbk_lun_info *info)
+{
+	struct hbk_lun *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->ctl = c;
+	l->info = *info;
+	hbk_scsi_lun_encode(info->lun, l->lun_bytes);
+	pthread_mutex_lock(&c->lun_lock);
+	if (c->nluns == c->luns_cap) {
+		unsigned cap = c->luns_cap ? c->luns_cap * 2 : 8;
+		struct hbk_lun **n = realloc(c->luns, cap * sizeof(*n));
+		if (!n) {
+			pthread_mutex_unlock(&c->lun_lock);
+			free(l);
+			return -ENOMEM;
+		}
+		c->luns = n;
+		c->luns_cap = cap;
+	}
+	c->luns[c->nluns++] = l;
+	pthread_cond_broadcast(&c->lun_cond);
+	pthread_mutex_unlock(&c->lun_lock);
+	hbk_log(HBK_LOG_INFO, "target %llu lun %llu: %s %s %s, %llu x %u B",
+		(unsigned long long)info->target, (unsigned long long)info->lun, info->vendor,
+		info->product, info->serial, (unsigned long long)info->nblocks, info->block_size);
+	return 0;
+}
+
+int hbk_disc_create_target(struct hbk_ctl *c, uint64_t target)
+{
+	if (target > c->highest_id || target == c->initiator_id) {
+		hbk_log(HBK_LOG_ERR, "create target %llu refused: %s", (unsigned long long)target,
+			target == c->initiator_id ? "that is the initiator's own id"
+						  : "above the highest supported device id");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&c->lun_lock);
+	bool known = target_known(c, target);
+	pthread_mutex_unlock(&c->lun_lock);
+	if (known)
+		return -EEXIST;
+
+	uint64_t arg = target, val[4];
+	int err = hbk_ctl_call_simple(c, HBK_MSG_INIT_TARGET, &arg, 1, NULL);
+	if (err) {
+		hbk_log(HBK_LOG_INFO, "driver refused to initialise target %llu: %s",
+			(unsigned long long)target, hbk_strerror(err));
+		return err;
+	}
+	hbk_ctl_call_simple(c, HBK_MSG_MULTIPATHING, NULL, 0, val);
+	uint64_t highest_lun = MAX_LUNS - 1;
+	if (!hbk_ctl_call_simple(c, HBK_MSG_HIGHEST_LUN, NULL, 0, val) && val[0])
+		highest_lun = HBK_MIN(val[0], highest_lun);
+
+	uint8_t buf[16 + 8 * MAX_LUNS], cdb[16];
+	struct hbk_scsi_result r;
+	if ((err = inquiry(c, target, 0, false, 0, buf, 36, INQUIRY_TRIES, &r)))
+		return err == -EIO ? -ENODEV : err;
+	for (unsigned i = 0; i < TUR_TRIES; i++) {
+		err = run(c, target, 0, cdb, hbk_sam_cdb_test_unit_ready(cdb), NULL, 0, &r);
+		if (err || hbk_scsi_ok(&r) || !transient(&r))
+			break;
+	}
+	uint64_t luns[MAX_LUNS];
+	unsigned nluns = 0;
+	err = run(c, target, 0, cdb, hbk_sam_cdb_report_luns(cdb, 0, sizeof(buf)), buf, sizeof(buf), &r);
+	if (err || !hbk_scsi_ok(&r) ||
+	    hbk_sam_parse_report_luns(buf, r.bytes, luns, MAX_LUNS, &nluns) || !nluns) {
+		luns[0] = 0;
+		nluns = 1;
+	}
+	nluns = HBK_MIN(nluns, MAX_LUNS);
+	unsigned registered = 0;
+	for (unsigned i = 0; i < nluns; i++) {
+		struct hbk_lun_info info;
+		if (luns[i] > highest_lun || probe_lun(c, target, luns[i], &info))
+			continue;
+		if (!register_lun(c, &info))
+			registered++;
+	}
+	return registered ? 0 : -ENODEV;
+}
+
+int hbk_disc_destroy_target(struct hbk_ctl *c, uint64_t target)
+{
+	int err = -ENOENT;
+	pthread_mutex_lock(&c->lun_lock);
+	for (unsigned i = 0; i < c->nluns; i++)
+		if (c->luns[i]->info.target == target && !c->luns[i]->gone) {
+			c->luns[i]->gone = true;
+			err = 0;
+		}
+	pthread_mutex_unlock(&c->lun_lock);
+	return err;
+}
+
+bool hbk_disc_target_present(struct hbk_ctl *c, uint64_t target)
+{
+	pthread_mutex_lock(&c->lun_lock);
+	bool known = target_known(c, target);
+	pthread_mutex_unlock(&c->lun_lock);
+	return known;
+}
+
+int hbk_disc_media_changed(struct hbk_ctl *c, uint64_t target, uint64_t lun)
+{
+	struct hbk_lun *l = NULL;
+	pthread_mutex_lock(&c->lun_lock);
+	for (unsigned i = 0; i < c->nluns && !l; i++)
+		if (c->luns[i]->info.target == target && c->luns[i]->info.lun == lun && !c->luns[i]->gone)
+			l = c->luns[i];
+	pthread_mutex_unlock(&c->lun_lock);
+	if (!l)
+		return -ENOENT;
+	struct hbk_lun_info info = l->info;
+	int err = read_capacity(c, &info);
+	if (!err) {
+		pthread_mutex_lock(&c->lun_lock);
+		l->info.nblocks = info.nblocks;
+		l->info.block_size = info.block_size;
+		pthread_mutex_unlock(&c->lun_lock);
+	}
+	return err;
+}
+
+void hbk_disc_free(struct hbk_ctl *c)
+{
+	for (unsigned i = 0; i < c->nluns; i++)
+		free(c->luns[i]);
+	free(c->luns);
+	c->luns = NULL;
+	c->nluns = 0;
+}
+
+unsigned hbk_ctl_lun_count(struct hbk_ctl *c)
+{
+	pthread_mutex_lock(&c->lun_lock);
+	unsigned n = c->nluns;
+	pthread_mutex_unlock(&c->lun_lock);
+	return n;
+}
+
+struct hbk_lun *hbk_ctl_lun(struct hbk_ctl *c, unsigned i)
+{
+	pthread_mutex_lock(&c->lun_lock);
+	struct hbk_lun *l = i < c->nluns ? c->luns[i] : NULL;
+	pthread_mutex_unlock(&c->lun_lock);
+	return l;
+}
+
+const struct hbk_lun_info *hbk_lun_info(const struct hbk_lun *l)
+{
+	return &l->info;
+}

@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private state of the host library: the controller, its task pool and slot
+ * state machine, the threads that move tasks (sender, event reader, control,
+ * timer), targets and LUNs.  Shared by the files of src/host only.
+ */
+#ifndef HBK_HOST_PRIV_H
+#define HBK_HOST_PRIV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+#include "common/common.h"
+#include "hbk/host.h"
+
+/* Slot / task states (abi.h draws the machine). */
+enum slot_state { SLOT_FREE = 0, SLOT_HOST, SLOT_DRIVER, SLOT_DONE };
+enum task_path { PATH_NONE = 0, PATH_PER_TASK, PATH_BUNDLED };
+
+#define HIST_LEN 8  /* transitions remembered per slot, for HBK-C03 reports */
+
+struct htask {
+	uint32_t index;
+	uint8_t state;        /* enum slot_state, under ctl->lock */
+	uint8_t path;         /* enum task_path of the current cycle */
+	uint8_t tmo_stage;    /* 0, or escalation steps taken after a timeout */
+	bool timed_out;
+	uint64_t task_id;     /* from MAP_HBA_DATA */
+	uint64_t deadline_ns;
+	uint64_t stage_ns;    /* when the last escalation step was taken */
+	uint64_t iova;        /* buffer offset in the arena */
+	uint64_t bounce_off;  /* this task's bounce chunk in the arena */
+	bool bounced;         /* data goes through the bounce chunk */
+	struct hbk_scsi_cmd *cmd;
+	struct hbk_task t;    /* per-task path: the task by value */
+	uint32_t cycle;       /* how many times the slot was issued */
+	uint8_t hist[HIST_LEN]; /* recent states, newest last */
+};
+
+struct hbk_lun {
+	struct hbk_ctl *ctl;
+	struct hbk_lun_info info;
+	uint8_t lun_bytes[8];
+	bool gone;
+};
+
+struct ctl_msg {              /* a driver -> host call queued for the control thread */
+	struct ctl_msg *next;
+	union {
+		struct hbk_msg_hdr hdr;
+		struct hbk_msg_call call;
+		struct hbk_msg_constraints cons;
+	} m;
+};
+
+struct hbk_ctl {
+	struct hbk_ctl_opts opts;
+	char driver_name[HBK_NAME_LEN];
+	pid_t pid;                /* spawned driver, or 0 */
+	int call_fd, event_fd;
+	struct hbk_region region;
+
+	/* what the driver reported */
+	uint64_t initiator_id, highest_id;
+	uint32_t ntasks;
+	uint64_t max_transfer;
+	uint32_t dma_alignment;
+	uint32_t cons_present;
+	uint64_t cons[HBK_CONS_COUNT];
+	bool bundled;
+
+	/* the pool: everything below is guarded by lock */
+	pthread_mutex_t lock;
+	struct htask *tasks;
+	uint32_t *free_stack, nfree;
+	uint32_t *prep, prep_head, prep_tail;  /* ring of prepared indices */
+	struct hbk_scsi_cmd *wait_head, *wait_tail;
+	pthread_cond_t send_cond;
+	bool send_waiting;
+	bool dead, closing, stopping;
+	uint32_t outstanding;     /* tasks not FREE */
+	pthread_cond_t idle_cond;
+
+	/* host -> driver calls: one at a time */
+	pthread_mutex_t call_lock;
+	uint32_t call_seq;
+
+	/* control thread: driver -> host calls */
+	pthread_mutex_t ctl_lock;
+	pthread_cond_t ctl_cond;
+	struct ctl_msg *ctl_head, *ctl_tail;
+	bool ctl_stop;
+	unsigned creating;        /* create-target calls in progress */
+
+	/* targets and LUNs, guarded by lun_lock */
+	pthread_mutex_t lun_lock;
+	pthread_cond_t lun_cond;
+	struct hbk_lun **luns;
+	unsigned nluns, luns_cap;
+
+	/* user buffers in the arena, guarded by buf_lock */
+	pthread_mutex_t buf_lock;
+	uint64_t user_off, user_pages;
+	uint32_t *user_len;       /* per page: pages allocated from here, or 0 */
+
+	pthread_t sender, reader, control, timer;
+	bool sender_up, reader_up, control_up, timer_up;
+	pthread_mutex_t timer_lock;
+	pthread_cond_t timer_cond;
+
+	/* statistics, relaxed atomics */
+	atomic_ullong st_calls, st_tasks, st_completions, st_msgs, st_timeouts, st_failed;
+	atomic_ullong st_hist[HBK_HIST_BUCKETS];
+	atomic_ullong st_viol[HBK_RULES];
+};
+
+/* checker.c */
+void hbk_chk_violation(struct hbk_ctl *c, unsigned rule, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+const char *hbk_chk_history(const struct htask *t, char *buf, size_t size);
+
+/* ctl.c */
+int hbk_ctl_call(struct hbk_ctl *c, void *msg, size_t len, int pass_fd,
+		 void *reply, size_t reply_len);
+int hbk_ctl_call_simple(struct hbk_ctl *c, unsigned type, const uint64_t *arg,
+			unsigned nargs, uint64_t *val);
+void hbk_ctl_driver_failed(struct hbk_ctl *c, uint8_t status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* io.c */
+int hbk_io_init(struct hbk_ctl *c);
+void hbk_io_fini(struct hbk_ctl *c);
+void *hbk_io_sender(void *arg);
+void *hbk_io_timer(void *arg);
+void hbk_io_bundled_completion(struct hbk_ctl *c, const struct hbk_msg_slots *m);
+void hbk_io_parallel_completion(struct hbk_ctl *c, const struct hbk_msg_completion *m);
+void hbk_io_fail_all(struct hbk_ctl *c, uint8_t status);
+
+/* discover.c */
+int hbk_disc_create_target(struct hbk_ctl *c, uint64_t target);
+int hbk_disc_destroy_target(struct hbk_ctl *c, uint64_t target);
+bool hbk_disc_target_present(struct hbk_ctl *c, uint64_t target);
+int hbk_disc_media_changed(struct hbk_ctl *c, uint64_t target, uint64_t lun);
+void hbk_disc_free(struct hbk_ctl *c);
+
+#endif /* HBK_HOST_PRIV_H */

@@ -1,0 +1,619 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The I/O engine of the host: the task pool and its slot state machine,
+ * preparing tasks on the submitting thread, the sender thread that carries
+ * everything prepared while its previous call was in flight (up to 32 slots
+ * per bundled call, one task per per-task call), completion processing with
+ * the checker's slot, path and response rules, task timeouts with their
+ * escalation, and failing outstanding I/O when the driver is gone.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host/host_priv.h"
+
+/* ---- Pool ------------------------------------------------------------------ */
+
+int hbk_io_init(struct hbk_ctl *c)
+{
+	uint32_t n = c->ntasks;
+	c->tasks = calloc(n, sizeof(*c->tasks));
+	c->free_stack = calloc(n, sizeof(*c->free_stack));
+	c->prep = calloc(n, sizeof(*c->prep));
+	if (!c->tasks || !c->free_stack || !c->prep)
+		return -ENOMEM;
+	uint64_t bounce = (uint64_t)n * c->max_transfer;
+	c->user_pages = (c->opts.user_arena_bytes + 4095) / 4096;
+	c->user_len = calloc(c->user_pages, sizeof(*c->user_len));
+	if (!c->user_len)
+		return -ENOMEM;
+	int err = hbk_region_create(&c->region, n, bounce + c->user_pages * 4096);
+	if (err)
+		return err;
+	c->user_off = bounce;
+	for (uint32_t i = 0; i < n; i++) {
+		c->tasks[i].index = i;
+		c->tasks[i].bounce_off = (uint64_t)i * c->max_transfer;
+		c->free_stack[i] = n - 1 - i;
+	}
+	c->nfree = n;
+	return 0;
+}
+
+void hbk_io_fini(struct hbk_ctl *c)
+{
+	free(c->tasks);
+	free(c->free_stack);
+	free(c->prep);
+	free(c->user_len);
+	if (c->region.base)
+		hbk_region_unmap(&c->region);
+}
+
+static void set_state(struct htask *t, enum slot_state s)
+{
+	memmove(t->hist, t->hist + 1, HIST_LEN - 1);
+	t->hist[HIST_LEN - 1] = (uint8_t)(s + 1);
+	t->state = (uint8_t)s;
+}
+
+/* ---- Buffers ---------------------------------------------------------------- */
+
+void *hbk_ctl_buf_alloc(struct hbk_ctl *c, size_t len)
+{
+	uint64_t pages = (len + 4095) / 4096;
+	if (!pages || !c->user_len)
+		return NULL;
+	void *p = NULL;
+	pthread_mutex_lock(&c->buf_lock);
+	for (uint64_t i = 0; i + pages <= c->user_pages && !p;) {
+		if (c->user_len[i]) {
+			i += c->user_len[i];
+			continue;
+		}
+		uint64_t run = 0;
+		while (run < pages && !c->user_len[i + run])
+			run++;
+		if (run == pages) {
+			c->user_len[i] = (uint32_t)pages;
+			for (uint64_t j = 1; j < pages; j++)
+				c->user_len[i + j] = 1; /* interior pages: busy, skipped one by one */
+			p = c->region.arena + c->user_off + i * 4096;
+		} else {
+			i += run;
+		}
+	}
+	pthread_mutex_unlock(&c->buf_lock);
+	return p;
+}
+
+void hbk_ctl_buf_free(struct hbk_ctl *c, void *p)
+{
+	if (!p)
+		return;
+	uint8_t *base = c->region.arena + c->user_off;
+	uint64_t off = (uint64_t)((uint8_t *)p - base);
+	if ((uint8_t *)p < base || off % 4096 || off / 4096 >= c->user_pages) {
+		hbk_log(HBK_LOG_ERR, "hbk_ctl_buf_free of %p, which hbk_ctl_buf_alloc did not return", p);
+		return;
+	}
+	pthread_mutex_lock(&c->buf_lock);
+	uint64_t i = off / 4096, pages = c->user_len[i];
+	for (uint64_t j = 0; j < pages; j++)
+		c->user_len[i + j] = 0;
+	pthread_mutex_unlock(&c->buf_lock);
+}
+
+/* ---- Submission ------------------------------------------------------------- */
+
+static bool in_arena(struct hbk_ctl *c, const void *buf, uint64_t len, uint64_t *iova)
+{
+	const uint8_t *p = buf, *a = c->region.arena;
+	if (p < a || p >= a + c->region.arena_size || len > (uint64_t)(a + c->region.arena_size - p))
+		return false;
+	*iova = (uint64_t)(p - a);
+	return true;
+}
+
+/* Fills the task (its slot on the bundled path) from the command: runs on the
+ * submitting thread, with the task in state HOST. */
+static void prepare(struct hbk_ctl *c, struct htask *t, struct hbk_scsi_cmd *cmd)
+{
+	t->cmd = cmd;
+	t->timed_out = false;
+	t->tmo_stage = 0;
+	t->cycle++;
+	t->bounced = cmd->len && !in_arena(c, cmd->buf, cmd->len, &t->iova);
+	if (t->bounced) {
+		t->iova = t->bounce_off;
+		if (cmd->dir == HBK_DIR_WRITE)
+			memcpy(c->region.arena + t->bounce_off, cmd->buf, cmd->len);
+	} else if (!cmd->len) {
+		t->iova = 0;
+	}
+	struct hbk_task *k = c->bundled ? &c->region.cmds[t->index] : &t->t;
+	memset(k, 0, sizeof(*k));
+	k->version = HBK_TASK_VERSION;
+	k->target_id = cmd->lun ? cmd->lun->info.target : cmd->target;
+	k->controller_task_id = t->task_id;
+	k->requested_transfer_count = cmd->len;
+	k->buffer_iova = t->iova;
+	k->task_attribute = cmd->attr;
+	k->task_tag = t->task_id;
+	hbk_scsi_lun_encode(cmd->lun ? cmd->lun->info.lun : cmd->lun_id, k->lun);
+	memcpy(k->cdb, cmd->cdb, cmd->cdb_len);
+	k->cdb_len = cmd->cdb_len;
+	k->direction = cmd->dir;
+	k->timeout_ms = cmd->timeout_ms ? cmd->timeout_ms : c->opts.task_timeout_ms;
+	t->deadline_ns = hbk_now_ns() + (uint64_t)k->timeout_ms * 1000000ull;
+	cmd->issued_ns = hbk_now_ns();
+}
+
+static void complete_cmd(struct hbk_scsi_cmd *cmd, uint8_t service, uint8_t status)
+{
+	memset(&cmd->result, 0, sizeof(cmd->result));
+	cmd->result.service = service;
+	cmd->result.status = status;
+	cmd->sense_len = 0;
+	cmd->done(cmd);
+}
+
+static void finish(struct hbk_ctl *c, struct htask *t);
+
+/* Hands a prepared task to the sender, or fails it if the controller is gone. */
+static void enqueue(struct hbk_ctl *c, struct htask *t)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->dead || c->closing) {
+		set_state(t, SLOT_DONE);
+		pthread_mutex_unlock(&c->lock);
+		struct hbk_scsi_cmd *cmd = t->cmd;
+		finish(c, t);
+		atomic_fetch_add(&c->st_failed, 1);
+		complete_cmd(cmd, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE, HBK_DS_DEVICE_NOT_PRESENT);
+		return;
+	}
+	c->prep[c->prep_tail++ % c->ntasks] = t->index;
+	if (c->send_waiting)
+		pthread_cond_signal(&c->send_cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+int hbk_sam_submit(struct hbk_ctl *c, struct hbk_scsi_cmd *cmd)
+{
+	unsigned l = cmd->cdb_len;
+	if ((l != 6 && l != 10 && l != 12 && l != 16) || cmd->dir > HBK_DIR_READ || !cmd->done ||
+	    (cmd->dir != HBK_DIR_NONE && (!cmd->buf || !cmd->len)) ||
+	    (cmd->dir == HBK_DIR_NONE && cmd->len) || cmd->len > c->max_transfer || cmd->attr > HBK_ATTR_ACA)
+		return -EINVAL;
+	cmd->next_wait = NULL;
+	pthread_mutex_lock(&c->lock);
+	if (c->dead || c->closing || c->stopping) {
+		pthread_mutex_unlock(&c->lock);
+		return -ENODEV;
+	}
+	if (!c->nfree) {
+		if (c->wait_tail)
+			c->wait_tail->next_wait = cmd;
+		else
+			c->wait_head = cmd;
+		c->wait_tail = cmd;
+		pthread_mutex_unlock(&c->lock);
+		return 0;
+	}
+	struct htask *t = &c->tasks[c->free_stack[--c->nfree]];
+	set_state(t, SLOT_HOST);
+	c->outstanding++;
+	pthread_mutex_unlock(&c->lock);
+	prepare(c, t, cmd);
+	enqueue(c, t);
+	return 0;
+}
+
+/* Returns a DONE task to the pool, or straight to the next waiting command. */
+static void finish(struct hbk_ctl *c, struct htask *t)
+{
+	t->cmd = NULL;
+	pthread_mutex_lock(&c->lock);
+	struct hbk_scsi_cmd *next = c->closing || c->dead ? NULL : c->wait_head;
+	if (next) {
+		c->wait_head = next->next_wait;
+		if (!c->wait_head)
+			c->wait_tail = NULL;
+		set_state(t, SLOT_HOST);
+	} else {
+		set_state(t, SLOT_FREE);
+		c->free_stack[c->nfree++] = t->index;
+		if (!--c->outstanding)
+			pthread_cond_broadcast(&c->idle_cond);
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (next) {
+		prepare(c, t, next);
+		enqueue(c, t);
+	}
+}
+
+/* ---- Completion -------------------------------------------------------------- */
+
+/* HBK-C05: the fields of a response the host relies on.  NULL if sound. */
+static const char *response_fault(const struct htask *t, const struct hbk_response *r,
+				  uint64_t requested)
+{
+	if (r->version != HBK_TASK_VERSION)
+		return "version is not 1";
+	if (r->controller_task_id != t->task_id)
+		return "controller_task_id is not the task's id";
+	if (r->bytes_transferred > requested)
+		return "bytes_transferred exceeds the requested transfer count";
+	if (r->sense_len > HBK_SENSE_MAX)
+		return "sense_len exceeds 252";
+	if (r->service_response != HBK_SR_TASK_COMPLETE &&
+	    r->service_response != HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE)
+		return "service_response is neither TASK_COMPLETE nor SERVICE_DELIVERY_OR_TARGET_FAILURE";
+	return NULL;
+}
+
+/* Completes a DONE task upstream from the driver's response. */
+static void complete_task(struct hbk_ctl *c, struct htask *t, const struct hbk_response *r)
+{
+	struct hbk_scsi_cmd *cmd = t->cmd;
+	const char *fault = response_fault(t, r, cmd->len);
+	memset(&cmd->result, 0, sizeof(cmd->result));
+	cmd->sense_len = 0;
+	if (fault) {
+		hbk_chk_violation(c, 5, "%s completion of slot %u (task id %llu): %s; response "
+				  "refused and the task failed with DeliveryFailure. Fix: fill every "
+				  "response field (hbk_drv_response_fill does)",
+				  t->path == PATH_BUNDLED ? "bundled" : "per-task", t->index,
+				  (unsigned long long)t->task_id, fault);
+		cmd->result.service = HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE;
+		cmd->result.status = HBK_DS_DELIVERY_FAILURE;
+	} else {
+		cmd->result.service = (uint8_t)r->service_response;
+		cmd->result.status = (uint8_t)r->completion_status;
+		cmd->result.bytes = r->bytes_transferred;
+		if (r->sense_len) {
+			cmd->sense_len = r->sense_len;
+			memcpy(cmd->sense, r->sense, r->sense_len);
+			hbk_scsi_sense_decode(cmd->sense, cmd->sense_len, &cmd->result);
+		}
+		if (t->bounced && cmd->dir == HBK_DIR_READ && r->bytes_transferred)
+			memcpy(cmd->buf, c->region.arena + t->bounce_off, r->bytes_transferred);
+	}
+	if (t->timed_out) {
+		cmd->result.service = HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE;
+		cmd->result.status = HBK_DS_TASK_TIMEOUT;
+	}
+	finish(c, t);
+	cmd->done(cmd);
+}
+
+static const char *path_name(unsigned p)
+{
+	return p == PATH_BUNDLED ? "the bundled path" : "the per-task path";
+}
+
+void hbk_io_bundled_completion(struct hbk_ctl *c, const struct hbk_msg_slots *m)
+{
+	if (!m->count || m->count > HBK_MAX_BUNDLE) {
+		hbk_chk_violation(c, 3, "BUNDLED_COMPLETION with %u slots (1..%u allowed); the "
+				  "message is refused", m->count, HBK_MAX_BUNDLE);
+		return;
+	}
+	struct htask *done[HBK_MAX_BUNDLE];
+	unsigned k = 0;
+	char hist[64];
+	pthread_mutex_lock(&c->lock);
+	bool quiet = c->closing;
+	for (unsigned i = 0; i < m->count; i++) {
+		unsigned idx = m->index[i];
+		if (idx >= c->ntasks) {
+			hbk_chk_violation(c, 3, "BUNDLED_COMPLETION of slot %u, out of range (the "
+					  "controller has %u slots); slot refused", idx, c->ntasks);
+			continue;
+		}
+		struct htask *t = &c->tasks[idx];
+		if (t->state != SLOT_DRIVER) {
+			if (!quiet)
+				hbk_chk_violation(c, 3, "BUNDLED_COMPLETION of slot %u, which the driver "
+						  "does not own (never issued or already completed; "
+						  "slot history %s); slot refused. Fix: complete only "
+						  "slots received in process_bundled, once each", idx,
+						  hbk_chk_history(t, hist, sizeof(hist)));
+			continue;
+		}
+		if (t->path != PATH_BUNDLED) {
+			hbk_chk_violation(c, 4, "BUNDLED_COMPLETION of slot %u, whose task arrived by %s; "
+					  "refused. Fix: complete it with hbk_drv_task_complete", idx,
+					  path_name(t->path));
+			continue;
+		}
+		set_state(t, SLOT_DONE);
+		done[k++] = t;
+	}
+	pthread_mutex_unlock(&c->lock);
+	atomic_fetch_add_explicit(&c->st_completions, k, memory_order_relaxed);
+	for (unsigned i = 0; i < k; i++) {
+		/* The driver gave the slot back: copy the response out before use
+		 * so a later stray store cannot change it under the checker. */
+		struct hbk_response r = c->region.resps[done[i]->index];
+		complete_task(c, done[i], &r);
+	}
+}
+
+/* A per-task completion, from a message or from the PROCESS_TASK reply. */
+static void parallel_done(struct hbk_ctl *c, uint32_t idx, const struct hbk_response *r,
+			  const char *via)
+{
+	if (idx >= c->ntasks) {
+		hbk_chk_violation(c, 7, "%s for task %u, which does not exist; refused", via, idx);
+		return;
+	}
+	struct htask *t = &c->tasks[idx];
+	pthread_mutex_lock(&c->lock);
+	bool quiet = c->closing;
+	if (t->state != SLOT_DRIVER) {
+		pthread_mutex_unlock(&c->lock);
+		char hist[64];
+		if (!quiet)
+			hbk_chk_violation(c, 7, "%s for task %u, which is not outstanding (completed "
+					  "twice, completed after answering the call with a final "
+					  "status, or never issued; history %s); refused", via, idx,
+					  hbk_chk_history(t, hist, sizeof(hist)));
+		return;
+	}
+	if (t->path != PATH_PER_TASK) {
+		pthread_mutex_unlock(&c->lock);
+		hbk_chk_violation(c, 4, "%s for slot %u, whose task arrived by %s; refused. Fix: "
+				  "complete bundled slots with hbk_drv_bundled_complete", via, idx,
+				  path_name(t->path));
+		return;
+	}
+	set_state(t, SLOT_DONE);
+	pthread_mutex_unlock(&c->lock);
+	atomic_fetch_add_explicit(&c->st_completions, 1, memory_order_relaxed);
+	complete_task(c, t, r);
+}
+
+void hbk_io_parallel_completion(struct hbk_ctl *c, const struct hbk_msg_completion *m)
+{
+	parallel_done(c, m->index, &m->resp, "PARALLEL_COMPLETION");
+}
+
+/* ---- The sender --------------------------------------------------------------- */
+
+/* The driver refused a call outright: the tasks never became its own. */
+static void refuse_tasks(struct hbk_ctl *c, struct htask **t, unsigned n, int err)
+{
+	hbk_log(HBK_LOG_ERR, "driver refused a call of %u task(s): %s", n, hbk_strerror(err));
+	for (unsigned i = 0; i < n; i++) {
+		pthread_mutex_lock(&c->lock);
+		bool mine = t[i]->state == SLOT_DRIVER;
+		if (mine)
+			set_state(t[i], SLOT_DONE);
+		pthread_mutex_unlock(&c->lock);
+		if (!mine)
+			continue;
+		struct hbk_scsi_cmd *cmd = t[i]->cmd;
+		finish(c, t[i]);
+		complete_cmd(cmd, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE, HBK_DS_DELIVERY_FAILURE);
+	}
+}
+
+static void send_bundled(struct hbk_ctl *c, struct htask **t, unsigned n)
+{
+	struct hbk_msg_slots m;
+	struct hbk_msg_reply r;
+	memset(&m, 0, sizeof(m));
+	hbk_msg_init(&m.hdr, HBK_MSG_PROCESS_BUNDLED, 0, sizeof(m));
+	m.count = (uint16_t)n;
+	for (unsigned i = 0; i < n; i++)
+		m.index[i] = (uint16_t)t[i]->index;
+	int err = hbk_ctl_call(c, &m, sizeof(m), -1, &r, sizeof(r));
+	if (!err && r.status)
+		refuse_tasks(c, t, n, r.status);
+}
+
+static void send_task(struct hbk_ctl *c, struct htask *t)
+{
+	struct hbk_msg_task m;
+	struct hbk_msg_task_reply r;
+	hbk_msg_init(&m.hdr, HBK_MSG_PROCESS_TASK, 0, sizeof(m));
+	m.index = t->index;
+	m.rsvd = 0;
+	m.task = t->t;
+	int err = hbk_ctl_call(c, &m, sizeof(m), -1, &r, sizeof(r));
+	if (err)
+		return;
+	if (r.status)
+		refuse_tasks(c, &t, 1, r.status);
+	else if (r.service_response != HBK_SR_REQUEST_IN_PROCESS)
+		parallel_done(c, t->index, &r.resp, "PROCESS_TASK reply");
+}
+
+void *hbk_io_sender(void *arg)
+{
+	struct hbk_ctl *c = arg;
+	struct htask *batch[HBK_MAX_BUNDLE];
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		while (c->prep_head == c->prep_tail && !c->stopping && !c->dead) {
+			c->send_waiting = true;
+			pthread_cond_wait(&c->send_cond, &c->lock);
+			c->send_waiting = false;
+		}
+		if (c->stopping || c->dead)
+			break;
+		unsigned avail = c->prep_tail - c->prep_head;
+		unsigned n = c->bundled ? HBK_MIN(avail, HBK_MAX_BUNDLE) : 1;
+		for (unsigned i = 0; i < n; i++) {
+			struct htask *t = &c->tasks[c->prep[c->prep_head++ % c->ntasks]];
+			set_state(t, SLOT_DRIVER);
+			t->path = c->bundled ? PATH_BUNDLED : PATH_PER_TASK;
+			batch[i] = t;
+		}
+		pthread_mutex_unlock(&c->lock);
+
+		atomic_fetch_add_explicit(&c->st_calls, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&c->st_tasks, n, memory_order_relaxed);
+		atomic_fetch_add_explicit(&c->st_hist[hbk_hist_bucket(n)], 1, memory_order_relaxed);
+		if (c->bundled)
+			send_bundled(c, batch, n);
+		else
+			send_task(c, batch[0]);
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* ---- Failing outstanding I/O ------------------------------------------------ */
+
+void hbk_io_fail_all(struct hbk_ctl *c, uint8_t status)
+{
+	if (!c->tasks)
+		return;
+	pthread_mutex_lock(&c->lock);
+	struct hbk_scsi_cmd *wait = c->wait_head;
+	c->wait_head = c->wait_tail = NULL;
+	struct htask **victims = malloc(c->ntasks * sizeof(*victims));
+	unsigned n = 0;
+	/* Prepared but not sent, then everything the driver holds.  A task still
+	 * being prepared on a submitting thread fails itself in enqueue(). */
+	for (; victims && c->prep_head != c->prep_tail; c->prep_head++) {
+		struct htask *t = &c->tasks[c->prep[c->prep_head % c->ntasks]];
+		set_state(t, SLOT_DONE);
+		victims[n++] = t;
+	}
+	for (uint32_t i = 0; i < c->ntasks && victims; i++) {
+		struct htask *t = &c->tasks[i];
+		if (t->state == SLOT_DRIVER) {
+			set_state(t, SLOT_DONE);
+			victims[n++] = t;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	for (unsigned i = 0; i < n; i++) {
+		struct hbk_scsi_cmd *cmd = victims[i]->cmd;
+		finish(c, victims[i]);
+		complete_cmd(cmd, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE, status);
+	}
+	atomic_fetch_add(&c->st_failed, n);
+	free(victims);
+	for (struct hbk_scsi_cmd *cmd = wait, *next; cmd; cmd = next) {
+		next = cmd->next_wait;
+		atomic_fetch_add(&c->st_failed, 1);
+		complete_cmd(cmd, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE, status);
+	}
+}
+
+/* ---- Timeouts (HBK-C11) -------------------------------------------------------- */
+
+static const unsigned tmf_of_stage[] = { 0, HBK_MSG_ABORT_TASK, HBK_MSG_LUN_RESET, HBK_MSG_TARGET_RESET };
+
+void *hbk_io_timer(void *arg)
+{
+	struct hbk_ctl *c = arg;
+	uint64_t grace = HBK_MIN(HBK_MAX((uint64_t)c->opts.task_timeout_ms, 200ull), 2000ull) * 1000000ull;
+	for (;;) {
+		pthread_mutex_lock(&c->timer_lock);
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += 50000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&c->timer_cond, &c->timer_lock, &ts);
+		pthread_mutex_unlock(&c->timer_lock);
+
+		uint64_t now = hbk_now_ns();
+		struct { uint32_t idx; uint8_t stage; uint64_t target, lun, tag; } step[16];
+		unsigned n = 0;
+		pthread_mutex_lock(&c->lock);
+		if (c->stopping || c->dead) {
+			pthread_mutex_unlock(&c->lock);
+			return NULL;
+		}
+		for (uint32_t i = 0; i < c->ntasks && n < HBK_ARRAY_SIZE(step); i++) {
+			struct htask *t = &c->tasks[i];
+			if (t->state != SLOT_DRIVER)
+				continue;
+			bool due = t->timed_out ? now - t->stage_ns > grace : now > t->deadline_ns;
+			if (!due)
+				continue;
+			if (!t->timed_out) {
+				t->timed_out = true;
+				atomic_fetch_add(&c->st_timeouts, 1);
+			}
+			t->tmo_stage++;
+			t->stage_ns = now;
+			const struct hbk_task *k = t->path == PATH_BUNDLED ? &c->region.cmds[i] : &t->t;
+			step[n].idx = i;
+			step[n].stage = t->tmo_stage;
+			step[n].target = k->target_id;
+			step[n].lun = hbk_scsi_lun_decode(k->lun);
+			step[n].tag = k->task_tag;
+			n++;
+		}
+		pthread_mutex_unlock(&c->lock);
+
+		for (unsigned i = 0; i < n; i++) {
+			if (step[i].stage >= HBK_ARRAY_SIZE(tmf_of_stage)) {
+				hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_RESPONDING,
+						      "HBK-C11 task %u was not returned after abort, LUN "
+						      "reset and target reset; the driver is declared hung "
+						      "and all outstanding I/O fails", step[i].idx);
+				return NULL;
+			}
+			unsigned type = tmf_of_stage[step[i].stage];
+			hbk_chk_violation(c, 11, "task %u (target %llu lun %llu) overran its timeout; "
+					  "escalating with %s; upstream gets TaskTimeoutOccurred",
+					  step[i].idx, (unsigned long long)step[i].target,
+					  (unsigned long long)step[i].lun, hbk_msg_name(type));
+			uint64_t a[3] = { step[i].target, step[i].lun, step[i].tag };
+			hbk_ctl_call_simple(c, type, a, 3, NULL);
+		}
+	}
+}
+
+/* ---- Blocking wrapper ------------------------------------------------------------ */
+
+struct waiter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	void (*user_done)(struct hbk_scsi_cmd *);
+	void *user_priv;
+};
+
+static void exec_done(struct hbk_scsi_cmd *cmd)
+{
+	struct waiter *w = cmd->priv;
+	pthread_mutex_lock(&w->lock);
+	w->done = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+int hbk_sam_exec(struct hbk_ctl *c, struct hbk_scsi_cmd *cmd)
+{
+	struct waiter w = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
+			    .user_done = cmd->done, .user_priv = cmd->priv };
+	cmd->done = exec_done;
+	cmd->priv = &w;
+	int err = hbk_sam_submit(c, cmd);
+	if (!err) {
+		pthread_mutex_lock(&w.lock);
+		while (!w.done)
+			pthread_cond_wait(&w.cond, &w.lock);
+		pthread_mutex_unlock(&w.lock);
+	}
+	cmd->done = w.user_done;
+	cmd->priv = w.user_priv;
+	pthread_mutex_destroy(&w.lock);
+	pthread_cond_destroy(&w.cond);
+	return err;
+}

@@ -1,0 +1,1507 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of the SCSI layer: sense building and decoding, LUN address
+ * conversion, and the block-target emulation driven CDB by CDB against a
+ * memory backend (with fault injection) and a capacity-only backend.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hbk/scsi.h"
+#include "scsi/scsi_priv.h"
+
+/* ---- Memory backend ------------------------------------------------------ */
+
+struct membe {
+	pthread_mutex_t lock;
+	uint8_t *data;
+	uint32_t block_size;
+	int fail;                 /* every call returns this when non-zero */
+	unsigned reads, writes, flushes, unmaps;
+	uint64_t last_lba, last_nblocks, unmapped;
+	bool last_fua;
+	const void *last_buf;
+};
+
+static int mem_read(void *ctx, uint64_t lba, uint32_t nblocks, void *buf)
+{
+	struct membe *m = ctx;
+	int err;
+
+	pthread_mutex_lock(&m->lock);
+	m->reads++;
+	m->last_lba = lba;
+	m->last_nblocks = nblocks;
+	m->last_buf = buf;
+	err = m->fail;
+	if (!err)
+		memcpy(buf, m->data + lba * m->block_size, (size_t)nblocks * m->block_size);
+	pthread_mutex_unlock(&m->lock);
+	return err;
+}
+
+static int mem_write(void *ctx, uint64_t lba, uint32_t nblocks, const void *buf, bool fua)
+{
+	struct membe *m = ctx;
+	int err;
+
+	pthread_mutex_lock(&m->lock);
+	m->writes++;
+	m->last_lba = lba;
+	m->last_nblocks = nblocks;
+	m->last_buf = buf;
+	m->last_fua = fua;
+	err = m->fail;
+	if (!err)
+		memcpy(m->data + lba * m->block_size, buf, (size_t)nblocks * m->block_size);
+	pthread_mutex_unlock(&m->lock);
+	return err;
+}
+
+static int mem_flush(void *ctx)
+{
+	struct membe *m = ctx;
+	int err;
+
+	pthread_mutex_lock(&m->lock);
+	m->flushes++;
+	err = m->fail;
+	pthread_mutex_unlock(&m->lock);
+	return err;
+}
+
+static int mem_unmap(void *ctx, uint64_t lba, uint64_t nblocks)
+{
+	struct membe *m = ctx;
+	int err;
+
+	pthread_mutex_lock(&m->lock);
+	m->unmaps++;
+	m->unmapped += nblocks;
+	err = m->fail;
+	if (!err)
+		memset(m->data + lba * m->block_size, 0, nblocks * m->block_size);
+	pthread_mutex_unlock(&m->lock);
+	return err;
+}
+
+static const struct hbk_scsi_backend_ops mem_ops = {
+	.read = mem_read, .write = mem_write, .flush = mem_flush, .unmap = mem_unmap,
+};
+
+/* A huge LUN that stores nothing: for capacity fields only. */
+static int null_read(void *ctx, uint64_t lba, uint32_t nblocks, void *buf)
+{
+	(void)ctx; (void)lba; (void)nblocks; (void)buf;
+	return 0;
+}
+
+static int null_write(void *ctx, uint64_t lba, uint32_t nblocks, const void *buf, bool fua)
+{
+	(void)ctx; (void)lba; (void)nblocks; (void)buf; (void)fua;
+	return 0;
+}
+
+static const struct hbk_scsi_backend_ops null_ops = { .read = null_read, .write = null_write };
+
+/* ---- Fixture: LUN 0 memory (thin), LUN 1 absent, LUN 2 huge (thick) ------ */
+
+#define MEM_BS      512u
+#define MEM_BLOCKS  1024u
+#define BIG_BS      4096u
+#define BIG_BLOCKS  (0x100000000ull + 10)
+#define BUF_LEN     (300u * MEM_BS)
+
+struct fixture {
+	struct membe be;
+	struct hbk_scsi_lun mem, big;
+	struct hbk_scsi_lun *luns[3];
+	struct hbk_scsi_target t;
+	struct hbk_scsi_reply r;
+	uint8_t buf[BUF_LEN];
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof *f);
+	struct hbk_scsi_lun_cfg mem_cfg = {
+		.vendor = "HBAKIT", .product = "MEMDISK", .revision = "1.0",
+		.serial = "SN0001", .naa = 0x6001405abcdef012ull,
+		.block_size = MEM_BS, .nblocks = MEM_BLOCKS,
+		.max_xfer_blocks = 256, .opt_xfer_blocks = 8,
+		.write_cache = true, .rotational = false,
+		.ops = &mem_ops,
+	};
+	struct hbk_scsi_lun_cfg big_cfg = {
+		.vendor = "HBAKIT", .product = "BIGDISK", .revision = "2",
+		.serial = "SN0002", .naa = 0x1234ull,
+		.block_size = BIG_BS, .nblocks = BIG_BLOCKS,
+		.rotational = true, .ops = &null_ops,
+	};
+
+	assert_non_null(f);
+	pthread_mutex_init(&f->be.lock, NULL);
+	f->be.block_size = MEM_BS;
+	f->be.data = calloc(MEM_BLOCKS, MEM_BS);
+	assert_non_null(f->be.data);
+	mem_cfg.ctx = &f->be;
+	assert_int_equal(hbk_scsi_lun_init(&f->mem, &mem_cfg), 0);
+	assert_int_equal(hbk_scsi_lun_init(&f->big, &big_cfg), 0);
+	f->luns[0] = &f->mem;
+	f->luns[1] = NULL;
+	f->luns[2] = &f->big;
+	f->t.lun_count = 3;
+	f->t.luns = f->luns;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	hbk_scsi_lun_fini(&f->mem);
+	hbk_scsi_lun_fini(&f->big);
+	pthread_mutex_destroy(&f->be.lock);
+	free(f->be.data);
+	free(f);
+	return 0;
+}
+
+/* ---- Helpers -------------------------------------------------------------- */
+
+static void run(struct fixture *f, uint64_t lun, const uint8_t *cdb, unsigned cdb_len,
+		void *buf, uint64_t buf_len, enum hbk_dir dir)
+{
+	memset(&f->r, 0xa5, sizeof f->r);
+	hbk_scsi_execute(&f->t, lun, cdb, cdb_len, buf, buf_len, dir, &f->r);
+}
+
+/* Data-in into f->buf, which is first filled with a 0xee canary. */
+static void run_in(struct fixture *f, uint64_t lun, const uint8_t *cdb, unsigned cdb_len,
+		   uint64_t buf_len)
+{
+	memset(f->buf, 0xee, sizeof f->buf);
+	run(f, lun, cdb, cdb_len, f->buf, buf_len, HBK_DIR_READ);
+}
+
+static void assert_good(const struct fixture *f)
+{
+	assert_int_equal(f->r.status, HBK_STATUS_GOOD);
+	assert_int_equal(f->r.sense_len, 0);
+}
+
+static void assert_check(const struct fixture *f, uint8_t key, uint16_t asc_ascq)
+{
+	assert_int_equal(f->r.status, HBK_STATUS_CHECK_CONDITION);
+	assert_int_equal(f->r.sense_len, 18);
+	assert_int_equal(f->r.sense[0], 0x70);
+	assert_int_equal(f->r.sense[7], 10);
+	assert_int_equal(f->r.sense[2] & 0x0f, key);
+	assert_int_equal(f->r.sense[12], asc_ascq >> 8);
+	assert_int_equal(f->r.sense[13], asc_ascq & 0xff);
+	assert_int_equal(f->r.bytes, 0);
+}
+
+static void assert_invalid_field(const struct fixture *f)
+{
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INVALID_FIELD_IN_CDB);
+}
+
+static void cdb6(uint8_t *cdb, uint8_t op, uint32_t lba, uint8_t len)
+{
+	memset(cdb, 0, 6);
+	cdb[0] = op;
+	put_be24(cdb + 1, lba);
+	cdb[4] = len;
+}
+
+static void cdb10(uint8_t *cdb, uint8_t op, uint32_t lba, uint16_t len)
+{
+	memset(cdb, 0, 10);
+	cdb[0] = op;
+	put_be32(cdb + 2, lba);
+	put_be16(cdb + 7, len);
+}
+
+static void cdb12(uint8_t *cdb, uint8_t op, uint32_t lba, uint32_t len)
+{
+	memset(cdb, 0, 12);
+	cdb[0] = op;
+	put_be32(cdb + 2, lba);
+	put_be32(cdb + 6, len);
+}
+
+static void cdb16(uint8_t *cdb, uint8_t op, uint64_t lba, uint32_t len)
+{
+	memset(cdb, 0, 16);
+	cdb[0] = op;
+	put_be64(cdb + 2, lba);
+	put_be32(cdb + 10, len);
+}
+
+static void inquiry_cdb(uint8_t *cdb, bool evpd, uint8_t page, uint16_t alloc)
+{
+	memset(cdb, 0, 6);
+	cdb[0] = HBK_SCSI_OP_INQUIRY;
+	cdb[1] = evpd;
+	cdb[2] = page;
+	put_be16(cdb + 3, alloc);
+}
+
+static void fill_pattern(uint8_t *p, size_t len, uint8_t seed)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(seed + i * 7);
+}
+
+/* ---- Sense and LUN codecs --------------------------------------------------- */
+
+static void sense_fixed_layout(void **state)
+{
+	uint8_t s[18];
+
+	(void)state;
+	memset(s, 0xff, sizeof s);
+	assert_int_equal(hbk_scsi_sense_fixed(s, HBK_SK_MEDIUM_ERROR, 0x1100), 18);
+	assert_int_equal(s[0], 0x70);
+	assert_int_equal(s[2], HBK_SK_MEDIUM_ERROR);
+	assert_int_equal(s[7], 10);
+	assert_int_equal(s[12], 0x11);
+	assert_int_equal(s[13], 0x00);
+	assert_int_equal(s[1] | s[3] | s[8] | s[14] | s[17], 0);
+}
+
+static void sense_decode_fixed(void **state)
+{
+	uint8_t s[18];
+	struct hbk_scsi_result r;
+
+	(void)state;
+	hbk_scsi_sense_fixed(s, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_LBA_OUT_OF_RANGE);
+	s[0] |= 0x80;                                   /* VALID bit */
+	assert_int_equal(hbk_scsi_sense_decode(s, sizeof s, &r), 0);
+	assert_int_equal(r.sense_key, HBK_SK_ILLEGAL_REQUEST);
+	assert_int_equal(r.asc, 0x21);
+	assert_int_equal(r.ascq, 0x00);
+}
+
+static void sense_decode_descriptor(void **state)
+{
+	const uint8_t s[8] = { 0x72, HBK_SK_UNIT_ATTENTION, 0x29, 0x01, 0, 0, 0, 0 };
+	const uint8_t deferred[8] = { 0x73, HBK_SK_HARDWARE_ERROR, 0x44, 0x00 };
+	struct hbk_scsi_result r;
+
+	(void)state;
+	assert_int_equal(hbk_scsi_sense_decode(s, sizeof s, &r), 0);
+	assert_int_equal(r.sense_key, HBK_SK_UNIT_ATTENTION);
+	assert_int_equal(r.asc, 0x29);
+	assert_int_equal(r.ascq, 0x01);
+	assert_int_equal(hbk_scsi_sense_decode(deferred, sizeof deferred, &r), 0);
+	assert_int_equal(r.sense_key, HBK_SK_HARDWARE_ERROR);
+	assert_int_equal(r.asc, 0x44);
+}
+
+static void sense_decode_rejects_short_and_foreign(void **state)
+{
+	uint8_t s[18];
+	struct hbk_scsi_result r;
+
+	(void)state;
+	hbk_scsi_sense_fixed(s, HBK_SK_MEDIUM_ERROR, 0x1100);
+	memset(&r, 0x77, sizeof r);
+	assert_int_equal(hbk_scsi_sense_decode(s, 4, &r), -EINVAL);
+	assert_int_equal(r.sense_key | r.asc | r.ascq, 0);
+	s[0] = 0x7f;
+	assert_int_equal(hbk_scsi_sense_decode(s, sizeof s, &r), -EINVAL);
+	assert_int_equal(hbk_scsi_sense_decode(NULL, 18, &r), -EINVAL);
+}
+
+static void sense_decode_fixed_without_asc(void **state)
+{
+	/* 8 bytes, additional length 0: a key but no ASC/ASCQ. */
+	const uint8_t s[8] = { 0x70, 0, HBK_SK_NOT_READY, 0, 0, 0, 0, 0 };
+	struct hbk_scsi_result r;
+
+	(void)state;
+	assert_int_equal(hbk_scsi_sense_decode(s, sizeof s, &r), 0);
+	assert_int_equal(r.sense_key, HBK_SK_NOT_READY);
+	assert_int_equal(r.asc, 0);
+	assert_int_equal(r.ascq, 0);
+}
+
+static void result_str_names(void **state)
+{
+	struct hbk_scsi_result r = { .service = HBK_SR_TASK_COMPLETE,
+				     .status = HBK_STATUS_CHECK_CONDITION,
+				     .sense_key = HBK_SK_ILLEGAL_REQUEST, .asc = 0x24 };
+	char buf[64], tiny[8];
+
+	(void)state;
+	assert_string_equal(hbk_scsi_result_str(&r, buf, sizeof buf), "ILLEGAL REQUEST/0x24/0x00");
+	r.status = HBK_STATUS_GOOD;
+	assert_string_equal(hbk_scsi_result_str(&r, buf, sizeof buf), "GOOD");
+	r.service = HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE;
+	r.status = HBK_DS_TASK_TIMEOUT;
+	assert_string_equal(hbk_scsi_result_str(&r, buf, sizeof buf), "SERVICE FAILURE/TASK TIMEOUT");
+	assert_ptr_equal(hbk_scsi_result_str(&r, tiny, sizeof tiny), tiny);
+	assert_int_equal(strlen(tiny), sizeof tiny - 1);
+}
+
+static void lun_roundtrip(void **state)
+{
+	static const uint64_t luns[] = { 0, 1, 255, 256, 1000, 16383 };
+	uint8_t a[8];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof luns / sizeof luns[0]; i++) {
+		hbk_scsi_lun_encode(luns[i], a);
+		assert_int_equal(hbk_scsi_lun_decode(a), luns[i]);
+	}
+	hbk_scsi_lun_encode(5, a);                      /* peripheral form */
+	assert_int_equal(a[0], 0x00);
+	assert_int_equal(a[1], 5);
+	hbk_scsi_lun_encode(0x123, a);                  /* flat form */
+	assert_int_equal(a[0], 0x41);
+	assert_int_equal(a[1], 0x23);
+}
+
+static void lun_decode_refuses_unserved(void **state)
+{
+	const uint8_t two_level[8] = { 0x00, 0x01, 0x00, 0x02 };
+	const uint8_t other_bus[8] = { 0x01, 0x00 };
+	const uint8_t logical_unit[8] = { 0x80, 0x01 };
+	const uint8_t flat5[8] = { 0x40, 0x05 };
+	uint8_t a[8];
+
+	(void)state;
+	assert_true(hbk_scsi_lun_decode(two_level) == UINT64_MAX);
+	assert_true(hbk_scsi_lun_decode(other_bus) == UINT64_MAX);
+	assert_true(hbk_scsi_lun_decode(logical_unit) == UINT64_MAX);
+	assert_int_equal(hbk_scsi_lun_decode(flat5), 5);
+	hbk_scsi_lun_encode(16384, a);
+	assert_true(hbk_scsi_lun_decode(a) == UINT64_MAX);
+}
+
+static void lun_init_validates(void **state)
+{
+	struct hbk_scsi_lun lun;
+	struct hbk_scsi_lun_cfg cfg = { .block_size = 512, .nblocks = 8, .ops = &null_ops };
+	const struct hbk_scsi_backend_ops no_write = { .read = null_read };
+
+	(void)state;
+	cfg.block_size = 1000;
+	assert_int_equal(hbk_scsi_lun_init(&lun, &cfg), -EINVAL);
+	cfg.block_size = 256;
+	assert_int_equal(hbk_scsi_lun_init(&lun, &cfg), -EINVAL);
+	cfg.block_size = 131072;
+	assert_int_equal(hbk_scsi_lun_init(&lun, &cfg), -EINVAL);
+	cfg.block_size = 4096;
+	cfg.nblocks = 0;
+	assert_int_equal(hbk_scsi_lun_init(&lun, &cfg), -EINVAL);
+	cfg.nblocks = 8;
+	cfg.ops = NULL;
+	assert_int_equal(hbk_scsi_lun_init(&lun, &cfg), -EINVAL);
+	cfg.ops = &no_write;
+	assert_int_equal(hbk_scsi_lun_init(&lun, &cfg), -EINVAL);
+	cfg.ops = &null_ops;
+	cfg.vendor = "ABCDEFGHIJ";                      /* too long: truncated */
+	assert_int_equal(hbk_scsi_lun_init(&lun, &cfg), 0);
+	assert_memory_equal(lun.vendor, "ABCDEFGH", 8);
+	assert_memory_equal(lun.product, "                ", 16);
+	hbk_scsi_lun_fini(&lun);
+}
+
+/* ---- Simple commands -------------------------------------------------------- */
+
+static void tur_good(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t cdb[6] = { HBK_SCSI_OP_TEST_UNIT_READY };
+
+	run(f, 0, cdb, 6, NULL, 0, HBK_DIR_NONE);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 0);
+}
+
+static void unknown_opcode(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t cdb[10] = { 0x41 };                /* WRITE SAME(10) */
+
+	run(f, 0, cdb, 10, NULL, 0, HBK_DIR_NONE);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INVALID_OPCODE);
+}
+
+static void short_cdb_refused(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[16];
+
+	cdb16(cdb, HBK_SCSI_OP_READ16, 0, 1);
+	run_in(f, 0, cdb, 10, MEM_BS);
+	assert_invalid_field(f);
+	assert_int_equal(f->be.reads, 0);
+}
+
+static void naca_refused(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6] = { HBK_SCSI_OP_TEST_UNIT_READY, 0, 0, 0, 0, 0x04 };
+
+	run(f, 0, cdb, 6, NULL, 0, HBK_DIR_NONE);
+	assert_invalid_field(f);
+}
+
+/* ---- INQUIRY ----------------------------------------------------------------- */
+
+static void inquiry_standard(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6];
+
+	inquiry_cdb(cdb, false, 0, 255);
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 96);
+	assert_int_equal(f->buf[0], 0x00);                 /* qualifier 0, direct access */
+	assert_int_equal(f->buf[2], 0x06);                 /* SPC-4 */
+	assert_int_equal(f->buf[3] & 0x0f, 2);             /* response data format */
+	assert_int_equal(f->buf[4], 96 - 5);               /* additional length */
+	assert_true(f->buf[7] & 0x02);                     /* CMDQUE */
+	assert_memory_equal(f->buf + 8, "HBAKIT  ", 8);
+	assert_memory_equal(f->buf + 16, "MEMDISK         ", 16);
+	assert_memory_equal(f->buf + 32, "1.0 ", 4);
+	assert_int_equal(f->buf[96], 0xee);                /* nothing beyond */
+}
+
+static void inquiry_truncated_to_allocation_length(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6];
+
+	inquiry_cdb(cdb, false, 0, 5);
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 5);
+	assert_int_equal(f->buf[4], 96 - 5);               /* the full length still */
+	assert_int_equal(f->buf[5], 0xee);
+}
+
+static void inquiry_never_overruns_buffer(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6];
+
+	inquiry_cdb(cdb, false, 0, 255);
+	run_in(f, 0, cdb, 6, 10);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 10);
+	assert_int_equal(f->buf[10], 0xee);
+}
+
+static void inquiry_page_without_evpd(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6];
+
+	inquiry_cdb(cdb, false, 0x80, 255);
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_invalid_field(f);
+}
+
+static void inquiry_vpd_unsupported_page(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6];
+
+	inquiry_cdb(cdb, true, 0x85, 255);
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_invalid_field(f);
+	inquiry_cdb(cdb, true, 0xb2, 255);              /* thick LUN: no LBP page */
+	run_in(f, 2, cdb, 6, sizeof f->buf);
+	assert_invalid_field(f);
+}
+
+static void inquiry_vpd_supported_pages(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t thin_pages[] = { 0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2 };
+	uint8_t cdb[6];
+
+	inquiry_cdb(cdb, true, 0x00, 255);
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->buf[1], 0x00);
+	assert_int_equal(get_be16(f->buf + 2), sizeof thin_pages);
+	assert_memory_equal(f->buf + 4, thin_pages, sizeof thin_pages);
+	assert_int_equal(f->r.bytes, 4 + sizeof thin_pages);
+	run_in(f, 2, cdb, 6, sizeof f->buf);               /* thick: no B2 */
+	assert_int_equal(get_be16(f->buf + 2), sizeof thin_pages - 1);
+}
+
+static void inquiry_vpd_serial(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6];
+
+	inquiry_cdb(cdb, true, 0x80, 255);
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->buf[1], 0x80);
+	assert_int_equal(get_be16(f->buf + 2), 6);
+	assert_memory_equal(f->buf + 4, "SN0001", 6);
+	assert_int_equal(f->r.bytes, 10);
+}
+
+static void inquiry_vpd_device_id(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t *d;
+	uint8_t cdb[6];
+
+	inquiry_cdb(cdb, true, 0x83, 255);
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->buf[1], 0x83);
+	assert_int_equal(get_be16(f->buf + 2), f->r.bytes - 4);
+	d = f->buf + 4;                                    /* NAA designator */
+	assert_int_equal(d[0] & 0x0f, 1);                  /* binary */
+	assert_int_equal((d[1] >> 4) & 0x03, 0);           /* associated with the LUN */
+	assert_int_equal(d[1] & 0x0f, 3);                  /* NAA */
+	assert_int_equal(d[3], 16);
+	assert_int_equal(d[4] >> 4, 6);                    /* NAA 6 */
+	assert_true(get_be64(d + 4) == 0x6001405abcdef012ull);
+	d += 4 + d[3];                                     /* T10 vendor id */
+	assert_int_equal(d[0] & 0x0f, 2);                  /* ASCII */
+	assert_int_equal(d[1] & 0x0f, 1);
+	assert_int_equal(d[3], 8 + 6);
+	assert_memory_equal(d + 4, "HBAKIT  SN0001", 14);
+	assert_int_equal(f->r.bytes, 4 + 20 + 18);
+}
+
+static void inquiry_vpd_device_id_forces_naa6(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6];
+
+	inquiry_cdb(cdb, true, 0x83, 255);
+	run_in(f, 2, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_true(get_be64(f->buf + 8) == (0x6ull << 60 | 0x1234));
+}
+
+static void inquiry_vpd_block_limits(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6];
+
+	inquiry_cdb(cdb, true, 0xb0, 255);
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 64);
+	assert_int_equal(get_be16(f->buf + 2), 0x3c);
+	assert_int_equal(get_be32(f->buf + 8), 256);       /* maximum transfer length */
+	assert_int_equal(get_be32(f->buf + 12), 8);        /* optimal transfer length */
+	assert_int_equal(get_be32(f->buf + 20), UINT32_MAX); /* max unmap LBA count */
+	assert_int_equal(get_be32(f->buf + 24), HBK_SCSI_MAX_UNMAP_DESC);
+	assert_true(get_be64(f->buf + 36) == 0);           /* no WRITE SAME */
+}
+
+static void inquiry_vpd_block_limits_thick(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6];
+
+	inquiry_cdb(cdb, true, 0xb0, 255);
+	run_in(f, 2, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(get_be32(f->buf + 8), 0);
+	assert_int_equal(get_be32(f->buf + 20), 0);
+	assert_int_equal(get_be32(f->buf + 24), 0);
+}
+
+static void inquiry_vpd_characteristics(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6];
+
+	inquiry_cdb(cdb, true, 0xb1, 255);
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 64);
+	assert_int_equal(get_be16(f->buf + 4), 1);         /* non-rotating */
+	run_in(f, 2, cdb, 6, sizeof f->buf);
+	assert_int_equal(get_be16(f->buf + 4), 7200);
+}
+
+static void inquiry_vpd_provisioning(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6];
+
+	inquiry_cdb(cdb, true, 0xb2, 255);
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 8);
+	assert_true(f->buf[5] & 0x80);                     /* LBPU */
+	assert_true(f->buf[5] & 0x04);                     /* LBPRZ */
+	assert_int_equal(f->buf[6] & 0x07, 2);             /* thin */
+}
+
+static void inquiry_vpd_truncated(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6];
+
+	inquiry_cdb(cdb, true, 0xb0, 12);
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 12);
+	assert_int_equal(get_be32(f->buf + 8), 256);
+	assert_int_equal(f->buf[12], 0xee);
+}
+
+/* ---- Nonexistent LUN ---------------------------------------------------------- */
+
+static void absent_lun_inquiry(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6];
+
+	inquiry_cdb(cdb, false, 0, 255);
+	for (uint64_t lun = 1; lun < 8; lun += 6) {        /* a hole and past the end */
+		run_in(f, lun, cdb, 6, sizeof f->buf);
+		assert_good(f);
+		assert_int_equal(f->buf[0], 0x7f);         /* qualifier 011b, type 1Fh */
+		assert_int_equal(f->r.bytes, 96);
+	}
+}
+
+static void absent_lun_refuses_io(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[10];
+
+	cdb10(cdb, HBK_SCSI_OP_READ10, 0, 1);
+	run_in(f, 1, cdb, 10, sizeof f->buf);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_LUN_NOT_SUPPORTED);
+	cdb[0] = HBK_SCSI_OP_TEST_UNIT_READY;
+	run(f, 99, cdb, 6, NULL, 0, HBK_DIR_NONE);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_LUN_NOT_SUPPORTED);
+	cdb[0] = 0xee;                                     /* unknown opcode too */
+	run(f, 1, cdb, 10, NULL, 0, HBK_DIR_NONE);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_LUN_NOT_SUPPORTED);
+	assert_int_equal(f->be.reads, 0);
+}
+
+static void absent_lun_request_sense(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t cdb[6] = { HBK_SCSI_OP_REQUEST_SENSE, 0, 0, 0, 18, 0 };
+
+	run_in(f, 1, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 18);
+	assert_int_equal(f->buf[2], HBK_SK_ILLEGAL_REQUEST);
+	assert_int_equal(f->buf[12], 0x25);
+}
+
+/* ---- REPORT LUNS ---------------------------------------------------------------- */
+
+static void report_luns_cdb(uint8_t *cdb, uint8_t select, uint32_t alloc)
+{
+	memset(cdb, 0, 12);
+	cdb[0] = HBK_SCSI_OP_REPORT_LUNS;
+	cdb[2] = select;
+	put_be32(cdb + 6, alloc);
+}
+
+static void report_luns_lists_present(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t lun0[8] = { 0 }, lun2[8] = { 0, 2 };
+	uint8_t cdb[12];
+
+	report_luns_cdb(cdb, 0, 4096);
+	run_in(f, 0, cdb, 12, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 8 + 16);
+	assert_int_equal(get_be32(f->buf), 16);            /* LUN LIST LENGTH */
+	assert_int_equal(get_be32(f->buf + 4), 0);
+	assert_memory_equal(f->buf + 8, lun0, 8);
+	assert_memory_equal(f->buf + 16, lun2, 8);
+}
+
+static void report_luns_from_absent_lun(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[12];
+
+	report_luns_cdb(cdb, 2, 4096);
+	run_in(f, 1, cdb, 12, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(get_be32(f->buf), 16);
+}
+
+static void report_luns_truncated(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[12];
+
+	report_luns_cdb(cdb, 0, 16);
+	run_in(f, 0, cdb, 12, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 16);
+	assert_int_equal(get_be32(f->buf), 16);            /* the whole list's length */
+	assert_int_equal(f->buf[16], 0xee);
+}
+
+static void report_luns_well_known_only(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[12];
+
+	report_luns_cdb(cdb, 1, 4096);
+	run_in(f, 0, cdb, 12, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 8);
+	assert_int_equal(get_be32(f->buf), 0);
+}
+
+static void report_luns_bad_fields(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[12];
+
+	report_luns_cdb(cdb, 0, 15);
+	run_in(f, 0, cdb, 12, sizeof f->buf);
+	assert_invalid_field(f);
+	report_luns_cdb(cdb, 3, 4096);
+	run_in(f, 0, cdb, 12, sizeof f->buf);
+	assert_invalid_field(f);
+}
+
+/* ---- READ CAPACITY ---------------------------------------------------------------- */
+
+static void read_capacity10(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t cdb[10] = { HBK_SCSI_OP_READ_CAPACITY10 };
+
+	run_in(f, 0, cdb, 10, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 8);
+	assert_int_equal(get_be32(f->buf), MEM_BLOCKS - 1);
+	assert_int_equal(get_be32(f->buf + 4), MEM_BS);
+}
+
+static void read_capacity10_saturates(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t cdb[10] = { HBK_SCSI_OP_READ_CAPACITY10 };
+
+	run_in(f, 2, cdb, 10, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(get_be32(f->buf), 0xffffffffu);
+	assert_int_equal(get_be32(f->buf + 4), BIG_BS);
+}
+
+static void read_capacity16_cdb(uint8_t *cdb, uint32_t alloc)
+{
+	memset(cdb, 0, 16);
+	cdb[0] = HBK_SCSI_OP_SERVICE_ACTION_IN16;
+	cdb[1] = HBK_SCSI_SA_READ_CAPACITY16;
+	put_be32(cdb + 10, alloc);
+}
+
+static void read_capacity16_fields(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[16];
+
+	read_capacity16_cdb(cdb, 32);
+	run_in(f, 0, cdb, 16, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 32);
+	assert_true(get_be64(f->buf) == MEM_BLOCKS - 1);
+	assert_int_equal(get_be32(f->buf + 8), MEM_BS);
+	assert_int_equal(f->buf[13] & 0x0f, 0);            /* blocks per physical exp. */
+	assert_int_equal(f->buf[14] & 0xc0, 0xc0);         /* LBPME, LBPRZ */
+	run_in(f, 2, cdb, 16, sizeof f->buf);
+	assert_true(get_be64(f->buf) == BIG_BLOCKS - 1);
+	assert_int_equal(f->buf[14] & 0xc0, 0);            /* thick */
+}
+
+static void read_capacity16_truncated(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[16];
+
+	read_capacity16_cdb(cdb, 12);
+	run_in(f, 0, cdb, 16, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 12);
+	assert_int_equal(f->buf[12], 0xee);
+}
+
+static void service_action_in_unknown(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[16];
+
+	read_capacity16_cdb(cdb, 32);
+	cdb[1] = 0x12;                                     /* GET LBA STATUS */
+	run_in(f, 0, cdb, 16, sizeof f->buf);
+	assert_invalid_field(f);
+}
+
+/* ---- READ / WRITE ------------------------------------------------------------------- */
+
+static void write10_then_read10(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[10], data[4 * MEM_BS];
+
+	fill_pattern(data, sizeof data, 3);
+	cdb10(cdb, HBK_SCSI_OP_WRITE10, 100, 4);
+	run(f, 0, cdb, 10, data, sizeof data, HBK_DIR_WRITE);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, sizeof data);
+	assert_ptr_equal(f->be.last_buf, data);            /* no intermediate copy */
+	assert_false(f->be.last_fua);
+	assert_memory_equal(f->be.data + 100 * MEM_BS, data, sizeof data);
+	cdb10(cdb, HBK_SCSI_OP_READ10, 100, 4);
+	run_in(f, 0, cdb, 10, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, sizeof data);
+	assert_ptr_equal(f->be.last_buf, f->buf);
+	assert_memory_equal(f->buf, data, sizeof data);
+}
+
+static void write12_read12(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[12], data[2 * MEM_BS];
+
+	fill_pattern(data, sizeof data, 9);
+	cdb12(cdb, HBK_SCSI_OP_WRITE12, 7, 2);
+	run(f, 0, cdb, 12, data, sizeof data, HBK_DIR_WRITE);
+	assert_good(f);
+	cdb12(cdb, HBK_SCSI_OP_READ12, 7, 2);
+	run_in(f, 0, cdb, 12, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->be.last_lba, 7);
+	assert_memory_equal(f->buf, data, sizeof data);
+}
+
+static void write16_passes_fua(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[16], data[MEM_BS];
+
+	fill_pattern(data, sizeof data, 1);
+	cdb16(cdb, HBK_SCSI_OP_WRITE16, MEM_BLOCKS - 1, 1);
+	cdb[1] = 0x08;                                     /* FUA */
+	run(f, 0, cdb, 16, data, sizeof data, HBK_DIR_WRITE);
+	assert_good(f);
+	assert_true(f->be.last_fua);
+	assert_int_equal(f->be.last_lba, MEM_BLOCKS - 1);
+}
+
+static void read6_length_zero_is_256(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6];
+
+	cdb6(cdb, HBK_SCSI_OP_READ6, 10, 0);
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->be.last_nblocks, 256);
+	assert_int_equal(f->r.bytes, 256 * MEM_BS);
+}
+
+static void write6_roundtrip(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6], data[MEM_BS];
+
+	fill_pattern(data, sizeof data, 5);
+	cdb6(cdb, HBK_SCSI_OP_WRITE6, 0x1ff, 1);
+	run(f, 0, cdb, 6, data, sizeof data, HBK_DIR_WRITE);
+	assert_good(f);
+	assert_int_equal(f->be.last_lba, 0x1ff);
+	assert_memory_equal(f->be.data + 0x1ff * MEM_BS, data, sizeof data);
+}
+
+static void read10_length_zero_moves_nothing(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[10];
+
+	cdb10(cdb, HBK_SCSI_OP_READ10, MEM_BLOCKS, 0);     /* LBA == capacity is fine */
+	run_in(f, 0, cdb, 10, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 0);
+	assert_int_equal(f->be.reads, 0);
+}
+
+static void read_out_of_range(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[16];
+
+	cdb10(cdb, HBK_SCSI_OP_READ10, MEM_BLOCKS - 1, 2);
+	run_in(f, 0, cdb, 10, sizeof f->buf);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_LBA_OUT_OF_RANGE);
+	cdb10(cdb, HBK_SCSI_OP_READ10, MEM_BLOCKS + 1, 0);
+	run_in(f, 0, cdb, 10, sizeof f->buf);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_LBA_OUT_OF_RANGE);
+	cdb16(cdb, HBK_SCSI_OP_READ16, UINT64_MAX, 2);     /* lba + len wraps */
+	run_in(f, 0, cdb, 16, sizeof f->buf);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_LBA_OUT_OF_RANGE);
+	assert_int_equal(f->be.reads, 0);
+}
+
+static void write_out_of_range(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6], data[MEM_BS];
+
+	cdb6(cdb, HBK_SCSI_OP_WRITE6, MEM_BLOCKS, 1);
+	run(f, 0, cdb, 6, data, sizeof data, HBK_DIR_WRITE);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_LBA_OUT_OF_RANGE);
+	assert_int_equal(f->be.writes, 0);
+}
+
+static void write_short_data_out(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[10], data[2 * MEM_BS];
+
+	cdb10(cdb, HBK_SCSI_OP_WRITE10, 0, 2);
+	run(f, 0, cdb, 10, data, sizeof data - 1, HBK_DIR_WRITE);
+	assert_invalid_field(f);
+	run(f, 0, cdb, 10, data, sizeof data, HBK_DIR_READ); /* no data-out at all */
+	assert_invalid_field(f);
+	assert_int_equal(f->be.writes, 0);
+}
+
+static void read_short_data_in(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[10];
+
+	cdb10(cdb, HBK_SCSI_OP_READ10, 0, 2);
+	run_in(f, 0, cdb, 10, MEM_BS);
+	assert_invalid_field(f);
+	assert_int_equal(f->be.reads, 0);
+	assert_int_equal(f->buf[0], 0xee);
+}
+
+static void transfer_above_maximum(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[10];
+
+	cdb10(cdb, HBK_SCSI_OP_READ10, 0, 257);
+	run_in(f, 0, cdb, 10, sizeof f->buf);
+	assert_invalid_field(f);
+	assert_int_equal(f->be.reads, 0);
+}
+
+static void read_protect_refused(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[10];
+
+	cdb10(cdb, HBK_SCSI_OP_READ10, 0, 1);
+	cdb[1] = 0x20;                                     /* RDPROTECT 001b */
+	run_in(f, 0, cdb, 10, sizeof f->buf);
+	assert_invalid_field(f);
+}
+
+static void read_eio_is_medium_error(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[10];
+
+	f->be.fail = -EIO;
+	cdb10(cdb, HBK_SCSI_OP_READ10, 0, 1);
+	run_in(f, 0, cdb, 10, sizeof f->buf);
+	assert_check(f, HBK_SK_MEDIUM_ERROR, HBK_ASC_UNRECOVERED_READ_ERROR);
+}
+
+static void write_eio_is_medium_error(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[10], data[MEM_BS] = { 0 };
+
+	f->be.fail = -EIO;
+	cdb10(cdb, HBK_SCSI_OP_WRITE10, 0, 1);
+	run(f, 0, cdb, 10, data, sizeof data, HBK_DIR_WRITE);
+	assert_check(f, HBK_SK_MEDIUM_ERROR, HBK_ASC_WRITE_ERROR);
+}
+
+static void backend_other_errors(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[10], data[MEM_BS] = { 0 };
+
+	f->be.fail = -ENOMEM;
+	cdb10(cdb, HBK_SCSI_OP_READ10, 0, 1);
+	run_in(f, 0, cdb, 10, sizeof f->buf);
+	assert_check(f, HBK_SK_HARDWARE_ERROR, HBK_ASC_INTERNAL_TARGET_FAILURE);
+	f->be.fail = -ENOSPC;
+	cdb10(cdb, HBK_SCSI_OP_WRITE10, 0, 1);
+	run(f, 0, cdb, 10, data, sizeof data, HBK_DIR_WRITE);
+	assert_check(f, HBK_SK_DATA_PROTECT, HBK_ASC_SPACE_ALLOC_FAILED);
+}
+
+/* ---- SYNCHRONIZE CACHE ----------------------------------------------------------------- */
+
+static void sync_cache_flushes(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[16];
+
+	cdb10(cdb, HBK_SCSI_OP_SYNC_CACHE10, 0, 0);
+	run(f, 0, cdb, 10, NULL, 0, HBK_DIR_NONE);
+	assert_good(f);
+	cdb16(cdb, HBK_SCSI_OP_SYNC_CACHE16, 10, 20);
+	run(f, 0, cdb, 16, NULL, 0, HBK_DIR_NONE);
+	assert_good(f);
+	assert_int_equal(f->be.flushes, 2);
+}
+
+static void sync_cache_out_of_range(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[16];
+
+	cdb16(cdb, HBK_SCSI_OP_SYNC_CACHE16, MEM_BLOCKS - 5, 6);
+	run(f, 0, cdb, 16, NULL, 0, HBK_DIR_NONE);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_LBA_OUT_OF_RANGE);
+	assert_int_equal(f->be.flushes, 0);
+}
+
+static void sync_cache_flush_error(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[10];
+
+	f->be.fail = -EIO;
+	cdb10(cdb, HBK_SCSI_OP_SYNC_CACHE10, 0, 0);
+	run(f, 0, cdb, 10, NULL, 0, HBK_DIR_NONE);
+	assert_check(f, HBK_SK_MEDIUM_ERROR, HBK_ASC_WRITE_ERROR);
+}
+
+/* ---- UNMAP -------------------------------------------------------------------------------- */
+
+/* Builds an UNMAP CDB and its parameter list of n descriptors in buf. */
+static size_t unmap_build(uint8_t *cdb, uint8_t *buf, const uint64_t (*desc)[2], size_t n)
+{
+	size_t len = 8 + 16 * n;
+
+	memset(cdb, 0, 10);
+	cdb[0] = HBK_SCSI_OP_UNMAP;
+	put_be16(cdb + 7, (uint16_t)len);
+	memset(buf, 0, len);
+	put_be16(buf, (uint16_t)(len - 2));
+	put_be16(buf + 2, (uint16_t)(16 * n));
+	for (size_t i = 0; i < n; i++) {
+		put_be64(buf + 8 + 16 * i, desc[i][0]);
+		put_be32(buf + 16 + 16 * i, (uint32_t)desc[i][1]);
+	}
+	return len;
+}
+
+static void unmap_calls_backend(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t desc[3][2] = { { 0, 8 }, { 100, 0 }, { MEM_BLOCKS - 4, 4 } };
+	uint8_t cdb[10];
+	size_t len;
+
+	memset(f->be.data, 0xab, (size_t)MEM_BLOCKS * MEM_BS);
+	len = unmap_build(cdb, f->buf, desc, 3);
+	run(f, 0, cdb, 10, f->buf, len, HBK_DIR_WRITE);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, len);
+	assert_int_equal(f->be.unmaps, 2);                 /* zero-length skipped */
+	assert_int_equal(f->be.unmapped, 12);
+	assert_int_equal(f->be.data[0], 0);
+	assert_int_equal(f->be.data[8 * MEM_BS], 0xab);
+}
+
+static void unmap_descriptor_out_of_range(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t desc[2][2] = { { 0, 8 }, { MEM_BLOCKS - 4, 5 } };
+	uint8_t cdb[10];
+	size_t len = unmap_build(cdb, f->buf, desc, 2);
+
+	run(f, 0, cdb, 10, f->buf, len, HBK_DIR_WRITE);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_LBA_OUT_OF_RANGE);
+	assert_int_equal(f->be.unmaps, 0);                 /* none done at all */
+}
+
+static void unmap_without_backend(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t desc[1][2] = { { 0, 8 } };
+	uint8_t cdb[10];
+	size_t len = unmap_build(cdb, f->buf, desc, 1);
+
+	run(f, 2, cdb, 10, f->buf, len, HBK_DIR_WRITE);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INVALID_OPCODE);
+}
+
+static void unmap_too_many_descriptors(void **state)
+{
+	struct fixture *f = *state;
+	static uint64_t desc[HBK_SCSI_MAX_UNMAP_DESC + 1][2];
+	uint8_t cdb[10];
+	size_t len = unmap_build(cdb, f->buf, (const uint64_t (*)[2])desc,
+				 HBK_SCSI_MAX_UNMAP_DESC + 1);
+
+	run(f, 0, cdb, 10, f->buf, len, HBK_DIR_WRITE);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INVALID_FIELD_IN_PARAM);
+	assert_int_equal(f->be.unmaps, 0);
+}
+
+static void unmap_bad_lengths(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t desc[1][2] = { { 0, 8 } };
+	uint8_t cdb[10];
+	size_t len = unmap_build(cdb, f->buf, desc, 1);
+
+	put_be16(cdb + 7, 6);                              /* shorter than the header */
+	run(f, 0, cdb, 10, f->buf, len, HBK_DIR_WRITE);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_PARAM_LIST_LENGTH_ERROR);
+	put_be16(cdb + 7, (uint16_t)len);
+	run(f, 0, cdb, 10, f->buf, len - 1, HBK_DIR_WRITE); /* data-out short */
+	assert_invalid_field(f);
+	put_be16(cdb + 7, 0);                              /* nothing to do */
+	run(f, 0, cdb, 10, NULL, 0, HBK_DIR_NONE);
+	assert_good(f);
+	assert_int_equal(f->be.unmaps, 0);
+}
+
+/* ---- MODE SENSE ------------------------------------------------------------------------------ */
+
+static void mode_sense6_cdb(uint8_t *cdb, bool dbd, uint8_t pc_page, uint8_t alloc)
+{
+	memset(cdb, 0, 6);
+	cdb[0] = HBK_SCSI_OP_MODE_SENSE6;
+	cdb[1] = dbd ? 0x08 : 0;
+	cdb[2] = pc_page;
+	cdb[4] = alloc;
+}
+
+static void mode_sense10_cdb(uint8_t *cdb, bool dbd, uint8_t pc_page, uint16_t alloc)
+{
+	memset(cdb, 0, 10);
+	cdb[0] = HBK_SCSI_OP_MODE_SENSE10;
+	cdb[1] = dbd ? 0x08 : 0;
+	cdb[2] = pc_page;
+	put_be16(cdb + 7, alloc);
+}
+
+static void mode_sense6_caching(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6];
+
+	mode_sense6_cdb(cdb, false, 0x08, 255);
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 4 + 8 + 20);
+	assert_int_equal(f->buf[0], 4 + 8 + 20 - 1);       /* mode data length */
+	assert_int_equal(f->buf[2], 0x10);                 /* DPOFUA, not WP */
+	assert_int_equal(f->buf[3], 8);                    /* block descriptor length */
+	assert_int_equal(get_be32(f->buf + 4), MEM_BLOCKS);
+	assert_int_equal(get_be24(f->buf + 9), MEM_BS);
+	assert_int_equal(f->buf[12] & 0x3f, 0x08);
+	assert_int_equal(f->buf[13], 0x12);
+	assert_true(f->buf[14] & 0x04);                    /* WCE */
+}
+
+static void mode_sense10_all_pages_dbd(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[10];
+
+	mode_sense10_cdb(cdb, true, 0x3f, 512);
+	run_in(f, 2, cdb, 10, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 8 + 20 + 12);
+	assert_int_equal(get_be16(f->buf), 8 + 20 + 12 - 2);
+	assert_int_equal(f->buf[3], 0x10);                 /* DPOFUA */
+	assert_int_equal(get_be16(f->buf + 6), 0);         /* no block descriptor */
+	assert_int_equal(f->buf[8], 0x08);
+	assert_false(f->buf[10] & 0x04);                   /* LUN 2: no write cache */
+	assert_int_equal(f->buf[28], 0x0a);
+	assert_int_equal(f->buf[29], 0x0a);
+}
+
+static void mode_sense10_block_descriptor(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[10];
+
+	mode_sense10_cdb(cdb, false, 0x0a, 512);
+	run_in(f, 2, cdb, 10, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(get_be16(f->buf + 6), 8);
+	assert_int_equal(get_be32(f->buf + 8), 0xffffffffu); /* too many blocks */
+	assert_int_equal(get_be24(f->buf + 13), BIG_BS);
+	assert_int_equal(f->buf[16], 0x0a);
+}
+
+static void mode_sense_changeable_is_zero(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t zero[18] = { 0 };
+	uint8_t cdb[6];
+
+	mode_sense6_cdb(cdb, true, 0x40 | 0x08, 255);
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 4 + 20);
+	assert_int_equal(f->buf[4], 0x08);
+	assert_int_equal(f->buf[5], 0x12);
+	assert_memory_equal(f->buf + 6, zero, 18);
+}
+
+static void mode_sense_truncated(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[6];
+
+	mode_sense6_cdb(cdb, false, 0x3f, 4);
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 4);
+	assert_int_equal(f->buf[0], 4 + 8 + 20 + 12 - 1);
+	assert_int_equal(f->buf[4], 0xee);
+}
+
+static void mode_sense_bad_page(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[10];
+
+	mode_sense6_cdb(cdb, false, 0x1c, 255);            /* not served */
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_invalid_field(f);
+	mode_sense10_cdb(cdb, false, 0x08, 255);
+	cdb[3] = 0x01;                                     /* subpage */
+	run_in(f, 0, cdb, 10, sizeof f->buf);
+	assert_invalid_field(f);
+	mode_sense6_cdb(cdb, false, 0xc0 | 0x08, 255);     /* saved values */
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_SAVING_PARAMS_NOT_SUPPORTED);
+}
+
+/* ---- REQUEST SENSE and stored sense ------------------------------------------------------------ */
+
+static void request_sense_no_sense(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t cdb[6] = { HBK_SCSI_OP_REQUEST_SENSE, 0, 0, 0, 252, 0 };
+
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 18);
+	assert_int_equal(f->buf[0], 0x70);
+	assert_int_equal(f->buf[2] & 0x0f, HBK_SK_NO_SENSE);
+	assert_int_equal(f->buf[12], 0);
+}
+
+static void check_condition_stores_sense(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t bad[6] = { 0xc5 };
+
+	run(f, 0, bad, 6, NULL, 0, HBK_DIR_NONE);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INVALID_OPCODE);
+	assert_int_equal(f->mem.sense_len, 18);
+	assert_memory_equal(f->mem.sense, f->r.sense, 18);
+}
+
+static void request_sense_returns_and_clears(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t cdb[6] = { HBK_SCSI_OP_REQUEST_SENSE, 0, 0, 0, 18, 0 };
+	uint8_t rd[10];
+
+	cdb10(rd, HBK_SCSI_OP_READ10, MEM_BLOCKS, 1);
+	run_in(f, 0, rd, 10, sizeof f->buf);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_LBA_OUT_OF_RANGE);
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->buf[2] & 0x0f, HBK_SK_ILLEGAL_REQUEST);
+	assert_int_equal(f->buf[12], 0x21);
+	run_in(f, 0, cdb, 6, sizeof f->buf);               /* cleared */
+	assert_int_equal(f->buf[2] & 0x0f, HBK_SK_NO_SENSE);
+	assert_int_equal(f->buf[12], 0);
+}
+
+static void request_sense_descriptor_format(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t cdb[6] = { HBK_SCSI_OP_REQUEST_SENSE, 0x01, 0, 0, 252, 0 };
+	const uint8_t bad[6] = { 0xc5 };
+	struct hbk_scsi_result r;
+
+	run(f, 0, bad, 6, NULL, 0, HBK_DIR_NONE);
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 8);
+	assert_int_equal(f->buf[0], 0x72);
+	assert_int_equal(hbk_scsi_sense_decode(f->buf, f->r.bytes, &r), 0);
+	assert_int_equal(r.sense_key, HBK_SK_ILLEGAL_REQUEST);
+	assert_int_equal(r.asc, 0x20);
+}
+
+/* ---- Concurrency ----------------------------------------------------------------------------------- */
+
+struct worker {
+	struct fixture *f;
+	unsigned id;
+	int failures;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	uint8_t cdb[10], out[MEM_BS], in[MEM_BS];
+	struct hbk_scsi_reply r;
+
+	for (unsigned i = 0; i < 200; i++) {
+		uint32_t lba = w->id * 200 + i;
+
+		fill_pattern(out, sizeof out, (uint8_t)(lba));
+		cdb10(cdb, HBK_SCSI_OP_WRITE10, lba, 1);
+		hbk_scsi_execute(&w->f->t, 0, cdb, 10, out, sizeof out, HBK_DIR_WRITE, &r);
+		w->failures += r.status != HBK_STATUS_GOOD;
+		cdb10(cdb, HBK_SCSI_OP_READ10, lba, 1);
+		hbk_scsi_execute(&w->f->t, 0, cdb, 10, in, sizeof in, HBK_DIR_READ, &r);
+		w->failures += r.status != HBK_STATUS_GOOD || memcmp(in, out, sizeof in);
+		cdb10(cdb, HBK_SCSI_OP_READ10, MEM_BLOCKS, 1);  /* stores sense */
+		hbk_scsi_execute(&w->f->t, 0, cdb, 10, in, sizeof in, HBK_DIR_READ, &r);
+		w->failures += r.status != HBK_STATUS_CHECK_CONDITION;
+	}
+	return NULL;
+}
+
+static void concurrent_io(void **state)
+{
+	struct fixture *f = *state;
+	struct worker w[4];
+	pthread_t th[4];
+
+	for (unsigned i = 0; i < 4; i++) {
+		w[i] = (struct worker){ .f = f, .id = i };
+		assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].failures, 0);
+	}
+	assert_int_equal(f->be.writes, 800);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(sense_fixed_layout),
+		cmocka_unit_test(sense_decode_fixed),
+		cmocka_unit_test(sense_decode_descriptor),
+		cmocka_unit_test(sense_decode_rejects_short_and_foreign),
+		cmocka_unit_test(sense_decode_fixed_without_asc),
+		cmocka_unit_test(result_str_names),
+		cmocka_unit_test(lun_roundtrip),
+		cmocka_unit_test(lun_decode_refuses_unserved),
+		cmocka_unit_test(lun_init_validates),
+		T(tur_good),
+		T(unknown_opcode),
+		T(short_cdb_refused),
+		T(naca_refused),
+		T(inquiry_standard),
+		T(inquiry_truncated_to_allocation_length),
+		T(inquiry_never_overruns_buffer),
+		T(inquiry_page_without_evpd),
+		T(inquiry_vpd_unsupported_page),
+		T(inquiry_vpd_supported_pages),
+		T(inquiry_vpd_serial),
+		T(inquiry_vpd_device_id),
+		T(inquiry_vpd_device_id_forces_naa6),
+		T(inquiry_vpd_block_limits),
+		T(inquiry_vpd_block_limits_thick),
+		T(inquiry_vpd_characteristics),
+		T(inquiry_vpd_provisioning),
+		T(inquiry_vpd_truncated),
+		T(absent_lun_inquiry),
+		T(absent_lun_refuses_io),
+		T(absent_lun_request_sense),
+		T(report_luns_lists_present),
+		T(report_luns_from_absent_lun),
+		T(report_luns_truncated),
+		T(report_luns_well_known_only),
+		T(report_luns_bad_fields),
+		T(read_capacity10),
+		T(read_capacity10_saturates),
+		T(read_capacity16_fields),
+		T(read_capacity16_truncated),
+		T(service_action_in_unknown),
+		T(write10_then_read10),
+		T(write12_read12),
+		T(write16_passes_fua),
+		T(read6_length_zero_is_256),
+		T(write6_roundtrip),
+		T(read10_length_zero_moves_nothing),
+		T(read_out_of_range),
+		T(write_out_of_range),
+		T(write_short_data_out),
+		T(read_short_data_in),
+		T(transfer_above_maximum),
+		T(read_protect_refused),
+		T(read_eio_is_medium_error),
+		T(write_eio_is_medium_error),
+		T(backend_other_errors),
+		T(sync_cache_flushes),
+		T(sync_cache_out_of_range),
+		T(sync_cache_flush_error),
+		T(unmap_calls_backend),
+		T(unmap_descriptor_out_of_range),
+		T(unmap_without_backend),
+		T(unmap_too_many_descriptors),
+		T(unmap_bad_lengths),
+		T(mode_sense6_caching),
+		T(mode_sense10_all_pages_dbd),
+		T(mode_sense10_block_descriptor),
+		T(mode_sense_changeable_is_zero),
+		T(mode_sense_truncated),
+		T(mode_sense_bad_page),
+		T(request_sense_no_sense),
+		T(check_condition_stores_sense),
+		T(request_sense_returns_and_clears),
+		T(request_sense_descriptor_format),
+		T(concurrent_io),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

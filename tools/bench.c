@@ -1,0 +1,470 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hbakit bench: fio's vocabulary against an hbakit controller.  Each job
+ * keeps iodepth block I/Os in flight on arena buffers (zero copy); a
+ * completion records its latency and issues the next I/O from the completion
+ * callback, so nothing waits between I/Os.  Prints IOPS, MiB/s, latency
+ * percentiles, calls per task, the slots-per-call histogram and CPU seconds
+ * per I/O (host and driver process), for one path or both side by side.
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/common.h"
+#include "tools/cli.h"
+
+enum rw { RW_READ, RW_WRITE, RW_RANDREAD, RW_RANDWRITE, RW_RANDRW, RW_RW };
+
+struct bench_opts {
+	struct cli_ctl ctl;
+	enum rw rw;
+	unsigned rwmixread;
+	uint64_t bs;
+	unsigned iodepth, numjobs;
+	double runtime;
+	uint64_t size;
+	unsigned lun;
+	bool json, both;
+	const char *name;
+};
+
+/* Latency histogram: 64 octaves of 16 linear sub-buckets (about 6% wide). */
+#define LAT_SUB 16
+#define LAT_BUCKETS (64 * LAT_SUB)
+
+struct result {
+	const char *mode;
+	uint64_t ios, reads, writes, errors;
+	double seconds;
+	double host_cpu, driver_cpu;
+	struct hbk_ctl_stats stats;
+	uint64_t lat[LAT_BUCKETS];
+};
+
+struct job;
+
+struct slot {
+	struct job *job;
+	struct hbk_blk_io io;
+	uint64_t rng;
+	uint64_t start_ns;
+};
+
+struct job {
+	const struct bench_opts *o;
+	struct hbk_lun *lun;
+	struct slot *slots;
+	uint64_t blocks_per_io, span_ios, first_io;
+	atomic_ullong next_seq;   /* sequential cursor */
+	atomic_ullong issued_bytes;
+	uint64_t end_ns;
+	atomic_uint inflight;
+	atomic_ullong ios, reads, writes, errors;
+	atomic_ullong *lat;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+static unsigned lat_bucket(uint64_t ns)
+{
+	if (ns < LAT_SUB)
+		return (unsigned)ns;
+	unsigned msb = 63 - (unsigned)__builtin_clzll(ns);
+	unsigned sub = (unsigned)(ns >> (msb - 4)) & (LAT_SUB - 1);
+	return (msb - 3) * LAT_SUB + sub;
+}
+
+static double lat_value(unsigned b)
+{
+	if (b < LAT_SUB)
+		return b;
+	unsigned msb = b / LAT_SUB + 3, sub = b % LAT_SUB;
+	return (double)((uint64_t)(LAT_SUB + sub) << (msb - 4)) * (1 + 0.5 / LAT_SUB);
+}
+
+static double percentile(const uint64_t *lat, uint64_t total, double p)
+{
+	uint64_t want = (uint64_t)ceil(p / 100.0 * (double)total), seen = 0;
+	for (unsigned b = 0; b < LAT_BUCKETS; b++) {
+		seen += lat[b];
+		if (seen >= want && lat[b])
+			return lat_value(b);
+	}
+	return 0;
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
+static bool is_random(enum rw rw)
+{
+	return rw == RW_RANDREAD || rw == RW_RANDWRITE || rw == RW_RANDRW;
+}
+
+/* Picks the next I/O for a slot; false when the job is done. */
+static bool next_io(struct job *j, struct slot *s)
+{
+	const struct bench_opts *o = j->o;
+	if (o->size) {
+		if (atomic_fetch_add(&j->issued_bytes, o->bs) >= o->size)
+			return false;
+	} else if (hbk_now_ns() >= j->end_ns) {
+		return false;
+	}
+	uint64_t n;
+	if (is_random(o->rw))
+		n = xorshift(&s->rng) % j->span_ios;
+	else
+		n = atomic_fetch_add(&j->next_seq, 1) % j->span_ios;
+	bool read;
+	switch (o->rw) {
+	case RW_READ: case RW_RANDREAD: read = true; break;
+	case RW_WRITE: case RW_RANDWRITE: read = false; break;
+	default: read = xorshift(&s->rng) % 100 < o->rwmixread; break;
+	}
+	s->io.op = read ? HBK_BLK_READ : HBK_BLK_WRITE;
+	s->io.lba = (j->first_io + n) * j->blocks_per_io;
+	s->io.nblocks = (uint32_t)j->blocks_per_io;
+	return true;
+}
+
+static void slot_done(struct hbk_blk_io *io);
+
+static void issue(struct job *j, struct slot *s)
+{
+	while (next_io(j, s)) {
+		s->start_ns = hbk_now_ns();
+		int err = hbk_blk_submit(&s->io);
+		if (!err)
+			return;
+		atomic_fetch_add(&j->errors, 1);
+		if (err == -ENODEV)
+			break;
+	}
+	pthread_mutex_lock(&j->lock);
+	if (atomic_fetch_sub(&j->inflight, 1) == 1)
+		pthread_cond_broadcast(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+}
+
+static void slot_done(struct hbk_blk_io *io)
+{
+	struct slot *s = io->priv;
+	struct job *j = s->job;
+	uint64_t lat = hbk_now_ns() - s->start_ns;
+	atomic_fetch_add_explicit(&j->lat[lat_bucket(lat)], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&j->ios, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(io->op == HBK_BLK_READ ? &j->reads : &j->writes, 1,
+				  memory_order_relaxed);
+	if (io->error && atomic_fetch_add(&j->errors, 1) < 5) {
+		char buf[64];
+		fprintf(stderr, "hbakit bench: I/O error at LBA %llu: %s (%s)\n",
+			(unsigned long long)io->lba, strerror(-io->error),
+			hbk_scsi_result_str(&io->result, buf, sizeof(buf)));
+	}
+	issue(j, s);
+}
+
+static double process_cpu(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static double driver_cpu(int pid)
+{
+	if (pid <= 0)
+		return 0;
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	unsigned long ut = 0, st = 0;
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+		return 0;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static int run_mode(const struct bench_opts *o, enum hbk_ctl_mode mode, struct result *res)
+{
+	struct hbk_ctl *c;
+	int err = cli_ctl_open(&o->ctl, mode, &c);
+	if (err)
+		return err;
+	memset(res, 0, sizeof(*res));
+	res->mode = hbk_ctl_bundled(c) ? "bundled" : "per-task";
+	if (o->lun >= hbk_ctl_lun_count(c)) {
+		fprintf(stderr, "hbakit bench: the controller has %u LUN(s), no LUN %u\n",
+			hbk_ctl_lun_count(c), o->lun);
+		hbk_ctl_close(c);
+		return -ENODEV;
+	}
+	struct hbk_lun *lun = hbk_ctl_lun(c, o->lun);
+	const struct hbk_lun_info *li = hbk_lun_info(lun);
+	if (!o->bs || o->bs % li->block_size) {
+		fprintf(stderr, "hbakit bench: --bs must be a multiple of the LUN's %u-byte blocks\n",
+			li->block_size);
+		hbk_ctl_close(c);
+		return -EINVAL;
+	}
+	uint64_t lun_ios = li->nblocks * li->block_size / o->bs;
+	struct job *jobs = calloc(o->numjobs, sizeof(*jobs));
+	atomic_ullong *lat = calloc(LAT_BUCKETS, sizeof(*lat));
+	err = jobs && lat && lun_ios ? 0 : -ENOMEM;
+	for (unsigned k = 0; !err && k < o->numjobs; k++) {
+		struct job *j = &jobs[k];
+		j->o = o;
+		j->lun = lun;
+		j->lat = lat;
+		j->blocks_per_io = o->bs / li->block_size;
+		/* Random jobs share the LUN; sequential jobs get a region each. */
+		j->span_ios = is_random(o->rw) ? lun_ios : HBK_MAX(lun_ios / o->numjobs, 1);
+		j->first_io = is_random(o->rw) ? 0 : k * j->span_ios;
+		pthread_mutex_init(&j->lock, NULL);
+		pthread_cond_init(&j->cond, NULL);
+		j->slots = calloc(o->iodepth, sizeof(*j->slots));
+		if (!j->slots) {
+			err = -ENOMEM;
+			break;
+		}
+		for (unsigned i = 0; i < o->iodepth; i++) {
+			struct slot *s = &j->slots[i];
+			s->job = j;
+			s->rng = 0x9e3779b97f4a7c15ull * (k * 1000 + i + 1);
+			s->io.lun = lun;
+			s->io.done = slot_done;
+			s->io.priv = s;
+			s->io.buf = hbk_ctl_buf_alloc(c, o->bs);
+			if (!s->io.buf) {
+				fprintf(stderr, "hbakit bench: arena too small for %u x %llu B buffers\n",
+					o->numjobs * o->iodepth, (unsigned long long)o->bs);
+				err = -ENOMEM;
+				break;
+			}
+			memset(s->io.buf, 0xa5 ^ (int)i, o->bs);
+		}
+	}
+	if (!err) {
+		hbk_ctl_stats_reset(c);
+		double cpu0 = process_cpu(), dcpu0 = driver_cpu(hbk_ctl_driver_pid(c));
+		uint64_t t0 = hbk_now_ns();
+		for (unsigned k = 0; k < o->numjobs; k++) {
+			jobs[k].end_ns = t0 + (uint64_t)(o->runtime * 1e9);
+			atomic_store(&jobs[k].inflight, o->iodepth);
+			for (unsigned i = 0; i < o->iodepth; i++)
+				issue(&jobs[k], &jobs[k].slots[i]);
+		}
+		for (unsigned k = 0; k < o->numjobs; k++) {
+			pthread_mutex_lock(&jobs[k].lock);
+			while (atomic_load(&jobs[k].inflight))
+				pthread_cond_wait(&jobs[k].cond, &jobs[k].lock);
+			pthread_mutex_unlock(&jobs[k].lock);
+		}
+		res->seconds = (double)(hbk_now_ns() - t0) / 1e9;
+		res->host_cpu = process_cpu() - cpu0;
+		res->driver_cpu = driver_cpu(hbk_ctl_driver_pid(c)) - dcpu0;
+		hbk_ctl_stats(c, &res->stats);
+		for (unsigned k = 0; k < o->numjobs; k++) {
+			res->ios += jobs[k].ios;
+			res->reads += jobs[k].reads;
+			res->writes += jobs[k].writes;
+			res->errors += jobs[k].errors;
+		}
+		for (unsigned b = 0; b < LAT_BUCKETS; b++)
+			res->lat[b] = lat[b];
+	}
+	for (unsigned k = 0; jobs && k < o->numjobs; k++) {
+		for (unsigned i = 0; jobs[k].slots && i < o->iodepth; i++)
+			hbk_ctl_buf_free(c, jobs[k].slots[i].io.buf);
+		free(jobs[k].slots);
+		pthread_mutex_destroy(&jobs[k].lock);
+		pthread_cond_destroy(&jobs[k].cond);
+	}
+	free(jobs);
+	free(lat);
+	hbk_ctl_close(c);
+	return err;
+}
+
+static const char *const hist_label[HBK_HIST_BUCKETS] = { "1", "2", "3-4", "5-8", "9-16", "17-32" };
+
+static void print_normal(const struct bench_opts *o, const struct result *r)
+{
+	double iops = (double)r->ios / r->seconds;
+	double calls = r->stats.tasks ? (double)r->stats.io_calls / (double)r->stats.tasks : 0;
+	printf("%s: %s bs=%llu iodepth=%u numjobs=%u\n", r->mode, o->name,
+	       (unsigned long long)o->bs, o->iodepth, o->numjobs);
+	printf("  IOPS %.0f  (read %.0f, write %.0f)  %.1f MiB/s  errors %llu  runtime %.2f s\n",
+	       iops, (double)r->reads / r->seconds, (double)r->writes / r->seconds,
+	       iops * (double)o->bs / 1048576.0, (unsigned long long)r->errors, r->seconds);
+	printf("  latency usec: p50 %.1f  p99 %.1f  p99.9 %.1f\n",
+	       percentile(r->lat, r->ios, 50) / 1e3, percentile(r->lat, r->ios, 99) / 1e3,
+	       percentile(r->lat, r->ios, 99.9) / 1e3);
+	printf("  calls per task %.3f  (%llu calls, %llu tasks, %llu completion messages)\n", calls,
+	       (unsigned long long)r->stats.io_calls, (unsigned long long)r->stats.tasks,
+	       (unsigned long long)r->stats.completion_msgs);
+	printf("  slots per call:");
+	for (unsigned b = 0; b < HBK_HIST_BUCKETS; b++)
+		printf("  %s: %llu", hist_label[b], (unsigned long long)r->stats.hist[b]);
+	printf("\n  CPU per I/O: %.2f us (host %.2f s, driver %.2f s)\n",
+	       r->ios ? (r->host_cpu + r->driver_cpu) / (double)r->ios * 1e6 : 0, r->host_cpu,
+	       r->driver_cpu);
+}
+
+static void print_json(const struct bench_opts *o, const struct result *r, bool last)
+{
+	double iops = (double)r->ios / r->seconds;
+	printf("    {\"mode\": \"%s\", \"rw\": \"%s\", \"bs\": %llu, \"iodepth\": %u, \"numjobs\": %u,\n",
+	       r->mode, o->name, (unsigned long long)o->bs, o->iodepth, o->numjobs);
+	printf("     \"ios\": %llu, \"errors\": %llu, \"seconds\": %.4f, \"iops\": %.1f, "
+	       "\"read_iops\": %.1f, \"write_iops\": %.1f, \"mib_s\": %.2f,\n",
+	       (unsigned long long)r->ios, (unsigned long long)r->errors, r->seconds, iops,
+	       (double)r->reads / r->seconds, (double)r->writes / r->seconds,
+	       iops * (double)o->bs / 1048576.0);
+	printf("     \"lat_us\": {\"p50\": %.2f, \"p99\": %.2f, \"p99.9\": %.2f},\n",
+	       percentile(r->lat, r->ios, 50) / 1e3, percentile(r->lat, r->ios, 99) / 1e3,
+	       percentile(r->lat, r->ios, 99.9) / 1e3);
+	printf("     \"calls\": %llu, \"tasks\": %llu, \"calls_per_task\": %.4f, \"slots_per_call\": {",
+	       (unsigned long long)r->stats.io_calls, (unsigned long long)r->stats.tasks,
+	       r->stats.tasks ? (double)r->stats.io_calls / (double)r->stats.tasks : 0);
+	for (unsigned b = 0; b < HBK_HIST_BUCKETS; b++)
+		printf("%s\"%s\": %llu", b ? ", " : "", hist_label[b], (unsigned long long)r->stats.hist[b]);
+	printf("},\n     \"cpu_us_per_io\": %.3f, \"host_cpu_s\": %.3f, \"driver_cpu_s\": %.3f}%s\n",
+	       r->ios ? (r->host_cpu + r->driver_cpu) / (double)r->ios * 1e6 : 0, r->host_cpu,
+	       r->driver_cpu, last ? "" : ",");
+}
+
+static void bench_usage(void)
+{
+	fprintf(stderr,
+		"usage: hbakit bench [options]\n"
+		"  --rw read|write|randread|randwrite|randrw|rw   (randread)\n"
+		"  --rwmixread PCT        reads in a mixed workload (50)\n"
+		"  --bs SIZE              block size (4k)\n"
+		"  --iodepth N            I/Os in flight per job (32)\n"
+		"  --numjobs N            jobs (1)\n"
+		"  --runtime SECONDS      (5) or --size BYTES per job\n"
+		"  --mode per-task|bundled|both   (both)\n"
+		"  --driver PATH          driver executable (the ram driver)\n"
+		"  --driver-arg K=V       option for the driver, repeatable\n"
+		"  --attach SOCKET        use a driver started with --listen\n"
+		"  --lun N                LUN index (0)\n"
+		"  --output-format normal|json\n");
+}
+
+int cli_bench(int argc, char **argv)
+{
+	struct bench_opts o = { .rw = RW_RANDREAD, .rwmixread = 50, .bs = 4096, .iodepth = 32,
+				.numjobs = 1, .runtime = 5, .both = true, .name = "randread" };
+	cli_ctl_init(&o.ctl, argv[0]);
+	static const char *const rw_names[] = { "read", "write", "randread", "randwrite", "randrw", "rw" };
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		int r = cli_ctl_option(&o.ctl, argc, argv, &i);
+		if (r < 0)
+			return 2;
+		if (r) {
+			if (!strncmp(a, "--mode", 6))
+				o.both = o.ctl.mode == HBK_MODE_AUTO;
+			continue;
+		}
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		char *eq = strchr(a, '=');
+		char key[32];
+		snprintf(key, sizeof(key), "%.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
+		if (eq)
+			v = eq + 1;
+		else if (strcmp(key, "--help"))
+			i++;
+		bool ok = v != NULL;
+		uint64_t num = 0;
+		if (!strcmp(key, "--rw")) {
+			ok = false;
+			for (unsigned k = 0; k < HBK_ARRAY_SIZE(rw_names); k++)
+				if (v && !strcmp(v, rw_names[k])) {
+					o.rw = (enum rw)k;
+					o.name = rw_names[k];
+					ok = true;
+				}
+		} else if (!strcmp(key, "--rwmixread")) {
+			ok = ok && cli_parse_size(v, &num) && num <= 100;
+			o.rwmixread = (unsigned)num;
+		} else if (!strcmp(key, "--bs")) {
+			ok = ok && cli_parse_size(v, &o.bs) && o.bs;
+		} else if (!strcmp(key, "--iodepth")) {
+			ok = ok && cli_parse_size(v, &num) && num && num <= 4096;
+			o.iodepth = (unsigned)num;
+		} else if (!strcmp(key, "--numjobs")) {
+			ok = ok && cli_parse_size(v, &num) && num && num <= 64;
+			o.numjobs = (unsigned)num;
+		} else if (!strcmp(key, "--runtime")) {
+			char *end;
+			o.runtime = v ? strtod(v, &end) : 0;
+			ok = ok && *end == 0 && o.runtime > 0;
+		} else if (!strcmp(key, "--size")) {
+			ok = ok && cli_parse_size(v, &o.size) && o.size;
+		} else if (!strcmp(key, "--lun")) {
+			ok = ok && cli_parse_size(v, &num);
+			o.lun = (unsigned)num;
+		} else if (!strcmp(key, "--output-format")) {
+			ok = ok && (!strcmp(v, "normal") || !strcmp(v, "json"));
+			o.json = ok && !strcmp(v, "json");
+		} else {
+			ok = false;
+		}
+		if (!ok) {
+			if (strcmp(key, "--help"))
+				fprintf(stderr, "hbakit bench: bad option or value: %s\n", a);
+			bench_usage();
+			return 2;
+		}
+	}
+	enum hbk_ctl_mode modes[2] = { HBK_MODE_PER_TASK, HBK_MODE_BUNDLED };
+	unsigned first = 0, last = 1;
+	if (!o.both)
+		first = last = o.ctl.mode == HBK_MODE_PER_TASK ? 0 : 1;
+	struct result res[2];
+	if (o.json)
+		printf("{\"results\": [\n");
+	for (unsigned m = first; m <= last; m++) {
+		int err = run_mode(&o, modes[m], &res[m]);
+		if (err)
+			return 1;
+		if (o.json)
+			print_json(&o, &res[m], m == last);
+		else
+			print_normal(&o, &res[m]);
+	}
+	if (o.json) {
+		printf("]");
+		if (o.both)
+			printf(", \"bundled_over_per_task\": %.3f",
+			       (double)res[1].ios / res[1].seconds / ((double)res[0].ios / res[0].seconds));
+		printf("}\n");
+	} else if (o.both) {
+		printf("bundled / per-task IOPS: %.2fx\n",
+		       (double)res[1].ios / res[1].seconds / ((double)res[0].ios / res[0].seconds));
+	}
+	return res[first].errors || res[last].errors ? 1 : 0;
+}

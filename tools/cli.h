@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared pieces of the hbakit command-line tool: the controller options every
+ * subcommand takes (--driver, --driver-arg, --attach, --mode) and the entry
+ * points of the subcommands.
+ */
+#ifndef HBK_TOOLS_CLI_H
+#define HBK_TOOLS_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hbk/host.h"
+
+#define CLI_MAX_DRIVER_ARGS 32
+
+struct cli_ctl {
+	const char *driver;
+	const char *attach;
+	const char *driver_args[CLI_MAX_DRIVER_ARGS + 1];
+	unsigned ndriver_args;
+	enum hbk_ctl_mode mode;
+};
+
+/* Sets the defaults: the ram driver installed next to this executable. */
+void cli_ctl_init(struct cli_ctl *o, const char *argv0);
+
+/* Consumes a controller option at argv[*i] (advancing *i past its value).
+ * Returns 1 if it was one, 0 if not, -1 on a bad value (message printed). */
+int cli_ctl_option(struct cli_ctl *o, int argc, char **argv, int *i);
+
+/* Opens the controller the options describe in the given mode. */
+int cli_ctl_open(const struct cli_ctl *o, enum hbk_ctl_mode mode, struct hbk_ctl **c);
+
+/* "4k", "1M", "300" -> bytes; returns false on garbage. */
+bool cli_parse_size(const char *s, uint64_t *out);
+
+int cli_bench(int argc, char **argv);
+int cli_info(int argc, char **argv);
+
+#endif /* HBK_TOOLS_CLI_H */

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# Makes sure the Debian packages hbakit builds and tests with are installed.
+# As root it installs what is missing with apt-get; otherwise it names the
+# missing packages and fails, so a build never half-works.
+set -u
+need=(build-essential pkg-config liburing-dev libisal-dev libcmocka-dev
+      nbdkit nbdkit-plugin-dev libnbd-bin fio valgrind)
+missing=()
+for p in "${need[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ]; then
+	echo "deps: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || {
+		echo "deps: apt-get install failed" >&2; exit 1; }
+else
+	echo "deps: missing Debian packages: ${missing[*]}" >&2
+	echo "deps: run as root, or: sudo apt-get install ${missing[*]}" >&2
+	exit 1
+fi

@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The hbakit command-line tool: `hbakit bench` measures a controller on the
+ * per-task and bundled paths, `hbakit info` lists its targets and LUNs.  This
+ * file holds the dispatch, the controller options all subcommands share, and
+ * `info`.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tools/cli.h"
+
+static char default_driver[PATH_MAX + 32];
+
+void cli_ctl_init(struct cli_ctl *o, const char *argv0)
+{
+	memset(o, 0, sizeof(*o));
+	/* The ram driver is built next to this executable: build/drivers/hbk-ram. */
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = 0;
+		char *slash = strrchr(self, '/');
+		if (slash)
+			*slash = 0;
+		snprintf(default_driver, sizeof(default_driver), "%s/drivers/hbk-ram", self);
+	} else {
+		snprintf(default_driver, sizeof(default_driver), "%s", argv0);
+	}
+	o->driver = default_driver;
+	o->mode = HBK_MODE_AUTO;
+}
+
+bool cli_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return false;
+	switch (*end) {
+	case 0: break;
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	case 'g': case 'G': v <<= 30; end++; break;
+	default: return false;
+	}
+	if (*end == 'i' && end[1] == 'B')
+		end += 2;
+	else if (*end == 'B')
+		end++;
+	if (*end)
+		return false;
+	*out = v;
+	return true;
+}
+
+static const char *value(int argc, char **argv, int *i, const char *name)
+{
+	size_t n = strlen(name);
+	if (strncmp(argv[*i], name, n))
+		return NULL;
+	if (argv[*i][n] == '=')
+		return argv[*i] + n + 1;
+	if (!argv[*i][n] && *i + 1 < argc)
+		return argv[++*i];
+	return NULL;
+}
+
+int cli_ctl_option(struct cli_ctl *o, int argc, char **argv, int *i)
+{
+	const char *v;
+	if ((v = value(argc, argv, i, "--driver"))) {
+		o->driver = v;
+	} else if ((v = value(argc, argv, i, "--attach"))) {
+		o->attach = v;
+		o->driver = NULL;
+	} else if ((v = value(argc, argv, i, "--driver-arg"))) {
+		if (o->ndriver_args == CLI_MAX_DRIVER_ARGS) {
+			fprintf(stderr, "hbakit: too many --driver-arg\n");
+			return -1;
+		}
+		o->driver_args[o->ndriver_args++] = v;
+	} else if ((v = value(argc, argv, i, "--mode"))) {
+		if (!strcmp(v, "per-task"))
+			o->mode = HBK_MODE_PER_TASK;
+		else if (!strcmp(v, "bundled"))
+			o->mode = HBK_MODE_BUNDLED;
+		else if (!strcmp(v, "auto") || !strcmp(v, "both"))
+			o->mode = HBK_MODE_AUTO;
+		else {
+			fprintf(stderr, "hbakit: --mode takes per-task, bundled or both\n");
+			return -1;
+		}
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
+int cli_ctl_open(const struct cli_ctl *o, enum hbk_ctl_mode mode, struct hbk_ctl **c)
+{
+	struct hbk_ctl_opts opts = {
+		.driver = o->attach ? NULL : o->driver,
+		.attach = o->attach,
+		.driver_args = o->driver_args,
+		.mode = mode,
+	};
+	int err = hbk_ctl_open(&opts, c);
+	if (err)
+		fprintf(stderr, "hbakit: cannot open the controller (%s): %s\n",
+			o->attach ? o->attach : o->driver, strerror(-err));
+	return err;
+}
+
+static void fmt_capacity(uint64_t bytes, char *buf, size_t size)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double v = (double)bytes;
+	unsigned u = 0;
+	while (v >= 1024 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, size, "%.1f %s", v, unit[u]);
+}
+
+int cli_info(int argc, char **argv)
+{
+	struct cli_ctl o;
+	cli_ctl_init(&o, argv[0]);
+	for (int i = 1; i < argc; i++) {
+		int r = cli_ctl_option(&o, argc, argv, &i);
+		if (r < 0)
+			return 2;
+		if (!r) {
+			fprintf(stderr, "usage: hbakit info [--driver PATH | --attach SOCKET] "
+				"[--driver-arg K=V]... [--mode per-task|bundled]\n");
+			return 2;
+		}
+	}
+	struct hbk_ctl *c;
+	if (cli_ctl_open(&o, o.mode, &c))
+		return 1;
+	printf("controller: driver %s, %s path\n", hbk_ctl_driver_name(c),
+	       hbk_ctl_bundled(c) ? "bundled" : "per-task");
+	printf("%-6s %-4s %-8s %-16s %-4s %-20s %-12s %-6s %s\n", "TARGET", "LUN", "VENDOR",
+	       "PRODUCT", "REV", "SERIAL", "CAPACITY", "BLOCK", "ID");
+	unsigned n = hbk_ctl_lun_count(c);
+	for (unsigned i = 0; i < n; i++) {
+		const struct hbk_lun_info *li = hbk_lun_info(hbk_ctl_lun(c, i));
+		char cap[32];
+		fmt_capacity(li->nblocks * li->block_size, cap, sizeof(cap));
+		printf("%-6llu %-4llu %-8s %-16s %-4s %-20s %-12s %-6u %s%s\n",
+		       (unsigned long long)li->target, (unsigned long long)li->lun, li->vendor,
+		       li->product, li->revision, li->serial, cap, li->block_size, li->devid,
+		       li->thin ? " (thin)" : "");
+	}
+	hbk_ctl_close(c);
+	return n ? 0 : 1;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: hbakit COMMAND [options]\n"
+		"  bench   measure a controller: per-task vs bundled path (hbakit bench --help)\n"
+		"  info    list the controller's targets and LUNs\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage();
+		return 2;
+	}
+	if (!strcmp(argv[1], "bench"))
+		return cli_bench(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "info"))
+		return cli_info(argc - 1, argv + 1);
+	usage();
+	return 2;
+}
