@@ -122,7 +122,7 @@ static bool next_io(struct job *j, struct slot *s)
 	if (o->size) {
 		if (atomic_fetch_add(&j->issued_bytes, o->bs) >= o->size)
 			return false;
-	} else if (hbk_now_ns() >= j->end_ns) {
+	} else if (hbk_coarse_ns() >= j->end_ns) {
 		return false;
 	}
 	uint64_t n;

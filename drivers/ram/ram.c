@@ -20,6 +20,9 @@
 #include "hbk/driver.h"
 #include "hbk/scsi.h"
 
+#define HBK_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define HBK_MAX(a, b) ((a) > (b) ? (a) : (b))
+
 enum path { PER_TASK, BUNDLED };
 
 struct pending {
@@ -41,6 +44,7 @@ struct ram {
 	uint64_t size;
 	uint32_t bs, ntasks;
 	uint64_t max_transfer;
+	unsigned coalesce;              /* bundled slots per completion call, 0 = adaptive */
 	struct hbk_scsi_target *targets;
 	struct ram_lun *luns;           /* ntargets * nluns */
 
@@ -120,8 +124,10 @@ static int ram_init(struct hbk_drv *d)
 	r->bs = (uint32_t)parse_size(hbk_drv_arg(d, "bs"), 512);
 	r->ntasks = (uint32_t)parse_size(hbk_drv_arg(d, "tasks"), 256);
 	r->max_transfer = parse_size(hbk_drv_arg(d, "max-transfer"), 1u << 20);
+	r->coalesce = (unsigned)parse_size(hbk_drv_arg(d, "coalesce"), 0);
 	if (!r->ntargets || r->ntargets > 64 || !r->nluns || r->nluns > 64 ||
-	    r->size < r->bs || !r->ntasks || r->ntasks > HBK_MAX_TASKS)
+	    r->size < r->bs || !r->ntasks || r->ntasks > HBK_MAX_TASKS ||
+	    r->coalesce > HBK_MAX_BUNDLE)
 		return -EINVAL;
 
 	r->aux = hbk_drv_queue_create(d, HBK_QUEUE_NAME_AUX);
@@ -147,9 +153,9 @@ static int ram_init(struct hbk_drv *d)
 			struct ram_lun *l = &r->luns[t * r->nluns + n];
 			l->size = r->size / r->bs * r->bs;
 			l->bs = r->bs;
-			/* Anonymous memory: pages cost nothing until written. */
+			/* Populated up front, as a RAM disk reserves its memory. */
 			l->mem = mmap(NULL, l->size, PROT_READ | PROT_WRITE,
-				      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+				      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_POPULATE, -1, 0);
 			if (l->mem == MAP_FAILED)
 				return -ENOMEM;
 			snprintf(l->serial, sizeof(l->serial), "RAM%04u%04u", t, n);
@@ -250,10 +256,11 @@ static void create_targets(struct hbk_drv_work *w)
 
 /* ---- I/O: both paths share one pending list and one interrupt handler ------------ */
 
-static void queue_task(struct ram *r, uint16_t index, enum path path)
+static void queue_tasks(struct ram *r, const uint16_t *index, unsigned n, enum path path)
 {
 	pthread_mutex_lock(&r->lock);
-	r->pend[r->tail++ % r->ntasks] = (struct pending){ .index = index, .path = (uint8_t)path };
+	for (unsigned i = 0; i < n; i++)
+		r->pend[r->tail++ % r->ntasks] = (struct pending){ .index = index[i], .path = (uint8_t)path };
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -271,7 +278,7 @@ static uint32_t ram_process_task(struct hbk_drv *d, const struct hbk_task *task,
 	r->tasks[index] = *task;
 	r->actions[index] = action;
 	hbk_drv_action_retain(action);
-	queue_task(r, index, PER_TASK);
+	queue_tasks(r, &index, 1, PER_TASK);
 	raise_interrupt(r);
 	return HBK_SR_REQUEST_IN_PROCESS;
 }
@@ -281,8 +288,7 @@ static void ram_process_bundled(struct hbk_drv *d, const uint16_t *index, uint16
 {
 	struct ram *r = hbk_drv_priv(d);
 	r->bundled = action; /* the same handle on every call */
-	for (uint16_t i = 0; i < count; i++)
-		queue_task(r, index[i], BUNDLED);
+	queue_tasks(r, index, count, BUNDLED);
 	raise_interrupt(r);
 }
 
@@ -308,8 +314,13 @@ static void execute(struct ram *r, const struct hbk_task *t, struct hbk_response
 			      rep.sense, rep.sense_len);
 }
 
-/* The interrupt handler: drains everything pending, completing bundled slots
- * up to 32 per call and per-task tasks one by one. */
+/*
+ * The interrupt handler: drains everything pending, completing per-task tasks
+ * one by one and bundled slots in groups.  Adaptive coalescing (the default)
+ * completes half of what was pending per call (4..32 slots): at low depth the
+ * host refills one half while the other executes, at high depth every
+ * completion call carries 32 slots.  coalesce=N fixes the group size.
+ */
 static void interrupt(struct hbk_drv_work *w)
 {
 	struct ram *r = (struct ram *)((char *)w - offsetof(struct ram, intr_work));
@@ -317,27 +328,35 @@ static void interrupt(struct hbk_drv_work *w)
 	unsigned ndone = 0;
 	for (;;) {
 		pthread_mutex_lock(&r->lock);
-		if (r->head == r->tail) {
-			pthread_mutex_unlock(&r->lock);
-			break;
-		}
-		struct pending p = r->pend[r->head++ % r->ntasks];
+		uint32_t head = r->head, tail = r->tail;
 		pthread_mutex_unlock(&r->lock);
-
-		if (p.path == BUNDLED) {
-			execute(r, &r->cmds[p.index], &r->resps[p.index]);
-			done[ndone++] = p.index;
-			if (ndone == HBK_MAX_BUNDLE) {
-				hbk_drv_bundled_complete(r->d, r->bundled, done, (uint16_t)ndone);
-				ndone = 0;
+		if (head == tail)
+			break;
+		unsigned group = r->coalesce;
+		if (!group)
+			group = HBK_MIN(HBK_MAX((tail - head) / 4, 4u), HBK_MAX_BUNDLE);
+		/* Entries head..tail stay put until head moves: only this queue
+		 * consumes, and producers never hold more than ntasks. */
+		for (; head != tail; head++) {
+			struct pending p = r->pend[head % r->ntasks];
+			if (p.path == BUNDLED) {
+				execute(r, &r->cmds[p.index], &r->resps[p.index]);
+				done[ndone++] = p.index;
+				if (ndone >= group) {
+					hbk_drv_bundled_complete(r->d, r->bundled, done, (uint16_t)ndone);
+					ndone = 0;
+				}
+			} else {
+				struct hbk_response resp;
+				struct hbk_drv_action *a = r->actions[p.index];
+				execute(r, &r->tasks[p.index], &resp);
+				hbk_drv_task_complete(r->d, a, &resp);
+				hbk_drv_action_release(a);
 			}
-		} else {
-			struct hbk_response resp;
-			struct hbk_drv_action *a = r->actions[p.index];
-			execute(r, &r->tasks[p.index], &resp);
-			hbk_drv_task_complete(r->d, a, &resp);
-			hbk_drv_action_release(a);
 		}
+		pthread_mutex_lock(&r->lock);
+		r->head = head;
+		pthread_mutex_unlock(&r->lock);
 	}
 	if (ndone)
 		hbk_drv_bundled_complete(r->d, r->bundled, done, (uint16_t)ndone);

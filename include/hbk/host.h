@@ -109,7 +109,6 @@ struct hbk_scsi_cmd {
 	uint8_t sense[HBK_SENSE_BUF];
 	/* private to the host library */
 	struct hbk_scsi_cmd *next_wait;
-	uint64_t issued_ns;
 };
 
 /*

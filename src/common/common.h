@@ -39,6 +39,14 @@ static inline uint64_t hbk_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* A cheap clock (a few ms of resolution) for deadlines, not for latency. */
+static inline uint64_t hbk_coarse_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /* Name of a message type, for logs ("PROCESS_BUNDLED"); "?" if unknown. */
 const char *hbk_msg_name(unsigned type);
 

@@ -146,8 +146,7 @@ static void prepare(struct hbk_ctl *c, struct htask *t, struct hbk_scsi_cmd *cmd
 	k->cdb_len = cmd->cdb_len;
 	k->direction = cmd->dir;
 	k->timeout_ms = cmd->timeout_ms ? cmd->timeout_ms : c->opts.task_timeout_ms;
-	t->deadline_ns = hbk_now_ns() + (uint64_t)k->timeout_ms * 1000000ull;
-	cmd->issued_ns = hbk_now_ns();
+	t->deadline_ns = hbk_coarse_ns() + (uint64_t)k->timeout_ms * 1000000ull;
 }
 
 static void complete_cmd(struct hbk_scsi_cmd *cmd, uint8_t service, uint8_t status)
@@ -161,23 +160,74 @@ static void complete_cmd(struct hbk_scsi_cmd *cmd, uint8_t service, uint8_t stat
 
 static void finish(struct hbk_ctl *c, struct htask *t);
 
-/* Hands a prepared task to the sender, or fails it if the controller is gone. */
-static void enqueue(struct hbk_ctl *c, struct htask *t)
+/*
+ * The plug.  While the event thread works through one completion message,
+ * the callbacks it runs submit new tasks; rather than waking the sender for
+ * the first of them and taking the pool lock for each, they collect here and
+ * go to the sender together when the message is done (as the Linux block
+ * layer's plug does).  Nothing waits longer than that one message.
+ */
+#define PLUG_MAX 64
+static __thread struct {
+	struct hbk_ctl *c;
+	unsigned n;
+	uint32_t index[PLUG_MAX];
+} plug;
+
+/* Hands prepared tasks to the sender, or fails them if the controller is gone. */
+static void enqueue_many(struct hbk_ctl *c, const uint32_t *index, unsigned n)
 {
 	pthread_mutex_lock(&c->lock);
 	if (c->dead || c->closing) {
-		set_state(t, SLOT_DONE);
+		for (unsigned i = 0; i < n; i++)
+			set_state(&c->tasks[index[i]], SLOT_DONE);
 		pthread_mutex_unlock(&c->lock);
-		struct hbk_scsi_cmd *cmd = t->cmd;
-		finish(c, t);
-		atomic_fetch_add(&c->st_failed, 1);
-		complete_cmd(cmd, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE, HBK_DS_DEVICE_NOT_PRESENT);
+		for (unsigned i = 0; i < n; i++) {
+			struct htask *t = &c->tasks[index[i]];
+			struct hbk_scsi_cmd *cmd = t->cmd;
+			finish(c, t);
+			atomic_fetch_add(&c->st_failed, 1);
+			complete_cmd(cmd, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE,
+				     HBK_DS_DEVICE_NOT_PRESENT);
+		}
 		return;
 	}
-	c->prep[c->prep_tail++ % c->ntasks] = t->index;
+	for (unsigned i = 0; i < n; i++)
+		c->prep[c->prep_tail++ % c->ntasks] = index[i];
 	if (c->send_waiting)
 		pthread_cond_signal(&c->send_cond);
 	pthread_mutex_unlock(&c->lock);
+}
+
+static void plug_flush(void)
+{
+	unsigned n = plug.n;
+	plug.n = 0;
+	if (n)
+		enqueue_many(plug.c, plug.index, n);
+}
+
+static void plug_start(struct hbk_ctl *c)
+{
+	plug.c = c;
+	plug.n = 0;
+}
+
+static void plug_end(void)
+{
+	plug_flush();
+	plug.c = NULL;
+}
+
+static void enqueue(struct hbk_ctl *c, struct htask *t)
+{
+	if (plug.c != c) {
+		enqueue_many(c, &t->index, 1);
+		return;
+	}
+	if (plug.n == PLUG_MAX)
+		plug_flush();
+	plug.index[plug.n++] = t->index;
 }
 
 int hbk_sam_submit(struct hbk_ctl *c, struct hbk_scsi_cmd *cmd)
@@ -335,12 +385,14 @@ void hbk_io_bundled_completion(struct hbk_ctl *c, const struct hbk_msg_slots *m)
 	}
 	pthread_mutex_unlock(&c->lock);
 	atomic_fetch_add_explicit(&c->st_completions, k, memory_order_relaxed);
+	plug_start(c);
 	for (unsigned i = 0; i < k; i++) {
 		/* The driver gave the slot back: copy the response out before use
 		 * so a later stray store cannot change it under the checker. */
 		struct hbk_response r = c->region.resps[done[i]->index];
 		complete_task(c, done[i], &r);
 	}
+	plug_end();
 }
 
 /* A per-task completion, from a message or from the PROCESS_TASK reply. */
@@ -529,7 +581,7 @@ void *hbk_io_timer(void *arg)
 		pthread_cond_timedwait(&c->timer_cond, &c->timer_lock, &ts);
 		pthread_mutex_unlock(&c->timer_lock);
 
-		uint64_t now = hbk_now_ns();
+		uint64_t now = hbk_coarse_ns();
 		struct { uint32_t idx; uint8_t stage; uint64_t target, lun, tag; } step[16];
 		unsigned n = 0;
 		pthread_mutex_lock(&c->lock);
