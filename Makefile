@@ -36,6 +36,7 @@ TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 DRV_DIRS  := $(patsubst %/,%,$(dir $(wildcard drivers/*/*.c)))
 DRV_BINS  := $(sort $(foreach d,$(DRV_DIRS),$(BUILD)/drivers/hbk-$(notdir $(d))))
 TDRV_SRC  := $(wildcard tests/drivers/*.c)
+TDRV_LIB  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/drivers/lib/*.c))
 TDRV_BINS := $(TDRV_SRC:tests/drivers/%.c=$(BUILD)/tests/drivers/%)
 TEST_SRC  := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -61,10 +62,11 @@ $(BUILD)/drivers/hbk-%: $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(basename $$(wi
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/drivers/%: $(BUILD)/tests/drivers/%.o $(BUILD)/libhbk.a
+$(BUILD)/tests/drivers/%: $(BUILD)/tests/drivers/%.o $(TDRV_LIB) $(BUILD)/libhbk.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(BUILD)/libhbk.a
+TEST_LIB  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/lib/*.c))
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_LIB) $(BUILD)/libhbk.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 # The main job: the per-task path against the bundled path on the embedded
@@ -83,4 +85,5 @@ clean:
 	rm -rf build
 
 .PHONY: all run check deps clean
+.SECONDARY:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

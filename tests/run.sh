@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 #
 # hbakit test runner.  Runs every cmocka test binary in TAP mode and every
-# shell test (tests/*.sh: exit 0 pass, 77 skip, else fail), each under a time
+# shell test (tests/test_*.sh: exit 0 pass, 77 skip, else fail), each under a time
 # limit so a hang is a failure, and ends with one line
 # "N passed, N failed, N skipped".  Exit status is non-zero on any failure.
 set -u
@@ -51,7 +51,7 @@ run_sh() {
 for bin in "$BUILD"/tests/test_*; do
 	[ -x "$bin" ] && [ -f "$bin" ] && case $bin in *.o|*.d) ;; *) run_tap "$bin" ;; esac
 done
-for t in tests/*.sh; do
+for t in tests/test_*.sh; do
 	[ -f "$t" ] && run_sh "$t"
 done
 

@@ -30,6 +30,13 @@ struct pending {
 	uint8_t path;
 };
 
+/* What the interrupt handler takes from the pending list, under its lock. */
+struct taken {
+	struct pending p;
+	struct hbk_drv_action *action;  /* per-task path */
+	struct hbk_task task;           /* per-task path: the task by value */
+};
+
 struct ram_lun {
 	uint8_t *mem;
 	uint64_t size;
@@ -63,6 +70,7 @@ struct ram {
 	pthread_mutex_t lock;           /* guards the pending list */
 	struct pending *pend;           /* ring of ntasks entries */
 	uint32_t head, tail;
+	struct taken *batch;            /* the interrupt handler's copy */
 };
 
 /* ---- Memory backend ---------------------------------------------------------- */
@@ -133,11 +141,12 @@ static int ram_init(struct hbk_drv *d)
 	r->aux = hbk_drv_queue_create(d, HBK_QUEUE_NAME_AUX);
 	r->intr = hbk_drv_queue_create(d, HBK_QUEUE_NAME_INTERRUPT);
 	r->pend = calloc(r->ntasks, sizeof(*r->pend));
+	r->batch = calloc(r->ntasks, sizeof(*r->batch));
 	r->tasks = calloc(r->ntasks, sizeof(*r->tasks));
 	r->actions = calloc(r->ntasks, sizeof(*r->actions));
 	r->targets = calloc(r->ntargets, sizeof(*r->targets));
 	r->luns = calloc((size_t)r->ntargets * r->nluns, sizeof(*r->luns));
-	if (!r->aux || !r->intr || !r->pend || !r->tasks || !r->actions || !r->targets || !r->luns)
+	if (!r->aux || !r->intr || !r->pend || !r->batch || !r->tasks || !r->actions || !r->targets || !r->luns)
 		return -ENOMEM;
 	pthread_mutex_init(&r->lock, NULL);
 	hbk_drv_work_init(&r->create_work, create_targets);
@@ -287,7 +296,12 @@ static void ram_process_bundled(struct hbk_drv *d, const uint16_t *index, uint16
 				struct hbk_drv_bundled_action *action)
 {
 	struct ram *r = hbk_drv_priv(d);
-	r->bundled = action; /* the same handle on every call */
+	/* One handle serves every bundled call: keep it from the first call and
+	 * check it never changes.  Never release it. */
+	if (!r->bundled)
+		r->bundled = action;
+	else if (r->bundled != action)
+		abort();
 	queue_tasks(r, index, count, BUNDLED);
 	raise_interrupt(r);
 }
@@ -324,21 +338,30 @@ static void execute(struct ram *r, const struct hbk_task *t, struct hbk_response
 static void interrupt(struct hbk_drv_work *w)
 {
 	struct ram *r = (struct ram *)((char *)w - offsetof(struct ram, intr_work));
+	struct taken *batch = r->batch;
 	uint16_t done[HBK_MAX_BUNDLE];
 	unsigned ndone = 0;
 	for (;;) {
+		/* Take everything pending in one go. */
 		pthread_mutex_lock(&r->lock);
-		uint32_t head = r->head, tail = r->tail;
+		unsigned n = r->tail - r->head;
+		for (unsigned i = 0; i < n; i++) {
+			struct pending p = r->pend[(r->head + i) % r->ntasks];
+			batch[i].p = p;
+			if (p.path == PER_TASK) {
+				batch[i].action = r->actions[p.index];
+				batch[i].task = r->tasks[p.index];
+			}
+		}
+		r->head = r->tail;
 		pthread_mutex_unlock(&r->lock);
-		if (head == tail)
+		if (!n)
 			break;
 		unsigned group = r->coalesce;
 		if (!group)
-			group = HBK_MIN(HBK_MAX((tail - head) / 4, 4u), HBK_MAX_BUNDLE);
-		/* Entries head..tail stay put until head moves: only this queue
-		 * consumes, and producers never hold more than ntasks. */
-		for (; head != tail; head++) {
-			struct pending p = r->pend[head % r->ntasks];
+			group = HBK_MIN(HBK_MAX(n / 4, 4u), HBK_MAX_BUNDLE);
+		for (unsigned i = 0; i < n; i++) {
+			struct pending p = batch[i].p;
 			if (p.path == BUNDLED) {
 				execute(r, &r->cmds[p.index], &r->resps[p.index]);
 				done[ndone++] = p.index;
@@ -348,15 +371,12 @@ static void interrupt(struct hbk_drv_work *w)
 				}
 			} else {
 				struct hbk_response resp;
-				struct hbk_drv_action *a = r->actions[p.index];
-				execute(r, &r->tasks[p.index], &resp);
+				struct hbk_drv_action *a = batch[i].action;
+				execute(r, &batch[i].task, &resp);
 				hbk_drv_task_complete(r->d, a, &resp);
 				hbk_drv_action_release(a);
 			}
 		}
-		pthread_mutex_lock(&r->lock);
-		r->head = head;
-		pthread_mutex_unlock(&r->lock);
 	}
 	if (ndone)
 		hbk_drv_bundled_complete(r->d, r->bundled, done, (uint16_t)ndone);
@@ -406,6 +426,7 @@ int main(int argc, char **argv)
 	free(r.targets);
 	free(r.luns);
 	free(r.pend);
+	free(r.batch);
 	free(r.tasks);
 	free(r.actions);
 	return rc;

@@ -112,20 +112,20 @@ int hbk_blk_submit(struct hbk_blk_io *io)
 	case HBK_BLK_UNMAP: {
 		if (!li->thin)
 			return -EOPNOTSUPP;
-		uint32_t cap = li->max_unmap_blocks ? li->max_unmap_blocks : io->nblocks;
-		uint32_t ndesc = (io->nblocks + cap - 1) / cap;
+		uint64_t cap = li->max_unmap_blocks ? li->max_unmap_blocks : io->nblocks;
+		uint64_t ndesc = (io->nblocks + cap - 1) / cap;
 		if (ndesc > 64)
 			return -EINVAL;
 		uint64_t lba[64];
 		uint32_t nb[64];
 		for (uint32_t i = 0; i < ndesc; i++) {
-			lba[i] = io->lba + (uint64_t)i * cap;
-			nb[i] = HBK_MIN(cap, io->nblocks - i * cap);
+			lba[i] = io->lba + i * cap;
+			nb[i] = (uint32_t)HBK_MIN(cap, io->nblocks - i * cap);
 		}
 		uint8_t *param = malloc(UNMAP_PARAM_MAX);
 		if (!param)
 			return -ENOMEM;
-		int plen = hbk_sam_unmap_param(param, UNMAP_PARAM_MAX, lba, nb, ndesc);
+		int plen = hbk_sam_unmap_param(param, UNMAP_PARAM_MAX, lba, nb, (unsigned)ndesc);
 		io->parts = &io->one;
 		io->parts_left = 1;
 		cmd_init(&io->one, io);

@@ -139,12 +139,24 @@ static void serve_driver_call(struct hbk_ctl *c, struct ctl_msg *cm)
 
 	switch (h->type) {
 	case HBK_MSG_REPORT_CONSTRAINTS:
+		pthread_mutex_lock(&c->lock);
 		c->cons_present |= cm->m.cons.present;
 		for (unsigned k = 0; k < HBK_CONS_COUNT; k++)
 			if (cm->m.cons.present & (1u << k))
 				c->cons[k] = cm->m.cons.value[k];
+		pthread_mutex_unlock(&c->lock);
 		break;
 	case HBK_MSG_CREATE_TARGET:
+		pthread_mutex_lock(&c->lock);
+		bool started = c->started;  /* orders the reads of startup's results */
+		pthread_mutex_unlock(&c->lock);
+		if (!started) {
+			hbk_log(HBK_LOG_ERR, "CREATE_TARGET(%llu) before the controller was started; "
+				"refused (create targets once start has been called)",
+				(unsigned long long)arg[0]);
+			status = -EAGAIN;
+			break;
+		}
 		if (h->queue == HBK_QUEUE_DEFAULT) {
 			hbk_chk_violation(c, 2, "CREATE_TARGET(%llu) was called on the driver's Default queue: "
 					  "it would deadlock, because initialising the target and its "
@@ -385,8 +397,13 @@ static int startup(struct hbk_ctl *c)
 		hbk_log(HBK_LOG_ERR, "driver failed to initialise: %s", hbk_strerror(err));
 		return err;
 	}
+	pthread_mutex_lock(&c->lock);
+	uint32_t present = c->cons_present;
+	uint64_t cons[HBK_CONS_COUNT];
+	memcpy(cons, c->cons, sizeof(cons));
+	pthread_mutex_unlock(&c->lock);
 	for (unsigned k = 0; k < HBK_CONS_COUNT; k++)
-		if (!(c->cons_present & (1u << k))) {
+		if (!(present & (1u << k))) {
 			hbk_chk_violation(c, 8, "the driver did not report the HBA constraint '%s' "
 					  "before returning from initialise; start refused. Fix: call "
 					  "hbk_drv_report_constraints with every key from init_controller",
@@ -416,8 +433,8 @@ static int startup(struct hbk_ctl *c)
 			"512 B..64 MiB", (unsigned long long)c->max_transfer);
 		return -EINVAL;
 	}
-	uint64_t byte_limit = HBK_MIN(c->cons[HBK_CONS_MAX_BYTE_COUNT_READ],
-				      c->cons[HBK_CONS_MAX_BYTE_COUNT_WRITE]);
+	uint64_t byte_limit = HBK_MIN(cons[HBK_CONS_MAX_BYTE_COUNT_READ],
+				      cons[HBK_CONS_MAX_BYTE_COUNT_WRITE]);
 	if (byte_limit && byte_limit < c->max_transfer)
 		c->max_transfer = byte_limit;
 	c->max_transfer &= ~4095ull;
@@ -482,6 +499,9 @@ static int startup(struct hbk_ctl *c)
 	if (pthread_create(&c->timer, NULL, hbk_io_timer, c))
 		return -EAGAIN;
 	c->timer_up = true;
+	pthread_mutex_lock(&c->lock);
+	c->started = true;
+	pthread_mutex_unlock(&c->lock);
 	if ((err = hbk_ctl_call_simple(c, HBK_MSG_START, NULL, 0, NULL))) {
 		hbk_log(HBK_LOG_ERR, "driver failed to start: %s", hbk_strerror(err));
 		return err;
@@ -622,6 +642,9 @@ void hbk_ctl_close(struct hbk_ctl *c)
 	if (c->timer_up)
 		pthread_join(c->timer, NULL);
 
+	pthread_mutex_lock(&c->lock);
+	c->stopped = true;
+	pthread_mutex_unlock(&c->lock);
 	if (alive && c->tasks)
 		hbk_ctl_call_simple(c, HBK_MSG_STOP, NULL, 0, NULL);
 	pthread_mutex_lock(&c->lock);

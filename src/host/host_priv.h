@@ -79,6 +79,7 @@ struct hbk_ctl {
 	pthread_cond_t send_cond;
 	bool send_waiting;
 	bool dead, closing, stopping;
+	bool started, stopped;    /* START returned / STOP was sent (HBK-C10) */
 	uint32_t outstanding;     /* tasks not FREE */
 	pthread_cond_t idle_cond;
 

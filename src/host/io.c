@@ -340,6 +340,17 @@ static void complete_task(struct hbk_ctl *c, struct htask *t, const struct hbk_r
 	cmd->done(cmd);
 }
 
+/* HBK-C10: completions only between START and STOP.  Under c->lock. */
+static bool out_of_life(struct hbk_ctl *c, const char *via)
+{
+	if (c->started && !c->stopped)
+		return false;
+	hbk_chk_violation(c, 10, "%s %s; refused. Fix: raise no completion before the "
+			  "controller is started and none after stop", via,
+			  c->started ? "after STOP" : "before START");
+	return true;
+}
+
 static const char *path_name(unsigned p)
 {
 	return p == PATH_BUNDLED ? "the bundled path" : "the per-task path";
@@ -356,6 +367,10 @@ void hbk_io_bundled_completion(struct hbk_ctl *c, const struct hbk_msg_slots *m)
 	unsigned k = 0;
 	char hist[64];
 	pthread_mutex_lock(&c->lock);
+	if (out_of_life(c, "BUNDLED_COMPLETION")) {
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
 	bool quiet = c->closing;
 	for (unsigned i = 0; i < m->count; i++) {
 		unsigned idx = m->index[i];
@@ -399,12 +414,17 @@ void hbk_io_bundled_completion(struct hbk_ctl *c, const struct hbk_msg_slots *m)
 static void parallel_done(struct hbk_ctl *c, uint32_t idx, const struct hbk_response *r,
 			  const char *via)
 {
+	pthread_mutex_lock(&c->lock);
+	if (out_of_life(c, via)) {
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
 	if (idx >= c->ntasks) {
+		pthread_mutex_unlock(&c->lock);
 		hbk_chk_violation(c, 7, "%s for task %u, which does not exist; refused", via, idx);
 		return;
 	}
 	struct htask *t = &c->tasks[idx];
-	pthread_mutex_lock(&c->lock);
 	bool quiet = c->closing;
 	if (t->state != SLOT_DRIVER) {
 		pthread_mutex_unlock(&c->lock);
@@ -468,15 +488,13 @@ static void send_bundled(struct hbk_ctl *c, struct htask **t, unsigned n)
 		refuse_tasks(c, t, n, r.status);
 }
 
-static void send_task(struct hbk_ctl *c, struct htask *t)
+/* m holds the task, copied while the pool lock handed it over: once the call
+ * is out the task may complete and be reused before this returns. */
+static void send_task(struct hbk_ctl *c, struct htask *t, struct hbk_msg_task *m)
 {
-	struct hbk_msg_task m;
 	struct hbk_msg_task_reply r;
-	hbk_msg_init(&m.hdr, HBK_MSG_PROCESS_TASK, 0, sizeof(m));
-	m.index = t->index;
-	m.rsvd = 0;
-	m.task = t->t;
-	int err = hbk_ctl_call(c, &m, sizeof(m), -1, &r, sizeof(r));
+	hbk_msg_init(&m->hdr, HBK_MSG_PROCESS_TASK, 0, sizeof(*m));
+	int err = hbk_ctl_call(c, m, sizeof(*m), -1, &r, sizeof(r));
 	if (err)
 		return;
 	if (r.status)
@@ -489,6 +507,7 @@ void *hbk_io_sender(void *arg)
 {
 	struct hbk_ctl *c = arg;
 	struct htask *batch[HBK_MAX_BUNDLE];
+	struct hbk_msg_task one;
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		while (c->prep_head == c->prep_tail && !c->stopping && !c->dead) {
@@ -506,6 +525,11 @@ void *hbk_io_sender(void *arg)
 			t->path = c->bundled ? PATH_BUNDLED : PATH_PER_TASK;
 			batch[i] = t;
 		}
+		if (!c->bundled) {
+			one.index = batch[0]->index;
+			one.rsvd = 0;
+			one.task = batch[0]->t;
+		}
 		pthread_mutex_unlock(&c->lock);
 
 		atomic_fetch_add_explicit(&c->st_calls, 1, memory_order_relaxed);
@@ -514,7 +538,7 @@ void *hbk_io_sender(void *arg)
 		if (c->bundled)
 			send_bundled(c, batch, n);
 		else
-			send_task(c, batch[0]);
+			send_task(c, batch[0], &one);
 		pthread_mutex_lock(&c->lock);
 	}
 	pthread_mutex_unlock(&c->lock);

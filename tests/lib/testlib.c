@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Implementation of the integration-test helpers: build paths, controller
+ * opening, stderr capture and data patterns (see testlib.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/lib/testlib.h"
+
+const char *tl_path(const char *rel)
+{
+	static char buf[4][512];
+	static unsigned next;
+	char *p = buf[next++ % 4];
+	const char *build = getenv("BUILD");
+	snprintf(p, sizeof(buf[0]), "%s/%s", build && *build ? build : "build", rel);
+	return p;
+}
+
+int tl_open(const char *rel, enum hbk_ctl_mode mode, const char *const *args,
+	    uint32_t call_timeout_ms, uint32_t task_timeout_ms, struct hbk_ctl **c)
+{
+	struct hbk_ctl_opts o = {
+		.driver = tl_path(rel),
+		.driver_args = args,
+		.mode = mode,
+		.call_timeout_ms = call_timeout_ms,
+		.task_timeout_ms = task_timeout_ms,
+		.settle_ms = 3000,
+	};
+	return hbk_ctl_open(&o, c);
+}
+
+static int saved_fd = -1;
+static FILE *capture;
+static char captured[65536];
+
+void tl_capture_begin(void)
+{
+	fflush(stderr);
+	capture = tmpfile();
+	saved_fd = dup(2);
+	dup2(fileno(capture), 2);
+}
+
+const char *tl_capture_end(void)
+{
+	fflush(stderr);
+	dup2(saved_fd, 2);
+	close(saved_fd);
+	saved_fd = -1;
+	rewind(capture);
+	size_t n = fread(captured, 1, sizeof(captured) - 1, capture);
+	captured[n] = 0;
+	fclose(capture);
+	capture = NULL;
+	ssize_t w = write(2, captured, n);
+	(void)w;
+	return captured;
+}
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	return x ^ (x >> 33);
+}
+
+void tl_fill(void *buf, uint64_t lba, uint32_t nblocks, uint32_t bs, uint32_t seed)
+{
+	uint64_t *w = buf;
+	for (uint64_t b = 0; b < nblocks; b++)
+		for (uint32_t i = 0; i < bs / 8; i++)
+			w[b * (bs / 8) + i] = mix(((lba + b) << 20) ^ ((uint64_t)seed << 48) ^ i);
+}
+
+bool tl_check(const void *buf, uint64_t lba, uint32_t nblocks, uint32_t bs, uint32_t seed)
+{
+	const uint64_t *w = buf;
+	for (uint64_t b = 0; b < nblocks; b++)
+		for (uint32_t i = 0; i < bs / 8; i++)
+			if (w[b * (bs / 8) + i] != mix(((lba + b) << 20) ^ ((uint64_t)seed << 48) ^ i))
+				return false;
+	return true;
+}
+
+int tl_rw(struct hbk_lun *l, bool write, uint64_t lba, uint32_t nblocks, void *buf)
+{
+	struct hbk_blk_io io;
+	memset(&io, 0, sizeof(io));
+	io.lun = l;
+	io.op = write ? HBK_BLK_WRITE : HBK_BLK_READ;
+	io.lba = lba;
+	io.nblocks = nblocks;
+	io.buf = buf;
+	return hbk_blk_exec(&io);
+}

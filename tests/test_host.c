@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Integration tests of the host library with the ram driver as a real child
+ * process: discovery, data integrity on both paths, transfer splitting,
+ * bounce and zero-copy buffers, SCSI errors, unmap, pool exhaustion,
+ * teardown with I/O outstanding, attach mode, and the batching statistics.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/lib/testlib.h"
+
+#define RAM "drivers/hbk-ram"
+
+extern char **environ;
+
+static struct hbk_ctl *open_ram(enum hbk_ctl_mode mode, const char *const *args)
+{
+	struct hbk_ctl *c = NULL;
+	assert_int_equal(tl_open(RAM, mode, args, 0, 0, &c), 0);
+	assert_non_null(c);
+	return c;
+}
+
+static void discovery_registers_the_lun(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = open_ram(HBK_MODE_AUTO, (const char *[]){ "size=64M", NULL });
+	assert_true(hbk_ctl_bundled(c));
+	assert_int_equal(hbk_ctl_lun_count(c), 1);
+	const struct hbk_lun_info *li = hbk_lun_info(hbk_ctl_lun(c, 0));
+	assert_string_equal(li->vendor, "HBAKIT");
+	assert_string_equal(li->product, "RAM DISK");
+	assert_string_equal(li->serial, "RAM00000000");
+	assert_int_equal(li->block_size, 512);
+	assert_int_equal(li->nblocks, (64u << 20) / 512);
+	assert_true(li->thin);
+	assert_memory_equal(li->devid, "naa.6", 5);
+	assert_int_equal(li->max_xfer_bytes, 1u << 20);
+	hbk_ctl_close(c);
+}
+
+static void discovery_finds_every_target_and_lun(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = open_ram(HBK_MODE_AUTO,
+				     (const char *[]){ "targets=2", "luns=3", "size=1M", NULL });
+	/* Targets are created one after the other from the driver's queue. */
+	for (int i = 0; i < 300 && hbk_ctl_lun_count(c) < 6; i++)
+		usleep(10000);
+	assert_int_equal(hbk_ctl_lun_count(c), 6);
+	bool seen[2][3] = { { false } };
+	for (unsigned i = 0; i < 6; i++) {
+		const struct hbk_lun_info *li = hbk_lun_info(hbk_ctl_lun(c, i));
+		assert_true(li->target < 2 && li->lun < 3);
+		seen[li->target][li->lun] = true;
+	}
+	for (int t = 0; t < 2; t++)
+		for (int l = 0; l < 3; l++)
+			assert_true(seen[t][l]);
+	hbk_ctl_close(c);
+}
+
+static void pattern_roundtrip(enum hbk_ctl_mode mode)
+{
+	struct hbk_ctl *c = open_ram(mode, (const char *[]){ "size=32M", NULL });
+	assert_int_equal(hbk_ctl_bundled(c), mode != HBK_MODE_PER_TASK);
+	struct hbk_lun *l = hbk_ctl_lun(c, 0);
+	uint8_t *buf = malloc(64 * 512);
+	for (uint64_t lba = 0; lba < 4096; lba += 64) {
+		tl_fill(buf, lba, 64, 512, 7);
+		assert_int_equal(tl_rw(l, true, lba, 64, buf), 0);
+	}
+	for (uint64_t lba = 0; lba < 4096; lba += 64) {
+		memset(buf, 0, 64 * 512);
+		assert_int_equal(tl_rw(l, false, lba, 64, buf), 0);
+		assert_true(tl_check(buf, lba, 64, 512, 7));
+	}
+	free(buf);
+	hbk_ctl_close(c);
+}
+
+static void data_survives_roundtrip_bundled(void **state)
+{
+	(void)state;
+	pattern_roundtrip(HBK_MODE_BUNDLED);
+}
+
+static void data_survives_roundtrip_per_task(void **state)
+{
+	(void)state;
+	pattern_roundtrip(HBK_MODE_PER_TASK);
+}
+
+static void large_io_is_split_at_max_transfer(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = open_ram(HBK_MODE_AUTO,
+				     (const char *[]){ "size=32M", "max-transfer=64k", NULL });
+	struct hbk_lun *l = hbk_ctl_lun(c, 0);
+	assert_int_equal(hbk_lun_info(l)->max_xfer_bytes, 64 * 1024);
+	uint32_t n = (4u << 20) / 512;
+	uint8_t *buf = malloc(4u << 20);
+	tl_fill(buf, 100, n, 512, 3);
+	struct hbk_ctl_stats before, after;
+	hbk_ctl_stats(c, &before);
+	assert_int_equal(tl_rw(l, true, 100, n, buf), 0);
+	hbk_ctl_stats(c, &after);
+	assert_int_equal(after.tasks - before.tasks, 64); /* 4 MiB / 64 KiB */
+	memset(buf, 0, 4u << 20);
+	assert_int_equal(tl_rw(l, false, 100, n, buf), 0);
+	assert_true(tl_check(buf, 100, n, 512, 3));
+	free(buf);
+	hbk_ctl_close(c);
+}
+
+static void arena_buffers_are_zero_copy_and_correct(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = open_ram(HBK_MODE_AUTO, (const char *[]){ "size=8M", NULL });
+	struct hbk_lun *l = hbk_ctl_lun(c, 0);
+	uint8_t *a = hbk_ctl_buf_alloc(c, 128 * 1024);
+	uint8_t *b = hbk_ctl_buf_alloc(c, 128 * 1024);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_ptr_not_equal(a, b);
+	tl_fill(a, 9, 256, 512, 11);
+	assert_int_equal(tl_rw(l, true, 9, 256, a), 0);
+	assert_int_equal(tl_rw(l, false, 9, 256, b), 0);
+	assert_true(tl_check(b, 9, 256, 512, 11));
+	hbk_ctl_buf_free(c, a);
+	hbk_ctl_buf_free(c, b);
+	/* Freed space is reusable. */
+	void *big = hbk_ctl_buf_alloc(c, 256 * 1024);
+	assert_non_null(big);
+	hbk_ctl_buf_free(c, big);
+	hbk_ctl_close(c);
+}
+
+static void scsi_errors_come_back_as_results(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = open_ram(HBK_MODE_AUTO, (const char *[]){ "size=1M", NULL });
+	struct hbk_lun *l = hbk_ctl_lun(c, 0);
+	uint8_t buf[4096];
+	/* READ(16) past the end: ILLEGAL REQUEST / LBA OUT OF RANGE. */
+	struct hbk_scsi_cmd cmd = { .lun = l, .cdb = { 0x88 }, .cdb_len = 16, .dir = HBK_DIR_READ,
+				    .buf = buf, .len = 512 };
+	cmd.cdb[8] = 0x08;  /* LBA 2048 = first block past 1 MiB */
+	cmd.cdb[13] = 1;
+	assert_int_equal(hbk_sam_exec(c, &cmd), 0);
+	assert_int_equal(cmd.result.service, HBK_SR_TASK_COMPLETE);
+	assert_int_equal(cmd.result.status, HBK_STATUS_CHECK_CONDITION);
+	assert_int_equal(cmd.result.sense_key, HBK_SK_ILLEGAL_REQUEST);
+	assert_int_equal(cmd.result.asc, 0x21);
+	assert_int_equal(hbk_blk_errno(&cmd.result), -ENOSPC);
+	/* An opcode nobody serves: INVALID COMMAND OPERATION CODE. */
+	struct hbk_scsi_cmd bad = { .lun = l, .cdb = { 0xee }, .cdb_len = 6 };
+	assert_int_equal(hbk_sam_exec(c, &bad), 0);
+	assert_int_equal(bad.result.status, HBK_STATUS_CHECK_CONDITION);
+	assert_int_equal(bad.result.asc, 0x20);
+	/* Malformed commands never reach the driver. */
+	struct hbk_scsi_cmd odd = { .lun = l, .cdb = { 0x00 }, .cdb_len = 7 };
+	assert_int_equal(hbk_sam_exec(c, &odd), -EINVAL);
+	/* Block I/O out of range is refused before it is sent. */
+	assert_int_equal(tl_rw(l, false, 2047, 2, buf), -EINVAL);
+	hbk_ctl_close(c);
+}
+
+static void unmap_reads_back_zeroes(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = open_ram(HBK_MODE_AUTO, (const char *[]){ "size=4M", NULL });
+	struct hbk_lun *l = hbk_ctl_lun(c, 0);
+	uint8_t buf[16 * 512];
+	tl_fill(buf, 32, 16, 512, 1);
+	assert_int_equal(tl_rw(l, true, 32, 16, buf), 0);
+	struct hbk_blk_io io = { .lun = l, .op = HBK_BLK_UNMAP, .lba = 36, .nblocks = 8 };
+	assert_int_equal(hbk_blk_exec(&io), 0);
+	struct hbk_blk_io fl = { .lun = l, .op = HBK_BLK_FLUSH };
+	assert_int_equal(hbk_blk_exec(&fl), 0);
+	assert_int_equal(tl_rw(l, false, 32, 16, buf), 0);
+	assert_true(tl_check(buf, 32, 4, 512, 1));
+	for (unsigned i = 4 * 512; i < 12 * 512; i++)
+		assert_int_equal(buf[i], 0);
+	assert_true(tl_check(buf + 12 * 512, 44, 4, 512, 1));
+	hbk_ctl_close(c);
+}
+
+/* Asynchronous load: many I/Os in flight from several threads. */
+struct load {
+	struct hbk_lun *lun;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned outstanding, errors;
+};
+
+static void load_done(struct hbk_blk_io *io)
+{
+	struct load *ld = io->priv;
+	pthread_mutex_lock(&ld->lock);
+	if (io->error)
+		ld->errors++;
+	if (!--ld->outstanding)
+		pthread_cond_broadcast(&ld->cond);
+	pthread_mutex_unlock(&ld->lock);
+}
+
+static void run_load(struct load *ld, struct hbk_blk_io *io, uint8_t *data, unsigned n, bool write,
+		     unsigned first)
+{
+	ld->outstanding = n;
+	for (unsigned i = 0; i < n; i++) {
+		io[i] = (struct hbk_blk_io){ .lun = ld->lun, .op = write ? HBK_BLK_WRITE : HBK_BLK_READ,
+					     .lba = (first + i) * 8ull, .nblocks = 8,
+					     .buf = data + (size_t)i * 4096, .done = load_done, .priv = ld };
+		if (write)
+			tl_fill(io[i].buf, io[i].lba, 8, 512, 5);
+		assert_int_equal(hbk_blk_submit(&io[i]), 0);
+	}
+	pthread_mutex_lock(&ld->lock);
+	while (ld->outstanding)
+		pthread_cond_wait(&ld->cond, &ld->lock);
+	pthread_mutex_unlock(&ld->lock);
+}
+
+static void pool_exhaustion_queues_in_order(void **state)
+{
+	(void)state;
+	/* 4 pooled tasks, 512 I/Os at once: the rest wait for free tasks. */
+	struct hbk_ctl *c = open_ram(HBK_MODE_AUTO, (const char *[]){ "size=4M", "tasks=4", NULL });
+	struct load ld = { .lun = hbk_ctl_lun(c, 0), .lock = PTHREAD_MUTEX_INITIALIZER,
+			   .cond = PTHREAD_COND_INITIALIZER };
+	unsigned n = 512;
+	struct hbk_blk_io *io = calloc(n, sizeof(*io));
+	uint8_t *data = malloc((size_t)n * 4096);
+	run_load(&ld, io, data, n, true, 0);
+	assert_int_equal(ld.errors, 0);
+	memset(data, 0, (size_t)n * 4096);
+	run_load(&ld, io, data, n, false, 0);
+	assert_int_equal(ld.errors, 0);
+	for (unsigned i = 0; i < n; i++)
+		assert_true(tl_check(data + (size_t)i * 4096, i * 8ull, 8, 512, 5));
+	struct hbk_ctl_stats s;
+	hbk_ctl_stats(c, &s);
+	assert_int_equal(s.hist[5] + s.hist[4], 0); /* never more than 4 per call */
+	free(io);
+	free(data);
+	hbk_ctl_close(c);
+}
+
+static void load_batches_many_slots_per_call(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = open_ram(HBK_MODE_BUNDLED, (const char *[]){ "size=16M", NULL });
+	struct load ld = { .lun = hbk_ctl_lun(c, 0), .lock = PTHREAD_MUTEX_INITIALIZER,
+			   .cond = PTHREAD_COND_INITIALIZER };
+	unsigned n = 4096;
+	struct hbk_blk_io *io = calloc(n, sizeof(*io));
+	uint8_t *data = malloc((size_t)n * 4096);
+	hbk_ctl_stats_reset(c);
+	run_load(&ld, io, data, n, true, 0);
+	struct hbk_ctl_stats s;
+	hbk_ctl_stats(c, &s);
+	assert_int_equal(ld.errors, 0);
+	assert_int_equal(s.tasks, n);
+	/* More I/O than the 256 pooled tasks: every completion message (4+
+	 * slots from the ram driver) frees tasks for as many waiting commands,
+	 * which reach the sender together, so calls carry several slots even
+	 * when the machine is slow (sanitizers). */
+	assert_true(s.io_calls * 2 < s.tasks);
+	free(io);
+	free(data);
+	hbk_ctl_close(c);
+}
+
+static void iodepth_one_sends_one_slot_per_call(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = open_ram(HBK_MODE_BUNDLED, (const char *[]){ "size=4M", NULL });
+	struct hbk_lun *l = hbk_ctl_lun(c, 0);
+	uint8_t buf[4096];
+	hbk_ctl_stats_reset(c);
+	for (unsigned i = 0; i < 200; i++)
+		assert_int_equal(tl_rw(l, false, i * 8ull, 8, buf), 0);
+	struct hbk_ctl_stats s;
+	hbk_ctl_stats(c, &s);
+	assert_int_equal(s.tasks, 200);
+	assert_int_equal(s.hist[0], 200);
+	hbk_ctl_close(c);
+}
+
+static void close_fails_outstanding_io(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = open_ram(HBK_MODE_AUTO, (const char *[]){ "size=16M", "tasks=8", NULL });
+	struct load ld = { .lun = hbk_ctl_lun(c, 0), .lock = PTHREAD_MUTEX_INITIALIZER,
+			   .cond = PTHREAD_COND_INITIALIZER };
+	unsigned n = 1000;
+	struct hbk_blk_io *io = calloc(n, sizeof(*io));
+	uint8_t *data = malloc((size_t)n * 4096);
+	ld.outstanding = n;
+	for (unsigned i = 0; i < n; i++) {
+		io[i] = (struct hbk_blk_io){ .lun = ld.lun, .op = HBK_BLK_READ, .lba = i * 8ull,
+					     .nblocks = 8, .buf = data + (size_t)i * 4096,
+					     .done = load_done, .priv = &ld };
+		assert_int_equal(hbk_blk_submit(&io[i]), 0);
+	}
+	hbk_ctl_close(c);
+	/* Every callback ran, and what did not finish failed as DeviceNotPresent. */
+	assert_int_equal(ld.outstanding, 0);
+	unsigned failed = 0;
+	for (unsigned i = 0; i < n; i++)
+		if (io[i].error) {
+			failed++;
+			assert_int_equal(io[i].result.service, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE);
+			assert_int_equal(io[i].result.status, HBK_DS_DEVICE_NOT_PRESENT);
+			assert_int_equal(io[i].error, -ENODEV);
+		}
+	assert_true(failed == ld.errors);
+	free(io);
+	free(data);
+}
+
+static void attach_to_a_listening_driver(void **state)
+{
+	(void)state;
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/hbk-test-%d.sock", getpid());
+	pid_t pid;
+	char *argv[] = { (char *)tl_path(RAM), "--listen", path, "size=2M", NULL };
+	assert_int_equal(posix_spawn(&pid, argv[0], NULL, NULL, argv, environ), 0);
+	struct hbk_ctl *c = NULL;
+	struct hbk_ctl_opts o = { .attach = path, .settle_ms = 3000 };
+	int err = -1;
+	for (int i = 0; i < 200 && err; i++) {   /* until the driver listens */
+		err = hbk_ctl_open(&o, &c);
+		if (err)
+			usleep(10000);
+	}
+	assert_int_equal(err, 0);
+	assert_int_equal(hbk_ctl_lun_count(c), 1);
+	uint8_t buf[4096];
+	tl_fill(buf, 0, 8, 512, 2);
+	assert_int_equal(tl_rw(hbk_ctl_lun(c, 0), true, 0, 8, buf), 0);
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(tl_rw(hbk_ctl_lun(c, 0), false, 0, 8, buf), 0);
+	assert_true(tl_check(buf, 0, 8, 512, 2));
+	hbk_ctl_close(c);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);   /* the driver exits after STOP */
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void open_fails_cleanly_without_a_driver(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = NULL;
+	struct hbk_ctl_opts o = { .driver = "/nonexistent/driver" };
+	tl_capture_begin();
+	int err = hbk_ctl_open(&o, &c);
+	tl_capture_end();
+	assert_true(err < 0);
+	assert_null(c);
+	struct hbk_ctl_opts none = { 0 };
+	assert_int_equal(hbk_ctl_open(&none, &c), -EINVAL);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(discovery_registers_the_lun),
+		cmocka_unit_test(discovery_finds_every_target_and_lun),
+		cmocka_unit_test(data_survives_roundtrip_bundled),
+		cmocka_unit_test(data_survives_roundtrip_per_task),
+		cmocka_unit_test(large_io_is_split_at_max_transfer),
+		cmocka_unit_test(arena_buffers_are_zero_copy_and_correct),
+		cmocka_unit_test(scsi_errors_come_back_as_results),
+		cmocka_unit_test(unmap_reads_back_zeroes),
+		cmocka_unit_test(pool_exhaustion_queues_in_order),
+		cmocka_unit_test(load_batches_many_slots_per_call),
+		cmocka_unit_test(iodepth_one_sends_one_slot_per_call),
+		cmocka_unit_test(close_fails_outstanding_io),
+		cmocka_unit_test(attach_to_a_listening_driver),
+		cmocka_unit_test(open_fails_cleanly_without_a_driver),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
