@@ -778,7 +778,7 @@ static int serve_calls(struct hbk_drv *d)
 				close(fd);
 			continue;
 		}
-		memset(&r.hdr, 0, sizeof(r.reply));
+		memset(&r, 0, sizeof(r));
 		struct hbk_drv_queue *q = bound_queue(d, m.hdr.type);
 		pthread_mutex_lock(&q->exec);
 		cur_queue = q;

@@ -57,15 +57,15 @@ int hbk_ctl_call(struct hbk_ctl *c, void *msg, size_t len, int pass_fd,
 	}
 	pthread_mutex_unlock(&c->call_lock);
 	if (err == -ETIMEDOUT)
-		hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_RESPONDING,
-				      "HBK-C12 the driver did not answer %s within %u ms: it is hung; "
+		hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_RESPONDING, 12,
+				      "the driver did not answer %s within %u ms: it is hung; "
 				      "outstanding I/O is failed", hbk_msg_name(type), c->opts.call_timeout_ms);
 	else if (err == -EBADMSG)
-		hbk_ctl_driver_failed(c, HBK_DS_DELIVERY_FAILURE,
-				      "HBK-C12 malformed reply to %s: %s", hbk_msg_name(type), why);
+		hbk_ctl_driver_failed(c, HBK_DS_DELIVERY_FAILURE, 12,
+				      "malformed reply to %s: %s", hbk_msg_name(type), why);
 	else if (err)
-		hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_PRESENT,
-				      "HBK-C12 the driver went away during %s (%s)", hbk_msg_name(type),
+		hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_PRESENT, 12,
+				      "the driver went away during %s (%s)", hbk_msg_name(type),
 				      hbk_strerror(err));
 	return err;
 }
@@ -89,29 +89,29 @@ int hbk_ctl_call_simple(struct hbk_ctl *c, unsigned type, const uint64_t *arg,
 
 /* ---- Driver failure ------------------------------------------------------- */
 
-void hbk_ctl_driver_failed(struct hbk_ctl *c, uint8_t status, const char *fmt, ...)
+void hbk_ctl_driver_failed(struct hbk_ctl *c, uint8_t status, unsigned rule, const char *fmt, ...)
 {
 	pthread_mutex_lock(&c->lock);
-	bool first = !c->dead;
+	bool first = !c->dead, quiet = c->closing;
+	pid_t pid = c->pid;
 	c->dead = true;
 	pthread_cond_broadcast(&c->send_cond);
 	pthread_mutex_unlock(&c->lock);
 	if (!first)
 		return;
-	if (!c->closing) {
+	if (!quiet) {
 		char text[512];
 		va_list ap;
 		va_start(ap, fmt);
 		vsnprintf(text, sizeof(text), fmt, ap);
 		va_end(ap);
-		if (!strncmp(text, "HBK-C12", 7))
-			atomic_fetch_add(&c->st_viol[12], 1);
-		hbk_log(HBK_LOG_ERR, "%s", text);
+		hbk_chk_violation(c, rule, "%s", text);
+		/* A spawned driver that misbehaved is ended so it cannot write
+		 * into the arena any more. */
+		if (pid > 0)
+			kill(pid, SIGKILL);
 	}
-	/* A spawned driver that misbehaved is ended so it cannot write into the
-	 * arena any more; the sockets are cut so no thread waits on it. */
-	if (c->pid > 0 && !c->closing)
-		kill(c->pid, SIGKILL);
+	/* The sockets are cut so no thread waits on the driver. */
 	shutdown(c->call_fd, SHUT_RDWR);
 	shutdown(c->event_fd, SHUT_RDWR);
 	hbk_io_fail_all(c, status);
@@ -245,14 +245,14 @@ static void *event_thread(void *arg)
 		const char *why = NULL;
 		int n = hbk_msg_recv(c->event_fd, &m, sizeof(m), -1, NULL, &why);
 		if (n == -EBADMSG) {
-			hbk_ctl_driver_failed(c, HBK_DS_DELIVERY_FAILURE,
-					      "HBK-C12 malformed message from the driver: %s; the "
+			hbk_ctl_driver_failed(c, HBK_DS_DELIVERY_FAILURE, 12,
+					      "malformed message from the driver: %s; the "
 					      "connection is cut and outstanding I/O failed", why);
 			break;
 		}
 		if (n < 0) {
-			hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_PRESENT,
-					      "HBK-C12 the driver process went away (%s); outstanding "
+			hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_PRESENT, 12,
+					      "the driver process went away (%s); outstanding "
 					      "I/O is failed with DeviceNotPresent", hbk_strerror(n));
 			break;
 		}
@@ -273,8 +273,8 @@ static void *event_thread(void *arg)
 				queue_driver_call(c, &m, (size_t)n);
 				break;
 			}
-			hbk_ctl_driver_failed(c, HBK_DS_DELIVERY_FAILURE,
-					      "HBK-C12 unexpected %s on the event channel",
+			hbk_ctl_driver_failed(c, HBK_DS_DELIVERY_FAILURE, 12,
+					      "unexpected %s on the event channel",
 					      hbk_msg_name(m.hdr.type));
 			return NULL;
 		}
@@ -606,17 +606,21 @@ static void reap_driver(struct hbk_ctl *c)
 {
 	if (c->pid <= 0)
 		return;
-	for (int i = 0; i < 200; i++) {   /* up to 2 s for a clean exit */
-		if (waitpid(c->pid, NULL, WNOHANG) == c->pid) {
-			c->pid = 0;
-			return;
-		}
-		usleep(10000);
+	pid_t pid = c->pid;
+	bool gone = false;
+	for (int i = 0; i < 200 && !gone; i++) {   /* up to 2 s for a clean exit */
+		gone = waitpid(pid, NULL, WNOHANG) == pid;
+		if (!gone)
+			usleep(10000);
 	}
-	hbk_log(HBK_LOG_WARN, "driver did not exit after STOP; killing it");
-	kill(c->pid, SIGKILL);
-	waitpid(c->pid, NULL, 0);
+	if (!gone) {
+		hbk_log(HBK_LOG_WARN, "driver did not exit after STOP; killing it");
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	pthread_mutex_lock(&c->lock);
 	c->pid = 0;
+	pthread_mutex_unlock(&c->lock);
 }
 
 void hbk_ctl_close(struct hbk_ctl *c)

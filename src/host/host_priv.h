@@ -78,7 +78,8 @@ struct hbk_ctl {
 	struct hbk_scsi_cmd *wait_head, *wait_tail;
 	pthread_cond_t send_cond;
 	bool send_waiting;
-	bool dead, closing, stopping;
+	atomic_bool dead;         /* written under lock, read anywhere */
+	bool closing, stopping;
 	bool started, stopped;    /* START returned / STOP was sent (HBK-C10) */
 	uint32_t outstanding;     /* tasks not FREE */
 	pthread_cond_t idle_cond;
@@ -126,8 +127,10 @@ int hbk_ctl_call(struct hbk_ctl *c, void *msg, size_t len, int pass_fd,
 		 void *reply, size_t reply_len);
 int hbk_ctl_call_simple(struct hbk_ctl *c, unsigned type, const uint64_t *arg,
 			unsigned nargs, uint64_t *val);
-void hbk_ctl_driver_failed(struct hbk_ctl *c, uint8_t status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+/* Cuts off a driver that died, hung or broke the protocol: counts and logs
+ * the rule (HBK-C11 or HBK-C12), kills a spawned driver, fails all I/O. */
+void hbk_ctl_driver_failed(struct hbk_ctl *c, uint8_t status, unsigned rule, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 /* io.c */
 int hbk_io_init(struct hbk_ctl *c);

@@ -427,13 +427,14 @@ static void parallel_done(struct hbk_ctl *c, uint32_t idx, const struct hbk_resp
 	struct htask *t = &c->tasks[idx];
 	bool quiet = c->closing;
 	if (t->state != SLOT_DRIVER) {
-		pthread_mutex_unlock(&c->lock);
 		char hist[64];
+		hbk_chk_history(t, hist, sizeof(hist));
+		pthread_mutex_unlock(&c->lock);
 		if (!quiet)
 			hbk_chk_violation(c, 7, "%s for task %u, which is not outstanding (completed "
 					  "twice, completed after answering the call with a final "
 					  "status, or never issued; history %s); refused", via, idx,
-					  hbk_chk_history(t, hist, sizeof(hist)));
+					  hist);
 		return;
 	}
 	if (t->path != PATH_PER_TASK) {
@@ -573,8 +574,10 @@ void hbk_io_fail_all(struct hbk_ctl *c, uint8_t status)
 	pthread_mutex_unlock(&c->lock);
 	for (unsigned i = 0; i < n; i++) {
 		struct hbk_scsi_cmd *cmd = victims[i]->cmd;
+		/* A task that had already timed out keeps saying so. */
+		uint8_t st = victims[i]->timed_out ? HBK_DS_TASK_TIMEOUT : status;
 		finish(c, victims[i]);
-		complete_cmd(cmd, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE, status);
+		complete_cmd(cmd, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE, st);
 	}
 	atomic_fetch_add(&c->st_failed, n);
 	free(victims);
@@ -638,10 +641,11 @@ void *hbk_io_timer(void *arg)
 
 		for (unsigned i = 0; i < n; i++) {
 			if (step[i].stage >= HBK_ARRAY_SIZE(tmf_of_stage)) {
-				hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_RESPONDING,
-						      "HBK-C11 task %u was not returned after abort, LUN "
-						      "reset and target reset; the driver is declared hung "
-						      "and all outstanding I/O fails", step[i].idx);
+				hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_RESPONDING, 12,
+						      "task %u was not returned after abort, LUN reset and "
+						      "target reset (HBK-C11 escalation exhausted); the "
+						      "driver is declared hung and all outstanding I/O "
+						      "fails", step[i].idx);
 				return NULL;
 			}
 			unsigned type = tmf_of_stage[step[i].stage];
