@@ -25,7 +25,7 @@ ALL_CFLAGS := -std=c17 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC -pthread \
               -I. -Iinclude -Isrc -MMD -MP
 LDLIBS  := -pthread
 ifneq ($(SANITIZE),)
-ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS    += -fsanitize=$(SANITIZE)
 endif
 
@@ -75,8 +75,23 @@ run: deps all
 	$(BUILD)/hbakit bench --driver $(BUILD)/drivers/hbk-ram --mode both \
 	    --rw randrw --rwmixread 70 --bs 4k --iodepth 32 --numjobs 1 --runtime 5
 
+# `make check`: the whole suite in every variant (plain, ASan+UBSan, TSan)
+# plus a clang -Werror build, with one closing line for all of it.
+# `make check SANITIZE=...` runs one sanitizer variant; `make test` the plain one.
+ifeq ($(SANITIZE),)
+check: deps
+	$(MAKE) --no-print-directory all
+	$(MAKE) --no-print-directory SANITIZE=address,undefined all
+	$(MAKE) --no-print-directory SANITIZE=thread all
+	$(MAKE) --no-print-directory CC=clang BUILD=build/clang WERROR=-Werror all
+	tests/run.sh build build/san-address-undefined build/san-thread
+else
 check: deps all
-	BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run.sh
+	tests/run.sh $(BUILD)
+endif
+
+test: deps all
+	tests/run.sh $(BUILD)
 
 deps:
 	@tools/deps.sh
@@ -84,6 +99,6 @@ deps:
 clean:
 	rm -rf build
 
-.PHONY: all run check deps clean
+.PHONY: all run check test deps clean
 .SECONDARY:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,27 +1,30 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 #
-# hbakit test runner.  Runs every cmocka test binary in TAP mode and every
-# shell test (tests/test_*.sh: exit 0 pass, 77 skip, else fail), each under a time
-# limit so a hang is a failure, and ends with one line
-# "N passed, N failed, N skipped".  Exit status is non-zero on any failure.
+# hbakit test runner: tests/run.sh BUILD_DIR...  For each build directory
+# (plain, ASan+UBSan, TSan) it runs every cmocka test binary in TAP mode and
+# every shell test (tests/test_*.sh: exit 0 pass, 77 skip, else fail), each
+# under a time limit so a hang is a failure.  A sanitizer report anywhere in a
+# test's output, driver processes included, fails that test.  Ends with one
+# line "N passed, N failed, N skipped"; exit status non-zero on any failure.
 set -u
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-export BUILD
+[ $# -gt 0 ] || set -- build
 LIMIT=${HBK_TEST_TIMEOUT:-300}
+SAN_RE='ERROR: (AddressSanitizer|LeakSanitizer)|WARNING: ThreadSanitizer|runtime error:'
 pass=0 fail=0 skip=0
 failed_names=()
-log_dir=$BUILD/test-logs
-mkdir -p "$log_dir"
+
+sanitizer_report() {
+	grep -Eq "$SAN_RE" "$1"
+}
 
 run_tap() {
-	local bin=$1 name log rc
+	local bin=$1 variant=$2 log_dir=$3 name log rc p f s
 	name=$(basename "$bin")
 	log=$log_dir/$name.log
 	CMOCKA_MESSAGE_OUTPUT=TAP timeout -k 10 "$LIMIT" "$bin" >"$log" 2>&1
 	rc=$?
-	local p f s
 	p=$(grep -c '^ok ' "$log")
 	s=$(grep -c '^not ok .*# SKIP' "$log")
 	f=$(( $(grep -c '^not ok ' "$log") - s ))
@@ -29,30 +32,49 @@ run_tap() {
 		f=1   # crashed, hung or failed outside a test case
 		echo "  $name: exit status $rc (see $log)"
 	fi
+	if sanitizer_report "$log"; then
+		f=$((f + 1))
+		echo "  $name: sanitizer report (see $log):"
+		grep -E "$SAN_RE" "$log" | sort | uniq -c | head -5 | sed 's/^/    /'
+	fi
 	pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
-	[ "$f" -gt 0 ] && failed_names+=("$name") && grep -E '^(not ok|#)' "$log" | grep -v SKIP | head -20 | sed 's/^/    /'
-	printf '%-40s %3d passed %3d failed %3d skipped\n' "$name" "$p" "$f" "$s"
+	if [ "$f" -gt 0 ]; then
+		failed_names+=("$variant/$name")
+		grep -E '^(not ok|#)' "$log" | grep -v SKIP | head -20 | sed 's/^/    /'
+	fi
+	printf '%-12s %-28s %3d passed %3d failed %3d skipped\n' "$variant" "$name" "$p" "$f" "$s"
 }
 
 run_sh() {
-	local t=$1 name log rc
+	local t=$1 variant=$2 log_dir=$3 name log rc
 	name=$(basename "$t")
 	log=$log_dir/$name.log
 	timeout -k 10 "$LIMIT" bash "$t" >"$log" 2>&1
 	rc=$?
+	[ "$rc" -eq 0 ] && sanitizer_report "$log" && rc=99
 	case $rc in
-	0) pass=$((pass + 1)); printf '%-40s passed\n' "$name" ;;
-	77) skip=$((skip + 1)); printf '%-40s skipped: %s\n' "$name" "$(tail -1 "$log")" ;;
-	*) fail=$((fail + 1)); failed_names+=("$name")
-	   printf '%-40s FAILED (status %d)\n' "$name" "$rc"; tail -20 "$log" | sed 's/^/    /' ;;
+	0) pass=$((pass + 1)); printf '%-12s %-28s passed\n' "$variant" "$name" ;;
+	77) skip=$((skip + 1)); printf '%-12s %-28s skipped: %s\n' "$variant" "$name" "$(tail -1 "$log")" ;;
+	*) fail=$((fail + 1)); failed_names+=("$variant/$name")
+	   printf '%-12s %-28s FAILED (status %d)\n' "$variant" "$name" "$rc"
+	   tail -20 "$log" | sed 's/^/    /' ;;
 	esac
 }
 
-for bin in "$BUILD"/tests/test_*; do
-	[ -x "$bin" ] && [ -f "$bin" ] && case $bin in *.o|*.d) ;; *) run_tap "$bin" ;; esac
-done
-for t in tests/test_*.sh; do
-	[ -f "$t" ] && run_sh "$t"
+for BUILD in "$@"; do
+	export BUILD
+	variant=$(basename "$BUILD")
+	[ "$variant" = build ] && variant=plain
+	variant=${variant#san-}
+	log_dir=$BUILD/test-logs
+	mkdir -p "$log_dir"
+	for bin in "$BUILD"/tests/test_*; do
+		case $bin in *.o|*.d) continue ;; esac
+		[ -x "$bin" ] && [ -f "$bin" ] && run_tap "$bin" "$variant" "$log_dir"
+	done
+	for t in tests/test_*.sh; do
+		[ -f "$t" ] && run_sh "$t" "$variant" "$log_dir"
+	done
 done
 
 [ ${#failed_names[@]} -gt 0 ] && echo "failed: ${failed_names[*]}"

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * HBK-C12 / HBK-C03: on a trigger task (LBA >= 4242) writes garbage=KIND on
+ * the event channel.  Framing faults, after which the task is left
+ * outstanding: magic, short (truncated), len (declared length mismatch),
+ * type (unknown type), call (a host -> driver call type), big (oversized).
+ * Content faults, after which the task completes correctly: count40 (a
+ * BUNDLED_COMPLETION claiming 40 slots), index (slots 500 and 1000).
+ */
+#include <string.h>
+
+#include "common/common.h"
+#include "tests/drivers/lib/tdrv.h"
+
+static bool complete(struct tdrv *t, struct tdrv_io *io)
+{
+	if (!tdrv_is_trigger(&io->task))
+		return false;
+	const char *kind = tdrv_arg(t, "garbage", "magic");
+	uint16_t idx[2] = { 500, 1000 };
+	if (!strcmp(kind, "count40")) {
+		tdrv_send_slots(t, 40, &io->index, 1);
+		return false;
+	}
+	if (!strcmp(kind, "index")) {
+		tdrv_send_slots(t, 2, idx, 2);
+		return false;
+	}
+	union {
+		struct hbk_msg_slots slots;
+		struct hbk_msg_call call;
+		uint8_t raw[2048];
+	} m;
+	memset(&m, 0, sizeof(m));
+	size_t len = sizeof(m.slots);
+	hbk_msg_init(&m.slots.hdr, HBK_MSG_BUNDLED_COMPLETION, 0, sizeof(m.slots));
+	m.slots.count = 1;
+	m.slots.index[0] = io->index;
+	if (!strcmp(kind, "magic"))
+		m.slots.hdr.magic = 0xdeadbeef;
+	else if (!strcmp(kind, "short"))
+		len = 8;
+	else if (!strcmp(kind, "len"))
+		m.slots.hdr.len = sizeof(m.slots) + 8;
+	else if (!strcmp(kind, "type"))
+		m.slots.hdr.type = 99;
+	else if (!strcmp(kind, "call"))
+		hbk_msg_init(&m.call.hdr, HBK_MSG_START, 0, len = sizeof(m.call));
+	else if (!strcmp(kind, "big"))
+		m.slots.hdr.len = (uint32_t)(len = sizeof(m.raw));
+	tdrv_send_raw(t, &m, len);
+	return true; /* the task stays outstanding */
+}
+
+static const struct tdrv_hooks hooks = { .complete = complete };
+
+int main(int argc, char **argv)
+{
+	struct hbk_drv_ops ops = tdrv_ops;
+	ops.name = "garbage";
+	return tdrv_main(argc, argv, &ops, &hooks);
+}
