@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "hbk/scsi.h"
 #include "host/sam_cdb.h"
 
 /* ---- Builders ------------------------------------------------------------ */
@@ -622,19 +623,19 @@ static void test_lun_decode(void **state)
 {
 	(void)state;
 
-	assert_int_equal(hbk_sam_lun_decode((const uint8_t[8]){ 0x00, 0x05 }), 5);
-	assert_int_equal(hbk_sam_lun_decode((const uint8_t[8]){ 0x00, 0xff }), 255);
-	assert_int_equal(hbk_sam_lun_decode((const uint8_t[8]){ 0x40, 0x05 }), 5);
-	assert_int_equal(hbk_sam_lun_decode((const uint8_t[8]){ 0x7f, 0xff }), 0x3fff);
-	assert_int_equal(hbk_sam_lun_decode((const uint8_t[8]){ 0x41, 0x00 }), 0x100);
+	assert_int_equal(hbk_scsi_lun_decode((const uint8_t[8]){ 0x00, 0x05 }), 5);
+	assert_int_equal(hbk_scsi_lun_decode((const uint8_t[8]){ 0x00, 0xff }), 255);
+	assert_int_equal(hbk_scsi_lun_decode((const uint8_t[8]){ 0x40, 0x05 }), 5);
+	assert_int_equal(hbk_scsi_lun_decode((const uint8_t[8]){ 0x7f, 0xff }), 0x3fff);
+	assert_int_equal(hbk_scsi_lun_decode((const uint8_t[8]){ 0x41, 0x00 }), 0x100);
 	/* Bus identifier, second level, logical unit and extended addressing. */
-	assert_true(hbk_sam_lun_decode((const uint8_t[8]){ 0x01, 0x00 }) ==
+	assert_true(hbk_scsi_lun_decode((const uint8_t[8]){ 0x01, 0x00 }) ==
 		    HBK_SAM_LUN_UNSUPPORTED);
-	assert_true(hbk_sam_lun_decode((const uint8_t[8]){ 0x00, 0x01, 0x00, 0x02 }) ==
+	assert_true(hbk_scsi_lun_decode((const uint8_t[8]){ 0x00, 0x01, 0x00, 0x02 }) ==
 		    HBK_SAM_LUN_UNSUPPORTED);
-	assert_true(hbk_sam_lun_decode((const uint8_t[8]){ 0x80, 0x01 }) ==
+	assert_true(hbk_scsi_lun_decode((const uint8_t[8]){ 0x80, 0x01 }) ==
 		    HBK_SAM_LUN_UNSUPPORTED);
-	assert_true(hbk_sam_lun_decode((const uint8_t[8]){ 0xd2, 0x00 }) ==
+	assert_true(hbk_scsi_lun_decode((const uint8_t[8]){ 0xd2, 0x00 }) ==
 		    HBK_SAM_LUN_UNSUPPORTED);
 }
 

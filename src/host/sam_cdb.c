@@ -4,6 +4,7 @@
  * sam_cdb.h).  Pure functions over caller buffers: nothing here performs
  * I/O, allocates or keeps state, and no parser reads past the length given.
  */
+#include "hbk/scsi.h"
 #include "host/sam_cdb.h"
 
 #include <errno.h>
@@ -26,7 +27,7 @@ int hbk_sam_cdb_inquiry(uint8_t cdb[16], bool evpd, uint8_t page, uint16_t alloc
 	cdb[0] = HBK_SAM_OP_INQUIRY;
 	cdb[1] = evpd ? 0x01 : 0x00;
 	cdb[2] = page;
-	sam_put_be16(cdb + 3, alloc_len);
+	put_be16(cdb + 3, alloc_len);
 	return 6;
 }
 
@@ -39,7 +40,7 @@ int hbk_sam_cdb_report_luns(uint8_t cdb[16], uint8_t select_report, uint32_t all
 	memset(cdb, 0, HBK_SAM_CDB_MAX);
 	cdb[0] = HBK_SAM_OP_REPORT_LUNS;
 	cdb[2] = select_report;
-	sam_put_be32(cdb + 6, alloc_len);
+	put_be32(cdb + 6, alloc_len);
 	return 12;
 }
 
@@ -48,7 +49,7 @@ int hbk_sam_cdb_read_capacity16(uint8_t cdb[16], uint32_t alloc_len)
 	memset(cdb, 0, HBK_SAM_CDB_MAX);
 	cdb[0] = HBK_SAM_OP_SERVICE_ACTION_IN;
 	cdb[1] = HBK_SAM_SA_READ_CAPACITY16;
-	sam_put_be32(cdb + 10, alloc_len);
+	put_be32(cdb + 10, alloc_len);
 	return 16;
 }
 
@@ -73,14 +74,14 @@ int hbk_sam_cdb_rw(uint8_t cdb[16], bool write, uint64_t lba, uint32_t nblocks, 
 	if (lba <= UINT32_MAX && nblocks <= UINT16_MAX) {
 		cdb[0] = write ? HBK_SAM_OP_WRITE10 : HBK_SAM_OP_READ10;
 		cdb[1] = fua ? 0x08 : 0x00;
-		sam_put_be32(cdb + 2, (uint32_t)lba);
-		sam_put_be16(cdb + 7, (uint16_t)nblocks);
+		put_be32(cdb + 2, (uint32_t)lba);
+		put_be16(cdb + 7, (uint16_t)nblocks);
 		return 10;
 	}
 	cdb[0] = write ? HBK_SAM_OP_WRITE16 : HBK_SAM_OP_READ16;
 	cdb[1] = fua ? 0x08 : 0x00;
-	sam_put_be64(cdb + 2, lba);
-	sam_put_be32(cdb + 10, nblocks);
+	put_be64(cdb + 2, lba);
+	put_be32(cdb + 10, nblocks);
 	return 16;
 }
 
@@ -90,8 +91,8 @@ int hbk_sam_cdb_sync_cache16(uint8_t cdb[16], uint64_t lba, uint32_t nblocks)
 		return -ERANGE;
 	memset(cdb, 0, HBK_SAM_CDB_MAX);
 	cdb[0] = HBK_SAM_OP_SYNC_CACHE16;
-	sam_put_be64(cdb + 2, lba);
-	sam_put_be32(cdb + 10, nblocks);
+	put_be64(cdb + 2, lba);
+	put_be32(cdb + 10, nblocks);
 	return 16;
 }
 
@@ -103,7 +104,7 @@ int hbk_sam_cdb_unmap(uint8_t cdb[16], uint16_t param_len)
 		return -EINVAL;
 	memset(cdb, 0, HBK_SAM_CDB_MAX);
 	cdb[0] = HBK_SAM_OP_UNMAP;
-	sam_put_be16(cdb + 7, param_len);
+	put_be16(cdb + 7, param_len);
 	return 10;
 }
 
@@ -124,13 +125,13 @@ int hbk_sam_unmap_param(uint8_t *buf, size_t size, const uint64_t *lba,
 
 	memset(buf, 0, total);
 	/* UNMAP DATA LENGTH counts the bytes after itself. */
-	sam_put_be16(buf + 0, (uint16_t)(total - 2));
-	sam_put_be16(buf + 2, (uint16_t)(total - HBK_SAM_UNMAP_HDR_LEN));
+	put_be16(buf + 0, (uint16_t)(total - 2));
+	put_be16(buf + 2, (uint16_t)(total - HBK_SAM_UNMAP_HDR_LEN));
 	for (unsigned i = 0; i < count; i++) {
 		uint8_t *d = buf + HBK_SAM_UNMAP_HDR_LEN + (size_t)i * HBK_SAM_UNMAP_DESC_LEN;
 
-		sam_put_be64(d, lba[i]);
-		sam_put_be32(d + 8, nblocks[i]);
+		put_be64(d, lba[i]);
+		put_be32(d + 8, nblocks[i]);
 	}
 	return (int)total;
 }
@@ -168,7 +169,7 @@ int hbk_sam_cdb_mode_sense10(uint8_t cdb[16], uint8_t page, uint8_t subpage,
 	cdb[1] = dbd ? 0x08 : 0x00;
 	cdb[2] = page;
 	cdb[3] = subpage;
-	sam_put_be16(cdb + 7, alloc_len);
+	put_be16(cdb + 7, alloc_len);
 	return 10;
 }
 
@@ -224,7 +225,7 @@ static int vpd_header(const uint8_t *buf, size_t len, uint8_t page, size_t *plen
 		return -EINVAL;
 	if (buf[1] != page)
 		return -EPROTO;
-	*plen = sam_get_be16(buf + 2);
+	*plen = get_be16(buf + 2);
 	return 0;
 }
 
@@ -370,7 +371,7 @@ int hbk_sam_parse_vpd_devid(const uint8_t *buf, size_t len, struct hbk_sam_devid
 /* The 4-byte field at off, or 0 when the page ends before it does. */
 static uint32_t field32(const uint8_t *buf, size_t avail, size_t off)
 {
-	return avail >= off + 4 ? sam_get_be32(buf + off) : 0;
+	return avail >= off + 4 ? get_be32(buf + off) : 0;
 }
 
 int hbk_sam_parse_vpd_block_limits(const uint8_t *buf, size_t len,
@@ -384,7 +385,7 @@ int hbk_sam_parse_vpd_block_limits(const uint8_t *buf, size_t len,
 	size_t avail = 4 + plen < len ? 4 + plen : len;
 
 	memset(out, 0, sizeof(*out));
-	out->opt_xfer_granularity = avail >= 8 ? sam_get_be16(buf + 6) : 0;
+	out->opt_xfer_granularity = avail >= 8 ? get_be16(buf + 6) : 0;
 	out->max_xfer_len = field32(buf, avail, 8);
 	out->opt_xfer_len = field32(buf, avail, 12);
 	out->max_unmap_lba_count = field32(buf, avail, 20);
@@ -393,7 +394,7 @@ int hbk_sam_parse_vpd_block_limits(const uint8_t *buf, size_t len,
 	uint32_t uga = field32(buf, avail, 32);
 	out->ugavalid = (uga & 0x80000000u) != 0;
 	out->unmap_granularity_align = uga & 0x7fffffffu;
-	out->max_write_same_len = avail >= 44 ? sam_get_be64(buf + 36) : 0;
+	out->max_write_same_len = avail >= 44 ? get_be64(buf + 36) : 0;
 	return 0;
 }
 
@@ -402,8 +403,8 @@ int hbk_sam_parse_read_capacity16(const uint8_t *buf, size_t len,
 {
 	if (buf == NULL || len < 12)
 		return -EINVAL;
-	uint64_t last = sam_get_be64(buf);
-	uint32_t bs = sam_get_be32(buf + 8);
+	uint64_t last = get_be64(buf);
+	uint32_t bs = get_be32(buf + 8);
 	if (last == UINT64_MAX || bs == 0)
 		return -EPROTO;
 
@@ -427,8 +428,8 @@ int hbk_sam_parse_read_capacity10(const uint8_t *buf, size_t len,
 {
 	if (buf == NULL || len < HBK_SAM_RC10_LEN)
 		return -EINVAL;
-	uint32_t last = sam_get_be32(buf);
-	uint32_t bs = sam_get_be32(buf + 4);
+	uint32_t last = get_be32(buf);
+	uint32_t bs = get_be32(buf + 4);
 	if (bs == 0)
 		return -EPROTO;
 	if (last == UINT32_MAX)
@@ -440,29 +441,12 @@ int hbk_sam_parse_read_capacity10(const uint8_t *buf, size_t len,
 	return 0;
 }
 
-uint64_t hbk_sam_lun_decode(const uint8_t lun[8])
-{
-	for (int i = 2; i < 8; i++)
-		if (lun[i] != 0)
-			return HBK_SAM_LUN_UNSUPPORTED;
-	switch (lun[0] >> 6) {
-	case 0: /* peripheral device addressing: bus identifier must be 0 */
-		if ((lun[0] & 0x3f) != 0)
-			return HBK_SAM_LUN_UNSUPPORTED;
-		return lun[1];
-	case 1: /* flat space addressing */
-		return (uint64_t)(lun[0] & 0x3f) << 8 | lun[1];
-	default:
-		return HBK_SAM_LUN_UNSUPPORTED;
-	}
-}
-
 int hbk_sam_parse_report_luns(const uint8_t *buf, size_t len, uint64_t *luns,
 			      unsigned max, unsigned *count)
 {
 	if (buf == NULL || len < 8)
 		return -EINVAL;
-	uint32_t list_len = sam_get_be32(buf);
+	uint32_t list_len = get_be32(buf);
 	if (list_len % 8 != 0)
 		return -EPROTO;
 
@@ -471,7 +455,7 @@ int hbk_sam_parse_report_luns(const uint8_t *buf, size_t len, uint64_t *luns,
 	if ((len - 8) / 8 < n || (n > 0 && luns == NULL))
 		return -EINVAL;
 	for (unsigned i = 0; i < n; i++)
-		luns[i] = hbk_sam_lun_decode(buf + 8 + (size_t)i * 8);
+		luns[i] = hbk_scsi_lun_decode(buf + 8 + (size_t)i * 8);
 	*count = total;
 	return 0;
 }

@@ -12,48 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- Big-endian field helpers -------------------------------------------
- *
- * sam_get_beN returns the N-bit big-endian value at p (N/8 bytes read);
- * sam_put_beN stores v big-endian at p (N/8 bytes written).  No alignment
- * needed.  Any thread.
- */
-
-static inline uint16_t sam_get_be16(const uint8_t *p)
-{
-	return (uint16_t)((unsigned)p[0] << 8 | p[1]);
-}
-
-static inline uint32_t sam_get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
-
-static inline uint64_t sam_get_be64(const uint8_t *p)
-{
-	return (uint64_t)sam_get_be32(p) << 32 | sam_get_be32(p + 4);
-}
-
-static inline void sam_put_be16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static inline void sam_put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static inline void sam_put_be64(uint8_t *p, uint64_t v)
-{
-	sam_put_be32(p, (uint32_t)(v >> 32));
-	sam_put_be32(p + 4, (uint32_t)v);
-}
+#include "common/bytes.h"
 
 /* ---- Operation codes and constants --------------------------------------- */
 
@@ -294,15 +253,8 @@ int hbk_sam_parse_read_capacity10(const uint8_t *buf, size_t len,
 				  struct hbk_sam_capacity *out);
 
 /*
- * Decodes one SAM 8-byte LUN: peripheral addressing with bus 0 (00b) or
- * flat addressing (01b), single level.  Returns the LUN number, or
- * HBK_SAM_LUN_UNSUPPORTED for any other form.  Any thread.
- */
-uint64_t hbk_sam_lun_decode(const uint8_t lun[8]);
-
-/*
  * REPORT LUNS data.  Stores min(max, total) decoded LUNs in luns[] (see
- * hbk_sam_lun_decode) and the total the list holds in *count, even when
+ * hbk_scsi_lun_decode) and the total the list holds in *count, even when
  * that is more than max; pass max 0 to learn only the total.  Returns 0,
  * -EPROTO when the list length is not a multiple of 8, -EINVAL when len is
  * shorter than the header or than the entries to store.  Any thread.
