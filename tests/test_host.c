@@ -12,12 +12,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <poll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/lib/testlib.h"
 
 #define RAM "drivers/hbk-ram"
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 extern char **environ;
 
@@ -52,9 +63,8 @@ static void discovery_finds_every_target_and_lun(void **state)
 	(void)state;
 	struct hbk_ctl *c = open_ram(HBK_MODE_AUTO,
 				     (const char *[]){ "targets=2", "luns=3", "size=1M", NULL });
-	/* Targets are created one after the other from the driver's queue. */
-	for (int i = 0; i < 300 && hbk_ctl_lun_count(c) < 6; i++)
-		usleep(10000);
+	/* The driver creates its targets one after the other; open returns
+	 * once that is over. */
 	assert_int_equal(hbk_ctl_lun_count(c), 6);
 	bool seen[2][3] = { { false } };
 	for (unsigned i = 0; i < 6; i++) {
@@ -384,6 +394,77 @@ static void attach_to_a_listening_driver(void **state)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* device_management false: the framework probes targets 0..highest itself. */
+static void framework_creates_targets_when_driver_does_not(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = NULL;
+	uint64_t t0 = now_ms();
+	assert_int_equal(tl_open("tests/drivers/framework_managed", HBK_MODE_AUTO, NULL, 0, 0, &c), 0);
+	assert_true(now_ms() - t0 < 3000);  /* absent targets fail fast */
+	assert_int_equal(hbk_ctl_lun_count(c), 1);
+	assert_int_equal(hbk_lun_info(hbk_ctl_lun(c, 0))->target, 0);
+	uint8_t buf[4096];
+	tl_fill(buf, 8, 8, 512, 4);
+	assert_int_equal(tl_rw(hbk_ctl_lun(c, 0), true, 8, 8, buf), 0);
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(tl_rw(hbk_ctl_lun(c, 0), false, 8, 8, buf), 0);
+	assert_true(tl_check(buf, 8, 8, 512, 4));
+	hbk_ctl_close(c);
+}
+
+/* Garbage on the driver's call channel: the runtime logs it and goes on. */
+static void driver_survives_garbage_from_a_host(void **state)
+{
+	(void)state;
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/hbk-garbage-%d.sock", getpid());
+	pid_t pid;
+	char *argv[] = { (char *)tl_path(RAM), "--listen", path, "size=1M", NULL };
+	assert_int_equal(posix_spawn(&pid, argv[0], NULL, NULL, argv, environ), 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int call = -1, event = -1;
+	for (int i = 0; i < 200 && event < 0; i++) {
+		int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			if (call < 0)
+				call = fd;
+			else
+				event = fd;
+		} else {
+			close(fd);
+			usleep(10000);
+		}
+	}
+	assert_true(call >= 0 && event >= 0);
+	/* Truncated, wrong magic, unknown type, and a well-formed HELLO last. */
+	uint8_t junk[16] = { 1, 2, 3 };
+	assert_int_equal(send(call, junk, 3, 0), 3);
+	assert_int_equal(send(call, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+	struct hbk_msg_call m = { .hdr = { .magic = HBK_MSG_MAGIC, .type = 99, .len = sizeof(m) } };
+	assert_int_equal(send(call, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	m.hdr.type = HBK_MSG_HELLO;
+	m.hdr.seq = 7;
+	assert_int_equal(send(call, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	struct hbk_msg_hello_reply r;
+	struct pollfd p = { .fd = call, .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	/* The unknown type gets an ENOSYS reply; then the HELLO is answered. */
+	ssize_t n;
+	do
+		n = recv(call, &r, sizeof(r), 0);
+	while (n > 0 && r.hdr.seq != 7);
+	assert_int_equal(n, (ssize_t)sizeof(r));
+	assert_int_equal(r.hdr.type, HBK_MSG_HELLO);
+	assert_string_equal(r.driver_name, "hbk-ram");
+	close(call);
+	close(event);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);  /* host gone: clean exit */
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static void open_fails_cleanly_without_a_driver(void **state)
 {
 	(void)state;
@@ -416,6 +497,8 @@ int main(void)
 		cmocka_unit_test(iodepth_one_sends_one_slot_per_call),
 		cmocka_unit_test(close_fails_outstanding_io),
 		cmocka_unit_test(attach_to_a_listening_driver),
+		cmocka_unit_test(framework_creates_targets_when_driver_does_not),
+		cmocka_unit_test(driver_survives_garbage_from_a_host),
 		cmocka_unit_test(open_fails_cleanly_without_a_driver),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

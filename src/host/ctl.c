@@ -173,6 +173,7 @@ static void serve_driver_call(struct hbk_ctl *c, struct ctl_msg *cm)
 		status = hbk_disc_create_target(c, arg[0]);
 		pthread_mutex_lock(&c->lun_lock);
 		c->creating--;
+		c->created_ns = hbk_now_ns();
 		pthread_cond_broadcast(&c->lun_cond);
 		pthread_mutex_unlock(&c->lun_lock);
 		break;
@@ -518,16 +519,25 @@ static int startup(struct hbk_ctl *c)
 	return 0;
 }
 
+/*
+ * Waits until the driver's start-up target creation is over: at least one
+ * LUN, no create-target call running, and none for SETTLE_QUIET_NS (drivers
+ * create their targets one after another), or until settle_ms passed.
+ */
+#define SETTLE_QUIET_NS 50000000ull
+
 static void settle(struct hbk_ctl *c)
 {
 	uint64_t end = hbk_now_ns() + (uint64_t)c->opts.settle_ms * 1000000ull;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
 	pthread_mutex_lock(&c->lun_lock);
-	while ((!c->nluns || c->creating) && hbk_now_ns() < end && !c->dead) {
-		uint64_t now = hbk_now_ns(), wait = HBK_MIN(end - now, 50000000ull);
-		ts.tv_sec = (time_t)((now + wait) / 1000000000ull);
-		ts.tv_nsec = (long)((now + wait) % 1000000000ull);
+	for (;;) {
+		uint64_t now = hbk_now_ns();
+		bool quiet = c->nluns && !c->creating && now - c->created_ns >= SETTLE_QUIET_NS;
+		if (quiet || now >= end || c->dead)
+			break;
+		uint64_t wake = HBK_MIN(end, now + 10000000ull);
+		struct timespec ts = { .tv_sec = (time_t)(wake / 1000000000ull),
+				       .tv_nsec = (long)(wake % 1000000000ull) };
 		pthread_cond_timedwait(&c->lun_cond, &c->lun_lock, &ts);
 	}
 	pthread_mutex_unlock(&c->lun_lock);

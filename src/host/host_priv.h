@@ -94,6 +94,7 @@ struct hbk_ctl {
 	struct ctl_msg *ctl_head, *ctl_tail;
 	bool ctl_stop;
 	unsigned creating;        /* create-target calls in progress */
+	uint64_t created_ns;      /* when the last one ended (lun_lock) */
 
 	/* targets and LUNs, guarded by lun_lock */
 	pthread_mutex_t lun_lock;

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# The hbakit CLI end to end: `info` lists the ram controller's LUNs, `bench`
+# runs both paths and reports in JSON, iodepth 1 gives 1-slot calls only, and
+# bad options are refused with status 2.
+set -u
+BUILD=${BUILD:-build}
+H=$BUILD/hbakit
+fail() { echo "FAIL: $*"; exit 1; }
+
+out=$($H info --driver-arg targets=2 --driver-arg luns=2 --driver-arg size=1M) || fail "info exit $?"
+echo "$out"
+[ "$(echo "$out" | grep -c 'HBAKIT   RAM DISK')" -eq 4 ] || fail "info does not list 4 LUNs"
+echo "$out" | grep -q "bundled path" || fail "info does not name the path"
+
+json=$($H bench --rw randrw --rwmixread 70 --bs 4k --iodepth 8 --runtime 0.5 \
+	--driver-arg size=8M --output-format json) || fail "bench exit $?"
+echo "$json"
+for key in '"mode": "per-task"' '"mode": "bundled"' '"iops"' '"lat_us"' '"p99.9"' \
+	   '"calls_per_task"' '"slots_per_call"' '"17-32"' '"cpu_us_per_io"' '"bundled_over_per_task"'; do
+	echo "$json" | grep -qF "$key" || fail "bench JSON lacks $key"
+done
+echo "$json" | grep -q '"errors": 0,' || fail "bench reported I/O errors"
+
+one=$($H bench --mode bundled --rw randread --bs 4k --iodepth 1 --runtime 0.3 \
+	--driver-arg size=8M --output-format json) || fail "iodepth 1 bench exit $?"
+echo "$one" | grep -qE '"slots_per_call": \{"1": [1-9][0-9]*, "2": 0, "3-4": 0, "5-8": 0, "9-16": 0, "17-32": 0\}' \
+	|| fail "iodepth 1 must give 1-slot calls only: $one"
+
+normal=$($H bench --mode per-task --rw read --bs 64k --iodepth 4 --size 4M --driver-arg size=8M) \
+	|| fail "sized bench exit $?"
+echo "$normal" | grep -q "^per-task: read bs=65536" || fail "normal output header"
+echo "$normal" | grep -q "slots per call:  1: " || fail "normal output histogram"
+
+$H bench --rw sideways >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad --rw not refused"
+$H bench --bs 0 >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad --bs not refused"
+$H frobnicate >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown command not refused"
+$H info --driver /nonexistent >/dev/null 2>&1; [ $? -eq 1 ] || fail "missing driver not reported"
+echo "cli ok"
