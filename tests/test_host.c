@@ -147,9 +147,20 @@ static void arena_buffers_are_zero_copy_and_correct(void **state)
 	assert_true(tl_check(b, 9, 256, 512, 11));
 	hbk_ctl_buf_free(c, a);
 	hbk_ctl_buf_free(c, b);
-	/* Freed space is reusable. */
-	void *big = hbk_ctl_buf_alloc(c, 256 * 1024);
-	assert_non_null(big);
+	/* Freed space is reusable; freeing an interior pointer or twice is
+	 * refused without touching anyone's allocation. */
+	uint8_t *big = hbk_ctl_buf_alloc(c, 256 * 1024);
+	assert_ptr_equal(big, a);
+	uint8_t *after = hbk_ctl_buf_alloc(c, 4096);
+	assert_ptr_equal(after, big + 256 * 1024);
+	tl_capture_begin();
+	hbk_ctl_buf_free(c, big + 4096);
+	hbk_ctl_buf_free(c, after);
+	hbk_ctl_buf_free(c, after);
+	const char *log = tl_capture_end();
+	assert_non_null(strstr(log, "did not return"));
+	/* The interior free changed nothing: the 256 KiB are still taken. */
+	assert_ptr_equal(hbk_ctl_buf_alloc(c, 4096), after);
 	hbk_ctl_buf_free(c, big);
 	hbk_ctl_close(c);
 }

@@ -565,7 +565,6 @@ static struct hbk_ctl *ctl_new(const struct hbk_ctl_opts *opts)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->send_cond, NULL);
-	pthread_cond_init(&c->idle_cond, NULL);
 	pthread_mutex_init(&c->call_lock, NULL);
 	pthread_mutex_init(&c->ctl_lock, NULL);
 	pthread_cond_init(&c->ctl_cond, NULL);
@@ -689,7 +688,6 @@ void hbk_ctl_close(struct hbk_ctl *c)
 	hbk_io_fini(c);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->send_cond);
-	pthread_cond_destroy(&c->idle_cond);
 	pthread_mutex_destroy(&c->call_lock);
 	pthread_mutex_destroy(&c->ctl_lock);
 	pthread_cond_destroy(&c->ctl_cond);

@@ -34,7 +34,7 @@ struct htask {
 	bool bounced;         /* data goes through the bounce chunk */
 	struct hbk_scsi_cmd *cmd;
 	struct hbk_task t;    /* per-task path: the task by value */
-	uint32_t cycle;       /* how many times the slot was issued */
+	uint64_t target, lun; /* host-private copies for task management */
 	uint8_t hist[HIST_LEN]; /* recent states, newest last */
 };
 
@@ -81,8 +81,6 @@ struct hbk_ctl {
 	atomic_bool dead;         /* written under lock, read anywhere */
 	bool closing, stopping;
 	bool started, stopped;    /* START returned / STOP was sent (HBK-C10) */
-	uint32_t outstanding;     /* tasks not FREE */
-	pthread_cond_t idle_cond;
 
 	/* host -> driver calls: one at a time */
 	pthread_mutex_t call_lock;
@@ -105,7 +103,8 @@ struct hbk_ctl {
 	/* user buffers in the arena, guarded by buf_lock */
 	pthread_mutex_t buf_lock;
 	uint64_t user_off, user_pages;
-	uint32_t *user_len;       /* per page: pages allocated from here, or 0 */
+	uint32_t *user_len;       /* per page: 0 free, n: an n-page allocation starts
+				   * here, USER_INTERIOR: inside one */
 
 	pthread_t sender, reader, control, timer;
 	bool sender_up, reader_up, control_up, timer_up;

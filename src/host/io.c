@@ -60,29 +60,32 @@ static void set_state(struct htask *t, enum slot_state s)
 
 /* ---- Buffers ---------------------------------------------------------------- */
 
+#define USER_INTERIOR UINT32_MAX
+
 void *hbk_ctl_buf_alloc(struct hbk_ctl *c, size_t len)
 {
 	uint64_t pages = (len + 4095) / 4096;
-	if (!pages || !c->user_len)
+	if (!pages || pages > c->user_pages)
 		return NULL;
 	void *p = NULL;
 	pthread_mutex_lock(&c->buf_lock);
 	for (uint64_t i = 0; i + pages <= c->user_pages && !p;) {
-		if (c->user_len[i]) {
-			i += c->user_len[i];
+		uint32_t at = c->user_len[i];
+		if (at) {   /* skip an allocation, or step through one's interior */
+			i += at == USER_INTERIOR ? 1 : at;
 			continue;
 		}
 		uint64_t run = 0;
 		while (run < pages && !c->user_len[i + run])
 			run++;
-		if (run == pages) {
-			c->user_len[i] = (uint32_t)pages;
-			for (uint64_t j = 1; j < pages; j++)
-				c->user_len[i + j] = 1; /* interior pages: busy, skipped one by one */
-			p = c->region.arena + c->user_off + i * 4096;
-		} else {
+		if (run < pages) {
 			i += run;
+			continue;
 		}
+		c->user_len[i] = (uint32_t)pages;
+		for (uint64_t j = 1; j < pages; j++)
+			c->user_len[i + j] = USER_INTERIOR;
+		p = c->region.arena + c->user_off + i * 4096;
 	}
 	pthread_mutex_unlock(&c->buf_lock);
 	return p;
@@ -92,17 +95,18 @@ void hbk_ctl_buf_free(struct hbk_ctl *c, void *p)
 {
 	if (!p)
 		return;
-	uint8_t *base = c->region.arena + c->user_off;
-	uint64_t off = (uint64_t)((uint8_t *)p - base);
-	if ((uint8_t *)p < base || off % 4096 || off / 4096 >= c->user_pages) {
-		hbk_log(HBK_LOG_ERR, "hbk_ctl_buf_free of %p, which hbk_ctl_buf_alloc did not return", p);
-		return;
-	}
+	uintptr_t base = (uintptr_t)(c->region.arena + c->user_off), at = (uintptr_t)p;
+	uint64_t i = (at - base) / 4096;
 	pthread_mutex_lock(&c->buf_lock);
-	uint64_t i = off / 4096, pages = c->user_len[i];
-	for (uint64_t j = 0; j < pages; j++)
-		c->user_len[i + j] = 0;
+	uint32_t pages = at >= base && (at - base) % 4096 == 0 && i < c->user_pages ?
+			 c->user_len[i] : 0;
+	if (pages && pages != USER_INTERIOR)
+		for (uint64_t j = 0; j < pages; j++)
+			c->user_len[i + j] = 0;
 	pthread_mutex_unlock(&c->buf_lock);
+	if (!pages || pages == USER_INTERIOR)
+		hbk_log(HBK_LOG_ERR, "hbk_ctl_buf_free of %p, which hbk_ctl_buf_alloc did not "
+			"return (or was freed already)", p);
 }
 
 /* ---- Submission ------------------------------------------------------------- */
@@ -123,7 +127,6 @@ static void prepare(struct hbk_ctl *c, struct htask *t, struct hbk_scsi_cmd *cmd
 	t->cmd = cmd;
 	t->timed_out = false;
 	t->tmo_stage = 0;
-	t->cycle++;
 	t->bounced = cmd->len && !in_arena(c, cmd->buf, cmd->len, &t->iova);
 	if (t->bounced) {
 		t->iova = t->bounce_off;
@@ -132,16 +135,18 @@ static void prepare(struct hbk_ctl *c, struct htask *t, struct hbk_scsi_cmd *cmd
 	} else if (!cmd->len) {
 		t->iova = 0;
 	}
+	t->target = cmd->lun ? cmd->lun->info.target : cmd->target;
+	t->lun = cmd->lun ? cmd->lun->info.lun : cmd->lun_id;
 	struct hbk_task *k = c->bundled ? &c->region.cmds[t->index] : &t->t;
 	memset(k, 0, sizeof(*k));
 	k->version = HBK_TASK_VERSION;
-	k->target_id = cmd->lun ? cmd->lun->info.target : cmd->target;
+	k->target_id = t->target;
 	k->controller_task_id = t->task_id;
 	k->requested_transfer_count = cmd->len;
 	k->buffer_iova = t->iova;
 	k->task_attribute = cmd->attr;
 	k->task_tag = t->task_id;
-	hbk_scsi_lun_encode(cmd->lun ? cmd->lun->info.lun : cmd->lun_id, k->lun);
+	hbk_scsi_lun_encode(t->lun, k->lun);
 	memcpy(k->cdb, cmd->cdb, cmd->cdb_len);
 	k->cdb_len = cmd->cdb_len;
 	k->direction = cmd->dir;
@@ -254,7 +259,6 @@ int hbk_sam_submit(struct hbk_ctl *c, struct hbk_scsi_cmd *cmd)
 	}
 	struct htask *t = &c->tasks[c->free_stack[--c->nfree]];
 	set_state(t, SLOT_HOST);
-	c->outstanding++;
 	pthread_mutex_unlock(&c->lock);
 	prepare(c, t, cmd);
 	enqueue(c, t);
@@ -275,8 +279,6 @@ static void finish(struct hbk_ctl *c, struct htask *t)
 	} else {
 		set_state(t, SLOT_FREE);
 		c->free_stack[c->nfree++] = t->index;
-		if (!--c->outstanding)
-			pthread_cond_broadcast(&c->idle_cond);
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (next) {
@@ -629,12 +631,12 @@ void *hbk_io_timer(void *arg)
 			}
 			t->tmo_stage++;
 			t->stage_ns = now;
-			const struct hbk_task *k = t->path == PATH_BUNDLED ? &c->region.cmds[i] : &t->t;
+			/* From the host's own copies: the slot is driver-writable. */
 			step[n].idx = i;
 			step[n].stage = t->tmo_stage;
-			step[n].target = k->target_id;
-			step[n].lun = hbk_scsi_lun_decode(k->lun);
-			step[n].tag = k->task_tag;
+			step[n].target = t->target;
+			step[n].lun = t->lun;
+			step[n].tag = t->task_id;
 			n++;
 		}
 		pthread_mutex_unlock(&c->lock);
