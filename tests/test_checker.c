@@ -83,7 +83,7 @@ static struct hbk_lun *open_lun(const char *name, enum hbk_ctl_mode mode, const 
 	assert_int_equal(hbk_ctl_lun_count(ctl), 1);
 	struct hbk_lun *l = hbk_ctl_lun(ctl, 0);
 	assert_non_null(l);
-	assert_int_equal(hbk_lun_info(l)->block_size, BS);
+	assert_int_equal(tl_info(l).block_size, BS);
 	return l;
 }
 

@@ -46,7 +46,8 @@ static void discovery_registers_the_lun(void **state)
 	struct hbk_ctl *c = open_ram(HBK_MODE_AUTO, (const char *[]){ "size=64M", NULL });
 	assert_true(hbk_ctl_bundled(c));
 	assert_int_equal(hbk_ctl_lun_count(c), 1);
-	const struct hbk_lun_info *li = hbk_lun_info(hbk_ctl_lun(c, 0));
+	struct hbk_lun_info info = tl_info(hbk_ctl_lun(c, 0));
+	const struct hbk_lun_info *li = &info;
 	assert_string_equal(li->vendor, "HBAKIT");
 	assert_string_equal(li->product, "RAM DISK");
 	assert_string_equal(li->serial, "RAM00000000");
@@ -68,7 +69,8 @@ static void discovery_finds_every_target_and_lun(void **state)
 	assert_int_equal(hbk_ctl_lun_count(c), 6);
 	bool seen[2][3] = { { false } };
 	for (unsigned i = 0; i < 6; i++) {
-		const struct hbk_lun_info *li = hbk_lun_info(hbk_ctl_lun(c, i));
+		struct hbk_lun_info info = tl_info(hbk_ctl_lun(c, i));
+		const struct hbk_lun_info *li = &info;
 		assert_true(li->target < 2 && li->lun < 3);
 		seen[li->target][li->lun] = true;
 	}
@@ -115,7 +117,7 @@ static void large_io_is_split_at_max_transfer(void **state)
 	struct hbk_ctl *c = open_ram(HBK_MODE_AUTO,
 				     (const char *[]){ "size=32M", "max-transfer=64k", NULL });
 	struct hbk_lun *l = hbk_ctl_lun(c, 0);
-	assert_int_equal(hbk_lun_info(l)->max_xfer_bytes, 64 * 1024);
+	assert_int_equal(tl_info(l).max_xfer_bytes, 64 * 1024);
 	uint32_t n = (4u << 20) / 512;
 	uint8_t *buf = malloc(4u << 20);
 	tl_fill(buf, 100, n, 512, 3);
@@ -414,7 +416,7 @@ static void framework_creates_targets_when_driver_does_not(void **state)
 	assert_int_equal(tl_open("tests/drivers/framework_managed", HBK_MODE_AUTO, NULL, 0, 0, &c), 0);
 	assert_true(now_ms() - t0 < 3000);  /* absent targets fail fast */
 	assert_int_equal(hbk_ctl_lun_count(c), 1);
-	assert_int_equal(hbk_lun_info(hbk_ctl_lun(c, 0))->target, 0);
+	assert_int_equal(tl_info(hbk_ctl_lun(c, 0)).target, 0);
 	uint8_t buf[4096];
 	tl_fill(buf, 8, 8, 512, 4);
 	assert_int_equal(tl_rw(hbk_ctl_lun(c, 0), true, 8, 8, buf), 0);
@@ -422,6 +424,35 @@ static void framework_creates_targets_when_driver_does_not(void **state)
 	assert_int_equal(tl_rw(hbk_ctl_lun(c, 0), false, 8, 8, buf), 0);
 	assert_true(tl_check(buf, 8, 8, 512, 4));
 	hbk_ctl_close(c);
+}
+
+/* Media change, presence and destruction reported by the driver. */
+static void driver_target_calls_reach_the_host(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = NULL;
+	tl_capture_begin();  /* before the spawn: the driver's stderr too */
+	assert_int_equal(tl_open("tests/drivers/target_lifecycle", HBK_MODE_AUTO, NULL, 0, 0, &c), 0);
+	struct hbk_lun *l = hbk_ctl_lun(c, 0);
+	uint64_t full = tl_info(l).nblocks;
+	uint8_t buf[4096];
+	tl_fill(buf, 4242, 8, 512, 9);
+	assert_int_equal(tl_rw(l, true, 4242, 8, buf), 0);
+	for (int i = 0; i < 500 && tl_info(l).nblocks == full; i++)
+		usleep(10000);
+	assert_int_equal(tl_info(l).nblocks, full / 2);
+	/* The host checks ranges against the new capacity. */
+	assert_int_equal(tl_rw(l, false, full / 2, 1, buf), -EINVAL);
+	assert_int_equal(tl_rw(l, false, 4242, 8, buf), 0);
+	struct hbk_lun_info info;
+	for (int i = 0; i < 500 && hbk_lun_info(l, &info) == 0; i++)
+		usleep(10000);
+	assert_int_equal(hbk_lun_info(l, &info), -ENODEV);
+	assert_int_equal(tl_rw(l, false, 0, 1, buf), -ENODEV);
+	hbk_ctl_close(c);
+	const char *log = tl_capture_end();
+	assert_non_null(strstr(log, "lifecycle: media changed: 0"));
+	assert_non_null(strstr(log, "lifecycle: present before 1, destroy 0, present after 0"));
 }
 
 /* Garbage on the driver's call channel: the runtime logs it and goes on. */
@@ -509,6 +540,7 @@ int main(void)
 		cmocka_unit_test(close_fails_outstanding_io),
 		cmocka_unit_test(attach_to_a_listening_driver),
 		cmocka_unit_test(framework_creates_targets_when_driver_does_not),
+		cmocka_unit_test(driver_target_calls_reach_the_host),
 		cmocka_unit_test(driver_survives_garbage_from_a_host),
 		cmocka_unit_test(open_fails_cleanly_without_a_driver),
 	};

@@ -221,7 +221,9 @@ static int run_mode(const struct bench_opts *o, enum hbk_ctl_mode mode, struct r
 		return -ENODEV;
 	}
 	struct hbk_lun *lun = hbk_ctl_lun(c, o->lun);
-	const struct hbk_lun_info *li = hbk_lun_info(lun);
+	struct hbk_lun_info info;
+	const struct hbk_lun_info *li = &info;
+	hbk_lun_info(lun, &info);
 	if (!o->bs || o->bs % li->block_size) {
 		fprintf(stderr, "hbakit bench: --bs must be a multiple of the LUN's %u-byte blocks\n",
 			li->block_size);

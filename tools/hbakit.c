@@ -152,7 +152,9 @@ int cli_info(int argc, char **argv)
 	       "PRODUCT", "REV", "SERIAL", "CAPACITY", "BLOCK", "ID");
 	unsigned n = hbk_ctl_lun_count(c);
 	for (unsigned i = 0; i < n; i++) {
-		const struct hbk_lun_info *li = hbk_lun_info(hbk_ctl_lun(c, i));
+		struct hbk_lun_info info;
+		const struct hbk_lun_info *li = &info;
+		hbk_lun_info(hbk_ctl_lun(c, i), &info);
 		char cap[32];
 		fmt_capacity(li->nblocks * li->block_size, cap, sizeof(cap));
 		printf("%-6llu %-4llu %-8s %-16s %-4s %-20s %-12s %-6u %s%s\n",

@@ -270,11 +270,11 @@ static void create_targets(struct hbk_drv_work *w)
 
 /* ---- I/O: both paths share one pending list and one interrupt handler ------------ */
 
-static void queue_tasks(struct ram *r, const uint16_t *index, unsigned n, enum path path)
+static void queue_bundled(struct ram *r, const uint16_t *index, unsigned n)
 {
 	pthread_mutex_lock(&r->lock);
 	for (unsigned i = 0; i < n; i++)
-		r->pend[r->tail++ % r->ntasks] = (struct pending){ .index = index[i], .path = (uint8_t)path };
+		r->pend[r->tail++ % r->ntasks] = (struct pending){ .index = index[i], .path = BUNDLED };
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -289,10 +289,14 @@ static uint32_t ram_process_task(struct hbk_drv *d, const struct hbk_task *task,
 	struct ram *r = hbk_drv_priv(d);
 	(void)resp;
 	uint16_t index = (uint16_t)hbk_drv_action_index(action);
+	hbk_drv_action_retain(action);
+	/* The copies are written under the lock that hands them over: the
+	 * interrupt handler may still be reading this index's previous cycle. */
+	pthread_mutex_lock(&r->lock);
 	r->tasks[index] = *task;
 	r->actions[index] = action;
-	hbk_drv_action_retain(action);
-	queue_tasks(r, &index, 1, PER_TASK);
+	r->pend[r->tail++ % r->ntasks] = (struct pending){ .index = index, .path = PER_TASK };
+	pthread_mutex_unlock(&r->lock);
 	raise_interrupt(r);
 	return HBK_SR_REQUEST_IN_PROCESS;
 }
@@ -307,7 +311,7 @@ static void ram_process_bundled(struct hbk_drv *d, const uint16_t *index, uint16
 		r->bundled = action;
 	else if (r->bundled != action)
 		abort();
-	queue_tasks(r, index, count, BUNDLED);
+	queue_bundled(r, index, count);
 	raise_interrupt(r);
 }
 

@@ -76,7 +76,13 @@ struct hbk_lun_info {
 	uint32_t max_unmap_blocks;
 	bool thin;                /* LBPME: UNMAP is served */
 };
-const struct hbk_lun_info *hbk_lun_info(const struct hbk_lun *l);
+/*
+ * Copies a consistent snapshot of what the host knows about the LUN into
+ * *out (the capacity changes when the driver reports a media change).
+ * Returns 0, or -ENODEV once the driver destroyed the LUN's target (*out
+ * still holds its last state).  Any thread.
+ */
+int hbk_lun_info(const struct hbk_lun *l, struct hbk_lun_info *out);
 
 /* ---- Buffers in the shared arena (zero copy) --------------------------------- */
 

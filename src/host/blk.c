@@ -71,14 +71,17 @@ static void cmd_init(struct hbk_scsi_cmd *cmd, struct hbk_blk_io *io)
 
 int hbk_blk_submit(struct hbk_blk_io *io)
 {
+	/* Fields that never change after registration; capacity and presence
+	 * are read from their atomics. */
 	const struct hbk_lun_info *li = &io->lun->info;
 	struct hbk_ctl *c = io->lun->ctl;
 	io->error = 0;
 	memset(&io->result, 0, sizeof(io->result));
-	if (io->lun->gone)
+	if (atomic_load(&io->lun->gone))
 		return -ENODEV;
+	uint64_t nblocks = atomic_load_explicit(&io->lun->nblocks, memory_order_relaxed);
 	if (io->op == HBK_BLK_READ || io->op == HBK_BLK_WRITE || io->op == HBK_BLK_UNMAP) {
-		if (!io->nblocks || io->lba >= li->nblocks || io->nblocks > li->nblocks - io->lba)
+		if (!io->nblocks || io->lba >= nblocks || io->nblocks > nblocks - io->lba)
 			return -EINVAL;
 	}
 	switch (io->op) {

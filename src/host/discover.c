@@ -160,7 +160,8 @@ static int register_lun(struct hbk_ctl *c, const struct hbk_lun_info *info)
 		return -ENOMEM;
 	l->ctl = c;
 	l->info = *info;
-	hbk_scsi_lun_encode(info->lun, l->lun_bytes);
+	atomic_init(&l->nblocks, info->nblocks);
+	atomic_init(&l->gone, false);
 	pthread_mutex_lock(&c->lun_lock);
 	if (c->nluns == c->luns_cap) {
 		unsigned cap = c->luns_cap ? c->luns_cap * 2 : 8;
@@ -243,7 +244,7 @@ int hbk_disc_destroy_target(struct hbk_ctl *c, uint64_t target)
 	pthread_mutex_lock(&c->lun_lock);
 	for (unsigned i = 0; i < c->nluns; i++)
 		if (c->luns[i]->info.target == target && !c->luns[i]->gone) {
-			c->luns[i]->gone = true;
+			atomic_store(&c->luns[i]->gone, true);
 			err = 0;
 		}
 	pthread_mutex_unlock(&c->lun_lock);
@@ -268,15 +269,28 @@ int hbk_disc_media_changed(struct hbk_ctl *c, uint64_t target, uint64_t lun)
 	pthread_mutex_unlock(&c->lun_lock);
 	if (!l)
 		return -ENOENT;
+	pthread_mutex_lock(&c->lun_lock);
 	struct hbk_lun_info info = l->info;
+	pthread_mutex_unlock(&c->lun_lock);
 	int err = read_capacity(c, &info);
-	if (!err) {
-		pthread_mutex_lock(&c->lun_lock);
-		l->info.nblocks = info.nblocks;
-		l->info.block_size = info.block_size;
-		pthread_mutex_unlock(&c->lun_lock);
+	if (err)
+		return err;
+	if (info.block_size != l->info.block_size) {
+		/* Every split and buffer was sized for the old block size. */
+		hbk_log(HBK_LOG_ERR, "target %llu lun %llu changed its block size from %u to %u; "
+			"the LUN is taken offline", (unsigned long long)target,
+			(unsigned long long)lun, l->info.block_size, info.block_size);
+		atomic_store(&l->gone, true);
+		return -EINVAL;
 	}
-	return err;
+	pthread_mutex_lock(&c->lun_lock);
+	l->info.nblocks = info.nblocks;
+	atomic_store(&l->nblocks, info.nblocks);
+	pthread_mutex_unlock(&c->lun_lock);
+	hbk_log(HBK_LOG_INFO, "target %llu lun %llu: media changed, now %llu blocks",
+		(unsigned long long)target, (unsigned long long)lun,
+		(unsigned long long)info.nblocks);
+	return 0;
 }
 
 void hbk_disc_free(struct hbk_ctl *c)
@@ -304,7 +318,10 @@ struct hbk_lun *hbk_ctl_lun(struct hbk_ctl *c, unsigned i)
 	return l;
 }
 
-const struct hbk_lun_info *hbk_lun_info(const struct hbk_lun *l)
+int hbk_lun_info(const struct hbk_lun *l, struct hbk_lun_info *out)
 {
-	return &l->info;
+	pthread_mutex_lock(&l->ctl->lun_lock);
+	*out = l->info;
+	pthread_mutex_unlock(&l->ctl->lun_lock);
+	return atomic_load(&l->gone) ? -ENODEV : 0;
 }

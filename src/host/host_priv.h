@@ -38,11 +38,12 @@ struct htask {
 	uint8_t hist[HIST_LEN]; /* recent states, newest last */
 };
 
+/* info changes only under ctl->lun_lock; the I/O path reads the atomics. */
 struct hbk_lun {
 	struct hbk_ctl *ctl;
 	struct hbk_lun_info info;
-	uint8_t lun_bytes[8];
-	bool gone;
+	atomic_ullong nblocks;    /* current capacity, for range checks */
+	atomic_bool gone;         /* target destroyed: I/O fails with ENODEV */
 };
 
 struct ctl_msg {              /* a driver -> host call queued for the control thread */

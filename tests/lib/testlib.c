@@ -102,3 +102,10 @@ int tl_rw(struct hbk_lun *l, bool write, uint64_t lba, uint32_t nblocks, void *b
 	io.buf = buf;
 	return hbk_blk_exec(&io);
 }
+
+struct hbk_lun_info tl_info(const struct hbk_lun *l)
+{
+	struct hbk_lun_info info;
+	hbk_lun_info(l, &info);
+	return info;
+}

@@ -35,6 +35,9 @@ const char *tl_capture_end(void);
 void tl_fill(void *buf, uint64_t lba, uint32_t nblocks, uint32_t bs, uint32_t seed);
 bool tl_check(const void *buf, uint64_t lba, uint32_t nblocks, uint32_t bs, uint32_t seed);
 
+/* Snapshot of LUN l's info (hbk_lun_info), for assertions. */
+struct hbk_lun_info tl_info(const struct hbk_lun *l);
+
 /* Synchronous block I/O on LUN l; returns io.error. */
 int tl_rw(struct hbk_lun *l, bool write, uint64_t lba, uint32_t nblocks, void *buf);
 
