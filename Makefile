@@ -69,11 +69,12 @@ TEST_LIB  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/lib/*.c))
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_LIB) $(BUILD)/libhbk.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
-# The main job: the per-task path against the bundled path on the embedded
-# default (drivers/ram, 4 KiB randrw 70/30, iodepth 32).
+# The main job: the story's workload (4 KiB randrw 70/30, 4 jobs at
+# iodepth 32) on the per-task path against the bundled path, on the embedded
+# default controller (drivers/ram).
 run: deps all
 	$(BUILD)/hbakit bench --driver $(BUILD)/drivers/hbk-ram --mode both \
-	    --rw randrw --rwmixread 70 --bs 4k --iodepth 32 --numjobs 1 --runtime 5
+	    --rw randrw --rwmixread 70 --bs 4k --iodepth 32 --numjobs 4 --runtime 5
 
 # `make check`: the whole suite in every variant (plain, ASan+UBSan, TSan)
 # plus a clang -Werror build, with one closing line for all of it.
