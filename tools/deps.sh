@@ -6,8 +6,9 @@
 # missing packages and fails, so a build never half-works.
 set -u
 # The compiler (gcc brings its ASan/UBSan/TSan runtimes), cmocka for the
-# tests, and clang for the -Werror build of `make check`.
-need=(build-essential libcmocka-dev clang)
+# tests, clang for the -Werror build and valgrind for the memory check of
+# `make check`.
+need=(build-essential libcmocka-dev clang valgrind)
 missing=()
 for p in "${need[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -252,7 +252,8 @@ int hbk_drv_media_changed(struct hbk_drv *d, uint64_t target, uint64_t lun);
 
 /* ---- Helpers for drivers -------------------------------------------------- */
 
-/* Fills a response for task t from a status, sense data and byte count. */
+/* Fills the whole response for task t (reserved fields zeroed) from a
+ * service response, status, byte count and sense data.  Any thread. */
 void hbk_drv_response_fill(struct hbk_response *r, const struct hbk_task *t,
 			   uint32_t service, uint32_t status, uint64_t bytes,
 			   const uint8_t *sense, uint8_t sense_len);

@@ -370,20 +370,19 @@ void hbk_drv_response_fill(struct hbk_response *r, const struct hbk_task *t,
 			   uint32_t service, uint32_t status, uint64_t bytes,
 			   const uint8_t *sense, uint8_t sense_len)
 {
+	memset(r, 0, sizeof(*r));  /* reserved fields and the unused sense tail */
 	r->version = HBK_TASK_VERSION;
 	r->target_id = t->target_id;
-	memset(r->feature_result, 0, sizeof(r->feature_result));
-	r->rsvd0 = 0;
-	r->feature_result_count = 0;
 	r->controller_task_id = t->controller_task_id;
 	r->completion_status = status;
 	r->service_response = service;
 	r->bytes_transferred = bytes;
 	if (sense_len > HBK_SENSE_MAX)
 		sense_len = HBK_SENSE_MAX;
-	r->sense_len = sense ? sense_len : 0;
-	if (r->sense_len)
-		memcpy(r->sense, sense, r->sense_len);
+	if (sense && sense_len) {
+		r->sense_len = sense_len;
+		memcpy(r->sense, sense, sense_len);
+	}
 }
 
 /* ---- Driver -> host calls ------------------------------------------------- */
