@@ -668,7 +668,7 @@ static void test_c12_driver_aborts_mid_io(void **state)
 static void c12_hang(enum hbk_ctl_mode mode)
 {
 	capture_begin();
-	struct hbk_lun *l = open_lun("hang_mid_io", mode, NULL, 500, 0);
+	struct hbk_lun *l = open_lun("stall", mode, NULL, 500, 0);
 	good_io(l, 0, 1);
 	uint64_t t0 = now_ms();
 	struct aio *a = aio_write(0, l, TRIGGER);

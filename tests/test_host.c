@@ -284,7 +284,8 @@ static void sender_batches_what_was_prepared_during_a_call(void **state)
 {
 	(void)state;
 	struct hbk_ctl *c = NULL;
-	assert_int_equal(tl_open("tests/drivers/slow_call", HBK_MODE_BUNDLED, NULL, 0, 0, &c), 0);
+	assert_int_equal(tl_open("tests/drivers/stall", HBK_MODE_BUNDLED,
+				 (const char *[]){ "delay-us=20000", NULL }, 0, 0, &c), 0);
 	struct load ld = { .lun = hbk_ctl_lun(c, 0), .lock = PTHREAD_MUTEX_INITIALIZER,
 			   .cond = PTHREAD_COND_INITIALIZER };
 	unsigned n = 64;  /* the test driver's task count: none waits for a task */
@@ -310,7 +311,7 @@ static void per_task_path_sends_one_task_per_call(void **state)
 {
 	(void)state;
 	struct hbk_ctl *c = NULL;
-	assert_int_equal(tl_open("tests/drivers/slow_call", HBK_MODE_PER_TASK,
+	assert_int_equal(tl_open("tests/drivers/stall", HBK_MODE_PER_TASK,
 				 (const char *[]){ "delay-us=1000", NULL }, 0, 0, &c), 0);
 	struct load ld = { .lun = hbk_ctl_lun(c, 0), .lock = PTHREAD_MUTEX_INITIALIZER,
 			   .cond = PTHREAD_COND_INITIALIZER };
