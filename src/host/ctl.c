@@ -59,10 +59,13 @@ int hbk_ctl_call(struct hbk_ctl *c, void *msg, size_t len, int pass_fd,
 	if (err == -ETIMEDOUT)
 		hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_RESPONDING, 12,
 				      "the driver did not answer %s within %u ms: it is hung; "
-				      "outstanding I/O is failed", hbk_msg_name(type), c->opts.call_timeout_ms);
+				      "outstanding I/O is failed. Fix: return from every entry "
+				      "point promptly and defer slow work to a queue",
+				      hbk_msg_name(type), c->opts.call_timeout_ms);
 	else if (err == -EBADMSG)
 		hbk_ctl_driver_failed(c, HBK_DS_DELIVERY_FAILURE, 12,
-				      "malformed reply to %s: %s", hbk_msg_name(type), why);
+				      "malformed reply to %s: %s; the connection is cut. Fix: "
+				      "answer calls only through hbk_drv_main", hbk_msg_name(type), why);
 	else if (err)
 		hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_PRESENT, 12,
 				      "the driver went away during %s (%s)", hbk_msg_name(type),
@@ -248,7 +251,8 @@ static void *event_thread(void *arg)
 		if (n == -EBADMSG) {
 			hbk_ctl_driver_failed(c, HBK_DS_DELIVERY_FAILURE, 12,
 					      "malformed message from the driver: %s; the "
-					      "connection is cut and outstanding I/O failed", why);
+					      "connection is cut and outstanding I/O failed. Fix: "
+					      "send only through the hbk_drv_* calls", why);
 			break;
 		}
 		if (n < 0) {
@@ -275,7 +279,8 @@ static void *event_thread(void *arg)
 				break;
 			}
 			hbk_ctl_driver_failed(c, HBK_DS_DELIVERY_FAILURE, 12,
-					      "unexpected %s on the event channel",
+					      "unexpected %s on the event channel; the connection "
+					      "is cut. Fix: send only through the hbk_drv_* calls",
 					      hbk_msg_name(m.hdr.type));
 			return NULL;
 		}

@@ -362,7 +362,8 @@ void hbk_io_bundled_completion(struct hbk_ctl *c, const struct hbk_msg_slots *m)
 {
 	if (!m->count || m->count > HBK_MAX_BUNDLE) {
 		hbk_chk_violation(c, 3, "BUNDLED_COMPLETION with %u slots (1..%u allowed); the "
-				  "message is refused", m->count, HBK_MAX_BUNDLE);
+				  "message is refused. Fix: complete at most %u slots per call",
+				  m->count, HBK_MAX_BUNDLE, HBK_MAX_BUNDLE);
 		return;
 	}
 	struct htask *done[HBK_MAX_BUNDLE];
@@ -378,7 +379,8 @@ void hbk_io_bundled_completion(struct hbk_ctl *c, const struct hbk_msg_slots *m)
 		unsigned idx = m->index[i];
 		if (idx >= c->ntasks) {
 			hbk_chk_violation(c, 3, "BUNDLED_COMPLETION of slot %u, out of range (the "
-					  "controller has %u slots); slot refused", idx, c->ntasks);
+					  "controller has %u slots); slot refused. Fix: complete "
+					  "only indices received in process_bundled", idx, c->ntasks);
 			continue;
 		}
 		struct htask *t = &c->tasks[idx];
@@ -423,7 +425,8 @@ static void parallel_done(struct hbk_ctl *c, uint32_t idx, const struct hbk_resp
 	}
 	if (idx >= c->ntasks) {
 		pthread_mutex_unlock(&c->lock);
-		hbk_chk_violation(c, 7, "%s for task %u, which does not exist; refused", via, idx);
+		hbk_chk_violation(c, 7, "%s for task %u, which does not exist; refused. Fix: "
+				  "complete with the handle process_task gave you", via, idx);
 		return;
 	}
 	struct htask *t = &c->tasks[idx];
@@ -435,8 +438,9 @@ static void parallel_done(struct hbk_ctl *c, uint32_t idx, const struct hbk_resp
 		if (!quiet)
 			hbk_chk_violation(c, 7, "%s for task %u, which is not outstanding (completed "
 					  "twice, completed after answering the call with a final "
-					  "status, or never issued; history %s); refused", via, idx,
-					  hist);
+					  "status, or never issued; history %s); refused. Fix: "
+					  "complete each task once, and only after returning "
+					  "REQUEST_IN_PROCESS", via, idx, hist);
 		return;
 	}
 	if (t->path != PATH_PER_TASK) {
@@ -647,12 +651,15 @@ void *hbk_io_timer(void *arg)
 						      "task %u was not returned after abort, LUN reset and "
 						      "target reset (HBK-C11 escalation exhausted); the "
 						      "driver is declared hung and all outstanding I/O "
-						      "fails", step[i].idx);
+						      "fails. Fix: complete or give back every task when "
+						      "task management asks", step[i].idx);
 				return NULL;
 			}
 			unsigned type = tmf_of_stage[step[i].stage];
 			hbk_chk_violation(c, 11, "task %u (target %llu lun %llu) overran its timeout; "
-					  "escalating with %s; upstream gets TaskTimeoutOccurred",
+					  "escalating with %s; upstream gets TaskTimeoutOccurred. "
+					  "Fix: complete tasks within timeout_ms, or return them "
+					  "on ABORT TASK",
 					  step[i].idx, (unsigned long long)step[i].target,
 					  (unsigned long long)step[i].lun, hbk_msg_name(type));
 			uint64_t a[3] = { step[i].target, step[i].lun, step[i].tag };
