@@ -33,6 +33,11 @@ normal=$($H bench --mode per-task --rw read --bs 64k --iodepth 4 --size 4M --dri
 echo "$normal" | grep -q "^per-task: read bs=65536" || fail "normal output header"
 echo "$normal" | grep -q "slots per call:  1: " || fail "normal output histogram"
 
+echo "$json" | grep -q '"violations": {}' || fail "a good driver reported violations"
+bad=$($H bench --driver "$BUILD/tests/drivers/over_release" --mode bundled --rw randread \
+	--bs 4k --iodepth 4 --runtime 0.3 2>/dev/null) || fail "over_release bench exit $?"
+echo "$bad" | grep -q "contract violations: HBK-C06 x" || fail "bench hides violations: $bad"
+
 $H bench --rw sideways >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad --rw not refused"
 $H bench --bs 0 >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad --bs not refused"
 $H frobnicate >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown command not refused"

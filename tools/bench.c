@@ -332,6 +332,15 @@ static void print_normal(const struct bench_opts *o, const struct result *r)
 	printf("\n  CPU per I/O: %.2f us (host %.2f s, driver %.2f s)\n",
 	       r->ios ? (r->host_cpu + r->driver_cpu) / (double)r->ios * 1e6 : 0, r->host_cpu,
 	       r->driver_cpu);
+	bool any = false;
+	for (unsigned k = 1; k < HBK_RULES; k++)
+		if (r->stats.violations[k]) {
+			printf("%s HBK-C%02u x%llu", any ? "," : "  contract violations:", k,
+			       (unsigned long long)r->stats.violations[k]);
+			any = true;
+		}
+	if (any)
+		printf("\n");
 }
 
 static void print_json(const struct bench_opts *o, const struct result *r, bool last)
@@ -352,6 +361,11 @@ static void print_json(const struct bench_opts *o, const struct result *r, bool 
 	       r->stats.tasks ? (double)r->stats.io_calls / (double)r->stats.tasks : 0);
 	for (unsigned b = 0; b < HBK_HIST_BUCKETS; b++)
 		printf("%s\"%s\": %llu", b ? ", " : "", hist_label[b], (unsigned long long)r->stats.hist[b]);
+	printf("},\n     \"violations\": {");
+	for (unsigned k = 1, n = 0; k < HBK_RULES; k++)
+		if (r->stats.violations[k])
+			printf("%s\"HBK-C%02u\": %llu", n++ ? ", " : "", k,
+			       (unsigned long long)r->stats.violations[k]);
 	printf("},\n     \"cpu_us_per_io\": %.3f, \"host_cpu_s\": %.3f, \"driver_cpu_s\": %.3f}%s\n",
 	       r->ios ? (r->host_cpu + r->driver_cpu) / (double)r->ios * 1e6 : 0, r->host_cpu,
 	       r->driver_cpu, last ? "" : ",");
