@@ -164,39 +164,24 @@ int hbk_blk_submit(struct hbk_blk_io *io)
 	return 0;
 }
 
-struct blk_waiter {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool done;
-};
-
 static void blk_exec_done(struct hbk_blk_io *io)
 {
-	struct blk_waiter *w = io->priv;
-	pthread_mutex_lock(&w->lock);
-	w->done = true;
-	pthread_cond_signal(&w->cond);
-	pthread_mutex_unlock(&w->lock);
+	latch_open(io->priv);
 }
 
 int hbk_blk_exec(struct hbk_blk_io *io)
 {
-	struct blk_waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false };
-	void (*done)(struct hbk_blk_io *) = io->done;
-	void *priv = io->priv;
+	struct latch done = LATCH_INIT;
+	void (*user_done)(struct hbk_blk_io *) = io->done;
+	void *user_priv = io->priv;
 	io->done = blk_exec_done;
-	io->priv = &w;
+	io->priv = &done;
 	int err = hbk_blk_submit(io);
 	if (!err) {
-		pthread_mutex_lock(&w.lock);
-		while (!w.done)
-			pthread_cond_wait(&w.cond, &w.lock);
-		pthread_mutex_unlock(&w.lock);
+		latch_wait(&done);
 		err = io->error;
 	}
-	io->done = done;
-	io->priv = priv;
-	pthread_mutex_destroy(&w.lock);
-	pthread_cond_destroy(&w.cond);
+	io->done = user_done;
+	io->priv = user_priv;
 	return err;
 }

@@ -670,39 +670,22 @@ void *hbk_io_timer(void *arg)
 
 /* ---- Blocking wrapper ------------------------------------------------------------ */
 
-struct waiter {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool done;
-	void (*user_done)(struct hbk_scsi_cmd *);
-	void *user_priv;
-};
-
 static void exec_done(struct hbk_scsi_cmd *cmd)
 {
-	struct waiter *w = cmd->priv;
-	pthread_mutex_lock(&w->lock);
-	w->done = true;
-	pthread_cond_signal(&w->cond);
-	pthread_mutex_unlock(&w->lock);
+	latch_open(cmd->priv);
 }
 
 int hbk_sam_exec(struct hbk_ctl *c, struct hbk_scsi_cmd *cmd)
 {
-	struct waiter w = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
-			    .user_done = cmd->done, .user_priv = cmd->priv };
+	struct latch done = LATCH_INIT;
+	void (*user_done)(struct hbk_scsi_cmd *) = cmd->done;
+	void *user_priv = cmd->priv;
 	cmd->done = exec_done;
-	cmd->priv = &w;
+	cmd->priv = &done;
 	int err = hbk_sam_submit(c, cmd);
-	if (!err) {
-		pthread_mutex_lock(&w.lock);
-		while (!w.done)
-			pthread_cond_wait(&w.cond, &w.lock);
-		pthread_mutex_unlock(&w.lock);
-	}
-	cmd->done = w.user_done;
-	cmd->priv = w.user_priv;
-	pthread_mutex_destroy(&w.lock);
-	pthread_cond_destroy(&w.cond);
+	if (!err)
+		latch_wait(&done);
+	cmd->done = user_done;
+	cmd->priv = user_priv;
 	return err;
 }
