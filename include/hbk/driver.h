@@ -190,7 +190,8 @@ const char *hbk_drv_queue_name(const struct hbk_drv_queue *q);
 
 /*
  * Address of the data buffer of a task: [iova, iova + len) of the shared data
- * arena, or NULL when that range is not inside the arena.  Any thread.
+ * arena, or NULL when that range is not inside the arena or iova breaks the
+ * alignment the DMA spec declared.  Any thread.
  */
 void *hbk_drv_dma(struct hbk_drv *d, uint64_t iova, uint64_t len);
 

@@ -39,7 +39,6 @@ struct hbk_drv_queue {
 struct hbk_drv_action {
 	struct hbk_drv *d;
 	uint32_t index;
-	uint64_t task_id;
 	atomic_uint refs;       /* 0: released, the handle is dead */
 };
 
@@ -50,7 +49,6 @@ struct hbk_drv_bundled_action {
 
 struct hbk_drv_mem {
 	void *addr;
-	uint64_t size;
 	bool mapped;
 };
 
@@ -75,6 +73,7 @@ struct hbk_drv {
 
 	struct hbk_drv_action *actions;
 	uint32_t nactions;
+	uint32_t dma_alignment;     /* as the driver's DMA spec declared */
 	struct hbk_drv_bundled_action bundled;
 	struct hbk_drv_mem cmd_mem, resp_mem;
 
@@ -249,7 +248,8 @@ static void queues_stop(struct hbk_drv *d)
 
 void *hbk_drv_dma(struct hbk_drv *d, uint64_t iova, uint64_t len)
 {
-	if (!d->have_region || iova > d->region.arena_size || len > d->region.arena_size - iova)
+	if (!d->have_region || iova > d->region.arena_size || len > d->region.arena_size - iova ||
+	    (d->dma_alignment && iova % d->dma_alignment))
 		return NULL;
 	return d->region.arena + iova;
 }
@@ -589,10 +589,8 @@ static int do_map_bundled(struct hbk_drv *d, uint64_t count)
 		return -ENOTSUP;
 	if (!d->have_region || !count || count > d->region.slots)
 		return -EINVAL;
-	d->cmd_mem = (struct hbk_drv_mem){ .addr = d->region.cmds,
-					   .size = count * sizeof(struct hbk_task) };
-	d->resp_mem = (struct hbk_drv_mem){ .addr = d->region.resps,
-					    .size = count * sizeof(struct hbk_response) };
+	d->cmd_mem = (struct hbk_drv_mem){ .addr = d->region.cmds };
+	d->resp_mem = (struct hbk_drv_mem){ .addr = d->region.resps };
 	int err = d->ops->map_bundled(d, &d->cmd_mem, &d->resp_mem, (uint32_t)count);
 	if (err)
 		return err;
@@ -699,6 +697,7 @@ static size_t serve(struct hbk_drv *d, union call_buf *m, int *fd, union reply_b
 		val[HBK_DMA_VAL_ALIGNMENT] = s.alignment;
 		val[HBK_DMA_VAL_ADDRESS_BITS] = s.address_bits;
 		val[HBK_DMA_VAL_SEGMENT_TYPE] = s.segment_type;
+		d->dma_alignment = s.alignment;
 		break;
 	}
 	case HBK_MSG_MAP_HBA_DATA:
@@ -708,7 +707,6 @@ static size_t serve(struct hbk_drv *d, union call_buf *m, int *fd, union reply_b
 		}
 		val[0] = arg[0] + 1;
 		err = o->map_hba_data ? o->map_hba_data(d, (uint32_t)arg[0], &val[0]) : 0;
-		d->actions[arg[0]].task_id = val[0];
 		break;
 	case HBK_MSG_MAP_BUNDLED:
 		err = do_map_bundled(d, arg[0]);

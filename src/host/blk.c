@@ -42,23 +42,31 @@ int hbk_blk_errno(const struct hbk_scsi_result *r)
 	}
 }
 
-static void part_done(struct hbk_scsi_cmd *cmd)
+/*
+ * Retires count parts of io that ended with cmd's result; the last retirement
+ * completes io.  Parts end on the event thread, and on another thread when the
+ * host fails everything at once, so the first failure is claimed with a CAS
+ * (only its owner writes io->result) and the count drops atomically; the
+ * final acq_rel decrement orders every part's writes before done runs.
+ */
+static void parts_end(struct hbk_blk_io *io, const struct hbk_scsi_cmd *cmd, uint32_t count)
 {
-	struct hbk_blk_io *io = cmd->priv;
-	int err = hbk_blk_errno(&cmd->result);
-	/* Parts complete on the event thread one at a time, except when the
-	 * host fails everything at once; the atomic keeps the count exact. */
-	if (err && !__atomic_load_n(&io->error, __ATOMIC_ACQUIRE)) {
+	int err = hbk_blk_errno(&cmd->result), none = 0;
+	if (err && __atomic_compare_exchange_n(&io->error, &none, err, false,
+					       __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		io->result = cmd->result;
-		__atomic_store_n(&io->error, err, __ATOMIC_RELEASE);
-	}
-	if (__atomic_sub_fetch(&io->parts_left, 1, __ATOMIC_ACQ_REL))
+	if (__atomic_sub_fetch(&io->parts_left, count, __ATOMIC_ACQ_REL))
 		return;
 	if (io->op == HBK_BLK_UNMAP)
-		free(cmd->buf);
+		free(io->one.buf);
 	if (io->parts != &io->one)
 		free(io->parts);
 	io->done(io);
+}
+
+static void part_done(struct hbk_scsi_cmd *cmd)
+{
+	parts_end(cmd->priv, cmd, 1);
 }
 
 static void cmd_init(struct hbk_scsi_cmd *cmd, struct hbk_blk_io *io)
@@ -154,10 +162,10 @@ int hbk_blk_submit(struct hbk_blk_io *io)
 					free(parts);
 				return err;
 			}
+			/* Parts before i are out: the rest end here, as not delivered. */
 			parts[i].result.service = HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE;
 			parts[i].result.status = HBK_DS_DEVICE_NOT_PRESENT;
-			for (uint32_t j = i; j < n; j++)
-				part_done(&parts[i]);
+			parts_end(io, &parts[i], n - i);
 			break;
 		}
 	}

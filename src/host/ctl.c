@@ -433,7 +433,16 @@ static int startup(struct hbk_ctl *c)
 	if ((err = hbk_ctl_call_simple(c, HBK_MSG_GET_DMA_SPEC, NULL, 0, v)))
 		return err;
 	c->max_transfer = v[HBK_DMA_VAL_MAX_TRANSFER];
-	c->dma_alignment = (uint32_t)v[HBK_DMA_VAL_ALIGNMENT];
+	/* Buffers handed over without a copy must meet both the DMA spec's
+	 * alignment and the data alignment mask; bounce chunks are 4 KiB
+	 * aligned, so that is the most a driver may ask. */
+	uint64_t align = HBK_MAX(v[HBK_DMA_VAL_ALIGNMENT], cons[HBK_CONS_DATA_ALIGNMENT_MASK] + 1);
+	if (!align || align & (align - 1) || align > 4096) {
+		hbk_log(HBK_LOG_ERR, "driver asks for a buffer alignment of %llu bytes; it must be "
+			"a power of two up to 4096", (unsigned long long)align);
+		return -EINVAL;
+	}
+	c->dma_alignment = (uint32_t)align;
 	if (c->max_transfer < 512 || c->max_transfer > (64u << 20)) {
 		hbk_log(HBK_LOG_ERR, "driver reports a max transfer of %llu bytes; it must be "
 			"512 B..64 MiB", (unsigned long long)c->max_transfer);

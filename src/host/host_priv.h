@@ -66,7 +66,7 @@ struct hbk_ctl {
 	uint64_t initiator_id, highest_id;
 	uint32_t ntasks;
 	uint64_t max_transfer;
-	uint32_t dma_alignment;
+	uint32_t dma_alignment;   /* zero-copy buffers must be this aligned */
 	uint32_t cons_present;
 	uint64_t cons[HBK_CONS_COUNT];
 	bool bundled;

@@ -111,13 +111,15 @@ void hbk_ctl_buf_free(struct hbk_ctl *c, void *p)
 
 /* ---- Submission ------------------------------------------------------------- */
 
-static bool in_arena(struct hbk_ctl *c, const void *buf, uint64_t len, uint64_t *iova)
+/* True when buf can go to the driver as is: inside the arena and aligned as
+ * the driver asked; *iova is then its arena offset. */
+static bool zero_copy(struct hbk_ctl *c, const void *buf, uint64_t len, uint64_t *iova)
 {
 	const uint8_t *p = buf, *a = c->region.arena;
 	if (p < a || p >= a + c->region.arena_size || len > (uint64_t)(a + c->region.arena_size - p))
 		return false;
 	*iova = (uint64_t)(p - a);
-	return true;
+	return *iova % c->dma_alignment == 0;
 }
 
 /* Fills the task (its slot on the bundled path) from the command: runs on the
@@ -127,7 +129,7 @@ static void prepare(struct hbk_ctl *c, struct htask *t, struct hbk_scsi_cmd *cmd
 	t->cmd = cmd;
 	t->timed_out = false;
 	t->tmo_stage = 0;
-	t->bounced = cmd->len && !in_arena(c, cmd->buf, cmd->len, &t->iova);
+	t->bounced = cmd->len && !zero_copy(c, cmd->buf, cmd->len, &t->iova);
 	if (t->bounced) {
 		t->iova = t->bounce_off;
 		if (cmd->dir == HBK_DIR_WRITE)
