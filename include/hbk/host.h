@@ -52,16 +52,17 @@ int hbk_ctl_open(const struct hbk_ctl_opts *opts, struct hbk_ctl **out);
  */
 void hbk_ctl_close(struct hbk_ctl *c);
 
-/* true if the controller runs on the bundled path. */
+/* Queries; any thread.  true if the controller runs on the bundled path. */
 bool hbk_ctl_bundled(const struct hbk_ctl *c);
 /* false once the driver died, hung or was cut off; I/O then fails. */
 bool hbk_ctl_alive(const struct hbk_ctl *c);
+/* The name the driver gave in HELLO; owned by c. */
 const char *hbk_ctl_driver_name(const struct hbk_ctl *c);
 /* Process id of a spawned driver (0 when attached), e.g. for CPU accounting. */
 int hbk_ctl_driver_pid(const struct hbk_ctl *c);
 
-/* LUNs registered so far, in registration order.  The pointer stays valid
- * until hbk_ctl_close. */
+/* LUNs registered so far, in registration order (NULL past the count).  The
+ * LUN is owned by c and stays valid until hbk_ctl_close.  Any thread. */
 unsigned hbk_ctl_lun_count(struct hbk_ctl *c);
 struct hbk_lun *hbk_ctl_lun(struct hbk_ctl *c, unsigned i);
 
@@ -93,6 +94,8 @@ int hbk_lun_info(const struct hbk_lun *l, struct hbk_lun_info *out);
  * Any thread.
  */
 void *hbk_ctl_buf_alloc(struct hbk_ctl *c, size_t len);
+/* Returns a buffer from hbk_ctl_buf_alloc; anything else (NULL aside) is
+ * refused and logged.  Not while I/O on it is outstanding.  Any thread. */
 void hbk_ctl_buf_free(struct hbk_ctl *c, void *p);
 
 /* ---- Raw SCSI commands (the SAM layer) ----------------------------------------- */
@@ -182,9 +185,14 @@ struct hbk_ctl_stats {
 	uint64_t failed_by_host;      /* completed by the host: driver dead, teardown */
 };
 
+/* Copies the counters into *out (each read atomically, the set not as one
+ * snapshot).  Any thread. */
 void hbk_ctl_stats(struct hbk_ctl *c, struct hbk_ctl_stats *out);
+/* Zeroes the I/O counters and the histogram, for measuring one run; the
+ * violation, timeout and failure counts describe the controller's whole
+ * life and are kept.  Any thread. */
 void hbk_ctl_stats_reset(struct hbk_ctl *c);
-/* Bucket of the slots-per-call histogram for a call of n slots. */
+/* Bucket of the slots-per-call histogram for a call of n slots (1..32). */
 unsigned hbk_hist_bucket(unsigned n);
 
 #endif /* HBK_HOST_H */
