@@ -751,6 +751,12 @@ static void test_c12_garbage_oversized(void **state)
 	c12_garbage("big", "larger than any valid message");
 }
 
+static void test_c12_garbage_ring_tail(void **state)
+{
+	(void)state;
+	c12_garbage("ringtail", "completion ring's tail ran past");
+}
+
 /* Content faults in a well-framed message are HBK-C03; the controller lives. */
 static void c12_content(const char *kind, uint64_t min, const char *logged)
 {
@@ -780,6 +786,12 @@ static void test_c12_garbage_indices_out_of_range_are_c03(void **state)
 {
 	(void)state;
 	c12_content("index", 2, "slot 1000, out of range");
+}
+
+static void test_c12_ring_indices_out_of_range_are_c03(void **state)
+{
+	(void)state;
+	c12_content("ringindex", 2, "(completion ring) of slot 1000, out of range");
 }
 
 /* ---- Main ------------------------------------------------------------------------ */
@@ -833,8 +845,10 @@ int main(void)
 		T(test_c12_garbage_unknown_type),
 		T(test_c12_garbage_call_on_event_channel),
 		T(test_c12_garbage_oversized),
+		T(test_c12_garbage_ring_tail),
 		T(test_c12_garbage_count_40_is_c03),
 		T(test_c12_garbage_indices_out_of_range_are_c03),
+		T(test_c12_ring_indices_out_of_range_are_c03),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -323,9 +323,11 @@ static void print_normal(const struct bench_opts *o, const struct result *r)
 	printf("  latency usec: p50 %.1f  p99 %.1f  p99.9 %.1f\n",
 	       percentile(r->lat, r->ios, 50) / 1e3, percentile(r->lat, r->ios, 99) / 1e3,
 	       percentile(r->lat, r->ios, 99.9) / 1e3);
-	printf("  calls per task %.3f  (%llu calls, %llu tasks, %llu completion messages)\n", calls,
+	printf("  calls per task %.3f  (%llu calls, %llu tasks, %llu completion batches, "
+	       "%llu doorbells)\n", calls,
 	       (unsigned long long)r->stats.io_calls, (unsigned long long)r->stats.tasks,
-	       (unsigned long long)r->stats.completion_msgs);
+	       (unsigned long long)r->stats.completion_msgs,
+	       (unsigned long long)r->stats.doorbells);
 	printf("  slots per call:");
 	for (unsigned b = 0; b < HBK_HIST_BUCKETS; b++)
 		printf("  %s: %llu", hist_label[b], (unsigned long long)r->stats.hist[b]);
@@ -386,6 +388,8 @@ static void bench_usage(void)
 		"  --driver-arg K=V       option for the driver, repeatable\n"
 		"  --attach SOCKET        use a driver started with --listen\n"
 		"  --lun N                LUN index (0)\n"
+		"  --poll-us N            bundled: poll the completion ring N us before\n"
+		"                         sleeping (100; 0 or -1: never)\n"
 		"  --output-format normal|json\n");
 }
 

@@ -20,6 +20,7 @@ struct cli_ctl {
 	const char *driver_args[CLI_MAX_DRIVER_ARGS + 1];
 	unsigned ndriver_args;
 	enum hbk_ctl_mode mode;
+	int32_t poll_us;          /* --poll-us: ring polling; 0 default, < 0 off */
 };
 
 /* Sets the defaults: the ram driver installed next to this executable. */

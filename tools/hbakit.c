@@ -85,6 +85,14 @@ int cli_ctl_option(struct cli_ctl *o, int argc, char **argv, int *i)
 			return -1;
 		}
 		o->driver_args[o->ndriver_args++] = v;
+	} else if ((v = value(argc, argv, i, "--poll-us"))) {
+		char *end;
+		long us = strtol(v, &end, 10);
+		if (*end || us < -1 || us > 1000000) {
+			fprintf(stderr, "hbakit: --poll-us takes microseconds, or -1 for never\n");
+			return -1;
+		}
+		o->poll_us = us ? (int32_t)us : -1;
 	} else if ((v = value(argc, argv, i, "--mode"))) {
 		if (!strcmp(v, "per-task"))
 			o->mode = HBK_MODE_PER_TASK;
@@ -109,6 +117,7 @@ int cli_ctl_open(const struct cli_ctl *o, enum hbk_ctl_mode mode, struct hbk_ctl
 		.attach = o->attach,
 		.driver_args = o->driver_args,
 		.mode = mode,
+		.poll_us = o->poll_us,
 	};
 	int err = hbk_ctl_open(&opts, c);
 	if (err)

@@ -42,6 +42,8 @@
  *   | N x struct hbk_task       |  command slots (128 B each)
  *   +--------------------------+ resp_off
  *   | N x struct hbk_response   |  response slots (384 B each)
+ *   +--------------------------+ cring_off
+ *   | struct hbk_cring          |  bundled completion ring
  *   +--------------------------+ arena_off
  *   | data arena                |  task buffers; buffer_iova is an offset here
  *   +--------------------------+ region_size
@@ -62,11 +64,24 @@
  *
  * While a slot is DRIVER the driver may read the command slot and must fill
  * the response slot; in every other state it must not touch either.  A
- * completion for a slot that is not DRIVER is refused (HBK-C03).  The host
- * reads a response slot only after the completion message that names it has
- * arrived; the socket round trip orders the driver's stores before the host's
- * loads (a sendmsg/recvmsg pair is a full barrier between the processes), so
- * no extra fence is needed on that edge.
+ * completion for a slot that is not DRIVER is refused (HBK-C03).
+ *
+ * Bundled completions travel through the completion ring, not the socket.
+ * A blocking wake between two processes costs 20-30 us here, a socket
+ * message a few us of CPU on each side; at high load completions are many
+ * and small.  So the driver runtime appends slot indices to the ring and
+ * publishes its tail with a release store; the host's event thread drains
+ * the ring with an acquire load of the tail, so the response slots written
+ * before the publication are visible to it.  Only when the event thread has
+ * announced that it is about to sleep (host_waiting) does the driver send a
+ * one-way RING_DOORBELL message to wake it; while the host is busy, bundled
+ * completions cost no system call at all (the io_uring completion queue
+ * works the same way).  The lost-wake-up race is closed Dekker style: the
+ * host stores host_waiting = 1 and re-reads the tail; the driver publishes
+ * the tail and reads host_waiting; all four accesses are sequentially
+ * consistent, so one of them sees the other.  Everything in the ring is untrusted: the host keeps its own head,
+ * bounds the tail, and checks each index like any other completion.  A
+ * BUNDLED_COMPLETION message is still accepted, and is checked the same way.
  *
  * Per-task path.  The task travels by value in PROCESS_TASK and its response
  * by value in the reply (completed at once) or in a PARALLEL_COMPLETION
@@ -76,7 +91,7 @@
 #include <assert.h>
 #include <stdint.h>
 
-#define HBK_ABI_VERSION        1u
+#define HBK_ABI_VERSION        2u
 #define HBK_TASK_VERSION       1u   /* task and response "version" field */
 #define HBK_MAX_BUNDLE         32u  /* kMaxBundledParallelTasks */
 #define HBK_SENSE_BUF          256u
@@ -230,10 +245,36 @@ struct hbk_region_hdr {
 	 * MAP_BUNDLED orders the store before the host's load.
 	 */
 	uint64_t map_cookie;
-	uint8_t  rsvd1[64];
+	uint64_t cring_off;     /* struct hbk_cring, 64-byte aligned */
+	uint32_t cring_entries; /* ring entries: a power of two >= slot_count */
+	uint32_t rsvd1;
+	uint8_t  rsvd2[48];
 };
 static_assert(sizeof(struct hbk_region_hdr) == 136, "region header size");
 static_assert(__builtin_offsetof(struct hbk_region_hdr, map_cookie) == 64, "");
+static_assert(__builtin_offsetof(struct hbk_region_hdr, cring_off) == 72, "");
+static_assert(__builtin_offsetof(struct hbk_region_hdr, cring_entries) == 80, "");
+
+/*
+ * The bundled completion ring (see the design above).  Indices are
+ * free-running 32-bit counters; entry i lives at entry[i % cring_entries].
+ * The producer and consumer fields sit on separate cache lines.  Access them
+ * only with atomic loads and stores (they are shared with the other process).
+ */
+struct hbk_cring {
+	uint32_t tail;          /* driver: entries published; release store */
+	uint8_t  rsvd0[60];
+	uint32_t head;          /* host: entries consumed; the driver reads it to
+				 * refuse overflow, never to decide ownership */
+	uint32_t host_waiting;  /* host: 1 = event thread about to sleep, wants
+				 * a RING_DOORBELL; the driver swaps it to 0 */
+	uint8_t  rsvd1[56];
+	uint16_t entry[];       /* slot indices */
+};
+static_assert(sizeof(struct hbk_cring) == 128, "completion ring header");
+static_assert(__builtin_offsetof(struct hbk_cring, head) == 64, "");
+static_assert(__builtin_offsetof(struct hbk_cring, host_waiting) == 68, "");
+static_assert(__builtin_offsetof(struct hbk_cring, entry) == 128, "");
 
 /* ---- Messages ------------------------------------------------------------ */
 
@@ -273,6 +314,7 @@ enum hbk_msg_type {
 	HBK_MSG_PARALLEL_COMPLETION = 64, /* struct hbk_msg_completion */
 	HBK_MSG_BUNDLED_COMPLETION = 65,  /* struct hbk_msg_slots */
 	HBK_MSG_VIOLATION = 66,           /* struct hbk_msg_violation */
+	HBK_MSG_RING_DOORBELL = 67,       /* struct hbk_msg_hdr: the ring has entries */
 
 	HBK_MSG_CREATE_TARGET = 128,      /* arg0 = target id */
 	HBK_MSG_DESTROY_TARGET = 129,

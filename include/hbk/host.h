@@ -34,6 +34,10 @@ struct hbk_ctl_opts {
 	uint32_t task_timeout_ms;    /* default task timeout (default 30000) */
 	uint64_t user_arena_bytes;   /* arena for hbk_ctl_buf_alloc (default 64 MiB) */
 	uint32_t settle_ms;          /* open waits this long for the first LUN (default 5000) */
+	/* Bundled path: while at most 32 tasks are at the driver, the event
+	 * thread polls the completion ring this long before it sleeps (a wake
+	 * costs more than a short poll).  0: the default, 100; < 0: never. */
+	int32_t poll_us;
 };
 
 /*
@@ -178,7 +182,8 @@ struct hbk_ctl_stats {
 	uint64_t io_calls;            /* PROCESS_TASK + PROCESS_BUNDLED calls */
 	uint64_t tasks;               /* tasks sent to the driver */
 	uint64_t completions;         /* tasks completed by the driver */
-	uint64_t completion_msgs;     /* completion messages received */
+	uint64_t completion_msgs;     /* completion batches: messages and ring drains */
+	uint64_t doorbells;           /* wake-ups of the host's event thread by the ring */
 	uint64_t hist[HBK_HIST_BUCKETS];
 	uint64_t violations[HBK_RULES];
 	uint64_t timeouts;

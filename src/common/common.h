@@ -32,6 +32,16 @@ void hbk_log(enum hbk_log_level level, const char *fmt, ...)
 void hbk_log_set_who(const char *who);
 bool hbk_log_enabled(enum hbk_log_level level);
 
+/* A spin-wait hint for the CPU (polling loops). */
+static inline void hbk_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
 static inline uint64_t hbk_now_ns(void)
 {
 	struct timespec ts;
@@ -89,6 +99,8 @@ struct hbk_region {
 	struct hbk_region_hdr *hdr;
 	struct hbk_task     *cmds;
 	struct hbk_response *resps;
+	struct hbk_cring    *cring;
+	uint32_t cring_entries;
 	uint8_t *arena;
 	uint64_t arena_size;
 	uint32_t slots;

@@ -48,6 +48,7 @@ const char *hbk_msg_name(unsigned type)
 	case HBK_MSG_PARALLEL_COMPLETION: return "PARALLEL_COMPLETION";
 	case HBK_MSG_BUNDLED_COMPLETION: return "BUNDLED_COMPLETION";
 	case HBK_MSG_VIOLATION: return "VIOLATION";
+	case HBK_MSG_RING_DOORBELL: return "RING_DOORBELL";
 	case HBK_MSG_CREATE_TARGET: return "CREATE_TARGET";
 	case HBK_MSG_DESTROY_TARGET: return "DESTROY_TARGET";
 	case HBK_MSG_TARGET_PRESENT: return "TARGET_PRESENT";
@@ -84,6 +85,8 @@ size_t hbk_msg_expect(unsigned type, bool reply)
 		return reply ? 0 : sizeof(struct hbk_msg_slots);
 	case HBK_MSG_VIOLATION:
 		return reply ? 0 : sizeof(struct hbk_msg_violation);
+	case HBK_MSG_RING_DOORBELL:
+		return reply ? 0 : sizeof(struct hbk_msg_hdr);
 	case HBK_MSG_REPORT_CONSTRAINTS:
 		return reply ? sizeof(struct hbk_msg_reply) : sizeof(struct hbk_msg_constraints);
 	case HBK_MSG_CREATE_TARGET:

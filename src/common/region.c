@@ -27,6 +27,8 @@ static void region_point(struct hbk_region *r)
 	r->slots = h->slot_count;
 	r->cmds = (struct hbk_task *)((uint8_t *)r->base + h->cmd_off);
 	r->resps = (struct hbk_response *)((uint8_t *)r->base + h->resp_off);
+	r->cring = (struct hbk_cring *)((uint8_t *)r->base + h->cring_off);
+	r->cring_entries = h->cring_entries;
 	r->arena = (uint8_t *)r->base + h->arena_off;
 	r->arena_size = h->arena_size;
 }
@@ -39,7 +41,12 @@ int hbk_region_create(struct hbk_region *r, uint32_t slots, uint64_t arena_size)
 		return -EINVAL;
 	uint64_t cmd_off = 256; /* cache-line aligned, after the header */
 	uint64_t resp_off = round_up(cmd_off + (uint64_t)slots * sizeof(struct hbk_task), 64);
-	uint64_t arena_off = round_up(resp_off + (uint64_t)slots * sizeof(struct hbk_response), PAGE);
+	uint64_t cring_off = round_up(resp_off + (uint64_t)slots * sizeof(struct hbk_response), 64);
+	uint32_t entries = 1;
+	while (entries < slots)
+		entries <<= 1;
+	uint64_t arena_off = round_up(cring_off + sizeof(struct hbk_cring) +
+				      entries * sizeof(uint16_t), PAGE);
 	arena_size = round_up(arena_size, PAGE);
 	uint64_t size = arena_off + arena_size;
 
@@ -59,6 +66,11 @@ int hbk_region_create(struct hbk_region *r, uint32_t slots, uint64_t arena_size)
 	h->slot_count = slots;
 	h->cmd_off = cmd_off;
 	h->resp_off = resp_off;
+	h->cring_off = cring_off;
+	h->cring_entries = entries;
+	/* The host's event thread may already sleep when the ring comes into
+	 * use: the driver's first completion rings the doorbell. */
+	((struct hbk_cring *)((uint8_t *)base + cring_off))->host_waiting = 1;
 	h->arena_off = arena_off;
 	h->arena_size = arena_size;
 	h->region_size = size;
@@ -104,7 +116,12 @@ int hbk_region_map(struct hbk_region *r, int fd)
 		  slots * sizeof(struct hbk_task) <= size - h->cmd_off &&
 		  h->resp_off >= h->cmd_off + slots * sizeof(struct hbk_task) && h->resp_off <= size &&
 		  slots * sizeof(struct hbk_response) <= size - h->resp_off &&
-		  h->arena_off >= h->resp_off + slots * sizeof(struct hbk_response) &&
+		  h->cring_off >= h->resp_off + slots * sizeof(struct hbk_response) &&
+		  h->cring_off % 64 == 0 && h->cring_entries >= slots &&
+		  h->cring_entries <= HBK_MAX_TASKS &&
+		  !(h->cring_entries & (h->cring_entries - 1)) &&
+		  h->arena_off >= h->cring_off + sizeof(struct hbk_cring) +
+				  h->cring_entries * sizeof(uint16_t) &&
 		  h->arena_off <= size && h->arena_size <= size - h->arena_off &&
 		  h->cmd_off % 8 == 0 && h->resp_off % 8 == 0;
 	if (!ok) {

@@ -76,6 +76,9 @@ struct hbk_drv {
 	uint32_t dma_alignment;     /* as the driver's DMA spec declared */
 	struct hbk_drv_bundled_action bundled;
 	struct hbk_drv_mem cmd_mem, resp_mem;
+	atomic_bool bundled_mapped;
+	pthread_mutex_t cring_lock; /* serialises appends to the completion ring */
+	uint32_t cring_tail;        /* entries published, under cring_lock */
 
 	/* driver -> host calls: replies come back on the event channel */
 	pthread_mutex_t call_lock;
@@ -358,12 +361,42 @@ int hbk_drv_bundled_complete(struct hbk_drv *d, struct hbk_drv_bundled_action *a
 		       count, HBK_MAX_BUNDLE);
 		return -EINVAL;
 	}
-	struct hbk_msg_slots m;
-	memset(&m, 0, sizeof(m));
-	hbk_msg_init(&m.hdr, HBK_MSG_BUNDLED_COMPLETION, 0, sizeof(m));
-	m.count = count;
-	memcpy(m.index, index, count * sizeof(*index));
-	return hbk_msg_send(d->event_fd, &m, sizeof(m), -1);
+	if (!atomic_load_explicit(&d->bundled_mapped, memory_order_acquire)) {
+		report(d, 3, "BundledParallelTaskCompletion before the bundled buffers were "
+		       "mapped: no slot was ever issued");
+		return -EINVAL;
+	}
+	struct hbk_cring *ring = d->region.cring;
+	uint32_t cap = d->region.cring_entries;
+	pthread_mutex_lock(&d->cring_lock);
+	uint32_t tail = d->cring_tail;
+	/* Acquire: pairs with the host's release store of head, made once it
+	 * copied the entries out, so they may be overwritten. */
+	uint32_t head = __atomic_load_n(&ring->head, __ATOMIC_ACQUIRE);
+	if ((uint64_t)(tail - head) + count > cap) {
+		pthread_mutex_unlock(&d->cring_lock);
+		report(d, 3, "BundledParallelTaskCompletion of more slots than the host has "
+		       "outstanding (the completion ring is full): slots completed twice?");
+		return -EOVERFLOW;
+	}
+	for (unsigned i = 0; i < count; i++)
+		ring->entry[(tail + i) & (cap - 1)] = index[i];
+	d->cring_tail = tail + count;
+	/* Release: the response slots and entries written before are visible
+	 * to the host once it sees the tail (pairs with its acquire load).
+	 * Sequentially consistent as well, with the load of host_waiting
+	 * below: pairs with the host's seq_cst store of host_waiting and load
+	 * of the tail in hbk_io_ring_sleep, so one side sees the other's store
+	 * and no wake-up is lost. */
+	__atomic_store_n(&ring->tail, tail + count, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&d->cring_lock);
+	if (__atomic_load_n(&ring->host_waiting, __ATOMIC_SEQ_CST) &&
+	    __atomic_exchange_n(&ring->host_waiting, 0, __ATOMIC_RELAXED)) {
+		struct hbk_msg_hdr bell;
+		hbk_msg_init(&bell, HBK_MSG_RING_DOORBELL, 0, sizeof(bell));
+		return hbk_msg_send(d->event_fd, &bell, sizeof(bell), -1);
+	}
+	return 0;
 }
 
 void hbk_drv_response_fill(struct hbk_response *r, const struct hbk_task *t,
@@ -599,6 +632,7 @@ static int do_map_bundled(struct hbk_drv *d, uint64_t count)
 	/* Proof for the host that the region is usable through this mapping;
 	 * ordered before the host's load by the MAP_BUNDLED reply. */
 	d->region.hdr->map_cookie = HBK_MAP_COOKIE;
+	atomic_store_explicit(&d->bundled_mapped, true, memory_order_release);
 	return 0;
 }
 
@@ -849,6 +883,7 @@ int hbk_drv_main(const struct hbk_drv_ops *ops, void *priv, int argc, char **arg
 	atomic_init(&d->bundled.refs, 1);
 	pthread_mutex_init(&d->queues_lock, NULL);
 	pthread_mutex_init(&d->call_lock, NULL);
+	pthread_mutex_init(&d->cring_lock, NULL);
 	pthread_cond_init(&d->call_cond, NULL);
 	hbk_log_set_who(ops->name ? ops->name : "driver");
 
@@ -904,6 +939,7 @@ free_d:
 	free(d->actions);
 	pthread_mutex_destroy(&d->queues_lock);
 	pthread_mutex_destroy(&d->call_lock);
+	pthread_mutex_destroy(&d->cring_lock);
 	pthread_cond_destroy(&d->call_cond);
 	free(d);
 	return rc;

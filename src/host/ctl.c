@@ -235,6 +235,19 @@ static void queue_driver_call(struct hbk_ctl *c, const void *msg, size_t len)
 	pthread_mutex_unlock(&c->ctl_lock);
 }
 
+/* Drains the completion ring; false when the driver broke it (then the
+ * driver is cut off and the event thread ends). */
+static bool drain_ring(struct hbk_ctl *c)
+{
+	if (hbk_io_ring_drain(c) != -EPROTO)
+		return true;
+	hbk_ctl_driver_failed(c, HBK_DS_DELIVERY_FAILURE, 12,
+			      "the completion ring's tail ran past entries the host has not "
+			      "consumed; the connection is cut and outstanding I/O failed. "
+			      "Fix: complete only through hbk_drv_bundled_complete");
+	return false;
+}
+
 static void *event_thread(void *arg)
 {
 	struct hbk_ctl *c = arg;
@@ -246,8 +259,21 @@ static void *event_thread(void *arg)
 		uint8_t raw[HBK_MSG_MAX];
 	} m;
 	for (;;) {
+		bool ring = atomic_load_explicit(&c->ring_on, memory_order_acquire);
+		/* Bundled completions first: the ring holds everything the driver
+		 * published before its latest message.  Sleep only once the ring
+		 * is empty and the driver knows to ring the doorbell. */
+		if (ring && !drain_ring(c))
+			break;
+		if (ring && (hbk_io_ring_poll(c) || !hbk_io_ring_sleep(c)))
+			continue;
 		const char *why = NULL;
 		int n = hbk_msg_recv(c->event_fd, &m, sizeof(m), -1, NULL, &why);
+		if (ring) {
+			hbk_io_ring_awake(c);
+			if (!drain_ring(c))
+				break;
+		}
 		if (n == -EBADMSG) {
 			hbk_ctl_driver_failed(c, HBK_DS_DELIVERY_FAILURE, 12,
 					      "malformed message from the driver: %s; the "
@@ -261,12 +287,16 @@ static void *event_thread(void *arg)
 					      "I/O is failed with DeviceNotPresent", hbk_strerror(n));
 			break;
 		}
-		atomic_fetch_add_explicit(&c->st_msgs, 1, memory_order_relaxed);
 		switch (m.hdr.type) {
+		case HBK_MSG_RING_DOORBELL:
+			atomic_fetch_add_explicit(&c->st_doorbells, 1, memory_order_relaxed);
+			break;
 		case HBK_MSG_BUNDLED_COMPLETION:
+			atomic_fetch_add_explicit(&c->st_msgs, 1, memory_order_relaxed);
 			hbk_io_bundled_completion(c, &m.slots);
 			break;
 		case HBK_MSG_PARALLEL_COMPLETION:
+			atomic_fetch_add_explicit(&c->st_msgs, 1, memory_order_relaxed);
 			hbk_io_parallel_completion(c, &m.comp);
 			break;
 		case HBK_MSG_VIOLATION:
@@ -485,6 +515,9 @@ static int startup(struct hbk_ctl *c)
 		err = hbk_ctl_call_simple(c, HBK_MSG_MAP_BUNDLED, &n, 1, NULL);
 		if (!err && c->region.hdr->map_cookie == HBK_MAP_COOKIE) {
 			c->bundled = true;
+			/* The event thread may be blocked already: host_waiting
+			 * starts at 1, so the driver's first completion rings. */
+			atomic_store_explicit(&c->ring_on, true, memory_order_release);
 		} else if (c->dead) {
 			return -ENODEV;
 		} else if (err == -ENOTSUP) {
@@ -571,6 +604,7 @@ static struct hbk_ctl *ctl_new(const struct hbk_ctl_opts *opts)
 		c->opts.user_arena_bytes = 64u << 20;
 	if (!c->opts.settle_ms)
 		c->opts.settle_ms = 5000;
+	c->poll_ns = c->opts.poll_us < 0 ? 0 : (uint64_t)(c->opts.poll_us ? c->opts.poll_us : 100) * 1000;
 	c->call_fd = c->event_fd = -1;
 	c->region.fd = -1;
 	c->stopping = true; /* no I/O before START */
@@ -742,6 +776,7 @@ void hbk_ctl_stats(struct hbk_ctl *c, struct hbk_ctl_stats *s)
 	s->tasks = atomic_load(&c->st_tasks);
 	s->completions = atomic_load(&c->st_completions);
 	s->completion_msgs = atomic_load(&c->st_msgs);
+	s->doorbells = atomic_load(&c->st_doorbells);
 	s->timeouts = atomic_load(&c->st_timeouts);
 	s->failed_by_host = atomic_load(&c->st_failed);
 	for (unsigned i = 0; i < HBK_HIST_BUCKETS; i++)
@@ -756,6 +791,7 @@ void hbk_ctl_stats_reset(struct hbk_ctl *c)
 	atomic_store(&c->st_tasks, 0);
 	atomic_store(&c->st_completions, 0);
 	atomic_store(&c->st_msgs, 0);
+	atomic_store(&c->st_doorbells, 0);
 	for (unsigned i = 0; i < HBK_HIST_BUCKETS; i++)
 		atomic_store(&c->st_hist[i], 0);
 }

@@ -61,6 +61,11 @@ struct hbk_ctl {
 	pid_t pid;                /* spawned driver, or 0 */
 	int call_fd, event_fd;
 	struct hbk_region region;
+	uint32_t cring_head;      /* completion ring entries consumed; event thread */
+	atomic_bool ring_on;      /* bundled path mapped: the event thread drains the ring */
+	uint64_t poll_ns;         /* how long the event thread polls the ring before sleeping */
+	unsigned busy_n;          /* slots not SLOT_FREE (tasks in flight), under lock */
+	atomic_uint busy;         /* its copy for the polling event thread */
 
 	/* what the driver reported */
 	uint64_t initiator_id, highest_id;
@@ -113,7 +118,8 @@ struct hbk_ctl {
 	pthread_cond_t timer_cond;
 
 	/* statistics, relaxed atomics */
-	atomic_ullong st_calls, st_tasks, st_completions, st_msgs, st_timeouts, st_failed;
+	atomic_ullong st_calls, st_tasks, st_completions, st_msgs, st_doorbells, st_timeouts,
+		      st_failed;
 	atomic_ullong st_hist[HBK_HIST_BUCKETS];
 	atomic_ullong st_viol[HBK_RULES];
 };
@@ -165,6 +171,16 @@ void hbk_io_fini(struct hbk_ctl *c);
 void *hbk_io_sender(void *arg);
 void *hbk_io_timer(void *arg);
 void hbk_io_bundled_completion(struct hbk_ctl *c, const struct hbk_msg_slots *m);
+/* The completion ring, event thread only.  drain: completes what the driver
+ * published; returns the count, or -EPROTO when the driver's tail is past
+ * anything it could hold.  poll: waits up to poll_ns for entries while few
+ * tasks are at the driver; true if some arrived.  sleep: announces that the event thread is about
+ * to block for a RING_DOORBELL; false (and no announcement) if entries
+ * arrived meanwhile.  awake: withdraws the announcement after waking. */
+int hbk_io_ring_drain(struct hbk_ctl *c);
+bool hbk_io_ring_sleep(struct hbk_ctl *c);
+bool hbk_io_ring_poll(struct hbk_ctl *c);
+void hbk_io_ring_awake(struct hbk_ctl *c);
 void hbk_io_parallel_completion(struct hbk_ctl *c, const struct hbk_msg_completion *m);
 void hbk_io_fail_all(struct hbk_ctl *c, uint8_t status);
 

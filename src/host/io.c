@@ -51,8 +51,12 @@ void hbk_io_fini(struct hbk_ctl *c)
 		hbk_region_unmap(&c->region);
 }
 
-static void set_state(struct htask *t, enum slot_state s)
+/* Under c->lock. */
+static void set_state(struct hbk_ctl *c, struct htask *t, enum slot_state s)
 {
+	if ((t->state == SLOT_FREE) != (s == SLOT_FREE))
+		atomic_store_explicit(&c->busy, c->busy_n += s == SLOT_FREE ? -1 : 1,
+				      memory_order_relaxed);
 	memmove(t->hist, t->hist + 1, HIST_LEN - 1);
 	t->hist[HIST_LEN - 1] = (uint8_t)(s + 1);
 	t->state = (uint8_t)s;
@@ -187,7 +191,7 @@ static void enqueue_many(struct hbk_ctl *c, const uint32_t *index, unsigned n)
 	pthread_mutex_lock(&c->lock);
 	if (c->dead || c->closing) {
 		for (unsigned i = 0; i < n; i++)
-			set_state(&c->tasks[index[i]], SLOT_DONE);
+			set_state(c, &c->tasks[index[i]], SLOT_DONE);
 		pthread_mutex_unlock(&c->lock);
 		for (unsigned i = 0; i < n; i++) {
 			struct htask *t = &c->tasks[index[i]];
@@ -260,7 +264,7 @@ int hbk_sam_submit(struct hbk_ctl *c, struct hbk_scsi_cmd *cmd)
 		return 0;
 	}
 	struct htask *t = &c->tasks[c->free_stack[--c->nfree]];
-	set_state(t, SLOT_HOST);
+	set_state(c, t, SLOT_HOST);
 	pthread_mutex_unlock(&c->lock);
 	prepare(c, t, cmd);
 	enqueue(c, t);
@@ -277,9 +281,9 @@ static void finish(struct hbk_ctl *c, struct htask *t)
 		c->wait_head = next->next_wait;
 		if (!c->wait_head)
 			c->wait_tail = NULL;
-		set_state(t, SLOT_HOST);
+		set_state(c, t, SLOT_HOST);
 	} else {
-		set_state(t, SLOT_FREE);
+		set_state(c, t, SLOT_FREE);
 		c->free_stack[c->nfree++] = t->index;
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -360,48 +364,49 @@ static const char *path_name(unsigned p)
 	return p == PATH_BUNDLED ? "the bundled path" : "the per-task path";
 }
 
-void hbk_io_bundled_completion(struct hbk_ctl *c, const struct hbk_msg_slots *m)
+/*
+ * Bundled completions of n slots, from a BUNDLED_COMPLETION message or the
+ * completion ring (via names which).  Every slot is checked against the
+ * host's own state; the callbacks of all of them run under one plug.
+ */
+static void bundled_done(struct hbk_ctl *c, const uint16_t *index, unsigned n, const char *via)
 {
-	if (!m->count || m->count > HBK_MAX_BUNDLE) {
-		hbk_chk_violation(c, 3, "BUNDLED_COMPLETION with %u slots (1..%u allowed); the "
-				  "message is refused. Fix: complete at most %u slots per call",
-				  m->count, HBK_MAX_BUNDLE, HBK_MAX_BUNDLE);
-		return;
-	}
-	struct htask *done[HBK_MAX_BUNDLE];
+	struct htask *done[HBK_MAX_TASKS];
 	unsigned k = 0;
 	char hist[64];
 	pthread_mutex_lock(&c->lock);
-	if (out_of_life(c, "BUNDLED_COMPLETION")) {
+	if (out_of_life(c, via)) {
 		pthread_mutex_unlock(&c->lock);
 		return;
 	}
 	bool quiet = c->closing;
-	for (unsigned i = 0; i < m->count; i++) {
-		unsigned idx = m->index[i];
+	for (unsigned i = 0; i < n; i++) {
+		unsigned idx = index[i];
 		if (idx >= c->ntasks) {
-			hbk_chk_violation(c, 3, "BUNDLED_COMPLETION of slot %u, out of range (the "
+			hbk_chk_violation(c, 3, "bundled completion (%s) of slot %u, out of range (the "
 					  "controller has %u slots); slot refused. Fix: complete "
-					  "only indices received in process_bundled", idx, c->ntasks);
+					  "only indices received in process_bundled", via, idx,
+					  c->ntasks);
 			continue;
 		}
 		struct htask *t = &c->tasks[idx];
 		if (t->state != SLOT_DRIVER) {
 			if (!quiet)
-				hbk_chk_violation(c, 3, "BUNDLED_COMPLETION of slot %u, which the driver "
-						  "does not own (never issued or already completed; "
-						  "slot history %s); slot refused. Fix: complete only "
-						  "slots received in process_bundled, once each", idx,
+				hbk_chk_violation(c, 3, "bundled completion (%s) of slot %u, which the "
+						  "driver does not own (never issued or already "
+						  "completed; slot history %s); slot refused. Fix: "
+						  "complete only slots received in process_bundled, "
+						  "once each", via, idx,
 						  hbk_chk_history(t, hist, sizeof(hist)));
 			continue;
 		}
 		if (t->path != PATH_BUNDLED) {
-			hbk_chk_violation(c, 4, "BUNDLED_COMPLETION of slot %u, whose task arrived by %s; "
-					  "refused. Fix: complete it with hbk_drv_task_complete", idx,
-					  path_name(t->path));
+			hbk_chk_violation(c, 4, "bundled completion (%s) of slot %u, whose task arrived "
+					  "by %s; refused. Fix: complete it with "
+					  "hbk_drv_task_complete", via, idx, path_name(t->path));
 			continue;
 		}
-		set_state(t, SLOT_DONE);
+		set_state(c, t, SLOT_DONE);
 		done[k++] = t;
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -414,6 +419,84 @@ void hbk_io_bundled_completion(struct hbk_ctl *c, const struct hbk_msg_slots *m)
 		complete_task(c, done[i], &r);
 	}
 	plug_end();
+}
+
+void hbk_io_bundled_completion(struct hbk_ctl *c, const struct hbk_msg_slots *m)
+{
+	if (!m->count || m->count > HBK_MAX_BUNDLE) {
+		hbk_chk_violation(c, 3, "BUNDLED_COMPLETION with %u slots (1..%u allowed); the "
+				  "message is refused. Fix: complete at most %u slots per call",
+				  m->count, HBK_MAX_BUNDLE, HBK_MAX_BUNDLE);
+		return;
+	}
+	bundled_done(c, m->index, m->count, "BUNDLED_COMPLETION");
+}
+
+int hbk_io_ring_drain(struct hbk_ctl *c)
+{
+	struct hbk_cring *ring = c->region.cring;
+	uint32_t cap = c->region.cring_entries;
+	uint16_t index[HBK_MAX_TASKS];
+	/* Acquire: pairs with the driver runtime's release store of the tail,
+	 * so the response slots it wrote before publishing are visible. */
+	uint32_t tail = __atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE);
+	uint32_t n = tail - c->cring_head;
+	if (!n)
+		return 0;
+	if (n > cap) /* the tail ran past entries the host has not consumed */
+		return -EPROTO;
+	for (uint32_t i = 0; i < n; i++)
+		index[i] = ring->entry[(c->cring_head + i) & (cap - 1)];
+	c->cring_head = tail;
+	/* Release: the entries are copied out before the driver may reuse them
+	 * (pairs with the driver's acquire load of head before it appends). */
+	__atomic_store_n(&ring->head, tail, __ATOMIC_RELEASE);
+	atomic_fetch_add_explicit(&c->st_msgs, 1, memory_order_relaxed);
+	bundled_done(c, index, n, "completion ring");
+	return (int)n;
+}
+
+bool hbk_io_ring_poll(struct hbk_ctl *c)
+{
+	uint64_t end = 0;
+	for (;;) {
+		/* Poll only while few tasks are in flight: their completions are
+		 * due soon and each wake would be shared by few of them.  With
+		 * many in flight, a wake brings a full batch and the CPU is
+		 * better left to the driver. */
+		unsigned n = atomic_load_explicit(&c->busy, memory_order_relaxed);
+		if (!c->poll_ns || !n || n > HBK_MAX_BUNDLE)
+			return false;
+		for (int i = 0; i < 16; i++) {
+			if (__atomic_load_n(&c->region.cring->tail, __ATOMIC_RELAXED) != c->cring_head)
+				return true;
+			hbk_cpu_relax();
+		}
+		uint64_t now = hbk_now_ns();
+		if (!end)
+			end = now + c->poll_ns;
+		else if (now >= end)
+			return false;
+	}
+}
+
+bool hbk_io_ring_sleep(struct hbk_ctl *c)
+{
+	struct hbk_cring *ring = c->region.cring;
+	/* Both sequentially consistent: pairs with the driver runtime's seq_cst
+	 * store of the tail and load of host_waiting (hbk_drv_bundled_complete).
+	 * Either the driver sees the flag and rings the doorbell, or this load
+	 * sees its entries. */
+	__atomic_store_n(&ring->host_waiting, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&ring->tail, __ATOMIC_SEQ_CST) == c->cring_head)
+		return true;
+	__atomic_store_n(&ring->host_waiting, 0, __ATOMIC_RELAXED);
+	return false;
+}
+
+void hbk_io_ring_awake(struct hbk_ctl *c)
+{
+	__atomic_store_n(&c->region.cring->host_waiting, 0, __ATOMIC_RELAXED);
 }
 
 /* A per-task completion, from a message or from the PROCESS_TASK reply. */
@@ -452,7 +535,7 @@ static void parallel_done(struct hbk_ctl *c, uint32_t idx, const struct hbk_resp
 				  path_name(t->path));
 		return;
 	}
-	set_state(t, SLOT_DONE);
+	set_state(c, t, SLOT_DONE);
 	pthread_mutex_unlock(&c->lock);
 	atomic_fetch_add_explicit(&c->st_completions, 1, memory_order_relaxed);
 	complete_task(c, t, r);
@@ -473,7 +556,7 @@ static void refuse_tasks(struct hbk_ctl *c, struct htask **t, unsigned n, int er
 		pthread_mutex_lock(&c->lock);
 		bool mine = t[i]->state == SLOT_DRIVER;
 		if (mine)
-			set_state(t[i], SLOT_DONE);
+			set_state(c, t[i], SLOT_DONE);
 		pthread_mutex_unlock(&c->lock);
 		if (!mine)
 			continue;
@@ -530,7 +613,7 @@ void *hbk_io_sender(void *arg)
 		unsigned n = c->bundled ? HBK_MIN(avail, HBK_MAX_BUNDLE) : 1;
 		for (unsigned i = 0; i < n; i++) {
 			struct htask *t = &c->tasks[c->prep[c->prep_head++ % c->ntasks]];
-			set_state(t, SLOT_DRIVER);
+			set_state(c, t, SLOT_DRIVER);
 			t->path = c->bundled ? PATH_BUNDLED : PATH_PER_TASK;
 			batch[i] = t;
 		}
@@ -569,13 +652,13 @@ void hbk_io_fail_all(struct hbk_ctl *c, uint8_t status)
 	 * being prepared on a submitting thread fails itself in enqueue(). */
 	for (; victims && c->prep_head != c->prep_tail; c->prep_head++) {
 		struct htask *t = &c->tasks[c->prep[c->prep_head % c->ntasks]];
-		set_state(t, SLOT_DONE);
+		set_state(c, t, SLOT_DONE);
 		victims[n++] = t;
 	}
 	for (uint32_t i = 0; i < c->ntasks && victims; i++) {
 		struct htask *t = &c->tasks[i];
 		if (t->state == SLOT_DRIVER) {
-			set_state(t, SLOT_DONE);
+			set_state(c, t, SLOT_DONE);
 			victims[n++] = t;
 		}
 	}

@@ -5,12 +5,25 @@
  * outstanding: magic, short (truncated), len (declared length mismatch),
  * type (unknown type), call (a host -> driver call type), big (oversized).
  * Content faults, after which the task completes correctly: count40 (a
- * BUNDLED_COMPLETION claiming 40 slots), index (slots 500 and 1000).
+ * BUNDLED_COMPLETION claiming 40 slots), index (slots 500 and 1000),
+ * ringindex (the same through the completion ring).  ringtail: publishes a
+ * completion-ring tail far past anything outstanding and rings the doorbell,
+ * leaving the task outstanding.
  */
 #include <string.h>
 
 #include "common/common.h"
 #include "tests/drivers/lib/tdrv.h"
+
+/* The completion ring, found the way a driver scribbling on shared memory
+ * would: the host places the command slots right after the region header. */
+static struct hbk_cring *ring_of(struct tdrv *t)
+{
+	struct hbk_region_hdr *h = (struct hbk_region_hdr *)((uint8_t *)t->cmds - 256);
+	if (h->magic != HBK_REGION_MAGIC || h->cmd_off != 256)
+		return NULL;
+	return (struct hbk_cring *)((uint8_t *)h + h->cring_off);
+}
 
 static bool complete(struct tdrv *t, struct tdrv_io *io)
 {
@@ -25,6 +38,20 @@ static bool complete(struct tdrv *t, struct tdrv_io *io)
 	if (!strcmp(kind, "index")) {
 		tdrv_send_slots(t, 2, idx, 2);
 		return false;
+	}
+	if (!strcmp(kind, "ringindex")) {
+		hbk_drv_bundled_complete(t->d, t->bundled, idx, 2);
+		return false;
+	}
+	if (!strcmp(kind, "ringtail")) {
+		struct hbk_cring *ring = ring_of(t);
+		if (ring) {
+			__atomic_fetch_add(&ring->tail, 5000, __ATOMIC_RELEASE);
+			struct hbk_msg_hdr bell;
+			hbk_msg_init(&bell, HBK_MSG_RING_DOORBELL, 0, sizeof(bell));
+			tdrv_send_raw(t, &bell, sizeof(bell));
+		}
+		return true;
 	}
 	union {
 		struct hbk_msg_slots slots;

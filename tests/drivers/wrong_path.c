@@ -4,7 +4,10 @@
  * then correctly (so nothing waits for a timeout).  A per-task task gets
  * BundledParallelTaskCompletion: fault=raw sends a BUNDLED_COMPLETION naming
  * its index, fault=api calls hbk_drv_bundled_complete without a bundled
- * handle.  A bundled slot gets a raw PARALLEL_COMPLETION.
+ * handle.  A bundled slot gets a raw PARALLEL_COMPLETION, then its correct
+ * completion as a BUNDLED_COMPLETION message: the completion ring is a
+ * separate channel, and only messages on one socket keep their order, which
+ * is what tells the host the wrong completion came first.
  */
 #include <string.h>
 
@@ -14,9 +17,13 @@ static bool complete(struct tdrv *t, struct tdrv_io *io)
 {
 	if (!tdrv_is_trigger(&io->task))
 		return false;
-	if (io->path == TDRV_BUNDLED)
+	if (io->path == TDRV_BUNDLED) {
 		tdrv_send_parallel(t, io->index, &io->resp);
-	else if (!strcmp(tdrv_arg(t, "fault", "raw"), "api"))
+		t->resps[io->index] = io->resp;
+		tdrv_send_slots(t, 1, &io->index, 1);
+		return true;
+	}
+	if (!strcmp(tdrv_arg(t, "fault", "raw"), "api"))
 		hbk_drv_bundled_complete(t->d, NULL, &io->index, 1);
 	else
 		tdrv_send_slots(t, 1, &io->index, 1);
