@@ -1,267 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of the SCSI layer: sense building and decoding, LUN address
- * conversion, and the block-target emulation driven CDB by CDB against a
- * memory backend (with fault injection) and a capacity-only backend.
+ * conversion, and the block-target emulation's core commands (INQUIRY and
+ * VPD, REPORT LUNS, READ CAPACITY, READ/WRITE, SYNCHRONIZE CACHE, UNMAP,
+ * MODE SENSE, REQUEST SENSE) driven CDB by CDB against a memory backend
+ * (with fault injection) and a capacity-only backend.  The RAID-controller
+ * commands have their own files (test_scsi_sbc.c, _mode.c, _pr.c).
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
-
-#include <errno.h>
-#include <pthread.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "hbk/scsi.h"
-#include "scsi/scsi_priv.h"
-
-/* ---- Memory backend ------------------------------------------------------ */
-
-struct membe {
-	pthread_mutex_t lock;
-	uint8_t *data;
-	uint32_t block_size;
-	int fail;                 /* every call returns this when non-zero */
-	unsigned reads, writes, flushes, unmaps;
-	uint64_t last_lba, last_nblocks, unmapped;
-	bool last_fua;
-	const void *last_buf;
-};
-
-static int mem_read(void *ctx, uint64_t lba, uint32_t nblocks, void *buf)
-{
-	struct membe *m = ctx;
-	int err;
-
-	pthread_mutex_lock(&m->lock);
-	m->reads++;
-	m->last_lba = lba;
-	m->last_nblocks = nblocks;
-	m->last_buf = buf;
-	err = m->fail;
-	if (!err)
-		memcpy(buf, m->data + lba * m->block_size, (size_t)nblocks * m->block_size);
-	pthread_mutex_unlock(&m->lock);
-	return err;
-}
-
-static int mem_write(void *ctx, uint64_t lba, uint32_t nblocks, const void *buf, bool fua)
-{
-	struct membe *m = ctx;
-	int err;
-
-	pthread_mutex_lock(&m->lock);
-	m->writes++;
-	m->last_lba = lba;
-	m->last_nblocks = nblocks;
-	m->last_buf = buf;
-	m->last_fua = fua;
-	err = m->fail;
-	if (!err)
-		memcpy(m->data + lba * m->block_size, buf, (size_t)nblocks * m->block_size);
-	pthread_mutex_unlock(&m->lock);
-	return err;
-}
-
-static int mem_flush(void *ctx)
-{
-	struct membe *m = ctx;
-	int err;
-
-	pthread_mutex_lock(&m->lock);
-	m->flushes++;
-	err = m->fail;
-	pthread_mutex_unlock(&m->lock);
-	return err;
-}
-
-static int mem_unmap(void *ctx, uint64_t lba, uint64_t nblocks)
-{
-	struct membe *m = ctx;
-	int err;
-
-	pthread_mutex_lock(&m->lock);
-	m->unmaps++;
-	m->unmapped += nblocks;
-	err = m->fail;
-	if (!err)
-		memset(m->data + lba * m->block_size, 0, nblocks * m->block_size);
-	pthread_mutex_unlock(&m->lock);
-	return err;
-}
-
-static const struct hbk_scsi_backend_ops mem_ops = {
-	.read = mem_read, .write = mem_write, .flush = mem_flush, .unmap = mem_unmap,
-};
-
-/* A huge LUN that stores nothing: for capacity fields only. */
-static int null_read(void *ctx, uint64_t lba, uint32_t nblocks, void *buf)
-{
-	(void)ctx; (void)lba; (void)nblocks; (void)buf;
-	return 0;
-}
-
-static int null_write(void *ctx, uint64_t lba, uint32_t nblocks, const void *buf, bool fua)
-{
-	(void)ctx; (void)lba; (void)nblocks; (void)buf; (void)fua;
-	return 0;
-}
-
-static const struct hbk_scsi_backend_ops null_ops = { .read = null_read, .write = null_write };
-
-/* ---- Fixture: LUN 0 memory (thin), LUN 1 absent, LUN 2 huge (thick) ------ */
-
-#define MEM_BS      512u
-#define MEM_BLOCKS  1024u
-#define BIG_BS      4096u
-#define BIG_BLOCKS  (0x100000000ull + 10)
-#define BUF_LEN     (300u * MEM_BS)
-
-struct fixture {
-	struct membe be;
-	struct hbk_scsi_lun mem, big;
-	struct hbk_scsi_lun *luns[3];
-	struct hbk_scsi_target t;
-	struct hbk_scsi_reply r;
-	uint8_t buf[BUF_LEN];
-};
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof *f);
-	struct hbk_scsi_lun_cfg mem_cfg = {
-		.vendor = "HBAKIT", .product = "MEMDISK", .revision = "1.0",
-		.serial = "SN0001", .naa = 0x6001405abcdef012ull,
-		.block_size = MEM_BS, .nblocks = MEM_BLOCKS,
-		.max_xfer_blocks = 256, .opt_xfer_blocks = 8,
-		.write_cache = true, .rotational = false,
-		.ops = &mem_ops,
-	};
-	struct hbk_scsi_lun_cfg big_cfg = {
-		.vendor = "HBAKIT", .product = "BIGDISK", .revision = "2",
-		.serial = "SN0002", .naa = 0x1234ull,
-		.block_size = BIG_BS, .nblocks = BIG_BLOCKS,
-		.rotational = true, .ops = &null_ops,
-	};
-
-	assert_non_null(f);
-	pthread_mutex_init(&f->be.lock, NULL);
-	f->be.block_size = MEM_BS;
-	f->be.data = calloc(MEM_BLOCKS, MEM_BS);
-	assert_non_null(f->be.data);
-	mem_cfg.ctx = &f->be;
-	assert_int_equal(hbk_scsi_lun_init(&f->mem, &mem_cfg), 0);
-	assert_int_equal(hbk_scsi_lun_init(&f->big, &big_cfg), 0);
-	f->luns[0] = &f->mem;
-	f->luns[1] = NULL;
-	f->luns[2] = &f->big;
-	f->t.lun_count = 3;
-	f->t.luns = f->luns;
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	hbk_scsi_lun_fini(&f->mem);
-	hbk_scsi_lun_fini(&f->big);
-	pthread_mutex_destroy(&f->be.lock);
-	free(f->be.data);
-	free(f);
-	return 0;
-}
-
-/* ---- Helpers -------------------------------------------------------------- */
-
-static void run(struct fixture *f, uint64_t lun, const uint8_t *cdb, unsigned cdb_len,
-		void *buf, uint64_t buf_len, enum hbk_dir dir)
-{
-	memset(&f->r, 0xa5, sizeof f->r);
-	hbk_scsi_execute(&f->t, lun, cdb, cdb_len, buf, buf_len, dir, &f->r);
-}
-
-/* Data-in into f->buf, which is first filled with a 0xee canary. */
-static void run_in(struct fixture *f, uint64_t lun, const uint8_t *cdb, unsigned cdb_len,
-		   uint64_t buf_len)
-{
-	memset(f->buf, 0xee, sizeof f->buf);
-	run(f, lun, cdb, cdb_len, f->buf, buf_len, HBK_DIR_READ);
-}
-
-static void assert_good(const struct fixture *f)
-{
-	assert_int_equal(f->r.status, HBK_STATUS_GOOD);
-	assert_int_equal(f->r.sense_len, 0);
-}
-
-static void assert_check(const struct fixture *f, uint8_t key, uint16_t asc_ascq)
-{
-	assert_int_equal(f->r.status, HBK_STATUS_CHECK_CONDITION);
-	assert_int_equal(f->r.sense_len, 18);
-	assert_int_equal(f->r.sense[0], 0x70);
-	assert_int_equal(f->r.sense[7], 10);
-	assert_int_equal(f->r.sense[2] & 0x0f, key);
-	assert_int_equal(f->r.sense[12], asc_ascq >> 8);
-	assert_int_equal(f->r.sense[13], asc_ascq & 0xff);
-	assert_int_equal(f->r.bytes, 0);
-}
-
-static void assert_invalid_field(const struct fixture *f)
-{
-	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INVALID_FIELD_IN_CDB);
-}
-
-static void cdb6(uint8_t *cdb, uint8_t op, uint32_t lba, uint8_t len)
-{
-	memset(cdb, 0, 6);
-	cdb[0] = op;
-	put_be24(cdb + 1, lba);
-	cdb[4] = len;
-}
-
-static void cdb10(uint8_t *cdb, uint8_t op, uint32_t lba, uint16_t len)
-{
-	memset(cdb, 0, 10);
-	cdb[0] = op;
-	put_be32(cdb + 2, lba);
-	put_be16(cdb + 7, len);
-}
-
-static void cdb12(uint8_t *cdb, uint8_t op, uint32_t lba, uint32_t len)
-{
-	memset(cdb, 0, 12);
-	cdb[0] = op;
-	put_be32(cdb + 2, lba);
-	put_be32(cdb + 6, len);
-}
-
-static void cdb16(uint8_t *cdb, uint8_t op, uint64_t lba, uint32_t len)
-{
-	memset(cdb, 0, 16);
-	cdb[0] = op;
-	put_be64(cdb + 2, lba);
-	put_be32(cdb + 10, len);
-}
-
-static void inquiry_cdb(uint8_t *cdb, bool evpd, uint8_t page, uint16_t alloc)
-{
-	memset(cdb, 0, 6);
-	cdb[0] = HBK_SCSI_OP_INQUIRY;
-	cdb[1] = evpd;
-	cdb[2] = page;
-	put_be16(cdb + 3, alloc);
-}
-
-static void fill_pattern(uint8_t *p, size_t len, uint8_t seed)
-{
-	for (size_t i = 0; i < len; i++)
-		p[i] = (uint8_t)(seed + i * 7);
-}
+#include "test_scsi_fixture.h"
 
 /* ---- Sense and LUN codecs --------------------------------------------------- */
 
@@ -435,9 +181,9 @@ static void tur_good(void **state)
 static void unknown_opcode(void **state)
 {
 	struct fixture *f = *state;
-	const uint8_t cdb[10] = { 0x41 };                /* WRITE SAME(10) */
+	const uint8_t cdb[6] = { 0x04 };                 /* FORMAT UNIT */
 
-	run(f, 0, cdb, 10, NULL, 0, HBK_DIR_NONE);
+	run(f, 0, cdb, 6, NULL, 0, HBK_DIR_NONE);
 	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INVALID_OPCODE);
 }
 
@@ -611,9 +357,13 @@ static void inquiry_vpd_block_limits(void **state)
 	assert_int_equal(get_be16(f->buf + 2), 0x3c);
 	assert_int_equal(get_be32(f->buf + 8), 256);       /* maximum transfer length */
 	assert_int_equal(get_be32(f->buf + 12), 8);        /* optimal transfer length */
+	assert_int_equal(f->buf[4] & 0x01, 1);             /* WSNZ */
+	assert_int_equal(f->buf[5], 128);                  /* max COMPARE AND WRITE: 256 / 2 */
 	assert_int_equal(get_be32(f->buf + 20), UINT32_MAX); /* max unmap LBA count */
 	assert_int_equal(get_be32(f->buf + 24), HBK_SCSI_MAX_UNMAP_DESC);
-	assert_true(get_be64(f->buf + 36) == 0);           /* no WRITE SAME */
+	assert_int_equal(get_be32(f->buf + 28), 1);        /* unmap granularity */
+	assert_int_equal(f->buf[32], 0x80);                /* UGAVALID, alignment 0 */
+	assert_true(get_be64(f->buf + 36) == HBK_SCSI_WRITE_SAME_MAX);
 }
 
 static void inquiry_vpd_block_limits_thick(void **state)
@@ -652,8 +402,7 @@ static void inquiry_vpd_provisioning(void **state)
 	run_in(f, 0, cdb, 6, sizeof f->buf);
 	assert_good(f);
 	assert_int_equal(f->r.bytes, 8);
-	assert_true(f->buf[5] & 0x80);                     /* LBPU */
-	assert_true(f->buf[5] & 0x04);                     /* LBPRZ */
+	assert_int_equal(f->buf[5], 0x80 | 0x40 | 0x20 | 0x04); /* LBPU, LBPWS, LBPWS10, LBPRZ */
 	assert_int_equal(f->buf[6] & 0x07, 2);             /* thin */
 }
 
@@ -859,7 +608,7 @@ static void service_action_in_unknown(void **state)
 	uint8_t cdb[16];
 
 	read_capacity16_cdb(cdb, 32);
-	cdb[1] = 0x12;                                     /* GET LBA STATUS */
+	cdb[1] = 0x11;                                     /* not served */
 	run_in(f, 0, cdb, 16, sizeof f->buf);
 	assert_invalid_field(f);
 }
@@ -1268,10 +1017,10 @@ static void mode_sense10_block_descriptor(void **state)
 	assert_int_equal(f->buf[16], 0x0a);
 }
 
-static void mode_sense_changeable_is_zero(void **state)
+static void mode_sense_changeable_is_wce_only(void **state)
 {
 	struct fixture *f = *state;
-	const uint8_t zero[18] = { 0 };
+	const uint8_t zero[17] = { 0 };
 	uint8_t cdb[6];
 
 	mode_sense6_cdb(cdb, true, 0x40 | 0x08, 255);
@@ -1280,7 +1029,8 @@ static void mode_sense_changeable_is_zero(void **state)
 	assert_int_equal(f->r.bytes, 4 + 20);
 	assert_int_equal(f->buf[4], 0x08);
 	assert_int_equal(f->buf[5], 0x12);
-	assert_memory_equal(f->buf + 6, zero, 18);
+	assert_int_equal(f->buf[6], 0x04);                 /* WCE */
+	assert_memory_equal(f->buf + 7, zero, 17);
 }
 
 static void mode_sense_truncated(void **state)
@@ -1409,20 +1159,14 @@ static void concurrent_io(void **state)
 {
 	struct fixture *f = *state;
 	struct worker w[4];
-	pthread_t th[4];
 
-	for (unsigned i = 0; i < 4; i++) {
+	for (unsigned i = 0; i < 4; i++)
 		w[i] = (struct worker){ .f = f, .id = i };
-		assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
-	}
-	for (unsigned i = 0; i < 4; i++) {
-		pthread_join(th[i], NULL);
+	run_threads(worker_main, w, sizeof w[0], 4);
+	for (unsigned i = 0; i < 4; i++)
 		assert_int_equal(w[i].failures, 0);
-	}
 	assert_int_equal(f->be.writes, 800);
 }
-
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
 {
@@ -1493,7 +1237,7 @@ int main(void)
 		T(mode_sense6_caching),
 		T(mode_sense10_all_pages_dbd),
 		T(mode_sense10_block_descriptor),
-		T(mode_sense_changeable_is_zero),
+		T(mode_sense_changeable_is_wce_only),
 		T(mode_sense_truncated),
 		T(mode_sense_bad_page),
 		T(request_sense_no_sense),

@@ -97,8 +97,29 @@ static int mem_unmap(void *ctx, uint64_t lba, uint64_t n)
 	return 0;
 }
 
+static bool block_zero(const struct ram_lun *l, uint64_t lba)
+{
+	const uint8_t *p = l->mem + lba * l->bs;
+	return p[0] == 0 && memcmp(p, p + 1, l->bs - 1) == 0;
+}
+
+/* Thin with zero reclaim: an all-zero block counts as deallocated, since it
+ * reads back the same either way (LBPRZ). */
+static int mem_lba_status(void *ctx, uint64_t lba, uint32_t *n, bool *mapped)
+{
+	struct ram_lun *l = ctx;
+	bool zero = block_zero(l, lba);
+	uint32_t run = 1;
+	while (run < *n && block_zero(l, lba + run) == zero)
+		run++;
+	*n = run;
+	*mapped = !zero;
+	return 0;
+}
+
 static const struct hbk_scsi_backend_ops mem_ops = {
 	.read = mem_read, .write = mem_write, .unmap = mem_unmap,
+	.lba_status = mem_lba_status,
 };
 
 /* ---- Options ----------------------------------------------------------------- */
@@ -178,7 +199,7 @@ static int ram_init(struct hbk_drv *d)
 				.serial = l->serial, .naa = 0x6001405000000000ull | (t << 8) | n,
 				.block_size = r->bs, .nblocks = l->size / r->bs,
 				.max_xfer_blocks = (uint32_t)(r->max_transfer / r->bs),
-				.write_cache = false, .ops = &mem_ops, .ctx = l,
+				.write_cache = false, .lbprz = true, .ops = &mem_ops, .ctx = l,
 			};
 			int err = hbk_scsi_lun_init(&l->lun, &cfg);
 			if (err)

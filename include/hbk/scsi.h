@@ -3,13 +3,16 @@
  * hbakit SCSI layer: the SCSI result type, sense building and decoding, LUN
  * address decoding, and the SCSI block-target emulation that every driver
  * shares.  The emulation turns a CDB into calls on a block backend (read,
- * write, flush, unmap) and answers with a status, sense data and a transfer
- * count; it never touches the wire ABI slots itself.
+ * write, flush, unmap, mapping state) and answers with a status, sense data
+ * and a transfer count; it never touches the wire ABI slots itself.  It keeps
+ * per-LUN state: mode parameters, started/stopped, and persistent
+ * reservations keyed by the initiator of each command.
  */
 #ifndef HBK_SCSI_H
 #define HBK_SCSI_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,9 +40,14 @@ enum hbk_sense_key {
 #define HBK_ASC_INTERNAL_TARGET_FAILURE 0x4400
 #define HBK_ASC_POWER_ON_RESET          0x2900
 #define HBK_ASC_NOT_READY_CAUSE_UNKNOWN 0x0400
+#define HBK_ASC_NOT_READY_INIT_REQUIRED 0x0402 /* stopped: START UNIT needed */
 #define HBK_ASC_MISCOMPARE_VERIFY       0x1d00
 #define HBK_ASC_SPACE_ALLOC_FAILED      0x2707 /* with DATA PROTECT */
 #define HBK_ASC_SAVING_PARAMS_NOT_SUPPORTED 0x3900
+#define HBK_ASC_INVALID_RELEASE_OF_PR   0x2604
+#define HBK_ASC_MEDIUM_REMOVAL_PREVENTED 0x5302
+#define HBK_ASC_INSUFFICIENT_RESOURCES  0x5503
+#define HBK_ASC_INSUFFICIENT_REG_RESOURCES 0x5504
 
 /*
  * The outcome of one SCSI command as the initiator sees it: either the task
@@ -97,7 +105,8 @@ void hbk_scsi_lun_encode(uint64_t lun, uint8_t out[8]);
  * -EIO is reported as MEDIUM ERROR (unrecovered read / write error),
  * -ENOSPC as DATA PROTECT/space allocation failed, anything else as
  * HARDWARE ERROR / internal target failure.  Calls may come from several
- * threads at once; the backend serialises what it must.
+ * threads at once; the backend serialises what it must.  `fua` is also set
+ * on every write while the caching mode page's WCE bit is 0 (write through).
  */
 struct hbk_scsi_backend_ops {
 	int (*read)(void *ctx, uint64_t lba, uint32_t nblocks, void *buf);
@@ -105,6 +114,12 @@ struct hbk_scsi_backend_ops {
 	int (*flush)(void *ctx);
 	/* NULL: the LUN is not thin provisioned (UNMAP refused). */
 	int (*unmap)(void *ctx, uint64_t lba, uint64_t nblocks);
+	/*
+	 * GET LBA STATUS.  Sets *mapped for block `lba` and shrinks *nblocks
+	 * (on entry the most to look at, >= 1) to how many blocks from lba
+	 * share that state (>= 1).  NULL: every block reads as mapped.
+	 */
+	int (*lba_status)(void *ctx, uint64_t lba, uint32_t *nblocks, bool *mapped);
 };
 
 /* How a LUN presents itself.  Strings are copied (space padded on the wire). */
@@ -118,19 +133,50 @@ struct hbk_scsi_lun_cfg {
 	uint64_t    nblocks;
 	uint32_t    max_xfer_blocks;   /* VPD B0 maximum transfer length, 0 = none */
 	uint32_t    opt_xfer_blocks;   /* VPD B0 optimal transfer length */
-	bool        write_cache;       /* WCE in the caching mode page */
+	bool        write_cache;       /* WCE in the caching mode page (default value) */
 	bool        rotational;        /* VPD B1 rotation rate: false = non-rotating */
+	/* Thin provisioning (with ops->unmap), VPD B0/B2 and READ CAPACITY(16). */
+	bool        lbprz;             /* unmapped blocks read back as zeros */
+	uint32_t    max_unmap_blocks;  /* LBAs per UNMAP command; 0 = no limit */
+	uint32_t    max_unmap_descs;   /* descriptors per UNMAP; 0 = 256 */
+	uint32_t    unmap_granularity; /* optimal unmap granularity in blocks; 0 = 1 */
+	uint32_t    max_write_same_blocks; /* blocks per WRITE SAME; 0 = 65535 */
 	const struct hbk_scsi_backend_ops *ops;
 	void       *ctx;
+};
+
+/*
+ * What a LUN remembers about one I_T nexus (an initiator, by the identifier
+ * its commands carry): its persistent reservation key and whether it
+ * prevents medium removal.  An entry that holds neither is free.
+ */
+#define HBK_SCSI_NEXUS_MAX 32
+
+struct hbk_scsi_nexus {
+	uint64_t initiator;
+	uint64_t key;              /* registered reservation key, 0 = not registered */
+	bool     prevent;          /* PREVENT ALLOW MEDIUM REMOVAL with PREVENT 01b */
 };
 
 /* One emulated logical unit.  Initialise with hbk_scsi_lun_init. */
 struct hbk_scsi_lun {
 	struct hbk_scsi_lun_cfg cfg;
 	char vendor[8], product[16], revision[4];
+	/* Every write holds it shared; COMPARE AND WRITE holds it alone. */
+	pthread_rwlock_t write_lock;
+	/* Stopped / reserved / WCE bits (private to src/scsi), read without
+	 * the lock on the I/O path; the reserved bit changes under `lock`
+	 * together with pr_type. */
+	atomic_uint state;
 	pthread_mutex_t lock;      /* guards the state below */
 	uint8_t sense[18];         /* last CHECK CONDITION, for REQUEST SENSE */
 	uint8_t sense_len;
+	/* Persistent reservation (SPC-5 5.14): type 0 = none. */
+	uint8_t pr_type;
+	uint32_t pr_generation;
+	uint64_t pr_holder;        /* initiator holding it, unless all registrants */
+	uint32_t nexus_count;
+	struct hbk_scsi_nexus nexus[HBK_SCSI_NEXUS_MAX];
 };
 
 /* A target: the LUNs it serves, indexed by LUN number. */
@@ -140,8 +186,11 @@ struct hbk_scsi_target {
 };
 
 /*
- * Initialises *lun from *cfg.  Returns 0, or -EINVAL for a block size that
- * is not 512..65536 and a power of two, a zero block count or missing ops.
+ * Initialises *lun from *cfg: started, WCE from cfg->write_cache, no
+ * registrations.  Returns 0, or -EINVAL for a block size that is not
+ * 512..65536 and a power of two, a zero block count or missing ops, or the
+ * -errno of a failed lock initialisation.  hbk_scsi_lun_fini releases a LUN
+ * that no thread uses any more.
  */
 int hbk_scsi_lun_init(struct hbk_scsi_lun *lun, const struct hbk_scsi_lun_cfg *cfg);
 void hbk_scsi_lun_fini(struct hbk_scsi_lun *lun);
@@ -155,16 +204,39 @@ struct hbk_scsi_reply {
 	uint8_t  sense[HBK_SENSE_BUF];
 };
 
+/* One command as the initiator sent it. */
+struct hbk_scsi_req {
+	uint64_t initiator;       /* I_T nexus identity (e.g. a SAS address); 0 = default */
+	uint64_t lun;             /* LUN number (hbk_scsi_lun_decode) */
+	const uint8_t *cdb;
+	unsigned cdb_len;
+	void    *buf;             /* data-in for HBK_DIR_READ, data-out for HBK_DIR_WRITE */
+	uint64_t buf_len;
+	enum hbk_dir dir;
+};
+
 /*
- * Executes one CDB against LUN number `lun` of `t`.  buf/buf_len is the
- * initiator's data buffer (data-in for HBK_DIR_READ, data-out for
- * HBK_DIR_WRITE); the emulation never moves more than buf_len bytes and
- * answers CHECK CONDITION when the CDB asks for more data-out than supplied.
- * Handles TEST UNIT READY, INQUIRY (standard, VPD 00/80/83/B0/B1), REPORT
- * LUNS, READ CAPACITY 10/16, READ/WRITE 6/10/12/16, SYNCHRONIZE CACHE 10/16,
- * UNMAP, MODE SENSE 6/10, REQUEST SENSE; anything else gets CHECK CONDITION,
- * ILLEGAL REQUEST, INVALID COMMAND OPERATION CODE.  Safe to call from several
- * threads at once for different or the same LUN.
+ * Executes one CDB against LUN number req->lun of `t` and fills *out.  The
+ * emulation never moves more than buf_len bytes and answers CHECK CONDITION
+ * when the CDB asks for more data-out than supplied.  It serves exactly the
+ * commands REPORT SUPPORTED OPERATION CODES lists: TEST UNIT READY, REQUEST
+ * SENSE, INQUIRY (standard, VPD 00/80/83/B0/B1/B2), REPORT LUNS, MODE
+ * SENSE/SELECT 6/10, START STOP UNIT, PREVENT ALLOW MEDIUM REMOVAL, READ
+ * CAPACITY 10/16, READ/WRITE 6/10/12/16, VERIFY and WRITE AND VERIFY
+ * 10/12/16, WRITE SAME 10/16, COMPARE AND WRITE, SYNCHRONIZE CACHE 10/16,
+ * UNMAP, GET LBA STATUS, PERSISTENT RESERVE IN/OUT and REPORT SUPPORTED
+ * OPERATION CODES.  CDB bits it does not use must be zero (INVALID FIELD IN
+ * CDB).  Errors carry fixed-format sense; a reservation conflict is status
+ * RESERVATION CONFLICT without sense.  Safe to call from several threads at
+ * once for different or the same LUN; the backend is called on the calling
+ * thread.
+ */
+void hbk_scsi_exec(struct hbk_scsi_target *t, const struct hbk_scsi_req *req,
+		   struct hbk_scsi_reply *out);
+
+/*
+ * hbk_scsi_exec for the default initiator (identifier 0): for drivers whose
+ * transport carries no initiator identity.
  */
 void hbk_scsi_execute(struct hbk_scsi_target *t, uint64_t lun,
 		      const uint8_t *cdb, unsigned cdb_len,

@@ -1,0 +1,399 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What a LUN keeps per I_T nexus (SPC-5 5.14, SBC-4 4.21): persistent
+ * reservations, with PERSISTENT RESERVE IN/OUT, every reservation type and
+ * the access rules the dispatcher enforces through hbk_pr_conflict, and
+ * medium removal prevention.  All of it lives in struct hbk_scsi_lun under
+ * its lock, in a small table of nexuses.  Registrations do not persist
+ * through power loss (no APTPL), every registration covers the one target
+ * port (no ALL_TG_PT, no SPEC_I_PT), and PREEMPT AND ABORT preempts without
+ * aborting tasks, which the emulation never queues.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "scsi/scsi_priv.h"
+
+#define PR_OUT_PARAM_LEN   24u
+#define PR_SPEC_I_PT       0x08
+#define PR_ALL_TG_PT       0x04
+#define PR_APTPL           0x01
+#define PR_TRANSPORT_ID_LEN 24u   /* SAS TransportID: the initiator as SAS address */
+#define PR_FULL_DESC_LEN   (24u + PR_TRANSPORT_ID_LEN)
+#define PR_IN_MAX          (8u + HBK_SCSI_NEXUS_MAX * PR_FULL_DESC_LEN)
+
+static bool type_valid(unsigned t)
+{
+	return t == HBK_PR_WE || t == HBK_PR_EA || (t >= HBK_PR_WE_RO && t <= HBK_PR_EA_AR);
+}
+
+static bool all_registrants(unsigned t)
+{
+	return t == HBK_PR_WE_AR || t == HBK_PR_EA_AR;
+}
+
+static bool registrants_only(unsigned t)
+{
+	return t == HBK_PR_WE_RO || t == HBK_PR_EA_RO;
+}
+
+static bool exclusive_access(unsigned t)
+{
+	return t == HBK_PR_EA || t == HBK_PR_EA_RO || t == HBK_PR_EA_AR;
+}
+
+/* ---- The nexus table (lun->lock held) ---------------------------------------- */
+
+static struct hbk_scsi_nexus *nexus_find(struct hbk_scsi_lun *lun, uint64_t it)
+{
+	for (uint32_t i = 0; i < lun->nexus_count; i++)
+		if (lun->nexus[i].initiator == it)
+			return &lun->nexus[i];
+	return NULL;
+}
+
+/* The entry of `it`, added if need be; NULL when the table is full. */
+static struct hbk_scsi_nexus *nexus_get(struct hbk_scsi_lun *lun, uint64_t it)
+{
+	struct hbk_scsi_nexus *n = nexus_find(lun, it);
+
+	if (n || lun->nexus_count == HBK_SCSI_NEXUS_MAX)
+		return n;
+	n = &lun->nexus[lun->nexus_count++];
+	*n = (struct hbk_scsi_nexus){ .initiator = it };
+	return n;
+}
+
+/* Frees n once it holds nothing; the last entry moves into its place. */
+static void nexus_put(struct hbk_scsi_lun *lun, struct hbk_scsi_nexus *n)
+{
+	if (!n->key && !n->prevent)
+		*n = lun->nexus[--lun->nexus_count];
+}
+
+static uint64_t key_of(struct hbk_scsi_lun *lun, uint64_t it)
+{
+	const struct hbk_scsi_nexus *n = nexus_find(lun, it);
+
+	return n ? n->key : 0;
+}
+
+/* The holder: the nexus that reserved, or any registrant of an all
+ * registrants reservation. */
+static bool holds(struct hbk_scsi_lun *lun, uint64_t it)
+{
+	if (!lun->pr_type)
+		return false;
+	return all_registrants(lun->pr_type) ? key_of(lun, it) != 0 : lun->pr_holder == it;
+}
+
+static void reserve(struct hbk_scsi_lun *lun, unsigned type, uint64_t it)
+{
+	lun->pr_type = (uint8_t)type;
+	lun->pr_holder = it;
+}
+
+static bool any_registrant(const struct hbk_scsi_lun *lun)
+{
+	for (uint32_t i = 0; i < lun->nexus_count; i++)
+		if (lun->nexus[i].key)
+			return true;
+	return false;
+}
+
+/* Drops n's registration, and the reservation with it when n held it (or,
+ * for all registrants, was the last registrant).  n may move. */
+static void unregister(struct hbk_scsi_lun *lun, struct hbk_scsi_nexus *n)
+{
+	uint64_t it = n->initiator;
+
+	n->key = 0;
+	nexus_put(lun, n);
+	if (lun->pr_type && (all_registrants(lun->pr_type) ? !any_registrant(lun)
+							   : lun->pr_holder == it))
+		reserve(lun, 0, 0);
+}
+
+/* Drops every registration with `key` (0: every registration) but the one
+ * of `keep`.  Returns how many went. */
+static unsigned remove_key(struct hbk_scsi_lun *lun, uint64_t key, uint64_t keep)
+{
+	unsigned removed = 0;
+
+	/* Backwards: an entry that moves comes from behind, already seen. */
+	for (uint32_t i = lun->nexus_count; i-- > 0;) {
+		struct hbk_scsi_nexus *n = &lun->nexus[i];
+
+		if (!n->key || (key && n->key != key) || n->initiator == keep)
+			continue;
+		unregister(lun, n);
+		removed++;
+	}
+	return removed;
+}
+
+/* ---- Access ------------------------------------------------------------------- */
+
+/*
+ * SPC-5 tables 66-67 and SBC-4 table 13: the holder, and every registrant
+ * of a registrants-only or all-registrants reservation, may do anything;
+ * anyone else may only read, and only under a Write Exclusive type.
+ */
+bool hbk_pr_conflict(struct hbk_scsi_lun *lun, uint64_t initiator, bool write)
+{
+	bool conflict = false;
+	unsigned type;
+
+	pthread_mutex_lock(&lun->lock);
+	type = lun->pr_type;
+	if (type && !holds(lun, initiator) &&
+	    !(registrants_only(type) && key_of(lun, initiator)))
+		conflict = write || exclusive_access(type);
+	pthread_mutex_unlock(&lun->lock);
+	return conflict;
+}
+
+bool hbk_pr_removal_prevented(struct hbk_scsi_lun *lun)
+{
+	bool prevented = false;
+
+	pthread_mutex_lock(&lun->lock);
+	for (uint32_t i = 0; i < lun->nexus_count; i++)
+		prevented |= lun->nexus[i].prevent;
+	pthread_mutex_unlock(&lun->lock);
+	return prevented;
+}
+
+/* PREVENT 01b keeps the medium in until every nexus that prevented allows. */
+uint32_t hbk_pr_prevent_allow(struct cmd_ctx *c)
+{
+	struct hbk_scsi_lun *lun = c->lun;
+	bool prevent = c->cdb[4] & 0x01;
+	struct hbk_scsi_nexus *n;
+	uint32_t cc = 0;
+
+	if (c->cdb[4] & 0x02)           /* PREVENT 10b and 11b are obsolete */
+		return HBK_CC_INVALID_FIELD;
+	pthread_mutex_lock(&lun->lock);
+	n = prevent ? nexus_get(lun, c->initiator) : nexus_find(lun, c->initiator);
+	if (n) {
+		n->prevent = prevent;
+		nexus_put(lun, n);
+	} else if (prevent) {
+		cc = HBK_CC(HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INSUFFICIENT_RESOURCES);
+	}
+	pthread_mutex_unlock(&lun->lock);
+	return cc;
+}
+
+/* ---- PERSISTENT RESERVE IN ------------------------------------------------------ */
+
+/* Reply builders: fill d (PR_IN_MAX bytes, zeroed), return the length. */
+
+static size_t read_keys(struct hbk_scsi_lun *lun, uint8_t *d)
+{
+	size_t n = 8;
+
+	for (uint32_t i = 0; i < lun->nexus_count; i++) {
+		if (!lun->nexus[i].key)
+			continue;
+		put_be64(d + n, lun->nexus[i].key);
+		n += 8;
+	}
+	return n;
+}
+
+static size_t read_reservation(struct hbk_scsi_lun *lun, uint8_t *d)
+{
+	if (!lun->pr_type)
+		return 8;
+	/* An all registrants reservation has no one key. */
+	if (!all_registrants(lun->pr_type))
+		put_be64(d + 8, key_of(lun, lun->pr_holder));
+	d[21] = lun->pr_type;           /* SCOPE 0h: the logical unit */
+	return 24;
+}
+
+static size_t report_capabilities(struct hbk_scsi_lun *lun, uint8_t *d)
+{
+	(void)lun;
+	put_be16(d, 8);                 /* LENGTH; RLR_C, CRH, SIP_C, ATP_C, PTPL_C 0 */
+	d[3] = 0x80 | 0x10;             /* TMV; ALLOW COMMANDS 001b: TUR always passes */
+	d[4] = 0x80 | 0x40 | 0x20 | 0x08 | 0x02; /* WR_EX_AR, EX_AC_RO, WR_EX_RO, EX_AC, WR_EX */
+	d[5] = 0x01;                    /* EX_AC_AR */
+	return 8;
+}
+
+static size_t read_full_status(struct hbk_scsi_lun *lun, uint8_t *d)
+{
+	size_t n = 8;
+
+	for (uint32_t i = 0; i < lun->nexus_count; i++) {
+		const struct hbk_scsi_nexus *x = &lun->nexus[i];
+		uint8_t *e = d + n;
+
+		if (!x->key)
+			continue;
+		put_be64(e, x->key);
+		if (holds(lun, x->initiator)) {
+			e[12] = 0x01;           /* R_HOLDER */
+			e[13] = lun->pr_type;   /* SCOPE 0h, TYPE */
+		}
+		put_be16(e + 18, 1);            /* RELATIVE TARGET PORT IDENTIFIER */
+		put_be32(e + 20, PR_TRANSPORT_ID_LEN);
+		e[24] = 0x06;                   /* TransportID: FORMAT 00b, SAS */
+		put_be64(e + 28, x->initiator); /* SAS ADDRESS */
+		n += PR_FULL_DESC_LEN;
+	}
+	return n;
+}
+
+static size_t (*const pr_in_replies[])(struct hbk_scsi_lun *lun, uint8_t *d) = {
+	[HBK_PR_READ_KEYS] = read_keys,
+	[HBK_PR_READ_RESERVATION] = read_reservation,
+	[HBK_PR_REPORT_CAPABILITIES] = report_capabilities,
+	[HBK_PR_READ_FULL_STATUS] = read_full_status,
+};
+
+uint32_t hbk_pr_in(struct cmd_ctx *c)
+{
+	struct hbk_scsi_lun *lun = c->lun;
+	unsigned sa = c->cdb[1] & 0x1f;
+	uint8_t d[PR_IN_MAX] = { 0 };
+	size_t n;
+
+	if (sa >= sizeof pr_in_replies / sizeof pr_in_replies[0])
+		return HBK_CC_INVALID_FIELD;
+	pthread_mutex_lock(&lun->lock);
+	n = pr_in_replies[sa](lun, d);
+	if (sa != HBK_PR_REPORT_CAPABILITIES) {
+		put_be32(d, lun->pr_generation);        /* PRGENERATION */
+		put_be32(d + 4, (uint32_t)(n - 8));     /* ADDITIONAL LENGTH */
+	}
+	pthread_mutex_unlock(&lun->lock);
+	data_in_begin(c, get_be16(c->cdb + 7));
+	emit(c, d, n);
+	return 0;
+}
+
+/* ---- PERSISTENT RESERVE OUT (lun->lock held) ------------------------------------- */
+
+/* REGISTER checks the reservation key against the nexus' own (0 when not
+ * registered); REGISTER AND IGNORE EXISTING KEY does not.  A service action
+ * key of 0 unregisters. */
+static uint32_t pr_register(struct hbk_scsi_lun *lun, uint64_t it, uint64_t key,
+			    uint64_t sa_key, bool ignore)
+{
+	struct hbk_scsi_nexus *n = nexus_find(lun, it);
+
+	if (!ignore && key != (n ? n->key : 0))
+		return HBK_CC_CONFLICT;
+	if (!sa_key) {
+		if (n && n->key)
+			unregister(lun, n);
+	} else if ((n = nexus_get(lun, it)) != NULL) {
+		n->key = sa_key;
+	} else {
+		return HBK_CC(HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INSUFFICIENT_REG_RESOURCES);
+	}
+	lun->pr_generation++;
+	return 0;
+}
+
+/* Reserving again what one holds, with the same type, is a no-op. */
+static uint32_t pr_reserve(struct hbk_scsi_lun *lun, uint64_t it, unsigned type)
+{
+	if (!lun->pr_type)
+		reserve(lun, type, it);
+	else if (!holds(lun, it) || lun->pr_type != type)
+		return HBK_CC_CONFLICT;
+	return 0;
+}
+
+/* Releasing what one does not hold (or what nobody holds) does nothing. */
+static uint32_t pr_release(struct hbk_scsi_lun *lun, uint64_t it, unsigned type)
+{
+	if (!holds(lun, it))
+		return 0;
+	if (lun->pr_type != type)
+		return HBK_CC(HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INVALID_RELEASE_OF_PR);
+	reserve(lun, 0, 0);
+	return 0;
+}
+
+static uint32_t pr_clear(struct hbk_scsi_lun *lun)
+{
+	for (uint32_t i = lun->nexus_count; i-- > 0;) {
+		lun->nexus[i].key = 0;
+		nexus_put(lun, &lun->nexus[i]);
+	}
+	reserve(lun, 0, 0);
+	lun->pr_generation++;
+	return 0;
+}
+
+/*
+ * PREEMPT: a service action key naming the holder (or 0 under an all
+ * registrants reservation) takes the reservation over, with the type given,
+ * and removes the registrations it names; any other key only removes
+ * registrations.  The preempting nexus always keeps its own.
+ */
+static uint32_t pr_preempt(struct hbk_scsi_lun *lun, uint64_t it, uint64_t sa_key,
+			   unsigned type)
+{
+	unsigned cur = lun->pr_type;
+	bool takeover = cur && (all_registrants(cur) ? !sa_key
+				: sa_key == key_of(lun, lun->pr_holder));
+
+	if (takeover) {
+		remove_key(lun, sa_key, it);
+		reserve(lun, type, it);
+	} else if (!sa_key) {
+		return HBK_CC_INVALID_PARAM;
+	} else if (!remove_key(lun, sa_key, it)) {
+		return HBK_CC_CONFLICT;
+	}
+	lun->pr_generation++;
+	return 0;
+}
+
+uint32_t hbk_pr_out(struct cmd_ctx *c)
+{
+	struct hbk_scsi_lun *lun = c->lun;
+	unsigned sa = c->cdb[1] & 0x1f, type = c->cdb[2] & 0x0f;
+	bool reg = sa == HBK_PR_REGISTER || sa == HBK_PR_REGISTER_AND_IGNORE;
+	const uint8_t *p = c->buf;
+	uint64_t key, sa_key;
+	uint32_t cc;
+
+	/* RESERVE, RELEASE and PREEMPT need LU_SCOPE and a type. */
+	if (!reg && sa != HBK_PR_CLEAR && ((c->cdb[2] >> 4) || !type_valid(type)))
+		return HBK_CC_INVALID_FIELD;
+	if (get_be32(c->cdb + 5) != PR_OUT_PARAM_LEN)
+		return HBK_CC_PARAM_LENGTH;
+	if (c->out_len < PR_OUT_PARAM_LEN)
+		return HBK_CC_INVALID_FIELD;
+	key = get_be64(p);
+	sa_key = get_be64(p + 8);
+	if ((p[20] & PR_SPEC_I_PT) || (reg && (p[20] & (PR_ALL_TG_PT | PR_APTPL))))
+		return HBK_CC_INVALID_PARAM;
+
+	pthread_mutex_lock(&lun->lock);
+	if (reg)
+		cc = pr_register(lun, c->initiator, key, sa_key, sa == HBK_PR_REGISTER_AND_IGNORE);
+	else if (!key || key != key_of(lun, c->initiator))
+		cc = HBK_CC_CONFLICT;   /* not registered, or not with this key */
+	else if (sa == HBK_PR_RESERVE)
+		cc = pr_reserve(lun, c->initiator, type);
+	else if (sa == HBK_PR_RELEASE)
+		cc = pr_release(lun, c->initiator, type);
+	else if (sa == HBK_PR_CLEAR)
+		cc = pr_clear(lun);
+	else
+		cc = pr_preempt(lun, c->initiator, sa_key, type);
+	lun_state_set(lun, HBK_LUN_RESERVED, lun->pr_type != 0);
+	pthread_mutex_unlock(&lun->lock);
+	if (!cc)
+		c->bytes = PR_OUT_PARAM_LEN;
+	return cc;
+}
