@@ -358,9 +358,11 @@ static void print_json(const struct bench_opts *o, const struct result *r, bool 
 	printf("     \"lat_us\": {\"p50\": %.2f, \"p99\": %.2f, \"p99.9\": %.2f},\n",
 	       percentile(r->lat, r->ios, 50) / 1e3, percentile(r->lat, r->ios, 99) / 1e3,
 	       percentile(r->lat, r->ios, 99.9) / 1e3);
-	printf("     \"calls\": %llu, \"tasks\": %llu, \"calls_per_task\": %.4f, \"slots_per_call\": {",
+	printf("     \"calls\": %llu, \"tasks\": %llu, \"calls_per_task\": %.4f, "
+	       "\"completion_batches\": %llu, \"doorbells\": %llu, \"slots_per_call\": {",
 	       (unsigned long long)r->stats.io_calls, (unsigned long long)r->stats.tasks,
-	       r->stats.tasks ? (double)r->stats.io_calls / (double)r->stats.tasks : 0);
+	       r->stats.tasks ? (double)r->stats.io_calls / (double)r->stats.tasks : 0,
+	       (unsigned long long)r->stats.completion_msgs, (unsigned long long)r->stats.doorbells);
 	for (unsigned b = 0; b < HBK_HIST_BUCKETS; b++)
 		printf("%s\"%s\": %llu", b ? ", " : "", hist_label[b], (unsigned long long)r->stats.hist[b]);
 	printf("},\n     \"violations\": {");
