@@ -7,8 +7,9 @@
 set -u
 # The compiler (gcc brings its ASan/UBSan/TSan runtimes), cmocka for the
 # tests, clang for the -Werror build and valgrind for the memory check of
-# `make check`.
-need=(build-essential libcmocka-dev clang valgrind)
+# `make check`; liburing (disk I/O), ISA-L (RAID parity, CRC32C) and libnbd
+# (network member disks) for the RAID controller.
+need=(build-essential libcmocka-dev clang valgrind libnbd-dev liburing-dev libisal-dev)
 missing=()
 for p in "${need[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hbakit disk layer: one asynchronous interface to the disks behind the
+ * emulated RAID controller, with backends for files and block devices
+ * (io_uring, O_DIRECT when the filesystem allows it), memory, a null disk and
+ * NBD servers (libnbd).  Any disk can carry a latency model (HDD or SSD) and
+ * injected faults, so the RAID layer above can be tested against slow and
+ * failing hardware.
+ */
+#ifndef HBK_DISK_H
+#define HBK_DISK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct hbk_disk;
+
+enum hbk_disk_op {
+	HBK_DISK_READ = 0,
+	HBK_DISK_WRITE = 1,
+	HBK_DISK_FLUSH = 2,    /* offset and len ignored */
+	HBK_DISK_DISCARD = 3,  /* advisory: the range may read back as zeros */
+};
+
+/* hbk_disk_io.flags */
+#define HBK_DISK_FUA 0x1u  /* WRITE: durable when done is called */
+
+/*
+ * One I/O, owned by the caller and untouched by the disk layer once done
+ * has been called.  offset and len must be multiples of the disk's
+ * block_size; buf needs no alignment (a buffer not aligned to mem_align is
+ * bounced).  done is called exactly once with 0 (the whole range was
+ * transferred) or -errno.
+ */
+struct hbk_disk_io {
+	uint8_t op;                /* enum hbk_disk_op */
+	uint32_t flags;            /* HBK_DISK_FUA */
+	uint64_t offset;
+	uint64_t len;
+	void *buf;                 /* READ/WRITE: len bytes */
+	void (*done)(struct hbk_disk_io *io, int result);
+	void *priv;                /* for the caller */
+	/* Private to the disk layer while the I/O is in flight. */
+	struct hbk_disk *disk_;
+	struct hbk_disk_io *next_;
+	uint64_t due_ns_;          /* latency model: completion time */
+	uint64_t len_;             /* the caller's len when a fault shortened it */
+	uint64_t moved_;           /* bytes transferred so far (short I/O) */
+	void *bounce_;
+	int fault_;                /* error forced by an injected fault */
+	int result_;
+};
+
+struct hbk_disk_info {
+	char kind[12];             /* "file", "blockdev", "memory", "null", "nbd" */
+	char name[116];            /* path, URI or a description */
+	uint64_t size;             /* bytes */
+	uint32_t block_size;       /* offsets and lengths are multiples of it */
+	uint32_t mem_align;        /* buffers aligned to it go without a bounce */
+	uint64_t max_io;           /* largest READ/WRITE/DISCARD length, 0: no limit */
+	bool direct;               /* file/blockdev: O_DIRECT in use */
+	bool read_only;            /* WRITE fails with -EROFS */
+	bool discard;              /* DISCARD does something */
+	bool discard_zeroes;       /* a discarded range reads back as zeros */
+};
+
+/* ---- Opening and closing ----------------------------------------------------- */
+
+enum hbk_disk_direct {
+	HBK_DISK_DIRECT_AUTO = 0,  /* O_DIRECT if an aligned probe read works, else buffered */
+	HBK_DISK_DIRECT_ON = 1,    /* O_DIRECT or fail with -EINVAL */
+	HBK_DISK_DIRECT_OFF = 2,   /* buffered (page cache) */
+};
+
+struct hbk_disk_file_opts {
+	enum hbk_disk_direct direct;
+	uint64_t create_size;      /* > 0: create or resize a regular file to this size */
+	uint32_t queue_depth;      /* io_uring entries (default 128) */
+	bool read_only;
+};
+
+/*
+ * Opens a regular file or a block device, served by one io_uring and one
+ * completion thread per disk.  opts may be NULL (defaults).  Returns 0 and
+ * *out, or -errno (-ENOENT, -EINVAL for a file of size 0 without
+ * create_size, -EINVAL when DIRECT_ON and O_DIRECT is refused).  Any thread.
+ */
+int hbk_disk_open_file(const char *path, const struct hbk_disk_file_opts *opts,
+		       struct hbk_disk **out);
+
+/* A disk in anonymous memory (committed when written), size a multiple of
+ * 512; reads of unwritten ranges give zeros.  Returns 0 or -ENOMEM. */
+int hbk_disk_open_mem(uint64_t size, struct hbk_disk **out);
+
+/* A disk that reads zeros and discards writes.  Returns 0 or -ENOMEM. */
+int hbk_disk_open_null(uint64_t size, struct hbk_disk **out);
+
+/*
+ * Connects to an NBD server: target is an NBD URI ("nbd://host/export",
+ * "nbd+unix:///?socket=/path") or the path of a Unix socket.  Commands go
+ * out through libnbd's asynchronous API and are completed by one poll
+ * thread per disk.  Returns 0 and *out, or -errno (-ECONNREFUSED, -ENOENT,
+ * -EPROTO when the handshake fails; the reason is logged).
+ */
+int hbk_disk_open_nbd(const char *target, struct hbk_disk **out);
+
+/*
+ * Closes a disk and frees it.  The caller must have no I/O in flight (every
+ * done called).  Not from a completion callback of this disk.
+ */
+void hbk_disk_close(struct hbk_disk *d);
+
+/* Copies the disk's description into *out.  Any thread. */
+void hbk_disk_info(const struct hbk_disk *d, struct hbk_disk_info *out);
+
+/* ---- I/O ------------------------------------------------------------------------ */
+
+/*
+ * Submits one I/O.  Never blocks on the device; done is called exactly once,
+ * from the disk's completion thread or inline from this call (memory and
+ * null disks, injected failures, invalid requests with -EINVAL).  done may
+ * submit more I/O.  Any thread.
+ */
+void hbk_disk_submit(struct hbk_disk *d, struct hbk_disk_io *io);
+
+/* Submits one I/O and waits for it.  Returns 0 or -errno.  Not from a
+ * completion callback. */
+int hbk_disk_rw(struct hbk_disk *d, enum hbk_disk_op op, void *buf, uint64_t offset,
+		uint64_t len, uint32_t flags);
+
+/* ---- Latency models --------------------------------------------------------------- */
+
+enum hbk_disk_model { HBK_DISK_MODEL_NONE = 0, HBK_DISK_MODEL_HDD = 1, HBK_DISK_MODEL_SSD = 2 };
+
+/*
+ * A latency model delays each completion to the time the modelled device
+ * would have finished it; the data still comes from the backend.  HDD: one
+ * request at a time in arrival order; a request that does not start where
+ * the previous one ended pays a seek (track-to-track plus a square-root
+ * share of full stroke by distance) and half a rotation; every request pays
+ * len / rate.  SSD: `channels` requests in parallel, each taking latency +
+ * len / rate.  The model is a pure function of the arrival order, so the
+ * modelled busy time (hbk_disk_stats.busy_ns) is exact and repeatable.
+ */
+struct hbk_disk_latency {
+	enum hbk_disk_model model;
+	uint32_t rpm;              /* HDD: 7200 */
+	uint32_t seek_min_us;      /* HDD: track to track, e.g. 500 */
+	uint32_t seek_max_us;      /* HDD: full stroke, e.g. 15000 */
+	uint32_t latency_us;       /* SSD: per request, e.g. 80 */
+	uint32_t channels;         /* SSD: parallel requests, e.g. 8 */
+	uint64_t rate;             /* bytes/s transfer, e.g. 200 MB/s */
+};
+
+/* A 7200 rpm SATA disk and a SATA-class SSD. */
+extern const struct hbk_disk_latency hbk_disk_hdd_7200;
+extern const struct hbk_disk_latency hbk_disk_ssd_sata;
+
+/*
+ * Puts a latency model on a disk (NULL or MODEL_NONE removes it).  Returns
+ * 0, -EINVAL for a model without rate (or HDD without rpm), -EBUSY when I/O
+ * is in flight.  Starts one timer thread per modelled disk.
+ */
+int hbk_disk_set_latency(struct hbk_disk *d, const struct hbk_disk_latency *m);
+
+/* ---- Failure injection -------------------------------------------------------------- */
+
+/*
+ * Injected faults, checked when an I/O is submitted.  fail_all: every I/O
+ * fails with `error`.  write_budget (0: none): writes succeed until this
+ * many bytes have been written since the fault was set; the write that
+ * crosses the budget writes only the blocks within it and then fails (a
+ * disk dying mid-write), and every later write fails.  drop_writes: writes
+ * and flushes report success but change nothing (power lost with the data
+ * in a volatile cache).
+ */
+struct hbk_disk_fault {
+	bool fail_all;
+	bool drop_writes;
+	uint64_t write_budget;
+	int error;                 /* -errno to fail with; 0 means -EIO */
+};
+
+/* Sets (f != NULL) or clears (f == NULL) the disk's faults.  Any thread;
+ * I/O already submitted is not affected. */
+void hbk_disk_inject(struct hbk_disk *d, const struct hbk_disk_fault *f);
+
+/* ---- Statistics ----------------------------------------------------------------------- */
+
+struct hbk_disk_stats {
+	uint64_t reads, writes, flushes, discards;
+	uint64_t read_bytes, write_bytes;
+	uint64_t errors;           /* I/Os completed with an error */
+	uint64_t busy_ns;          /* latency model: modelled service time */
+	uint64_t seeks;            /* HDD model: requests that paid a seek */
+};
+
+/* Copies the counters into *out.  Any thread. */
+void hbk_disk_stats(const struct hbk_disk *d, struct hbk_disk_stats *out);
+
+#endif /* HBK_DISK_H */

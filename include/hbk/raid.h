@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hbakit RAID engine: arrays of hbk_disk members at levels 0, 1, 5, 6 and 10,
+ * with ISA-L parity, degraded operation, hot spares, background rebuild and
+ * resync, scrub, an optional write-back cache, and persistent metadata on
+ * every member so an array reassembles after a restart or a crash.  The
+ * layouts, the metadata format and the crash-consistency rules are in
+ * docs/raid.md.
+ *
+ * Array state machine (hbk_raid_status.state):
+ *
+ *     OPTIMAL --member fails--> DEGRADED --more fail than the level bears--> FAILED
+ *        ^                         |  (a spare or a replacement is added)
+ *        +----rebuild ends---- REBUILDING (a member slot is being rebuilt)
+ */
+#ifndef HBK_RAID_H
+#define HBK_RAID_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hbk/disk.h"
+
+#define HBK_RAID_MAX_MEMBERS 32
+#define HBK_RAID_MAX_SPARES 8
+#define HBK_RAID_MAX_DISKS (HBK_RAID_MAX_MEMBERS + HBK_RAID_MAX_SPARES)
+#define HBK_RAID_UUID_LEN 16
+
+struct hbk_raid;
+
+enum hbk_raid_level { HBK_RAID0 = 0, HBK_RAID1 = 1, HBK_RAID5 = 5, HBK_RAID6 = 6, HBK_RAID10 = 10 };
+
+enum hbk_raid_state {
+	HBK_RAID_OPTIMAL = 0,
+	HBK_RAID_DEGRADED = 1,     /* running without a member's redundancy */
+	HBK_RAID_REBUILDING = 2,   /* degraded, with a member being rebuilt */
+	HBK_RAID_FAILED = 3,       /* more members lost than the level bears: I/O fails */
+};
+
+enum hbk_raid_member_state {
+	HBK_RAID_MEMBER_ACTIVE = 1,
+	HBK_RAID_MEMBER_REBUILDING = 2,  /* valid below its rebuild cursor */
+	HBK_RAID_MEMBER_FAILED = 3,      /* failed, removed or missing */
+};
+
+/* What the array is; persistent. */
+struct hbk_raid_config {
+	enum hbk_raid_level level;
+	uint32_t chunk;            /* bytes per member per stripe: power of two, 4 KiB..1 MiB (0: 64 KiB) */
+	uint64_t member_size;      /* data bytes used on each member (0: all the smallest holds) */
+	bool assume_clean;         /* members known consistent (e.g. all zero): no initial resync */
+};
+
+/* How it runs; not persistent. */
+struct hbk_raid_opts {
+	uint64_t cache_bytes;      /* write-back cache; 0: write-through */
+	uint32_t workers;          /* threads for parity and degraded I/O (0: 4) */
+	uint64_t rebuild_rate;     /* bytes/s per rebuild or resync, 0: unlimited */
+	uint32_t clean_delay_ms;   /* idle time before the array is marked clean (0: 200) */
+	bool force;                /* assemble a dirty RAID 5/6 that is also degraded */
+	const uint8_t *uuid;       /* assemble: only this array; NULL: the one most disks hold */
+};
+
+/*
+ * Creates an array over members[0..n) (in slot order) and writes its
+ * metadata to every member.  The disks are borrowed: they must outlive the
+ * array and are not closed by it.  Unless cfg->assume_clean, RAID 1/5/6/10
+ * start a background resync that makes copies and parity consistent.  opts
+ * may be NULL.  Returns 0 and *out, or -EINVAL (member count for the level,
+ * chunk, disks too small), -EIO (metadata could not be written).
+ */
+int hbk_raid_create(const struct hbk_raid_config *cfg, struct hbk_disk *const *members,
+		    unsigned n, const struct hbk_raid_opts *opts, struct hbk_raid **out);
+
+enum hbk_raid_verdict {
+	HBK_RAID_DISK_MEMBER = 0,  /* used in its slot */
+	HBK_RAID_DISK_SPARE = 1,   /* used as a hot spare */
+	HBK_RAID_DISK_STALE = 2,   /* this array's, but an older generation: not used */
+	HBK_RAID_DISK_FOREIGN = 3, /* another array's, bad CRC, bad version or inconsistent */
+	HBK_RAID_DISK_BLANK = 4,   /* no hbakit metadata */
+	HBK_RAID_DISK_UNREADABLE = 5,
+};
+
+/* What assembly found; filled even when it fails. */
+struct hbk_raid_report {
+	uint8_t uuid[HBK_RAID_UUID_LEN];
+	uint64_t generation;       /* the newest generation found */
+	bool dirty;                /* not shut down cleanly: a resync was started */
+	unsigned ndisks;
+	struct {
+		uint8_t verdict;       /* enum hbk_raid_verdict */
+		int slot;              /* MEMBER: its slot; else -1 */
+		uint64_t generation;   /* 0 when there is no valid metadata */
+	} disk[HBK_RAID_MAX_DISKS];
+	uint32_t missing;          /* bit i: slot i has no usable disk */
+	unsigned nmissing, nstale, nforeign, nblank;
+};
+
+/*
+ * Assembles the array found on disks[0..n), in any order.  Every disk gets
+ * a verdict in *report (which may be NULL); stale, foreign and blank disks
+ * are logged and never used.  Missing slots run degraded (and are rebuilt
+ * onto a spare if one is found).  An array that was not shut down cleanly
+ * gets a background resync.  Returns 0 and *out; -ENODEV when no metadata
+ * was found or too many members are missing for the level; -EUCLEAN for a
+ * dirty and degraded RAID 5/6 without opts->force (its parity cannot be
+ * trusted to rebuild the missing member).
+ */
+int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
+		      const struct hbk_raid_opts *opts, struct hbk_raid_report *report,
+		      struct hbk_raid **out);
+
+/*
+ * Stops the array: destages the cache, ends the background work (a rebuild
+ * or resync resumes where it stopped at the next assembly), flushes the
+ * members and marks the metadata clean.  The caller must have no I/O in
+ * flight.  Frees r; the disks stay open.  Not from a completion callback.
+ */
+void hbk_raid_close(struct hbk_raid *r);
+
+/* ---- I/O ------------------------------------------------------------------------ */
+
+/*
+ * One array I/O, owned by the caller; offset and len are multiples of the
+ * array's block_size.  done is called once with 0 or -errno: -EINVAL for a
+ * bad request, -EIO when the data is unavailable (array FAILED).  A write is
+ * acknowledged only once it is on every member it should be on and any
+ * member failure it met is recorded in the metadata.
+ */
+struct hbk_raid_io {
+	uint8_t op;                /* enum hbk_disk_op */
+	uint32_t flags;            /* HBK_DISK_FUA: durable on the members when done */
+	uint64_t offset;
+	uint64_t len;
+	void *buf;
+	void (*done)(struct hbk_raid_io *io, int result);
+	void *priv;                /* for the caller */
+	/* Private to the RAID layer while the I/O is in flight. */
+	struct hbk_raid_io *next_;
+	uint64_t seq_;             /* metadata round or cache write it waits for */
+	uint32_t state_;
+	int result_;
+};
+
+/*
+ * Submits one I/O.  Never blocks: reads and RAID 0/1/10 writes go straight
+ * to the member disks from this thread; parity and degraded work runs on the
+ * array's worker threads.  done is called from a disk completion thread, a
+ * worker, the array's management or cache thread, or inline (errors, cache
+ * hits).  done may submit more I/O.  Any thread.
+ */
+void hbk_raid_submit(struct hbk_raid *r, struct hbk_raid_io *io);
+
+/* Submits and waits; returns 0 or -errno.  Not from a completion callback. */
+int hbk_raid_rw(struct hbk_raid *r, enum hbk_disk_op op, void *buf, uint64_t offset,
+		uint64_t len, uint32_t flags);
+
+/* ---- Administration ---------------------------------------------------------------- */
+
+struct hbk_raid_status {
+	enum hbk_raid_level level;
+	uint32_t chunk;
+	unsigned members;
+	uint64_t size;             /* array bytes */
+	uint32_t block_size;
+	uint8_t state;             /* enum hbk_raid_state */
+	uint8_t uuid[HBK_RAID_UUID_LEN];
+	uint64_t generation;
+	bool clean;                /* the metadata says clean (no write since the last idle) */
+	struct {
+		uint8_t state;         /* enum hbk_raid_member_state */
+		struct hbk_disk *disk; /* NULL when missing */
+		uint64_t rebuilt;      /* REBUILDING: bytes done of member_size */
+	} member[HBK_RAID_MAX_MEMBERS];
+	uint64_t member_size;
+	unsigned spares;
+	uint64_t rebuild_done, rebuild_total;  /* over all rebuilding members */
+	uint64_t resync_done, resync_total;    /* resync_done == total: consistent */
+	uint64_t cache_bytes, cache_dirty;
+	/* Counters since assembly. */
+	uint64_t full_stripe_writes, rmw_writes, rcw_writes, degraded_ops, member_errors;
+};
+
+/* Copies the array's state into *out.  Any thread. */
+void hbk_raid_status(struct hbk_raid *r, struct hbk_raid_status *out);
+
+/*
+ * Fails member slot (as if its disk had died) and records it in the metadata
+ * before returning.  A hot spare, if any, takes its place and is rebuilt.
+ * Returns 0, -EINVAL for a bad slot, -EALREADY if it has failed already.
+ * Any thread but a completion callback.
+ */
+int hbk_raid_fail(struct hbk_raid *r, unsigned slot);
+
+/*
+ * Puts disk d (borrowed) into failed slot `slot` and starts rebuilding it;
+ * I/O goes on meanwhile.  Returns 0, -EBUSY if the slot has not failed,
+ * -EINVAL if d is too small or already in the array.  Same threads as
+ * hbk_raid_fail.
+ */
+int hbk_raid_replace(struct hbk_raid *r, unsigned slot, struct hbk_disk *d);
+
+/* Adds d (borrowed) as a hot spare.  Returns 0, -EINVAL (too small, already
+ * used), -ENOSPC (HBK_RAID_MAX_SPARES).  Same threads as hbk_raid_fail. */
+int hbk_raid_add_spare(struct hbk_raid *r, struct hbk_disk *d);
+
+/* Sets the rebuild and resync rate in bytes/s (0: unlimited).  Any thread. */
+void hbk_raid_set_rebuild_rate(struct hbk_raid *r, uint64_t bytes_per_s);
+
+/*
+ * Waits until no rebuild or resync is left (or timeout_ms passed; 0 waits
+ * forever).  Returns 0, -ETIMEDOUT, or -EIO if the array failed.  Not from
+ * a completion callback.
+ */
+int hbk_raid_wait(struct hbk_raid *r, uint32_t timeout_ms);
+
+struct hbk_raid_scrub {
+	uint64_t stripes;          /* stripes checked */
+	uint64_t mismatches;       /* stripes whose copies or parity disagreed */
+	uint64_t first_mismatch;   /* the first such stripe (UINT64_MAX: none) */
+	uint64_t repaired;         /* with repair: stripes rewritten */
+};
+
+/*
+ * Checks every stripe (copies agree; parity matches the data) while I/O
+ * goes on; with repair, rewrites the copies from the first and the parity
+ * from the data.  Returns 0 and *out, -EBUSY when the array is not OPTIMAL
+ * (nothing to compare against), -EIO on member errors.  Runs on the calling
+ * thread; not from a completion callback.
+ */
+int hbk_raid_scrub(struct hbk_raid *r, bool repair, struct hbk_raid_scrub *out);
+
+/* Names for logs: "raid5", "optimal", "member", ... */
+const char *hbk_raid_level_name(enum hbk_raid_level l);
+const char *hbk_raid_state_name(enum hbk_raid_state s);
+const char *hbk_raid_verdict_name(enum hbk_raid_verdict v);
+
+#endif /* HBK_RAID_H */

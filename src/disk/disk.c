@@ -1,0 +1,395 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The disk core every backend shares: request validation, injected faults,
+ * bounce buffers for O_DIRECT, the HDD and SSD latency models with their
+ * timer thread, statistics and the blocking helper.  Backends only move
+ * data; everything a test or the RAID layer may want to vary lives here.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "disk/disk_priv.h"
+
+#define SSD_MAX_CHANNELS 64
+
+const struct hbk_disk_latency hbk_disk_hdd_7200 = {
+	.model = HBK_DISK_MODEL_HDD, .rpm = 7200, .seek_min_us = 500,
+	.seek_max_us = 15000, .rate = 200000000,
+};
+
+const struct hbk_disk_latency hbk_disk_ssd_sata = {
+	.model = HBK_DISK_MODEL_SSD, .latency_us = 80, .channels = 8, .rate = 500000000,
+};
+
+/* A latency model's state; all of it under the disk's lock. */
+struct latency {
+	struct hbk_disk_latency m;
+	uint64_t head;                        /* HDD: where the last request ended */
+	uint64_t free_at[SSD_MAX_CHANNELS];   /* when each channel (HDD: [0]) is idle */
+	struct hbk_disk_io *waiting;          /* backend done, sorted by due time */
+	pthread_cond_t cond;                  /* CLOCK_MONOTONIC */
+	pthread_t thread;
+	bool stop;
+};
+
+int (*hbk_disk_open_fn)(const char *path, int flags, ...) = open;
+
+void disk_init(struct hbk_disk *d, const struct disk_ops *ops, const char *kind,
+	       const char *name, uint64_t size)
+{
+	d->ops = ops;
+	snprintf(d->info.kind, sizeof(d->info.kind), "%s", kind);
+	snprintf(d->info.name, sizeof(d->info.name), "%s", name);
+	d->info.size = size;
+	d->info.block_size = 512;
+	d->info.mem_align = 1;
+	pthread_mutex_init(&d->lock, NULL);
+	atomic_init(&d->inflight, 0);
+	for (int i = 0; i < ST_COUNT; i++)
+		atomic_init(&d->n[i], 0);
+}
+
+static void count(struct hbk_disk *d, enum disk_stat s, uint64_t v)
+{
+	atomic_fetch_add_explicit(&d->n[s], v, memory_order_relaxed);
+}
+
+void hbk_disk_info(const struct hbk_disk *d, struct hbk_disk_info *out)
+{
+	*out = d->info;
+}
+
+void hbk_disk_stats(const struct hbk_disk *d, struct hbk_disk_stats *out)
+{
+	uint64_t v[ST_COUNT];
+	for (int i = 0; i < ST_COUNT; i++)
+		v[i] = atomic_load_explicit(&d->n[i], memory_order_relaxed);
+	*out = (struct hbk_disk_stats){
+		.reads = v[ST_READS], .writes = v[ST_WRITES], .flushes = v[ST_FLUSHES],
+		.discards = v[ST_DISCARDS], .read_bytes = v[ST_READ_BYTES],
+		.write_bytes = v[ST_WRITE_BYTES], .errors = v[ST_ERRORS],
+		.busy_ns = v[ST_BUSY_NS], .seeks = v[ST_SEEKS],
+	};
+}
+
+/* ---- Latency models -------------------------------------------------------- */
+
+static bool moves_data(const struct hbk_disk_io *io)
+{
+	return io->op == HBK_DISK_READ || io->op == HBK_DISK_WRITE;
+}
+
+/*
+ * When the modelled device finishes io, given that it arrives at now; books
+ * the device's time.  Under d->lock.
+ */
+static uint64_t model_due(struct hbk_disk *d, const struct hbk_disk_io *io, uint64_t now)
+{
+	struct latency *l = d->lat;
+	const struct hbk_disk_latency *m = &l->m;
+	uint64_t svc = moves_data(io) ? io->len * 1000000000ull / m->rate : 0;
+	unsigned ch = 0;
+
+	if (m->model == HBK_DISK_MODEL_HDD) {
+		if (moves_data(io) && io->offset != l->head) {
+			uint64_t dist = io->offset > l->head ? io->offset - l->head
+							     : l->head - io->offset;
+			double share = sqrt((double)dist / (double)d->info.size);
+			svc += 1000ull * m->seek_min_us +
+			       (uint64_t)(1000.0 * (m->seek_max_us - m->seek_min_us) * share) +
+			       30000000000ull / m->rpm;   /* half a rotation */
+			count(d, ST_SEEKS, 1);
+		}
+		if (moves_data(io))
+			l->head = io->offset + io->len;
+	} else {
+		for (unsigned i = 1; i < m->channels; i++)
+			if (l->free_at[i] < l->free_at[ch])
+				ch = i;
+		if (io->op != HBK_DISK_FLUSH)
+			svc += 1000ull * m->latency_us;
+	}
+	if (io->op == HBK_DISK_FLUSH) {
+		/* A flush ends when everything before it has ended. */
+		uint64_t end = now;
+		for (unsigned i = 0; i < HBK_MAX(m->channels, 1u); i++)
+			end = HBK_MAX(end, l->free_at[i]);
+		return end;
+	}
+	uint64_t start = HBK_MAX(now, l->free_at[ch]);
+	l->free_at[ch] = start + svc;
+	count(d, ST_BUSY_NS, svc);
+	return start + svc;
+}
+
+static void finish(struct hbk_disk *d, struct hbk_disk_io *io, int result)
+{
+	if (result)
+		count(d, ST_ERRORS, 1);
+	atomic_fetch_sub_explicit(&d->inflight, 1, memory_order_release);
+	io->done(io, result);   /* d may be closed from here on */
+}
+
+static void *latency_main(void *arg)
+{
+	struct hbk_disk *d = arg;
+	struct latency *l = d->lat;
+
+	pthread_mutex_lock(&d->lock);
+	for (;;) {
+		struct hbk_disk_io *io = l->waiting;
+		if (!io) {
+			if (l->stop)
+				break;
+			pthread_cond_wait(&l->cond, &d->lock);
+			continue;
+		}
+		if (io->due_ns_ > hbk_now_ns()) {
+			struct timespec ts = { .tv_sec = (time_t)(io->due_ns_ / 1000000000u),
+					       .tv_nsec = (long)(io->due_ns_ % 1000000000u) };
+			pthread_cond_timedwait(&l->cond, &d->lock, &ts);
+			continue;
+		}
+		l->waiting = io->next_;
+		pthread_mutex_unlock(&d->lock);
+		finish(d, io, io->result_);
+		pthread_mutex_lock(&d->lock);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return NULL;
+}
+
+static void latency_stop(struct hbk_disk *d)
+{
+	struct latency *l = d->lat;
+	if (!l)
+		return;
+	pthread_mutex_lock(&d->lock);
+	l->stop = true;
+	pthread_cond_signal(&l->cond);
+	pthread_mutex_unlock(&d->lock);
+	pthread_join(l->thread, NULL);
+	pthread_cond_destroy(&l->cond);
+	free(l);
+	d->lat = NULL;
+}
+
+int hbk_disk_set_latency(struct hbk_disk *d, const struct hbk_disk_latency *m)
+{
+	if (m && m->model != HBK_DISK_MODEL_NONE &&
+	    (!m->rate || (m->model == HBK_DISK_MODEL_HDD && !m->rpm) ||
+	     (m->model == HBK_DISK_MODEL_SSD && (!m->channels || m->channels > SSD_MAX_CHANNELS)) ||
+	     m->seek_min_us > m->seek_max_us))
+		return -EINVAL;
+	if (atomic_load(&d->inflight))
+		return -EBUSY;
+	latency_stop(d);
+	if (!m || m->model == HBK_DISK_MODEL_NONE)
+		return 0;
+
+	struct latency *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->m = *m;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&l->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	d->lat = l;
+	int err = pthread_create(&l->thread, NULL, latency_main, d);
+	if (err) {
+		pthread_cond_destroy(&l->cond);
+		free(l);
+		d->lat = NULL;
+		return -err;
+	}
+	return 0;
+}
+
+/* ---- Submission and completion ----------------------------------------------- */
+
+void hbk_disk_inject(struct hbk_disk *d, const struct hbk_disk_fault *f)
+{
+	pthread_mutex_lock(&d->lock);
+	d->faulty = f != NULL;
+	d->fault = f ? *f : (struct hbk_disk_fault){ 0 };
+	if (!d->fault.error)
+		d->fault.error = -EIO;
+	d->written = 0;
+	pthread_mutex_unlock(&d->lock);
+}
+
+static int check(const struct hbk_disk *d, const struct hbk_disk_io *io)
+{
+	const struct hbk_disk_info *i = &d->info;
+	if (io->op > HBK_DISK_DISCARD || !io->done)
+		return -EINVAL;
+	if (io->op == HBK_DISK_FLUSH)
+		return 0;
+	if (io->offset % i->block_size || io->len % i->block_size ||
+	    io->offset > i->size || io->len > i->size - io->offset ||
+	    (i->max_io && io->len > i->max_io) || (moves_data(io) && !io->buf))
+		return -EINVAL;
+	if (io->op == HBK_DISK_WRITE && i->read_only)
+		return -EROFS;
+	return 0;
+}
+
+/*
+ * Applies the injected faults to io under d->lock: returns an error to fail
+ * it with at once, 1 to report success without doing it, or 0 to go on
+ * (possibly shortened, with io->fault_ set to fail it afterwards).
+ */
+static int apply_fault(struct hbk_disk *d, struct hbk_disk_io *io)
+{
+	const struct hbk_disk_fault *f = &d->fault;
+	if (f->fail_all)
+		return f->error;
+	if (io->op != HBK_DISK_WRITE && io->op != HBK_DISK_FLUSH)
+		return 0;
+	if (f->drop_writes)
+		return 1;
+	if (io->op == HBK_DISK_FLUSH || !f->write_budget)
+		return 0;
+	uint64_t left = f->write_budget - d->written;
+	if (io->len <= left) {
+		d->written += io->len;
+		return 0;
+	}
+	d->written = f->write_budget;
+	io->len = left / d->info.block_size * d->info.block_size;
+	io->fault_ = f->error;
+	return io->len ? 0 : f->error;
+}
+
+void hbk_disk_submit(struct hbk_disk *d, struct hbk_disk_io *io)
+{
+	int err = check(d, io);
+	if (err) {
+		count(d, ST_ERRORS, 1);
+		io->done(io, err);
+		return;
+	}
+	static const enum disk_stat op_stat[] = { ST_READS, ST_WRITES, ST_FLUSHES, ST_DISCARDS };
+	count(d, op_stat[io->op], 1);
+	if (moves_data(io))
+		count(d, io->op == HBK_DISK_READ ? ST_READ_BYTES : ST_WRITE_BYTES, io->len);
+	io->disk_ = d;
+	io->len_ = io->len;
+	io->fault_ = 0;
+	io->bounce_ = NULL;
+	io->moved_ = 0;
+	io->due_ns_ = 0;
+	io->next_ = NULL;
+
+	pthread_mutex_lock(&d->lock);
+	int f = d->faulty ? apply_fault(d, io) : 0;
+	if (!f) {
+		if (d->lat)
+			io->due_ns_ = model_due(d, io, hbk_now_ns());
+		atomic_fetch_add_explicit(&d->inflight, 1, memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (f) {
+		if (f < 0)
+			count(d, ST_ERRORS, 1);
+		io->done(io, f < 0 ? f : 0);
+		return;
+	}
+	if (io->len == 0 && io->op != HBK_DISK_FLUSH) {
+		disk_complete(d, io, 0);
+		return;
+	}
+	if (moves_data(io) && ((uintptr_t)io->buf & (d->info.mem_align - 1))) {
+		void *b;
+		if (posix_memalign(&b, d->info.mem_align, io->len)) {
+			disk_complete(d, io, -ENOMEM);
+			return;
+		}
+		if (io->op == HBK_DISK_WRITE)
+			memcpy(b, io->buf, io->len);
+		io->bounce_ = io->buf;
+		io->buf = b;
+	}
+	d->ops->submit(d, io);
+}
+
+void disk_complete(struct hbk_disk *d, struct hbk_disk_io *io, int result)
+{
+	if (!result)
+		result = io->fault_;
+	if (io->bounce_) {
+		if (io->op == HBK_DISK_READ && !result)
+			memcpy(io->bounce_, io->buf, io->len);
+		free(io->buf);
+		io->buf = io->bounce_;
+		io->bounce_ = NULL;
+	}
+	io->len = io->len_;
+	if (io->due_ns_ > hbk_now_ns()) {
+		io->result_ = result;
+		pthread_mutex_lock(&d->lock);
+		struct latency *l = d->lat;
+		struct hbk_disk_io **pp = &l->waiting;
+		while (*pp && (*pp)->due_ns_ <= io->due_ns_)
+			pp = &(*pp)->next_;
+		io->next_ = *pp;
+		*pp = io;
+		if (l->waiting == io)
+			pthread_cond_signal(&l->cond);
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
+	finish(d, io, result);
+}
+
+void hbk_disk_close(struct hbk_disk *d)
+{
+	if (!d)
+		return;
+	unsigned n = atomic_load(&d->inflight);
+	if (n)
+		hbk_log(HBK_LOG_ERR, "disk %s closed with %u I/Os in flight", d->info.name, n);
+	latency_stop(d);
+	pthread_mutex_destroy(&d->lock);
+	d->ops->close(d);
+}
+
+/* ---- Blocking helper ---------------------------------------------------------- */
+
+struct waiter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	int result;
+};
+
+static void waiter_done(struct hbk_disk_io *io, int result)
+{
+	struct waiter *w = io->priv;
+	pthread_mutex_lock(&w->lock);
+	w->result = result;
+	w->done = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+int hbk_disk_rw(struct hbk_disk *d, enum hbk_disk_op op, void *buf, uint64_t offset,
+		uint64_t len, uint32_t flags)
+{
+	struct waiter w = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+	struct hbk_disk_io io = { .op = (uint8_t)op, .flags = flags, .offset = offset,
+				  .len = len, .buf = buf, .done = waiter_done, .priv = &w };
+	hbk_disk_submit(d, &io);
+	pthread_mutex_lock(&w.lock);
+	while (!w.done)
+		pthread_cond_wait(&w.cond, &w.lock);
+	pthread_mutex_unlock(&w.lock);
+	pthread_cond_destroy(&w.cond);
+	pthread_mutex_destroy(&w.lock);
+	return w.result;
+}

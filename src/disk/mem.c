@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The memory and null disks.  Both complete inline on the submitting thread:
+ * the memory disk copies to and from an anonymous mapping that the kernel
+ * commits only where it is written; the null disk reads zeros and drops
+ * writes, for measuring everything but the media.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "disk/disk_priv.h"
+
+struct mem_disk {
+	struct hbk_disk d;
+	uint8_t *data;                 /* NULL for the null disk */
+};
+
+static void mem_submit(struct hbk_disk *d, struct hbk_disk_io *io)
+{
+	struct mem_disk *m = (struct mem_disk *)d;
+	switch (io->op) {
+	case HBK_DISK_READ:
+		if (m->data)
+			memcpy(io->buf, m->data + io->offset, io->len);
+		else
+			memset(io->buf, 0, io->len);
+		break;
+	case HBK_DISK_WRITE:
+		if (m->data)
+			memcpy(m->data + io->offset, io->buf, io->len);
+		break;
+	case HBK_DISK_DISCARD:
+		if (m->data)
+			memset(m->data + io->offset, 0, io->len);
+		break;
+	}
+	disk_complete(d, io, 0);
+}
+
+static void mem_close(struct hbk_disk *d)
+{
+	struct mem_disk *m = (struct mem_disk *)d;
+	if (m->data)
+		munmap(m->data, d->info.size);
+	free(m);
+}
+
+static const struct disk_ops mem_ops = { .submit = mem_submit, .close = mem_close };
+
+static int open_mem(uint64_t size, bool null, struct hbk_disk **out)
+{
+	if (!size || size % 512)
+		return -EINVAL;
+	struct mem_disk *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	if (!null) {
+		m->data = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (m->data == MAP_FAILED) {
+			free(m);
+			return -ENOMEM;
+		}
+	}
+	char name[40];
+	snprintf(name, sizeof(name), "%s:%llu", null ? "null" : "mem", (unsigned long long)size);
+	disk_init(&m->d, &mem_ops, null ? "null" : "memory", name, size);
+	m->d.info.discard = true;
+	m->d.info.discard_zeroes = true;
+	*out = &m->d;
+	return 0;
+}
+
+int hbk_disk_open_mem(uint64_t size, struct hbk_disk **out)
+{
+	return open_mem(size, false, out);
+}
+
+int hbk_disk_open_null(uint64_t size, struct hbk_disk **out)
+{
+	return open_mem(size, true, out);
+}

@@ -1,0 +1,481 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Persistent array metadata: the 4 KiB superblock at offset 0 of every
+ * member and spare (layout table in docs/raid.md), written in rounds that
+ * bump the generation, and the two ways an array comes to life: create
+ * (new UUIDs, first metadata) and assemble (read every disk's superblock,
+ * sort the disks into members, spares, stale, foreign and blank ones, and
+ * decide whether the array was shut down cleanly).
+ */
+#include <assert.h>
+#include <endian.h>
+#include <errno.h>
+#include <isa-l/crc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "raid/raid_priv.h"
+
+#define SB_MAGIC   "HBKRAID\0"
+#define SB_VERSION 1u
+#define SB_CLEAN   0x1u            /* flags: shut down (or idle) with everything on disk */
+#define SB_SPARE_SLOT 0xffffffffu
+
+enum sb_role { ROLE_ACTIVE = 1, ROLE_REBUILDING = 2, ROLE_SPARE = 3 };
+
+/* The on-disk superblock; every integer little-endian, every reserved byte zero. */
+struct raid_sb {
+	uint8_t  magic[8];             /* "HBKRAID\0" */
+	uint32_t version;              /* SB_VERSION */
+	uint32_t sb_size;              /* 4096 */
+	uint32_t crc;                  /* CRC-32C of the 4096 bytes with this field zero */
+	uint32_t flags;                /* SB_CLEAN */
+	uint8_t  array_uuid[16];
+	uint8_t  disk_uuid[16];        /* this disk */
+	uint64_t generation;           /* +1 at every metadata round */
+	uint32_t level;                /* enum hbk_raid_level */
+	uint32_t chunk;                /* bytes */
+	uint32_t members;              /* slots */
+	uint32_t role;                 /* enum sb_role */
+	uint32_t slot;                 /* this disk's slot; SB_SPARE_SLOT for a spare */
+	uint32_t block_size;           /* array block size */
+	uint64_t data_offset;          /* member byte where data starts */
+	uint64_t member_size;          /* data bytes per member */
+	uint64_t array_size;           /* bytes */
+	uint64_t rebuilt;              /* ROLE_REBUILDING: member data bytes already rebuilt */
+	uint64_t resync_offset;        /* member bytes below which copies/parity agree; ~0: all */
+	uint64_t ctime;                /* creation, seconds since the epoch */
+	uint64_t utime;                /* this write */
+	uint8_t  reserved0[112];
+	uint8_t  slot_state[32];       /* enum hbk_raid_member_state per slot, 0 past `members` */
+	uint8_t  reserved1[224];
+	uint8_t  slot_uuid[32][16];    /* disk_uuid of the disk in each slot */
+	uint8_t  reserved2[3072];
+};
+static_assert(sizeof(struct raid_sb) == SB_SIZE, "superblock is 4 KiB");
+static_assert(offsetof(struct raid_sb, crc) == 16, "");
+static_assert(offsetof(struct raid_sb, array_uuid) == 24, "");
+static_assert(offsetof(struct raid_sb, generation) == 56, "");
+static_assert(offsetof(struct raid_sb, level) == 64, "");
+static_assert(offsetof(struct raid_sb, data_offset) == 88, "");
+static_assert(offsetof(struct raid_sb, resync_offset) == 120, "");
+static_assert(offsetof(struct raid_sb, reserved0) == 144, "");
+static_assert(offsetof(struct raid_sb, slot_state) == 256, "");
+static_assert(offsetof(struct raid_sb, slot_uuid) == 512, "");
+static_assert(offsetof(struct raid_sb, reserved2) == 1024, "");
+static_assert(HBK_RAID_MAX_MEMBERS <= 32, "slot tables hold 32 slots");
+
+static uint32_t sb_crc(const struct raid_sb *sb)
+{
+	struct raid_sb copy = *sb;
+	copy.crc = 0;
+	return ~crc32_iscsi((unsigned char *)&copy, (int)sizeof(copy), 0xffffffffu);
+}
+
+/* Builds the superblock of the disk in `slot` (-1 - i: spare i).  Under r->lock. */
+static void sb_build(const struct hbk_raid *r, int slot, struct raid_sb *sb)
+{
+	uint64_t resync = atomic_load(&r->resync_pos);
+	memset(sb, 0, sizeof(*sb));
+	memcpy(sb->magic, SB_MAGIC, sizeof(sb->magic));
+	sb->version = htole32(SB_VERSION);
+	sb->sb_size = htole32(SB_SIZE);
+	sb->flags = htole32(r->clean ? SB_CLEAN : 0);
+	memcpy(sb->array_uuid, r->uuid, 16);
+	sb->generation = htole64(r->generation);
+	sb->level = htole32(r->level);
+	sb->chunk = htole32(r->chunk);
+	sb->members = htole32(r->n);
+	sb->block_size = htole32(r->block_size);
+	sb->data_offset = htole64(DATA_OFFSET);
+	sb->member_size = htole64(r->member_size);
+	sb->array_size = htole64(r->size);
+	sb->resync_offset = htole64(resync >= r->member_size ? UINT64_MAX : resync);
+	sb->ctime = htole64(r->ctime);
+	sb->utime = htole64((uint64_t)time(NULL));
+	for (unsigned i = 0; i < r->n; i++) {
+		sb->slot_state[i] = member_state(r, i);
+		memcpy(sb->slot_uuid[i], r->m[i].uuid, 16);
+	}
+	if (slot < 0) {
+		memcpy(sb->disk_uuid, r->spare_uuid[-1 - slot], 16);
+		sb->role = htole32(ROLE_SPARE);
+		sb->slot = htole32(SB_SPARE_SLOT);
+	} else {
+		bool rebuilding = member_state(r, (unsigned)slot) == HBK_RAID_MEMBER_REBUILDING;
+		memcpy(sb->disk_uuid, r->m[slot].uuid, 16);
+		sb->role = htole32(rebuilding ? ROLE_REBUILDING : ROLE_ACTIVE);
+		sb->slot = htole32((uint32_t)slot);
+		sb->rebuilt = htole64(rebuilding ? atomic_load(&r->m[slot].rebuilt) : 0);
+	}
+	sb->crc = htole32(sb_crc(sb));
+}
+
+void raid_meta_write_locked(struct hbk_raid *r)
+{
+	uint64_t want = r->meta_want;
+	struct mio mio[HBK_RAID_MAX_DISKS];
+	int who[HBK_RAID_MAX_DISKS];
+	struct raid_sb *sbs = NULL;
+	unsigned n = 0;
+
+	r->generation++;
+	if (posix_memalign((void **)&sbs, 4096, sizeof(*sbs) * HBK_RAID_MAX_DISKS) == 0) {
+		for (int i = 0; i < (int)r->n + (int)r->nspares; i++) {
+			int slot = i < (int)r->n ? i : -1 - (i - (int)r->n);
+			struct hbk_disk *d = slot >= 0 ? atomic_load(&r->m[slot].disk)
+						       : r->spare[-1 - slot];
+			if (!d || (slot >= 0 && member_state(r, (unsigned)slot) == HBK_RAID_MEMBER_FAILED))
+				continue;
+			sb_build(r, slot, &sbs[n]);
+			who[n] = slot;
+			mio[n] = (struct mio){ .disk = d, .member = slot >= 0 ? (unsigned)slot : 0,
+				.d = { .op = HBK_DISK_WRITE, .flags = HBK_DISK_FUA, .offset = 0,
+				       .len = SB_SIZE, .buf = &sbs[n] } };
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
+	struct batch b = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+	raid_mio_run(&b, mio, n);
+	pthread_cond_destroy(&b.cond);
+	pthread_mutex_destroy(&b.lock);
+	free(sbs);
+	pthread_mutex_lock(&r->lock);
+
+	for (unsigned i = 0; i < n; i++) {
+		if (!mio[i].result)
+			continue;
+		if (who[i] >= 0) {
+			raid_fail_locked(r, (unsigned)who[i], mio[i].disk, "metadata write error");
+			continue;
+		}
+		for (unsigned j = 0; j < r->nspares; j++)
+			if (r->spare[j] == mio[i].disk) {
+				hbk_log(HBK_LOG_WARN, "raid: spare dropped: metadata write error");
+				r->nspares--;
+				memmove(&r->spare[j], &r->spare[j + 1], (r->nspares - j) * sizeof(r->spare[0]));
+				memmove(&r->spare_uuid[j], &r->spare_uuid[j + 1],
+					(r->nspares - j) * sizeof(r->spare_uuid[0]));
+				break;
+			}
+	}
+	r->meta_done = HBK_MAX(r->meta_done, want);
+
+	/* Acknowledge the writes that waited for this round. */
+	struct hbk_raid_io *ready = NULL, **pp = &r->meta_waiters;
+	while (*pp) {
+		struct hbk_raid_io *io = *pp;
+		if (io->seq_ <= r->meta_done) {
+			*pp = io->next_;
+			io->next_ = ready;
+			ready = io;
+		} else {
+			pp = &io->next_;
+		}
+	}
+	pthread_cond_broadcast(&r->cond);
+	if (ready) {
+		pthread_mutex_unlock(&r->lock);
+		while (ready) {
+			struct hbk_raid_io *next = ready->next_;
+			ready->done(ready, ready->result_);
+			ready = next;
+		}
+		pthread_mutex_lock(&r->lock);
+	}
+}
+
+/* ---- Create ------------------------------------------------------------------------------- */
+
+/* Sets block size and member size from the disks; -EINVAL if they cannot hold it. */
+static int fit_disks(struct hbk_raid *r, struct hbk_disk *const *disks, unsigned n,
+		     uint64_t want_size)
+{
+	uint64_t smallest = UINT64_MAX;
+	for (unsigned i = 0; i < n; i++) {
+		struct hbk_disk_info di;
+		hbk_disk_info(disks[i], &di);
+		if (di.read_only || di.block_size > 4096)
+			return -EINVAL;
+		for (unsigned j = 0; j < i; j++)
+			if (disks[j] == disks[i])
+				return -EINVAL;
+		r->block_size = HBK_MAX(r->block_size, di.block_size);
+		smallest = HBK_MIN(smallest, di.size);
+	}
+	if (smallest < DATA_OFFSET + r->chunk)
+		return -EINVAL;
+	uint64_t fits = (smallest - DATA_OFFSET) / r->chunk * r->chunk;
+	if (want_size > fits)
+		return -EINVAL;
+	r->member_size = want_size ? want_size : fits;
+	return 0;
+}
+
+int hbk_raid_create(const struct hbk_raid_config *cfg, struct hbk_disk *const *members,
+		    unsigned n, const struct hbk_raid_opts *opts, struct hbk_raid **out)
+{
+	if (!n || n > HBK_RAID_MAX_MEMBERS)
+		return -EINVAL;
+	struct hbk_raid *r = raid_new(opts);
+	if (!r)
+		return -ENOMEM;
+	r->level = cfg->level;
+	r->chunk = cfg->chunk ? cfg->chunk : 64u << 10;
+	r->n = n;
+	int err = r->chunk >= 4096 ? fit_disks(r, members, n, cfg->member_size) : -EINVAL;
+	if (!err)
+		err = raid_geometry(r);
+	if (err) {
+		raid_destroy(r);
+		return err;
+	}
+	raid_uuid(r->uuid);
+	r->ctime = (uint64_t)time(NULL);
+	for (unsigned i = 0; i < n; i++) {
+		atomic_store(&r->m[i].disk, members[i]);
+		atomic_store(&r->m[i].state, HBK_RAID_MEMBER_ACTIVE);
+		raid_uuid(r->m[i].uuid);
+	}
+	atomic_store(&r->resync_pos, cfg->assume_clean || r->level == HBK_RAID0 ? r->member_size : 0);
+	err = raid_run(r, opts);
+	for (unsigned i = 0; !err && i < n; i++)
+		if (member_state(r, i) != HBK_RAID_MEMBER_ACTIVE)
+			err = -EIO;   /* a member did not take its metadata */
+	if (err) {
+		raid_destroy(r);
+		return err;
+	}
+	hbk_log(HBK_LOG_INFO, "raid: created %s of %u members, chunk %u, %llu bytes",
+		hbk_raid_level_name(r->level), n, r->chunk, (unsigned long long)r->size);
+	*out = r;
+	return 0;
+}
+
+/* ---- Assemble ------------------------------------------------------------------------------- */
+
+/* Reads and checks disk d's superblock into sb (host byte order).  Returns
+ * the verdict: MEMBER when valid, BLANK, FOREIGN or UNREADABLE. */
+static enum hbk_raid_verdict sb_read(struct hbk_disk *d, struct raid_sb *sb)
+{
+	if (hbk_disk_rw(d, HBK_DISK_READ, sb, 0, SB_SIZE, 0))
+		return HBK_RAID_DISK_UNREADABLE;
+	if (memcmp(sb->magic, SB_MAGIC, sizeof(sb->magic)))
+		return HBK_RAID_DISK_BLANK;
+	if (le32toh(sb->crc) != sb_crc(sb) || le32toh(sb->version) != SB_VERSION ||
+	    le32toh(sb->sb_size) != SB_SIZE)
+		return HBK_RAID_DISK_FOREIGN;
+	sb->generation = le64toh(sb->generation);
+	sb->flags = le32toh(sb->flags);
+	sb->level = le32toh(sb->level);
+	sb->chunk = le32toh(sb->chunk);
+	sb->members = le32toh(sb->members);
+	sb->role = le32toh(sb->role);
+	sb->slot = le32toh(sb->slot);
+	sb->block_size = le32toh(sb->block_size);
+	sb->data_offset = le64toh(sb->data_offset);
+	sb->member_size = le64toh(sb->member_size);
+	sb->array_size = le64toh(sb->array_size);
+	sb->rebuilt = le64toh(sb->rebuilt);
+	sb->resync_offset = le64toh(sb->resync_offset);
+	sb->ctime = le64toh(sb->ctime);
+	return HBK_RAID_DISK_MEMBER;
+}
+
+/* Whether two superblocks describe the same geometry. */
+static bool same_geometry(const struct raid_sb *a, const struct raid_sb *b)
+{
+	return a->level == b->level && a->chunk == b->chunk && a->members == b->members &&
+	       a->block_size == b->block_size && a->data_offset == b->data_offset &&
+	       a->member_size == b->member_size && a->array_size == b->array_size;
+}
+
+/* The array UUID to assemble: the one asked for, else the one most disks
+ * carry (ties: the newest generation).  Returns the index of a disk with it,
+ * or -1. */
+static int pick_array(const struct raid_sb *sb, const uint8_t *verdict, unsigned n,
+		      const uint8_t *want)
+{
+	int best = -1;
+	unsigned best_count = 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (verdict[i] != HBK_RAID_DISK_MEMBER)
+			continue;
+		if (want && memcmp(sb[i].array_uuid, want, 16))
+			continue;
+		unsigned count = 0;
+		for (unsigned j = 0; j < n; j++)
+			count += verdict[j] == HBK_RAID_DISK_MEMBER &&
+				 !memcmp(sb[i].array_uuid, sb[j].array_uuid, 16);
+		if (count > best_count ||
+		    (count == best_count && sb[i].generation > sb[best].generation)) {
+			best = (int)i;
+			best_count = count;
+		}
+	}
+	return best;
+}
+
+/* Sorts the disks carrying the chosen array's superblocks (verdicts in
+ * rep).  Returns the index of the authoritative superblock, -1 if none. */
+static int sort_disks(const struct raid_sb *sb, unsigned n, int pick, struct hbk_raid_report *rep)
+{
+	uint64_t newest = 0;
+	int auth = -1;
+	for (unsigned i = 0; i < n; i++)
+		if (rep->disk[i].verdict == HBK_RAID_DISK_MEMBER) {
+			if (memcmp(sb[i].array_uuid, sb[pick].array_uuid, 16))
+				rep->disk[i].verdict = HBK_RAID_DISK_FOREIGN;
+			else if (sb[i].generation > newest)
+				newest = sb[i].generation;
+		}
+	/* The newest superblock of a member (not a spare) tells who is who. */
+	for (unsigned i = 0; i < n; i++)
+		if (rep->disk[i].verdict == HBK_RAID_DISK_MEMBER && sb[i].generation == newest &&
+		    (auth < 0 || sb[auth].role == ROLE_SPARE))
+			auth = (int)i;
+	if (auth < 0)
+		return -1;
+	const struct raid_sb *a = &sb[auth];
+	for (unsigned i = 0; i < n; i++) {
+		if (rep->disk[i].verdict != HBK_RAID_DISK_MEMBER)
+			continue;
+		const struct raid_sb *s = &sb[i];
+		uint8_t v = HBK_RAID_DISK_MEMBER;
+		if (!same_geometry(s, a) || s->members > HBK_RAID_MAX_MEMBERS ||
+		    (s->role != ROLE_SPARE && s->slot >= s->members))
+			v = HBK_RAID_DISK_FOREIGN;
+		else if (s->generation < newest)
+			v = HBK_RAID_DISK_STALE;
+		else if (s->role == ROLE_SPARE)
+			v = HBK_RAID_DISK_SPARE;
+		else if (memcmp(a->slot_uuid[s->slot], s->disk_uuid, 16) ||
+			 a->slot_state[s->slot] == HBK_RAID_MEMBER_FAILED)
+			v = HBK_RAID_DISK_STALE;   /* the array moved on without this disk */
+		for (unsigned j = 0; j < i && v == HBK_RAID_DISK_MEMBER; j++)
+			if (rep->disk[j].verdict == HBK_RAID_DISK_MEMBER && rep->disk[j].slot == (int)s->slot)
+				v = HBK_RAID_DISK_FOREIGN;   /* a copy of a member's disk */
+		rep->disk[i].verdict = v;
+		rep->disk[i].slot = v == HBK_RAID_DISK_MEMBER ? (int)s->slot : -1;
+	}
+	rep->generation = newest;
+	memcpy(rep->uuid, a->array_uuid, 16);
+	return auth;
+}
+
+int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
+		      const struct hbk_raid_opts *opts, struct hbk_raid_report *report,
+		      struct hbk_raid **out)
+{
+	struct hbk_raid_report local;
+	struct hbk_raid_report *rep = report ? report : &local;
+	struct raid_sb *sb;
+	uint8_t verdict[HBK_RAID_MAX_DISKS];
+	int err = -ENODEV;
+
+	*rep = (struct hbk_raid_report){ .ndisks = n };
+	if (!n || n > HBK_RAID_MAX_DISKS)
+		return -EINVAL;
+	if (posix_memalign((void **)&sb, 4096, sizeof(*sb) * n))
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		rep->disk[i].verdict = verdict[i] = (uint8_t)sb_read(disks[i], &sb[i]);
+		rep->disk[i].slot = -1;
+		rep->disk[i].generation = verdict[i] == HBK_RAID_DISK_MEMBER ? sb[i].generation : 0;
+	}
+	int pick = pick_array(sb, verdict, n, opts ? opts->uuid : NULL);
+	int auth = pick < 0 ? -1 : sort_disks(sb, n, pick, rep);
+	struct hbk_raid *r = NULL;
+	if (auth < 0)
+		goto report;
+	const struct raid_sb *a = &sb[auth];
+	rep->dirty = !(a->flags & SB_CLEAN);
+
+	r = raid_new(opts);
+	if (!r) {
+		err = -ENOMEM;
+		goto report;
+	}
+	r->level = (enum hbk_raid_level)a->level;
+	r->chunk = a->chunk;
+	r->n = a->members;
+	r->block_size = a->block_size;
+	r->member_size = a->member_size;
+	r->generation = a->generation;
+	r->ctime = a->ctime;
+	memcpy(r->uuid, a->array_uuid, 16);
+	if (a->data_offset != DATA_OFFSET || raid_geometry(r) || r->size != a->array_size) {
+		err = -EINVAL;
+		goto report;
+	}
+	for (unsigned i = 0; i < r->n; i++) {
+		memcpy(r->m[i].uuid, a->slot_uuid[i], 16);
+		atomic_store(&r->m[i].state, HBK_RAID_MEMBER_FAILED);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (rep->disk[i].verdict == HBK_RAID_DISK_SPARE && r->nspares < HBK_RAID_MAX_SPARES) {
+			memcpy(r->spare_uuid[r->nspares], sb[i].disk_uuid, 16);
+			r->spare[r->nspares++] = disks[i];
+		}
+		if (rep->disk[i].verdict != HBK_RAID_DISK_MEMBER)
+			continue;
+		struct member *m = &r->m[sb[i].slot];
+		bool rebuilding = a->slot_state[sb[i].slot] == HBK_RAID_MEMBER_REBUILDING;
+		atomic_store(&m->disk, disks[i]);
+		atomic_store(&m->rebuilt, rebuilding ? sb[i].rebuilt / r->chunk * r->chunk : 0);
+		atomic_store(&m->state, rebuilding ? HBK_RAID_MEMBER_REBUILDING : HBK_RAID_MEMBER_ACTIVE);
+	}
+	for (unsigned i = 0; i < r->n; i++)
+		if (!atomic_load(&r->m[i].disk)) {
+			rep->missing |= 1u << i;
+			rep->nmissing++;
+		}
+	/* A crash may have torn a stripe anywhere: resync it all. */
+	atomic_store(&r->resync_pos, r->level == HBK_RAID0 ? r->member_size
+				     : rep->dirty ? 0 : HBK_MIN(a->resync_offset, r->member_size));
+	bool degraded = false;
+	for (unsigned i = 0; i < r->n; i++)
+		degraded |= member_state(r, i) != HBK_RAID_MEMBER_ACTIVE;
+	if (!raid_tolerable(r)) {
+		hbk_log(HBK_LOG_ERR, "raid: too many members missing to assemble the %s",
+			hbk_raid_level_name(r->level));
+	} else if (rep->dirty && r->np && degraded && !(opts && opts->force)) {
+		hbk_log(HBK_LOG_ERR, "raid: dirty and degraded: the parity cannot be trusted to "
+			"rebuild (assemble with force to accept)");
+		err = -EUCLEAN;
+	} else {
+		r->clean = !rep->dirty;
+		err = raid_run(r, opts);
+	}
+
+report:
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t v = rep->disk[i].verdict;
+		rep->nstale += v == HBK_RAID_DISK_STALE;
+		rep->nforeign += v == HBK_RAID_DISK_FOREIGN;
+		rep->nblank += v == HBK_RAID_DISK_BLANK;
+		if (v != HBK_RAID_DISK_MEMBER && v != HBK_RAID_DISK_SPARE) {
+			struct hbk_disk_info di;
+			hbk_disk_info(disks[i], &di);
+			hbk_log(HBK_LOG_WARN, "raid: disk %s is %s (generation %llu of %llu): not used",
+				di.name, hbk_raid_verdict_name(v),
+				(unsigned long long)rep->disk[i].generation,
+				(unsigned long long)rep->generation);
+		}
+	}
+	for (unsigned i = 0; i < HBK_RAID_MAX_MEMBERS; i++)
+		if (rep->missing & (1u << i))
+			hbk_log(HBK_LOG_WARN, "raid: member %u is missing", i);
+	free(sb);
+	if (err) {
+		if (r)
+			raid_destroy(r);
+		return err;
+	}
+	if (rep->dirty)
+		hbk_log(HBK_LOG_WARN, "raid: not shut down cleanly: resyncing");
+	*out = r;
+	return 0;
+}

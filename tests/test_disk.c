@@ -1,0 +1,470 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of the disk layer: the memory, null, file (io_uring, O_DIRECT
+ * and its buffered fallback) and NBD (against `nbdkit memory` on a Unix
+ * socket) backends, request validation, bounce buffers, injected faults
+ * (fail all, fail mid-write, dropped writes), and the HDD and SSD latency
+ * models (modelled busy time is exact; wall-clock checks are loose).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hbk/disk.h"
+#include "disk/disk_priv.h"
+
+#define MiB (1024u * 1024u)
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void fill(uint8_t *p, uint64_t off, size_t len, uint32_t seed)
+{
+	for (size_t i = 0; i < len; i += 8) {
+		uint64_t v = (off + i) * 0x9e3779b97f4a7c15ull ^ seed;
+		memcpy(p + i, &v, 8);
+	}
+}
+
+static bool same(const uint8_t *p, uint64_t off, size_t len, uint32_t seed)
+{
+	uint8_t *want = malloc(len);
+	fill(want, off, len, seed);
+	bool ok = !memcmp(p, want, len);
+	free(want);
+	return ok;
+}
+
+static void *aligned(size_t len)
+{
+	void *p = NULL;
+	assert_int_equal(posix_memalign(&p, 4096, len), 0);
+	return p;
+}
+
+/* ---- Async helper: many I/Os in flight ---------------------------------------------- */
+
+struct multi {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned left, errors;
+};
+
+static void multi_done(struct hbk_disk_io *io, int result)
+{
+	struct multi *m = io->priv;
+	pthread_mutex_lock(&m->lock);
+	m->errors += result != 0;
+	if (--m->left == 0)
+		pthread_cond_signal(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* Submits ios[0..n) at once and waits; returns the number that failed. */
+static unsigned run_all(struct hbk_disk *d, struct hbk_disk_io *ios, unsigned n)
+{
+	struct multi m = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, n, 0 };
+	for (unsigned i = 0; i < n; i++) {
+		ios[i].done = multi_done;
+		ios[i].priv = &m;
+	}
+	for (unsigned i = 0; i < n; i++)
+		hbk_disk_submit(d, &ios[i]);
+	pthread_mutex_lock(&m.lock);
+	while (m.left)
+		pthread_cond_wait(&m.cond, &m.lock);
+	pthread_mutex_unlock(&m.lock);
+	return m.errors;
+}
+
+/* Writes 64 scattered 8 KiB blocks in parallel, reads them back in parallel
+ * (half of them into unaligned buffers), and compares. */
+static void pattern_parallel(struct hbk_disk *d, uint32_t seed)
+{
+	enum { N = 64, BS = 8192 };
+	struct hbk_disk_info di;
+	hbk_disk_info(d, &di);
+	uint64_t slots = di.size / BS;
+	uint8_t *wbuf = aligned(N * BS), *rbuf = aligned(N * (BS + 512));
+	struct hbk_disk_io ios[N];
+	for (unsigned i = 0; i < N; i++) {
+		uint64_t off = (i * 7919u % slots) * BS;
+		fill(wbuf + i * BS, off, BS, seed);
+		ios[i] = (struct hbk_disk_io){ .op = HBK_DISK_WRITE, .offset = off, .len = BS,
+					       .buf = wbuf + i * BS };
+	}
+	assert_int_equal(run_all(d, ios, N), 0);
+	for (unsigned i = 0; i < N; i++) {
+		ios[i].op = HBK_DISK_READ;
+		ios[i].buf = rbuf + i * (BS + 512) + (i % 2 ? 8 : 0);   /* odd ones need a bounce */
+	}
+	assert_int_equal(run_all(d, ios, N), 0);
+	for (unsigned i = 0; i < N; i++)
+		assert_true(same(ios[i].buf, ios[i].offset, BS, seed));
+	free(wbuf);
+	free(rbuf);
+}
+
+/* ---- Memory and null ------------------------------------------------------------------ */
+
+static void test_mem_rw_and_validation(void **state)
+{
+	(void)state;
+	struct hbk_disk *d;
+	uint8_t *buf = aligned(8192);
+	assert_int_equal(hbk_disk_open_mem(4 * MiB, &d), 0);
+	pattern_parallel(d, 1);
+
+	fill(buf, 4096, 4096, 9);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf, 4096, 4096, HBK_DISK_FUA), 0);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_DISCARD, NULL, 4096, 4096, 0), 0);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 4096, 4096, 0), 0);
+	for (int i = 0; i < 4096; i++)
+		assert_int_equal(buf[i], 0);
+
+	/* Unaligned offset or length, past the end, no buffer. */
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 100, 512, 0), -EINVAL);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 0, 100, 0), -EINVAL);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 4 * MiB - 512, 1024, 0), -EINVAL);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, NULL, 0, 512, 0), -EINVAL);
+	assert_int_equal(hbk_disk_rw(d, (enum hbk_disk_op)7, buf, 0, 512, 0), -EINVAL);
+
+	struct hbk_disk_stats st;
+	hbk_disk_stats(d, &st);
+	assert_int_equal(st.writes, 65);
+	assert_int_equal(st.reads, 65);
+	assert_int_equal(st.errors, 5);
+	hbk_disk_close(d);
+	assert_int_equal(hbk_disk_open_mem(1000, &d), -EINVAL);
+	free(buf);
+}
+
+static void test_null_reads_zeros(void **state)
+{
+	(void)state;
+	struct hbk_disk *d;
+	uint8_t *buf = aligned(4096);
+	assert_int_equal(hbk_disk_open_null(1ull << 40, &d), 0);
+	memset(buf, 0xaa, 4096);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf, 1ull << 39, 4096, 0), 0);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 1ull << 39, 4096, 0), 0);
+	for (int i = 0; i < 4096; i++)
+		assert_int_equal(buf[i], 0);
+	struct hbk_disk_info di;
+	hbk_disk_info(d, &di);
+	assert_string_equal(di.kind, "null");
+	assert_true(di.size == 1ull << 40);
+	hbk_disk_close(d);
+	free(buf);
+}
+
+/* ---- Files through io_uring ---------------------------------------------------------------- */
+
+static void file_roundtrip(const char *dir, enum hbk_disk_direct mode, bool *direct)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/hbk-disk-test-%d", dir, (int)getpid());
+	struct hbk_disk_file_opts o = { .direct = mode, .create_size = 8 * MiB };
+	struct hbk_disk *d;
+	int rc = hbk_disk_open_file(path, &o, &d);
+	if (rc) {
+		unlink(path);
+		*direct = false;
+		assert_int_equal(rc, 0);
+	}
+	struct hbk_disk_info di;
+	hbk_disk_info(d, &di);
+	*direct = di.direct;
+	assert_string_equal(di.kind, "file");
+	assert_true(di.size == 8 * MiB);
+	assert_true(di.direct ? di.mem_align >= 512 : di.mem_align == 1);
+	pattern_parallel(d, 3);
+
+	/* A 3 MiB transfer, FUA, flush, and a hole punched by discard. */
+	uint8_t *big = aligned(3 * MiB);
+	fill(big, MiB, 3 * MiB, 4);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, big, MiB, 3 * MiB, HBK_DISK_FUA), 0);
+	memset(big, 0, 3 * MiB);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, big, MiB, 3 * MiB, 0), 0);
+	assert_true(same(big, MiB, 3 * MiB, 4));
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_DISCARD, NULL, MiB, MiB, 0), 0);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, big, MiB, 2 * MiB, 0), 0);
+	for (size_t i = 0; i < MiB; i++)
+		if (big[i])
+			fail_msg("discarded byte %zu is %u", i, big[i]);
+	assert_true(same(big + MiB, 2 * MiB, MiB, 4));
+	free(big);
+	hbk_disk_close(d);
+
+	/* Reopening finds the data. */
+	o.create_size = 0;
+	assert_int_equal(hbk_disk_open_file(path, &o, &d), 0);
+	uint8_t *buf = aligned(4096);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 3 * MiB, 4096, 0), 0);
+	assert_true(same(buf, 3 * MiB, 4096, 4));
+	free(buf);
+	hbk_disk_close(d);
+	unlink(path);
+}
+
+static void test_file_direct(void **state)
+{
+	(void)state;
+	bool direct;
+	file_roundtrip("/tmp", HBK_DISK_DIRECT_AUTO, &direct);
+	printf("# /tmp: O_DIRECT %s\n", direct ? "in use" : "refused, buffered fallback");
+	if (!direct)   /* /tmp on tmpfs without O_DIRECT: use the disk-backed /var/tmp */
+		file_roundtrip("/var/tmp", HBK_DISK_DIRECT_AUTO, &direct);
+	assert_true(direct);
+	file_roundtrip("/tmp", HBK_DISK_DIRECT_OFF, &direct);
+	assert_false(direct);
+	file_roundtrip("/dev/shm", HBK_DISK_DIRECT_AUTO, &direct);
+	printf("# /dev/shm (tmpfs): O_DIRECT %s\n", direct ? "accepted by this kernel" : "refused");
+}
+
+/* A filesystem refusing O_DIRECT, as tmpfs did before Linux 6.6. */
+static int refuse_direct(const char *path, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = (mode_t)va_arg(ap, int);
+	va_end(ap);
+	if (flags & O_DIRECT) {
+		errno = EINVAL;
+		return -1;
+	}
+	return open(path, flags, mode);
+}
+
+static void test_file_direct_fallback(void **state)
+{
+	(void)state;
+	bool direct = true;
+	hbk_disk_open_fn = refuse_direct;
+	file_roundtrip("/tmp", HBK_DISK_DIRECT_AUTO, &direct);
+	assert_false(direct);
+	printf("# O_DIRECT refused by open(2): buffered fallback exercised\n");
+
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/hbk-disk-on-%d", (int)getpid());
+	struct hbk_disk_file_opts o = { .direct = HBK_DISK_DIRECT_ON, .create_size = MiB };
+	struct hbk_disk *d;
+	assert_int_equal(hbk_disk_open_file(path, &o, &d), -EINVAL);
+	hbk_disk_open_fn = open;
+	unlink(path);
+	assert_int_equal(hbk_disk_open_file("/nonexistent/x", NULL, &d), -ENOENT);
+}
+
+/* ---- NBD ------------------------------------------------------------------------------------- */
+
+extern char **environ;
+
+static void test_nbd(void **state)
+{
+	(void)state;
+	char sock[64];
+	snprintf(sock, sizeof(sock), "/tmp/hbk-nbd-%d.sock", (int)getpid());
+	char *argv[] = { "nbdkit", "-f", "--exit-with-parent", "-U", sock, "memory", "16M", NULL };
+	pid_t pid;
+	if (posix_spawnp(&pid, "nbdkit", NULL, NULL, argv, environ)) {
+		skip();
+		return;
+	}
+	struct stat st;
+	for (int i = 0; i < 500 && stat(sock, &st); i++)
+		usleep(10000);
+
+	struct hbk_disk *d;
+	int rc = hbk_disk_open_nbd(sock, &d);
+	if (rc) {
+		kill(pid, SIGTERM);
+		waitpid(pid, NULL, 0);
+		assert_int_equal(rc, 0);
+	}
+	struct hbk_disk_info di;
+	hbk_disk_info(d, &di);
+	assert_string_equal(di.kind, "nbd");
+	assert_true(di.size == 16 * MiB);
+	assert_true(di.discard);
+	pattern_parallel(d, 5);
+	uint8_t *buf = aligned(MiB);
+	fill(buf, 0, MiB, 6);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf, 0, MiB, HBK_DISK_FUA), 0);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_DISCARD, NULL, 0, 65536, 0), 0);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 0, MiB, 0), 0);
+	for (int i = 0; i < 65536; i++)
+		assert_int_equal(buf[i], 0);   /* nbdkit memory trims to zeros */
+	assert_true(same(buf + 65536, 65536, MiB - 65536, 6));
+	hbk_disk_close(d);
+
+	/* The same export through an NBD URI. */
+	char uri[128];
+	snprintf(uri, sizeof(uri), "nbd+unix:///?socket=%s", sock);
+	assert_int_equal(hbk_disk_open_nbd(uri, &d), 0);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 65536, 4096, 0), 0);
+	assert_true(same(buf, 65536, 4096, 6));
+
+	/* The server dies: I/O fails, nothing hangs. */
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	unlink(sock);
+	assert_int_not_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 0, 4096, 0), 0);
+	hbk_disk_close(d);
+	assert_int_not_equal(hbk_disk_open_nbd(sock, &d), 0);
+	free(buf);
+}
+
+/* ---- Faults ----------------------------------------------------------------------------------- */
+
+static void test_fault_injection(void **state)
+{
+	(void)state;
+	struct hbk_disk *d;
+	uint8_t *buf = aligned(16384);
+	assert_int_equal(hbk_disk_open_mem(MiB, &d), 0);
+
+	hbk_disk_inject(d, &(struct hbk_disk_fault){ .fail_all = true });
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 0, 4096, 0), -EIO);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_FLUSH, NULL, 0, 0, 0), -EIO);
+	hbk_disk_inject(d, &(struct hbk_disk_fault){ .fail_all = true, .error = -ENXIO });
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf, 0, 4096, 0), -ENXIO);
+
+	/* 6 KiB of budget: the first 4 KiB write fits, the next dies after
+	 * 2 KiB (which land), and later writes fail; reads still work. */
+	hbk_disk_inject(d, &(struct hbk_disk_fault){ .write_budget = 6144 });
+	fill(buf, 0, 16384, 7);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf, 0, 4096, 0), 0);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf + 4096, 4096, 4096, 0), -EIO);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf + 8192, 8192, 4096, 0), -EIO);
+	memset(buf, 0, 16384);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 0, 12288, 0), 0);
+	assert_true(same(buf, 0, 6144, 7));
+	for (int i = 6144; i < 12288; i++)
+		assert_int_equal(buf[i], 0);
+
+	/* Power lost with a volatile cache: writes "succeed" but vanish. */
+	hbk_disk_inject(d, &(struct hbk_disk_fault){ .drop_writes = true });
+	fill(buf, 0, 4096, 8);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf, 0, 4096, 0), 0);
+	hbk_disk_inject(d, NULL);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 0, 4096, 0), 0);
+	assert_true(same(buf, 0, 4096, 7));
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf, 0, 4096, 0), 0);
+	hbk_disk_close(d);
+	free(buf);
+}
+
+/* ---- Latency models ----------------------------------------------------------------------------- */
+
+/* n reads of 4 KiB at offsets off[i], all submitted at once; returns wall ns. */
+static uint64_t timed_reads(struct hbk_disk *d, const uint64_t *off, unsigned n, uint8_t *buf)
+{
+	struct hbk_disk_io ios[64];
+	for (unsigned i = 0; i < n; i++)
+		ios[i] = (struct hbk_disk_io){ .op = HBK_DISK_READ, .offset = off[i], .len = 4096,
+					       .buf = buf + i * 4096 };
+	uint64_t t0 = now_ns();
+	assert_int_equal(run_all(d, ios, n), 0);
+	return now_ns() - t0;
+}
+
+static void test_hdd_model(void **state)
+{
+	(void)state;
+	enum { N = 16 };
+	struct hbk_disk *d;
+	struct hbk_disk_stats st;
+	uint8_t *buf = aligned(N * 4096);
+	uint64_t seq[N], rnd[N];
+	assert_int_equal(hbk_disk_open_mem(1ull << 30, &d), 0);
+	assert_int_equal(hbk_disk_set_latency(d, &(struct hbk_disk_latency){ .model = HBK_DISK_MODEL_HDD }),
+			 -EINVAL);
+	assert_int_equal(hbk_disk_set_latency(d, &hbk_disk_hdd_7200), 0);
+	for (unsigned i = 0; i < N; i++) {
+		seq[i] = i * 4096ull;
+		rnd[i] = ((i * 2654435761u) % 262144u) * 4096ull;
+	}
+
+	uint64_t t_seq = timed_reads(d, seq, N, buf);
+	hbk_disk_stats(d, &st);
+	/* Sequential from the head's position: transfer time only, exactly. */
+	assert_int_equal(st.seeks, 0);
+	assert_int_equal(st.busy_ns, N * (4096ull * 1000000000u / hbk_disk_hdd_7200.rate));
+	uint64_t busy_seq = st.busy_ns;
+
+	uint64_t t_rnd = timed_reads(d, rnd, N, buf);
+	hbk_disk_stats(d, &st);
+	uint64_t busy_rnd = st.busy_ns - busy_seq;
+	assert_int_equal(st.seeks, N);
+	/* Each random read pays at least track-to-track and half a rotation. */
+	assert_true(busy_rnd >= N * (500000ull + 30000000000ull / 7200));
+	/* One request at a time: the wall clock cannot beat the model. */
+	assert_true(t_rnd >= busy_rnd);
+	assert_true(t_seq * 20 < t_rnd);
+	printf("# HDD model: %u sequential 4 KiB reads %.2f ms, %u random %.2f ms (modelled %.2f ms)\n",
+	       N, t_seq / 1e6, N, t_rnd / 1e6, busy_rnd / 1e6);
+	assert_int_equal(hbk_disk_set_latency(d, NULL), 0);
+	hbk_disk_close(d);
+	free(buf);
+}
+
+static void test_ssd_model(void **state)
+{
+	(void)state;
+	enum { N = 16 };
+	struct hbk_disk *d;
+	struct hbk_disk_stats st;
+	uint8_t *buf = aligned(N * 4096);
+	uint64_t off[N];
+	struct hbk_disk_latency m = { .model = HBK_DISK_MODEL_SSD, .latency_us = 2000,
+				      .channels = 4, .rate = 500000000 };
+	assert_int_equal(hbk_disk_open_mem(64 * MiB, &d), 0);
+	assert_int_equal(hbk_disk_set_latency(d, &m), 0);
+	for (unsigned i = 0; i < N; i++)
+		off[i] = i * 3 * MiB;
+	uint64_t t = timed_reads(d, off, N, buf);
+	hbk_disk_stats(d, &st);
+	assert_int_equal(st.busy_ns, N * (2000000ull + 4096ull * 1000000000u / m.rate));
+	/* Four channels: about a quarter of the serial time. */
+	assert_true(t >= st.busy_ns / 4);
+	assert_true(t < st.busy_ns * 3 / 4);
+	hbk_disk_close(d);
+	free(buf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_mem_rw_and_validation),
+		cmocka_unit_test(test_null_reads_zeros),
+		cmocka_unit_test(test_file_direct),
+		cmocka_unit_test(test_file_direct_fallback),
+		cmocka_unit_test(test_nbd),
+		cmocka_unit_test(test_fault_injection),
+		cmocka_unit_test(test_hdd_model),
+		cmocka_unit_test(test_ssd_model),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1055 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tests of the RAID engine on memory disks (and one array of files): the
+ * layouts and ISA-L parity arithmetic, pattern write/read-back on every level
+ * healthy, degraded with each member failed in turn, during a rebuild onto a
+ * hot spare and after a simulated power cut and reassembly; scrub after a
+ * random write load and against injected corruption; metadata verdicts
+ * (missing, stale, foreign, blank, bad CRC, dirty and degraded); the
+ * write-back cache; and a member dying in the middle of a write.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hbk/raid.h"
+#include "raid/raid_priv.h"
+
+#define KiB 1024u
+#define MiB (1024u * 1024u)
+#define CHUNK (16 * KiB)
+#define MEMBER (512 * KiB)               /* data bytes per member */
+#define DISK (MEMBER + DATA_OFFSET)
+#define SLOT (32 * KiB)                  /* unit of the verified random I/O */
+
+struct level { enum hbk_raid_level level; unsigned n; };
+static const struct level all_levels[] = {
+	{ HBK_RAID0, 3 }, { HBK_RAID1, 2 }, { HBK_RAID5, 4 }, { HBK_RAID6, 5 }, { HBK_RAID10, 4 },
+};
+static const struct level redundant[] = {
+	{ HBK_RAID1, 3 }, { HBK_RAID5, 4 }, { HBK_RAID6, 5 }, { HBK_RAID10, 4 },
+};
+
+/* ---- Patterns ----------------------------------------------------------------------------- */
+
+static uint64_t word(uint64_t off, uint32_t seed)
+{
+	uint64_t v = (off + 1) * 0x9e3779b97f4a7c15ull ^ ((uint64_t)seed << 32 | seed);
+	return v ^ v >> 29;
+}
+
+static void fill(uint8_t *p, uint64_t off, size_t len, uint32_t seed)
+{
+	for (size_t i = 0; i < len; i += 8) {
+		uint64_t v = word(off + i, seed);
+		memcpy(p + i, &v, 8);
+	}
+}
+
+/* Whether the 512-byte sector at p holds array offset off written with seed. */
+static bool sector_is(const uint8_t *p, uint64_t off, uint32_t seed)
+{
+	for (size_t i = 0; i < 512; i += 8) {
+		uint64_t v;
+		memcpy(&v, p + i, 8);
+		if (v != word(off + i, seed))
+			return false;
+	}
+	return true;
+}
+
+static void *aligned(size_t len)
+{
+	void *p = NULL;
+	assert_int_equal(posix_memalign(&p, 4096, len), 0);
+	return p;
+}
+
+/* Writes [from, to) with seed in pieces of varied sizes (some cross chunks
+ * and stripes, some are full stripes). */
+static void write_range(struct hbk_raid *r, uint64_t from, uint64_t to, uint32_t seed)
+{
+	static const uint32_t sizes[] = { 4 * KiB, 12 * KiB, 64 * KiB, 36 * KiB, 128 * KiB,
+					  8 * KiB, 200 * KiB, 512 };
+	uint8_t *buf = aligned(200 * KiB);
+	unsigned i = 0;
+	for (uint64_t off = from; off < to; i++) {
+		uint64_t len = HBK_MIN(sizes[i % HBK_ARRAY_SIZE(sizes)], to - off);
+		fill(buf, off, len, seed);
+		assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, off, len, 0), 0);
+		off += len;
+	}
+	free(buf);
+}
+
+static void check_range(struct hbk_raid *r, uint64_t from, uint64_t to, uint32_t seed)
+{
+	uint8_t *buf = aligned(100 * KiB);
+	for (uint64_t off = from; off < to;) {
+		uint64_t len = HBK_MIN(100 * KiB - 4 * KiB * (off / 4096 % 7), to - off);
+		assert_int_equal(hbk_raid_rw(r, HBK_DISK_READ, buf, off, len, 0), 0);
+		for (uint64_t s = 0; s < len; s += 512)
+			if (!sector_is(buf + s, off + s, seed))
+				fail_msg("sector at %llu does not hold seed %u",
+					 (unsigned long long)(off + s), seed);
+		off += len;
+	}
+	free(buf);
+}
+
+static uint64_t array_size(struct hbk_raid *r)
+{
+	struct hbk_raid_status st;
+	hbk_raid_status(r, &st);
+	return st.size;
+}
+
+static void write_all(struct hbk_raid *r, uint32_t seed)
+{
+	write_range(r, 0, array_size(r), seed);
+}
+
+static void check_all(struct hbk_raid *r, uint32_t seed)
+{
+	check_range(r, 0, array_size(r), seed);
+}
+
+/* ---- Arrays ------------------------------------------------------------------------------------ */
+
+static void make_disks(struct hbk_disk **d, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		assert_int_equal(hbk_disk_open_mem(DISK, &d[i]), 0);
+}
+
+static void close_disks(struct hbk_disk **d, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		hbk_disk_close(d[i]);
+}
+
+static struct hbk_raid *create(const struct level *l, struct hbk_disk **d,
+			       const struct hbk_raid_opts *o)
+{
+	struct hbk_raid_config cfg = { .level = l->level, .chunk = CHUNK, .assume_clean = true };
+	struct hbk_raid *r = NULL;
+	assert_int_equal(hbk_raid_create(&cfg, d, l->n, o, &r), 0);
+	return r;
+}
+
+static struct hbk_raid *assemble(struct hbk_disk **d, unsigned n, struct hbk_raid_report *rep)
+{
+	struct hbk_raid *r = NULL;
+	assert_int_equal(hbk_raid_assemble(d, n, NULL, rep, &r), 0);
+	return r;
+}
+
+static uint8_t state_of(struct hbk_raid *r)
+{
+	struct hbk_raid_status st;
+	hbk_raid_status(r, &st);
+	return st.state;
+}
+
+static void scrub_clean(struct hbk_raid *r)
+{
+	struct hbk_raid_scrub sc;
+	assert_int_equal(hbk_raid_scrub(r, false, &sc), 0);
+	if (sc.mismatches)
+		fail_msg("scrub: %llu mismatches, first at stripe %llu",
+			 (unsigned long long)sc.mismatches, (unsigned long long)sc.first_mismatch);
+}
+
+/* ---- Asynchronous I/O with a bounded depth ---------------------------------------------------- */
+
+struct load {
+	struct hbk_raid *r;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned inflight, done, errors, depth;
+	uint32_t *slot_seed;          /* expected seed per SLOT, for verified reads */
+	uint8_t *busy;                /* slots with I/O in flight */
+};
+
+struct lio {
+	struct hbk_raid_io io;
+	struct load *l;
+	uint32_t seed;
+	uint8_t data[];
+};
+
+static void lio_done(struct hbk_raid_io *io, int result)
+{
+	struct lio *x = HBK_CONTAINER_OF(io, struct lio, io);
+	struct load *l = x->l;
+	bool bad = result != 0;
+	if (!result && io->op == HBK_DISK_READ && x->seed)
+		for (uint64_t s = 0; s < io->len && !bad; s += 512)
+			bad = !sector_is(x->data + s, io->offset + s, x->seed);
+	pthread_mutex_lock(&l->lock);
+	l->errors += bad;
+	l->done++;
+	l->inflight--;
+	if (l->busy)
+		l->busy[io->offset / SLOT] = 0;
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+	free(x);
+}
+
+/* Submits one I/O once fewer than depth are in flight (and, with slots,
+ * none on the same slot).  seed: the pattern to write, or to expect on a
+ * read (0: do not check; with slots, reads expect the slot's last write). */
+static void load_submit(struct load *l, uint8_t op, uint64_t off, uint64_t len, uint32_t seed,
+			uint32_t flags)
+{
+	struct lio *x = malloc(sizeof(*x) + len);
+	assert_non_null(x);
+	*x = (struct lio){ .l = l, .seed = seed,
+		.io = { .op = op, .flags = flags, .offset = off, .len = len, .buf = x->data,
+			.done = lio_done } };
+	if (op == HBK_DISK_WRITE)
+		fill(x->data, off, len, seed);
+	pthread_mutex_lock(&l->lock);
+	while (l->inflight >= l->depth || (l->busy && l->busy[off / SLOT]))
+		pthread_cond_wait(&l->cond, &l->lock);
+	l->inflight++;
+	if (l->busy)
+		l->busy[off / SLOT] = 1;
+	if (l->slot_seed && op == HBK_DISK_WRITE)
+		l->slot_seed[off / SLOT] = seed;
+	else if (l->slot_seed)
+		x->seed = l->slot_seed[off / SLOT];
+	pthread_mutex_unlock(&l->lock);
+	hbk_raid_submit(l->r, &x->io);
+}
+
+static void load_wait(struct load *l)
+{
+	pthread_mutex_lock(&l->lock);
+	while (l->inflight)
+		pthread_cond_wait(&l->cond, &l->lock);
+	pthread_mutex_unlock(&l->lock);
+}
+
+static void load_init(struct load *l, struct hbk_raid *r, unsigned depth, bool slots)
+{
+	uint64_t nslots = array_size(r) / SLOT;
+	*l = (struct load){ .r = r, .depth = depth, .lock = PTHREAD_MUTEX_INITIALIZER,
+			    .cond = PTHREAD_COND_INITIALIZER };
+	if (slots) {
+		l->slot_seed = calloc(nslots, sizeof(*l->slot_seed));
+		l->busy = calloc(nslots, 1);
+	}
+}
+
+static void load_free(struct load *l)
+{
+	free(l->slot_seed);
+	free(l->busy);
+}
+
+/* ---- Layout and parity ------------------------------------------------------------------------- */
+
+static void test_layout(void **state)
+{
+	(void)state;
+	struct hbk_raid *r = calloc(1, sizeof(*r));
+	*r = (struct hbk_raid){ .level = HBK_RAID5, .n = 4, .chunk = 4096, .block_size = 512,
+				.member_size = 4096 };
+	assert_int_equal(raid_geometry(r), 0);
+	/* Left-symmetric: parity from the last member down, data after it. */
+	static const unsigned r5[4][4] = { { 0, 1, 2, 3 }, { 3, 0, 1, 2 }, { 2, 3, 0, 1 }, { 1, 2, 3, 0 } };
+	for (unsigned s = 0; s < 4; s++)
+		for (unsigned c = 0; c < 4; c++)   /* c == 3 is P */
+			assert_int_equal(raid_col_member(r, s, c), r5[s][c]);
+	r->level = HBK_RAID6;
+	r->n = 5;
+	assert_int_equal(raid_geometry(r), 0);
+	/* RAID 6: P as RAID 5, Q on the next member, data after Q. */
+	static const unsigned r6[2][5] = { { 1, 2, 3, 4, 0 }, { 0, 1, 2, 3, 4 } };
+	for (unsigned s = 0; s < 2; s++)
+		for (unsigned c = 0; c < 5; c++)
+			assert_int_equal(raid_col_member(r, s, c), r6[s][c]);
+	r->level = HBK_RAID10;
+	r->n = 3;
+	assert_int_equal(raid_geometry(r), -EINVAL);
+	r->n = 4;
+	r->chunk = 3000;
+	assert_int_equal(raid_geometry(r), -EINVAL);
+	free(r);
+}
+
+static void test_parity_math(void **state)
+{
+	(void)state;
+	enum { LEN = 4096, K = 4 };
+	struct hbk_raid *r = calloc(1, sizeof(*r));
+	*r = (struct hbk_raid){ .level = HBK_RAID6, .n = K + 2, .chunk = LEN, .block_size = 512,
+				.member_size = LEN };
+	assert_int_equal(raid_geometry(r), 0);
+	uint8_t *mem = aligned((K + 3) * LEN), *cols[K + 2], *keep = aligned((K + 2) * LEN);
+	for (unsigned c = 0; c < K + 2; c++)
+		cols[c] = mem + c * LEN;
+	for (unsigned c = 0; c < K; c++)
+		fill(cols[c], c * LEN, LEN, 11);
+	raid_gen_parity(r, cols, LEN);
+	assert_true(raid_parity_ok(r, cols, LEN));
+	memcpy(keep, mem, (K + 2) * LEN);
+
+	/* ISA-L's decoder rebuilds every pair of lost columns. */
+	for (unsigned a = 0; a < K + 2; a++)
+		for (unsigned b = a; b < K + 2; b++) {
+			memset(cols[a], 0, LEN);
+			memset(cols[b], 0, LEN);
+			assert_int_equal(raid_recover(r, cols, 1u << a | 1u << b, LEN), 0);
+			assert_memory_equal(mem, keep, (K + 2) * LEN);
+		}
+	assert_int_equal(raid_recover(r, cols, 7, LEN), -EIO);
+
+	/* Read-modify-write of column 2 gives the parity a full recompute gives. */
+	uint8_t *delta = mem + (K + 2) * LEN;
+	fill(delta, 0, LEN, 12);                       /* the change */
+	for (unsigned i = 0; i < LEN; i++)
+		cols[2][i] ^= delta[i];
+	raid_update_pq(r, 2, delta, &cols[K], LEN);
+	assert_true(raid_parity_ok(r, cols, LEN));
+	cols[K + 1][100] ^= 1;
+	assert_false(raid_parity_ok(r, cols, LEN));
+
+	/* RAID 5: the xor of the others. */
+	r->level = HBK_RAID5;
+	r->n = K + 1;
+	assert_int_equal(raid_geometry(r), 0);
+	raid_gen_parity(r, cols, LEN);
+	memcpy(keep, mem, (K + 1) * LEN);
+	for (unsigned a = 0; a < K + 1; a++) {
+		memset(cols[a], 0xee, LEN);
+		assert_int_equal(raid_recover(r, cols, 1u << a, LEN), 0);
+		assert_memory_equal(mem, keep, (K + 1) * LEN);
+	}
+	free(mem);
+	free(keep);
+	free(r);
+}
+
+/* ---- Healthy, degraded, rebuilding ------------------------------------------------------------- */
+
+static void test_healthy_every_level(void **state)
+{
+	(void)state;
+	for (unsigned li = 0; li < HBK_ARRAY_SIZE(all_levels); li++) {
+		const struct level *l = &all_levels[li];
+		struct hbk_disk *d[8];
+		struct hbk_raid_report rep;
+		make_disks(d, l->n);
+		struct hbk_raid *r = create(l, d, NULL);
+		assert_int_equal(state_of(r), HBK_RAID_OPTIMAL);
+		write_all(r, 1 + li);
+		check_all(r, 1 + li);
+		scrub_clean(r);
+		assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+		hbk_raid_close(r);
+
+		/* Reassembled from the disks in another order. */
+		struct hbk_disk *rev[8];
+		for (unsigned i = 0; i < l->n; i++)
+			rev[i] = d[l->n - 1 - i];
+		r = assemble(rev, l->n, &rep);
+		assert_false(rep.dirty);
+		assert_int_equal(rep.nmissing + rep.nstale + rep.nforeign + rep.nblank, 0);
+		for (unsigned i = 0; i < l->n; i++)
+			assert_int_equal(rep.disk[i].slot, (int)(l->n - 1 - i));
+		check_all(r, 1 + li);
+		hbk_raid_close(r);
+		close_disks(d, l->n);
+	}
+}
+
+static void test_bad_requests(void **state)
+{
+	(void)state;
+	struct hbk_disk *d[3];
+	uint8_t *buf = aligned(8192);
+	make_disks(d, 3);
+	struct hbk_raid *r = create(&all_levels[0], d, NULL);
+	uint64_t size = array_size(r);
+	assert_int_equal(size, 3 * MEMBER);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_READ, buf, 100, 512, 0), -EINVAL);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_READ, buf, 0, 100, 0), -EINVAL);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_READ, buf, size - 512, 1024, 0), -EINVAL);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, NULL, 0, 512, 0), -EINVAL);
+	/* RAID 0 without a member has lost data: everything fails. */
+	assert_int_equal(hbk_raid_fail(r, 1), 0);
+	assert_int_equal(hbk_raid_fail(r, 1), -EALREADY);
+	assert_int_equal(state_of(r), HBK_RAID_FAILED);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_READ, buf, 0, 4096, 0), -EIO);
+	assert_int_equal(hbk_raid_replace(r, 1, d[1]), -EINVAL);
+	hbk_raid_close(r);
+
+	struct hbk_raid_config cfg = { .level = HBK_RAID5, .chunk = CHUNK };
+	assert_int_equal(hbk_raid_create(&cfg, d, 2, NULL, &r), -EINVAL);
+	cfg.chunk = 3 * KiB;
+	assert_int_equal(hbk_raid_create(&cfg, d, 3, NULL, &r), -EINVAL);
+	struct hbk_disk *same[3] = { d[0], d[1], d[0] };
+	cfg.chunk = CHUNK;
+	assert_int_equal(hbk_raid_create(&cfg, same, 3, NULL, &r), -EINVAL);
+	close_disks(d, 3);
+	free(buf);
+}
+
+/* Fails the members in `mask`, checks the data, writes and checks more,
+ * then replaces them with new disks and lets them rebuild. */
+static void degrade_and_rebuild(const struct level *l, uint32_t mask, uint32_t seed)
+{
+	struct hbk_disk *d[8], *fresh[8];
+	make_disks(d, l->n);
+	struct hbk_raid *r = create(l, d, NULL);
+	uint64_t size = array_size(r);
+	write_all(r, seed);
+	for (unsigned i = 0; i < l->n; i++)
+		if (mask & (1u << i))
+			assert_int_equal(hbk_raid_fail(r, i), 0);
+	assert_int_equal(state_of(r), HBK_RAID_DEGRADED);
+	check_all(r, seed);                           /* degraded reads */
+	write_range(r, size / 4, size * 3 / 4, seed + 100);   /* degraded writes */
+	check_range(r, 0, size / 4, seed);
+	check_range(r, size / 4, size * 3 / 4, seed + 100);
+	for (unsigned i = 0; i < l->n; i++)
+		if (mask & (1u << i)) {
+			assert_int_equal(hbk_disk_open_mem(DISK, &fresh[i]), 0);
+			assert_int_equal(hbk_raid_replace(r, i, fresh[i]), 0);
+		}
+	assert_int_equal(hbk_raid_wait(r, 20000), 0);
+	assert_int_equal(state_of(r), HBK_RAID_OPTIMAL);
+	scrub_clean(r);
+	hbk_raid_close(r);
+	for (unsigned i = 0; i < l->n; i++)
+		if (mask & (1u << i)) {
+			hbk_disk_close(d[i]);
+			d[i] = fresh[i];
+		}
+	/* Reassembled with the rebuilt disks in place of the failed ones. */
+	struct hbk_raid_report rep;
+	r = assemble(d, l->n, &rep);
+	assert_int_equal(rep.nstale, 0);
+	check_range(r, 0, size / 4, seed);
+	check_range(r, size / 4, size * 3 / 4, seed + 100);
+	check_range(r, size * 3 / 4, size, seed);
+	hbk_raid_close(r);
+	close_disks(d, l->n);
+}
+
+static void test_degraded_each_member(void **state)
+{
+	(void)state;
+	for (unsigned li = 0; li < HBK_ARRAY_SIZE(redundant); li++)
+		for (unsigned i = 0; i < redundant[li].n; i++)
+			degrade_and_rebuild(&redundant[li], 1u << i, 10 * li + i + 1);
+}
+
+static void test_raid6_two_failures(void **state)
+{
+	(void)state;
+	static const struct level r6 = { HBK_RAID6, 5 };
+	for (unsigned i = 0; i < r6.n; i++)
+		degrade_and_rebuild(&r6, 1u << i | 1u << ((i + 2) % r6.n), 50 + i);
+	static const struct level r10 = { HBK_RAID10, 4 };
+	degrade_and_rebuild(&r10, 1u << 0 | 1u << 3, 60);   /* one of each pair */
+}
+
+/* A member fails with a hot spare present; verified I/O runs while the spare
+ * is rebuilt (slowly) and after. */
+static void rebuild_under_io(const struct level *l, uint32_t seed)
+{
+	struct hbk_disk *d[8], *spare;
+	make_disks(d, l->n);
+	assert_int_equal(hbk_disk_open_mem(DISK, &spare), 0);
+	struct hbk_raid *r = create(l, d, NULL);
+	write_all(r, seed);
+	assert_int_equal(hbk_raid_add_spare(r, spare), 0);
+	hbk_raid_set_rebuild_rate(r, 4 * MiB);        /* a member takes ~125 ms */
+
+	struct load ld;
+	load_init(&ld, r, 8, true);
+	uint64_t nslots = array_size(r) / SLOT;
+	for (uint64_t s = 0; s < nslots; s++)
+		ld.slot_seed[s] = seed;
+	assert_int_equal(hbk_raid_fail(r, 1), 0);
+
+	struct hbk_raid_status st;
+	bool seen_progress = false;
+	unsigned i = 0;
+	do {
+		uint64_t s = (i * 2654435761u) % nslots;
+		if (i % 3)
+			load_submit(&ld, HBK_DISK_READ, s * SLOT, SLOT, 0, 0);
+		else
+			load_submit(&ld, HBK_DISK_WRITE, s * SLOT, SLOT, seed + 1000 + i, 0);
+		hbk_raid_status(r, &st);
+		seen_progress |= st.state == HBK_RAID_REBUILDING && st.rebuild_done > 0 &&
+				 st.rebuild_done < st.rebuild_total;
+		i++;
+	} while (st.state == HBK_RAID_REBUILDING || i < 64);
+	load_wait(&ld);
+	assert_int_equal(ld.errors, 0);
+	assert_true(seen_progress);
+	assert_int_equal(hbk_raid_wait(r, 20000), 0);
+	hbk_raid_status(r, &st);
+	assert_int_equal(st.state, HBK_RAID_OPTIMAL);
+	assert_true(st.member[1].disk == spare);
+	assert_int_equal(st.spares, 0);
+	for (uint64_t s = 0; s < nslots; s++)
+		check_range(r, s * SLOT, (s + 1) * SLOT, ld.slot_seed[s]);
+	scrub_clean(r);
+	load_free(&ld);
+	hbk_raid_close(r);
+	close_disks(d, l->n);
+	hbk_disk_close(spare);
+}
+
+static void test_rebuild_under_io(void **state)
+{
+	(void)state;
+	for (unsigned li = 0; li < HBK_ARRAY_SIZE(redundant); li++)
+		rebuild_under_io(&redundant[li], 200 + 10 * li);
+}
+
+/* A rebuild stopped by a clean shutdown goes on from where it was. */
+static void test_rebuild_resumes_after_restart(void **state)
+{
+	(void)state;
+	const struct level *l = &all_levels[2];   /* RAID 5 of 4 */
+	struct hbk_disk *d[5];
+	struct hbk_raid_status st;
+	struct hbk_raid_report rep;
+	make_disks(d, 5);
+	struct hbk_raid *r = create(l, d, NULL);
+	write_all(r, 250);
+	assert_int_equal(hbk_raid_add_spare(r, d[4]), 0);
+	hbk_raid_set_rebuild_rate(r, 1 * MiB);
+	assert_int_equal(hbk_raid_fail(r, 1), 0);
+	do {
+		usleep(5000);
+		hbk_raid_status(r, &st);
+	} while (st.rebuild_done < 64 * KiB);
+	hbk_raid_close(r);
+
+	struct hbk_disk *set[4] = { d[0], d[4], d[2], d[3] };   /* the spare holds slot 1 now */
+	struct hbk_raid_opts o = { .rebuild_rate = 1 * MiB };
+	assert_int_equal(hbk_raid_assemble(set, 4, &o, &rep, &r), 0);
+	hbk_raid_status(r, &st);
+	assert_int_equal(st.state, HBK_RAID_REBUILDING);
+	assert_true(st.member[1].disk == d[4]);
+	assert_true(st.member[1].rebuilt >= 64 * KiB);
+	check_all(r, 250);   /* rebuilt part from the spare, the rest from parity */
+	hbk_raid_set_rebuild_rate(r, 0);
+	assert_int_equal(hbk_raid_wait(r, 20000), 0);
+	assert_int_equal(state_of(r), HBK_RAID_OPTIMAL);
+	check_all(r, 250);
+	scrub_clean(r);
+	hbk_raid_close(r);
+	close_disks(d, 5);
+}
+
+/* Discards reach the members where they keep the redundancy consistent. */
+static void test_discard(void **state)
+{
+	(void)state;
+	static const struct level lv[] = { { HBK_RAID0, 3 }, { HBK_RAID1, 2 }, { HBK_RAID5, 4 } };
+	uint8_t *buf = aligned(256 * KiB);
+	for (unsigned li = 0; li < HBK_ARRAY_SIZE(lv); li++) {
+		struct hbk_disk *d[4];
+		make_disks(d, lv[li].n);
+		struct hbk_raid *r = create(&lv[li], d, NULL);
+		write_range(r, 0, 256 * KiB, 260 + li);
+		assert_int_equal(hbk_raid_rw(r, HBK_DISK_DISCARD, NULL, 40 * KiB, 160 * KiB, 0), 0);
+		/* RAID 5 (48 KiB stripes) only drops whole stripes. */
+		uint64_t z0 = lv[li].level == HBK_RAID5 ? 48 * KiB : 40 * KiB;
+		uint64_t z1 = lv[li].level == HBK_RAID5 ? 192 * KiB : 200 * KiB;
+		assert_int_equal(hbk_raid_rw(r, HBK_DISK_READ, buf, 0, 256 * KiB, 0), 0);
+		for (uint64_t off = 0; off < 256 * KiB; off += 512) {
+			bool zero = off >= z0 && off < z1;
+			if (zero)
+				for (unsigned i = 0; i < 512; i++)
+					assert_int_equal(buf[off + i], 0);
+			else
+				assert_true(sector_is(buf + off, off, 260 + li));
+		}
+		scrub_clean(r);
+		hbk_raid_close(r);
+		close_disks(d, lv[li].n);
+	}
+	free(buf);
+}
+
+/* ---- Crashes ------------------------------------------------------------------------------------ */
+
+static void power_cut(struct hbk_disk **d, unsigned n, bool on)
+{
+	struct hbk_disk_fault f = { .drop_writes = true };
+	for (unsigned i = 0; i < n; i++)
+		hbk_disk_inject(d[i], on ? &f : NULL);
+}
+
+/*
+ * Writes pattern A everywhere, then overwrites 32 slots with B while the
+ * power goes (writes stop reaching the disks, nobody is told), "crashes"
+ * the array and reassembles it: every sector must hold A, or A or B in the
+ * slots B was written to, and after the resync the redundancy must agree.
+ */
+static void crash(const struct level *l, const struct hbk_raid_opts *o, uint32_t a, uint32_t b)
+{
+	struct hbk_disk *d[8];
+	struct hbk_raid_report rep;
+	make_disks(d, l->n);
+	struct hbk_raid *r = create(l, d, o);
+	uint64_t nslots = array_size(r) / SLOT;
+	write_all(r, a);
+	if (o && o->cache_bytes)
+		assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+
+	struct load ld;
+	load_init(&ld, r, 8, false);
+	uint8_t *hit = calloc(nslots, 1);
+	for (unsigned i = 0; i < 32; i++) {
+		uint64_t s = (i * 40503u + 7) % nslots;
+		hit[s] = 1;
+		load_submit(&ld, HBK_DISK_WRITE, s * SLOT, SLOT, b, 0);
+		if (i == 12)
+			power_cut(d, l->n, true);
+	}
+	load_wait(&ld);
+	assert_int_equal(ld.errors, 0);
+	hbk_raid_close(r);
+	power_cut(d, l->n, false);
+
+	r = assemble(d, l->n, &rep);
+	if (!o)   /* with a cache, the cut may come before any write reached the members */
+		assert_int_equal(rep.dirty, l->level != HBK_RAID0);
+	assert_int_equal(hbk_raid_wait(r, 20000), 0);
+	scrub_clean(r);
+	uint8_t *buf = aligned(SLOT);
+	unsigned torn = 0;
+	for (uint64_t s = 0; s < nslots; s++) {
+		assert_int_equal(hbk_raid_rw(r, HBK_DISK_READ, buf, s * SLOT, SLOT, 0), 0);
+		for (unsigned x = 0; x < SLOT; x += 512) {
+			uint64_t off = s * SLOT + x;
+			if (sector_is(buf + x, off, a))
+				continue;
+			if (!hit[s] || !sector_is(buf + x, off, b))
+				fail_msg("%s: sector %llu holds neither pattern",
+					 hbk_raid_level_name(l->level), (unsigned long long)off);
+			torn++;
+		}
+	}
+	hbk_raid_close(r);
+	close_disks(d, l->n);
+	free(buf);
+	free(hit);
+	load_free(&ld);
+}
+
+static void test_crash_every_level(void **state)
+{
+	(void)state;
+	for (unsigned li = 0; li < HBK_ARRAY_SIZE(all_levels); li++)
+		crash(&all_levels[li], NULL, 300 + li, 400 + li);
+}
+
+static void test_crash_with_cache(void **state)
+{
+	(void)state;
+	struct hbk_raid_opts o = { .cache_bytes = 256 * KiB };
+	crash(&all_levels[2], &o, 500, 501);   /* RAID 5 */
+	crash(&all_levels[4], &o, 502, 503);   /* RAID 10 */
+}
+
+/* A member dies in the middle of a write load: the array goes on degraded,
+ * nothing is lost, and the dead disk is stale at the next assembly. */
+static void test_member_dies_mid_write(void **state)
+{
+	(void)state;
+	const struct level *l = &all_levels[2];   /* RAID 5 */
+	struct hbk_disk *d[4];
+	struct hbk_raid_report rep;
+	make_disks(d, l->n);
+	struct hbk_raid *r = create(l, d, NULL);
+	hbk_disk_inject(d[2], &(struct hbk_disk_fault){ .write_budget = 100 * KiB + 512 });
+	write_all(r, 600);
+	struct hbk_raid_status st;
+	hbk_raid_status(r, &st);
+	assert_int_equal(st.state, HBK_RAID_DEGRADED);
+	assert_int_equal(st.member[2].state, HBK_RAID_MEMBER_FAILED);
+	assert_true(st.member_errors >= 1);
+	check_all(r, 600);
+	hbk_raid_close(r);
+	hbk_disk_inject(d[2], NULL);
+
+	r = assemble(d, l->n, &rep);
+	assert_int_equal(rep.disk[2].verdict, HBK_RAID_DISK_STALE);
+	assert_int_equal(rep.nstale, 1);
+	assert_int_equal(rep.missing, 1u << 2);
+	check_all(r, 600);
+	hbk_raid_close(r);
+	close_disks(d, l->n);
+}
+
+/* ---- Scrub --------------------------------------------------------------------------------------- */
+
+static void *write_load(void *arg)
+{
+	struct load *l = arg;
+	uint64_t size = array_size(l->r);
+	uint32_t x = (uint32_t)(uintptr_t)l ^ 0x1234567u;
+	for (unsigned i = 0; i < 80; i++) {
+		x = x * 1103515245u + 12345u;
+		uint64_t len = (1 + (x >> 8) % 24) * 4 * KiB;
+		uint64_t off = ((x >> 4) % (size / 512)) * 512;
+		if (off + len > size)
+			off = size - len;
+		load_submit(l, HBK_DISK_WRITE, off, len, i + 1, 0);
+	}
+	load_wait(l);
+	return NULL;
+}
+
+static void test_scrub_after_random_load(void **state)
+{
+	(void)state;
+	static const struct level lv[] = { { HBK_RAID5, 5 }, { HBK_RAID6, 7 }, { HBK_RAID10, 4 },
+					   { HBK_RAID1, 2 } };
+	for (unsigned li = 0; li < HBK_ARRAY_SIZE(lv); li++) {
+		struct hbk_disk *d[8];
+		make_disks(d, lv[li].n);
+		struct hbk_raid *r = create(&lv[li], d, NULL);
+		struct load ld[3];
+		pthread_t t[3];
+		for (unsigned i = 0; i < 3; i++) {
+			load_init(&ld[i], r, 8, false);
+			assert_int_equal(pthread_create(&t[i], NULL, write_load, &ld[i]), 0);
+		}
+		for (unsigned i = 0; i < 3; i++) {
+			pthread_join(t[i], NULL);
+			assert_int_equal(ld[i].errors, 0);
+			load_free(&ld[i]);
+		}
+		scrub_clean(r);
+		struct hbk_raid_status st;
+		hbk_raid_status(r, &st);
+		if (lv[li].level == HBK_RAID5 || lv[li].level == HBK_RAID6) {
+			assert_true(st.rmw_writes > 0);
+			assert_true(st.rcw_writes + st.full_stripe_writes > 0);
+			printf("# %s: %llu full-stripe, %llu read-modify-write, %llu reconstruct-write stripes\n",
+			       hbk_raid_level_name(lv[li].level), (unsigned long long)st.full_stripe_writes,
+			       (unsigned long long)st.rmw_writes, (unsigned long long)st.rcw_writes);
+		}
+		hbk_raid_close(r);
+		close_disks(d, lv[li].n);
+	}
+}
+
+static void test_scrub_finds_corruption(void **state)
+{
+	(void)state;
+	for (unsigned li = 0; li < HBK_ARRAY_SIZE(redundant); li++) {
+		const struct level *l = &redundant[li];
+		struct hbk_disk *d[8];
+		make_disks(d, l->n);
+		struct hbk_raid *r = create(l, d, NULL);
+		write_all(r, 700 + li);
+		scrub_clean(r);
+
+		/* Flip a byte on one member in stripe 5: a parity column at
+		 * RAID 5/6, the second copy at RAID 1/10. */
+		uint64_t stripe = 5;
+		unsigned victim = r->np ? raid_col_member(r, stripe, r->k) : 1;
+		uint8_t *buf = aligned(4096);
+		uint64_t at = DATA_OFFSET + stripe * CHUNK + 4096;
+		assert_int_equal(hbk_disk_rw(d[victim], HBK_DISK_READ, buf, at, 4096, 0), 0);
+		buf[123] ^= 0x40;
+		assert_int_equal(hbk_disk_rw(d[victim], HBK_DISK_WRITE, buf, at, 4096, 0), 0);
+
+		struct hbk_raid_scrub sc;
+		assert_int_equal(hbk_raid_scrub(r, false, &sc), 0);
+		assert_int_equal(sc.stripes, MEMBER / CHUNK);
+		assert_int_equal(sc.mismatches, 1);
+		assert_int_equal(sc.first_mismatch, stripe);
+		assert_int_equal(hbk_raid_scrub(r, true, &sc), 0);
+		assert_int_equal(sc.repaired, 1);
+		scrub_clean(r);
+		check_all(r, 700 + li);
+		free(buf);
+		hbk_raid_close(r);
+		close_disks(d, l->n);
+	}
+}
+
+/* ---- Metadata ------------------------------------------------------------------------------------- */
+
+static void test_metadata_verdicts(void **state)
+{
+	(void)state;
+	const struct level *l = &all_levels[2];   /* RAID 5 of 4 */
+	struct hbk_disk *d[4], *other[2], *blank;
+	struct hbk_raid_report rep;
+	struct hbk_raid *r;
+	make_disks(d, 4);
+	make_disks(other, 2);
+	assert_int_equal(hbk_disk_open_mem(DISK, &blank), 0);
+	r = create(l, d, NULL);
+	write_all(r, 800);
+	hbk_raid_close(r);
+
+	/* Missing: slot 2 absent; the array runs degraded. */
+	struct hbk_disk *three[3] = { d[3], d[0], d[1] };
+	r = assemble(three, 3, &rep);
+	assert_int_equal(rep.nmissing, 1);
+	assert_int_equal(rep.missing, 1u << 2);
+	assert_int_equal(rep.disk[0].slot, 3);
+	assert_int_equal(state_of(r), HBK_RAID_DEGRADED);
+	check_all(r, 800);
+	uint64_t gen = rep.generation;
+	hbk_raid_close(r);
+
+	/* Stale: slot 2's disk is back, but the array moved on without it. */
+	r = assemble(d, 4, &rep);
+	assert_int_equal(rep.disk[2].verdict, HBK_RAID_DISK_STALE);
+	assert_true(rep.disk[2].generation < rep.generation);
+	assert_true(rep.generation > gen);
+	assert_int_equal(rep.nstale, 1);
+	assert_int_equal(state_of(r), HBK_RAID_DEGRADED);
+	assert_int_equal(hbk_raid_replace(r, 2, d[2]), 0);   /* taken back by a rebuild */
+	assert_int_equal(hbk_raid_wait(r, 20000), 0);
+	assert_int_equal(state_of(r), HBK_RAID_OPTIMAL);
+	hbk_raid_close(r);
+
+	/* Foreign: another array's disk; blank: a disk never used. */
+	struct hbk_raid_config cfg = { .level = HBK_RAID1, .chunk = CHUNK, .assume_clean = true };
+	struct hbk_raid *r1;
+	assert_int_equal(hbk_raid_create(&cfg, other, 2, NULL, &r1), 0);
+	struct hbk_raid_status st1;
+	hbk_raid_status(r1, &st1);
+	hbk_raid_close(r1);
+	struct hbk_disk *mix[6] = { d[0], other[0], d[1], blank, d[2], d[3] };
+	r = assemble(mix, 6, &rep);
+	assert_int_equal(rep.disk[1].verdict, HBK_RAID_DISK_FOREIGN);
+	assert_int_equal(rep.disk[3].verdict, HBK_RAID_DISK_BLANK);
+	assert_int_equal(rep.nforeign, 1);
+	assert_int_equal(rep.nblank, 1);
+	assert_int_equal(rep.nmissing, 0);
+	assert_int_equal(state_of(r), HBK_RAID_OPTIMAL);
+	check_all(r, 800);
+	hbk_raid_close(r);
+
+	/* The same disks, asking for the other array by UUID. */
+	struct hbk_disk *mix2[6] = { d[0], other[0], d[1], other[1], d[2], d[3] };
+	struct hbk_raid_opts o = { .uuid = st1.uuid };
+	assert_int_equal(hbk_raid_assemble(mix2, 6, &o, &rep, &r1), 0);
+	assert_int_equal(rep.nforeign, 4);
+	assert_int_equal(rep.disk[3].slot, 1);
+	hbk_raid_close(r1);
+
+	/* A bad CRC makes a disk foreign, never a member. */
+	uint8_t *sb = aligned(4096);
+	assert_int_equal(hbk_disk_rw(d[3], HBK_DISK_READ, sb, 0, 4096, 0), 0);
+	sb[2000] ^= 1;
+	assert_int_equal(hbk_disk_rw(d[3], HBK_DISK_WRITE, sb, 0, 4096, 0), 0);
+	r = assemble(d, 4, &rep);
+	assert_int_equal(rep.disk[3].verdict, HBK_RAID_DISK_FOREIGN);
+	assert_int_equal(rep.missing, 1u << 3);
+	check_all(r, 800);
+	hbk_raid_close(r);
+
+	/* Nothing to assemble. */
+	assert_int_equal(hbk_raid_assemble(&blank, 1, NULL, &rep, &r), -ENODEV);
+	assert_int_equal(rep.nblank, 1);
+	free(sb);
+	close_disks(d, 4);
+	close_disks(other, 2);
+	hbk_disk_close(blank);
+}
+
+static void test_dirty_degraded_needs_force(void **state)
+{
+	(void)state;
+	const struct level *l = &all_levels[2];   /* RAID 5 of 4 */
+	struct hbk_disk *d[4];
+	struct hbk_raid_report rep;
+	struct hbk_raid *r;
+	make_disks(d, 4);
+	r = create(l, d, NULL);
+	write_range(r, 0, 256 * KiB, 900);
+	power_cut(d, 4, true);
+	hbk_raid_close(r);
+	power_cut(d, 4, false);
+
+	assert_int_equal(hbk_raid_assemble(d, 3, NULL, &rep, &r), -EUCLEAN);
+	assert_true(rep.dirty);
+	struct hbk_raid_opts o = { .force = true };
+	assert_int_equal(hbk_raid_assemble(d, 3, &o, &rep, &r), 0);
+	assert_int_equal(state_of(r), HBK_RAID_DEGRADED);
+	check_range(r, 0, 256 * KiB, 900);   /* no write was torn here */
+	hbk_raid_close(r);
+	close_disks(d, 4);
+}
+
+/* ---- Cache ------------------------------------------------------------------------------------------ */
+
+static void test_write_back_cache(void **state)
+{
+	(void)state;
+	const struct level *l = &all_levels[2];   /* RAID 5 of 4 */
+	struct hbk_disk *d[4];
+	struct hbk_raid_opts o = { .cache_bytes = 256 * KiB };
+	struct hbk_raid_status st;
+	struct hbk_raid_report rep;
+	uint8_t *buf = aligned(128 * KiB);
+	make_disks(d, 4);
+	struct hbk_raid *r = create(l, d, &o);
+	uint64_t size = array_size(r);
+	write_all(r, 1000);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+	hbk_raid_status(r, &st);
+	assert_int_equal(st.cache_dirty, 0);
+	assert_int_equal(st.cache_bytes, 256 * KiB);
+
+	/* Small writes are absorbed; reads see them whole or overlaid. */
+	for (unsigned i = 0; i < 8; i++) {
+		fill(buf, i * 40 * KiB + 1024, 3 * KiB, 1001);
+		assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, i * 40 * KiB + 1024, 3 * KiB, 0), 0);
+	}
+	hbk_raid_status(r, &st);
+	assert_int_equal(st.cache_dirty, 24 * KiB);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_READ, buf, 40 * KiB + 1024, 3 * KiB, 0), 0);
+	assert_true(sector_is(buf, 40 * KiB + 1024, 1001));
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_READ, buf, 32 * KiB, 64 * KiB, 0), 0);
+	for (unsigned x = 0; x < 64 * KiB; x += 512) {
+		uint64_t off = 32 * KiB + x, in = (off - 1024) % (40 * KiB);
+		bool hot = off >= 1024 && in < 3 * KiB;
+		assert_true(sector_is(buf + x, off, hot ? 1001 : 1000));
+	}
+	/* Writes to one block keep their order through the cache. */
+	fill(buf, 8192, 4096, 1002);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 8192, 4096, 0), 0);
+	fill(buf, 8192, 4096, 1003);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 8192, 4096, 0), 0);
+
+	/* More small writes than the cache holds: they wait for destaging. */
+	struct load ld;
+	load_init(&ld, r, 16, false);
+	for (uint64_t off = 256 * KiB; off < 896 * KiB; off += 4 * KiB)
+		load_submit(&ld, HBK_DISK_WRITE, off, 4 * KiB, 1004, 0);
+	load_wait(&ld);
+	assert_int_equal(ld.errors, 0);
+	load_free(&ld);
+	check_range(r, 256 * KiB, 896 * KiB, 1004);
+	check_range(r, 8192, 12288, 1003);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+
+	/* Big writes go around the cache; a FUA write goes through it. */
+	write_range(r, size - 256 * KiB, size, 1005);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+	fill(buf, 1024 * KiB, 4096, 1006);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 1024 * KiB, 4096, HBK_DISK_FUA), 0);
+	fill(buf, 1100 * KiB, 4096, 1007);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 1100 * KiB, 4096, 0), 0);
+	hbk_raid_status(r, &st);
+	assert_true(st.cache_dirty > 0);
+
+	/* The power goes: the FUA write and everything flushed survive. */
+	power_cut(d, 4, true);
+	hbk_raid_close(r);
+	power_cut(d, 4, false);
+	r = assemble(d, 4, &rep);
+	assert_int_equal(hbk_raid_wait(r, 20000), 0);
+	check_range(r, 1024 * KiB, 1028 * KiB, 1006);
+	check_range(r, size - 256 * KiB, size, 1005);
+	check_range(r, 256 * KiB, 896 * KiB, 1004);
+	check_range(r, 8192, 12288, 1003);
+	scrub_clean(r);
+	hbk_raid_close(r);
+
+	/* A flushed write survives. */
+	o.cache_bytes = 64 * KiB;
+	assert_int_equal(hbk_raid_assemble(d, 4, &o, &rep, &r), 0);
+	fill(buf, 8192, 4096, 1008);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 8192, 4096, 0), 0);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+	power_cut(d, 4, true);
+	hbk_raid_close(r);
+	power_cut(d, 4, false);
+	r = assemble(d, 4, &rep);
+	check_range(r, 8192, 12288, 1008);
+	hbk_raid_close(r);
+	close_disks(d, 4);
+	free(buf);
+}
+
+/* ---- Files ------------------------------------------------------------------------------------------- */
+
+static void test_file_backed_raid5(void **state)
+{
+	(void)state;
+	static const struct level l = { HBK_RAID5, 3 };
+	struct hbk_disk *d[3];
+	char path[3][64];
+	struct hbk_disk_file_opts fo = { .create_size = DISK };
+	for (unsigned i = 0; i < 3; i++) {
+		snprintf(path[i], sizeof(path[i]), "/tmp/hbk-raid-test-%d-%u", (int)getpid(), i);
+		assert_int_equal(hbk_disk_open_file(path[i], &fo, &d[i]), 0);
+	}
+	struct hbk_raid *r = create(&l, d, NULL);
+	write_all(r, 1100);
+	check_all(r, 1100);
+	assert_int_equal(hbk_raid_fail(r, 0), 0);
+	check_all(r, 1100);
+	hbk_raid_close(r);
+	close_disks(d, 3);
+
+	fo.create_size = 0;
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(hbk_disk_open_file(path[i], &fo, &d[i]), 0);
+	struct hbk_raid_report rep;
+	r = assemble(d, 3, &rep);
+	assert_int_equal(rep.disk[0].verdict, HBK_RAID_DISK_STALE);
+	check_all(r, 1100);
+	hbk_raid_close(r);
+	close_disks(d, 3);
+	for (unsigned i = 0; i < 3; i++)
+		unlink(path[i]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_layout),
+		cmocka_unit_test(test_parity_math),
+		cmocka_unit_test(test_healthy_every_level),
+		cmocka_unit_test(test_bad_requests),
+		cmocka_unit_test(test_degraded_each_member),
+		cmocka_unit_test(test_raid6_two_failures),
+		cmocka_unit_test(test_rebuild_under_io),
+		cmocka_unit_test(test_rebuild_resumes_after_restart),
+		cmocka_unit_test(test_discard),
+		cmocka_unit_test(test_crash_every_level),
+		cmocka_unit_test(test_crash_with_cache),
+		cmocka_unit_test(test_member_dies_mid_write),
+		cmocka_unit_test(test_scrub_after_random_load),
+		cmocka_unit_test(test_scrub_finds_corruption),
+		cmocka_unit_test(test_metadata_verdicts),
+		cmocka_unit_test(test_dirty_degraded_needs_force),
+		cmocka_unit_test(test_write_back_cache),
+		cmocka_unit_test(test_file_backed_raid5),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
