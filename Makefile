@@ -30,7 +30,7 @@ LDFLAGS    += -fsanitize=$(SANITIZE)
 endif
 
 LIB_SRC   := $(wildcard src/common/*.c src/host/*.c src/driver/*.c src/scsi/*.c \
-                       src/disk/*.c src/raid/*.c)
+                       src/disk/*.c src/raid/*.c src/device/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TOOL_SRC  := $(wildcard tools/*.c)
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/%.o)

@@ -1,0 +1,649 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hbk-raid: the driver of hbakit's emulated RAID controller (include/hbk/
+ * device.h), written as a vendor writes an HBA driver, and the example for
+ * drivers of real hardware.  Both I/O entry points turn tasks into request
+ * frames and ring the doorbell, nothing more; an interrupt thread turns the
+ * card's eventfds into work on the InterruptQueue, which drains the reply
+ * queues and completes bundled slots many per call, per-task tasks one by
+ * one, each by the path it came.  Task management goes to the card as frames.
+ * Targets are created from the AuxiliaryQueue, once the firmware runs and
+ * the interrupts are armed.
+ *
+ * Options: vd=SPEC (see drivers/raid/hba.h; default vd0:256M), tasks=N (256,
+ * at most the card's credits), queues=N reply queues (1), fw-threads=N (16),
+ * max-transfer=BYTES (1M), coalesce-count=N (8), coalesce-us=T (10),
+ * hold-lba=LBA (fault injection: I/O touching that block of a memory drive
+ * hangs until aborted).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "drivers/raid/hba.h"
+#include "hbk/driver.h"
+#include "hbk/scsi.h"
+
+#define TM_TAG      0x80000000u  /* task-management frames; I/O frames carry the pool index */
+#define TM_WAIT_MS  1500         /* well inside the host's call time limit */
+#define REAP_BATCH  64
+
+enum path { IDLE = 0, PER_TASK = 1, BUNDLED = 2 };
+
+/* A pooled task while it is at the card. */
+struct slot {
+	_Atomic uint8_t path;           /* enum path: how it came; IDLE when not at the card */
+	struct hbk_drv_action *action;  /* per-task path, under slot_lock */
+	struct hbk_task task;           /* per-task path: the task by value, under slot_lock */
+};
+
+struct opts {
+	uint64_t tasks, queues, threads, max_transfer, coalesce_count, coalesce_us, hold_lba;
+};
+
+struct hba {
+	struct hbk_drv *d;
+	struct opts o;
+	struct storage storage;
+	struct hbk_dev *dev;            /* the card */
+	struct hbk_dev_port port;
+	uint32_t ntasks, ntargets, nqueues, max_xfer, align;
+
+	struct hbk_drv_queue *aux, *intr;
+	struct hbk_drv_work create_work, intr_work;
+	pthread_t irq;                  /* eventfds -> InterruptQueue */
+	bool irq_up;
+	int stop_fd;
+
+	struct hbk_task *cmds;          /* bundled path: the shared slots */
+	struct hbk_response *resps;
+	struct hbk_drv_bundled_action *bundled;
+	struct slot *slots;
+	pthread_mutex_t slot_lock;
+
+	pthread_mutex_t life;           /* held while completing */
+	bool running;                   /* between start and stop: completions may go up */
+
+	pthread_mutex_t tm_lock;        /* the one task management in flight */
+	pthread_cond_t tm_cond;
+	uint32_t tm_seq, tm_tag;
+	bool tm_done;
+	struct hbk_dev_reply tm_reply;
+};
+
+#define HBA(w, field) ((struct hba *)((char *)(w) - offsetof(struct hba, field)))
+
+/* ---- Options and probe ---------------------------------------------------------- */
+
+static const struct {
+	const char *name;
+	uint64_t dflt, min, max;
+	size_t off;
+} options[] = {
+	{ "tasks", 256, 1, HBK_MAX_TASKS, offsetof(struct opts, tasks) },
+	{ "queues", 1, 1, HBK_DEV_MAX_QUEUES, offsetof(struct opts, queues) },
+	{ "fw-threads", 16, 1, 64, offsetof(struct opts, threads) },
+	{ "max-transfer", 1u << 20, 4096, 1u << 30, offsetof(struct opts, max_transfer) },
+	{ "coalesce-count", 8, 1, 1024, offsetof(struct opts, coalesce_count) },
+	{ "coalesce-us", 10, 0, 1000000, offsetof(struct opts, coalesce_us) },
+	{ "hold-lba", UINT64_MAX, 0, UINT64_MAX, offsetof(struct opts, hold_lba) },
+};
+
+static int parse_options(struct hba *h)
+{
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+		const char *s = hbk_drv_arg(h->d, options[i].name);
+		uint64_t *v = (uint64_t *)((char *)&h->o + options[i].off);
+		*v = options[i].dflt;
+		if (s && (parse_bytes(s, v) || *v < options[i].min || *v > options[i].max)) {
+			fprintf(stderr, "hbk-raid: %s=%s: expected %llu..%llu\n", options[i].name, s,
+				(unsigned long long)options[i].min, (unsigned long long)options[i].max);
+			return -EINVAL;
+		}
+	}
+	if (h->o.max_transfer % 4096) {
+		fprintf(stderr, "hbk-raid: max-transfer must be a multiple of 4096\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Powers the card on with the configured drives (the emulation's stand-in
+ * for the card being in its slot), then probes it as a driver would. */
+static int probe(struct hba *h)
+{
+	const char *vd = hbk_drv_arg(h->d, "vd");
+	int err = storage_open(&h->storage, vd ? vd : "vd0:256M");
+	if (err)
+		return err;
+	for (unsigned i = 0; h->o.hold_lba != UINT64_MAX && i < h->storage.nvols; i++)
+		if (!h->storage.raid[i])
+			hbk_dev_vol_mem_hold(h->storage.vol[i], h->o.hold_lba);
+	struct hbk_dev_config cfg = {
+		.vols = h->storage.vol, .nvols = h->storage.nvols, .queues = (uint32_t)h->o.queues,
+		.threads = (uint32_t)h->o.threads, .max_transfer = (uint32_t)h->o.max_transfer,
+	};
+	err = hbk_dev_create(&cfg, &h->dev);
+	if (!err)
+		err = hbk_dev_port_init(&h->port, h->dev);
+	if (err || hbk_dev_read32(h->dev, HBK_DEV_REG_STATUS) != HBK_DEV_READY) {
+		fprintf(stderr, "hbk-raid: the controller did not come up: %s\n", strerror(err ? -err : EIO));
+		return err ? err : -EIO;
+	}
+	uint32_t credits = hbk_dev_read32(h->dev, HBK_DEV_REG_CREDITS);
+	h->ntasks = (uint32_t)(h->o.tasks < credits ? h->o.tasks : credits);
+	h->ntargets = hbk_dev_read32(h->dev, HBK_DEV_REG_TARGETS);
+	h->nqueues = hbk_dev_read32(h->dev, HBK_DEV_REG_RPL_QUEUES);
+	h->max_xfer = hbk_dev_read32(h->dev, HBK_DEV_REG_MAX_XFER);
+	h->align = hbk_dev_read32(h->dev, HBK_DEV_REG_DMA_ALIGN);
+	return 0;
+}
+
+/* ---- Controller -------------------------------------------------------------------- */
+
+static void create_targets(struct hbk_drv_work *w);
+static void interrupt(struct hbk_drv_work *w);
+
+static int hba_init(struct hbk_drv *d)
+{
+	struct hba *h = hbk_drv_priv(d);
+	h->d = d;
+	h->stop_fd = -1;
+	pthread_mutex_init(&h->slot_lock, NULL);
+	pthread_mutex_init(&h->life, NULL);
+	pthread_mutex_init(&h->tm_lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&h->tm_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	hbk_drv_work_init(&h->create_work, create_targets);
+	hbk_drv_work_init(&h->intr_work, interrupt);
+	int err = parse_options(h);
+	if (!err)
+		err = probe(h);
+	if (err)
+		return err;
+	h->aux = hbk_drv_queue_create(d, HBK_QUEUE_NAME_AUX);
+	h->intr = hbk_drv_queue_create(d, HBK_QUEUE_NAME_INTERRUPT);
+	h->slots = calloc(h->ntasks, sizeof(*h->slots));
+	h->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (!h->aux || !h->intr || !h->slots || h->stop_fd < 0)
+		return -ENOMEM;
+
+	/* What the card can do, as its registers say: one data pointer per
+	 * frame, MAX_XFER bytes, page-aligned data. */
+	struct hbk_drv_constraints c = { 0 };
+	hbk_drv_constraint_set(&c, HBK_CONS_MAX_SEGMENT_COUNT_READ, 1);
+	hbk_drv_constraint_set(&c, HBK_CONS_MAX_SEGMENT_COUNT_WRITE, 1);
+	hbk_drv_constraint_set(&c, HBK_CONS_MAX_BYTE_COUNT_READ, h->max_xfer);
+	hbk_drv_constraint_set(&c, HBK_CONS_MAX_BYTE_COUNT_WRITE, h->max_xfer);
+	hbk_drv_constraint_set(&c, HBK_CONS_MIN_SEGMENT_ALIGNMENT, h->align);
+	hbk_drv_constraint_set(&c, HBK_CONS_ADDRESSABLE_BITS, 64);
+	hbk_drv_constraint_set(&c, HBK_CONS_DATA_ALIGNMENT_MASK, h->align - 1);
+	return hbk_drv_report_constraints(d, &c);
+}
+
+static int hba_initiator_id(struct hbk_drv *d, uint64_t *id)
+{
+	(void)d;
+	*id = HBK_DEV_MAX_TARGETS;  /* above every virtual drive */
+	return 0;
+}
+
+static int hba_highest_id(struct hbk_drv *d, uint64_t *id)
+{
+	*id = ((struct hba *)hbk_drv_priv(d))->ntargets - 1;
+	return 0;
+}
+
+static int hba_max_tasks(struct hbk_drv *d, uint32_t *n)
+{
+	*n = ((struct hba *)hbk_drv_priv(d))->ntasks;
+	return 0;
+}
+
+static int hba_dma_spec(struct hbk_drv *d, struct hbk_drv_dma_spec *s)
+{
+	struct hba *h = hbk_drv_priv(d);
+	s->max_transfer = h->max_xfer;
+	s->alignment = h->align;
+	s->address_bits = 64;
+	s->segment_type = HBK_SEG_HOST64;
+	return 0;
+}
+
+static int hba_map_bundled(struct hbk_drv *d, struct hbk_drv_mem *cmds,
+			   struct hbk_drv_mem *resps, uint32_t count)
+{
+	struct hba *h = hbk_drv_priv(d);
+	(void)count;
+	h->cmds = hbk_drv_mem_map(cmds);
+	h->resps = hbk_drv_mem_map(resps);
+	return h->cmds && h->resps ? 0 : -ENOMEM;
+}
+
+/* Turns the card's interrupt vectors into work on the InterruptQueue. */
+static void *irq_thread(void *arg)
+{
+	struct hba *h = arg;
+	struct pollfd p[HBK_DEV_MAX_QUEUES + 1];
+	for (unsigned q = 0; q < h->nqueues; q++)
+		p[q] = (struct pollfd){ .fd = hbk_dev_irq_fd(h->dev, q), .events = POLLIN };
+	p[h->nqueues] = (struct pollfd){ .fd = h->stop_fd, .events = POLLIN };
+	for (;;) {
+		if (poll(p, h->nqueues + 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			fprintf(stderr, "hbk-raid: interrupt wait: %s\n", strerror(errno));
+			return NULL;
+		}
+		if (p[h->nqueues].revents)
+			return NULL;
+		for (unsigned q = 0; q < h->nqueues; q++) {
+			uint64_t n;
+			if (p[q].revents & POLLIN && read(p[q].fd, &n, sizeof(n)) < 0)
+				continue;  /* another read took it: nothing lost, the drain reads RQ_PI */
+		}
+		hbk_drv_queue_dispatch(h->intr, &h->intr_work);  /* -EALREADY: raised already */
+	}
+}
+
+/*
+ * Brings the card up: interrupt vectors armed and coalescing set, firmware
+ * running.  Only then may targets be created, from the AuxiliaryQueue: the
+ * framework's discovery I/O arrives before create_target returns, and it
+ * needs this Default queue free and the card able to answer.
+ */
+static int hba_start(struct hbk_drv *d)
+{
+	struct hba *h = hbk_drv_priv(d);
+	for (unsigned q = 0; q < h->nqueues; q++) {
+		hbk_dev_write32(h->dev, HBK_DEV_REG_IRQ_COUNT(q), (uint32_t)h->o.coalesce_count);
+		hbk_dev_write32(h->dev, HBK_DEV_REG_IRQ_USEC(q), (uint32_t)h->o.coalesce_us);
+	}
+	if (pthread_create(&h->irq, NULL, irq_thread, h))
+		return -EAGAIN;
+	h->irq_up = true;
+	pthread_mutex_lock(&h->life);
+	h->running = true;
+	pthread_mutex_unlock(&h->life);
+	hbk_dev_write32(h->dev, HBK_DEV_REG_CONTROL, HBK_DEV_CTL_ENABLE);
+	if (hbk_dev_read32(h->dev, HBK_DEV_REG_STATUS) != HBK_DEV_OPERATIONAL)
+		return -EIO;
+	hbk_drv_queue_dispatch(h->aux, &h->create_work);
+	return 0;
+}
+
+static void create_targets(struct hbk_drv_work *w)
+{
+	struct hba *h = HBA(w, create_work);
+	for (unsigned t = 0; t < h->ntargets; t++) {
+		int err = hbk_drv_create_target(h->d, t);
+		if (err)
+			fprintf(stderr, "hbk-raid: create target %u: %s\n", t, strerror(-err));
+	}
+}
+
+static bool hba_device_management(struct hbk_drv *d)
+{
+	(void)d;
+	return true;
+}
+
+static int hba_init_target(struct hbk_drv *d, uint64_t target)
+{
+	return target < ((struct hba *)hbk_drv_priv(d))->ntargets ? 0 : -ENODEV;
+}
+
+static uint64_t hba_highest_lun(struct hbk_drv *d)
+{
+	(void)d;
+	return 0;  /* one LUN per virtual drive */
+}
+
+/* ---- I/O ------------------------------------------------------------------------------ */
+
+/* The frame for pool slot `index` carrying task t.  False when its buffer
+ * cannot be handed to the card. */
+static bool build_frame(struct hba *h, const struct hbk_task *t, uint16_t index,
+			struct hbk_dev_frame *f)
+{
+	uint64_t len = t->requested_transfer_count;
+	void *buf = len ? hbk_drv_dma(h->d, t->buffer_iova, len) : NULL;
+	if ((len && !buf) || len > h->max_xfer || t->cdb_len > sizeof(f->cdb))
+		return false;
+	*f = (struct hbk_dev_frame){
+		.tag = index, .function = HBK_DEV_FN_SCSI_IO, .dir = t->direction,
+		.cdb_len = t->cdb_len, .reply_queue = (uint8_t)(index % h->nqueues),
+		/* The card answers NO_TARGET for a target it does not have. */
+		.target = t->target_id < h->ntargets ? (uint32_t)t->target_id : UINT32_MAX,
+		.data_addr = (uintptr_t)buf, .data_len = (uint32_t)len,
+	};
+	memcpy(f->lun, t->lun, sizeof(f->lun));
+	memcpy(f->cdb, t->cdb, sizeof(f->cdb));
+	return true;
+}
+
+/* The response for task t from the card's reply. */
+static void fill_response(struct hbk_response *resp, const struct hbk_task *t,
+			  const struct hbk_dev_reply *rep)
+{
+	uint64_t len = t->requested_transfer_count;
+	switch (rep->status) {
+	case HBK_DEV_ST_OK:
+		hbk_drv_response_fill(resp, t, HBK_SR_TASK_COMPLETE, rep->scsi_status,
+				      len - (rep->residual < len ? rep->residual : len), rep->sense,
+				      rep->sense_len < HBK_DEV_SENSE_MAX ? rep->sense_len : HBK_DEV_SENSE_MAX);
+		break;
+	case HBK_DEV_ST_NO_TARGET:
+		hbk_drv_response_fill(resp, t, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE,
+				      HBK_DS_DEVICE_NOT_PRESENT, 0, NULL, 0);
+		break;
+	default:  /* refused as malformed, or terminated by task management */
+		hbk_drv_response_fill(resp, t, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE,
+				      HBK_DS_DELIVERY_FAILURE, 0, NULL, 0);
+	}
+}
+
+static uint32_t hba_process_task(struct hbk_drv *d, const struct hbk_task *task,
+				 struct hbk_response *resp, struct hbk_drv_action *action)
+{
+	struct hba *h = hbk_drv_priv(d);
+	uint16_t index = (uint16_t)hbk_drv_action_index(action);
+	struct slot *s = &h->slots[index];
+	struct hbk_dev_frame f;
+	if (!build_frame(h, task, index, &f)) {
+		hbk_drv_response_fill(resp, task, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE,
+				      HBK_DS_DELIVERY_FAILURE, 0, NULL, 0);
+		return HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE;
+	}
+	hbk_drv_action_retain(action);
+	/* Under the lock that hands them to the interrupt handler, which may
+	 * still be reading this slot's previous cycle. */
+	pthread_mutex_lock(&h->slot_lock);
+	s->task = *task;
+	s->action = action;
+	pthread_mutex_unlock(&h->slot_lock);
+	atomic_store(&s->path, PER_TASK);
+	if (hbk_dev_post(&h->port, &f, 1) == 0)
+		return HBK_SR_REQUEST_IN_PROCESS;
+	atomic_store(&s->path, IDLE);  /* the ring is full: cannot happen within credits */
+	hbk_drv_action_release(action);
+	hbk_drv_response_fill(resp, task, HBK_SR_TASK_COMPLETE, HBK_STATUS_TASK_SET_FULL, 0, NULL, 0);
+	return HBK_SR_TASK_COMPLETE;
+}
+
+static void hba_process_bundled(struct hbk_drv *d, const uint16_t *index, uint16_t count,
+				struct hbk_drv_bundled_action *action)
+{
+	struct hba *h = hbk_drv_priv(d);
+	/* One handle serves every bundled call: keep it, never release it. */
+	if (!h->bundled)
+		h->bundled = action;
+	else if (h->bundled != action)
+		abort();
+	struct hbk_dev_frame f[HBK_MAX_BUNDLE];
+	uint16_t posted[HBK_MAX_BUNDLE], failed[HBK_MAX_BUNDLE];
+	unsigned n = 0, nfailed = 0;
+	for (unsigned i = 0; i < count; i++) {
+		const struct hbk_task *t = &h->cmds[index[i]];
+		if (build_frame(h, t, index[i], &f[n])) {
+			atomic_store(&h->slots[index[i]].path, BUNDLED);
+			posted[n++] = index[i];
+		} else {
+			hbk_drv_response_fill(&h->resps[index[i]], t, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE,
+					      HBK_DS_DELIVERY_FAILURE, 0, NULL, 0);
+			failed[nfailed++] = index[i];
+		}
+	}
+	if (n && hbk_dev_post(&h->port, f, n)) {
+		for (unsigned i = 0; i < n; i++) {
+			atomic_store(&h->slots[posted[i]].path, IDLE);
+			hbk_drv_response_fill(&h->resps[posted[i]], &h->cmds[posted[i]], HBK_SR_TASK_COMPLETE,
+					      HBK_STATUS_TASK_SET_FULL, 0, NULL, 0);
+			failed[nfailed++] = posted[i];
+		}
+	}
+	if (nfailed)
+		hbk_drv_bundled_complete(d, action, failed, (uint16_t)nfailed);
+}
+
+/* ---- Interrupts: replies to completions ------------------------------------------------ */
+
+static void tm_replied(struct hba *h, const struct hbk_dev_reply *rep)
+{
+	pthread_mutex_lock(&h->tm_lock);
+	if (rep->tag == h->tm_tag) {
+		h->tm_reply = *rep;
+		h->tm_done = true;
+		pthread_cond_signal(&h->tm_cond);
+	} else {
+		fprintf(stderr, "hbk-raid: late task management reply %#x (%u terminated)\n",
+			rep->tag, rep->terminated);
+	}
+	pthread_mutex_unlock(&h->tm_lock);
+}
+
+/* Completes the task a reply is for, by the path it came; bundled slots
+ * gather in done[] (n so far), sent 32 at a time.  Returns the new n. */
+static unsigned complete(struct hba *h, const struct hbk_dev_reply *rep, uint16_t *done, unsigned n)
+{
+	if (rep->function == HBK_DEV_FN_TASK_MGMT) {
+		tm_replied(h, rep);
+		return n;
+	}
+	uint8_t path = rep->tag < h->ntasks ? atomic_exchange(&h->slots[rep->tag].path, IDLE) : IDLE;
+	if (path == BUNDLED) {
+		fill_response(&h->resps[rep->tag], &h->cmds[rep->tag], rep);
+		done[n++] = (uint16_t)rep->tag;
+		if (n == HBK_MAX_BUNDLE) {
+			hbk_drv_bundled_complete(h->d, h->bundled, done, (uint16_t)n);
+			n = 0;
+		}
+	} else if (path == PER_TASK) {
+		struct hbk_response resp;
+		pthread_mutex_lock(&h->slot_lock);
+		struct hbk_drv_action *a = h->slots[rep->tag].action;
+		fill_response(&resp, &h->slots[rep->tag].task, rep);
+		pthread_mutex_unlock(&h->slot_lock);
+		hbk_drv_task_complete(h->d, a, &resp);
+		hbk_drv_action_release(a);
+	} else {
+		/* Never complete what was not issued: log it and drop it. */
+		fprintf(stderr, "hbk-raid: reply for tag %#x, which has no task at the controller\n",
+			rep->tag);
+	}
+	return n;
+}
+
+/*
+ * The interrupt handler, on the InterruptQueue: drains every reply queue,
+ * handing credits back as it goes, and completes what it found.  Bundled
+ * slots go up 32 per completion call; what the card coalesced into one
+ * interrupt thus reaches the host in few calls.
+ */
+static void interrupt(struct hbk_drv_work *w)
+{
+	struct hba *h = HBA(w, intr_work);
+	struct hbk_dev_reply rep[REAP_BATCH];
+	uint16_t done[HBK_MAX_BUNDLE];
+	unsigned ndone = 0;
+	pthread_mutex_lock(&h->life);
+	for (unsigned q = 0; h->running && q < h->nqueues; q++) {
+		unsigned n;
+		while ((n = hbk_dev_reap(&h->port, q, rep, REAP_BATCH)))
+			for (unsigned i = 0; i < n; i++)
+				ndone = complete(h, &rep[i], done, ndone);
+	}
+	if (ndone)
+		hbk_drv_bundled_complete(h->d, h->bundled, done, (uint16_t)ndone);
+	pthread_mutex_unlock(&h->life);
+}
+
+/* ---- Task management ---------------------------------------------------------------------- */
+
+static const char *const tm_name[] = {
+	[HBK_DEV_TM_ABORT_TASK] = "ABORT TASK", [HBK_DEV_TM_ABORT_TASK_SET] = "ABORT TASK SET",
+	[HBK_DEV_TM_CLEAR_TASK_SET] = "CLEAR TASK SET", [HBK_DEV_TM_LUN_RESET] = "LOGICAL UNIT RESET",
+	[HBK_DEV_TM_TARGET_RESET] = "TARGET RESET",
+};
+
+/*
+ * Sends one task-management frame and waits for the card's answer, which
+ * comes after the replies of every task it terminated.  Default queue (one
+ * at a time).
+ */
+static uint32_t tm(struct hba *h, uint8_t type, uint64_t target, uint64_t lun, uint32_t task)
+{
+	if (target >= h->ntargets)
+		return HBK_SR_FUNCTION_REJECTED;
+	struct hbk_dev_frame f = { .function = HBK_DEV_FN_TASK_MGMT, .tm_type = type,
+				   .target = (uint32_t)target, .tm_tag = task };
+	hbk_scsi_lun_encode(lun, f.lun);
+	pthread_mutex_lock(&h->tm_lock);
+	f.tag = h->tm_tag = TM_TAG | (++h->tm_seq & ~TM_TAG);
+	h->tm_done = false;
+	pthread_mutex_unlock(&h->tm_lock);
+	int err = hbk_dev_post(&h->port, &f, 1);
+
+	struct timespec end;
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += TM_WAIT_MS / 1000;
+	end.tv_nsec += TM_WAIT_MS % 1000 * 1000000L;
+	if (end.tv_nsec >= 1000000000L) {
+		end.tv_sec++;
+		end.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&h->tm_lock);
+	while (!err && !h->tm_done && pthread_cond_timedwait(&h->tm_cond, &h->tm_lock, &end) != ETIMEDOUT)
+		;
+	bool done = h->tm_done;
+	struct hbk_dev_reply rep = h->tm_reply;
+	h->tm_tag = 0;
+	pthread_mutex_unlock(&h->tm_lock);
+
+	bool ok = done && rep.status == HBK_DEV_ST_OK;
+	if (ok)
+		fprintf(stderr, "hbk-raid: %s target %llu lun %llu: done by the controller, %u task(s) terminated\n",
+			tm_name[type], (unsigned long long)target, (unsigned long long)lun, rep.terminated);
+	else
+		fprintf(stderr, "hbk-raid: %s target %llu lun %llu: %s\n", tm_name[type],
+			(unsigned long long)target, (unsigned long long)lun,
+			done ? "refused by the controller" : "no answer from the controller");
+	return ok ? HBK_SR_FUNCTION_COMPLETE : HBK_SR_FUNCTION_REJECTED;
+}
+
+static uint32_t hba_abort_task(struct hbk_drv *d, uint64_t target, uint64_t lun, uint64_t tag)
+{
+	struct hba *h = hbk_drv_priv(d);
+	/* Task ids are the runtime's default, pool index + 1. */
+	uint64_t index = tag - 1;
+	if (!tag || index >= h->ntasks || atomic_load(&h->slots[index].path) == IDLE)
+		return HBK_SR_FUNCTION_COMPLETE;  /* not at the card: its completion is on its way */
+	return tm(h, HBK_DEV_TM_ABORT_TASK, target, lun, (uint32_t)index);
+}
+
+static uint32_t hba_abort_task_set(struct hbk_drv *d, uint64_t target, uint64_t lun)
+{
+	return tm(hbk_drv_priv(d), HBK_DEV_TM_ABORT_TASK_SET, target, lun, 0);
+}
+
+static uint32_t hba_clear_task_set(struct hbk_drv *d, uint64_t target, uint64_t lun)
+{
+	return tm(hbk_drv_priv(d), HBK_DEV_TM_CLEAR_TASK_SET, target, lun, 0);
+}
+
+static uint32_t hba_lun_reset(struct hbk_drv *d, uint64_t target, uint64_t lun)
+{
+	return tm(hbk_drv_priv(d), HBK_DEV_TM_LUN_RESET, target, lun, 0);
+}
+
+static uint32_t hba_target_reset(struct hbk_drv *d, uint64_t target)
+{
+	return tm(hbk_drv_priv(d), HBK_DEV_TM_TARGET_RESET, target, 0, 0);
+}
+
+/* ---- Stop and teardown ------------------------------------------------------------------------ */
+
+static void irq_stop(struct hba *h)
+{
+	if (!h->irq_up)
+		return;
+	uint64_t one = 1;
+	if (write(h->stop_fd, &one, sizeof(one)) == sizeof(one))
+		pthread_join(h->irq, NULL);
+	h->irq_up = false;
+}
+
+/*
+ * Nothing is outstanding for the host any more.  No completion may follow,
+ * and the card must stop its DMA into the arena before the runtime unmaps
+ * it: a reset ends everything in flight.
+ */
+static void hba_stop(struct hbk_drv *d)
+{
+	struct hba *h = hbk_drv_priv(d);
+	pthread_mutex_lock(&h->life);
+	h->running = false;
+	pthread_mutex_unlock(&h->life);
+	if (h->dev)
+		hbk_dev_write32(h->dev, HBK_DEV_REG_CONTROL, HBK_DEV_CTL_RESET);
+	irq_stop(h);
+	for (uint32_t i = 0; h->slots && i < h->ntasks; i++)
+		if (atomic_exchange(&h->slots[i].path, IDLE) == PER_TASK)
+			hbk_drv_action_release(h->slots[i].action);
+}
+
+/* After the runtime returned: frees whatever init_controller built. */
+static void teardown(struct hba *h)
+{
+	if (!h->d)
+		return;  /* never initialised */
+	irq_stop(h);
+	hbk_dev_destroy(h->dev);
+	storage_close(&h->storage);
+	if (h->stop_fd >= 0)
+		close(h->stop_fd);
+	free(h->slots);
+	pthread_mutex_destroy(&h->slot_lock);
+	pthread_mutex_destroy(&h->life);
+	pthread_mutex_destroy(&h->tm_lock);
+	pthread_cond_destroy(&h->tm_cond);
+}
+
+static const struct hbk_drv_ops hba_ops = {
+	.name = "hbk-raid",
+	.init_controller = hba_init,
+	.report_initiator_id = hba_initiator_id,
+	.report_highest_id = hba_highest_id,
+	.report_max_tasks = hba_max_tasks,
+	.get_dma_spec = hba_dma_spec,
+	.map_bundled = hba_map_bundled,
+	.start = hba_start,
+	.device_management = hba_device_management,
+	.init_target = hba_init_target,
+	.highest_lun = hba_highest_lun,
+	.process_task = hba_process_task,
+	.process_bundled = hba_process_bundled,
+	.abort_task = hba_abort_task,
+	.abort_task_set = hba_abort_task_set,
+	.clear_task_set = hba_clear_task_set,
+	.lun_reset = hba_lun_reset,
+	.target_reset = hba_target_reset,
+	.stop = hba_stop,
+};
+
+int main(int argc, char **argv)
+{
+	static struct hba h;
+	int rc = hbk_drv_main(&hba_ops, &h, argc, argv);
+	teardown(&h);
+	return rc;
+}

@@ -1,0 +1,325 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * End-to-end tests of hbk-raid, the driver of the emulated RAID controller,
+ * spawned as a real child process and driven through the host library on
+ * both paths: discovery of the virtual drives (INQUIRY and VPD), data
+ * integrity on memory and RAID drives, the card's transfer limit, bundled
+ * completions carrying many slots under load, a task abort that reaches
+ * the controller, teardown with I/O stuck in the card, and bad options.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/lib/testlib.h"
+
+#define RAID "drivers/hbk-raid"
+#define BS 512u
+
+static struct hbk_ctl *open_raid(enum hbk_ctl_mode mode, const char *const *args,
+				 uint32_t task_timeout_ms)
+{
+	struct hbk_ctl *c = NULL;
+	assert_int_equal(tl_open(RAID, mode, args, 0, task_timeout_ms, &c), 0);
+	assert_non_null(c);
+	assert_int_equal(hbk_ctl_bundled(c), mode != HBK_MODE_PER_TASK);
+	return c;
+}
+
+static struct hbk_lun *lun_of(struct hbk_ctl *c, uint64_t target)
+{
+	for (unsigned i = 0; i < hbk_ctl_lun_count(c); i++)
+		if (tl_info(hbk_ctl_lun(c, i)).target == target)
+			return hbk_ctl_lun(c, i);
+	fail_msg("no LUN on target %llu", (unsigned long long)target);
+	return NULL;
+}
+
+/* ---- Asynchronous load: n I/Os of 8 blocks at lba[i] ------------------------------ */
+
+struct load {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned n, outstanding, errors;
+	struct hbk_blk_io *io;
+	uint8_t *data;
+};
+
+static void load_done(struct hbk_blk_io *io)
+{
+	struct load *ld = io->priv;
+	pthread_mutex_lock(&ld->lock);
+	ld->errors += io->error != 0;
+	ld->outstanding--;
+	pthread_cond_broadcast(&ld->cond);
+	pthread_mutex_unlock(&ld->lock);
+}
+
+static void load_start(struct load *ld, struct hbk_lun *l, unsigned n, bool write,
+		       uint64_t (*lba)(unsigned i))
+{
+	*ld = (struct load){ .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
+			     .n = n, .outstanding = n, .io = calloc(n, sizeof(*ld->io)),
+			     .data = malloc((size_t)n * 8 * BS) };
+	assert_non_null(ld->io);
+	assert_non_null(ld->data);
+	for (unsigned i = 0; i < n; i++) {
+		struct hbk_blk_io *io = &ld->io[i];
+		*io = (struct hbk_blk_io){ .lun = l, .op = write ? HBK_BLK_WRITE : HBK_BLK_READ,
+					   .lba = lba(i), .nblocks = 8, .buf = ld->data + (size_t)i * 8 * BS,
+					   .done = load_done, .priv = ld };
+		if (write)
+			tl_fill(io->buf, io->lba, 8, BS, 3);
+		assert_int_equal(hbk_blk_submit(io), 0);
+	}
+}
+
+/* Waits until at most `left` I/Os are outstanding; returns the errors. */
+static unsigned load_wait(struct load *ld, unsigned left)
+{
+	pthread_mutex_lock(&ld->lock);
+	while (ld->outstanding > left)
+		pthread_cond_wait(&ld->cond, &ld->lock);
+	unsigned errors = ld->errors;
+	pthread_mutex_unlock(&ld->lock);
+	return errors;
+}
+
+static void load_free(struct load *ld)
+{
+	free(ld->io);
+	free(ld->data);
+}
+
+static uint64_t spread(unsigned i)
+{
+	return 64 + i * 8ull;
+}
+
+/* ---- Discovery and data ------------------------------------------------------------ */
+
+static void discovery_sees_the_virtual_drives(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = open_raid(HBK_MODE_AUTO, (const char *[]){
+		"vd=alpha:64M,beta:32M:4096,mirror:raid1:2x8M", "max-transfer=256k", NULL }, 0);
+	assert_string_equal(hbk_ctl_driver_name(c), "hbk-raid");
+	assert_int_equal(hbk_ctl_lun_count(c), 3);
+	static const struct { const char *serial; uint32_t bs; uint64_t bytes; bool thin; } want[] = {
+		{ "HBK0-VD0-alpha", 512, 64u << 20, true },
+		{ "HBK0-VD1-beta", 4096, 32u << 20, true },
+		{ "HBK0-VD2-mirror", 512, 0, false },
+	};
+	for (unsigned t = 0; t < 3; t++) {
+		struct hbk_lun_info li = tl_info(lun_of(c, t));
+		assert_int_equal(li.lun, 0);
+		assert_string_equal(li.vendor, "HBAKIT");
+		assert_string_equal(li.product, "VIRTUAL DRIVE");
+		assert_string_equal(li.serial, want[t].serial);
+		assert_memory_equal(li.devid, "naa.6", 5);
+		assert_int_equal(li.block_size, want[t].bs);
+		if (want[t].bytes)
+			assert_int_equal(li.nblocks * li.block_size, want[t].bytes);
+		else
+			assert_true(li.nblocks > 0 && li.nblocks * li.block_size <= 8u << 20);
+		assert_int_equal(li.max_xfer_bytes, 256 * 1024);
+		assert_int_equal(li.thin, want[t].thin);
+	}
+	/* INQUIRY VPD 00h: the pages the firmware's emulation serves. */
+	uint8_t vpd[64] = { 0 };
+	struct hbk_scsi_cmd cmd = { .lun = lun_of(c, 0), .cdb = { 0x12, 1, 0x00, 0, sizeof(vpd) },
+				    .cdb_len = 6, .dir = HBK_DIR_READ, .buf = vpd, .len = sizeof(vpd) };
+	assert_int_equal(hbk_sam_exec(c, &cmd), 0);
+	assert_true(hbk_scsi_ok(&cmd.result));
+	assert_int_equal(vpd[1], 0x00);
+	assert_non_null(memchr(vpd + 4, 0x83, vpd[3]));
+	assert_non_null(memchr(vpd + 4, 0xb0, vpd[3]));
+	hbk_ctl_close(c);
+}
+
+/* The path a test runs on: its cmocka state (see BOTH_PATHS). */
+static const enum hbk_ctl_mode bundled = HBK_MODE_BUNDLED, per_task = HBK_MODE_PER_TASK;
+#define BOTH_PATHS(f) { #f "_bundled", f, NULL, NULL, (void *)&bundled }, \
+		      { #f "_per_task", f, NULL, NULL, (void *)&per_task }
+
+static enum hbk_ctl_mode path_of(void **state)
+{
+	return *(const enum hbk_ctl_mode *)*state;
+}
+
+/* Writes and reads back a pattern on every drive of the controller. */
+static void data_survives_roundtrip(void **state)
+{
+	struct hbk_ctl *c = open_raid(path_of(state), (const char *[]){
+		"vd=mem:16M,r5:raid5:3x4M:16k", "queues=2", NULL }, 0);
+	uint8_t *buf = malloc(64 * BS);
+	for (uint64_t t = 0; t < 2; t++) {
+		struct hbk_lun *l = lun_of(c, t);
+		for (uint64_t lba = 0; lba < 2048; lba += 64) {
+			tl_fill(buf, lba, 64, BS, (uint32_t)t + 7);
+			assert_int_equal(tl_rw(l, true, lba, 64, buf), 0);
+		}
+		for (uint64_t lba = 0; lba < 2048; lba += 64) {
+			memset(buf, 0, 64 * BS);
+			assert_int_equal(tl_rw(l, false, lba, 64, buf), 0);
+			assert_true(tl_check(buf, lba, 64, BS, (uint32_t)t + 7));
+		}
+	}
+	free(buf);
+	hbk_ctl_close(c);
+}
+
+static void io_is_split_at_the_card_limit(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = open_raid(HBK_MODE_AUTO, (const char *[]){
+		"vd=v:16M", "max-transfer=64k", NULL }, 0);
+	struct hbk_lun *l = hbk_ctl_lun(c, 0);
+	assert_int_equal(tl_info(l).max_xfer_bytes, 64 * 1024);
+	uint32_t n = (2u << 20) / BS;
+	uint8_t *buf = malloc(2u << 20);
+	tl_fill(buf, 100, n, BS, 5);
+	hbk_ctl_stats_reset(c);
+	assert_int_equal(tl_rw(l, true, 100, n, buf), 0);
+	struct hbk_ctl_stats s;
+	hbk_ctl_stats(c, &s);
+	assert_int_equal(s.tasks, 32);  /* 2 MiB / 64 KiB */
+	memset(buf, 0, 2u << 20);
+	assert_int_equal(tl_rw(l, false, 100, n, buf), 0);
+	assert_true(tl_check(buf, 100, n, BS, 5));
+	/* Thin: UNMAP reaches the memory volume, which reads back zeros. */
+	struct hbk_blk_io io = { .lun = l, .op = HBK_BLK_UNMAP, .lba = 108, .nblocks = 8 };
+	assert_int_equal(hbk_blk_exec(&io), 0);
+	assert_int_equal(tl_rw(l, false, 100, 24, buf), 0);
+	assert_true(tl_check(buf, 100, 8, BS, 5));
+	for (unsigned i = 8 * BS; i < 16 * BS; i++)
+		assert_int_equal(buf[i], 0);
+	assert_true(tl_check(buf + 16 * BS, 116, 8, BS, 5));
+	free(buf);
+	hbk_ctl_close(c);
+}
+
+/* Under load the interrupt handler completes many bundled slots per call. */
+static void bundled_completions_carry_many_slots(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = open_raid(HBK_MODE_BUNDLED, (const char *[]){
+		"vd=v:16M", "coalesce-count=16", "coalesce-us=200", NULL }, 0);
+	struct load ld;
+	hbk_ctl_stats_reset(c);
+	load_start(&ld, hbk_ctl_lun(c, 0), 1024, true, spread);
+	assert_int_equal(load_wait(&ld, 0), 0);
+	struct hbk_ctl_stats s;
+	hbk_ctl_stats(c, &s);
+	assert_int_equal(s.tasks, 1024);
+	assert_int_equal(s.completions, 1024);
+	assert_true(s.completion_msgs * 2 <= s.completions);  /* > 1 slot per completion */
+	assert_true(s.io_calls < s.tasks);                     /* > 1 slot per call */
+	assert_int_equal(s.failed_by_host + s.timeouts, 0);
+	load_free(&ld);
+	load_start(&ld, hbk_ctl_lun(c, 0), 1024, false, spread);
+	assert_int_equal(load_wait(&ld, 0), 0);
+	for (unsigned i = 0; i < ld.n; i++)
+		assert_true(tl_check(ld.io[i].buf, spread(i), 8, BS, 3));
+	load_free(&ld);
+	hbk_ctl_close(c);
+}
+
+/* ---- Task management and teardown ------------------------------------------------------ */
+
+/*
+ * An I/O hangs in the card (hold-lba): it times out, the host's ABORT TASK
+ * becomes an abort frame, the card terminates the I/O and the task comes
+ * back with TaskTimeoutOccurred, with no escalation to a LUN reset.
+ */
+static void task_abort_reaches_the_controller(void **state)
+{
+	tl_capture_begin();
+	struct hbk_ctl *c = open_raid(path_of(state), (const char *[]){ "vd=v:16M", "hold-lba=2048", NULL }, 300);
+	struct hbk_lun *l = hbk_ctl_lun(c, 0);
+	uint8_t buf[8 * BS];
+	tl_fill(buf, 2044, 8, BS, 1);
+	struct hbk_blk_io io = { .lun = l, .op = HBK_BLK_WRITE, .lba = 2044, .nblocks = 8, .buf = buf };
+	assert_int_equal(hbk_blk_exec(&io), -ETIMEDOUT);
+	assert_int_equal(io.result.service, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE);
+	assert_int_equal(io.result.status, HBK_DS_TASK_TIMEOUT);
+	assert_true(hbk_ctl_alive(c));
+	tl_fill(buf, 0, 8, BS, 2);
+	assert_int_equal(tl_rw(l, true, 0, 8, buf), 0);
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(tl_rw(l, false, 0, 8, buf), 0);
+	assert_true(tl_check(buf, 0, 8, BS, 2));
+	struct hbk_ctl_stats s;
+	hbk_ctl_stats(c, &s);
+	assert_int_equal(s.timeouts, 1);
+	hbk_ctl_close(c);
+	const char *log = tl_capture_end();
+	assert_non_null(strstr(log, "escalating with ABORT_TASK"));
+	assert_non_null(strstr(log, "hbk-raid: ABORT TASK target 0 lun 0: done by the controller, "
+				    "1 task(s) terminated"));
+	assert_null(strstr(log, "LUN_RESET"));
+}
+
+static uint64_t two_held(unsigned i)
+{
+	return i < 2 ? 0 : spread(i);  /* the first two touch the held block 0 */
+}
+
+/*
+ * Close with two I/Os stuck in the card: they fail with DeviceNotPresent,
+ * the driver resets the card at STOP and exits cleanly (under ASan its
+ * leak check runs at that exit), and nothing completes after STOP.
+ */
+static void teardown_fails_io_in_flight(void **state)
+{
+	tl_capture_begin();
+	struct hbk_ctl *c = open_raid(path_of(state), (const char *[]){ "vd=v:16M", "hold-lba=0", NULL }, 0);
+	struct load ld;
+	load_start(&ld, hbk_ctl_lun(c, 0), 64, false, two_held);
+	assert_int_equal(load_wait(&ld, 2), 0);
+	hbk_ctl_close(c);
+	const char *log = tl_capture_end();
+	assert_int_equal(ld.outstanding, 0);
+	assert_int_equal(ld.errors, 2);
+	for (unsigned i = 0; i < 2; i++) {
+		assert_int_equal(ld.io[i].error, -ENODEV);
+		assert_int_equal(ld.io[i].result.service, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE);
+		assert_int_equal(ld.io[i].result.status, HBK_DS_DEVICE_NOT_PRESENT);
+	}
+	assert_null(strstr(log, "did not exit"));
+	assert_null(strstr(log, "HBK-C"));
+	load_free(&ld);
+}
+
+static void bad_options_fail_the_open(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+		"vd=x:banana", "vd=x:raid4:3x4M", "vd=x:raid5:0x4M", "vd=a:1M,a:1M", "tasks=0",
+		"max-transfer=6000", "coalesce-us=9000000",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct hbk_ctl *c = NULL;
+		tl_capture_begin();
+		int err = tl_open(RAID, HBK_MODE_AUTO, (const char *[]){ bad[i], NULL }, 0, 0, &c);
+		const char *log = tl_capture_end();
+		assert_true(err < 0);
+		assert_null(c);
+		assert_non_null(strstr(log, "hbk-raid: "));
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(discovery_sees_the_virtual_drives),
+		BOTH_PATHS(data_survives_roundtrip),
+		cmocka_unit_test(io_is_split_at_the_card_limit),
+		cmocka_unit_test(bundled_completions_carry_many_slots),
+		BOTH_PATHS(task_abort_reaches_the_controller),
+		BOTH_PATHS(teardown_fails_io_in_flight),
+		cmocka_unit_test(bad_options_fail_the_open),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
