@@ -6,6 +6,7 @@
  * teardown with I/O outstanding, attach mode, and the batching statistics.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -496,6 +497,50 @@ static void attach_to_a_listening_driver(void **state)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* A host that dies without closing: the driver stops itself (its interrupt
+ * work and DMA end before its queues and the arena go away) and exits. */
+static void driver_stops_when_the_host_vanishes(void **state)
+{
+	(void)state;
+	char path[64], log[64];
+	snprintf(path, sizeof(path), "/tmp/hbk-test-%d-v.sock", getpid());
+	snprintf(log, sizeof(log), "/tmp/hbk-test-%d-v.log", getpid());
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	pid_t pid;
+	char *argv[] = { (char *)tl_path(RAM), "--listen", path, "size=2M", NULL };
+	assert_int_equal(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	pid_t host = fork();
+	assert_true(host >= 0);
+	if (!host) {
+		struct hbk_ctl *c = NULL;
+		struct hbk_ctl_opts o = { .attach = path, .settle_ms = 3000 };
+		int err = -1;
+		for (int i = 0; i < 200 && err; i++) {
+			err = hbk_ctl_open(&o, &c);
+			if (err)
+				usleep(10000);
+		}
+		uint8_t buf[4096] = { 0 };
+		_exit(err || tl_rw(hbk_ctl_lun(c, 0), true, 0, 8, buf) ? 1 : 0);
+	}
+	int status;
+	assert_int_equal(waitpid(host, &status, 0), host);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	char text[4096] = { 0 };
+	FILE *f = fopen(log, "r");
+	assert_non_null(f);
+	assert_true(fread(text, 1, sizeof(text) - 1, f) > 0);
+	fclose(f);
+	unlink(log);
+	fputs(text, stderr);  /* into the test log, where sanitizer reports are looked for */
+	assert_non_null(strstr(text, "went away without stopping the controller"));
+}
+
 /* device_management false: the framework probes targets 0..highest itself. */
 static void framework_creates_targets_when_driver_does_not(void **state)
 {
@@ -631,6 +676,7 @@ int main(void)
 		cmocka_unit_test(completion_ring_under_polling_and_load),
 		cmocka_unit_test(close_fails_outstanding_io),
 		cmocka_unit_test(attach_to_a_listening_driver),
+		cmocka_unit_test(driver_stops_when_the_host_vanishes),
 		cmocka_unit_test(framework_creates_targets_when_driver_does_not),
 		cmocka_unit_test(driver_target_calls_reach_the_host),
 		cmocka_unit_test(driver_survives_garbage_from_a_host),

@@ -77,6 +77,7 @@ struct hbk_drv {
 	struct hbk_drv_bundled_action bundled;
 	struct hbk_drv_mem cmd_mem, resp_mem;
 	atomic_bool bundled_mapped;
+	bool started, stopped;      /* START succeeded, STOP served; call server only */
 	pthread_mutex_t cring_lock; /* serialises appends to the completion ring */
 	uint32_t cring_tail;        /* entries published, under cring_lock */
 
@@ -747,6 +748,7 @@ static size_t serve(struct hbk_drv *d, union call_buf *m, int *fd, union reply_b
 		break;
 	case HBK_MSG_START:
 		err = o->start ? o->start(d) : 0;
+		d->started = !err;
 		break;
 	case HBK_MSG_DEVICE_MANAGEMENT:
 		val[0] = o->device_management ? o->device_management(d) : false;
@@ -779,6 +781,7 @@ static size_t serve(struct hbk_drv *d, union call_buf *m, int *fd, union reply_b
 	case HBK_MSG_STOP:
 		if (o->stop)
 			o->stop(d);
+		d->stopped = true;
 		break;
 	default:
 		err = -ENOSYS;
@@ -923,6 +926,19 @@ int hbk_drv_main(const struct hbk_drv_ops *ops, void *priv, int argc, char **arg
 	rc = err ? 1 : 0;
 	if (err)
 		hbk_log(HBK_LOG_ERR, "call server: %s", hbk_strerror(err));
+	if (d->started && !d->stopped && ops->stop) {
+		/* The host went away without STOP: the driver still has work
+		 * and DMA in flight, so it stops before its queues and the
+		 * arena go away, on the queue STOP is bound to. */
+		hbk_log(HBK_LOG_WARN, "the host went away without stopping the controller; "
+			"stopping it");
+		struct hbk_drv_queue *q = bound_queue(d, HBK_MSG_STOP);
+		pthread_mutex_lock(&q->exec);
+		cur_queue = q;
+		ops->stop(d);
+		cur_queue = NULL;
+		pthread_mutex_unlock(&q->exec);
+	}
 
 stop_queues:
 	queues_stop(d);
