@@ -32,7 +32,7 @@ struct bench_opts {
 	double runtime;
 	uint64_t size;
 	unsigned lun;
-	bool json, both;
+	bool json, both, suite;
 	const char *name;
 };
 
@@ -375,6 +375,80 @@ static void print_json(const struct bench_opts *o, const struct result *r, bool 
 	       r->driver_cpu, last ? "" : ",");
 }
 
+/*
+ * The story's experiment: the workloads its team ran with fio against the
+ * RAID 5 controller (4 jobs x iodepth 32; 1 MiB sequential writes at
+ * iodepth 32), each on the per-task path and then the bundled path, in one
+ * table with the bundled path's slots-per-call histogram.
+ */
+static const struct seed_job {
+	const char *label;
+	enum rw rw;
+	unsigned rwmixread, numjobs, iodepth;
+	uint64_t bs;
+} seed_jobs[] = {
+	{ "4k randrw 70/30", RW_RANDRW, 70, 4, 32, 4096 },
+	{ "4k randread", RW_RANDREAD, 100, 4, 32, 4096 },
+	{ "4k randwrite", RW_RANDWRITE, 0, 4, 32, 4096 },
+	{ "1m write", RW_WRITE, 0, 1, 32, 1 << 20 },
+	{ "16k randrw 70/30", RW_RANDRW, 70, 4, 32, 16384 },
+	{ "64k randrw 70/30", RW_RANDRW, 70, 4, 32, 65536 },
+};
+
+static int run_suite(const struct bench_opts *base)
+{
+	static const char *const rw_label[] = { "read", "write", "randread", "randwrite",
+						"randrw", "rw" };
+	struct result *res = calloc(2 * HBK_ARRAY_SIZE(seed_jobs), sizeof(*res));
+	if (!res)
+		return 1;
+	int rc = 0;
+	if (!base->json)
+		printf("%-18s %5s %11s %9s %11s %9s %7s   bundled slots per call (1/2/3-4/5-8/9-16/17-32)\n",
+		       "workload", "jobs", "per-task", "MiB/s", "bundled", "MiB/s", "ratio");
+	else
+		printf("{\"suite\": \"seed\", \"results\": [\n");
+	for (unsigned k = 0; k < HBK_ARRAY_SIZE(seed_jobs); k++) {
+		const struct seed_job *sj = &seed_jobs[k];
+		struct bench_opts o = *base;
+		o.rw = sj->rw;
+		o.rwmixread = sj->rwmixread;
+		o.numjobs = sj->numjobs;
+		o.iodepth = sj->iodepth;
+		o.bs = sj->bs;
+		o.name = rw_label[sj->rw];
+		struct result *r = &res[2 * k];
+		if (run_mode(&o, HBK_MODE_PER_TASK, &r[0]) || run_mode(&o, HBK_MODE_BUNDLED, &r[1])) {
+			rc = 1;
+			break;
+		}
+		double iops[2], mib[2];
+		for (unsigned m = 0; m < 2; m++) {
+			iops[m] = (double)r[m].ios / r[m].seconds;
+			mib[m] = iops[m] * (double)o.bs / 1048576.0;
+			rc |= r[m].errors != 0;
+		}
+		if (base->json) {
+			for (unsigned m = 0; m < 2; m++)
+				print_json(&o, &r[m], false);
+			printf("    {\"workload\": \"%s\", \"bundled_over_per_task\": %.3f}%s\n",
+			       sj->label, iops[1] / iops[0],
+			       k + 1 == HBK_ARRAY_SIZE(seed_jobs) ? "" : ",");
+			continue;
+		}
+		printf("%-18s %2ux%-2u %11.0f %9.1f %11.0f %9.1f %6.2fx  ", sj->label, o.numjobs,
+		       o.iodepth, iops[0], mib[0], iops[1], mib[1], iops[1] / iops[0]);
+		for (unsigned b = 0; b < HBK_HIST_BUCKETS; b++)
+			printf("%s%llu", b ? "/" : " ", (unsigned long long)r[1].stats.hist[b]);
+		printf("\n");
+		fflush(stdout);
+	}
+	if (base->json)
+		printf("]}\n");
+	free(res);
+	return rc;
+}
+
 static void bench_usage(void)
 {
 	fprintf(stderr,
@@ -392,7 +466,8 @@ static void bench_usage(void)
 		"  --lun N                LUN index (0)\n"
 		"  --poll-us N            bundled: poll the completion ring N us before\n"
 		"                         sleeping (100; 0 or -1: never)\n"
-		"  --output-format normal|json\n");
+		"  --output-format normal|json\n"
+		"  --suite seed           the story's workloads on both paths, one table\n");
 }
 
 int cli_bench(int argc, char **argv)
@@ -449,6 +524,9 @@ int cli_bench(int argc, char **argv)
 		} else if (!strcmp(key, "--lun")) {
 			ok = ok && cli_parse_size(v, &num);
 			o.lun = (unsigned)num;
+		} else if (!strcmp(key, "--suite")) {
+			ok = ok && !strcmp(v, "seed");
+			o.suite = ok;
 		} else if (!strcmp(key, "--output-format")) {
 			ok = ok && (!strcmp(v, "normal") || !strcmp(v, "json"));
 			o.json = ok && !strcmp(v, "json");
@@ -462,6 +540,8 @@ int cli_bench(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (o.suite)
+		return run_suite(&o);
 	enum hbk_ctl_mode modes[2] = { HBK_MODE_PER_TASK, HBK_MODE_BUNDLED };
 	unsigned first = 0, last = 1;
 	if (!o.both)
