@@ -8,6 +8,7 @@
 #define HBK_TOOLS_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hbk/host.h"
@@ -36,7 +37,11 @@ int cli_ctl_open(const struct cli_ctl *o, enum hbk_ctl_mode mode, struct hbk_ctl
 /* "4k", "1M", "300" -> bytes; returns false on garbage. */
 bool cli_parse_size(const char *s, uint64_t *out);
 
+/* bytes -> "1.5 GiB" into buf. */
+void cli_fmt_capacity(uint64_t bytes, char *buf, size_t size);
+
 int cli_bench(int argc, char **argv);
 int cli_info(int argc, char **argv);
+int cli_raid(int argc, char **argv);
 
 #endif /* HBK_TOOLS_CLI_H */

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The hbakit command-line tool: `hbakit bench` measures a controller on the
- * per-task and bundled paths, `hbakit info` lists its targets and LUNs.  This
- * file holds the dispatch, the controller options all subcommands share, and
- * `info`.
+ * per-task and bundled paths, `hbakit info` lists its targets and LUNs,
+ * `hbakit raid` manages RAID arrays of real disks.  This file holds the
+ * dispatch, the controller options all subcommands share, and `info`.
  */
 #include <errno.h>
 #include <limits.h>
@@ -126,7 +126,7 @@ int cli_ctl_open(const struct cli_ctl *o, enum hbk_ctl_mode mode, struct hbk_ctl
 	return err;
 }
 
-static void fmt_capacity(uint64_t bytes, char *buf, size_t size)
+void cli_fmt_capacity(uint64_t bytes, char *buf, size_t size)
 {
 	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
 	double v = (double)bytes;
@@ -165,7 +165,7 @@ int cli_info(int argc, char **argv)
 		const struct hbk_lun_info *li = &info;
 		hbk_lun_info(hbk_ctl_lun(c, i), &info);
 		char cap[32];
-		fmt_capacity(li->nblocks * li->block_size, cap, sizeof(cap));
+		cli_fmt_capacity(li->nblocks * li->block_size, cap, sizeof(cap));
 		printf("%-6llu %-4llu %-8s %-16s %-4s %-20s %-12s %-6u %s%s\n",
 		       (unsigned long long)li->target, (unsigned long long)li->lun, li->vendor,
 		       li->product, li->revision, li->serial, cap, li->block_size, li->devid,
@@ -180,7 +180,8 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: hbakit COMMAND [options]\n"
 		"  bench   measure a controller: per-task vs bundled path (hbakit bench --help)\n"
-		"  info    list the controller's targets and LUNs\n");
+		"  info    list the controller's targets and LUNs\n"
+		"  raid    create, inspect and repair RAID arrays of disks (hbakit raid --help)\n");
 }
 
 int main(int argc, char **argv)
@@ -193,6 +194,8 @@ int main(int argc, char **argv)
 		return cli_bench(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "info"))
 		return cli_info(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "raid"))
+		return cli_raid(argc - 1, argv + 1);
 	usage();
 	return 2;
 }

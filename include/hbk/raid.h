@@ -17,6 +17,7 @@
 #define HBK_RAID_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hbk/disk.h"
@@ -234,5 +235,129 @@ int hbk_raid_scrub(struct hbk_raid *r, bool repair, struct hbk_raid_scrub *out);
 const char *hbk_raid_level_name(enum hbk_raid_level l);
 const char *hbk_raid_state_name(enum hbk_raid_state s);
 const char *hbk_raid_verdict_name(enum hbk_raid_verdict v);
+
+/* ---- Array specs ------------------------------------------------------------------------------ */
+
+/*
+ * A spec is one string that says what an array is and which disks it is
+ * made of, shared by `hbakit raid` and the raid driver (grammar and profiles
+ * in docs/raid.md):
+ *
+ *     level=5,chunk=64k,cache=1g,disk=file:/var/tmp/d0.img,...,spare=file:/var/tmp/s.img
+ *     profile=lsi3108-raid5,size=256m
+ *
+ * A profile gives defaults that explicit keys override; without disk= the
+ * array is built of memory disks of size= data bytes each.
+ */
+
+enum hbk_raid_spec_kind {
+	HBK_RAID_SPEC_FILE = 0,    /* file or block device (io_uring) */
+	HBK_RAID_SPEC_MEM = 1,
+	HBK_RAID_SPEC_NULL = 2,
+	HBK_RAID_SPEC_NBD = 3,
+};
+
+struct hbk_raid_spec_disk {
+	enum hbk_raid_spec_kind kind;
+	const char *text;          /* as written ("file:/var/tmp/d0.img"); "mem" when generated */
+	const char *target;        /* FILE: path; NBD: URI or socket; else NULL */
+	uint64_t size;             /* MEM, NULL: disk bytes, metadata area included */
+};
+
+/* A parsed spec.  The caller may adjust cfg and opts before opening it
+ * (cfg.assume_clean, opts.force, opts.rebuild_rate). */
+struct hbk_raid_spec {
+	char profile[24];          /* "" when none */
+	struct hbk_raid_config cfg;  /* level, chunk, member_size (size=) */
+	struct hbk_raid_opts opts;   /* cache_bytes, workers, rebuild_rate */
+	struct hbk_disk_latency latency;  /* model NONE: none */
+	enum hbk_disk_direct direct;
+	unsigned nmembers;         /* disk[0..nmembers): members in slot order */
+	unsigned ndisks;           /* disk[nmembers..ndisks): hot spares */
+	struct hbk_raid_spec_disk disk[HBK_RAID_MAX_DISKS];
+	char *text_;               /* private: the copy disk[].text points into */
+};
+
+/*
+ * Parses spec text into *out (free with hbk_raid_spec_free).  Returns 0, or
+ * -EINVAL with a message naming the bad key written to err (errlen bytes,
+ * may be 0), or -ENOMEM.  Touches no disk.  Any thread.
+ */
+int hbk_raid_spec_parse(const char *text, struct hbk_raid_spec **out, char *err, size_t errlen);
+
+/* Frees a parsed spec (NULL is fine). */
+void hbk_raid_spec_free(struct hbk_raid_spec *s);
+
+enum hbk_raid_spec_mode {
+	HBK_RAID_SPEC_AUTO = 0,      /* assemble if a disk carries metadata, else create */
+	HBK_RAID_SPEC_ASSEMBLE = 1,  /* assemble what the disks hold */
+	HBK_RAID_SPEC_CREATE = 2,    /* create; disks carrying metadata need opts.force */
+};
+
+#define HBK_RAID_SPEC_MAX_OPEN (HBK_RAID_MAX_DISKS + HBK_RAID_MAX_SPARES)
+
+/*
+ * An opened spec: the array, its disks and what assembly found.  Owned by
+ * the caller, filled by hbk_raid_spec_open (even when it fails), released
+ * by hbk_raid_spec_close.
+ */
+struct hbk_raid_spec_array {
+	struct hbk_raid *raid;     /* NULL when opening failed */
+	bool created;              /* created now, else assembled */
+	/* Disk i of the spec is disk[i]; attached disks follow (ndisks grows). */
+	unsigned ndisks;
+	struct hbk_disk *disk[HBK_RAID_SPEC_MAX_OPEN];  /* NULL: not open, see error[i] */
+	/* Why disk i is not open or not used: the open's -errno; creating:
+	 * -EEXIST it carries metadata, -ENOSPC it is too small. */
+	int error[HBK_RAID_SPEC_MAX_OPEN];
+	/* Verdict of each spec disk (entry i = disk i; an unopened disk is
+	 * UNREADABLE); after a create every member is MEMBER, every spare SPARE. */
+	struct hbk_raid_report report;
+	char message[512];         /* on failure: what went wrong, for a person */
+	/* Private. */
+	const struct hbk_raid_spec *spec_;
+	int lock_fd_[HBK_RAID_SPEC_MAX_OPEN];
+	const char *text_[HBK_RAID_SPEC_MAX_OPEN];      /* attached disks: their text (owned) */
+};
+
+/*
+ * Opens the disks of s (borrowed: it must outlive *a), applies its latency
+ * model, and creates or assembles the array as mode says.  Every file is
+ * locked (flock LOCK_EX|LOCK_NB) for as long as it is open, so a second
+ * process gets -EBUSY ("in use by another process").  A file that does not
+ * exist is created with size= data bytes (plus the metadata area) in CREATE
+ * and AUTO modes when the spec has size=.  A disk that cannot be opened
+ * (error[i]) fails the open, except when assembling with opts.force: then
+ * it counts as missing (verdict UNREADABLE) and goes stale, as assembly
+ * writes metadata without it.  When assembling, blank disks listed as
+ * spare= become hot spares.  Returns 0 with a->raid, or -errno with
+ * a->message: -EBUSY (a file in use), the error of a disk that could not
+ * be opened, -EEXIST (create over metadata without opts.force), -EINVAL
+ * (the disks cannot hold the array), and whatever hbk_raid_create or
+ * hbk_raid_assemble returned.  *a must be released with
+ * hbk_raid_spec_close either way.  Not from a completion callback.
+ */
+int hbk_raid_spec_open(const struct hbk_raid_spec *s, enum hbk_raid_spec_mode mode,
+		       struct hbk_raid_spec_array *a);
+
+/*
+ * Opens one more disk for the open array a (a replacement or a spare):
+ * text is a disk as in the spec (file:PATH, mem:SIZE, null:SIZE, nbd:URI,
+ * or a path).  A file that does not exist is created to fit the array; a
+ * file that is one of the spec's disks returns that disk if the array does
+ * not use it.  A disk carrying hbakit metadata that is not a stale disk of
+ * this array is refused without opts.force.  Returns 0 and *out (borrowed:
+ * closed by hbk_raid_spec_close), or -errno with a->message: -EINVAL (bad
+ * text, or the disk is in use by the array), -EBUSY (in use by another
+ * process), -EEXIST (foreign metadata), -ENOSPC (too many disks).
+ * Same threads as hbk_raid_spec_open.
+ */
+int hbk_raid_spec_attach(struct hbk_raid_spec_array *a, const char *text, struct hbk_disk **out);
+
+/*
+ * Closes the array (cleanly: see hbk_raid_close), then every disk, and
+ * releases the locks.  Safe after a failed open and on a zeroed struct.
+ */
+void hbk_raid_spec_close(struct hbk_raid_spec_array *a);
 
 #endif /* HBK_RAID_H */

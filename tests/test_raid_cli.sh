@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# `hbakit raid` end to end on files: create a RAID 5 of 4 files with its
+# initial resync, status (table and JSON), a pattern written and read back
+# (tests/test_raid_spec's pattern helper), a member failed, degraded status
+# and check, a replacement rebuilt, check clean; a corrupted parity block
+# found by check (exit 3) and repaired; a stale and a foreign disk reported
+# and refused; a second process kept out while one holds the files; bad
+# specs and options refused with status 2; rebuild onto a spare, interrupted
+# and continued.
+set -u
+BUILD=${BUILD:-build}
+H=$BUILD/hbakit
+PAT=$BUILD/tests/test_raid_spec
+fail() { echo "FAIL: $*"; exit 1; }
+[ -x "$H" ] && [ -x "$PAT" ] || { echo "$H or $PAT not built"; exit 77; }
+
+D=$(mktemp -d)
+watcher=
+trap '[ -n "$watcher" ] && kill "$watcher" 2>/dev/null; rm -rf "$D"' EXIT
+
+# The spec of a RAID 5 over the named files in $D.
+spec() { local s="level=5,chunk=64k" f; for f in "$@"; do s="$s,disk=file:$D/$f"; done; echo "$s"; }
+# Runs hbakit; $out holds stdout and stderr, $rc the exit status.
+run() { out=$("$H" raid "$@" 2>&1); rc=$?; echo "\$ hbakit raid $*"; echo "$out"; }
+expect() { [ "$rc" -eq "$1" ] || fail "exit status $rc, want $1"; shift
+	   for w in "$@"; do echo "$out" | grep -qF -- "$w" || fail "output lacks: $w"; done; }
+
+S=$(spec d0 d1 d2 d3)
+run create "$S,size=4m" --rate 16m
+expect 0 "created raid5" "resync: 100.0%" "the array is optimal"
+for f in d0 d1 d2 d3; do [ "$(stat -c %s "$D/$f")" -eq $((5 << 20)) ] || fail "$f not created at 5 MiB"; done
+
+run status "$S"
+expect 0 "raid5 of 4 members, chunk 64.0 KiB, 12.0 MiB" "state: optimal" "cache: write-through"
+[ "$(echo "$out" | grep -c 'member  active')" -eq 4 ] || fail "4 active members expected"
+run status --json "$S"
+expect 0 '"state": "optimal"' '"level": "raid5"' '"verdict": "member"'
+
+"$PAT" pattern write "$S" 7 || fail "pattern write"
+"$PAT" pattern verify "$S" 7 || fail "pattern verify"
+
+run fail "$S" "$D/d1"
+expect 0 "slot 1 failed: the array is degraded"
+run fail "$S" "$D/d1"
+expect 1 "is not a member of the array (stale)"
+run fail "$S" 1
+expect 1 "slot 1: has failed already"
+run status "$S"
+expect 0 "state: degraded" "(missing)" "stale"
+"$PAT" pattern verify "$S" 7 || fail "pattern verify, degraded"
+run check "$S"
+expect 0 "the array is degraded: no redundancy to compare" "0 unreadable"
+
+run replace "$S" "$D/d1" "file:$D/n1" --rate 16m
+expect 0 "slot 1: rebuilding onto file:$D/n1" "rebuild: 100.0%" "the array is optimal"
+S2=$(spec d0 n1 d2 d3)
+run check "$S2"
+expect 0 "checked 64 stripes: 0 mismatches"
+"$PAT" pattern verify "$S2" 7 || fail "pattern verify, rebuilt"
+
+# Stripe 0's parity is on the last member (left-symmetric), at 1 MiB.
+dd if=/dev/urandom of="$D/d3" bs=4k seek=256 count=1 conv=notrunc status=none
+run check "$S2"
+expect 3 "1 mismatches (the first in stripe 0)"
+run check --repair "$S2"
+expect 3 "1 mismatches (the first in stripe 0), repaired"
+run check "$S2"
+expect 0 "0 mismatches"
+"$PAT" pattern verify "$S2" 7 || fail "pattern verify, repaired"
+
+# The old d1 is stale, e0 belongs to another array: both reported, neither used.
+run create "level=1,size=1m,disk=file:$D/e0,disk=file:$D/e1" --assume-clean
+expect 0 "created raid1"
+run status "$S2,disk=file:$D/d1,disk=file:$D/e0"
+expect 0 "state: optimal"
+echo "$out" | grep -q "stale .*file:$D/d1$" || fail "d1 not reported stale"
+echo "$out" | grep -q "foreign .*file:$D/e0$" || fail "e0 not reported foreign"
+run fail "$S2,disk=file:$D/e0" "$D/e0"
+expect 1 "is not a member of the array (foreign)"
+run create "$(spec e0 d1 x2),size=1m"
+expect 1 "file:$D/e0: carries hbakit RAID metadata" "2 of the disks carry hbakit RAID metadata"
+run status "level=1,disk=file:$D/e0,disk=file:$D/e1"
+expect 0 "state: optimal"
+run fail "$S2" 2
+expect 0 "slot 2 failed"
+run replace "$S2" 2 "file:$D/e1"
+expect 1 "carries hbakit RAID metadata"
+run replace "$S2,disk=file:$D/d1" 2 "file:$D/d1"   # a stale disk of this array may come back
+expect 0 "rebuild: 100.0%" "the array is optimal"
+S3=$(spec d0 n1 d1 d3)
+"$PAT" pattern verify "$S3" 7 || fail "pattern verify, stale disk back"
+
+# A missing disk is reported and stops the assembly unless forced.
+run status "$S3,disk=file:$D/gone"
+expect 1 "file:$D/gone: cannot open: No such file or directory" "1 of the disks cannot be opened"
+
+# rebuild: refused without a spare; onto a blank spare= disk, interrupted
+# (the cursor is kept) and continued.
+run fail "$S3" 3
+expect 0 "slot 3 failed: the array is degraded"
+run rebuild "$S3"
+expect 1 "no spare to rebuild onto"
+truncate -s 5M "$D/s0"
+S4="$S3,spare=file:$D/s0"
+"$H" raid rebuild --rate 2m "$S4" >"$D/rebuild.out" 2>&1 &
+pid=$!
+sleep 0.7
+kill -TERM "$pid"
+wait "$pid"; rc=$?
+cat "$D/rebuild.out"
+[ "$rc" -eq 130 ] || fail "interrupted rebuild exit $rc, want 130"
+grep -q "rebuild interrupted at" "$D/rebuild.out" || fail "no interruption message"
+run status "$S4"
+expect 0 "state: rebuilding" "rebuild: "
+echo "$out" | grep -q "rebuilding [1-9]" || fail "the rebuild cursor was not kept"
+run rebuild "$S4"
+expect 0 "rebuild: 100.0%" "the array is optimal"
+S3=$(spec d0 n1 d1 s0)
+"$PAT" pattern verify "$S3" 7 || fail "pattern verify, rebuilt onto the spare"
+run rebuild "$S3"
+expect 0 "the array is optimal"
+
+# One process at a time: a second status meets the first one's locks.
+"$H" raid status --watch 0.2 "$S3" >"$D/watch.out" 2>&1 &
+watcher=$!
+for _ in $(seq 200); do grep -q "state:" "$D/watch.out" && break; sleep 0.05; done
+grep -q "state: optimal" "$D/watch.out" || fail "the watching status did not report"
+run status "$S3"
+expect 1 "file:$D/d0: in use by another process"
+kill -TERM "$watcher"
+wait "$watcher" || fail "the watching status exit $?"
+watcher=
+run status "$S3"
+expect 0 "state: optimal"
+
+# Bad specs and options: status 2, the bad key named.
+run status "level=7,disk=file:$D/d0"
+expect 2 "spec: level=7: not a RAID level"
+run status "$S3,colour=red"
+expect 2 "spec: colour=red: unknown key"
+run check --json "$S3"
+expect 2 "--json is not an option of this command"
+run fail "$S3"
+expect 2 "usage: hbakit raid fail SPEC SLOT|DISK"
+run frobnicate
+expect 2 "usage: hbakit raid COMMAND"
+echo "raid cli ok"
