@@ -7,6 +7,7 @@
 #ifndef HBK_COMMON_H
 #define HBK_COMMON_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -31,6 +32,39 @@ void hbk_log(enum hbk_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void hbk_log_set_who(const char *who);
 bool hbk_log_enabled(enum hbk_log_level level);
+
+/*
+ * A one-shot latch carrying a result: a blocking wrapper waits on it, the
+ * completion of the asynchronous call it wraps opens it.  Initialise with
+ * HBK_LATCH_INIT; hbk_latch_wait returns the result and destroys the latch.
+ */
+struct hbk_latch {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool open;
+	int result;
+};
+#define HBK_LATCH_INIT { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0 }
+
+static inline void hbk_latch_open(struct hbk_latch *l, int result)
+{
+	pthread_mutex_lock(&l->lock);
+	l->result = result;
+	l->open = true;
+	pthread_cond_signal(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+}
+
+static inline int hbk_latch_wait(struct hbk_latch *l)
+{
+	pthread_mutex_lock(&l->lock);
+	while (!l->open)
+		pthread_cond_wait(&l->cond, &l->lock);
+	pthread_mutex_unlock(&l->lock);
+	pthread_mutex_destroy(&l->lock);
+	pthread_cond_destroy(&l->cond);
+	return l->result;
+}
 
 /* A spin-wait hint for the CPU (polling loops). */
 static inline void hbk_cpu_relax(void)

@@ -361,35 +361,17 @@ void hbk_disk_close(struct hbk_disk *d)
 
 /* ---- Blocking helper ---------------------------------------------------------- */
 
-struct waiter {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool done;
-	int result;
-};
-
-static void waiter_done(struct hbk_disk_io *io, int result)
+static void rw_done(struct hbk_disk_io *io, int result)
 {
-	struct waiter *w = io->priv;
-	pthread_mutex_lock(&w->lock);
-	w->result = result;
-	w->done = true;
-	pthread_cond_signal(&w->cond);
-	pthread_mutex_unlock(&w->lock);
+	hbk_latch_open(io->priv, result);
 }
 
 int hbk_disk_rw(struct hbk_disk *d, enum hbk_disk_op op, void *buf, uint64_t offset,
 		uint64_t len, uint32_t flags)
 {
-	struct waiter w = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+	struct hbk_latch w = HBK_LATCH_INIT;
 	struct hbk_disk_io io = { .op = (uint8_t)op, .flags = flags, .offset = offset,
-				  .len = len, .buf = buf, .done = waiter_done, .priv = &w };
+				  .len = len, .buf = buf, .done = rw_done, .priv = &w };
 	hbk_disk_submit(d, &io);
-	pthread_mutex_lock(&w.lock);
-	while (!w.done)
-		pthread_cond_wait(&w.cond, &w.lock);
-	pthread_mutex_unlock(&w.lock);
-	pthread_cond_destroy(&w.cond);
-	pthread_mutex_destroy(&w.lock);
-	return w.result;
+	return hbk_latch_wait(&w);
 }

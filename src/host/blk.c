@@ -174,19 +174,19 @@ int hbk_blk_submit(struct hbk_blk_io *io)
 
 static void blk_exec_done(struct hbk_blk_io *io)
 {
-	latch_open(io->priv);
+	hbk_latch_open(io->priv, 0);
 }
 
 int hbk_blk_exec(struct hbk_blk_io *io)
 {
-	struct latch done = LATCH_INIT;
+	struct hbk_latch done = HBK_LATCH_INIT;
 	void (*user_done)(struct hbk_blk_io *) = io->done;
 	void *user_priv = io->priv;
 	io->done = blk_exec_done;
 	io->priv = &done;
 	int err = hbk_blk_submit(io);
 	if (!err) {
-		latch_wait(&done);
+		hbk_latch_wait(&done);
 		err = io->error;
 	}
 	io->done = user_done;

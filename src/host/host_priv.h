@@ -124,32 +124,6 @@ struct hbk_ctl {
 	atomic_ullong st_viol[HBK_RULES];
 };
 
-/* A one-shot latch: the blocking wrappers wait on it, a completion opens it. */
-struct latch {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool open;
-};
-#define LATCH_INIT { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false }
-
-static inline void latch_open(struct latch *l)
-{
-	pthread_mutex_lock(&l->lock);
-	l->open = true;
-	pthread_cond_signal(&l->cond);
-	pthread_mutex_unlock(&l->lock);
-}
-
-static inline void latch_wait(struct latch *l)
-{
-	pthread_mutex_lock(&l->lock);
-	while (!l->open)
-		pthread_cond_wait(&l->cond, &l->lock);
-	pthread_mutex_unlock(&l->lock);
-	pthread_mutex_destroy(&l->lock);
-	pthread_cond_destroy(&l->cond);
-}
-
 /* checker.c */
 void hbk_chk_violation(struct hbk_ctl *c, unsigned rule, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -757,19 +757,19 @@ void *hbk_io_timer(void *arg)
 
 static void exec_done(struct hbk_scsi_cmd *cmd)
 {
-	latch_open(cmd->priv);
+	hbk_latch_open(cmd->priv, 0);
 }
 
 int hbk_sam_exec(struct hbk_ctl *c, struct hbk_scsi_cmd *cmd)
 {
-	struct latch done = LATCH_INIT;
+	struct hbk_latch done = HBK_LATCH_INIT;
 	void (*user_done)(struct hbk_scsi_cmd *) = cmd->done;
 	void *user_priv = cmd->priv;
 	cmd->done = exec_done;
 	cmd->priv = &done;
 	int err = hbk_sam_submit(c, cmd);
 	if (!err)
-		latch_wait(&done);
+		hbk_latch_wait(&done);
 	cmd->done = user_done;
 	cmd->priv = user_priv;
 	return err;
