@@ -5,7 +5,9 @@
  * both paths: discovery of the virtual drives (INQUIRY and VPD), data
  * integrity on memory and RAID drives, the card's transfer limit, bundled
  * completions carrying many slots under load, a task abort that reaches
- * the controller, teardown with I/O stuck in the card, and bad options.
+ * the controller, teardown with I/O stuck in the card, arrays given by
+ * specs (array=, next to vd=), and bad options.  tests/test_raid_integrity.c
+ * takes arrays of files through every failure.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -109,7 +111,7 @@ static void discovery_sees_the_virtual_drives(void **state)
 	static const struct { const char *serial; uint32_t bs; uint64_t bytes; bool thin; } want[] = {
 		{ "HBK0-VD0-alpha", 512, 64u << 20, true },
 		{ "HBK0-VD1-beta", 4096, 32u << 20, true },
-		{ "HBK0-VD2-mirror", 512, 0, false },
+		{ "HBK0-VD2-mirror", 512, 0, true },   /* RAID 1 over memory disks honours UNMAP */
 	};
 	for (unsigned t = 0; t < 3; t++) {
 		struct hbk_lun_info li = tl_info(lun_of(c, t));
@@ -292,12 +294,60 @@ static void teardown_fails_io_in_flight(void **state)
 	load_free(&ld);
 }
 
+/*
+ * array=NAME:SPEC, repeated, after the vd= drives: each spec is one drive,
+ * commas and colons and all; thin only where the array honours UNMAP.
+ */
+static void arrays_from_specs(void **state)
+{
+	(void)state;
+	tl_capture_begin();
+	struct hbk_ctl *c = open_raid(HBK_MODE_BUNDLED, (const char *[]){
+		"vd=m:16M", "array=r5:level=5,members=3,size=4m,chunk=16k,cache=1m",
+		"--array=r0:level=raid0,size=2m,latency=ssd", NULL }, 0);
+	const char *log = tl_capture_end();
+	assert_non_null(strstr(log, "hbk-raid: array r5: created raid5, 3 members, 8 MiB, optimal"));
+	assert_non_null(strstr(log, "hbk-raid: array r0: created raid0, 2 members, 4 MiB, optimal"));
+	assert_int_equal(hbk_ctl_lun_count(c), 3);
+	static const struct { const char *serial; uint64_t bytes; bool thin; } want[] = {
+		{ "HBK0-VD0-m", 16u << 20, true },
+		{ "HBK0-VD1-r5", 8u << 20, false },   /* RAID 5 discards whole stripes only */
+		{ "HBK0-VD2-r0", 4u << 20, true },
+	};
+	uint8_t *buf = malloc(128 * BS);
+	assert_non_null(buf);
+	for (unsigned t = 0; t < 3; t++) {
+		struct hbk_lun *l = lun_of(c, t);
+		struct hbk_lun_info li = tl_info(l);
+		assert_string_equal(li.serial, want[t].serial);
+		assert_int_equal(li.nblocks * li.block_size, want[t].bytes);
+		assert_int_equal(li.thin, want[t].thin);
+		tl_fill(buf, 1000, 128, BS, t + 40);
+		assert_int_equal(tl_rw(l, true, 1000, 128, buf), 0);
+		memset(buf, 0, 128 * BS);
+		assert_int_equal(tl_rw(l, false, 1000, 128, buf), 0);
+		assert_true(tl_check(buf, 1000, 128, BS, t + 40));
+	}
+	/* SYNCHRONIZE CACHE reaches the cached array. */
+	struct hbk_blk_io fl = { .lun = lun_of(c, 1), .op = HBK_BLK_FLUSH };
+	assert_int_equal(hbk_blk_exec(&fl), 0);
+	/* UNMAP reaches the RAID 0 members, which read back zeros. */
+	struct hbk_blk_io un = { .lun = lun_of(c, 2), .op = HBK_BLK_UNMAP, .lba = 1000, .nblocks = 128 };
+	assert_int_equal(hbk_blk_exec(&un), 0);
+	assert_int_equal(tl_rw(lun_of(c, 2), false, 1000, 128, buf), 0);
+	for (unsigned i = 0; i < 128 * BS; i++)
+		assert_int_equal(buf[i], 0);
+	free(buf);
+	hbk_ctl_close(c);
+}
+
 static void bad_options_fail_the_open(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
 		"vd=x:banana", "vd=x:raid4:3x4M", "vd=x:raid5:0x4M", "vd=a:1M,a:1M", "tasks=0",
-		"max-transfer=6000", "coalesce-us=9000000",
+		"max-transfer=6000", "coalesce-us=9000000", "array=nameonly", "array=:level=0,size=1m",
+		"array=x:level=4,size=1m", "array=x:level=0,disk=file:/nonexistent/d0.img",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct hbk_ctl *c = NULL;
@@ -319,6 +369,7 @@ int main(void)
 		cmocka_unit_test(bundled_completions_carry_many_slots),
 		BOTH_PATHS(task_abort_reaches_the_controller),
 		BOTH_PATHS(teardown_fails_io_in_flight),
+		cmocka_unit_test(arrays_from_specs),
 		cmocka_unit_test(bad_options_fail_the_open),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,7 +10,8 @@
  * Targets are created from the AuxiliaryQueue, once the firmware runs and
  * the interrupts are armed.
  *
- * Options: vd=SPEC (see drivers/raid/hba.h; default vd0:256M), tasks=N (256,
+ * Options: vd=LIST and array=NAME:SPEC, repeatable (the virtual drives, see
+ * drivers/raid/hba.h; default vd0:256M), tasks=N (256,
  * at most the card's credits), queues=N reply queues (1), fw-threads=N (16),
  * max-transfer=BYTES (1M), coalesce-count=N (8), coalesce-us=T (10),
  * hold-lba=LBA (fault injection: I/O touching that block of a memory drive
@@ -49,6 +50,8 @@ struct opts {
 
 struct hba {
 	struct hbk_drv *d;
+	int argc;                       /* the command line, for repeated options */
+	char **argv;
 	struct opts o;
 	struct storage storage;
 	struct hbk_dev *dev;            /* the card */
@@ -101,7 +104,7 @@ static int parse_options(struct hba *h)
 		const char *s = hbk_drv_arg(h->d, options[i].name);
 		uint64_t *v = (uint64_t *)((char *)&h->o + options[i].off);
 		*v = options[i].dflt;
-		if (s && (parse_bytes(s, v) || *v < options[i].min || *v > options[i].max)) {
+		if (s && (hbk_raid_spec_size(s, v) || *v < options[i].min || *v > options[i].max)) {
 			fprintf(stderr, "hbk-raid: %s=%s: expected %llu..%llu\n", options[i].name, s,
 				(unsigned long long)options[i].min, (unsigned long long)options[i].max);
 			return -EINVAL;
@@ -118,12 +121,21 @@ static int parse_options(struct hba *h)
  * for the card being in its slot), then probes it as a driver would. */
 static int probe(struct hba *h)
 {
+	/* array= may be repeated (hbk_drv_arg finds the first only); each
+	 * value is NAME:SPEC, the spec's commas kept as they are. */
+	const char *arrays[HBK_DEV_MAX_TARGETS];
+	unsigned narrays = 0;
+	for (int i = 1; i < h->argc; i++) {
+		const char *a = h->argv[i] + (strncmp(h->argv[i], "--", 2) ? 0 : 2);
+		if (!strncmp(a, "array=", 6) && narrays < HBK_DEV_MAX_TARGETS)
+			arrays[narrays++] = a + 6;
+	}
 	const char *vd = hbk_drv_arg(h->d, "vd");
-	int err = storage_open(&h->storage, vd ? vd : "vd0:256M");
+	int err = storage_open(&h->storage, vd || narrays ? vd : "vd0:256M", arrays, narrays);
 	if (err)
 		return err;
 	for (unsigned i = 0; h->o.hold_lba != UINT64_MAX && i < h->storage.nvols; i++)
-		if (!h->storage.raid[i])
+		if (!h->storage.spec[i])
 			hbk_dev_vol_mem_hold(h->storage.vol[i], h->o.hold_lba);
 	struct hbk_dev_config cfg = {
 		.vols = h->storage.vol, .nvols = h->storage.nvols, .queues = (uint32_t)h->o.queues,
@@ -643,6 +655,8 @@ static const struct hbk_drv_ops hba_ops = {
 int main(int argc, char **argv)
 {
 	static struct hba h;
+	h.argc = argc;
+	h.argv = argv;
 	int rc = hbk_drv_main(&hba_ops, &h, argc, argv);
 	teardown(&h);
 	return rc;

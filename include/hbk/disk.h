@@ -160,7 +160,9 @@ extern const struct hbk_disk_latency hbk_disk_ssd_sata;
 /*
  * Puts a latency model on a disk (NULL or MODEL_NONE removes it).  Returns
  * 0, -EINVAL for a model without rate (or HDD without rpm), -EBUSY when I/O
- * is in flight.  Starts one timer thread per modelled disk.
+ * is in flight.  Removing a model works at any time, also under I/O from
+ * other threads: I/O waiting for its modelled time completes at once and
+ * later I/O is not delayed.  Starts one timer thread per modelled disk.
  */
 int hbk_disk_set_latency(struct hbk_disk *d, const struct hbk_disk_latency *m);
 

@@ -288,6 +288,14 @@ int hbk_raid_spec_parse(const char *text, struct hbk_raid_spec **out, char *err,
 /* Frees a parsed spec (NULL is fine). */
 void hbk_raid_spec_free(struct hbk_raid_spec *s);
 
+/*
+ * A size in the spec's syntax ("64k", "1G", "4096": digits and an optional
+ * binary unit k, m, g or t, any case) into *out, for callers that take sizes
+ * next to specs (the raid driver's options).  Returns 0, or -EINVAL for
+ * anything else and on overflow.  Any thread.
+ */
+int hbk_raid_spec_size(const char *text, uint64_t *out);
+
 enum hbk_raid_spec_mode {
 	HBK_RAID_SPEC_AUTO = 0,      /* assemble if a disk carries metadata, else create */
 	HBK_RAID_SPEC_ASSEMBLE = 1,  /* assemble what the disks hold */

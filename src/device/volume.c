@@ -296,6 +296,23 @@ int hbk_dev_vol_raid(const char *name, struct hbk_raid *r, struct hbk_vol **out)
 		data = st.members - (st.level == HBK_RAID5 ? 1 : 2);
 	rv->v.opt_blocks = (uint32_t)((uint64_t)st.chunk * data / st.block_size);
 	rv->v.flags = st.cache_bytes ? HBK_VOL_WRITE_CACHE : 0;
+	/* Thin only where the array honours UNMAP: at RAID 0/1/10 every
+	 * discard reaches the members when each of them discards (and, with
+	 * copies, reads discarded ranges back as zeros, so the copies stay
+	 * equal); RAID 5/6 discard whole stripes only and keep partial ones, so
+	 * they are not offered as thin.  LBPRZ when every member reads zeros. */
+	bool thin = st.level == HBK_RAID0 || st.level == HBK_RAID1 || st.level == HBK_RAID10;
+	bool zeroes = true;
+	for (unsigned i = 0; i < st.members; i++) {
+		struct hbk_disk_info di;
+		if (!st.member[i].disk)
+			continue;
+		hbk_disk_info(st.member[i].disk, &di);
+		thin = thin && di.discard && (st.level == HBK_RAID0 || di.discard_zeroes);
+		zeroes = zeroes && di.discard_zeroes;
+	}
+	if (thin)
+		rv->v.flags |= HBK_VOL_THIN | (zeroes ? HBK_VOL_LBPRZ : 0);
 	rv->r = r;
 	*out = &rv->v;
 	return 0;

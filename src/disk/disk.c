@@ -33,6 +33,7 @@ struct latency {
 	pthread_cond_t cond;                  /* CLOCK_MONOTONIC */
 	pthread_t thread;
 	bool stop;
+	bool off;                             /* removed with I/O in flight: no more delays */
 };
 
 int (*hbk_disk_open_fn)(const char *path, int flags, ...) = open;
@@ -147,7 +148,7 @@ static void *latency_main(void *arg)
 			pthread_cond_wait(&l->cond, &d->lock);
 			continue;
 		}
-		if (io->due_ns_ > hbk_now_ns()) {
+		if (!l->off && io->due_ns_ > hbk_now_ns()) {
 			struct timespec ts = { .tv_sec = (time_t)(io->due_ns_ / 1000000000u),
 					       .tv_nsec = (long)(io->due_ns_ % 1000000000u) };
 			pthread_cond_timedwait(&l->cond, &d->lock, &ts);
@@ -184,11 +185,21 @@ int hbk_disk_set_latency(struct hbk_disk *d, const struct hbk_disk_latency *m)
 	     (m->model == HBK_DISK_MODEL_SSD && (!m->channels || m->channels > SSD_MAX_CHANNELS)) ||
 	     m->seek_min_us > m->seek_max_us))
 		return -EINVAL;
+	if (!m || m->model == HBK_DISK_MODEL_NONE) {
+		/* Removing a model, even under I/O: what waits completes at
+		 * once and new I/O is not delayed; the timer thread goes with
+		 * the next model or at close. */
+		if (d->lat) {
+			pthread_mutex_lock(&d->lock);
+			d->lat->off = true;
+			pthread_cond_signal(&d->lat->cond);
+			pthread_mutex_unlock(&d->lock);
+		}
+		return 0;
+	}
 	if (atomic_load(&d->inflight))
 		return -EBUSY;
 	latency_stop(d);
-	if (!m || m->model == HBK_DISK_MODEL_NONE)
-		return 0;
 
 	struct latency *l = calloc(1, sizeof(*l));
 	if (!l)
@@ -289,7 +300,7 @@ void hbk_disk_submit(struct hbk_disk *d, struct hbk_disk_io *io)
 	pthread_mutex_lock(&d->lock);
 	int f = d->faulty ? apply_fault(d, io) : 0;
 	if (!f) {
-		if (d->lat)
+		if (d->lat && !d->lat->off)
 			io->due_ns_ = model_due(d, io, hbk_now_ns());
 		atomic_fetch_add_explicit(&d->inflight, 1, memory_order_relaxed);
 	}
@@ -333,7 +344,7 @@ void disk_complete(struct hbk_disk *d, struct hbk_disk_io *io, int result)
 	if (io->due_ns_ > hbk_now_ns()) {
 		io->result_ = result;
 		pthread_mutex_lock(&d->lock);
-		struct latency *l = d->lat;
+		struct latency *l = d->lat;   /* kept while I/O is in flight (set_latency) */
 		struct hbk_disk_io **pp = &l->waiting;
 		while (*pp && (*pp)->due_ns_ <= io->due_ns_)
 			pp = &(*pp)->next_;

@@ -340,6 +340,11 @@ int hbk_raid_spec_parse(const char *text, struct hbk_raid_spec **out, char *err,
 	return 0;
 }
 
+int hbk_raid_spec_size(const char *text, uint64_t *out)
+{
+	return parse_size(text, out) ? 0 : -EINVAL;
+}
+
 void hbk_raid_spec_free(struct hbk_raid_spec *s)
 {
 	if (s)
