@@ -237,71 +237,17 @@ static void unmap_reads_back_zeroes(void **state)
 	hbk_ctl_close(c);
 }
 
-/* Asynchronous load: n 4 KiB I/Os (LBA 8i, 512-byte blocks) submitted at once. */
-struct load {
-	struct hbk_lun *lun;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	unsigned n, outstanding, errors;
-	struct hbk_blk_io *io;
-	uint8_t *data;
-};
-
-static void load_done(struct hbk_blk_io *io)
-{
-	struct load *ld = io->priv;
-	pthread_mutex_lock(&ld->lock);
-	if (io->error)
-		ld->errors++;
-	if (!--ld->outstanding)
-		pthread_cond_broadcast(&ld->cond);
-	pthread_mutex_unlock(&ld->lock);
-}
-
-static void load_init(struct load *ld, struct hbk_ctl *c, unsigned n)
-{
-	*ld = (struct load){ .lun = hbk_ctl_lun(c, 0), .lock = PTHREAD_MUTEX_INITIALIZER,
-			     .cond = PTHREAD_COND_INITIALIZER, .n = n,
-			     .io = calloc(n, sizeof(*ld->io)), .data = malloc((size_t)n * 4096) };
-	assert_non_null(ld->io);
-	assert_non_null(ld->data);
-}
-
-static void load_fini(struct load *ld)
-{
-	free(ld->io);
-	free(ld->data);
-}
-
-static void load_submit(struct load *ld, bool write)
-{
-	ld->outstanding = ld->n;
-	ld->errors = 0;
-	for (unsigned i = 0; i < ld->n; i++) {
-		struct hbk_blk_io *io = &ld->io[i];
-		*io = (struct hbk_blk_io){ .lun = ld->lun, .op = write ? HBK_BLK_WRITE : HBK_BLK_READ,
-					   .lba = i * 8ull, .nblocks = 8, .buf = ld->data + (size_t)i * 4096,
-					   .done = load_done, .priv = ld };
-		if (write)
-			tl_fill(io->buf, io->lba, 8, 512, 5);
-		assert_int_equal(hbk_blk_submit(io), 0);
-	}
-}
-
 /* Submits the whole load, waits for it, asserts no I/O failed and returns
  * the controller's statistics for just this load. */
-static struct hbk_ctl_stats load_run(struct load *ld, struct hbk_ctl *c, bool write)
+static struct hbk_ctl_stats load_run(struct tl_load *ld, struct hbk_ctl *c, unsigned n,
+				     bool write)
 {
 	hbk_ctl_stats_reset(c);
-	load_submit(ld, write);
-	pthread_mutex_lock(&ld->lock);
-	while (ld->outstanding)
-		pthread_cond_wait(&ld->cond, &ld->lock);
-	pthread_mutex_unlock(&ld->lock);
-	assert_int_equal(ld->errors, 0);
+	tl_load_start(ld, hbk_ctl_lun(c, 0), n, write, NULL, 5);
+	assert_int_equal(tl_load_wait(ld, 0), 0);
 	struct hbk_ctl_stats s;
 	hbk_ctl_stats(c, &s);
-	assert_int_equal(s.tasks, ld->n);
+	assert_int_equal(s.tasks, n);
 	return s;
 }
 
@@ -310,15 +256,14 @@ static void pool_exhaustion_queues_in_order(void **state)
 	(void)state;
 	/* 4 pooled tasks, 512 I/Os at once: the rest wait for free tasks. */
 	struct hbk_ctl *c = open_ram(HBK_MODE_AUTO, (const char *[]){ "size=4M", "tasks=4", NULL });
-	struct load ld;
-	load_init(&ld, c, 512);
-	load_run(&ld, c, true);
-	memset(ld.data, 0, (size_t)ld.n * 4096);
-	struct hbk_ctl_stats s = load_run(&ld, c, false);
+	struct tl_load ld;
+	load_run(&ld, c, 512, true);
+	tl_load_free(&ld);
+	struct hbk_ctl_stats s = load_run(&ld, c, 512, false);
 	for (unsigned i = 0; i < ld.n; i++)
 		assert_true(tl_check(ld.data + (size_t)i * 4096, i * 8ull, 8, 512, 5));
 	assert_int_equal(s.hist[5] + s.hist[4], 0); /* never more than 4 per call */
-	load_fini(&ld);
+	tl_load_free(&ld);
 	hbk_ctl_close(c);
 }
 
@@ -329,14 +274,14 @@ static void sender_batches_what_was_prepared_during_a_call(void **state)
 	struct hbk_ctl *c = NULL;
 	assert_int_equal(tl_open("tests/drivers/stall", HBK_MODE_BUNDLED,
 				 (const char *[]){ "delay-us=20000", NULL }, 0, 0, &c), 0);
-	struct load ld;
-	load_init(&ld, c, 64);  /* the test driver's task count: none waits for a task */
-	struct hbk_ctl_stats s = load_run(&ld, c, true);
+	struct tl_load ld;
+	/* 64: the test driver's task count, so none waits for a task */
+	struct hbk_ctl_stats s = load_run(&ld, c, 64, true);
 	/* The first call leaves at once; the 20 ms it takes is ample time to
 	 * prepare the other 63, which then go 32 to a call. */
 	assert_true(s.io_calls <= 4);
 	assert_true(s.hist[5] >= 1);
-	load_fini(&ld);
+	tl_load_free(&ld);
 	hbk_ctl_close(c);
 }
 
@@ -347,12 +292,11 @@ static void per_task_path_sends_one_task_per_call(void **state)
 	struct hbk_ctl *c = NULL;
 	assert_int_equal(tl_open("tests/drivers/stall", HBK_MODE_PER_TASK,
 				 (const char *[]){ "delay-us=1000", NULL }, 0, 0, &c), 0);
-	struct load ld;
-	load_init(&ld, c, 64);
-	struct hbk_ctl_stats s = load_run(&ld, c, false);
+	struct tl_load ld;
+	struct hbk_ctl_stats s = load_run(&ld, c, 64, false);
 	assert_int_equal(s.io_calls, ld.n);
 	assert_int_equal(s.hist[0], ld.n);
-	load_fini(&ld);
+	tl_load_free(&ld);
 	hbk_ctl_close(c);
 }
 
@@ -421,25 +365,19 @@ static void completion_ring_under_polling_and_load(void **state)
 {
 	(void)state;
 	struct hbk_ctl *c = open_ram(HBK_MODE_BUNDLED, (const char *[]){ "size=4M", NULL });
-	struct load ld;
-	load_init(&ld, c, 256);
+	struct tl_load ld;
 	pthread_t th;
 	/* One thread at iodepth 1 beside bursts of 256: the event thread
 	 * alternates between polling and sleeping. */
 	assert_int_equal(pthread_create(&th, NULL, ring_worker, hbk_ctl_lun(c, 0)), 0);
 	for (unsigned k = 0; k < 8; k++) {
-		ld.lun = hbk_ctl_lun(c, 0);
-		load_submit(&ld, true);
-		pthread_mutex_lock(&ld.lock);
-		while (ld.outstanding)
-			pthread_cond_wait(&ld.cond, &ld.lock);
-		pthread_mutex_unlock(&ld.lock);
-		assert_int_equal(ld.errors, 0);
+		tl_load_start(&ld, hbk_ctl_lun(c, 0), 256, true, NULL, 5);
+		assert_int_equal(tl_load_wait(&ld, 0), 0);
+		tl_load_free(&ld);
 	}
 	void *bad;
 	pthread_join(th, &bad);
 	assert_int_equal((uintptr_t)bad, 0);
-	load_fini(&ld);
 	hbk_ctl_close(c);
 }
 
@@ -447,9 +385,8 @@ static void close_fails_outstanding_io(void **state)
 {
 	(void)state;
 	struct hbk_ctl *c = open_ram(HBK_MODE_AUTO, (const char *[]){ "size=16M", "tasks=8", NULL });
-	struct load ld;
-	load_init(&ld, c, 1000);
-	load_submit(&ld, false);
+	struct tl_load ld;
+	tl_load_start(&ld, hbk_ctl_lun(c, 0), 1000, false, NULL, 0);
 	hbk_ctl_close(c);
 	/* Every callback ran.  With 8 tasks for 1000 reads most were still
 	 * waiting at close, and each of those failed as DeviceNotPresent. */
@@ -464,7 +401,7 @@ static void close_fails_outstanding_io(void **state)
 			assert_int_equal(ld.io[i].error, -ENODEV);
 		}
 	assert_int_equal(failed, ld.errors);
-	load_fini(&ld);
+	tl_load_free(&ld);
 }
 
 static void attach_to_a_listening_driver(void **state)

@@ -38,62 +38,6 @@ static struct hbk_lun *lun_of(struct hbk_ctl *c, uint64_t target)
 	return NULL;
 }
 
-/* ---- Asynchronous load: n I/Os of 8 blocks at lba[i] ------------------------------ */
-
-struct load {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	unsigned n, outstanding, errors;
-	struct hbk_blk_io *io;
-	uint8_t *data;
-};
-
-static void load_done(struct hbk_blk_io *io)
-{
-	struct load *ld = io->priv;
-	pthread_mutex_lock(&ld->lock);
-	ld->errors += io->error != 0;
-	ld->outstanding--;
-	pthread_cond_broadcast(&ld->cond);
-	pthread_mutex_unlock(&ld->lock);
-}
-
-static void load_start(struct load *ld, struct hbk_lun *l, unsigned n, bool write,
-		       uint64_t (*lba)(unsigned i))
-{
-	*ld = (struct load){ .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
-			     .n = n, .outstanding = n, .io = calloc(n, sizeof(*ld->io)),
-			     .data = malloc((size_t)n * 8 * BS) };
-	assert_non_null(ld->io);
-	assert_non_null(ld->data);
-	for (unsigned i = 0; i < n; i++) {
-		struct hbk_blk_io *io = &ld->io[i];
-		*io = (struct hbk_blk_io){ .lun = l, .op = write ? HBK_BLK_WRITE : HBK_BLK_READ,
-					   .lba = lba(i), .nblocks = 8, .buf = ld->data + (size_t)i * 8 * BS,
-					   .done = load_done, .priv = ld };
-		if (write)
-			tl_fill(io->buf, io->lba, 8, BS, 3);
-		assert_int_equal(hbk_blk_submit(io), 0);
-	}
-}
-
-/* Waits until at most `left` I/Os are outstanding; returns the errors. */
-static unsigned load_wait(struct load *ld, unsigned left)
-{
-	pthread_mutex_lock(&ld->lock);
-	while (ld->outstanding > left)
-		pthread_cond_wait(&ld->cond, &ld->lock);
-	unsigned errors = ld->errors;
-	pthread_mutex_unlock(&ld->lock);
-	return errors;
-}
-
-static void load_free(struct load *ld)
-{
-	free(ld->io);
-	free(ld->data);
-}
-
 static uint64_t spread(unsigned i)
 {
 	return 64 + i * 8ull;
@@ -208,10 +152,10 @@ static void bundled_completions_carry_many_slots(void **state)
 	(void)state;
 	struct hbk_ctl *c = open_raid(HBK_MODE_BUNDLED, (const char *[]){
 		"vd=v:16M", "coalesce-count=16", "coalesce-us=200", NULL }, 0);
-	struct load ld;
+	struct tl_load ld;
 	hbk_ctl_stats_reset(c);
-	load_start(&ld, hbk_ctl_lun(c, 0), 1024, true, spread);
-	assert_int_equal(load_wait(&ld, 0), 0);
+	tl_load_start(&ld, hbk_ctl_lun(c, 0), 1024, true, spread, 3);
+	assert_int_equal(tl_load_wait(&ld, 0), 0);
 	struct hbk_ctl_stats s;
 	hbk_ctl_stats(c, &s);
 	assert_int_equal(s.tasks, 1024);
@@ -219,12 +163,12 @@ static void bundled_completions_carry_many_slots(void **state)
 	assert_true(s.completion_msgs * 2 <= s.completions);  /* > 1 slot per completion */
 	assert_true(s.io_calls < s.tasks);                     /* > 1 slot per call */
 	assert_int_equal(s.failed_by_host + s.timeouts, 0);
-	load_free(&ld);
-	load_start(&ld, hbk_ctl_lun(c, 0), 1024, false, spread);
-	assert_int_equal(load_wait(&ld, 0), 0);
+	tl_load_free(&ld);
+	tl_load_start(&ld, hbk_ctl_lun(c, 0), 1024, false, spread, 3);
+	assert_int_equal(tl_load_wait(&ld, 0), 0);
 	for (unsigned i = 0; i < ld.n; i++)
 		assert_true(tl_check(ld.io[i].buf, spread(i), 8, BS, 3));
-	load_free(&ld);
+	tl_load_free(&ld);
 	hbk_ctl_close(c);
 }
 
@@ -277,9 +221,9 @@ static void teardown_fails_io_in_flight(void **state)
 {
 	tl_capture_begin();
 	struct hbk_ctl *c = open_raid(path_of(state), (const char *[]){ "vd=v:16M", "hold-lba=0", NULL }, 0);
-	struct load ld;
-	load_start(&ld, hbk_ctl_lun(c, 0), 64, false, two_held);
-	assert_int_equal(load_wait(&ld, 2), 0);
+	struct tl_load ld;
+	tl_load_start(&ld, hbk_ctl_lun(c, 0), 64, false, two_held, 3);
+	assert_int_equal(tl_load_wait(&ld, 2), 0);
 	hbk_ctl_close(c);
 	const char *log = tl_capture_end();
 	assert_int_equal(ld.outstanding, 0);
@@ -291,7 +235,7 @@ static void teardown_fails_io_in_flight(void **state)
 	}
 	assert_null(strstr(log, "did not exit"));
 	assert_null(strstr(log, "HBK-C"));
-	load_free(&ld);
+	tl_load_free(&ld);
 }
 
 /*

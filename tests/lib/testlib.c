@@ -109,3 +109,49 @@ struct hbk_lun_info tl_info(const struct hbk_lun *l)
 	hbk_lun_info(l, &info);
 	return info;
 }
+
+static void load_done(struct hbk_blk_io *io)
+{
+	struct tl_load *ld = io->priv;
+	pthread_mutex_lock(&ld->lock);
+	ld->errors += io->error != 0;
+	ld->outstanding--;
+	pthread_cond_broadcast(&ld->cond);
+	pthread_mutex_unlock(&ld->lock);
+}
+
+void tl_load_start(struct tl_load *ld, struct hbk_lun *l, unsigned n, bool write,
+		   uint64_t (*lba)(unsigned i), uint32_t seed)
+{
+	*ld = (struct tl_load){ .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
+				.n = n, .outstanding = n, .io = calloc(n, sizeof(*ld->io)),
+				.data = malloc((size_t)n * 4096) };
+	assert_non_null(ld->io);
+	assert_non_null(ld->data);
+	for (unsigned i = 0; i < n; i++) {
+		struct hbk_blk_io *io = &ld->io[i];
+		*io = (struct hbk_blk_io){ .lun = l, .op = write ? HBK_BLK_WRITE : HBK_BLK_READ,
+					   .lba = lba ? lba(i) : i * 8ull, .nblocks = 8,
+					   .buf = ld->data + (size_t)i * 4096, .done = load_done,
+					   .priv = ld };
+		if (write)
+			tl_fill(io->buf, io->lba, 8, 512, seed);
+		assert_int_equal(hbk_blk_submit(io), 0);
+	}
+}
+
+unsigned tl_load_wait(struct tl_load *ld, unsigned left)
+{
+	pthread_mutex_lock(&ld->lock);
+	while (ld->outstanding > left)
+		pthread_cond_wait(&ld->cond, &ld->lock);
+	unsigned errors = ld->errors;
+	pthread_mutex_unlock(&ld->lock);
+	return errors;
+}
+
+void tl_load_free(struct tl_load *ld)
+{
+	free(ld->io);
+	free(ld->data);
+}

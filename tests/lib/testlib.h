@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <pthread.h>
 
 #include "hbk/host.h"
 
@@ -40,5 +41,25 @@ struct hbk_lun_info tl_info(const struct hbk_lun *l);
 
 /* Synchronous block I/O on LUN l; returns io.error. */
 int tl_rw(struct hbk_lun *l, bool write, uint64_t lba, uint32_t nblocks, void *buf);
+
+/*
+ * An asynchronous load: n I/Os of 8 blocks of 512 bytes, all submitted at
+ * once, at LBA lba(i) (NULL: 8i); writes carry tl_fill's pattern for seed,
+ * reads land in data + 4096 i.  Completions count into outstanding and
+ * errors under lock.  tl_load_start allocates (free with tl_load_free),
+ * tl_load_wait waits until at most `left` I/Os are outstanding and returns
+ * the errors so far.
+ */
+struct tl_load {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned n, outstanding, errors;
+	struct hbk_blk_io *io;
+	uint8_t *data;
+};
+void tl_load_start(struct tl_load *ld, struct hbk_lun *l, unsigned n, bool write,
+		   uint64_t (*lba)(unsigned i), uint32_t seed);
+unsigned tl_load_wait(struct tl_load *ld, unsigned left);
+void tl_load_free(struct tl_load *ld);
 
 #endif /* HBK_TESTLIB_H */
