@@ -66,6 +66,13 @@ $(BUILD)/drivers/hbk-%: $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(basename $$(wi
 $(BUILD)/tests/drivers/%: $(BUILD)/tests/drivers/%.o $(TDRV_LIB) $(BUILD)/libhbk.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The nbdkit front end (docs/nbdkit.md): libhbk linked in statically with its
+# symbols kept private, so the plugin exports only nbdkit's entry point.
+PLUGIN    := $(BUILD)/nbdkit-hbakit-plugin.so
+all: $(PLUGIN)
+$(PLUGIN): $(BUILD)/nbdkit/hbakit-plugin.o $(BUILD)/libhbk.a
+	$(CC) -shared $(LDFLAGS) -Wl,--exclude-libs,ALL -o $@ $^ $(LDLIBS)
+
 TEST_LIB  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/lib/*.c))
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_LIB) $(BUILD)/libhbk.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka

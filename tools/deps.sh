@@ -10,6 +10,10 @@ set -u
 # `make check`; liburing (disk I/O), ISA-L (RAID parity, CRC32C) and libnbd
 # (network member disks) for the RAID controller.
 need=(build-essential libcmocka-dev clang valgrind libnbd-dev liburing-dev libisal-dev)
+# The nbdkit front end: nbdkit-plugin-dev builds the plugin; nbdkit, fio (its
+# nbd engine), libnbd-bin (nbdcopy, nbdinfo) and qemu-utils with
+# qemu-block-extra (qemu-img, qemu-io) run its tests and bench/fio-seed.sh.
+need+=(nbdkit nbdkit-plugin-dev libnbd-bin fio qemu-utils qemu-block-extra)
 missing=()
 for p in "${need[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
