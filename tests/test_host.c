@@ -478,6 +478,27 @@ static void driver_stops_when_the_host_vanishes(void **state)
 	assert_non_null(strstr(text, "went away without stopping the controller"));
 }
 
+/* A driver still busy after STOP (writing a cache out) is waited for, not
+ * killed: close takes as long as the driver needs, within exit_timeout_ms. */
+static void close_waits_for_a_driver_finishing_after_stop(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = NULL;
+	assert_int_equal(tl_open("tests/drivers/stall", HBK_MODE_AUTO,
+				 (const char *[]){ "exit-delay-ms=2500", NULL }, 0, 0, &c), 0);
+	uint8_t buf[4096] = { 0 };
+	assert_int_equal(tl_rw(hbk_ctl_lun(c, 0), true, 0, 8, buf), 0);
+	tl_capture_begin();
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	hbk_ctl_close(c);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	const char *out = tl_capture_end();
+	double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	assert_true(s >= 2.4);
+	assert_null(strstr(out, "killing it"));
+}
+
 /* device_management false: the framework probes targets 0..highest itself. */
 static void framework_creates_targets_when_driver_does_not(void **state)
 {
@@ -614,6 +635,7 @@ int main(void)
 		cmocka_unit_test(close_fails_outstanding_io),
 		cmocka_unit_test(attach_to_a_listening_driver),
 		cmocka_unit_test(driver_stops_when_the_host_vanishes),
+		cmocka_unit_test(close_waits_for_a_driver_finishing_after_stop),
 		cmocka_unit_test(framework_creates_targets_when_driver_does_not),
 		cmocka_unit_test(driver_target_calls_reach_the_host),
 		cmocka_unit_test(driver_survives_garbage_from_a_host),

@@ -34,6 +34,8 @@ struct hbk_ctl_opts {
 	uint32_t task_timeout_ms;    /* default task timeout (default 30000) */
 	uint64_t user_arena_bytes;   /* arena for hbk_ctl_buf_alloc (default 64 MiB) */
 	uint32_t settle_ms;          /* open waits this long for the first LUN (default 5000) */
+	uint32_t exit_timeout_ms;    /* close waits this long for a spawned driver to exit
+				      * after STOP, e.g. writing its cache out (default 30000) */
 	/* Bundled path: while at most 32 tasks are at the driver, the event
 	 * thread polls the completion ring this long before it sleeps (a wake
 	 * costs more than a short poll).  0: the default, 100; < 0: never. */

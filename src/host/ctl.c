@@ -604,6 +604,8 @@ static struct hbk_ctl *ctl_new(const struct hbk_ctl_opts *opts)
 		c->opts.user_arena_bytes = 64u << 20;
 	if (!c->opts.settle_ms)
 		c->opts.settle_ms = 5000;
+	if (!c->opts.exit_timeout_ms)
+		c->opts.exit_timeout_ms = 30000;
 	c->poll_ns = c->opts.poll_us < 0 ? 0 : (uint64_t)(c->opts.poll_us ? c->opts.poll_us : 100) * 1000;
 	c->call_fd = c->event_fd = -1;
 	c->region.fd = -1;
@@ -665,13 +667,23 @@ static void reap_driver(struct hbk_ctl *c)
 		return;
 	pid_t pid = c->pid;
 	bool gone = false;
-	for (int i = 0; i < 200 && !gone; i++) {   /* up to 2 s for a clean exit */
+	/* A driver may still be writing its cache out after STOP: killing it
+	 * then would lose acknowledged writes, so it gets exit_timeout_ms. */
+	uint64_t start = hbk_now_ns(), end = start + (uint64_t)c->opts.exit_timeout_ms * 1000000;
+	bool told = false;
+	while (!gone && hbk_now_ns() < end) {
 		gone = waitpid(pid, NULL, WNOHANG) == pid;
 		if (!gone)
 			usleep(10000);
+		if (!gone && !told && hbk_now_ns() - start > 2000000000ull) {
+			hbk_log(HBK_LOG_INFO, "waiting for the driver to finish after STOP "
+				"(up to %u ms)", c->opts.exit_timeout_ms);
+			told = true;
+		}
 	}
 	if (!gone) {
-		hbk_log(HBK_LOG_WARN, "driver did not exit after STOP; killing it");
+		hbk_log(HBK_LOG_WARN, "driver did not exit within %u ms of STOP; killing it",
+			c->opts.exit_timeout_ms);
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 	}

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "common/common.h"
 #include "tests/drivers/lib/tdrv.h"
@@ -319,5 +320,9 @@ int tdrv_main(int argc, char **argv, const struct hbk_drv_ops *ops,
 	int rc = hbk_drv_main(ops ? ops : &tdrv_ops, &t, argc, argv);
 	if (t.mem)
 		munmap(t.mem, TDRV_SIZE);
+	/* exit-delay-ms=N: work on after STOP, as a driver writing its cache out */
+	for (int i = 1; i < argc; i++)
+		if (!strncmp(argv[i], "exit-delay-ms=", 14))
+			usleep((useconds_t)atoi(argv[i] + 14) * 1000);
 	return rc;
 }
