@@ -17,17 +17,16 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/bytes.h"
+#include "common/common.h"
 #include "hbk/host.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
@@ -265,40 +264,22 @@ static bool backoff(unsigned try)
 }
 
 /*
- * The wait of an nbdkit worker for its I/O: a futex word instead of the
- * library's mutex-and-condvar latch, so a completion costs exactly one wake
- * (the condvar's waiter wakes into the mutex its signaller still holds, a
- * second switch).  PENDING -> DONE, or PENDING -> SLEEPING -> DONE + wake.
- * The host completes every submitted command (the driver's death and task
- * timeouts included), so the wait needs no time limit.
+ * The wait of an nbdkit worker for its I/O (the library's futex latch).
+ * Each worker's first wait makes it SCHED_BATCH: a woken batch thread does
+ * not preempt the host's event thread, which then completes its whole batch
+ * before the workers run (measured: 3.9 -> 3.3 context switches per I/O,
+ * +10..20% IOPS).  The host completes every submitted command (the driver's
+ * death and task timeouts included), so the wait needs no time limit.
  */
-enum { PENDING, SLEEPING, DONE };
-
-static void wake(uint32_t *w)
+static void wait_done(struct hbk_latch *w)
 {
-	if (__atomic_exchange_n(w, DONE, __ATOMIC_RELEASE) == SLEEPING)
-		syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-	/* A stale wake after the waiter returned is harmless: futex waiters
-	 * recheck their word. */
-}
-
-static void wait_done(uint32_t *w)
-{
-	/* Each worker's first wait makes it SCHED_BATCH: a woken batch thread
-	 * does not preempt the host's event thread, which then completes its
-	 * whole batch before the workers run (measured: 3.9 -> 3.3 context
-	 * switches per I/O, +10..20% IOPS). */
 	static __thread bool batch;
 	if (!batch) {
 		struct sched_param sp = { 0 };
 		pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 		batch = true;
 	}
-	uint32_t v = PENDING;
-	if (!__atomic_compare_exchange_n(w, &v, SLEEPING, false, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
-		return;   /* already DONE */
-	while (__atomic_load_n(w, __ATOMIC_ACQUIRE) != DONE)
-		syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, SLEEPING, NULL, NULL, 0);
+	hbk_latch_wait(w);
 }
 
 /*
@@ -321,12 +302,12 @@ static void client_gone_guard(void)
 
 static void cmd_done(struct hbk_scsi_cmd *cmd)
 {
-	wake(cmd->priv);
+	hbk_latch_open(cmd->priv, 0);
 }
 
 static void io_done(struct hbk_blk_io *io)
 {
-	wake(io->priv);
+	hbk_latch_open(io->priv, 0);
 }
 
 /*
@@ -338,7 +319,7 @@ static int scsi(struct hbk_lun *l, const uint8_t cdb[16], uint8_t cdb_len, uint8
 		void *buf, uint32_t len, struct hbk_scsi_result *res)
 {
 	struct hbk_scsi_cmd cmd;
-	uint32_t w;
+	struct hbk_latch w;
 	int err;
 	for (unsigned try = 0;; try++) {
 		memset(&cmd, 0, sizeof(cmd));
@@ -350,7 +331,7 @@ static int scsi(struct hbk_lun *l, const uint8_t cdb[16], uint8_t cdb_len, uint8
 		cmd.len = len;
 		cmd.done = cmd_done;
 		cmd.priv = &w;
-		w = PENDING;
+		hbk_latch_reset(&w);
 		err = hbk_sam_submit(ctl, &cmd);
 		if (!err) {
 			wait_done(&w);
@@ -368,12 +349,12 @@ static int scsi(struct hbk_lun *l, const uint8_t cdb[16], uint8_t cdb_len, uint8
  * hbk_blk_errno code with io->result set.  Any nbdkit thread. */
 static int blk(struct hbk_blk_io *io)
 {
-	uint32_t w;
+	struct hbk_latch w;
 	int err;
 	io->done = io_done;
 	io->priv = &w;
 	for (unsigned try = 0;; try++) {
-		w = PENDING;
+		hbk_latch_reset(&w);
 		err = hbk_blk_submit(io);
 		if (!err) {
 			wait_done(&w);

@@ -361,9 +361,10 @@ static void execute(struct ram *r, const struct hbk_task *t, struct hbk_response
 /*
  * The interrupt handler: drains everything pending, completing per-task tasks
  * one by one and bundled slots in groups.  Adaptive coalescing (the default)
- * completes half of what was pending per call (4..32 slots): at low depth the
- * host refills one half while the other executes, at high depth every
- * completion call carries 32 slots.  coalesce=N fixes the group size.
+ * completes a quarter of what was pending per call (4..32 slots): at low
+ * depth the host refills the first groups while the rest execute, at high
+ * depth every completion call carries 32 slots.  coalesce=N fixes the group
+ * size.
  */
 static void interrupt(struct hbk_drv_work *w)
 {

@@ -7,12 +7,14 @@
 #ifndef HBK_COMMON_H
 #define HBK_COMMON_H
 
-#include <pthread.h>
+#include <linux/futex.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hbk/abi.h"
 
@@ -35,34 +37,44 @@ bool hbk_log_enabled(enum hbk_log_level level);
 
 /*
  * A one-shot latch carrying a result: a blocking wrapper waits on it, the
- * completion of the asynchronous call it wraps opens it.  Initialise with
- * HBK_LATCH_INIT; hbk_latch_wait returns the result and destroys the latch.
+ * completion of the asynchronous call it wraps opens it.  A futex word, not
+ * a mutex and condvar: a completion costs at most one wake (a condvar's
+ * waiter wakes into the mutex its signaller still holds, a second switch),
+ * and none when the result came before the wait.  PENDING -> OPEN, or
+ * PENDING -> SLEEPING -> OPEN + wake.  Initialise with HBK_LATCH_INIT (or
+ * hbk_latch_reset to reuse one); hbk_latch_wait returns the result.
  */
+enum { HBK_LATCH_PENDING, HBK_LATCH_SLEEPING, HBK_LATCH_OPEN };
 struct hbk_latch {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool open;
+	uint32_t state;
 	int result;
 };
-#define HBK_LATCH_INIT { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0 }
+#define HBK_LATCH_INIT { HBK_LATCH_PENDING, 0 }
+
+static inline void hbk_latch_reset(struct hbk_latch *l)
+{
+	*l = (struct hbk_latch)HBK_LATCH_INIT;
+}
 
 static inline void hbk_latch_open(struct hbk_latch *l, int result)
 {
-	pthread_mutex_lock(&l->lock);
 	l->result = result;
-	l->open = true;
-	pthread_cond_signal(&l->cond);
-	pthread_mutex_unlock(&l->lock);
+	/* Release: pairs with the acquire in hbk_latch_wait, so the waiter
+	 * sees result and everything the completion wrote. */
+	if (__atomic_exchange_n(&l->state, HBK_LATCH_OPEN, __ATOMIC_RELEASE) == HBK_LATCH_SLEEPING)
+		syscall(SYS_futex, &l->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	/* l may be gone by now (the waiter returned): the wake only names the
+	 * address, and futex waiters recheck their word. */
 }
 
 static inline int hbk_latch_wait(struct hbk_latch *l)
 {
-	pthread_mutex_lock(&l->lock);
-	while (!l->open)
-		pthread_cond_wait(&l->cond, &l->lock);
-	pthread_mutex_unlock(&l->lock);
-	pthread_mutex_destroy(&l->lock);
-	pthread_cond_destroy(&l->cond);
+	uint32_t v = HBK_LATCH_PENDING;
+	if (__atomic_compare_exchange_n(&l->state, &v, HBK_LATCH_SLEEPING, false,
+					__ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
+		while (__atomic_load_n(&l->state, __ATOMIC_ACQUIRE) != HBK_LATCH_OPEN)
+			syscall(SYS_futex, &l->state, FUTEX_WAIT_PRIVATE, HBK_LATCH_SLEEPING,
+				NULL, NULL, 0);
 	return l->result;
 }
 
