@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,6 +266,80 @@ static void pool_exhaustion_queues_in_order(void **state)
 	assert_int_equal(s.hist[5] + s.hist[4], 0); /* never more than 4 per call */
 	tl_load_free(&ld);
 	hbk_ctl_close(c);
+}
+
+/* ---- Task management and initiators ------------------------------------------------ */
+
+static void count_done(struct hbk_scsi_cmd *cmd)
+{
+	atomic_fetch_add((atomic_uint *)cmd->priv, 1);
+}
+
+/*
+ * 70 reads on a driver whose calls take 300 ms and that pools 64 tasks: 6
+ * wait at the host.  Task management takes waiting commands off the queue
+ * (TASK ABORTED, without the driver) and reaches the driver for the rest.
+ */
+static void task_management_aborts_queued_commands(void **state)
+{
+	(void)state;
+	enum { N = 70, POOL = 64 };
+	struct hbk_ctl *c = NULL;
+	assert_int_equal(tl_open("tests/drivers/stall", HBK_MODE_BUNDLED,
+				 (const char *[]){ "delay-us=300000", NULL }, 0, 0, &c), 0);
+	struct hbk_lun *l = hbk_ctl_lun(c, 0);
+	struct hbk_scsi_cmd *cmd = calloc(N, sizeof(*cmd));
+	uint8_t *buf = malloc((size_t)N * 4096);
+	assert_true(cmd && buf);
+	atomic_uint done = 0;
+	for (unsigned i = 0; i < N; i++) {
+		cmd[i] = (struct hbk_scsi_cmd){ .lun = l, .cdb = { 0x28, 0, 0, 0, 0, (uint8_t)(i * 8),
+								   0, 0, 8, 0 },
+						.cdb_len = 10, .dir = HBK_DIR_READ, .buf = buf + i * 4096ull,
+						.len = 4096, .done = count_done, .priv = &done };
+		assert_int_equal(hbk_sam_submit(c, &cmd[i]), 0);
+	}
+	assert_int_equal(hbk_sam_tmf(c, 0, 0, HBK_TMF_ABORT_TASK, NULL), -EINVAL);
+	assert_int_equal(hbk_sam_tmf(c, 0, 0, HBK_TMF_LUN_RESET, &cmd[0]), -EINVAL);
+	assert_int_equal(hbk_sam_tmf(c, 0, 0, (enum hbk_tmf)99, NULL), -EINVAL);
+	/* The last command waits for a pool task: it ends here and now. */
+	assert_int_equal(hbk_sam_tmf(c, 0, 0, HBK_TMF_ABORT_TASK, &cmd[N - 1]),
+			 HBK_SR_FUNCTION_COMPLETE);
+	assert_int_equal(atomic_load(&done), 1);
+	assert_int_equal(cmd[N - 1].result.service, HBK_SR_TASK_COMPLETE);
+	assert_int_equal(cmd[N - 1].result.status, HBK_STATUS_TASK_ABORTED);
+	/* The LUN reset takes the rest of the queue (before its call, which
+	 * waits for the driver's current 300 ms call). */
+	assert_int_equal(hbk_sam_tmf(c, 0, 0, HBK_TMF_LUN_RESET, NULL), HBK_SR_FUNCTION_COMPLETE);
+	for (unsigned i = POOL; i < N; i++)
+		assert_int_equal(cmd[i].result.status, HBK_STATUS_TASK_ABORTED);
+	/* The test driver has no ABORT TASK: a task at the driver is refused. */
+	int sr = hbk_sam_tmf(c, 0, 0, HBK_TMF_ABORT_TASK, &cmd[POOL - 1]);
+	assert_true(sr == HBK_SR_FUNCTION_REJECTED || sr == HBK_SR_FUNCTION_COMPLETE);
+	while (atomic_load(&done) < N)
+		usleep(1000);
+	/* Those at the driver ran to their end. */
+	for (unsigned i = 0; i < POOL; i++) {
+		assert_int_equal(cmd[i].result.service, HBK_SR_TASK_COMPLETE);
+		assert_int_equal(cmd[i].result.status, HBK_STATUS_GOOD);
+	}
+	/* A finished command is no longer at the driver: nothing to abort. */
+	assert_int_equal(hbk_sam_tmf(c, 0, 0, HBK_TMF_ABORT_TASK, &cmd[0]), HBK_SR_FUNCTION_COMPLETE);
+	hbk_ctl_close(c);
+	free(cmd);
+	free(buf);
+}
+
+/* Each command carries its initiator to the driver, which keeps
+ * reservations per initiator, on both paths. */
+static void reservations_are_kept_per_initiator(void **state)
+{
+	(void)state;
+	for (int mode = HBK_MODE_PER_TASK; mode <= HBK_MODE_BUNDLED; mode++) {
+		struct hbk_ctl *c = open_ram((enum hbk_ctl_mode)mode, (const char *[]){ "size=1M", NULL });
+		tl_check_reservations_per_initiator(hbk_ctl_lun(c, 0), 16);
+		hbk_ctl_close(c);
+	}
 }
 
 /* While a call is in flight, whatever is prepared goes in the next call. */
@@ -628,6 +703,8 @@ int main(void)
 		cmocka_unit_test(unmap_reads_back_zeroes),
 		cmocka_unit_test(pool_exhaustion_queues_in_order),
 		cmocka_unit_test(sender_batches_what_was_prepared_during_a_call),
+		cmocka_unit_test(task_management_aborts_queued_commands),
+		cmocka_unit_test(reservations_are_kept_per_initiator),
 		cmocka_unit_test(per_task_path_sends_one_task_per_call),
 		cmocka_unit_test(iodepth_one_sends_one_slot_per_call),
 		cmocka_unit_test(completion_ring_doorbell_wakes_a_sleeping_host),

@@ -242,6 +242,19 @@ static void teardown_fails_io_in_flight(void **state)
  * array=NAME:SPEC, repeated, after the vd= drives: each spec is one drive,
  * commas and colons and all; thin only where the array honours UNMAP.
  */
+/* The request frame carries each command's initiator to the firmware's
+ * reservations, on both paths. */
+static void reservations_are_kept_per_initiator(void **state)
+{
+	(void)state;
+	for (int mode = HBK_MODE_PER_TASK; mode <= HBK_MODE_BUNDLED; mode++) {
+		struct hbk_ctl *c = open_raid((enum hbk_ctl_mode)mode,
+					      (const char *[]){ "vd=r5:raid5:3x4M", NULL }, 0);
+		tl_check_reservations_per_initiator(lun_of(c, 0), 64);
+		hbk_ctl_close(c);
+	}
+}
+
 static void arrays_from_specs(void **state)
 {
 	(void)state;
@@ -314,6 +327,7 @@ int main(void)
 		BOTH_PATHS(task_abort_reaches_the_controller),
 		BOTH_PATHS(teardown_fails_io_in_flight),
 		cmocka_unit_test(arrays_from_specs),
+		cmocka_unit_test(reservations_are_kept_per_initiator),
 		cmocka_unit_test(bad_options_fail_the_open),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,6 +14,9 @@ need=(build-essential libcmocka-dev clang valgrind libnbd-dev liburing-dev libis
 # nbd engine), libnbd-bin (nbdcopy, nbdinfo) and qemu-utils with
 # qemu-block-extra (qemu-img, qemu-io) run its tests and bench/fio-seed.sh.
 need+=(nbdkit nbdkit-plugin-dev libnbd-bin fio qemu-utils qemu-block-extra)
+# The iSCSI front end: nettle (MD5 for CHAP) builds it; libiscsi-bin
+# (iscsi-test-cu, iscsi-inq, iscsi-readcapacity16, iscsi-perf) tests it.
+need+=(nettle-dev libiscsi-bin)
 missing=()
 for p in "${need[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -337,6 +337,7 @@ static bool build_frame(struct hba *h, const struct hbk_task *t, uint16_t index,
 		/* The card answers NO_TARGET for a target it does not have. */
 		.target = t->target_id < h->ntargets ? (uint32_t)t->target_id : UINT32_MAX,
 		.data_addr = (uintptr_t)buf, .data_len = (uint32_t)len,
+		.initiator = t->initiator_id,
 	};
 	memcpy(f->lun, t->lun, sizeof(f->lun));
 	memcpy(f->cdb, t->cdb, sizeof(f->cdb));

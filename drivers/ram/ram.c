@@ -352,8 +352,11 @@ static void execute(struct ram *r, const struct hbk_task *t, struct hbk_response
 				      HBK_DS_DELIVERY_FAILURE, 0, NULL, 0);
 		return;
 	}
-	hbk_scsi_execute(&r->targets[t->target_id], lun, t->cdb, t->cdb_len, buf,
-			 t->requested_transfer_count, (enum hbk_dir)t->direction, &rep);
+	const struct hbk_scsi_req req = {
+		.initiator = t->initiator_id, .lun = lun, .cdb = t->cdb, .cdb_len = t->cdb_len,
+		.buf = buf, .buf_len = t->requested_transfer_count, .dir = (enum hbk_dir)t->direction,
+	};
+	hbk_scsi_exec(&r->targets[t->target_id], &req, &rep);
 	hbk_drv_response_fill(resp, t, HBK_SR_TASK_COMPLETE, rep.status, rep.bytes,
 			      rep.sense, rep.sense_len);
 }
@@ -413,10 +416,24 @@ static void interrupt(struct hbk_drv_work *w)
 		hbk_drv_bundled_complete(r->d, r->bundled, done, (uint16_t)ndone);
 }
 
-static uint32_t ram_lun_reset(struct hbk_drv *d, uint64_t target, uint64_t lun)
+/* Task management: nothing is ever stuck in memory, so every function is
+ * complete at once; a task at the driver completes on its own, shortly. */
+static uint32_t ram_abort_task(struct hbk_drv *d, uint64_t target, uint64_t lun, uint64_t tag)
+{
+	(void)d; (void)target; (void)lun; (void)tag;
+	return HBK_SR_FUNCTION_COMPLETE;
+}
+
+static uint32_t ram_tmf_lun(struct hbk_drv *d, uint64_t target, uint64_t lun)
 {
 	(void)d; (void)target; (void)lun;
-	return HBK_SR_FUNCTION_COMPLETE; /* nothing is ever stuck in memory */
+	return HBK_SR_FUNCTION_COMPLETE;
+}
+
+static uint32_t ram_target_reset(struct hbk_drv *d, uint64_t target)
+{
+	(void)d; (void)target;
+	return HBK_SR_FUNCTION_COMPLETE;
 }
 
 static void ram_stop(struct hbk_drv *d)
@@ -437,8 +454,11 @@ static const struct hbk_drv_ops ram_ops = {
 	.highest_lun = ram_highest_lun,
 	.process_task = ram_process_task,
 	.process_bundled = ram_process_bundled,
-	.lun_reset = ram_lun_reset,
-	.target_reset = NULL,
+	.abort_task = ram_abort_task,
+	.abort_task_set = ram_tmf_lun,
+	.clear_task_set = ram_tmf_lun,
+	.lun_reset = ram_tmf_lun,
+	.target_reset = ram_target_reset,
 	.stop = ram_stop,
 };
 

@@ -86,12 +86,18 @@
  * Per-task path.  The task travels by value in PROCESS_TASK and its response
  * by value in the reply (completed at once) or in a PARALLEL_COMPLETION
  * message.  The slot memory is unused on this path but the arena is shared.
+ *
+ * Initiators.  The reference model has one initiator, the host.  hbakit's
+ * front ends (iSCSI) serve many, and persistent reservations must tell them
+ * apart at the LUN, so the task slot's last reserved word carries the I_T
+ * nexus (initiator_id, 0 = the host itself) in both paths; the layout and
+ * every other offset are the reference's.
  */
 
 #include <assert.h>
 #include <stdint.h>
 
-#define HBK_ABI_VERSION        2u
+#define HBK_ABI_VERSION        3u   /* 3: hbk_task.initiator_id */
 #define HBK_TASK_VERSION       1u   /* task and response "version" field */
 #define HBK_MAX_BUNDLE         32u  /* kMaxBundledParallelTasks */
 #define HBK_SENSE_BUF          256u
@@ -121,6 +127,7 @@ enum hbk_task_status {
 	HBK_STATUS_RESERVATION_CONFLICT = 0x18,
 	HBK_STATUS_TASK_SET_FULL = 0x28,
 	HBK_STATUS_ACA_ACTIVE = 0x30,
+	HBK_STATUS_TASK_ABORTED = 0x40,
 };
 
 /* With HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE. */
@@ -183,7 +190,7 @@ struct hbk_task {
 	uint8_t  direction;                /* enum hbk_dir */
 	uint8_t  rsvd2[2];
 	uint32_t timeout_ms;
-	uint8_t  rsvd3[8];
+	uint64_t initiator_id;             /* I_T nexus the task came from; 0 = the host */
 };
 
 struct hbk_response {
@@ -213,6 +220,7 @@ static_assert(__builtin_offsetof(struct hbk_task, cdb) == 96, "");
 static_assert(__builtin_offsetof(struct hbk_task, cdb_len) == 112, "");
 static_assert(__builtin_offsetof(struct hbk_task, direction) == 113, "");
 static_assert(__builtin_offsetof(struct hbk_task, timeout_ms) == 116, "");
+static_assert(__builtin_offsetof(struct hbk_task, initiator_id) == 120, "");
 static_assert(sizeof(struct hbk_response) == 384, "response slot is 384 bytes");
 static_assert(__builtin_offsetof(struct hbk_response, controller_task_id) == 48, "");
 static_assert(__builtin_offsetof(struct hbk_response, completion_status) == 56, "");

@@ -134,8 +134,10 @@ struct hbk_dev_frame {
 	uint32_t data_len;     /* <= MAX_XFER */
 	uint8_t  tm_type;      /* TASK_MGMT: enum hbk_dev_tm */
 	uint8_t  rsvd0[3];
-	uint32_t tm_tag;       /* ABORT_TASK: tag of the task to abort */
-	uint32_t rsvd1;
+	union {
+		uint64_t initiator;  /* SCSI_IO: the I_T nexus the command came from */
+		uint32_t tm_tag;     /* TASK_MGMT ABORT_TASK: tag of the task to abort */
+	};
 };
 static_assert(sizeof(struct hbk_dev_frame) == 64, "request frame is 64 bytes");
 static_assert(__builtin_offsetof(struct hbk_dev_frame, tag) == 4, "");
@@ -147,6 +149,7 @@ static_assert(__builtin_offsetof(struct hbk_dev_frame, data_addr) == 40, "");
 static_assert(__builtin_offsetof(struct hbk_dev_frame, data_len) == 48, "");
 static_assert(__builtin_offsetof(struct hbk_dev_frame, tm_type) == 52, "");
 static_assert(__builtin_offsetof(struct hbk_dev_frame, tm_tag) == 56, "");
+static_assert(__builtin_offsetof(struct hbk_dev_frame, initiator) == 56, "");
 
 /* ---- Reply descriptor -------------------------------------------------------- */
 

@@ -91,6 +91,9 @@ struct hbk_lun_info {
  */
 int hbk_lun_info(const struct hbk_lun *l, struct hbk_lun_info *out);
 
+/* The controller the LUN belongs to.  Any thread. */
+struct hbk_ctl *hbk_lun_ctl(const struct hbk_lun *l);
+
 /* ---- Buffers in the shared arena (zero copy) --------------------------------- */
 
 /*
@@ -113,6 +116,7 @@ struct hbk_scsi_cmd {
 	uint8_t cdb_len;
 	uint8_t dir;               /* enum hbk_dir */
 	uint8_t attr;              /* enum hbk_task_attr */
+	uint64_t initiator;        /* I_T nexus (a front end's initiator port); 0 = this host */
 	void *buf;
 	uint64_t len;
 	uint32_t timeout_ms;       /* 0: the controller default */
@@ -138,6 +142,36 @@ int hbk_sam_submit(struct hbk_ctl *c, struct hbk_scsi_cmd *cmd);
 /* Submits and waits.  Returns 0 (check cmd->result) or -errno.  Not from a
  * completion callback. */
 int hbk_sam_exec(struct hbk_ctl *c, struct hbk_scsi_cmd *cmd);
+
+/* ---- Task management ------------------------------------------------------------ */
+
+enum hbk_tmf {
+	HBK_TMF_ABORT_TASK = 1,
+	HBK_TMF_ABORT_TASK_SET,
+	HBK_TMF_CLEAR_ACA,
+	HBK_TMF_CLEAR_TASK_SET,
+	HBK_TMF_LUN_RESET,
+	HBK_TMF_TARGET_RESET,
+};
+
+/*
+ * Runs a task-management function at the driver and waits for its answer.
+ * target/lun name the nexus (lun is ignored by TARGET RESET); cmd is the
+ * submitted command to abort for HBK_TMF_ABORT_TASK and NULL otherwise.
+ * Commands still queued for a pool task never reach the driver: those the
+ * function covers (the one command, or every one of the nexus) complete at
+ * once with TASK ABORTED, whatever the driver answers, since they were
+ * queued before the function.
+ * Commands at the driver end when the driver completes them (typically with
+ * TASK ABORTED); their done runs as usual, possibly after this returns.  A
+ * command being handed over, or already done, is not at the driver: ABORT
+ * TASK then answers FUNCTION_COMPLETE without a call and the command runs
+ * to its end.  Returns the service response (HBK_SR_FUNCTION_COMPLETE or
+ * HBK_SR_FUNCTION_REJECTED), or -EINVAL, -ENODEV (controller dead), or the
+ * call's error.  Any thread but a completion callback.
+ */
+int hbk_sam_tmf(struct hbk_ctl *c, uint64_t target, uint64_t lun, enum hbk_tmf op,
+		struct hbk_scsi_cmd *cmd);
 
 /* ---- Block I/O -------------------------------------------------------------- */
 

@@ -201,7 +201,7 @@ static void execute(struct hbk_dev *dev, struct fw_ctx *c, struct hbk_dev_reply 
 		return;
 	}
 	struct hbk_scsi_req req = {
-		.lun = hbk_scsi_lun_decode(f->lun), .cdb = f->cdb, .cdb_len = f->cdb_len,
+		.initiator = f->initiator, .lun = hbk_scsi_lun_decode(f->lun), .cdb = f->cdb, .cdb_len = f->cdb_len,
 		.buf = f->data_len ? (void *)(uintptr_t)f->data_addr : NULL,  /* DMA: zero copy */
 		.buf_len = f->data_len, .dir = (enum hbk_dir)f->dir,
 	};

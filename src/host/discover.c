@@ -318,6 +318,11 @@ struct hbk_lun *hbk_ctl_lun(struct hbk_ctl *c, unsigned i)
 	return l;
 }
 
+struct hbk_ctl *hbk_lun_ctl(const struct hbk_lun *l)
+{
+	return l->ctl;
+}
+
 int hbk_lun_info(const struct hbk_lun *l, struct hbk_lun_info *out)
 {
 	pthread_mutex_lock(&l->ctl->lun_lock);

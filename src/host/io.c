@@ -156,6 +156,7 @@ static void prepare(struct hbk_ctl *c, struct htask *t, struct hbk_scsi_cmd *cmd
 	memcpy(k->cdb, cmd->cdb, cmd->cdb_len);
 	k->cdb_len = cmd->cdb_len;
 	k->direction = cmd->dir;
+	k->initiator_id = cmd->initiator;
 	k->timeout_ms = cmd->timeout_ms ? cmd->timeout_ms : c->opts.task_timeout_ms;
 	t->deadline_ns = hbk_coarse_ns() + (uint64_t)k->timeout_ms * 1000000ull;
 }
@@ -751,6 +752,108 @@ void *hbk_io_timer(void *arg)
 			hbk_ctl_call_simple(c, type, a, 3, NULL);
 		}
 	}
+}
+
+/* ---- Task management --------------------------------------------------------------- */
+
+static uint64_t cmd_target(const struct hbk_scsi_cmd *cmd)
+{
+	return cmd->lun ? cmd->lun->info.target : cmd->target;
+}
+
+static uint64_t cmd_lun(const struct hbk_scsi_cmd *cmd)
+{
+	return cmd->lun ? cmd->lun->info.lun : cmd->lun_id;
+}
+
+/* Whether queued command x falls under task-management function op. */
+static bool tmf_covers(enum hbk_tmf op, const struct hbk_scsi_cmd *x, uint64_t target,
+		       uint64_t lun, const struct hbk_scsi_cmd *cmd)
+{
+	switch (op) {
+	case HBK_TMF_ABORT_TASK:
+		return x == cmd;
+	case HBK_TMF_ABORT_TASK_SET: case HBK_TMF_CLEAR_TASK_SET: case HBK_TMF_LUN_RESET:
+		return cmd_target(x) == target && cmd_lun(x) == lun;
+	case HBK_TMF_TARGET_RESET:
+		return cmd_target(x) == target;
+	default:
+		return false;
+	}
+}
+
+/* Takes the queued commands op covers off the wait list and completes them
+ * with TASK ABORTED.  Returns how many it took. */
+static unsigned tmf_purge_queued(struct hbk_ctl *c, enum hbk_tmf op, uint64_t target,
+				 uint64_t lun, const struct hbk_scsi_cmd *cmd)
+{
+	struct hbk_scsi_cmd *gone = NULL, **gone_tail = &gone;
+	unsigned n = 0;
+	pthread_mutex_lock(&c->lock);
+	for (struct hbk_scsi_cmd **pp = &c->wait_head, *prev = NULL; *pp;) {
+		struct hbk_scsi_cmd *x = *pp;
+		if (!tmf_covers(op, x, target, lun, cmd)) {
+			prev = x;
+			pp = &x->next_wait;
+			continue;
+		}
+		*pp = x->next_wait;
+		if (c->wait_tail == x)
+			c->wait_tail = prev;
+		x->next_wait = NULL;
+		*gone_tail = x;
+		gone_tail = &x->next_wait;
+		n++;
+	}
+	pthread_mutex_unlock(&c->lock);
+	for (struct hbk_scsi_cmd *x = gone, *next; x; x = next) {
+		next = x->next_wait;
+		complete_cmd(x, HBK_SR_TASK_COMPLETE, HBK_STATUS_TASK_ABORTED);
+	}
+	return n;
+}
+
+int hbk_sam_tmf(struct hbk_ctl *c, uint64_t target, uint64_t lun, enum hbk_tmf op,
+		struct hbk_scsi_cmd *cmd)
+{
+	static const unsigned msg_of[] = {
+		[HBK_TMF_ABORT_TASK] = HBK_MSG_ABORT_TASK,
+		[HBK_TMF_ABORT_TASK_SET] = HBK_MSG_ABORT_TASK_SET,
+		[HBK_TMF_CLEAR_ACA] = HBK_MSG_CLEAR_ACA,
+		[HBK_TMF_CLEAR_TASK_SET] = HBK_MSG_CLEAR_TASK_SET,
+		[HBK_TMF_LUN_RESET] = HBK_MSG_LUN_RESET,
+		[HBK_TMF_TARGET_RESET] = HBK_MSG_TARGET_RESET,
+	};
+	if (op < HBK_TMF_ABORT_TASK || op > HBK_TMF_TARGET_RESET ||
+	    (op == HBK_TMF_ABORT_TASK) != (cmd != NULL))
+		return -EINVAL;
+	if (!hbk_ctl_alive(c))
+		return -ENODEV;
+	uint64_t tag = 0;
+	/* Commands still queued at the host never reach the driver. */
+	unsigned purged = tmf_purge_queued(c, op, target, lun, cmd);
+	if (op == HBK_TMF_ABORT_TASK) {
+		if (purged)
+			return HBK_SR_FUNCTION_COMPLETE;
+		bool at_driver = false;
+		pthread_mutex_lock(&c->lock);
+		/* t->cmd is stable while the task is at the driver (set before, cleared after). */
+		for (uint32_t i = 0; !at_driver && i < c->ntasks; i++) {
+			struct htask *t = &c->tasks[i];
+			if (t->state == SLOT_DRIVER && t->cmd == cmd) {
+				at_driver = true;
+				tag = t->task_id;
+			}
+		}
+		pthread_mutex_unlock(&c->lock);
+		if (!at_driver)
+			return HBK_SR_FUNCTION_COMPLETE;
+	}
+	uint64_t a[3] = { target, lun, tag }, val[4] = { 0 };
+	int err = hbk_ctl_call_simple(c, msg_of[op], a, 3, val);
+	if (err)
+		return err < 0 ? err : -EIO;
+	return val[0] == HBK_SR_FUNCTION_COMPLETE ? HBK_SR_FUNCTION_COMPLETE : HBK_SR_FUNCTION_REJECTED;
 }
 
 /* ---- Blocking wrapper ------------------------------------------------------------ */

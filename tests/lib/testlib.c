@@ -103,6 +103,57 @@ int tl_rw(struct hbk_lun *l, bool write, uint64_t lba, uint32_t nblocks, void *b
 	return hbk_blk_exec(&io);
 }
 
+int tl_scsi(struct hbk_lun *l, uint64_t initiator, const uint8_t *cdb, unsigned cdb_len,
+	    enum hbk_dir dir, void *buf, uint64_t len)
+{
+	struct hbk_scsi_cmd cmd = { .lun = l, .cdb_len = (uint8_t)cdb_len, .dir = (uint8_t)dir,
+				    .initiator = initiator, .buf = buf, .len = len };
+	memcpy(cmd.cdb, cdb, cdb_len);
+	int err = hbk_sam_exec(hbk_lun_ctl(l), &cmd);
+	if (err)
+		return err;
+	return cmd.result.service == HBK_SR_TASK_COMPLETE ? cmd.result.status
+							  : 0x100 + cmd.result.service;
+}
+
+/* PERSISTENT RESERVE OUT: service action sa with key and sa_key, type WRITE EXCLUSIVE. */
+static int pr_out(struct hbk_lun *l, uint64_t initiator, uint8_t sa, uint64_t key,
+		  uint64_t sa_key)
+{
+	uint8_t cdb[10] = { 0x5f, sa, 0x01, 0, 0, 0, 0, 0, 24, 0 };
+	uint8_t param[24] = { 0 };
+	for (int i = 0; i < 8; i++) {
+		param[i] = (uint8_t)(key >> (56 - 8 * i));
+		param[8 + i] = (uint8_t)(sa_key >> (56 - 8 * i));
+	}
+	return tl_scsi(l, initiator, cdb, sizeof(cdb), HBK_DIR_WRITE, param, sizeof(param));
+}
+
+void tl_check_reservations_per_initiator(struct hbk_lun *l, uint64_t lba)
+{
+	enum { A = 0x5000c500aa000001ull, B = 0x5000c500bb000002ull };
+	uint8_t buf[8 * 512];
+	uint8_t wr[10] = { 0x2a, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16),
+			   (uint8_t)(lba >> 8), (uint8_t)lba, 0, 0, 8, 0 };
+	uint8_t rd[10];
+	memcpy(rd, wr, sizeof(rd));
+	rd[0] = 0x28;
+	memset(buf, 0x5a, sizeof(buf));
+	assert_int_equal(pr_out(l, A, 0x00, 0, 0xa1), HBK_STATUS_GOOD);   /* REGISTER */
+	assert_int_equal(pr_out(l, A, 0x01, 0xa1, 0), HBK_STATUS_GOOD);   /* RESERVE */
+	assert_int_equal(tl_scsi(l, B, wr, 10, HBK_DIR_WRITE, buf, sizeof(buf)),
+			 HBK_STATUS_RESERVATION_CONFLICT);
+	assert_int_equal(tl_scsi(l, 0, wr, 10, HBK_DIR_WRITE, buf, sizeof(buf)),
+			 HBK_STATUS_RESERVATION_CONFLICT);
+	assert_int_equal(tl_scsi(l, A, wr, 10, HBK_DIR_WRITE, buf, sizeof(buf)), HBK_STATUS_GOOD);
+	assert_int_equal(tl_scsi(l, B, rd, 10, HBK_DIR_READ, buf, sizeof(buf)), HBK_STATUS_GOOD);
+	/* B may not release A's reservation: it is not even registered. */
+	assert_int_equal(pr_out(l, B, 0x02, 0xb2, 0), HBK_STATUS_RESERVATION_CONFLICT);
+	assert_int_equal(pr_out(l, A, 0x02, 0xa1, 0), HBK_STATUS_GOOD);   /* RELEASE */
+	assert_int_equal(tl_scsi(l, B, wr, 10, HBK_DIR_WRITE, buf, sizeof(buf)), HBK_STATUS_GOOD);
+	assert_int_equal(pr_out(l, A, 0x00, 0xa1, 0), HBK_STATUS_GOOD);   /* unregister */
+}
+
 struct hbk_lun_info tl_info(const struct hbk_lun *l)
 {
 	struct hbk_lun_info info;

@@ -43,6 +43,22 @@ struct hbk_lun_info tl_info(const struct hbk_lun *l);
 int tl_rw(struct hbk_lun *l, bool write, uint64_t lba, uint32_t nblocks, void *buf);
 
 /*
+ * Runs one CDB on LUN l as initiator `initiator` (0: the host) and returns
+ * the SCSI status byte, or 0x100 + the service response when the task did
+ * not complete, or -errno when it could not be submitted.
+ */
+int tl_scsi(struct hbk_lun *l, uint64_t initiator, const uint8_t *cdb, unsigned cdb_len,
+	    enum hbk_dir dir, void *buf, uint64_t len);
+
+/*
+ * Checks that the driver behind l keeps reservations per initiator: one
+ * initiator holds a WRITE EXCLUSIVE reservation, another's writes conflict
+ * and its reads pass, and after the release everyone writes.  Uses blocks
+ * lba..lba+7 of l (512-byte blocks) and leaves the reservation released.
+ */
+void tl_check_reservations_per_initiator(struct hbk_lun *l, uint64_t lba);
+
+/*
  * An asynchronous load: n I/Os of 8 blocks of 512 bytes, all submitted at
  * once, at LBA lba(i) (NULL: 8i); writes carry tl_fill's pattern for seed,
  * reads land in data + 4096 i.  Completions count into outstanding and
