@@ -40,6 +40,10 @@ echo "$bad" | grep -q "contract violations: HBK-C06 x" || fail "bench hides viol
 
 $H bench --rw sideways >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad --rw not refused"
 $H bench --bs 0 >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad --bs not refused"
+$H bench --span 2k >/dev/null 2>&1; [ $? -eq 2 ] || fail "--span below --bs not refused"
+warm=$($H bench --mode bundled --rw randrw --span 2M --warmup --iodepth 4 --runtime 0.3 \
+	--driver-arg size=8M) || fail "warm-up bench exit $?"
+echo "$warm" | grep -q "errors 0" || fail "warm-up bench reported errors: $warm"
 $H frobnicate >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown command not refused"
 $H info --driver /nonexistent >/dev/null 2>&1; [ $? -eq 1 ] || fail "missing driver not reported"
 echo "cli ok"

@@ -995,6 +995,127 @@ static void test_write_back_cache(void **state)
 	free(buf);
 }
 
+/* Reads [off, off + len) in 4 KiB reads and checks them against seed. */
+static void read_4k(struct hbk_raid *r, uint64_t off, uint64_t len, uint32_t seed)
+{
+	uint8_t *buf = aligned(4 * KiB);
+	for (uint64_t x = off; x < off + len; x += 4 * KiB) {
+		assert_int_equal(hbk_raid_rw(r, HBK_DISK_READ, buf, x, 4 * KiB, 0), 0);
+		for (unsigned s = 0; s < 4 * KiB; s += 512)
+			if (!sector_is(buf + s, x + s, seed))
+				fail_msg("sector at %llu does not hold seed %u",
+					 (unsigned long long)(x + s), seed);
+	}
+	free(buf);
+}
+
+static void cache_counts(struct hbk_raid *r, uint64_t *hits, uint64_t *misses)
+{
+	struct hbk_raid_status st;
+	hbk_raid_status(r, &st);
+	*hits = st.cache_read_hits;
+	*misses = st.cache_read_misses;
+}
+
+/*
+ * The read cache on a RAID 5 of four files (reads and writes that overlap in
+ * time reach the media here, which a file takes as a disk does).
+ */
+static void test_read_cache(void **state)
+{
+	(void)state;
+	const struct level *l = &all_levels[2];   /* RAID 5 of 4 */
+	struct hbk_disk *d[4];
+	char path[4][64];
+	struct hbk_disk_file_opts fo = { .create_size = DISK };
+	for (unsigned i = 0; i < 4; i++) {
+		snprintf(path[i], sizeof(path[i]), "/tmp/hbk-raid-rcache-%d-%u", (int)getpid(), i);
+		assert_int_equal(hbk_disk_open_file(path[i], &fo, &d[i]), 0);
+	}
+	struct hbk_raid_opts o = { .cache_bytes = 256 * KiB };
+	uint64_t h0, m0, h1, m1;
+	struct hbk_raid *r = create(l, d, &o);
+	write_range(r, 0, 1024 * KiB, 2000);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+
+	/* What a read brought in, the same read finds again. */
+	read_4k(r, 0, 128 * KiB, 2000);
+	cache_counts(r, &h0, &m0);
+	read_4k(r, 0, 128 * KiB, 2000);
+	cache_counts(r, &h1, &m1);
+	assert_int_equal(h1 - h0, 32);
+	assert_int_equal(m1, m0);
+
+	/* A write over cached data, absorbed, is what the next read sees. */
+	uint8_t *buf = aligned(128 * KiB);
+	fill(buf, 8 * KiB, 4 * KiB, 2001);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 8 * KiB, 4 * KiB, 0), 0);
+	read_4k(r, 8 * KiB, 4 * KiB, 2001);
+	/* A write too big for the cache goes around it: the clean lines it
+	 * covers go (the dirty one is destaged first), none goes stale. */
+	fill(buf, 0, 128 * KiB, 2002);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 0, 128 * KiB, 0), 0);
+	read_4k(r, 0, 128 * KiB, 2002);
+	read_4k(r, 0, 128 * KiB, 2002);
+
+	/* Reads racing writes around the cache never leave old data behind. */
+	enum { NSLOTS = 1024 * KiB / SLOT };
+	uint32_t expect[NSLOTS];
+	for (unsigned s = 0; s < NSLOTS; s++)
+		expect[s] = 2000;
+	struct load ld;
+	load_init(&ld, r, 8, false);
+	for (unsigned i = 0; i < 64; i++) {
+		uint64_t off = (i % 6) * 128 * KiB;
+		load_submit(&ld, HBK_DISK_READ, off + (i % 3) * 16 * KiB, 64 * KiB, 0, 0);
+		load_submit(&ld, HBK_DISK_READ, off + 64 * KiB, 4 * KiB, 0, 0);
+		load_submit(&ld, HBK_DISK_WRITE, off, 128 * KiB, 3000 + i, 0);
+		load_submit(&ld, HBK_DISK_READ, off + 96 * KiB, 32 * KiB, 0, 0);
+		load_wait(&ld);
+		read_4k(r, off, 128 * KiB, 3000 + i);
+		for (unsigned s = 0; s < 128 * KiB / SLOT; s++)
+			expect[off / SLOT + s] = 3000 + i;
+	}
+	assert_int_equal(ld.errors, 0);
+	load_free(&ld);
+
+	/* Four times the cache in verified random I/O: lines are evicted and
+	 * refilled, and every read sees the last write. */
+	load_init(&ld, r, 16, true);
+	uint64_t rng = 42;
+	for (unsigned i = 0; i < 3000; i++) {
+		rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+		uint64_t slot = (rng >> 33) % (1024 * KiB / SLOT);
+		bool write = (rng >> 20) % 4 == 0;
+		load_submit(&ld, write ? HBK_DISK_WRITE : HBK_DISK_READ, slot * SLOT, SLOT,
+			    write ? 4000 + i : 0, 0);
+	}
+	load_wait(&ld);
+	assert_int_equal(ld.errors, 0);
+	cache_counts(r, &h1, &m1);
+	assert_true(h1 > h0 + 32 && m1 > m0);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+	for (unsigned s = 0; s < NSLOTS; s++) {
+		if (ld.slot_seed[s])
+			expect[s] = ld.slot_seed[s];
+		read_4k(r, s * SLOT, SLOT, expect[s]);
+	}
+	load_free(&ld);
+	scrub_clean(r);
+	hbk_raid_close(r);
+
+	/* The media hold the same: a fresh assembly, without the cache's copy. */
+	struct hbk_raid_report rep;
+	r = assemble(d, 4, &rep);
+	for (unsigned s = 0; s < NSLOTS; s++)
+		read_4k(r, s * SLOT, SLOT, expect[s]);
+	hbk_raid_close(r);
+	close_disks(d, 4);
+	for (unsigned i = 0; i < 4; i++)
+		unlink(path[i]);
+	free(buf);
+}
+
 /* ---- Files ------------------------------------------------------------------------------------------- */
 
 static void test_file_backed_raid5(void **state)
@@ -1049,6 +1170,7 @@ int main(void)
 		cmocka_unit_test(test_metadata_verdicts),
 		cmocka_unit_test(test_dirty_degraded_needs_force),
 		cmocka_unit_test(test_write_back_cache),
+		cmocka_unit_test(test_read_cache),
 		cmocka_unit_test(test_file_backed_raid5),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,8 +31,10 @@ struct bench_opts {
 	unsigned iodepth, numjobs;
 	double runtime;
 	uint64_t size;
+	uint64_t span;      /* bytes of the LUN the I/O covers, from LBA 0 (0: all) */
 	unsigned lun;
 	bool json, both, suite;
+	bool warmup;        /* read the span once before measuring */
 	const char *name;
 };
 
@@ -206,6 +208,28 @@ static double driver_cpu(int pid)
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* Reads the first `bytes` of the LUN once, 1 MiB at a time, so that a
+ * controller cache holds what the measured run will touch. */
+static int warm_up(struct hbk_ctl *c, struct hbk_lun *lun, const struct hbk_lun_info *li,
+		   uint64_t bytes)
+{
+	const uint32_t chunk = 1u << 20;
+	void *buf = hbk_ctl_buf_alloc(c, chunk);
+	if (!buf)
+		return -ENOMEM;
+	int err = 0;
+	for (uint64_t off = 0; !err && off < bytes; off += chunk) {
+		struct hbk_blk_io io = { .lun = lun, .op = HBK_BLK_READ, .lba = off / li->block_size,
+					 .nblocks = (uint32_t)(HBK_MIN(chunk, bytes - off) / li->block_size),
+					 .buf = buf };
+		err = hbk_blk_exec(&io);
+	}
+	hbk_ctl_buf_free(c, buf);
+	if (err)
+		fprintf(stderr, "hbakit bench: warm-up read failed: %s\n", hbk_strerror(err));
+	return err;
+}
+
 static int run_mode(const struct bench_opts *o, enum hbk_ctl_mode mode, struct result *res)
 {
 	struct hbk_ctl *c;
@@ -230,7 +254,13 @@ static int run_mode(const struct bench_opts *o, enum hbk_ctl_mode mode, struct r
 		hbk_ctl_close(c);
 		return -EINVAL;
 	}
-	uint64_t lun_ios = li->nblocks * li->block_size / o->bs;
+	uint64_t lun_bytes = li->nblocks * li->block_size;
+	uint64_t span = o->span ? HBK_MIN(o->span, lun_bytes) : lun_bytes;
+	uint64_t lun_ios = span / o->bs;
+	if (o->warmup && (err = warm_up(c, lun, li, span))) {
+		hbk_ctl_close(c);
+		return err;
+	}
 	struct job *jobs = calloc(o->numjobs, sizeof(*jobs));
 	atomic_ullong *lat = calloc(LAT_BUCKETS, sizeof(*lat));
 	err = jobs && lat && lun_ios ? 0 : -ENOMEM;
@@ -459,6 +489,9 @@ static void bench_usage(void)
 		"  --iodepth N            I/Os in flight per job (32)\n"
 		"  --numjobs N            jobs (1)\n"
 		"  --runtime SECONDS      (5) or --size BYTES per job\n"
+		"  --span BYTES           I/O only to the first BYTES of the LUN (all of it)\n"
+		"  --warmup               read the span once before each measured run, so a\n"
+		"                         controller cache holds it (each run starts the driver)\n"
 		"  --mode per-task|bundled|both   (both)\n"
 		"  --driver PATH          driver executable (the ram driver)\n"
 		"  --driver-arg K=V       option for the driver, repeatable\n"
@@ -521,6 +554,13 @@ int cli_bench(int argc, char **argv)
 			ok = ok && *end == 0 && o.runtime > 0;
 		} else if (!strcmp(key, "--size")) {
 			ok = ok && cli_parse_size(v, &o.size) && o.size;
+		} else if (!strcmp(key, "--span")) {
+			ok = ok && cli_parse_size(v, &o.span) && o.span;
+		} else if (!strcmp(key, "--warmup")) {
+			o.warmup = true;
+			ok = true;
+			if (!eq)
+				i--;   /* a flag: it takes no value */
 		} else if (!strcmp(key, "--lun")) {
 			ok = ok && cli_parse_size(v, &num);
 			o.lun = (unsigned)num;
@@ -539,6 +579,10 @@ int cli_bench(int argc, char **argv)
 			bench_usage();
 			return 2;
 		}
+	}
+	if (o.span && o.span < o.bs) {
+		fprintf(stderr, "hbakit bench: --span must hold at least one block of --bs\n");
+		return 2;
 	}
 	if (o.suite)
 		return run_suite(&o);

@@ -179,6 +179,7 @@ struct hbk_raid_status {
 	uint64_t resync_done, resync_total;    /* resync_done == total: consistent */
 	uint64_t cache_bytes, cache_dirty;
 	/* Counters since assembly. */
+	uint64_t cache_read_hits, cache_read_misses;  /* reads the cache held whole, or not */
 	uint64_t full_stripe_writes, rmw_writes, rcw_writes, degraded_ops, member_errors;
 };
 

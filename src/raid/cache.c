@@ -1,15 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The controller's write-back cache, in front of the RAID engine.  Writes
- * are absorbed into 4 KiB lines (dirty per 512-byte sector) and acknowledged
- * at once; a flusher thread destages them oldest first, merging adjacent
- * dirty sectors into writes of up to 1 MiB (so sequential data reaches the
- * engine as full stripes), when the cache is half full, when a write waits
- * for room, and on a flush.  A flush completes once every write absorbed
- * before it is on the members and the members are flushed; a FUA write
- * waits the same way.  Reads overlay the cached sectors on what the engine
- * returns.  Only the flusher writes a cached line to the engine, so writes
- * to one sector reach the disks in the order they were acknowledged.
+ * The controller's cache, in front of the RAID engine.  Writes are
+ * absorbed into 4 KiB lines (valid and dirty per 512-byte sector) and
+ * acknowledged at once; a flusher thread destages them oldest first, merging
+ * adjacent dirty sectors into writes of up to 1 MiB (so sequential data
+ * reaches the engine as full stripes), when the cache is half full, when a
+ * write waits for room, and on a flush.  A flush completes once every write
+ * absorbed before it is on the members and the members are flushed; a FUA
+ * write waits the same way.  Only the flusher writes a cached line to the
+ * engine, so writes to one sector reach the disks in the order they were
+ * acknowledged.
+ *
+ * Reads are cached too, as a controller's "cached I/O" policy does: a read
+ * the lines do not hold whole goes to the engine with every line it covers
+ * pinned (lines it lacks are made, empty, when there is room), and when it
+ * ends the valid cached sectors are overlaid on what came back and the
+ * sectors no line held yet are filled from it.  A line is made before the
+ * engine read starts and stays pinned until the fill, so a write absorbed
+ * meanwhile marks its sectors valid and the fill leaves them alone.  Writes
+ * that go around the cache (discards, big writes) hold off every fill that
+ * overlaps them in time: the fill could carry what the media held before.
+ * Clean lines (destaged, or filled by reads) stay until room is needed, and
+ * are then evicted least recently used first.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -27,9 +39,10 @@ struct line {
 	struct line *hnext;            /* hash chain */
 	struct line *dnext, *dprev;    /* dirty list, oldest first */
 	uint64_t seq;                  /* the write that first dirtied it */
+	struct line *cnext, *cprev;    /* clean list (no dirty sector), least recently used first */
 	uint8_t valid, dirty;          /* one bit per sector */
 	bool busy;                     /* part of a destage write in flight */
-	unsigned pins;                 /* reads that overlay it when they end */
+	unsigned pins;                 /* reads that overlay or fill it when they end */
 	uint8_t data[LINE];
 };
 
@@ -46,8 +59,18 @@ struct missed_read {
 	struct hbk_raid_io inner;
 	struct hbk_raid_io *io;
 	struct cache *c;
+	uint64_t passes;               /* c->passes_started when it was sent */
+	bool may_fill;                 /* no write around the cache was in flight then */
 	unsigned nlines;
 	struct line *lines[];
+};
+
+/* A write that goes around the cache, tracked so no read fills lines with
+ * what the media held before it. */
+struct pass_write {
+	struct hbk_raid_io inner;
+	struct hbk_raid_io *io;
+	struct cache *c;
 };
 
 struct cache {
@@ -59,6 +82,10 @@ struct cache {
 	size_t nlines, max_lines;
 	uint64_t dirty_bytes;
 	struct line *dhead, *dtail;
+	struct line *chead, *ctail;    /* clean lines, least recently used first */
+	uint64_t passes_started;       /* writes sent around the cache so far */
+	unsigned passes_inflight;
+	uint64_t read_hits, read_misses;
 	struct destage *inflight;
 	unsigned ninflight;
 	uint64_t wseq;                 /* writes absorbed so far */
@@ -109,17 +136,89 @@ static void dirty_remove(struct cache *c, struct line *l)
 	*(l->dnext ? &l->dnext->dprev : &c->dtail) = l->dprev;
 }
 
-/* Frees l once nothing needs it: clean, not being destaged, not pinned. */
-static void maybe_free(struct cache *c, struct line *l)
+static void clean_append(struct cache *c, struct line *l)
 {
-	if (l->dirty || l->busy || l->pins)
-		return;
+	l->cnext = NULL;
+	l->cprev = c->ctail;
+	if (c->ctail)
+		c->ctail->cnext = l;
+	else
+		c->chead = l;
+	c->ctail = l;
+}
+
+static void clean_remove(struct cache *c, struct line *l)
+{
+	*(l->cprev ? &l->cprev->cnext : &c->chead) = l->cnext;
+	*(l->cnext ? &l->cnext->cprev : &c->ctail) = l->cprev;
+}
+
+/* A new line for `no`, empty and clean (NULL without memory). */
+static struct line *line_new(struct cache *c, uint64_t no)
+{
+	struct line *l = malloc(sizeof(*l));
+	if (!l)
+		return NULL;
+	*l = (struct line){ .no = no };
+	struct line **pp = slot_of(c, no);
+	l->hnext = *pp;
+	*pp = l;
+	c->nlines++;
+	clean_append(c, l);
+	return l;
+}
+
+/* Whether a clean line can go: nothing reads, fills or destages it. */
+static bool evictable(const struct line *l)
+{
+	return !l->dirty && !l->busy && !l->pins;
+}
+
+static void line_free(struct cache *c, struct line *l)
+{
 	struct line **pp = slot_of(c, l->no);
 	while (*pp != l)
 		pp = &(*pp)->hnext;
 	*pp = l->hnext;
+	clean_remove(c, l);
 	c->nlines--;
 	free(l);
+}
+
+/* Frees a line that holds nothing (a read's fill did not happen). */
+static void maybe_free(struct cache *c, struct line *l)
+{
+	if (!l->valid && evictable(l))
+		line_free(c, l);
+}
+
+/* Evicts clean lines, least recently used first, until n more fit.  Lines
+ * in use are skipped (a bounded look, so a cache full of them gives up). */
+static bool make_room(struct cache *c, size_t n)
+{
+	struct line *l = c->chead;
+	for (unsigned looked = 0; c->nlines + n > c->max_lines && l && looked < 256; looked++) {
+		struct line *next = l->cnext;
+		if (evictable(l))
+			line_free(c, l);
+		l = next;
+	}
+	return c->nlines + n <= c->max_lines;
+}
+
+/* Drops the clean lines in [first, last] that nothing uses; true when no
+ * line is left there. */
+static bool drop_clean(struct cache *c, uint64_t first, uint64_t last)
+{
+	bool clear = true;
+	for (uint64_t no = first; no <= last; no++) {
+		struct line *l = lookup(c, no);
+		if (l && evictable(l))
+			line_free(c, l);
+		else if (l)
+			clear = false;
+	}
+	return clear;
 }
 
 /* Copies the valid cached sectors of [off, off + len) over buf. */
@@ -133,15 +232,29 @@ static void overlay(struct line *l, uint64_t off, uint64_t len, uint8_t *buf)
 
 /* ---- Reads ------------------------------------------------------------------------------- */
 
+/* Fills the sectors of l that [off, off + len) covers and l does not hold
+ * from buf, what the engine returned. */
+static void fill(struct line *l, uint64_t off, uint64_t len, const uint8_t *buf)
+{
+	uint8_t m = mask_of(l->no, off, off + len) & (uint8_t)~l->valid;
+	for (unsigned s = 0; s < LINE / SECT; s++)
+		if (m & (1u << s))
+			memcpy(l->data + s * SECT, buf + (l->no * LINE + s * SECT - off), SECT);
+	l->valid |= m;
+}
+
 static void read_done(struct hbk_raid_io *inner, int result)
 {
 	struct missed_read *m = inner->priv;
 	struct cache *c = m->c;
 	struct hbk_raid_io *io = m->io;
 	pthread_mutex_lock(&c->lock);
+	bool may_fill = !result && m->may_fill && c->passes_started == m->passes;
 	for (unsigned i = 0; i < m->nlines; i++) {
 		if (!result)
 			overlay(m->lines[i], io->offset, io->len, io->buf);
+		if (may_fill)
+			fill(m->lines[i], io->offset, io->len, io->buf);
 		m->lines[i]->pins--;
 		maybe_free(c, m->lines[i]);
 	}
@@ -172,30 +285,46 @@ static void cache_read(struct cache *c, struct hbk_raid_io *io)
 		pthread_mutex_unlock(&c->lock);
 		return;
 	}
-	if (hit || !found) {
-		for (uint64_t no = first; hit && no <= last; no++)
-			overlay(lookup(c, no), io->offset, io->len, io->buf);
+	if (hit) {
+		for (uint64_t no = first; no <= last; no++) {
+			struct line *l = lookup(c, no);
+			overlay(l, io->offset, io->len, io->buf);
+			if (!l->dirty) {   /* most recently used */
+				clean_remove(c, l);
+				clean_append(c, l);
+			}
+		}
+		c->read_hits++;
 		pthread_mutex_unlock(&c->lock);
-		if (hit)
-			io->done(io, 0);
-		else
-			raid_engine_submit(c->r, io);
+		io->done(io, 0);
 		return;
 	}
-	/* A partial hit: read from the engine, and overlay the lines that exist
-	 * now (pinned so they outlive a destage) on what comes back. */
-	struct missed_read *m = malloc(sizeof(*m) + found * sizeof(m->lines[0]));
+	c->read_misses++;
+	/* Read from the engine with the lines of the range pinned (so they
+	 * outlive a destage): the ones that exist now, and new empty ones for
+	 * the fill while there is room for all of them. */
+	size_t nl = last - first + 1, missing = nl - found;
+	bool make = nl <= c->max_lines / 4 && make_room(c, missing);
+	if (!make && !found) {
+		pthread_mutex_unlock(&c->lock);
+		raid_engine_submit(c->r, io);
+		return;
+	}
+	struct missed_read *m = malloc(sizeof(*m) + (make ? nl : found) * sizeof(m->lines[0]));
 	if (!m) {
 		pthread_mutex_unlock(&c->lock);
 		io->done(io, -ENOMEM);
 		return;
 	}
-	*m = (struct missed_read){ .io = io, .c = c,
+	*m = (struct missed_read){ .io = io, .c = c, .passes = c->passes_started,
+		.may_fill = make && !c->passes_inflight,
 		.inner = { .op = HBK_DISK_READ, .offset = io->offset, .len = io->len, .buf = io->buf,
 			   .done = read_done } };
 	m->inner.priv = m;
 	for (uint64_t no = first; no <= last; no++) {
 		struct line *l = lookup(c, no);
+		if (!l && make && !(l = line_new(c, no)))
+			m->may_fill = false;
 		if (l) {
 			l->pins++;
 			m->lines[m->nlines++] = l;
@@ -211,9 +340,10 @@ enum action { PARK, PASS, DONE, WAIT };
 
 /*
  * Decides what to do with a write, discard or flush (under c->lock): absorb
- * it (DONE, or WAIT for a FUA write), send it to the engine (PASS: it
- * overlaps no cached line and is a discard, FUA or too big to absorb), or
- * PARK it until room is made or the lines it overlaps are gone.
+ * it (DONE, or WAIT for a FUA write), send it to the engine (PASS: it is a
+ * discard, FUA or too big to absorb, and no line is left where it goes once
+ * the clean ones are dropped), or PARK it until room is made or the lines it
+ * overlaps are gone.
  */
 static enum action admit(struct cache *c, struct hbk_raid_io *io)
 {
@@ -222,34 +352,34 @@ static enum action admit(struct cache *c, struct hbk_raid_io *io)
 		return WAIT;
 	}
 	uint64_t first = io->offset / LINE, last = (io->offset + io->len - 1) / LINE, end = io->offset + io->len;
+	bool big = io->op == HBK_DISK_DISCARD || io->len > c->max_lines * LINE / 4;
+	if (big || (io->flags & HBK_DISK_FUA)) {
+		if (drop_clean(c, first, last)) {
+			c->passes_started++;   /* no read fills from before it (read_done) */
+			c->passes_inflight++;
+			return PASS;
+		}
+		if (big)
+			return PARK;
+	}
 	size_t missing = 0;
 	for (uint64_t no = first; no <= last; no++)
 		missing += !lookup(c, no);
-	bool overlap = missing < last - first + 1;
-	bool big = io->op == HBK_DISK_DISCARD || io->len > c->max_lines * LINE / 4;
-	if (!overlap && (big || (io->flags & HBK_DISK_FUA)))
-		return PASS;
-	if (big || c->nlines + missing > c->max_lines)
+	if (!make_room(c, missing))
 		return PARK;
 
 	uint64_t seq = ++c->wseq;
 	for (uint64_t no = first; no <= last; no++) {
 		struct line *l = lookup(c, no);
-		if (!l) {
-			if (!(l = malloc(sizeof(*l))))
-				return PARK;   /* retried once memory is back */
-			*l = (struct line){ .no = no };
-			struct line **pp = slot_of(c, no);
-			l->hnext = *pp;
-			*pp = l;
-			c->nlines++;
-		}
+		if (!l && !(l = line_new(c, no)))
+			return PARK;   /* retried once memory is back */
 		uint8_t m = mask_of(no, io->offset, end);
 		uint64_t lo = HBK_MAX(io->offset, no * LINE);
 		memcpy(l->data + (lo - no * LINE), (uint8_t *)io->buf + (lo - io->offset),
 		       HBK_MIN(end, (no + 1) * LINE) - lo);
 		if (!l->dirty) {
 			l->seq = seq;
+			clean_remove(c, l);
 			dirty_append(c, l);
 		}
 		c->dirty_bytes += (uint64_t)__builtin_popcount(m & ~l->dirty) * SECT;
@@ -262,13 +392,38 @@ static enum action admit(struct cache *c, struct hbk_raid_io *io)
 	return io->flags & HBK_DISK_FUA ? WAIT : DONE;
 }
 
+static void pass_done(struct hbk_raid_io *inner, int result)
+{
+	struct pass_write *p = inner->priv;
+	struct cache *c = p->c;
+	struct hbk_raid_io *io = p->io;
+	pthread_mutex_lock(&c->lock);
+	c->passes_inflight--;
+	pthread_mutex_unlock(&c->lock);
+	free(p);
+	io->done(io, result);
+}
+
 /* Carries out admit()'s decision; called without c->lock for PASS and DONE. */
 static void act(struct cache *c, struct hbk_raid_io *io, enum action a)
 {
-	if (a == PASS)
-		raid_engine_submit(c->r, io);
-	else if (a == DONE)
+	if (a == PASS) {
+		struct pass_write *p = malloc(sizeof(*p));
+		if (!p) {
+			pthread_mutex_lock(&c->lock);
+			c->passes_inflight--;
+			pthread_mutex_unlock(&c->lock);
+			io->done(io, -ENOMEM);
+			return;
+		}
+		*p = (struct pass_write){ .io = io, .c = c,
+			.inner = { .op = io->op, .flags = io->flags, .offset = io->offset,
+				   .len = io->len, .buf = io->buf, .done = pass_done } };
+		p->inner.priv = p;
+		raid_engine_submit(c->r, &p->inner);
+	} else if (a == DONE) {
 		io->done(io, 0);
+	}
 }
 
 /* Queues io behind the parked writes or the flush waiters (under c->lock). */
@@ -309,12 +464,13 @@ void raid_cache_submit(struct cache *c, struct hbk_raid_io *io)
 	act(c, io, a);
 }
 
-uint64_t raid_cache_dirty(struct cache *c)
+void raid_cache_status(struct cache *c, struct hbk_raid_status *out)
 {
 	pthread_mutex_lock(&c->lock);
-	uint64_t v = c->dirty_bytes;
+	out->cache_dirty = c->dirty_bytes;
+	out->cache_read_hits = c->read_hits;
+	out->cache_read_misses = c->read_misses;
 	pthread_mutex_unlock(&c->lock);
-	return v;
 }
 
 /* ---- Destaging ---------------------------------------------------------------------------- */
@@ -386,8 +542,10 @@ static struct destage *build_destage(struct cache *c)
 		c->dirty_bytes -= (uint64_t)__builtin_popcount(take) * SECT;
 		d->seq = HBK_MIN(d->seq, l->seq);
 		d->lines[d->nlines++] = l;
-		if (!l->dirty)
+		if (!l->dirty) {
 			dirty_remove(c, l);
+			clean_append(c, l);
+		}
 		if (s < LINE / SECT)
 			break;   /* the run ends inside this line */
 		l = lookup(c, l->no + 1);
@@ -530,8 +688,13 @@ void raid_cache_destroy(struct cache *c)
 	pthread_cond_signal(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 	pthread_join(c->thread, NULL);
+	for (struct line *l = c->chead, *next; l; l = next) {
+		next = l->cnext;
+		if (evictable(l))
+			line_free(c, l);
+	}
 	if (c->nlines)
-		hbk_log(HBK_LOG_ERR, "raid cache: %zu lines left at close (I/O in flight?)", c->nlines);
+		hbk_log(HBK_LOG_ERR, "raid cache: %zu lines in use at close (I/O in flight?)", c->nlines);
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);
 	free(c->hash);

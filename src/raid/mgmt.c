@@ -556,7 +556,8 @@ void hbk_raid_status(struct hbk_raid *r, struct hbk_raid_status *out)
 	out->resync_total = r->level == HBK_RAID0 ? 0 : r->member_size;
 	out->resync_done = HBK_MIN(atomic_load(&r->resync_pos), out->resync_total);
 	out->cache_bytes = r->cache_bytes;
-	out->cache_dirty = r->cache ? raid_cache_dirty(r->cache) : 0;
+	if (r->cache)
+		raid_cache_status(r->cache, out);
 	out->full_stripe_writes = atomic_load(&r->cnt[C_FULL]);
 	out->rmw_writes = atomic_load(&r->cnt[C_RMW]);
 	out->rcw_writes = atomic_load(&r->cnt[C_RCW]);

@@ -253,8 +253,8 @@ int raid_cache_create(struct hbk_raid *r, uint64_t bytes);
 /* Destages everything, then frees the cache. */
 void raid_cache_destroy(struct cache *c);
 void raid_cache_submit(struct cache *c, struct hbk_raid_io *io);
-/* Dirty bytes now. */
-uint64_t raid_cache_dirty(struct cache *c);
+/* Fills the cache's part of a status: dirty bytes and read hits/misses. */
+void raid_cache_status(struct cache *c, struct hbk_raid_status *out);
 
 static inline void raid_count(struct hbk_raid *r, enum raid_counter c)
 {
