@@ -137,6 +137,18 @@ static void close_disks(struct hbk_disk **d, unsigned n)
 		hbk_disk_close(d[i]);
 }
 
+/* Opens n member files /tmp/hbk-raid-NAME-PID-i (made DISK bytes long
+ * when create), their paths in path[i]. */
+static void open_file_disks(struct hbk_disk **d, char (*path)[64], unsigned n,
+			    const char *name, bool create)
+{
+	struct hbk_disk_file_opts fo = { .create_size = create ? DISK : 0 };
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(path[i], sizeof(path[i]), "/tmp/hbk-raid-%s-%d-%u", name, (int)getpid(), i);
+		assert_int_equal(hbk_disk_open_file(path[i], &fo, &d[i]), 0);
+	}
+}
+
 static struct hbk_raid *create(const struct level *l, struct hbk_disk **d,
 			       const struct hbk_raid_opts *o)
 {
@@ -1027,11 +1039,7 @@ static void test_read_cache(void **state)
 	const struct level *l = &all_levels[2];   /* RAID 5 of 4 */
 	struct hbk_disk *d[4];
 	char path[4][64];
-	struct hbk_disk_file_opts fo = { .create_size = DISK };
-	for (unsigned i = 0; i < 4; i++) {
-		snprintf(path[i], sizeof(path[i]), "/tmp/hbk-raid-rcache-%d-%u", (int)getpid(), i);
-		assert_int_equal(hbk_disk_open_file(path[i], &fo, &d[i]), 0);
-	}
+	open_file_disks(d, path, 4, "rcache", true);
 	struct hbk_raid_opts o = { .cache_bytes = 256 * KiB };
 	uint64_t h0, m0, h1, m1;
 	struct hbk_raid *r = create(l, d, &o);
@@ -1124,11 +1132,7 @@ static void test_file_backed_raid5(void **state)
 	static const struct level l = { HBK_RAID5, 3 };
 	struct hbk_disk *d[3];
 	char path[3][64];
-	struct hbk_disk_file_opts fo = { .create_size = DISK };
-	for (unsigned i = 0; i < 3; i++) {
-		snprintf(path[i], sizeof(path[i]), "/tmp/hbk-raid-test-%d-%u", (int)getpid(), i);
-		assert_int_equal(hbk_disk_open_file(path[i], &fo, &d[i]), 0);
-	}
+	open_file_disks(d, path, 3, "test", true);
 	struct hbk_raid *r = create(&l, d, NULL);
 	write_all(r, 1100);
 	check_all(r, 1100);
@@ -1137,9 +1141,7 @@ static void test_file_backed_raid5(void **state)
 	hbk_raid_close(r);
 	close_disks(d, 3);
 
-	fo.create_size = 0;
-	for (unsigned i = 0; i < 3; i++)
-		assert_int_equal(hbk_disk_open_file(path[i], &fo, &d[i]), 0);
+	open_file_disks(d, path, 3, "test", false);
 	struct hbk_raid_report rep;
 	r = assemble(d, 3, &rep);
 	assert_int_equal(rep.disk[0].verdict, HBK_RAID_DISK_STALE);
