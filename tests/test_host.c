@@ -330,6 +330,38 @@ static void task_management_aborts_queued_commands(void **state)
 	free(buf);
 }
 
+/* A unit attention (the LUN was reset) ends a command unexecuted: block
+ * I/O sends it again, a few times at most. */
+static void block_io_retries_after_a_unit_attention(void **state)
+{
+	(void)state;
+	static uint8_t out[8 * 512], in[8 * 512];
+	tl_fill(out, 4242, 8, 512, 77);
+	for (int mode = HBK_MODE_PER_TASK; mode <= HBK_MODE_BUNDLED; mode++) {
+		struct hbk_ctl *c = NULL;
+		assert_int_equal(tl_open("tests/drivers/unit_attention", (enum hbk_ctl_mode)mode,
+					 (const char *[]){ "ua=3", NULL }, 0, 0, &c), 0);
+		struct hbk_lun *l = hbk_ctl_lun(c, 0);
+		assert_int_equal(tl_rw(l, true, 4242, 8, out), 0);      /* 3 UAs, then done */
+		memset(in, 0, sizeof(in));
+		assert_int_equal(tl_rw(l, false, 4242, 8, in), 0);
+		assert_true(tl_check(in, 4242, 8, 512, 77));
+		hbk_ctl_close(c);
+		/* A LUN that never stops reporting them: the I/O fails, retryable. */
+		assert_int_equal(tl_open("tests/drivers/unit_attention", (enum hbk_ctl_mode)mode,
+					 (const char *[]){ "ua=1000", NULL }, 0, 0, &c), 0);
+		struct hbk_blk_io io = { .lun = hbk_ctl_lun(c, 0), .op = HBK_BLK_READ, .lba = 4242,
+					 .nblocks = 8, .buf = in };
+		hbk_ctl_stats_reset(c);
+		assert_int_equal(hbk_blk_exec(&io), -EAGAIN);
+		assert_int_equal(io.result.sense_key, HBK_SK_UNIT_ATTENTION);
+		struct hbk_ctl_stats s;
+		hbk_ctl_stats(c, &s);
+		assert_int_equal(s.tasks, 5);   /* the first try and 4 more */
+		hbk_ctl_close(c);
+	}
+}
+
 /* Each command carries its initiator to the driver, which keeps
  * reservations per initiator, on both paths. */
 static void reservations_are_kept_per_initiator(void **state)
@@ -705,6 +737,7 @@ int main(void)
 		cmocka_unit_test(sender_batches_what_was_prepared_during_a_call),
 		cmocka_unit_test(task_management_aborts_queued_commands),
 		cmocka_unit_test(reservations_are_kept_per_initiator),
+		cmocka_unit_test(block_io_retries_after_a_unit_attention),
 		cmocka_unit_test(per_task_path_sends_one_task_per_call),
 		cmocka_unit_test(iodepth_one_sends_one_slot_per_call),
 		cmocka_unit_test(completion_ring_doorbell_wakes_a_sleeping_host),

@@ -191,13 +191,15 @@ struct hbk_blk_io {
 	struct hbk_scsi_result result; /* the first failing part's result */
 	/* private to the host library */
 	uint32_t parts_left;
+	uint32_t ua_retries;       /* parts sent again after a unit attention */
 	struct hbk_scsi_cmd one;   /* used when the I/O needs a single command */
 	struct hbk_scsi_cmd *parts;
 };
 
 /*
  * Submits a block I/O: READ/WRITE(10/16) split at the LUN's max transfer,
- * SYNCHRONIZE CACHE(16), or UNMAP.  done runs once when every part ended;
+ * SYNCHRONIZE CACHE(16), or UNMAP.  A part answered with a unit attention
+ * (a reset, say) is sent again, up to 4 times per I/O.  done runs once when every part ended;
  * io->error maps the SCSI result to an errno (hbk_blk_errno).  Returns 0 or
  * -errno (then done is not called).  Any thread.
  */

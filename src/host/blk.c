@@ -64,9 +64,21 @@ static void parts_end(struct hbk_blk_io *io, const struct hbk_scsi_cmd *cmd, uin
 	io->done(io);
 }
 
+/* A unit attention reports an event (a reset, a capacity change) and is
+ * cleared by being reported: the command itself was not executed, so it is
+ * sent again, a few times per I/O at most. */
+#define BLK_UA_RETRIES 4u
+
 static void part_done(struct hbk_scsi_cmd *cmd)
 {
-	parts_end(cmd->priv, cmd, 1);
+	struct hbk_blk_io *io = cmd->priv;
+	const struct hbk_scsi_result *r = &cmd->result;
+	if (r->service == HBK_SR_TASK_COMPLETE && r->status == HBK_STATUS_CHECK_CONDITION &&
+	    r->sense_key == HBK_SK_UNIT_ATTENTION &&
+	    __atomic_fetch_add(&io->ua_retries, 1, __ATOMIC_RELAXED) < BLK_UA_RETRIES &&
+	    !hbk_sam_submit(io->lun->ctl, cmd))
+		return;
+	parts_end(io, cmd, 1);
 }
 
 static void cmd_init(struct hbk_scsi_cmd *cmd, struct hbk_blk_io *io)
@@ -84,6 +96,7 @@ int hbk_blk_submit(struct hbk_blk_io *io)
 	const struct hbk_lun_info *li = &io->lun->info;
 	struct hbk_ctl *c = io->lun->ctl;
 	io->error = 0;
+	io->ua_retries = 0;
 	memset(&io->result, 0, sizeof(io->result));
 	if (atomic_load(&io->lun->gone))
 		return -ENODEV;
