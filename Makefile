@@ -23,14 +23,14 @@ WARN    := -Wall -Wextra -Wshadow -Wvla -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS  ?= $(OPT) -g
 ALL_CFLAGS := -std=c17 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC -pthread \
               -I. -Iinclude -Isrc -MMD -MP
-LDLIBS  := -pthread -luring -lisal -lnbd -lm
+LDLIBS  := -pthread -luring -lisal -lnbd -lnettle -lm
 ifneq ($(SANITIZE),)
 ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS    += -fsanitize=$(SANITIZE)
 endif
 
 LIB_SRC   := $(wildcard src/common/*.c src/host/*.c src/driver/*.c src/scsi/*.c \
-                       src/disk/*.c src/raid/*.c src/device/*.c)
+                       src/disk/*.c src/raid/*.c src/device/*.c src/iscsi/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TOOL_SRC  := $(wildcard tools/*.c)
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/%.o)

@@ -43,5 +43,6 @@ void cli_fmt_capacity(uint64_t bytes, char *buf, size_t size);
 int cli_bench(int argc, char **argv);
 int cli_info(int argc, char **argv);
 int cli_raid(int argc, char **argv);
+int cli_serve(int argc, char **argv);
 
 #endif /* HBK_TOOLS_CLI_H */

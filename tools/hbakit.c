@@ -181,7 +181,8 @@ static void usage(void)
 		"usage: hbakit COMMAND [options]\n"
 		"  bench   measure a controller: per-task vs bundled path (hbakit bench --help)\n"
 		"  info    list the controller's targets and LUNs\n"
-		"  raid    create, inspect and repair RAID arrays of disks (hbakit raid --help)\n");
+		"  raid    create, inspect and repair RAID arrays of disks (hbakit raid --help)\n"
+		"  serve   serve the controller's LUNs: hbakit serve iscsi (hbakit serve --help)\n");
 }
 
 int main(int argc, char **argv)
@@ -196,6 +197,8 @@ int main(int argc, char **argv)
 		return cli_info(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "raid"))
 		return cli_raid(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "serve"))
+		return cli_serve(argc - 1, argv + 1);
 	usage();
 	return 2;
 }

@@ -1,0 +1,1894 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `hbakit serve iscsi` against a broken or hostile initiator, spoken in raw
+ * iSCSI PDUs over TCP (RFC 7143): every 48-byte basic header segment is
+ * built here by hand.  The test starts the target of $BUILD on the ram
+ * controller (127.0.0.1, port 0, a ready file), writes known data through a
+ * well-formed session, and then sends malformed input: an unknown opcode, a
+ * data segment beyond MaxRecvDataSegmentLength, a huge AHS, truncated PDUs,
+ * CmdSN outside the window, solicited and unsolicited Data-Out with a
+ * wrong offset, DataSN or target transfer tag, header and data digest
+ * mismatches, PDUs before login, logins with garbage keys, a client that
+ * closes in the middle of Data-Out, a flood of idle and half-sent
+ * connections (the ones over the connection limit must go at once, the
+ * rest at the login timeout), and a fifth connection to a server started
+ * with --max-connections 4.  After each, the target must
+ * have answered with a Reject or a login reject or dropped the connection
+ * (never executed the bad PDU), and a fresh session must still work: login,
+ * TEST UNIT READY and a READ(10) of the known data.  Writes and reads are
+ * also checked for correctness through every data path of the protocol
+ * (immediate data, unsolicited Data-Out, R2T, multi-PDU Data-In), with CRC32C
+ * digests, and persistent reservations across two sessions.  At the end the
+ * server must still run and exit 0 on SIGTERM.  Every wait is bounded by a
+ * poll() timeout, so nothing can hang.
+ *
+ * HBK_ISCSI_PORT (and HBK_ISCSI_IQN, HBK_ISCSI_LUN) run the protocol cases
+ * against a target already listening on 127.0.0.1 instead; the cases that
+ * need a server of their own are then skipped.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <isa-l/crc.h>
+
+#include "hbk/iscsi.h"
+#include "tests/lib/testlib.h"
+
+/* Opcodes (RFC 7143 section 11). */
+enum {
+	OP_NOP_OUT = 0x00, OP_SCSI_CMD = 0x01, OP_LOGIN = 0x03, OP_TEXT = 0x04,
+	OP_DATA_OUT = 0x05, OP_LOGOUT = 0x06,
+	OP_NOP_IN = 0x20, OP_SCSI_RSP = 0x21, OP_TMF_RSP = 0x22, OP_LOGIN_RSP = 0x23,
+	OP_TEXT_RSP = 0x24, OP_DATA_IN = 0x25, OP_LOGOUT_RSP = 0x26, OP_R2T = 0x31,
+	OP_ASYNC = 0x32, OP_REJECT = 0x3f,
+};
+#define BHS 48
+#define IMMEDIATE 0x40
+#define NO_TAG 0xffffffffu
+#define BS 512u
+
+/* Timeouts (ms): an answer, a refusal, and "nothing should come". */
+#define IO_MS 10000
+#define REFUSE_MS 5000
+#define QUIET_MS 1000
+
+/* LBA layout: the known data every health check reads; each case writes
+ * its own scratch area (SCRATCH(n)) with a guard zone behind it. */
+#define KNOWN_LBA 2048u
+#define KNOWN_BLOCKS 64u
+#define KNOWN_SEED 0x1d
+#define SCRATCH(n) (8192u + (unsigned)(n) * 4096u)
+
+static pid_t srv_pid = -1;
+static unsigned short srv_port;
+static bool external;
+static bool unavailable;      /* no `hbakit serve iscsi` in this build: every case skips */
+static char tgt_iqn[256] = "iqn.2026-11.org.hbakit:t0";
+static unsigned tgt_lun;
+static char tmp_dir[64];
+static unsigned isid_seq;
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+
+static uint32_t get24(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+}
+
+static void put24(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 16); p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)v;
+}
+
+static bool sn_gt(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) > 0;
+}
+
+static uint32_t crc32c(const void *p, size_t n)
+{
+	return ~crc32_iscsi((unsigned char *)(uintptr_t)p, (int)n, 0xffffffffu);
+}
+
+/* ---- the server ------------------------------------------------------- */
+
+/* Starts `hbakit serve iscsi` with the ram driver and the extra arguments
+ * (NULL-terminated); returns its pid and sets *port from the ready file. */
+static pid_t server_start(const char *const *extra, unsigned short *port)
+{
+	static unsigned n;
+	char ready[128], listen_arg[] = "127.0.0.1:0";
+	snprintf(ready, sizeof(ready), "%s/ready-%u", tmp_dir, n++);
+	const char *argv[32] = { tl_path("hbakit"), "serve", "iscsi", "--listen", listen_arg,
+				 "--ready-file", ready, "--driver", tl_path("drivers/hbk-ram"),
+				 "--driver-arg", "size=64M" };
+	unsigned argc = 11;
+	for (; extra && *extra && argc < 31; extra++)
+		argv[argc++] = *extra;
+	argv[argc] = NULL;
+	pid_t parent = getpid(), pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		/* The server goes with the test, even when the test is killed. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(127);
+		execv(argv[0], (char *const *)(uintptr_t)argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	for (uint64_t end = now_ms() + 30000; now_ms() < end; sleep_ms(20)) {
+		FILE *f = fopen(ready, "r");
+		if (f) {
+			char addr[64];
+			unsigned p = 0;
+			int got = fscanf(f, "%63s %u", addr, &p);
+			fclose(f);
+			if (got == 2 && p > 0 && p < 65536) {
+				*port = (unsigned short)p;
+				return pid;
+			}
+		}
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			fprintf(stderr, "hbakit serve iscsi exited (status 0x%x) before it was ready\n", st);
+			return -1;
+		}
+	}
+	fprintf(stderr, "hbakit serve iscsi not ready within 30 s\n");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return -1;
+}
+
+/* True while pid runs (not exited, not a zombie). */
+static bool server_alive(pid_t pid)
+{
+	int st;
+	return pid > 0 && waitpid(pid, &st, WNOHANG) == 0;
+}
+
+/* SIGTERM, then waits up to 15 s; returns the wait status, or -1 if it had
+ * to be killed. */
+static int server_stop(pid_t pid)
+{
+	int st = 0;
+	kill(pid, SIGTERM);
+	for (uint64_t end = now_ms() + 15000; now_ms() < end; sleep_ms(20))
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return st;
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -1;
+}
+
+/* ---- the wire --------------------------------------------------------- */
+
+static int tcp_connect(unsigned short port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) && errno != EINPROGRESS) {
+		close(fd);
+		return -1;
+	}
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	int err = 0;
+	socklen_t el = sizeof(err);
+	if (poll(&p, 1, 5000) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) || err) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Sends all of buf within 5 s; -1 when the peer is gone or stalls. */
+static int send_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	uint64_t end = now_ms() + 5000;
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return -1;
+		struct pollfd pf = { .fd = fd, .events = POLLOUT };
+		int left = (int)(end - now_ms());
+		if (left <= 0 || poll(&pf, 1, left) <= 0 || (pf.revents & (POLLERR | POLLHUP)))
+			return -1;
+	}
+	return 0;
+}
+
+enum { R_PDU = 1, R_CLOSED = 0, R_TIMEOUT = -1, R_BAD = -2 };
+
+/* Reads exactly len bytes by the deadline: R_PDU, R_CLOSED (EOF or reset)
+ * or R_TIMEOUT. */
+static int recv_exact(int fd, void *buf, size_t len, uint64_t deadline)
+{
+	uint8_t *p = buf;
+	while (len) {
+		ssize_t n = recv(fd, p, len, MSG_DONTWAIT);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			return R_CLOSED;
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		int64_t left = (int64_t)(deadline - now_ms());
+		if (left <= 0)
+			return R_TIMEOUT;
+		int r = poll(&pf, 1, (int)left);
+		if (r == 0)
+			return R_TIMEOUT;
+	}
+	return R_PDU;
+}
+
+/* ---- sessions --------------------------------------------------------- */
+
+struct sess {
+	int fd;
+	unsigned short port;
+	uint32_t cmdsn, expstatsn, itt, maxcmdsn;
+	uint32_t send_mrdsl;          /* the target's MaxRecvDataSegmentLength */
+	uint32_t recv_mrdsl;          /* ours */
+	uint32_t first_burst, max_burst;
+	bool initial_r2t, immediate_data, hdigest, ddigest;
+	char keys[8192];              /* what the target said during login */
+	size_t keys_len;
+	unsigned digest_errors;       /* bad digests from the target */
+	/* What the last write or read did on the wire. */
+	unsigned imm_bytes, unsol_pdus, r2ts, datain_pdus, solicited_pdus;
+};
+
+struct pdu {
+	uint8_t h[BHS];
+	uint8_t *data;
+	uint32_t dlen;
+};
+
+static char proto_err[256];   /* the last protocol violation by the target */
+
+static void pdu_free(struct pdu *p)
+{
+	free(p->data);
+	p->data = NULL;
+}
+
+enum { SEND_BAD_HDIGEST = 1, SEND_BAD_DDIGEST = 2 };
+
+/* Sends header h (data segment length set here) and data, with the
+ * digests the session negotiated; flags corrupt one of them. */
+static int send_pdu(struct sess *s, uint8_t *h, const void *data, uint32_t dlen, unsigned flags)
+{
+	size_t pad = (4 - dlen % 4) % 4;
+	size_t n = BHS + (s->hdigest ? 4 : 0) + dlen + pad + (s->ddigest && dlen ? 4 : 0);
+	uint8_t *b = calloc(1, n), *p = b;
+	assert_non_null(b);
+	put24(h + 5, dlen);
+	memcpy(p, h, BHS);
+	p += BHS;
+	if (s->hdigest) {
+		uint32_t c = crc32c(h, BHS) ^ (flags & SEND_BAD_HDIGEST ? 0x10203040u : 0);
+		memcpy(p, &c, 4);   /* little-endian on the wire, as initiators send it */
+		p += 4;
+	}
+	if (dlen) {
+		memcpy(p, data, dlen);
+		p += dlen + pad;
+		if (s->ddigest) {
+			uint32_t c = crc32c(b + BHS + (s->hdigest ? 4 : 0), dlen + pad) ^
+				     (flags & SEND_BAD_DDIGEST ? 0x01020304u : 0);
+			memcpy(p, &c, 4);
+		}
+	}
+	int rc = send_all(s->fd, b, n);
+	free(b);
+	return rc;
+}
+
+/* Bookkeeping of sequence numbers carried by a target PDU. */
+static void track(struct sess *s, const uint8_t *h)
+{
+	unsigned op = h[0] & 0x3f;
+	uint32_t statsn = get32(h + 24);
+	bool has_status = op == OP_SCSI_RSP || op == OP_LOGIN_RSP || op == OP_LOGOUT_RSP ||
+			  op == OP_TEXT_RSP || op == OP_TMF_RSP || op == OP_REJECT || op == OP_ASYNC ||
+			  (op == OP_DATA_IN && (h[1] & 0x01)) ||
+			  (op == OP_NOP_IN && get32(h + 16) != NO_TAG);
+	if (has_status && !sn_gt(s->expstatsn, statsn + 1))
+		s->expstatsn = statsn + 1;
+	if (op != OP_LOGIN_RSP && sn_gt(get32(h + 32), s->maxcmdsn))
+		s->maxcmdsn = get32(h + 32);
+}
+
+/* One PDU from the target, its digests checked: R_PDU, R_CLOSED, R_TIMEOUT
+ * or R_BAD (a digest error or an absurd length, described in proto_err). */
+static int recv_pdu_raw(struct sess *s, struct pdu *p, uint64_t deadline)
+{
+	memset(p, 0, sizeof(*p));
+	int rc = recv_exact(s->fd, p->h, BHS, deadline);
+	if (rc != R_PDU)
+		return rc;
+	size_t ahs = (size_t)p->h[4] * 4;
+	uint8_t skip[1024];
+	if (ahs && (rc = recv_exact(s->fd, skip, ahs, deadline)) != R_PDU)
+		return rc;
+	if (s->hdigest) {
+		uint32_t c;
+		if ((rc = recv_exact(s->fd, &c, 4, deadline)) != R_PDU)
+			return rc;
+		if (c != crc32c(p->h, BHS) && !ahs) {
+			s->digest_errors++;
+			snprintf(proto_err, sizeof(proto_err), "header digest of opcode 0x%02x is wrong",
+				 p->h[0] & 0x3f);
+			return R_BAD;
+		}
+	}
+	p->dlen = get24(p->h + 5);
+	if (p->dlen > (16u << 20)) {
+		snprintf(proto_err, sizeof(proto_err), "data segment of %u bytes", p->dlen);
+		return R_BAD;
+	}
+	if (p->dlen) {
+		size_t padded = (p->dlen + 3) & ~3u;
+		p->data = calloc(1, padded + 1);
+		assert_non_null(p->data);
+		if ((rc = recv_exact(s->fd, p->data, padded, deadline)) != R_PDU) {
+			pdu_free(p);
+			return rc;
+		}
+		if (s->ddigest) {
+			uint32_t c;
+			if ((rc = recv_exact(s->fd, &c, 4, deadline)) != R_PDU) {
+				pdu_free(p);
+				return rc;
+			}
+			if (c != crc32c(p->data, padded)) {
+				s->digest_errors++;
+				snprintf(proto_err, sizeof(proto_err), "data digest of opcode 0x%02x is wrong",
+					 p->h[0] & 0x3f);
+				pdu_free(p);
+				return R_BAD;
+			}
+		}
+	}
+	track(s, p->h);
+	return R_PDU;
+}
+
+static void nop_out_reply(struct sess *s, const uint8_t *nop_in)
+{
+	uint8_t h[BHS] = { IMMEDIATE | OP_NOP_OUT, 0x80 };
+	memcpy(h + 8, nop_in + 8, 8);
+	put32(h + 16, NO_TAG);
+	memcpy(h + 20, nop_in + 20, 4);
+	put32(h + 24, s->cmdsn);
+	put32(h + 28, s->expstatsn);
+	send_pdu(s, h, NULL, 0, 0);
+}
+
+/* The next PDU that is not housekeeping: the target's pings (NOP-In with a
+ * transfer tag) are answered, asynchronous messages dropped. */
+static int recv_pdu(struct sess *s, struct pdu *p, unsigned ms)
+{
+	uint64_t deadline = now_ms() + ms;
+	for (;;) {
+		int rc = recv_pdu_raw(s, p, deadline);
+		if (rc != R_PDU)
+			return rc;
+		unsigned op = p->h[0] & 0x3f;
+		if (op == OP_NOP_IN && get32(p->h + 16) == NO_TAG) {
+			if (get32(p->h + 20) != NO_TAG)
+				nop_out_reply(s, p->h);
+			pdu_free(p);
+			continue;
+		}
+		if (op == OP_ASYNC) {
+			pdu_free(p);
+			continue;
+		}
+		return R_PDU;
+	}
+}
+
+static void sess_close(struct sess *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+}
+
+/* Value of key k in the target's login text, or NULL. */
+static const char *key_get(const struct sess *s, const char *k)
+{
+	size_t kl = strlen(k);
+	for (size_t i = 0; i < s->keys_len;) {
+		const char *e = s->keys + i;
+		size_t el = strnlen(e, s->keys_len - i);
+		if (el > kl && !strncmp(e, k, kl) && e[kl] == '=')
+			return e + kl + 1;
+		i += el + 1;
+	}
+	return NULL;
+}
+
+struct login_opts {
+	const char *initiator;          /* default iqn.2026-11.org.hbakit.test:robust */
+	const char *target;             /* default tgt_iqn */
+	const char *const *keys;        /* operational keys replacing the defaults */
+	const void *raw;                /* replaces the first request's text */
+	size_t raw_len;
+	uint8_t version_min;
+	unsigned short port;            /* default srv_port */
+};
+
+/* Appends "k=v\0" unless a key of that name is in over[]. */
+static size_t add_key(char *b, size_t n, size_t cap, const char *kv, const char *const *over)
+{
+	size_t kl = strcspn(kv, "=");
+	for (; over && *over; over++)
+		if (!strncmp(*over, kv, kl) && (*over)[kl] == '=')
+			return n;
+	size_t l = strlen(kv) + 1;
+	if (n + l <= cap) {
+		memcpy(b + n, kv, l);
+		n += l;
+	}
+	return n;
+}
+
+/* One Login Request (CSG csg, NSG nsg, transit) and its response: returns
+ * R_PDU with the response in *rsp, or R_CLOSED/R_TIMEOUT/R_BAD. */
+static int login_step(struct sess *s, const uint8_t isid[6], int csg, int nsg, bool transit,
+		      const void *text, size_t len, uint8_t vmin, struct pdu *rsp)
+{
+	uint8_t h[BHS] = { IMMEDIATE | OP_LOGIN };
+	h[1] = (uint8_t)((transit ? 0x80 : 0) | csg << 2 | (transit ? nsg : 0));
+	h[2] = 0;          /* Version-max */
+	h[3] = vmin;       /* Version-min */
+	memcpy(h + 8, isid, 6);
+	put32(h + 16, s->itt++);
+	put32(h + 24, s->cmdsn);
+	put32(h + 28, s->expstatsn);
+	if (send_pdu(s, h, text, (uint32_t)len, 0))
+		return R_CLOSED;
+	int rc = recv_pdu(s, rsp, IO_MS);
+	if (rc == R_PDU) {
+		if ((rsp->h[0] & 0x3f) == OP_LOGIN_RSP && rsp->dlen &&
+		    s->keys_len + rsp->dlen < sizeof(s->keys)) {
+			memcpy(s->keys + s->keys_len, rsp->data, rsp->dlen);
+			s->keys_len += rsp->dlen;
+			if (s->keys[s->keys_len - 1])
+				s->keys[s->keys_len++] = 0;
+		}
+		if ((rsp->h[0] & 0x3f) == OP_LOGIN_RSP)
+			s->expstatsn = get32(rsp->h + 24) + 1;
+	}
+	return rc;
+}
+
+enum { LOGIN_CLOSED = -1, LOGIN_TIMEOUT = -2, LOGIN_PROTO = -3 };
+
+/* Connects and logs in (security stage with AuthMethod=None, then the
+ * operational stage) to full feature phase.  Returns 0, a login reject's
+ * status (class << 8 | detail, > 0), or LOGIN_CLOSED/TIMEOUT/PROTO. */
+static int login(struct sess *s, const struct login_opts *o)
+{
+	static const struct login_opts none;
+	if (!o)
+		o = &none;
+	memset(s, 0, sizeof(*s));
+	s->port = o->port ? o->port : srv_port;
+	s->fd = tcp_connect(s->port);
+	if (s->fd < 0)
+		return LOGIN_CLOSED;
+	s->cmdsn = 1;
+	s->itt = 0x1000;
+	s->recv_mrdsl = 65536;
+	uint8_t isid[6] = { 0x80, 0x48, 0x42, 0x4b, (uint8_t)(isid_seq >> 8), (uint8_t)isid_seq };
+	isid_seq++;
+
+	char text[4096];
+	size_t n = 0;
+	char kv[512];
+	snprintf(kv, sizeof(kv), "InitiatorName=%s",
+		 o->initiator ? o->initiator : "iqn.2026-11.org.hbakit.test:robust");
+	n = add_key(text, n, sizeof(text), kv, NULL);
+	n = add_key(text, n, sizeof(text), "SessionType=Normal", NULL);
+	snprintf(kv, sizeof(kv), "TargetName=%s", o->target ? o->target : tgt_iqn);
+	n = add_key(text, n, sizeof(text), kv, NULL);
+	n = add_key(text, n, sizeof(text), "AuthMethod=None", NULL);
+	const void *t1 = o->raw ? o->raw : text;
+	size_t l1 = o->raw ? o->raw_len : n;
+
+	struct pdu r;
+	int rc = login_step(s, isid, 0, 1, true, t1, l1, o->version_min, &r);
+	for (int round = 0;; round++) {
+		if (rc == R_CLOSED)
+			return LOGIN_CLOSED;
+		if (rc != R_PDU)
+			return rc == R_TIMEOUT ? LOGIN_TIMEOUT : LOGIN_PROTO;
+		if ((r.h[0] & 0x3f) != OP_LOGIN_RSP) {
+			snprintf(proto_err, sizeof(proto_err), "opcode 0x%02x during login", r.h[0] & 0x3f);
+			pdu_free(&r);
+			return LOGIN_PROTO;
+		}
+		int status = r.h[36] << 8 | r.h[37];
+		bool transit = r.h[1] & 0x80;
+		int nsg = r.h[1] & 3;
+		pdu_free(&r);
+		if (status)
+			return status;
+		if (transit && nsg == 1)
+			break;
+		if (transit && nsg == 3)
+			goto ffp;
+		if (round == 3)
+			return LOGIN_PROTO;
+		rc = login_step(s, isid, 0, 1, true, NULL, 0, o->version_min, &r);
+	}
+
+	n = 0;
+	const char *defaults[] = {
+		"HeaderDigest=None", "DataDigest=None", "MaxRecvDataSegmentLength=65536",
+		"InitialR2T=No", "ImmediateData=Yes", "FirstBurstLength=65536",
+		"MaxBurstLength=262144", "ErrorRecoveryLevel=0", "MaxConnections=1",
+		"DefaultTime2Wait=0", "DefaultTime2Retain=0", "MaxOutstandingR2T=1",
+		"DataPDUInOrder=Yes", "DataSequenceInOrder=Yes", "IFMarker=No", "OFMarker=No",
+	};
+	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+		n = add_key(text, n, sizeof(text), defaults[i], o->keys);
+	for (const char *const *k = o->keys; k && *k; k++) {
+		n = add_key(text, n, sizeof(text), *k, NULL);
+		if (!strncmp(*k, "MaxRecvDataSegmentLength=", 25))
+			s->recv_mrdsl = (uint32_t)strtoul(*k + 25, NULL, 10);
+	}
+	rc = login_step(s, isid, 1, 3, true, text, n, o->version_min, &r);
+	for (int round = 0;; round++) {
+		if (rc == R_CLOSED)
+			return LOGIN_CLOSED;
+		if (rc != R_PDU)
+			return rc == R_TIMEOUT ? LOGIN_TIMEOUT : LOGIN_PROTO;
+		if ((r.h[0] & 0x3f) != OP_LOGIN_RSP) {
+			snprintf(proto_err, sizeof(proto_err), "opcode 0x%02x during login", r.h[0] & 0x3f);
+			pdu_free(&r);
+			return LOGIN_PROTO;
+		}
+		int status = r.h[36] << 8 | r.h[37];
+		bool transit = r.h[1] & 0x80;
+		int nsg = r.h[1] & 3;
+		if (!status && transit && nsg == 3) {
+			s->maxcmdsn = get32(r.h + 32);
+			pdu_free(&r);
+			break;
+		}
+		pdu_free(&r);
+		if (status)
+			return status;
+		if (round == 3)
+			return LOGIN_PROTO;
+		rc = login_step(s, isid, 1, 3, true, NULL, 0, o->version_min, &r);
+	}
+ffp:;
+	const char *v;
+	s->send_mrdsl = (v = key_get(s, "MaxRecvDataSegmentLength")) ? (uint32_t)atoi(v) : 8192;
+	s->first_burst = (v = key_get(s, "FirstBurstLength")) ? (uint32_t)atoi(v) : 65536;
+	s->max_burst = (v = key_get(s, "MaxBurstLength")) ? (uint32_t)atoi(v) : 262144;
+	s->initial_r2t = (v = key_get(s, "InitialR2T")) ? !strcmp(v, "Yes") : true;
+	s->immediate_data = (v = key_get(s, "ImmediateData")) ? !strcmp(v, "Yes") : true;
+	s->hdigest = (v = key_get(s, "HeaderDigest")) && !strcmp(v, "CRC32C");
+	s->ddigest = (v = key_get(s, "DataDigest")) && !strcmp(v, "CRC32C");
+	if (!s->send_mrdsl || s->send_mrdsl > (16u << 20)) {
+		snprintf(proto_err, sizeof(proto_err), "MaxRecvDataSegmentLength=%u", s->send_mrdsl);
+		return LOGIN_PROTO;
+	}
+	return 0;
+}
+
+/* Logs in with opts and fails the test unless that works. */
+static void login_ok(struct sess *s, const struct login_opts *o)
+{
+	int rc = login(s, o);
+	if (rc)
+		fail_msg("login failed: %d (0x%04x) %s", rc, rc > 0 ? rc : 0, proto_err);
+}
+
+static void lun_bytes(uint8_t *h)
+{
+	if (tgt_lun < 256) {
+		h[9] = (uint8_t)tgt_lun;
+	} else {
+		h[8] = (uint8_t)(0x40 | tgt_lun >> 8);
+		h[9] = (uint8_t)tgt_lun;
+	}
+}
+
+/* ---- SCSI commands ------------------------------------------------------ */
+
+enum outcome { OUT_RESPONSE, OUT_REJECT, OUT_CLOSED, OUT_TIMEOUT, OUT_PROTO };
+static const char *const outcome_name[] = { "a SCSI response", "a Reject", "a closed connection",
+					   "a timeout", "a protocol violation" };
+
+struct result {
+	enum outcome out;
+	int status;                     /* SCSI status of OUT_RESPONSE */
+	uint8_t response, sense_key, asc, ascq, reject_reason;
+	uint32_t residual;
+};
+
+/* How the first Data-Out answering an R2T (F_UNSOL_*: the first
+ * unsolicited one) is spoilt. */
+enum fault {
+	F_NONE, F_TTT, F_OFFSET, F_DATASN, F_CLOSE_HALF, F_CLOSE_MIDPDU, F_DDIGEST,
+	/* the first unsolicited Data-Out instead */
+	F_UNSOL_TTT, F_UNSOL_OFFSET, F_UNSOL_DATASN,
+};
+
+static void cmd_header(struct sess *s, uint8_t *h, const uint8_t *cdb, unsigned cdb_len,
+		       bool write, uint32_t len, uint32_t itt)
+{
+	memset(h, 0, BHS);
+	h[0] = OP_SCSI_CMD;
+	h[1] = (uint8_t)(0x80 | (len ? (write ? 0x20 : 0x40) : 0) | 1);  /* F, R/W, simple */
+	lun_bytes(h);
+	put32(h + 16, itt);
+	put32(h + 20, len);
+	put32(h + 24, s->cmdsn);
+	put32(h + 28, s->expstatsn);
+	memcpy(h + 32, cdb, cdb_len);
+}
+
+static void fill_response(struct result *r, const struct pdu *p)
+{
+	r->out = OUT_RESPONSE;
+	r->response = p->h[2];
+	r->status = p->h[3];
+	r->residual = get32(p->h + 44);
+	if (r->status == 2 && p->dlen >= 2 + 14) {
+		const uint8_t *sense = p->data + 2;
+		if ((sense[0] & 0x7f) >= 0x72) {
+			r->sense_key = sense[1] & 0xf;
+			r->asc = sense[2];
+			r->ascq = sense[3];
+		} else {
+			r->sense_key = sense[2] & 0xf;
+			r->asc = sense[12];
+			r->ascq = sense[13];
+		}
+	}
+}
+
+static int send_dataout(struct sess *s, uint32_t itt, uint32_t ttt, uint32_t datasn, uint32_t off,
+			const uint8_t *data, uint32_t n, bool final, unsigned flags)
+{
+	uint8_t h[BHS] = { OP_DATA_OUT, final ? 0x80 : 0 };
+	lun_bytes(h);
+	put32(h + 16, itt);
+	put32(h + 20, ttt);
+	put32(h + 28, s->expstatsn);
+	put32(h + 36, datasn);
+	put32(h + 40, off);
+	return send_pdu(s, h, data, n, flags);
+}
+
+/* Sends data[off, off + len) as a sequence of Data-Out PDUs of at most the
+ * target's MaxRecvDataSegmentLength; the first PDU carries the fault. */
+static int send_sequence(struct sess *s, uint32_t itt, uint32_t ttt, const uint8_t *buf,
+			 uint32_t total, uint32_t off, uint32_t len, enum fault fault, bool *closed)
+{
+	uint32_t sn = 0;
+	if (fault == F_CLOSE_HALF) {
+		/* A quarter of the sequence at a time, and gone after the half. */
+		for (uint32_t done = 0; done < len / 2; sn++) {
+			uint32_t n = len / 4 < s->send_mrdsl ? len / 4 : s->send_mrdsl;
+			if (!n || send_dataout(s, itt, ttt, sn, off + done, buf + off + done, n, false, 0))
+				break;
+			done += n;
+		}
+		sess_close(s);
+		*closed = true;
+		return 0;
+	}
+	for (uint32_t done = 0; done < len; sn++) {
+		uint32_t n = len - done < s->send_mrdsl ? len - done : s->send_mrdsl;
+		bool final = done + n == len;
+		uint32_t t = ttt, dsn = sn, o = off + done;
+		unsigned flags = 0;
+		if (sn == 0) {
+			switch (fault) {
+			case F_TTT: t = ttt ^ 0x5a5a0000u; break;
+			case F_OFFSET: o = total + 65536; break;
+			case F_DATASN: dsn = 7; break;
+			case F_DDIGEST: flags = SEND_BAD_DDIGEST; break;
+			case F_CLOSE_MIDPDU: {
+				uint8_t h[BHS] = { OP_DATA_OUT, 0x80 };
+				lun_bytes(h);
+				put32(h + 16, itt);
+				put32(h + 20, ttt);
+				put24(h + 5, n);
+				put32(h + 40, o);
+				send_all(s->fd, h, BHS);
+				send_all(s->fd, buf + o, n / 2);
+				sess_close(s);
+				*closed = true;
+				return 0;
+			}
+			default: break;
+			}
+		}
+		if (send_dataout(s, itt, t, dsn, o, buf + off + done, n, final, flags))
+			return -1;
+		s->solicited_pdus += ttt != NO_TAG;
+		done += n;
+	}
+	return 0;
+}
+
+/*
+ * One SCSI command with a data-in or data-out buffer of len bytes (or
+ * none), following what the session negotiated: immediate data up to
+ * FirstBurstLength, unsolicited Data-Out when InitialR2T=No, and Data-Out
+ * sequences for every R2T.  Data-In must arrive in order with consecutive
+ * DataSN and segments no longer than our MaxRecvDataSegmentLength; anything
+ * else is OUT_PROTO with proto_err saying what.  fault spoils the first
+ * Data-Out answering an R2T (or the immediate data, for F_DDIGEST).
+ */
+static void scsi_cmd(struct sess *s, const uint8_t *cdb, unsigned cdb_len, bool write, void *buf,
+		     uint32_t len, enum fault fault, struct result *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->status = -1;
+	if (write)
+		s->imm_bytes = s->unsol_pdus = s->r2ts = s->solicited_pdus = 0;
+	else
+		s->datain_pdus = 0;
+	uint8_t h[BHS];
+	uint32_t itt = s->itt++;
+	cmd_header(s, h, cdb, cdb_len, write, len, itt);
+	uint32_t imm = 0, unsol_end = 0;
+	if (write && len) {
+		uint32_t fb = len < s->first_burst ? len : s->first_burst;
+		if (s->immediate_data)
+			imm = fb < s->send_mrdsl ? fb : s->send_mrdsl;
+		unsol_end = s->initial_r2t ? imm : fb;
+		if (unsol_end > imm)
+			h[1] &= (uint8_t)~0x80;   /* unsolicited Data-Out follows */
+	}
+	unsigned flags = fault == F_DDIGEST && imm ? SEND_BAD_DDIGEST : 0;
+	s->cmdsn++;
+	if (send_pdu(s, h, buf, imm, flags)) {
+		r->out = OUT_CLOSED;
+		return;
+	}
+	if (write)
+		s->imm_bytes = imm;
+	uint8_t *b = buf;
+	if (unsol_end > imm) {
+		uint32_t sn = 0;
+		for (uint32_t off = imm; off < unsol_end; sn++) {
+			uint32_t n = unsol_end - off < s->send_mrdsl ? unsol_end - off : s->send_mrdsl;
+			uint32_t ttt = NO_TAG, dsn = sn, o = off;
+			if (sn == 0 && fault == F_UNSOL_TTT)
+				ttt = 0x12345678;
+			if (sn == 0 && fault == F_UNSOL_OFFSET)
+				o = off + 4096;
+			if (sn == 0 && fault == F_UNSOL_DATASN)
+				dsn = 27;
+			if (send_dataout(s, itt, ttt, dsn, o, b + off, n, off + n == unsol_end, 0)) {
+				r->out = OUT_CLOSED;
+				return;
+			}
+			s->unsol_pdus++;
+			off += n;
+		}
+	}
+	uint32_t in_off = 0, in_sn = 0, r2tsn = 0;
+	bool fault_used = flags != 0;
+	for (;;) {
+		struct pdu p;
+		int rc = recv_pdu(s, &p, IO_MS);
+		if (rc != R_PDU) {
+			r->out = rc == R_CLOSED ? OUT_CLOSED : rc == R_TIMEOUT ? OUT_TIMEOUT : OUT_PROTO;
+			return;
+		}
+		unsigned op = p.h[0] & 0x3f;
+		if (op == OP_REJECT) {
+			r->out = OUT_REJECT;
+			r->reject_reason = p.h[2];
+			pdu_free(&p);
+			return;
+		}
+		if (get32(p.h + 16) != itt) {
+			snprintf(proto_err, sizeof(proto_err), "opcode 0x%02x for task 0x%x, expected 0x%x",
+				 op, get32(p.h + 16), itt);
+			pdu_free(&p);
+			r->out = OUT_PROTO;
+			return;
+		}
+		if (op == OP_SCSI_RSP) {
+			fill_response(r, &p);
+			pdu_free(&p);
+			if (!write && r->status == 0 && in_off != len - (p.h[1] & 0x02 ? r->residual : 0)) {
+				snprintf(proto_err, sizeof(proto_err), "read of %u bytes returned %u (residual %u)",
+					 len, in_off, r->residual);
+				r->out = OUT_PROTO;
+			}
+			return;
+		}
+		if (op == OP_DATA_IN && !write) {
+			uint32_t off = get32(p.h + 40), sn = get32(p.h + 36);
+			if (off != in_off || sn != in_sn || p.dlen > s->recv_mrdsl || off + p.dlen > len) {
+				snprintf(proto_err, sizeof(proto_err),
+					 "Data-In offset %u DataSN %u length %u; expected offset %u DataSN %u, "
+					 "at most %u bytes of %u", off, sn, p.dlen, in_off, in_sn, s->recv_mrdsl, len);
+				pdu_free(&p);
+				r->out = OUT_PROTO;
+				return;
+			}
+			memcpy(b + off, p.data, p.dlen);
+			in_off += p.dlen;
+			in_sn++;
+			s->datain_pdus++;
+			if (p.h[1] & 0x01) {         /* status in the last Data-In */
+				r->out = OUT_RESPONSE;
+				r->status = p.h[3];
+				r->residual = get32(p.h + 44);
+				pdu_free(&p);
+				if (r->status == 0 && in_off != len - (p.h[1] & 0x02 ? r->residual : 0)) {
+					snprintf(proto_err, sizeof(proto_err),
+						 "read of %u bytes returned %u (residual %u)", len, in_off, r->residual);
+					r->out = OUT_PROTO;
+				}
+				return;
+			}
+			pdu_free(&p);
+			continue;
+		}
+		if (op == OP_R2T && write) {
+			uint32_t ttt = get32(p.h + 20), off = get32(p.h + 40), n = get32(p.h + 44);
+			uint32_t sn = get32(p.h + 36);
+			pdu_free(&p);
+			if (sn != r2tsn || off + n > len || n == 0 || n > s->max_burst || off < unsol_end) {
+				snprintf(proto_err, sizeof(proto_err),
+					 "R2T R2TSN %u offset %u length %u (expected R2TSN %u, within [%u, %u), "
+					 "at most %u)", sn, off, n, r2tsn, unsol_end, len, s->max_burst);
+				r->out = OUT_PROTO;
+				return;
+			}
+			r2tsn++;
+			s->r2ts++;
+			bool closed = false;
+			enum fault f = fault_used ? F_NONE : fault;
+			fault_used = true;
+			if (send_sequence(s, itt, ttt, b, len, off, n, f, &closed)) {
+				r->out = OUT_CLOSED;
+				return;
+			}
+			if (closed) {
+				r->out = OUT_CLOSED;
+				return;
+			}
+			continue;
+		}
+		snprintf(proto_err, sizeof(proto_err), "unexpected opcode 0x%02x during a %s", op,
+			 write ? "write" : "read");
+		pdu_free(&p);
+		r->out = OUT_PROTO;
+		return;
+	}
+}
+
+static void rw10(struct sess *s, bool write, uint32_t lba, uint16_t blocks, void *buf,
+		 enum fault fault, struct result *r)
+{
+	uint8_t cdb[10] = { write ? 0x2a : 0x28, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16),
+			    (uint8_t)(lba >> 8), (uint8_t)lba, 0, (uint8_t)(blocks >> 8), (uint8_t)blocks, 0 };
+	scsi_cmd(s, cdb, sizeof(cdb), write, buf, (uint32_t)blocks * BS, fault, r);
+}
+
+static void expect_good(const struct result *r, const char *what)
+{
+	if (r->out != OUT_RESPONSE || r->status != 0)
+		fail_msg("%s: %s, status %d sense %x/%02x/%02x, reject reason 0x%02x %s", what,
+			 outcome_name[r->out], r->status, r->sense_key, r->asc, r->ascq, r->reject_reason,
+			 r->out == OUT_PROTO ? proto_err : "");
+}
+
+/* A command the target must carry out: retried on UNIT ATTENTION, which a
+ * new session may see first. */
+static void rw_ok(struct sess *s, bool write, uint32_t lba, uint16_t blocks, void *buf)
+{
+	struct result r;
+	for (int i = 0; i < 4; i++) {
+		rw10(s, write, lba, blocks, buf, F_NONE, &r);
+		if (!(r.out == OUT_RESPONSE && r.status == 2 && r.sense_key == 6))
+			break;
+	}
+	expect_good(&r, write ? "WRITE(10)" : "READ(10)");
+}
+
+static void tur_ok(struct sess *s)
+{
+	static const uint8_t cdb[6];
+	struct result r;
+	for (int i = 0; i < 4; i++) {
+		scsi_cmd(s, cdb, 6, false, NULL, 0, F_NONE, &r);
+		if (!(r.out == OUT_RESPONSE && r.status == 2 && r.sense_key == 6))
+			break;
+	}
+	expect_good(&r, "TEST UNIT READY");
+}
+
+static void logout(struct sess *s)
+{
+	uint8_t h[BHS] = { IMMEDIATE | OP_LOGOUT, 0x80 };
+	put32(h + 16, s->itt++);
+	put32(h + 24, s->cmdsn);
+	put32(h + 28, s->expstatsn);
+	assert_int_equal(send_pdu(s, h, NULL, 0, 0), 0);
+	struct pdu p;
+	int rc = recv_pdu(s, &p, IO_MS);
+	if (rc != R_PDU)
+		fail_msg("no Logout Response (%d)", rc);
+	assert_int_equal(p.h[0] & 0x3f, OP_LOGOUT_RSP);
+	assert_int_equal(p.h[2], 0);
+	pdu_free(&p);
+	sess_close(s);
+}
+
+/* Writes the pattern of (lba, seed) and reads it back through s. */
+static void write_verify(struct sess *s, uint32_t lba, uint16_t blocks, uint32_t seed)
+{
+	uint8_t *w = malloc((size_t)blocks * BS), *rd = malloc((size_t)blocks * BS);
+	assert_non_null(w);
+	assert_non_null(rd);
+	tl_fill(w, lba, blocks, BS, seed);
+	rw_ok(s, true, lba, blocks, w);
+	memset(rd, 0xee, (size_t)blocks * BS);
+	rw_ok(s, false, lba, blocks, rd);
+	if (!tl_check(rd, lba, blocks, BS, seed))
+		fail_msg("read back of %u blocks at LBA %u differs from what was written", blocks, lba);
+	free(w);
+	free(rd);
+}
+
+/* True if blocks at lba hold the pattern (lba, seed), read through s. */
+static bool holds(struct sess *s, uint32_t lba, uint16_t blocks, uint32_t seed)
+{
+	uint8_t *rd = malloc((size_t)blocks * BS);
+	assert_non_null(rd);
+	rw_ok(s, false, lba, blocks, rd);
+	bool ok = tl_check(rd, lba, blocks, BS, seed);
+	free(rd);
+	return ok;
+}
+
+/* A fresh well-formed session on port still works: login (retried for 5 s
+ * while the target cleans up), TEST UNIT READY, READ(10) of the known
+ * data, logout. */
+static void healthy_at(unsigned short port)
+{
+	struct sess s;
+	struct login_opts o = { .port = port };
+	int rc = LOGIN_CLOSED;
+	for (uint64_t end = now_ms() + 5000; now_ms() < end; sleep_ms(100)) {
+		if (!(rc = login(&s, &o)))
+			break;
+		sess_close(&s);
+	}
+	if (rc)
+		fail_msg("a fresh session cannot log in: %d %s", rc, proto_err);
+	tur_ok(&s);
+	if (!holds(&s, KNOWN_LBA, KNOWN_BLOCKS, KNOWN_SEED))
+		fail_msg("the known data has changed");
+	logout(&s);
+	if (!external)
+		assert_true(server_alive(srv_pid));
+}
+
+static void healthy(void)
+{
+	healthy_at(srv_port);
+}
+
+/* The target's answer to something it must refuse: a Reject PDU, a Login
+ * reject, or a closed connection, within REFUSE_MS.  Returns a description
+ * for the log; fails the test on anything else. */
+static const char *expect_refusal(struct sess *s, const char *what)
+{
+	static char desc[128];
+	struct pdu p;
+	int rc = recv_pdu(s, &p, REFUSE_MS);
+	if (rc == R_CLOSED) {
+		snprintf(desc, sizeof(desc), "connection dropped");
+	} else if (rc == R_PDU && (p.h[0] & 0x3f) == OP_REJECT) {
+		snprintf(desc, sizeof(desc), "Reject, reason 0x%02x", p.h[2]);
+		pdu_free(&p);
+	} else if (rc == R_PDU && (p.h[0] & 0x3f) == OP_LOGIN_RSP && p.h[36]) {
+		snprintf(desc, sizeof(desc), "Login reject 0x%02x%02x", p.h[36], p.h[37]);
+		pdu_free(&p);
+	} else if (rc == R_PDU) {
+		unsigned op = p.h[0] & 0x3f;
+		pdu_free(&p);
+		fail_msg("%s: the target answered with opcode 0x%02x (status 0x%02x) instead of refusing",
+			 what, op, p.h[3]);
+	} else {
+		fail_msg("%s: neither a Reject nor a dropped connection within %d ms (%s)", what,
+			 REFUSE_MS, rc == R_TIMEOUT ? "timeout" : proto_err);
+	}
+	printf("# %s: %s\n", what, desc);
+	return desc;
+}
+
+/* ---- setup ------------------------------------------------------------ */
+
+static int group_setup(void **state)
+{
+	(void)state;
+	signal(SIGPIPE, SIG_IGN);
+	const char *port = getenv("HBK_ISCSI_PORT");
+	if (port && *port) {
+		external = true;
+		srv_port = (unsigned short)atoi(port);
+		if (getenv("HBK_ISCSI_IQN"))
+			snprintf(tgt_iqn, sizeof(tgt_iqn), "%s", getenv("HBK_ISCSI_IQN"));
+		if (getenv("HBK_ISCSI_LUN"))
+			tgt_lun = (unsigned)atoi(getenv("HBK_ISCSI_LUN"));
+	} else {
+		char cmd[600];
+		snprintf(cmd, sizeof(cmd), "timeout 10 %s serve iscsi --help 2>&1 | grep -q -- --ready-file", tl_path("hbakit"));
+		if (access(tl_path("hbakit"), X_OK) || system(cmd)) {
+			printf("# %s has no 'serve iscsi': every case skips\n", tl_path("hbakit"));
+			unavailable = true;
+			return 0;
+		}
+		snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/hbk-iscsi-robust.XXXXXX");
+		if (!mkdtemp(tmp_dir))
+			return -1;
+		srv_pid = server_start(NULL, &srv_port);
+		if (srv_pid < 0)
+			return -1;
+	}
+	struct sess s;
+	if (login(&s, NULL)) {
+		fprintf(stderr, "setup: cannot log in (%s)\n", proto_err);
+		return -1;
+	}
+	uint8_t *b = malloc(KNOWN_BLOCKS * BS);
+	tl_fill(b, KNOWN_LBA, KNOWN_BLOCKS, BS, KNOWN_SEED);
+	struct result r;
+	for (int i = 0; i < 4; i++) {
+		rw10(&s, true, KNOWN_LBA, KNOWN_BLOCKS, b, F_NONE, &r);
+		if (!(r.out == OUT_RESPONSE && r.status == 2 && r.sense_key == 6))
+			break;
+	}
+	free(b);
+	sess_close(&s);
+	if (r.out != OUT_RESPONSE || r.status) {
+		fprintf(stderr, "setup: writing the known data failed (%s, status %d)\n",
+			outcome_name[r.out], r.status);
+		return -1;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	if (srv_pid > 0 && server_alive(srv_pid))
+		server_stop(srv_pid);
+	if (tmp_dir[0]) {
+		char cmd[128];
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp_dir);
+		if (system(cmd)) {
+			/* nothing to do: a leftover directory in /tmp */
+		}
+	}
+	return 0;
+}
+
+/* ---- the cases ---------------------------------------------------------- */
+
+static void need_server(void)
+{
+	if (unavailable)
+		skip();
+}
+
+static void login_and_io_work(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	login_ok(&s, NULL);
+	printf("# negotiated: MaxRecvDataSegmentLength %u, FirstBurstLength %u, MaxBurstLength %u, "
+	       "InitialR2T %s, ImmediateData %s\n", s.send_mrdsl, s.first_burst, s.max_burst,
+	       s.initial_r2t ? "Yes" : "No", s.immediate_data ? "Yes" : "No");
+	tur_ok(&s);
+	write_verify(&s, SCRATCH(0), 8, 0x100);
+	logout(&s);
+	healthy();
+}
+
+/* Writes through every data path the protocol has and reads them back. */
+static void writes_and_reads_through_every_data_path(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	/* Immediate data and unsolicited Data-Out, then R2T for the rest. */
+	const char *unsol[] = { "InitialR2T=No", "ImmediateData=Yes", "FirstBurstLength=65536",
+				"MaxBurstLength=262144", NULL };
+	login_ok(&s, &(struct login_opts){ .keys = unsol });
+	uint32_t lba = SCRATCH(1);
+	write_verify(&s, lba, 8, 0x201);                       /* 4 KiB */
+	printf("# 4 KiB write: %u immediate bytes, %u unsolicited PDUs, %u R2Ts\n", s.imm_bytes,
+	       s.unsol_pdus, s.r2ts);
+	if (s.immediate_data)
+		assert_int_equal(s.imm_bytes, 4096);
+	write_verify(&s, lba + 16, 512, 0x202);                /* 256 KiB */
+	printf("# 256 KiB write: %u immediate bytes, %u unsolicited PDUs, %u R2Ts (%u Data-Out)\n",
+	       s.imm_bytes, s.unsol_pdus, s.r2ts, s.solicited_pdus);
+	assert_true(s.r2ts >= 1);   /* beyond FirstBurstLength only R2T may fetch data */
+	if (!s.initial_r2t && s.first_burst > s.imm_bytes)
+		assert_true(s.unsol_pdus >= 1);
+	if (s.initial_r2t || !s.immediate_data)
+		printf("# note: the target negotiated InitialR2T=%s ImmediateData=%s\n",
+		       s.initial_r2t ? "Yes" : "No", s.immediate_data ? "Yes" : "No");
+	logout(&s);
+
+	/* Unsolicited Data-Out without immediate data, then R2T. */
+	const char *dataout[] = { "InitialR2T=No", "ImmediateData=No", "FirstBurstLength=65536",
+				  "MaxBurstLength=131072", NULL };
+	login_ok(&s, &(struct login_opts){ .keys = dataout });
+	if (s.initial_r2t || s.immediate_data)
+		fail_msg("the target did not agree to InitialR2T=No ImmediateData=No");
+	write_verify(&s, lba + 1024 + 2048, 512, 0x205);        /* 256 KiB */
+	printf("# 256 KiB write, unsolicited: %u immediate bytes, %u unsolicited PDUs, %u R2Ts\n",
+	       s.imm_bytes, s.unsol_pdus, s.r2ts);
+	assert_int_equal(s.imm_bytes, 0);
+	assert_true(s.unsol_pdus >= 1);
+	assert_true(s.r2ts >= 2);   /* 192 KiB in bursts of at most 128 KiB */
+	logout(&s);
+
+	/* R2T only, and small data segments both ways. */
+	const char *r2t[] = { "InitialR2T=Yes", "ImmediateData=No", "MaxRecvDataSegmentLength=8192",
+			      "MaxBurstLength=65536", NULL };
+	login_ok(&s, &(struct login_opts){ .keys = r2t });
+	assert_true(s.initial_r2t);
+	assert_false(s.immediate_data);
+	write_verify(&s, lba + 600, 384, 0x203);               /* 192 KiB */
+	printf("# 192 KiB write with R2T only: %u R2Ts, %u Data-Out PDUs\n", s.r2ts, s.solicited_pdus);
+	assert_int_equal(s.imm_bytes, 0);
+	assert_int_equal(s.unsol_pdus, 0);
+	assert_true(s.r2ts >= 3);   /* MaxBurstLength 64 KiB */
+	/* A 1 MiB read in Data-In PDUs of at most 8 KiB, in order. */
+	uint8_t *big = malloc(1u << 20);
+	assert_non_null(big);
+	tl_fill(big, lba + 1024, 2048, BS, 0x204);
+	rw_ok(&s, true, lba + 1024, 2048, big);
+	memset(big, 0, 1u << 20);
+	rw_ok(&s, false, lba + 1024, 2048, big);
+	printf("# 1 MiB read: %u Data-In PDUs\n", s.datain_pdus);
+	assert_true(s.datain_pdus >= 128);
+	assert_true(tl_check(big, lba + 1024, 2048, BS, 0x204));
+	free(big);
+	/* Everything written above is still right. */
+	assert_true(holds(&s, lba, 8, 0x201));
+	assert_true(holds(&s, lba + 16, 512, 0x202));
+	logout(&s);
+	healthy();
+}
+
+static void unknown_opcode_is_rejected(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	login_ok(&s, NULL);
+	uint8_t h[BHS] = { 0x1e, 0x80 };     /* no such initiator opcode */
+	put32(h + 16, s.itt++);
+	put32(h + 24, s.cmdsn);
+	put32(h + 28, s.expstatsn);
+	assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
+	expect_refusal(&s, "opcode 0x1e");
+	sess_close(&s);
+	healthy();
+}
+
+static void data_segment_beyond_mrdsl_is_refused(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	login_ok(&s, NULL);
+	/* A NOP-Out ping with a data segment 4 KiB longer than the target
+	 * takes, sent in full. */
+	uint32_t n = s.send_mrdsl + 4096;
+	uint8_t *d = calloc(1, n);
+	assert_non_null(d);
+	uint8_t h[BHS] = { IMMEDIATE | OP_NOP_OUT, 0x80 };
+	put32(h + 16, s.itt++);
+	put32(h + 20, NO_TAG);
+	put32(h + 24, s.cmdsn);
+	put32(h + 28, s.expstatsn);
+	send_pdu(&s, h, d, n, 0);
+	free(d);
+	expect_refusal(&s, "data segment MaxRecvDataSegmentLength + 4 KiB");
+	sess_close(&s);
+
+	/* A SCSI command announcing a 16 MiB data segment, with 4 KiB of it:
+	 * the target must not wait for the rest. */
+	login_ok(&s, NULL);
+	uint8_t cdb[10] = { 0x2a, 0, 0, 0, 0x30, 0, 0, 0x80, 0, 0 };
+	uint8_t c[BHS + 4096] = { 0 };
+	cmd_header(&s, c, cdb, 10, true, 16u << 20, s.itt++);
+	put24(c + 5, 0xffffff);
+	assert_int_equal(send_all(s.fd, c, sizeof(c)), 0);
+	expect_refusal(&s, "data segment length 16 MiB");
+	sess_close(&s);
+	healthy();
+}
+
+static void huge_ahs_is_refused(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	login_ok(&s, NULL);
+	uint8_t pdu[BHS + 1020] = { 0 };
+	static const uint8_t tur[6];
+	cmd_header(&s, pdu, tur, 6, false, 0, s.itt++);
+	pdu[4] = 255;                         /* TotalAHSLength: 1020 bytes */
+	/* The first AHS claims 65532 bytes of extended CDB. */
+	pdu[BHS] = 0xff;
+	pdu[BHS + 1] = 0xfc;
+	pdu[BHS + 2] = 1;
+	memset(pdu + BHS + 4, 0xa5, 1016);
+	assert_int_equal(send_all(s.fd, pdu, sizeof(pdu)), 0);
+	expect_refusal(&s, "AHS of 1020 bytes with an AHS length of 65532");
+	sess_close(&s);
+	healthy();
+}
+
+static void truncated_pdu_then_close(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	login_ok(&s, NULL);
+	uint8_t h[BHS];
+	static const uint8_t tur[6];
+	cmd_header(&s, h, tur, 6, false, 0, s.itt++);
+	assert_int_equal(send_all(s.fd, h, 20), 0);
+	sess_close(&s);
+	/* And before login: half a Login Request. */
+	int fd = tcp_connect(srv_port);
+	assert_true(fd >= 0);
+	uint8_t l[BHS] = { IMMEDIATE | OP_LOGIN, 0x87 };
+	assert_int_equal(send_all(fd, l, 30), 0);
+	close(fd);
+	healthy();
+}
+
+static void cmdsn_outside_the_window_is_not_executed(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	login_ok(&s, NULL);
+	tur_ok(&s);
+	uint8_t buf[4096];
+	tl_fill(buf, SCRATCH(2), 8, BS, 0x300);
+	/* A WRITE far ahead of the window: it must never be carried out. */
+	uint8_t cdb[10] = { 0x2a, 0, (uint8_t)(SCRATCH(2) >> 24), (uint8_t)(SCRATCH(2) >> 16),
+			    (uint8_t)(SCRATCH(2) >> 8), (uint8_t)SCRATCH(2), 0, 0, 8, 0 };
+	uint8_t h[BHS];
+	uint32_t bad_itt = s.itt++;
+	cmd_header(&s, h, cdb, 10, true, 4096, bad_itt);
+	put32(h + 24, s.cmdsn + 0x40000000u);
+	bool imm = s.immediate_data && s.first_burst >= 4096 && s.send_mrdsl >= 4096;
+	assert_int_equal(send_pdu(&s, h, buf, imm ? 4096 : 0, 0), 0);
+	/* And one behind it (an old CmdSN). */
+	uint32_t old_itt = s.itt++;
+	cmd_header(&s, h, cdb, 10, true, 4096, old_itt);
+	put32(h + 24, s.cmdsn - 1000);
+	assert_int_equal(send_pdu(&s, h, buf, imm ? 4096 : 0, 0), 0);
+	/* Then a TEST UNIT READY in the window: it answers, the others do not. */
+	static const uint8_t tur[6];
+	uint32_t good_itt = s.itt++;
+	cmd_header(&s, h, tur, 6, false, 0, good_itt);
+	s.cmdsn++;
+	assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
+	bool answered = false, dropped = false;
+	for (uint64_t end = now_ms() + REFUSE_MS; now_ms() < end && !answered && !dropped;) {
+		struct pdu p;
+		int rc = recv_pdu(&s, &p, REFUSE_MS);
+		if (rc == R_CLOSED) {
+			dropped = true;
+			break;
+		}
+		if (rc != R_PDU)
+			fail_msg("no answer to a TEST UNIT READY in the window (%d)", rc);
+		unsigned op = p.h[0] & 0x3f;
+		uint32_t itt = get32(p.h + 16);
+		pdu_free(&p);
+		if (op == OP_REJECT) {
+			printf("# CmdSN outside the window: Reject reason 0x%02x\n", p.h[2]);
+			continue;
+		}
+		if (itt == bad_itt || itt == old_itt)
+			fail_msg("the target answered a command with CmdSN outside the window (opcode 0x%02x)", op);
+		if (itt == good_itt && op == OP_SCSI_RSP)
+			answered = true;
+	}
+	if (dropped)
+		printf("# CmdSN outside the window: connection dropped\n");
+	else if (!answered)
+		fail_msg("no answer to a TEST UNIT READY after commands outside the window");
+	else {
+		/* Nothing comes for the two commands afterwards either. */
+		struct pdu p;
+		int rc = recv_pdu(&s, &p, QUIET_MS);
+		if (rc == R_PDU) {
+			unsigned op = p.h[0] & 0x3f;
+			pdu_free(&p);
+			if (op != OP_REJECT)
+				fail_msg("late opcode 0x%02x for a command outside the window", op);
+		}
+		printf("# CmdSN outside the window: silently ignored\n");
+	}
+	sess_close(&s);
+	login_ok(&s, NULL);
+	assert_false(holds(&s, SCRATCH(2), 8, 0x300));
+	logout(&s);
+	healthy();
+}
+
+/* A write whose first Data-Out answering an R2T is spoilt by fault: the
+ * target must refuse it (Reject, dropped connection, or a failed command)
+ * and never write outside the command's blocks. */
+static void spoilt_dataout(enum fault fault, const char *what, unsigned area)
+{
+	struct sess s;
+	const char *r2t[] = { "InitialR2T=Yes", "ImmediateData=No", "MaxRecvDataSegmentLength=65536", NULL };
+	const char *unsol[] = { "InitialR2T=No", "ImmediateData=No", "FirstBurstLength=65536", NULL };
+	bool unsolicited = fault >= F_UNSOL_TTT;
+	uint32_t lba = SCRATCH(area);
+	/* 32 blocks to write, 32 blocks of guard behind them. */
+	login_ok(&s, NULL);
+	write_verify(&s, lba, 64, 0x400 + area);
+	logout(&s);
+
+	login_ok(&s, &(struct login_opts){ .keys = unsolicited ? unsol : r2t });
+	if (unsolicited && (s.initial_r2t || s.immediate_data)) {
+		sess_close(&s);
+		fail_msg("%s: the target did not agree to InitialR2T=No ImmediateData=No", what);
+	}
+	uint8_t *w = malloc(32 * BS);
+	assert_non_null(w);
+	tl_fill(w, lba, 32, BS, 0x500 + area);
+	struct result r;
+	rw10(&s, true, lba, 32, w, fault, &r);
+	free(w);
+	if (r.out == OUT_RESPONSE && r.status == 0)
+		fail_msg("%s: the write completed with GOOD status", what);
+	if (r.out == OUT_TIMEOUT)
+		fail_msg("%s: neither a Reject, a failed command nor a dropped connection in %d ms",
+			 what, IO_MS);
+	if (r.out == OUT_PROTO)
+		fail_msg("%s: %s", what, proto_err);
+	printf("# %s: %s (status %d, reject reason 0x%02x)\n", what, outcome_name[r.out], r.status,
+	       r.reject_reason);
+	sess_close(&s);
+
+	login_ok(&s, NULL);
+	if (!holds(&s, lba + 32, 32, 0x400 + area))
+		fail_msg("%s: the blocks behind the write changed", what);
+	logout(&s);
+	healthy();
+}
+
+static void dataout_with_wrong_ttt(void **state)
+{
+	(void)state;
+	need_server();
+	spoilt_dataout(F_TTT, "Data-Out with a wrong target transfer tag", 3);
+}
+
+static void dataout_with_wrong_offset(void **state)
+{
+	(void)state;
+	need_server();
+	spoilt_dataout(F_OFFSET, "Data-Out at an offset beyond the transfer", 4);
+}
+
+static void dataout_with_wrong_datasn(void **state)
+{
+	(void)state;
+	need_server();
+	spoilt_dataout(F_DATASN, "Data-Out with DataSN 7 first", 5);
+}
+
+static void unsolicited_dataout_with_wrong_ttt(void **state)
+{
+	(void)state;
+	need_server();
+	spoilt_dataout(F_UNSOL_TTT, "unsolicited Data-Out with a target transfer tag", 10);
+}
+
+static void unsolicited_dataout_with_wrong_offset(void **state)
+{
+	(void)state;
+	need_server();
+	spoilt_dataout(F_UNSOL_OFFSET, "unsolicited Data-Out 4 KiB ahead", 11);
+}
+
+static void unsolicited_dataout_with_wrong_datasn(void **state)
+{
+	(void)state;
+	need_server();
+	spoilt_dataout(F_UNSOL_DATASN, "unsolicited Data-Out with DataSN 27 first", 12);
+}
+
+static void client_closes_mid_dataout(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	const char *r2t[] = { "InitialR2T=Yes", "ImmediateData=No", NULL };
+	uint8_t *w = malloc(256 * 1024);
+	assert_non_null(w);
+	tl_fill(w, SCRATCH(6), 512, BS, 0x600);
+	struct result r;
+	login_ok(&s, &(struct login_opts){ .keys = r2t });
+	rw10(&s, true, SCRATCH(6), 512, w, F_CLOSE_HALF, &r);
+	assert_int_equal(r.out, OUT_CLOSED);
+	login_ok(&s, &(struct login_opts){ .keys = r2t });
+	rw10(&s, true, SCRATCH(6), 512, w, F_CLOSE_MIDPDU, &r);
+	assert_int_equal(r.out, OUT_CLOSED);
+	free(w);
+	healthy();
+	/* The blocks are usable again. */
+	login_ok(&s, NULL);
+	write_verify(&s, SCRATCH(6), 512, 0x601);
+	logout(&s);
+}
+
+static void header_digests(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	const char *hd[] = { "HeaderDigest=CRC32C", NULL };
+	int rc = login(&s, &(struct login_opts){ .keys = hd });
+	if (rc) {
+		fail_msg("login offering only HeaderDigest=CRC32C failed: %d (0x%04x) %s", rc, rc > 0 ? rc : 0,
+			 proto_err);
+	}
+	if (!s.hdigest) {
+		const char *v = key_get(&s, "HeaderDigest");
+		sess_close(&s);
+		fail_msg("the target answered HeaderDigest=%s to an offer of CRC32C only", v ? v : "(nothing)");
+	}
+	/* Digested PDUs both ways. */
+	tur_ok(&s);
+	write_verify(&s, SCRATCH(7), 128, 0x700);
+	assert_int_equal(s.digest_errors, 0);
+	/* A write with a wrong header digest must not be carried out. */
+	uint8_t w[4096];
+	tl_fill(w, SCRATCH(7) + 200, 8, BS, 0x701);
+	uint8_t cdb[10] = { 0x2a, 0, 0, 0, 0, 0, 0, 0, 8, 0 };
+	put32(cdb + 2, SCRATCH(7) + 200);
+	uint8_t h[BHS];
+	cmd_header(&s, h, cdb, 10, true, 4096, s.itt++);
+	bool imm = s.immediate_data && s.first_burst >= 4096 && s.send_mrdsl >= 4096;
+	assert_int_equal(send_pdu(&s, h, w, imm ? 4096 : 0, SEND_BAD_HDIGEST), 0);
+	struct pdu p;
+	rc = recv_pdu(&s, &p, REFUSE_MS);
+	if (rc == R_PDU) {
+		unsigned op = p.h[0] & 0x3f;
+		uint8_t st = p.h[3];
+		pdu_free(&p);
+		if (op == OP_SCSI_RSP && st == 0)
+			fail_msg("a write with a bad header digest completed with GOOD status");
+		if (op == OP_R2T)
+			fail_msg("the target asked for the data of a PDU with a bad header digest");
+		printf("# bad header digest: opcode 0x%02x\n", op);
+	} else if (rc == R_TIMEOUT) {
+		/* Discarded: then the session goes on with the next PDU. */
+		printf("# bad header digest: PDU discarded\n");
+		tur_ok(&s);
+	} else {
+		printf("# bad header digest: connection dropped\n");
+	}
+	sess_close(&s);
+	login_ok(&s, NULL);
+	assert_false(holds(&s, SCRATCH(7) + 200, 8, 0x701));
+	assert_true(holds(&s, SCRATCH(7), 128, 0x700));
+	logout(&s);
+	healthy();
+}
+
+static void data_digests(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	const char *dd[] = { "HeaderDigest=CRC32C", "DataDigest=CRC32C", "InitialR2T=No", NULL };
+	int rc = login(&s, &(struct login_opts){ .keys = dd });
+	if (rc)
+		fail_msg("login offering CRC32C digests failed: %d (0x%04x) %s", rc, rc > 0 ? rc : 0, proto_err);
+	if (!s.ddigest) {
+		const char *v = key_get(&s, "DataDigest");
+		sess_close(&s);
+		fail_msg("the target answered DataDigest=%s to an offer of CRC32C only", v ? v : "(nothing)");
+	}
+	write_verify(&s, SCRATCH(8), 512, 0x800);   /* immediate, unsolicited, R2T, Data-In */
+	assert_int_equal(s.digest_errors, 0);
+	/* Immediate data with a wrong data digest: refused, not written. */
+	uint8_t w[4096];
+	tl_fill(w, SCRATCH(8) + 600, 8, BS, 0x801);
+	struct result r;
+	rw10(&s, true, SCRATCH(8) + 600, 8, w, F_DDIGEST, &r);
+	if (r.out == OUT_RESPONSE && r.status == 0)
+		fail_msg("a write with a bad data digest completed with GOOD status");
+	if (r.out == OUT_PROTO)
+		fail_msg("bad data digest: %s", proto_err);
+	printf("# bad data digest: %s (status %d, reject reason 0x%02x)\n", outcome_name[r.out],
+	       r.status, r.reject_reason);
+	sess_close(&s);
+	login_ok(&s, NULL);
+	assert_false(holds(&s, SCRATCH(8) + 600, 8, 0x801));
+	assert_true(holds(&s, SCRATCH(8), 512, 0x800));
+	logout(&s);
+	healthy();
+}
+
+static void pdus_before_login_are_refused(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	memset(&s, 0, sizeof(s));
+	/* A SCSI command, then a NOP-Out, as the first PDU of a connection. */
+	for (int i = 0; i < 2; i++) {
+		s.fd = tcp_connect(srv_port);
+		assert_true(s.fd >= 0);
+		uint8_t h[BHS] = { 0 };
+		static const uint8_t tur[6];
+		if (i == 0) {
+			cmd_header(&s, h, tur, 6, false, 0, 1);
+		} else {
+			h[0] = IMMEDIATE | OP_NOP_OUT;
+			h[1] = 0x80;
+			put32(h + 16, 1);
+			put32(h + 20, NO_TAG);
+		}
+		assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
+		expect_refusal(&s, i == 0 ? "SCSI command before login" : "NOP-Out before login");
+		sess_close(&s);
+	}
+	healthy();
+}
+
+static void logins_with_garbage_are_refused(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	/* Binary garbage instead of key=value text. */
+	uint8_t junk[700];
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (uint8_t)(i * 37 + 11);
+	junk[100] = 0;
+	int rc = login(&s, &(struct login_opts){ .raw = junk, .raw_len = sizeof(junk) });
+	printf("# binary login text: %d (0x%04x)\n", rc, rc > 0 ? rc : 0);
+	assert_true(rc == LOGIN_CLOSED || (rc > 0 && rc >> 8 == 2));
+	sess_close(&s);
+	/* Keys without '=' and a key of 5000 bytes. */
+	char text[6000];
+	size_t n = (size_t)snprintf(text, sizeof(text), "InitiatorName=iqn.2026-11.org.hbakit.test:x") + 1;
+	n += (size_t)snprintf(text + n, sizeof(text) - n, "ThisKeyHasNoValue") + 1;
+	memset(text + n, 'K', 5000);
+	n += 5000;
+	text[n++] = 0;
+	rc = login(&s, &(struct login_opts){ .raw = text, .raw_len = n });
+	printf("# malformed keys: %d (0x%04x)\n", rc, rc > 0 ? rc : 0);
+	assert_true(rc == LOGIN_CLOSED || (rc > 0 && rc >> 8 == 2));
+	sess_close(&s);
+	/* No InitiatorName. */
+	static const char noname[] = "SessionType=Normal\0AuthMethod=None";
+	rc = login(&s, &(struct login_opts){ .raw = noname, .raw_len = sizeof(noname) });
+	printf("# no InitiatorName: %d (0x%04x)\n", rc, rc > 0 ? rc : 0);
+	assert_true(rc == LOGIN_CLOSED || (rc > 0 && rc >> 8 == 2));
+	sess_close(&s);
+	/* A target that does not exist. */
+	rc = login(&s, &(struct login_opts){ .target = "iqn.2026-11.org.hbakit:t99" });
+	printf("# unknown target: %d (0x%04x)\n", rc, rc > 0 ? rc : 0);
+	assert_true(rc == LOGIN_CLOSED || (rc > 0 && rc >> 8 == 2));
+	sess_close(&s);
+	/* A protocol version the target cannot speak. */
+	rc = login(&s, &(struct login_opts){ .version_min = 0x7f });
+	printf("# unsupported version: %d (0x%04x)\n", rc, rc > 0 ? rc : 0);
+	assert_true(rc == LOGIN_CLOSED || (rc > 0 && rc >> 8 == 2));
+	sess_close(&s);
+	/* Unknown but well-formed keys are answered NotUnderstood; the login
+	 * goes on. */
+	const char *odd[] = { "X-org.hbakit.test.Unknown=1", "FrobnicationLevel=7", NULL };
+	login_ok(&s, &(struct login_opts){ .keys = odd });
+	const char *v = key_get(&s, "FrobnicationLevel");
+	if (!v || strcmp(v, "NotUnderstood"))
+		fail_msg("FrobnicationLevel=7 answered with '%s', not NotUnderstood", v ? v : "(nothing)");
+	tur_ok(&s);
+	logout(&s);
+	healthy();
+}
+
+static int count_closed(const int *fds, int n, bool *gone)
+{
+	int closed = 0;
+	for (int i = 0; i < n; i++) {
+		if (!gone[i]) {
+			uint8_t b[64];
+			ssize_t r = recv(fds[i], b, sizeof(b), MSG_DONTWAIT);
+			gone[i] = r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR);
+		}
+		closed += gone[i];
+	}
+	return closed;
+}
+
+/* 200 connections at once, left idle, 20 of them with half a header: the
+ * ones beyond --max-connections are closed at once, the rest when the
+ * login timeout expires; the target serves a fresh session afterwards. */
+static void connection_flood(void **state)
+{
+	(void)state;
+	need_server();
+	enum { N = 200, HALF = 20 };
+	int fds[N], open_n = 0;
+	bool gone[N] = { false };
+	for (int i = 0; i < N; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		assert_true(fds[i] >= 0);
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(srv_port) };
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (connect(fds[i], (struct sockaddr *)&a, sizeof(a)) == 0 || errno == EINPROGRESS)
+			open_n++;
+	}
+	sleep_ms(300);
+	uint8_t half[24] = { IMMEDIATE | OP_LOGIN, 0x87 };
+	int sent = 0;
+	for (int i = 0; i < HALF; i++)
+		sent += send(fds[i], half, sizeof(half), MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)sizeof(half);
+	sleep_ms(1000);
+	int closed = count_closed(fds, N, gone);
+	printf("# flood: %d connections opened, %d sent half a header, %d closed by the target at once\n",
+	       open_n, sent, closed);
+	if (!external) {
+		assert_true(server_alive(srv_pid));
+		/* A few of the earlier cases' connections may still count. */
+		if (closed < N - HBK_ISCSI_MAX_CONNECTIONS - 8)
+			fail_msg("only %d of %d connections closed with a limit of %d", closed, N,
+				 HBK_ISCSI_MAX_CONNECTIONS);
+	}
+	/* The rest never log in: they go when the login timeout expires. */
+	uint64_t t0 = now_ms(), limit = external ? 0 : HBK_ISCSI_LOGIN_TIMEOUT_MS + 10000;
+	while (closed < N && now_ms() - t0 < limit) {
+		sleep_ms(200);
+		closed = count_closed(fds, N, gone);
+	}
+	printf("# flood: %d closed after %.1f s more\n", closed, (double)(now_ms() - t0) / 1000);
+	if (!external && closed < N)
+		fail_msg("%d connections that never logged in are still open %u s later", N - closed,
+			 (unsigned)(limit / 1000));
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	healthy();
+}
+
+/* Two sessions of two initiators: a WRITE EXCLUSIVE reservation of one
+ * stops the other's writes, not its reads, until it is released. */
+static void persistent_reservation_across_two_sessions(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess a, b;
+	login_ok(&a, &(struct login_opts){ .initiator = "iqn.2026-11.org.hbakit.test:pr-a" });
+	login_ok(&b, &(struct login_opts){ .initiator = "iqn.2026-11.org.hbakit.test:pr-b" });
+	tur_ok(&a);
+	tur_ok(&b);
+	uint32_t lba = SCRATCH(9);
+	uint8_t buf[4096];
+	tl_fill(buf, lba, 8, BS, 0x900);
+	struct result r;
+	struct { struct sess *s; uint8_t sa, type; uint64_t key, sakey; int want; } steps[] = {
+		{ &a, 0x00, 0, 0, 0xaaaa, 0 },       /* REGISTER a */
+		{ &b, 0x00, 0, 0, 0xbbbb, 0 },       /* REGISTER b */
+		{ &a, 0x01, 1, 0xaaaa, 0, 0 },       /* RESERVE, WRITE EXCLUSIVE */
+	};
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		uint8_t cdb[10] = { 0x5f, steps[i].sa, steps[i].type, 0, 0, 0, 0, 0, 24, 0 };
+		uint8_t param[24] = { 0 };
+		for (int k = 0; k < 8; k++) {
+			param[k] = (uint8_t)(steps[i].key >> (56 - 8 * k));
+			param[8 + k] = (uint8_t)(steps[i].sakey >> (56 - 8 * k));
+		}
+		for (int t = 0; t < 3; t++) {
+			scsi_cmd(steps[i].s, cdb, 10, true, param, 24, F_NONE, &r);
+			if (!(r.out == OUT_RESPONSE && r.status == 2 && r.sense_key == 6))
+				break;
+		}
+		expect_good(&r, "PERSISTENT RESERVE OUT");
+	}
+	/* b may read but not write; a may write. */
+	for (int t = 0; t < 3; t++) {
+		rw10(&b, true, lba, 8, buf, F_NONE, &r);
+		if (!(r.out == OUT_RESPONSE && r.status == 2 && r.sense_key == 6))
+			break;
+	}
+	assert_int_equal(r.out, OUT_RESPONSE);
+	assert_int_equal(r.status, 0x18);   /* RESERVATION CONFLICT */
+	rw_ok(&b, false, lba, 8, buf);
+	write_verify(&a, lba, 8, 0x901);
+	/* b sees a's reservation. */
+	uint8_t in[64] = { 0 };
+	uint8_t rr[10] = { 0x5e, 0x01, 0, 0, 0, 0, 0, 0, sizeof(in), 0 };
+	for (int t = 0; t < 3; t++) {
+		scsi_cmd(&b, rr, 10, false, in, sizeof(in), F_NONE, &r);
+		if (!(r.out == OUT_RESPONSE && r.status == 2 && r.sense_key == 6))
+			break;
+	}
+	expect_good(&r, "PERSISTENT RESERVE IN, READ RESERVATION");
+	assert_int_equal(get32(in + 4), 16);
+	assert_int_equal(get32(in + 8) | get32(in + 12), 0xaaaa);
+	assert_int_equal(in[21] & 0x0f, 1);
+	/* a releases; both unregister; b writes. */
+	struct { struct sess *s; uint8_t sa, type; uint64_t key, sakey; } undo[] = {
+		{ &a, 0x02, 1, 0xaaaa, 0 }, { &a, 0x00, 0, 0xaaaa, 0 }, { &b, 0x00, 0, 0xbbbb, 0 },
+	};
+	for (size_t i = 0; i < sizeof(undo) / sizeof(undo[0]); i++) {
+		uint8_t cdb[10] = { 0x5f, undo[i].sa, undo[i].type, 0, 0, 0, 0, 0, 24, 0 };
+		uint8_t param[24] = { 0 };
+		for (int k = 0; k < 8; k++)
+			param[k] = (uint8_t)(undo[i].key >> (56 - 8 * k));
+		for (int t = 0; t < 3; t++) {
+			scsi_cmd(undo[i].s, cdb, 10, true, param, 24, F_NONE, &r);
+			if (!(r.out == OUT_RESPONSE && r.status == 2 && r.sense_key == 6))
+				break;
+		}
+		expect_good(&r, "PERSISTENT RESERVE OUT (release, unregister)");
+	}
+	write_verify(&b, lba, 8, 0x902);
+	logout(&a);
+	logout(&b);
+	healthy();
+}
+
+/* A server of its own with --max-connections 4: a fifth connection is
+ * refused, or waits until one of the four is gone. */
+static void max_connections_is_enforced(void **state)
+{
+	(void)state;
+	need_server();
+	if (external)
+		skip();
+	const char *args[] = { "--max-connections", "4", NULL };
+	unsigned short port;
+	pid_t pid = server_start(args, &port);
+	assert_true(pid > 0);
+	struct sess s[4], fifth;
+	for (int i = 0; i < 4; i++)
+		login_ok(&s[i], &(struct login_opts){ .port = port });
+	/* The known data on this server too, for the health check. */
+	uint8_t *b = malloc(KNOWN_BLOCKS * BS);
+	assert_non_null(b);
+	tl_fill(b, KNOWN_LBA, KNOWN_BLOCKS, BS, KNOWN_SEED);
+	rw_ok(&s[0], true, KNOWN_LBA, KNOWN_BLOCKS, b);
+	free(b);
+	int rc = login(&fifth, &(struct login_opts){ .port = port });
+	printf("# fifth connection: %d (0x%04x)\n", rc, rc > 0 ? rc : 0);
+	if (rc == 0)
+		fail_msg("a fifth session logged in with --max-connections 4");
+	sess_close(&fifth);
+	logout(&s[0]);
+	healthy_at(port);
+	for (int i = 1; i < 4; i++)
+		sess_close(&s[i]);
+	int st = server_stop(pid);
+	assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* Last: the server survived all of the above and stops cleanly. */
+static void server_exits_cleanly_on_sigterm(void **state)
+{
+	(void)state;
+	need_server();
+	if (external)
+		skip();
+	assert_true(server_alive(srv_pid));
+	int st = server_stop(srv_pid);
+	srv_pid = -1;
+	if (st < 0)
+		fail_msg("hbakit serve iscsi did not exit within 15 s of SIGTERM");
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		fail_msg("hbakit serve iscsi ended with wait status 0x%x on SIGTERM", st);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(login_and_io_work),
+		cmocka_unit_test(writes_and_reads_through_every_data_path),
+		cmocka_unit_test(unknown_opcode_is_rejected),
+		cmocka_unit_test(data_segment_beyond_mrdsl_is_refused),
+		cmocka_unit_test(huge_ahs_is_refused),
+		cmocka_unit_test(truncated_pdu_then_close),
+		cmocka_unit_test(cmdsn_outside_the_window_is_not_executed),
+		cmocka_unit_test(dataout_with_wrong_ttt),
+		cmocka_unit_test(dataout_with_wrong_offset),
+		cmocka_unit_test(dataout_with_wrong_datasn),
+		cmocka_unit_test(unsolicited_dataout_with_wrong_ttt),
+		cmocka_unit_test(unsolicited_dataout_with_wrong_offset),
+		cmocka_unit_test(unsolicited_dataout_with_wrong_datasn),
+		cmocka_unit_test(client_closes_mid_dataout),
+		cmocka_unit_test(header_digests),
+		cmocka_unit_test(data_digests),
+		cmocka_unit_test(pdus_before_login_are_refused),
+		cmocka_unit_test(logins_with_garbage_are_refused),
+		cmocka_unit_test(connection_flood),
+		cmocka_unit_test(persistent_reservation_across_two_sessions),
+		cmocka_unit_test(max_connections_is_enforced),
+		cmocka_unit_test(server_exits_cleanly_on_sigterm),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hbakit serve iscsi: serves the targets and LUNs of a controller to iSCSI
+ * initiators until SIGINT or SIGTERM.  Opens the controller (the same
+ * driver options as bench and info), starts the iSCSI target on
+ * --listen, prints "hbakit iscsi: listening on ADDR:PORT, N target(s)" and
+ * writes "ADDR PORT" to --ready-file once listening; on a signal it stops
+ * accepting, ends the sessions, closes the controller and exits 0.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/common.h"
+#include "hbk/iscsi.h"
+#include "tools/cli.h"
+
+static int signal_pipe[2] = { -1, -1 };
+
+static void on_signal(int sig)
+{
+	char c = (char)sig;
+	int saved = errno;
+	/* Async-signal-safe: the main thread reads the pipe. */
+	if (write(signal_pipe[1], &c, 1) < 0) {
+		/* the pipe is full: a signal is pending already */
+	}
+	errno = saved;
+}
+
+static void serve_usage(void)
+{
+	fprintf(stderr,
+		"usage: hbakit serve iscsi [options]\n"
+		"  --driver PATH          driver executable (the ram driver)\n"
+		"  --driver-arg K=V       option for the driver, repeatable\n"
+		"  --attach SOCKET        use a driver started with --listen\n"
+		"  --mode auto|bundled|per-task   I/O path (auto)\n"
+		"  --listen ADDR:PORT     address to listen on (127.0.0.1:3260; port 0: any free)\n"
+		"  --iqn-prefix IQN       target names are IQN:tN (" HBK_ISCSI_IQN_PREFIX ")\n"
+		"  --chap-user U --chap-secret S\n"
+		"                         require one-way CHAP with these credentials\n"
+		"  --mutual-chap-user U --mutual-chap-secret S\n"
+		"                         the target's credentials for mutual CHAP\n"
+		"  --ready-file PATH      once listening, write \"ADDR PORT\" there\n"
+		"  --max-connections N    connections at once (%d)\n",
+		HBK_ISCSI_MAX_CONNECTIONS);
+}
+
+/* Writes "ADDR PORT\n" to path through a temporary file and a rename, so a
+ * reader sees all of it or nothing. */
+static int write_ready(const char *path, const char *addr, uint16_t port)
+{
+	char tmp[4096];
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	int err = fprintf(f, "%s %u\n", addr, port) < 0 ? -EIO : 0;
+	if (fclose(f) && !err)
+		err = -errno;
+	if (!err && rename(tmp, path))
+		err = -errno;
+	if (err)
+		unlink(tmp);
+	return err;
+}
+
+int cli_serve(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "iscsi")) {
+		if (argc < 2 || (strcmp(argv[1], "--help") && strcmp(argv[1], "-h")))
+			fprintf(stderr, "hbakit serve: the protocol to serve is 'iscsi'\n");
+		serve_usage();
+		return 2;
+	}
+	struct cli_ctl ctl;
+	struct hbk_iscsi_opts io = { .listen = "127.0.0.1:3260" };
+	const char *ready = NULL;
+	cli_ctl_init(&ctl, argv[0]);
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+		int r = cli_ctl_option(&ctl, argc, argv, &i);
+		if (r < 0)
+			return 2;
+		if (r)
+			continue;
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		const char *eq = strchr(a, '=');
+		char key[32];
+		snprintf(key, sizeof(key), "%.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
+		if (eq)
+			v = eq + 1;
+		else if (strcmp(key, "--help"))
+			i++;
+		bool ok = v != NULL;
+		uint64_t num = 0;
+		if (!strcmp(key, "--listen"))
+			io.listen = v;
+		else if (!strcmp(key, "--iqn-prefix"))
+			io.iqn_prefix = v;
+		else if (!strcmp(key, "--chap-user"))
+			io.chap_user = v;
+		else if (!strcmp(key, "--chap-secret"))
+			io.chap_secret = v;
+		else if (!strcmp(key, "--mutual-chap-user"))
+			io.mutual_user = v;
+		else if (!strcmp(key, "--mutual-chap-secret"))
+			io.mutual_secret = v;
+		else if (!strcmp(key, "--ready-file"))
+			ready = v;
+		else if (!strcmp(key, "--max-connections")) {
+			ok = ok && cli_parse_size(v, &num) && num && num <= 65536;
+			io.max_connections = (unsigned)num;
+		} else
+			ok = false;
+		if (!ok) {
+			if (strcmp(key, "--help"))
+				fprintf(stderr, "hbakit serve iscsi: bad option or value: %s\n", a);
+			serve_usage();
+			return 2;
+		}
+	}
+	if (!io.chap_user != !io.chap_secret || !io.mutual_user != !io.mutual_secret ||
+	    (io.mutual_user && !io.chap_user)) {
+		fprintf(stderr, "hbakit serve iscsi: --chap-user and --chap-secret go together, "
+			"as do the --mutual-chap-* pair, which needs the first pair\n");
+		return 2;
+	}
+
+	/* Signals only write to a pipe, whichever thread they land on. */
+	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK)) {
+		perror("hbakit serve iscsi: pipe");
+		return 1;
+	}
+	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct hbk_ctl *c;
+	if (cli_ctl_open(&ctl, ctl.mode, &c))
+		return 1;
+	io.ctl = c;
+	struct hbk_iscsi *t;
+	int err = hbk_iscsi_start(&io, &t);
+	if (err) {
+		fprintf(stderr, "hbakit serve iscsi: cannot start the target on %s: %s\n", io.listen,
+			strerror(-err));
+		hbk_ctl_close(c);
+		return 1;
+	}
+	char addr[64];
+	uint16_t port;
+	hbk_iscsi_portal(t, addr, sizeof(addr), &port);
+	printf(strchr(addr, ':') ? "hbakit iscsi: listening on [%s]:%u, %u target(s)\n" :
+	       "hbakit iscsi: listening on %s:%u, %u target(s)\n", addr, port,
+	       hbk_iscsi_target_count(t));
+	fflush(stdout);
+	int rc = 0;
+	if (ready && (err = write_ready(ready, addr, port))) {
+		fprintf(stderr, "hbakit serve iscsi: --ready-file %s: %s\n", ready, strerror(-err));
+		rc = 1;
+	}
+	if (!rc) {
+		struct pollfd p = { .fd = signal_pipe[0], .events = POLLIN };
+		while (poll(&p, 1, -1) < 0 && errno == EINTR)
+			;
+	}
+	hbk_iscsi_stop(t);
+	hbk_ctl_close(c);
+	return rc;
+}
