@@ -19,32 +19,12 @@
 # nbd_stop recognises that state (controller closed, driver reaped, only
 # nbdkit's main thread left) and kills nbdkit; a plain build must exit by
 # itself.
-set -u
-BUILD=${BUILD:-build}
+. "$(dirname "${BASH_SOURCE[0]}")/../tests/lib/common.sh"
 PLUGIN=$BUILD/nbdkit-hbakit-plugin.so
 T=$(mktemp -d /tmp/hbk-nbdkit.XXXXXX)
 NBD_PID=
 SOCK=
 LOG=
-
-fail() {
-	echo "FAIL: $*"
-	[ -n "$LOG" ] && [ -f "$LOG" ] && tail -20 "$LOG" | sed 's/^/  | /'
-	exit 1
-}
-
-skip() {
-	echo "skipped: $*"
-	exit 77
-}
-
-# need TOOL...: skip unless every tool is installed.
-need() {
-	local t
-	for t; do
-		command -v "$t" >/dev/null 2>&1 || skip "$t is not installed (tools/deps.sh installs it)"
-	done
-}
 
 need nbdkit
 [ -f "$PLUGIN" ] || skip "$PLUGIN is not built"
@@ -63,6 +43,7 @@ nbd_start() {
 	shift
 	SOCK=$T/$name.sock
 	LOG=$T/$name.log
+	FAIL_LOG=$LOG
 	exec "${NBDKIT_ENV[@]}" nbdkit -f --exit-with-parent -U "$SOCK" "$PLUGIN" "$@" >"$LOG" 2>&1 &
 	NBD_PID=$!
 	for i in $(seq 200); do

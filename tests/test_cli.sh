@@ -4,10 +4,8 @@
 # The hbakit CLI end to end: `info` lists the ram controller's LUNs, `bench`
 # runs both paths and reports in JSON, iodepth 1 gives 1-slot calls only, and
 # bad options are refused with status 2.
-set -u
-BUILD=${BUILD:-build}
+. "$(dirname "$0")/lib/common.sh"
 H=$BUILD/hbakit
-fail() { echo "FAIL: $*"; exit 1; }
 
 out=$($H info --driver-arg targets=2 --driver-arg luns=2 --driver-arg size=1M) || fail "info exit $?"
 echo "$out"

@@ -9,12 +9,10 @@
 # and refused; a second process kept out while one holds the files; bad
 # specs and options refused with status 2; rebuild onto a spare, interrupted
 # and continued.
-set -u
-BUILD=${BUILD:-build}
+. "$(dirname "$0")/lib/common.sh"
 H=$BUILD/hbakit
 PAT=$BUILD/tests/test_raid_spec
-fail() { echo "FAIL: $*"; exit 1; }
-[ -x "$H" ] && [ -x "$PAT" ] || { echo "$H or $PAT not built"; exit 77; }
+[ -x "$H" ] && [ -x "$PAT" ] || skip "$H or $PAT not built"
 
 D=$(mktemp -d)
 watcher=

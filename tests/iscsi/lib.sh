@@ -14,8 +14,7 @@
 # Variables it sets: BUILD, HBAKIT, ISCSI_LIB (this directory), T (private
 # temporary directory), IQN_PREFIX; after iscsi_start: ISCSI_PID,
 # ISCSI_PORT, ISCSI_LOG; after tgt_start: TGT_PID, TGT_PORT, TGT_LOG.
-set -u
-BUILD=${BUILD:-build}
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 HBAKIT=$BUILD/hbakit
 ISCSI_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 IQN_PREFIX=iqn.2026-11.org.hbakit
@@ -24,25 +23,6 @@ ISCSI_PID= ISCSI_PORT= ISCSI_LOG=
 TGT_PID= TGT_PORT= TGT_LOG= TGT_CTL=
 # Sanitizer builds start slower; every wait below scales with this.
 ISCSI_START_TIMEOUT=${ISCSI_START_TIMEOUT:-30}
-
-fail() {
-	echo "FAIL: $*"
-	[ -n "$ISCSI_LOG" ] && [ -f "$ISCSI_LOG" ] && tail -20 "$ISCSI_LOG" | sed 's/^/  | /'
-	exit 1
-}
-
-skip() {
-	echo "skipped: $*"
-	exit 77
-}
-
-# need TOOL...: skip unless every tool is installed.
-need() {
-	local t
-	for t; do
-		command -v "$t" >/dev/null 2>&1 || skip "$t is not installed (tools/deps.sh installs it)"
-	done
-}
 
 # has_target: true if $HBAKIT is built and has `serve iscsi` (its usage
 # names --ready-file).
@@ -54,11 +34,6 @@ has_target() {
 need_target() {
 	[ -x "$HBAKIT" ] || skip "$HBAKIT is not built (make)"
 	has_target || skip "$HBAKIT has no 'serve iscsi' yet"
-}
-
-# alive PID: true while PID runs (a zombie waiting for this shell does not).
-alive() {
-	[ -d "/proc/$1" ] && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]
 }
 
 # iscsi_start NAME [ARG...]: `hbakit serve iscsi ARG...` on 127.0.0.1:0 with
@@ -73,6 +48,7 @@ iscsi_start() {
 	done
 	ready=$T/$name.ready
 	ISCSI_LOG=$T/$name.log
+	FAIL_LOG=$ISCSI_LOG
 	rm -f "$ready"
 	exec "$HBAKIT" serve iscsi --listen 127.0.0.1:0 --ready-file "$ready" \
 		"${drv[@]}" "$@" >"$ISCSI_LOG" 2>&1 &
