@@ -17,7 +17,8 @@
 # SIZE is per member file (default 512M; the files are written with zeros
 # first so every block is allocated and read from the disk).  BUILD names
 # the build directory (default build).  The figures depend on the machine's
-# disk and on anything else running: on a shared machine they are noisy.
+# disk and on anything else running: on a shared machine they are noisy, so
+# the script prints the load average before and after.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
@@ -68,7 +69,8 @@ median() {
 	printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-echo "RAID 0 of 2 x $SIZE files in $DIR, 4 KiB randread, iodepth 32, ${RUNTIME} s per run"
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+echo "RAID 0 of 2 x $SIZE files in $DIR, 4 KiB randread, iodepth 32, ${RUNTIME} s per run (load $(load))"
 printf '%-6s %14s %14s %8s\n' round "fio io_uring" "hbakit bundled" ratio
 F=() H=() R=()
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -81,3 +83,4 @@ done
 if ((ROUNDS > 1)); then
 	printf '%-6s %14s %14s %8s\n' median "$(median "${F[@]}")" "$(median "${H[@]}")" "$(median "${R[@]}")"
 fi
+echo "load average after: $(load)"

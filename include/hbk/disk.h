@@ -76,15 +76,19 @@ enum hbk_disk_direct {
 struct hbk_disk_file_opts {
 	enum hbk_disk_direct direct;
 	uint64_t create_size;      /* > 0: create or resize a regular file to this size */
-	uint32_t queue_depth;      /* io_uring entries (default 128) */
+	uint32_t queue_depth;      /* io_uring submission entries (default 128); more I/O
+				    * than that goes in several calls, never refused */
 	bool read_only;
 };
 
 /*
- * Opens a regular file or a block device, served by one io_uring and one
- * completion thread per disk.  opts may be NULL (defaults).  Returns 0 and
- * *out, or -errno (-ENOENT, -EINVAL for a file of size 0 without
- * create_size, -EINVAL when DIRECT_ON and O_DIRECT is refused).  Any thread.
+ * Opens a regular file or a block device, served by one io_uring per disk
+ * and its ring thread, the only thread that enters it: submitters queue to
+ * it, it submits in batches and runs the completions.  opts may be NULL
+ * (defaults).  Returns 0 and *out, or -errno (-ENOENT, -EINVAL for a file of
+ * size 0 without create_size, -EINVAL when DIRECT_ON and O_DIRECT is
+ * refused, the -errno of a ring or thread that could not be set up).  Any
+ * thread.
  */
 int hbk_disk_open_file(const char *path, const struct hbk_disk_file_opts *opts,
 		       struct hbk_disk **out);
@@ -107,7 +111,9 @@ int hbk_disk_open_nbd(const char *target, struct hbk_disk **out);
 
 /*
  * Closes a disk and frees it.  The caller must have no I/O in flight (every
- * done called).  Not from a completion callback of this disk.
+ * done called), and no other thread may hold a plug that submitted to it
+ * (the calling thread's own plug forgets it).  Not from a completion
+ * callback of this disk.
  */
 void hbk_disk_close(struct hbk_disk *d);
 
@@ -120,14 +126,51 @@ void hbk_disk_info(const struct hbk_disk *d, struct hbk_disk_info *out);
  * Submits one I/O.  Never blocks on the device; done is called exactly once,
  * from the disk's completion thread or inline from this call (memory and
  * null disks, injected failures, invalid requests with -EINVAL).  done may
- * submit more I/O.  Any thread.
+ * submit more I/O.  Under the calling thread's plug a file or block-device
+ * I/O waits for the plug's end (or a flush) to be submitted.  Any thread.
  */
 void hbk_disk_submit(struct hbk_disk *d, struct hbk_disk_io *io);
 
-/* Submits one I/O and waits for it.  Returns 0 or -errno.  Not from a
- * completion callback. */
+/* Submits one I/O and waits for it (flushing the calling thread's plug
+ * first).  Returns 0 or -errno.  Not from a completion callback. */
 int hbk_disk_rw(struct hbk_disk *d, enum hbk_disk_op op, void *buf, uint64_t offset,
 		uint64_t len, uint32_t flags);
+
+/* ---- Plugging: batched submission ------------------------------------------------- */
+
+/*
+ * A plug holds back the calling thread's kernel submissions, as a block
+ * layer plug does: while one is active, a file or block-device disk queues
+ * the I/O this thread submits (io_uring SQEs) without entering the kernel,
+ * and the end of the plug sends each disk's queued I/O with one
+ * io_uring_enter.  Plugs nest: only the outermost acts, inner ones are
+ * no-ops.  A plug lists at most HBK_DISK_PLUG_DISKS disks; I/O to one more
+ * is submitted at once.  Memory, null and NBD disks ignore plugs.
+ *
+ * A thread must not wait for an I/O it submitted under its plug before the
+ * plug is flushed: the blocking helpers (hbk_disk_rw, hbk_raid_rw) flush
+ * the caller's plug before they wait; code that waits otherwise calls
+ * hbk_disk_plug_flush first.  The plug lives on the caller's stack and is
+ * the calling thread's alone.
+ */
+#define HBK_DISK_PLUG_DISKS 8
+
+struct hbk_disk_plug {
+	bool active;               /* the outermost plug of its thread */
+	unsigned n;
+	struct hbk_disk *disk[HBK_DISK_PLUG_DISKS];  /* disks holding queued I/O */
+};
+
+/* Starts plugging the calling thread's submissions (nested: no-op). */
+void hbk_disk_plug(struct hbk_disk_plug *p);
+
+/* Ends plug p, started by hbk_disk_plug on this thread: submits what it
+ * holds, one kernel call per disk. */
+void hbk_disk_unplug(struct hbk_disk_plug *p);
+
+/* Submits what the calling thread's plug holds, if it has one; the plug
+ * stays active.  Any thread (about its own plug). */
+void hbk_disk_plug_flush(void);
 
 /* ---- Latency models --------------------------------------------------------------- */
 
@@ -196,6 +239,10 @@ struct hbk_disk_stats {
 	uint64_t errors;           /* I/Os completed with an error */
 	uint64_t busy_ns;          /* latency model: modelled service time */
 	uint64_t seeks;            /* HDD model: requests that paid a seek */
+	/* File and block-device disks: kernel submissions (io_uring_enter
+	 * calls that sent I/O) and the I/Os they sent, resubmitted rests of
+	 * short transfers included.  submitted / submit_calls is the batch. */
+	uint64_t submit_calls, submitted;
 };
 
 /* Copies the counters into *out.  Any thread. */

@@ -2,8 +2,9 @@
 /*
  * The disk core every backend shares: request validation, injected faults,
  * bounce buffers for O_DIRECT, the HDD and SSD latency models with their
- * timer thread, statistics and the blocking helper.  Backends only move
- * data; everything a test or the RAID layer may want to vary lives here.
+ * timer thread, statistics, per-thread plugs that batch kernel submissions,
+ * and the blocking helper.  Backends only move data; everything a test or
+ * the RAID layer may want to vary lives here.
  */
 #include <errno.h>
 #include <math.h>
@@ -48,12 +49,13 @@ void disk_init(struct hbk_disk *d, const struct disk_ops *ops, const char *kind,
 	d->info.block_size = 512;
 	d->info.mem_align = 1;
 	pthread_mutex_init(&d->lock, NULL);
+	atomic_init(&d->slow, false);
 	atomic_init(&d->inflight, 0);
 	for (int i = 0; i < ST_COUNT; i++)
 		atomic_init(&d->n[i], 0);
 }
 
-static void count(struct hbk_disk *d, enum disk_stat s, uint64_t v)
+void disk_count(struct hbk_disk *d, enum disk_stat s, uint64_t v)
 {
 	atomic_fetch_add_explicit(&d->n[s], v, memory_order_relaxed);
 }
@@ -73,10 +75,22 @@ void hbk_disk_stats(const struct hbk_disk *d, struct hbk_disk_stats *out)
 		.discards = v[ST_DISCARDS], .read_bytes = v[ST_READ_BYTES],
 		.write_bytes = v[ST_WRITE_BYTES], .errors = v[ST_ERRORS],
 		.busy_ns = v[ST_BUSY_NS], .seeks = v[ST_SEEKS],
+		.submit_calls = v[ST_SUBMIT_CALLS], .submitted = v[ST_SUBMITTED],
 	};
 }
 
 /* ---- Latency models -------------------------------------------------------- */
+
+/* Recomputes d->slow from the faults and the model.  d->lock held.  The
+ * store is relaxed: a submitter that sees it true takes d->lock, which
+ * orders everything else, and one that sees it false touches neither the
+ * faults nor the model (a fault set concurrently with a submission may or
+ * may not apply to it, as documented for hbk_disk_inject). */
+static void slow_update(struct hbk_disk *d)
+{
+	atomic_store_explicit(&d->slow, d->faulty || (d->lat && !d->lat->off),
+			      memory_order_relaxed);
+}
 
 static bool moves_data(const struct hbk_disk_io *io)
 {
@@ -102,7 +116,7 @@ static uint64_t model_due(struct hbk_disk *d, const struct hbk_disk_io *io, uint
 			svc += 1000ull * m->seek_min_us +
 			       (uint64_t)(1000.0 * (m->seek_max_us - m->seek_min_us) * share) +
 			       30000000000ull / m->rpm;   /* half a rotation */
-			count(d, ST_SEEKS, 1);
+			disk_count(d, ST_SEEKS, 1);
 		}
 		if (moves_data(io))
 			l->head = io->offset + io->len;
@@ -122,14 +136,14 @@ static uint64_t model_due(struct hbk_disk *d, const struct hbk_disk_io *io, uint
 	}
 	uint64_t start = HBK_MAX(now, l->free_at[ch]);
 	l->free_at[ch] = start + svc;
-	count(d, ST_BUSY_NS, svc);
+	disk_count(d, ST_BUSY_NS, svc);
 	return start + svc;
 }
 
 static void finish(struct hbk_disk *d, struct hbk_disk_io *io, int result)
 {
 	if (result)
-		count(d, ST_ERRORS, 1);
+		disk_count(d, ST_ERRORS, 1);
 	atomic_fetch_sub_explicit(&d->inflight, 1, memory_order_release);
 	io->done(io, result);   /* d may be closed from here on */
 }
@@ -175,7 +189,10 @@ static void latency_stop(struct hbk_disk *d)
 	pthread_join(l->thread, NULL);
 	pthread_cond_destroy(&l->cond);
 	free(l);
+	pthread_mutex_lock(&d->lock);
 	d->lat = NULL;
+	slow_update(d);
+	pthread_mutex_unlock(&d->lock);
 }
 
 int hbk_disk_set_latency(struct hbk_disk *d, const struct hbk_disk_latency *m)
@@ -192,6 +209,7 @@ int hbk_disk_set_latency(struct hbk_disk *d, const struct hbk_disk_latency *m)
 		if (d->lat) {
 			pthread_mutex_lock(&d->lock);
 			d->lat->off = true;
+			slow_update(d);
 			pthread_cond_signal(&d->lat->cond);
 			pthread_mutex_unlock(&d->lock);
 		}
@@ -210,12 +228,18 @@ int hbk_disk_set_latency(struct hbk_disk *d, const struct hbk_disk_latency *m)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&l->cond, &ca);
 	pthread_condattr_destroy(&ca);
+	pthread_mutex_lock(&d->lock);
 	d->lat = l;
+	slow_update(d);
+	pthread_mutex_unlock(&d->lock);
 	int err = pthread_create(&l->thread, NULL, latency_main, d);
 	if (err) {
+		pthread_mutex_lock(&d->lock);
+		d->lat = NULL;
+		slow_update(d);
+		pthread_mutex_unlock(&d->lock);
 		pthread_cond_destroy(&l->cond);
 		free(l);
-		d->lat = NULL;
 		return -err;
 	}
 	return 0;
@@ -231,6 +255,7 @@ void hbk_disk_inject(struct hbk_disk *d, const struct hbk_disk_fault *f)
 	if (!d->fault.error)
 		d->fault.error = -EIO;
 	d->written = 0;
+	slow_update(d);
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -281,14 +306,14 @@ void hbk_disk_submit(struct hbk_disk *d, struct hbk_disk_io *io)
 {
 	int err = check(d, io);
 	if (err) {
-		count(d, ST_ERRORS, 1);
+		disk_count(d, ST_ERRORS, 1);
 		io->done(io, err);
 		return;
 	}
 	static const enum disk_stat op_stat[] = { ST_READS, ST_WRITES, ST_FLUSHES, ST_DISCARDS };
-	count(d, op_stat[io->op], 1);
+	disk_count(d, op_stat[io->op], 1);
 	if (moves_data(io))
-		count(d, io->op == HBK_DISK_READ ? ST_READ_BYTES : ST_WRITE_BYTES, io->len);
+		disk_count(d, io->op == HBK_DISK_READ ? ST_READ_BYTES : ST_WRITE_BYTES, io->len);
 	io->disk_ = d;
 	io->len_ = io->len;
 	io->fault_ = 0;
@@ -297,17 +322,20 @@ void hbk_disk_submit(struct hbk_disk *d, struct hbk_disk_io *io)
 	io->due_ns_ = 0;
 	io->next_ = NULL;
 
-	pthread_mutex_lock(&d->lock);
-	int f = d->faulty ? apply_fault(d, io) : 0;
-	if (!f) {
-		if (d->lat && !d->lat->off)
+	int f = 0;
+	/* Relaxed: see slow_update; without faults or a model no lock. */
+	if (atomic_load_explicit(&d->slow, memory_order_relaxed)) {
+		pthread_mutex_lock(&d->lock);
+		f = d->faulty ? apply_fault(d, io) : 0;
+		if (!f && d->lat && !d->lat->off)
 			io->due_ns_ = model_due(d, io, hbk_now_ns());
-		atomic_fetch_add_explicit(&d->inflight, 1, memory_order_relaxed);
+		pthread_mutex_unlock(&d->lock);
 	}
-	pthread_mutex_unlock(&d->lock);
+	if (!f)
+		atomic_fetch_add_explicit(&d->inflight, 1, memory_order_relaxed);
 	if (f) {
 		if (f < 0)
-			count(d, ST_ERRORS, 1);
+			disk_count(d, ST_ERRORS, 1);
 		io->done(io, f < 0 ? f : 0);
 		return;
 	}
@@ -358,10 +386,13 @@ void disk_complete(struct hbk_disk *d, struct hbk_disk_io *io, int result)
 	finish(d, io, result);
 }
 
+static void plug_forget(struct hbk_disk *d);
+
 void hbk_disk_close(struct hbk_disk *d)
 {
 	if (!d)
 		return;
+	plug_forget(d);
 	unsigned n = atomic_load(&d->inflight);
 	if (n)
 		hbk_log(HBK_LOG_ERR, "disk %s closed with %u I/Os in flight", d->info.name, n);
@@ -384,5 +415,70 @@ int hbk_disk_rw(struct hbk_disk *d, enum hbk_disk_op op, void *buf, uint64_t off
 	struct hbk_disk_io io = { .op = (uint8_t)op, .flags = flags, .offset = offset,
 				  .len = len, .buf = buf, .done = rw_done, .priv = &w };
 	hbk_disk_submit(d, &io);
+	hbk_disk_plug_flush();   /* the I/O may sit in this thread's plug */
 	return hbk_latch_wait(&w);
+}
+
+/* ---- Plugs ---------------------------------------------------------------------- */
+
+/* The calling thread's outermost plug, or NULL. */
+static __thread struct hbk_disk_plug *plug_cur;
+
+void hbk_disk_plug(struct hbk_disk_plug *p)
+{
+	p->active = !plug_cur;
+	p->n = 0;
+	if (p->active)
+		plug_cur = p;
+}
+
+static void plug_kick(struct hbk_disk_plug *p)
+{
+	/* Emptied first: a kick that submits may end I/O inline, and its
+	 * callback may submit more under this plug. */
+	while (p->n) {
+		struct hbk_disk *d = p->disk[--p->n];
+		d->ops->kick(d);
+	}
+}
+
+void hbk_disk_unplug(struct hbk_disk_plug *p)
+{
+	if (!p->active)
+		return;
+	plug_kick(p);
+	plug_cur = NULL;
+	p->active = false;
+}
+
+void hbk_disk_plug_flush(void)
+{
+	if (plug_cur)
+		plug_kick(plug_cur);
+}
+
+/* A disk being closed leaves the calling thread's plug: its end must not
+ * kick a freed disk. */
+static void plug_forget(struct hbk_disk *d)
+{
+	struct hbk_disk_plug *p = plug_cur;
+	for (unsigned i = 0; p && i < p->n; i++)
+		if (p->disk[i] == d) {
+			p->disk[i] = p->disk[--p->n];
+			return;
+		}
+}
+
+bool disk_plug_hold(struct hbk_disk *d)
+{
+	struct hbk_disk_plug *p = plug_cur;
+	if (!p || !d->ops->kick)
+		return false;
+	for (unsigned i = 0; i < p->n; i++)
+		if (p->disk[i] == d)
+			return true;
+	if (p->n == HBK_DISK_PLUG_DISKS)
+		return false;
+	p->disk[p->n++] = d;
+	return true;
 }

@@ -23,19 +23,26 @@ struct disk_ops {
 	void (*submit)(struct hbk_disk *d, struct hbk_disk_io *io);
 	/* Stops the backend's threads and frees everything but the core. */
 	void (*close)(struct hbk_disk *d);
+	/* Optional: enters into the kernel what submit queued while a plug
+	 * held it back (see disk_plug_hold).  Called by the plug's thread. */
+	void (*kick)(struct hbk_disk *d);
 };
 
 struct latency;
 
 enum disk_stat {
 	ST_READS, ST_WRITES, ST_FLUSHES, ST_DISCARDS, ST_READ_BYTES, ST_WRITE_BYTES,
-	ST_ERRORS, ST_BUSY_NS, ST_SEEKS, ST_COUNT
+	ST_ERRORS, ST_BUSY_NS, ST_SEEKS, ST_SUBMIT_CALLS, ST_SUBMITTED, ST_COUNT
 };
 
 struct hbk_disk {
 	const struct disk_ops *ops;
 	struct hbk_disk_info info;
 	pthread_mutex_t lock;         /* faults and the latency model's state */
+	/* Whether submission must look at faults or the latency model under
+	 * lock (faulty, or a model that delays); changed under lock.  False:
+	 * submission takes no lock at all. */
+	atomic_bool slow;
 	struct hbk_disk_fault fault;
 	bool faulty;
 	uint64_t written;             /* bytes written since the fault was set */
@@ -51,6 +58,17 @@ void disk_init(struct hbk_disk *d, const struct disk_ops *ops, const char *kind,
 /* Ends io with result (0 or -errno) after any modelled delay.  Called once
  * per submitted I/O by the backend, from any thread. */
 void disk_complete(struct hbk_disk *d, struct hbk_disk_io *io, int result);
+
+/* Counts v into statistic s.  Any thread. */
+void disk_count(struct hbk_disk *d, enum disk_stat s, uint64_t v);
+
+/*
+ * Whether the calling thread's plug takes the submission the backend is
+ * about to make to d: true when a plug is active and lists d (now or
+ * already); the backend then queues its I/O without entering the kernel,
+ * and the plug's end calls ops->kick.  False: submit at once.
+ */
+bool disk_plug_hold(struct hbk_disk *d);
 
 /* Test seam: the open(2) the file backend uses, so a test can play a
  * filesystem that refuses O_DIRECT.  Not for production use. */

@@ -1,11 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The file and block-device disk: one io_uring per disk, fed under a lock by
- * any submitting thread and drained by one completion thread that also
- * resubmits the rest of a short transfer.  O_DIRECT is used when an aligned
- * probe read works (the alignment it needed becomes the block size), the
- * page cache otherwise.  Discard punches a hole in a file and issues
- * BLKDISCARD on a block device.
+ * The file and block-device disk: one io_uring per disk, owned by one ring
+ * thread that is its only issuer.  Submitting threads push their I/O on a
+ * lock-free list and kick the ring thread (an eventfd write, only when it
+ * sleeps); the ring thread turns what it finds into entries, enters them
+ * with one io_uring_enter that also collects completions, and ends the
+ * completions in batches, resubmitting the rest of a short transfer.  Being
+ * the only issuer, the ring thread is the task the kernel runs completion
+ * work on (deferred until it asks, IORING_SETUP_DEFER_TASKRUN where the
+ * kernel has it), so a completion wakes one thread, never the thread that
+ * happened to submit.  A submitter under a plug (hbk_disk_plug) only
+ * pushes; the plug's end kicks once for the whole batch.  O_DIRECT is used
+ * when an aligned probe read works (the alignment it needed becomes the
+ * block size), the page cache otherwise.  Discard punches a hole in a file
+ * and issues BLKDISCARD on a block device.
  */
 #include <errno.h>
 #include <linux/falloc.h>
@@ -13,68 +21,63 @@
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "disk/disk_priv.h"
 
+#define REAP_BATCH 32   /* completions ended per round */
+
 struct uring_disk {
 	struct hbk_disk d;
 	int fd;
 	bool blockdev;
-	struct io_uring ring;
-	pthread_mutex_t sq_lock;     /* the submission queue has one producer at a time */
-	/* Bumped (release) after each queued entry and read (acquire) before a
-	 * completion is handled: the kernel hands the I/O between the threads,
-	 * and this makes that handoff visible to the memory model (and TSan). */
-	atomic_ulong queued;
+	uint32_t entries;
+	struct io_uring ring;        /* the ring thread's alone */
+	int efd;                     /* kicks, and the kernel's completion signal */
+	/* Submitted I/O not yet on the ring, newest first (linked by next_). */
+	_Atomic(struct hbk_disk_io *) pending;
+	atomic_bool sleeping;        /* the ring thread waits on efd */
+	atomic_bool stop;            /* close: the ring thread ends */
 	pthread_t thread;
+	struct hbk_latch ready;      /* the ring is set up (0) or could not be (-errno) */
 };
 
+/* Wakes the ring thread if it sleeps.  Any thread. */
+static void kick(struct uring_disk *u)
+{
+	/* Seq_cst, with the push before it and the ring thread's store of
+	 * sleeping and load of pending: either that thread sees the pushed
+	 * I/O before it sleeps, or this exchange sees it sleeping. */
+	if (atomic_exchange(&u->sleeping, false)) {
+		uint64_t one = 1;
+		ssize_t n = write(u->efd, &one, sizeof(one));
+		(void)n;  /* EAGAIN only when the counter is full: it wakes anyway */
+	}
+}
+
 /*
- * Queues what is left of io (io == NULL: the stop marker) and submits it.
- * Any thread.
+ * Hands what is left of io to the ring thread and wakes it, unless the
+ * calling thread's plug holds the kick back.  Any thread.
  */
 static void queue(struct uring_disk *u, struct hbk_disk_io *io)
 {
-	pthread_mutex_lock(&u->sq_lock);
-	struct io_uring_sqe *sqe;
-	while (!(sqe = io_uring_get_sqe(&u->ring)))
-		io_uring_submit(&u->ring);
-	if (!io) {
-		io_uring_prep_nop(sqe);
-	} else {
-		void *buf = (uint8_t *)io->buf + io->moved_;
-		uint64_t off = io->offset + io->moved_;
-		unsigned len = (unsigned)(io->len - io->moved_);
-		switch (io->op) {
-		case HBK_DISK_READ:
-			io_uring_prep_read(sqe, u->fd, buf, len, off);
-			break;
-		case HBK_DISK_WRITE:
-			io_uring_prep_write(sqe, u->fd, buf, len, off);
-			if (io->flags & HBK_DISK_FUA)
-				sqe->rw_flags = RWF_DSYNC;
-			break;
-		case HBK_DISK_FLUSH:
-			io_uring_prep_fsync(sqe, u->fd, IORING_FSYNC_DATASYNC);
-			break;
-		case HBK_DISK_DISCARD:
-			io_uring_prep_fallocate(sqe, u->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-						off, len);
-			break;
-		}
-	}
-	io_uring_sqe_set_data(sqe, io);
-	atomic_fetch_add_explicit(&u->queued, 1, memory_order_release);
-	int r;
+	struct hbk_disk_io *head = atomic_load_explicit(&u->pending, memory_order_relaxed);
 	do
-		r = io_uring_submit(&u->ring);
-	while (r == -EINTR || r == -EAGAIN || r == -EBUSY);
-	if (r < 0)   /* the entry stays queued and goes with the next submit */
-		hbk_log(HBK_LOG_ERR, "disk %s: io_uring_submit: %s", u->d.info.name, hbk_strerror(r));
-	pthread_mutex_unlock(&u->sq_lock);
+		io->next_ = head;
+	/* Seq_cst (so release): publishes io to the ring thread's exchange
+	 * (acquire), and orders the push before kick's exchange. */
+	while (!atomic_compare_exchange_weak(&u->pending, &head, io));
+	if (!disk_plug_hold(&u->d))
+		kick(u);
+}
+
+/* The end of a plug: the ring thread takes the batch it held back. */
+static void uring_kick(struct hbk_disk *d)
+{
+	kick((struct uring_disk *)d);
 }
 
 static void uring_submit(struct hbk_disk *d, struct hbk_disk_io *io)
@@ -88,6 +91,76 @@ static void uring_submit(struct hbk_disk *d, struct hbk_disk_io *io)
 		return;
 	}
 	queue(u, io);
+}
+
+/* ---- The ring thread ------------------------------------------------------------ */
+
+/* Enters the queued entries (and collects completions).  Ring thread. */
+static void enter(struct uring_disk *u)
+{
+	int r;
+	do
+		r = io_uring_submit_and_get_events(&u->ring);
+	while (r == -EINTR || r == -EAGAIN || r == -EBUSY);
+	if (r > 0) {
+		disk_count(&u->d, ST_SUBMIT_CALLS, 1);
+		disk_count(&u->d, ST_SUBMITTED, (uint64_t)r);
+	} else if (r < 0) {  /* the entries stay queued and go with the next enter */
+		hbk_log(HBK_LOG_ERR, "disk %s: io_uring_enter: %s", u->d.info.name, hbk_strerror(r));
+	}
+}
+
+/* Puts what is left of io on the ring.  Ring thread. */
+static void prep(struct uring_disk *u, struct hbk_disk_io *io)
+{
+	struct io_uring_sqe *sqe;
+	while (!(sqe = io_uring_get_sqe(&u->ring)))
+		enter(u);   /* the ring is full: make room */
+	void *buf = (uint8_t *)io->buf + io->moved_;
+	uint64_t off = io->offset + io->moved_;
+	unsigned len = (unsigned)(io->len - io->moved_);
+	switch (io->op) {
+	case HBK_DISK_READ:
+		io_uring_prep_read(sqe, u->fd, buf, len, off);
+		break;
+	case HBK_DISK_WRITE:
+		io_uring_prep_write(sqe, u->fd, buf, len, off);
+		if (io->flags & HBK_DISK_FUA)
+			sqe->rw_flags = RWF_DSYNC;
+		break;
+	case HBK_DISK_FLUSH:
+		io_uring_prep_fsync(sqe, u->fd, IORING_FSYNC_DATASYNC);
+		break;
+	case HBK_DISK_DISCARD:
+		io_uring_prep_fallocate(sqe, u->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					off, len);
+		break;
+	}
+	io_uring_sqe_set_data(sqe, io);
+}
+
+/* Takes every pushed I/O, oldest first, onto the ring.  Returns whether
+ * there was any.  Ring thread. */
+static bool take_pending(struct uring_disk *u)
+{
+	/* Acquire: pairs with the push in queue(), so the I/O's fields are
+	 * visible. */
+	struct hbk_disk_io *io = atomic_exchange_explicit(&u->pending, NULL, memory_order_acquire);
+	struct hbk_disk_io *fifo = NULL;
+	if (!io)
+		return false;
+	while (io) {
+		struct hbk_disk_io *next = io->next_;
+		io->next_ = fifo;
+		fifo = io;
+		io = next;
+	}
+	while (fifo) {
+		struct hbk_disk_io *next = fifo->next_;
+		prep(u, fifo);
+		fifo = next;
+	}
+	return true;
 }
 
 /* Ends one completion: finishes io or sends the rest of a short transfer. */
@@ -121,42 +194,90 @@ static void reap(struct uring_disk *u, struct hbk_disk_io *io, int res)
 		disk_complete(&u->d, io, 0);
 }
 
+/* Ends up to REAP_BATCH completions the ring holds: their slots are
+ * returned first, then every callback runs under one plug.  Returns how
+ * many.  Ring thread. */
+static unsigned reap_batch(struct uring_disk *u)
+{
+	struct io_uring_cqe *cqes[REAP_BATCH];
+	struct { struct hbk_disk_io *io; int res; } done[REAP_BATCH];
+	unsigned n = io_uring_peek_batch_cqe(&u->ring, cqes, REAP_BATCH);
+	for (unsigned i = 0; i < n; i++) {
+		done[i].io = io_uring_cqe_get_data(cqes[i]);
+		done[i].res = cqes[i]->res;
+	}
+	io_uring_cq_advance(&u->ring, n);
+	struct hbk_disk_plug plug;
+	hbk_disk_plug(&plug);
+	for (unsigned i = 0; i < n; i++)
+		reap(u, done[i].io, done[i].res);
+	hbk_disk_unplug(&plug);
+	return n;
+}
+
+/* Sets up the ring on this thread, so that it is the ring's issuer. */
+static int ring_setup(struct uring_disk *u)
+{
+	struct io_uring_params p = {
+		.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+	};
+	int err = io_uring_queue_init_params(u->entries, &u->ring, &p);
+	if (err == -EINVAL)   /* a kernel before 6.1: completion work as it comes */
+		err = io_uring_queue_init(u->entries, &u->ring, 0);
+	if (err)
+		return err;
+	err = io_uring_register_eventfd(&u->ring, u->efd);
+	if (err)
+		io_uring_queue_exit(&u->ring);
+	return err;
+}
+
 static void *uring_main(void *arg)
 {
 	struct uring_disk *u = arg;
+	int err = ring_setup(u);
+	hbk_latch_open(&u->ready, err);
+	if (err)
+		return NULL;
 	for (;;) {
-		struct io_uring_cqe *cqe;
-		int r = io_uring_wait_cqe(&u->ring, &cqe);
-		if (r == -EINTR)
+		take_pending(u);
+		enter(u);
+		if (reap_batch(u))
 			continue;
-		if (r < 0) {
-			hbk_log(HBK_LOG_ERR, "disk %s: io_uring_wait_cqe: %s", u->d.info.name,
-				hbk_strerror(r));
-			break;
+		/* Nothing came back: sleep until a kick or a completion.  Seq_cst
+		 * store then load: see kick(). */
+		atomic_store(&u->sleeping, true);
+		if (atomic_load(&u->pending) || io_uring_cq_ready(&u->ring)) {
+			atomic_store(&u->sleeping, false);
+			continue;
 		}
-		atomic_load_explicit(&u->queued, memory_order_acquire);
-		struct hbk_disk_io *io = io_uring_cqe_get_data(cqe);
-		int res = cqe->res;
-		io_uring_cqe_seen(&u->ring, cqe);
-		if (!io)
-			break;
-		reap(u, io, res);
+		if (atomic_load(&u->stop))
+			break;   /* close: nothing is in flight */
+		uint64_t n;
+		if (read(u->efd, &n, sizeof(n)) < 0 && errno != EINTR && errno != EAGAIN)
+			hbk_log(HBK_LOG_ERR, "disk %s: eventfd: %s", u->d.info.name, strerror(errno));
+		atomic_store(&u->sleeping, false);
 	}
+	io_uring_queue_exit(&u->ring);
 	return NULL;
 }
 
 static void uring_close(struct hbk_disk *d)
 {
 	struct uring_disk *u = (struct uring_disk *)d;
-	queue(u, NULL);
+	atomic_store(&u->stop, true);
+	uint64_t one = 1;   /* wakes it whether it sleeps or is about to */
+	if (write(u->efd, &one, sizeof(one)) < 0)
+		hbk_log(HBK_LOG_ERR, "disk %s: eventfd: %s", d->info.name, strerror(errno));
 	pthread_join(u->thread, NULL);
-	io_uring_queue_exit(&u->ring);
-	pthread_mutex_destroy(&u->sq_lock);
+	close(u->efd);
 	close(u->fd);
 	free(u);
 }
 
-static const struct disk_ops uring_ops = { .submit = uring_submit, .close = uring_close };
+static const struct disk_ops uring_ops = {
+	.submit = uring_submit, .close = uring_close, .kick = uring_kick,
+};
 
 /*
  * Whether O_DIRECT reads work on fd, and the smallest alignment they need
@@ -252,9 +373,12 @@ int hbk_disk_open_file(const char *path, const struct hbk_disk_file_opts *opts,
 		err = -ENOMEM;
 		goto close_fd;
 	}
-	err = io_uring_queue_init(o.queue_depth ? o.queue_depth : 128, &u->ring, 0);
-	if (err)
-		goto free_u;
+	u->efd = eventfd(0, EFD_CLOEXEC);
+	if (u->efd < 0) {
+		err = -errno;
+		free(u);
+		goto close_fd;
+	}
 	disk_init(&u->d, &uring_ops, blockdev ? "blockdev" : "file", path, size);
 	u->d.info.block_size = bs;
 	u->d.info.mem_align = align ? align : 1;
@@ -265,19 +389,26 @@ int hbk_disk_open_file(const char *path, const struct hbk_disk_file_opts *opts,
 	u->d.info.discard_zeroes = !blockdev;
 	u->fd = fd;
 	u->blockdev = blockdev;
-	pthread_mutex_init(&u->sq_lock, NULL);
+	u->entries = o.queue_depth ? o.queue_depth : 128;
+	atomic_init(&u->pending, NULL);
+	atomic_init(&u->sleeping, false);
+	atomic_init(&u->stop, false);
+	hbk_latch_reset(&u->ready);
 	err = -pthread_create(&u->thread, NULL, uring_main, u);
-	if (err)
-		goto exit_ring;
+	if (!err) {
+		err = hbk_latch_wait(&u->ready);
+		if (err)
+			pthread_join(u->thread, NULL);
+	}
+	if (err) {
+		pthread_mutex_destroy(&u->d.lock);
+		close(u->efd);
+		free(u);
+		goto close_fd;
+	}
 	*out = &u->d;
 	return 0;
 
-exit_ring:
-	pthread_mutex_destroy(&u->sq_lock);
-	pthread_mutex_destroy(&u->d.lock);
-	io_uring_queue_exit(&u->ring);
-free_u:
-	free(u);
 close_fd:
 	close(fd);
 	return err;

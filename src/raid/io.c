@@ -108,11 +108,15 @@ void raid_mio_run(struct batch *b, struct mio *mio, unsigned n)
 	pthread_mutex_lock(&b->lock);
 	b->pending = n;
 	pthread_mutex_unlock(&b->lock);
+	struct hbk_disk_plug plug;
+	hbk_disk_plug(&plug);   /* one kernel submission per member disk */
 	for (unsigned i = 0; i < n; i++) {
 		mio[i].d.done = batch_done;
 		mio[i].d.priv = b;
 		hbk_disk_submit(mio[i].disk, &mio[i].d);
 	}
+	hbk_disk_unplug(&plug);
+	hbk_disk_plug_flush();  /* an outer plug of this thread holds them too */
 	pthread_mutex_lock(&b->lock);
 	while (b->pending)
 		pthread_cond_wait(&b->cond, &b->lock);
@@ -656,11 +660,14 @@ static void fast_submit(struct hbk_raid *r, struct hbk_raid_io *io)
 	*q = (struct req){ .r = r, .io = io, .s0 = s0, .nlocked = nl, .n = (unsigned)n };
 	/* One extra count until every I/O is out: completions may come inline. */
 	atomic_init(&q->pending, (unsigned)n + 1);
+	struct hbk_disk_plug plug;
+	hbk_disk_plug(&plug);   /* the member I/Os go to each disk in one submission */
 	for (int i = 0; i < n; i++) {
 		q->mio[i].d.done = fast_done;
 		q->mio[i].d.priv = q;
 		hbk_disk_submit(q->mio[i].disk, &q->mio[i].d);
 	}
+	hbk_disk_unplug(&plug);
 	if (atomic_fetch_sub_explicit(&q->pending, 1, memory_order_acq_rel) == 1)
 		fast_end(q);
 }
@@ -778,5 +785,6 @@ int hbk_raid_rw(struct hbk_raid *r, enum hbk_disk_op op, void *buf, uint64_t off
 	struct hbk_raid_io io = { .op = (uint8_t)op, .flags = flags, .offset = offset, .len = len,
 				  .buf = buf, .done = rw_done, .priv = &w };
 	hbk_raid_submit(r, &io);
+	hbk_disk_plug_flush();  /* its member I/O may sit in this thread's plug */
 	return hbk_latch_wait(&w);
 }
