@@ -91,13 +91,15 @@
  * front ends (iSCSI) serve many, and persistent reservations must tell them
  * apart at the LUN, so the task slot's last reserved word carries the I_T
  * nexus (initiator_id, 0 = the host itself) in both paths; the layout and
- * every other offset are the reference's.
+ * every other offset are the reference's.  When a front end's session ends,
+ * HBK_MSG_NEXUS_LOSS tells the driver, so that per-nexus state at the LUN
+ * (RESERVE(6), medium removal prevention) ends with it.
  */
 
 #include <assert.h>
 #include <stdint.h>
 
-#define HBK_ABI_VERSION        3u   /* 3: hbk_task.initiator_id */
+#define HBK_ABI_VERSION        4u   /* 3: hbk_task.initiator_id; 4: HBK_MSG_NEXUS_LOSS */
 #define HBK_TASK_VERSION       1u   /* task and response "version" field */
 #define HBK_MAX_BUNDLE         32u  /* kMaxBundledParallelTasks */
 #define HBK_SENSE_BUF          256u
@@ -317,7 +319,8 @@ enum hbk_msg_type {
 	HBK_MSG_TARGET_RESET = 23,     /* arg0 target */
 	HBK_MSG_STOP = 24,
 	HBK_MSG_SHARE_REGION = 25,     /* region memfd attached (hbakit's own) */
-	HBK_MSG_CALL_LAST = 25,
+	HBK_MSG_NEXUS_LOSS = 26,       /* arg0 target, arg1 initiator_id: that I_T nexus ended */
+	HBK_MSG_CALL_LAST = 26,
 
 	HBK_MSG_PARALLEL_COMPLETION = 64, /* struct hbk_msg_completion */
 	HBK_MSG_BUNDLED_COMPLETION = 65,  /* struct hbk_msg_slots */

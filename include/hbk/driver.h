@@ -137,6 +137,14 @@ struct hbk_drv_ops {
 	uint32_t (*clear_task_set)(struct hbk_drv *d, uint64_t target, uint64_t lun);
 	uint32_t (*lun_reset)(struct hbk_drv *d, uint64_t target, uint64_t lun);
 	uint32_t (*target_reset)(struct hbk_drv *d, uint64_t target);
+	/*
+	 * Optional: the I_T nexus of `initiator` (hbk_task.initiator_id) to
+	 * `target` is gone (a front end's session ended); none of its tasks is
+	 * at the driver any more.  What the driver keeps per nexus for that
+	 * target (RESERVE(6), medium removal prevention: hbk_scsi_nexus_loss)
+	 * ends.  Runs on the queue it is bound to, like the calls above.
+	 */
+	void (*nexus_loss)(struct hbk_drv *d, uint64_t target, uint64_t initiator);
 
 	/* Last call: stop the hardware; nothing is outstanding any more. */
 	void (*stop)(struct hbk_drv *d);

@@ -173,6 +173,17 @@ enum hbk_tmf {
 int hbk_sam_tmf(struct hbk_ctl *c, uint64_t target, uint64_t lun, enum hbk_tmf op,
 		struct hbk_scsi_cmd *cmd);
 
+/*
+ * Tells the driver that the I_T nexus `initiator` (the identifier its
+ * commands carried in hbk_scsi_cmd.initiator) to `target` is gone (SAM-5
+ * I_T nexus loss: a front end's session ended), so that what the driver
+ * keeps for that nexus ends (RESERVE(6), medium removal prevention).  Call
+ * it once none of that nexus' commands is outstanding.  Returns 0 (also
+ * when the driver keeps nothing per nexus), -ENODEV when the controller is
+ * dead, or the call's -errno.  Any thread but a completion callback.
+ */
+int hbk_sam_nexus_loss(struct hbk_ctl *c, uint64_t target, uint64_t initiator);
+
 /* ---- Block I/O -------------------------------------------------------------- */
 
 enum hbk_blk_op { HBK_BLK_READ, HBK_BLK_WRITE, HBK_BLK_FLUSH, HBK_BLK_UNMAP };

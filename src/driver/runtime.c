@@ -778,6 +778,10 @@ static size_t serve(struct hbk_drv *d, union call_buf *m, int *fd, union reply_b
 	case HBK_MSG_CLEAR_TASK_SET: case HBK_MSG_LUN_RESET: case HBK_MSG_TARGET_RESET:
 		val[0] = tmf(o, d, m->hdr.type, arg);
 		break;
+	case HBK_MSG_NEXUS_LOSS:
+		if (o->nexus_loss)
+			o->nexus_loss(d, arg[0], arg[1]);
+		break;
 	case HBK_MSG_STOP:
 		if (o->stop)
 			o->stop(d);

@@ -856,6 +856,14 @@ int hbk_sam_tmf(struct hbk_ctl *c, uint64_t target, uint64_t lun, enum hbk_tmf o
 	return val[0] == HBK_SR_FUNCTION_COMPLETE ? HBK_SR_FUNCTION_COMPLETE : HBK_SR_FUNCTION_REJECTED;
 }
 
+int hbk_sam_nexus_loss(struct hbk_ctl *c, uint64_t target, uint64_t initiator)
+{
+	if (!hbk_ctl_alive(c))
+		return -ENODEV;
+	uint64_t a[2] = { target, initiator };
+	return hbk_ctl_call_simple(c, HBK_MSG_NEXUS_LOSS, a, 2, NULL);
+}
+
 /* ---- Blocking wrapper ------------------------------------------------------------ */
 
 static void exec_done(struct hbk_scsi_cmd *cmd)

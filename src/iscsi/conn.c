@@ -731,12 +731,21 @@ static void teardown(struct hbk_iscsi_conn *c)
 	 * of ev_lock, and what is left is this thread's alone. */
 	pthread_mutex_lock(&c->ev_lock);
 	pthread_mutex_unlock(&c->ev_lock);
+	/* The session's end is the loss of its I_T nexus (SAM-5 6.3.4): the
+	 * LUNs forget what they kept for it (RESERVE(6), prevention of medium
+	 * removal).  A new session of the same nexus waits for this. */
+	if (c->nexus_held) {
+		int err = hbk_sam_nexus_loss(s->ctl, c->target, c->nexus);
+		if (err && err != -ENODEV)
+			hbk_log(HBK_LOG_WARN, "iSCSI %s: I_T nexus loss: %s", c->peer, strerror(-err));
+	}
 	while (c->tasks)
 		hbk_iscsi_task_drop(c, c->tasks);
 	hbk_iscsi_login_free(c);
 	hbk_iscsi_text_fini(&c->text_rsp);
 	pthread_mutex_lock(&s->lock);
 	c->registered = false;
+	c->nexus_held = false;
 	close(c->fd);
 	c->fd = -1;
 	pthread_mutex_unlock(&s->lock);

@@ -793,6 +793,9 @@ struct hbk_iscsi_conn {
 	uint8_t isid[6];
 	uint16_t tsih, cid;
 	uint64_t nexus;
+	/* A normal session of this nexus was registered: its end is an I_T
+	 * nexus loss, told to the controller in teardown; under srv->lock. */
+	bool nexus_held;
 	struct hbk_iscsi_params p;
 	struct hbk_iscsi_window win;
 	uint32_t statsn;

@@ -18,6 +18,7 @@
 #include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/common.h"
@@ -117,6 +118,36 @@ uint64_t hbk_iscsi_nexus_id(const char *initiator_name, const uint8_t isid[6])
 
 /* ---- Sessions -------------------------------------------------------------------------- */
 
+#define NEXUS_WAIT_MS   5000    /* the most a login waits for the end of its nexus' last session */
+#define NEXUS_POLL_MS   5
+
+/*
+ * A session of the same I_T nexus that is ending (reinstated, dropped)
+ * still has to tell the controller that the nexus is gone: the new session
+ * waits for that (RFC 7143 6.3.5), or the loss would erase what the new
+ * session establishes at the LUN.  Bounded: the old session only waits for
+ * its commands at the controller to end.
+ */
+static void wait_nexus_lost(struct hbk_iscsi *s, struct hbk_iscsi_conn *c)
+{
+	for (unsigned waited = 0;; waited += NEXUS_POLL_MS) {
+		bool busy = false;
+		pthread_mutex_lock(&s->lock);
+		for (struct hbk_iscsi_conn *o = s->conns; o && !busy; o = o->next)
+			busy = o != c && o->nexus_held && o->nexus == c->nexus && o->target == c->target;
+		pthread_mutex_unlock(&s->lock);
+		if (!busy)
+			return;
+		if (waited >= NEXUS_WAIT_MS) {
+			hbk_log(HBK_LOG_WARN, "iSCSI %s: the previous session of %s has not ended "
+				"after %u ms; going on", c->peer, c->initiator_name, waited);
+			return;
+		}
+		struct timespec ts = { 0, NEXUS_POLL_MS * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+}
+
 static bool tsih_in_use(struct hbk_iscsi *s, uint16_t tsih)
 {
 	for (struct hbk_iscsi_conn *o = s->conns; o; o = o->next)
@@ -153,7 +184,10 @@ int hbk_iscsi_session_register(struct hbk_iscsi *s, struct hbk_iscsi_conn *c)
 			c->tsih = s->next_tsih++;
 		while (!c->tsih || tsih_in_use(s, c->tsih));
 	c->registered = true;
+	c->nexus_held = c->session_type == HBK_ISCSI_SESSION_NORMAL;
 	pthread_mutex_unlock(&s->lock);
+	if (c->nexus_held)
+		wait_nexus_lost(s, c);
 	return 0;
 }
 
