@@ -7,7 +7,10 @@
 # RAID 0 of two member files (the emulated RAID card's driver, hbk-raid).
 # Every family runs in its own iscsi-test-cu process on a fresh LUN (the
 # runner and the parser are the ones tests/test_iscsi_cu.sh uses:
-# tests/iscsi/lib.sh, tests/iscsi/cu-parse.awk).  Prints one table: per
+# tests/iscsi/lib.sh, tests/iscsi/cu-parse.awk); the families that need a
+# removable, write-protected or LBPPB 8 LUN (cu_lun_args) get one on tgt
+# (tgtadm --params) and on the ram LUN alike, while the RAID 0 LUN keeps
+# its fixed medium.  Prints one table: per
 # family passed/failed/skipped for each target, the totals, and then every
 # test whose result differs between tgt and hbakit's ram LUN.
 #
@@ -68,10 +71,18 @@ tgt_fresh() {
 	rm -f "$T/tgt.img"
 	truncate -s "$SIZE" "$T/tgt.img"
 	tgt_lun "$T/tgt.img"
+	local params
+	params=$(cu_lun_args "$1" | sed 's/^ro=/readonly=/' | paste -sd, -)   # tgt's names
+	[ -z "$params" ] || tgtctl --mode logicalunit --op update --tid 1 --lun 1 --params "$params" ||
+		fail "tgtadm could not set $params"
 	CU_URL=$(tgt_url)
 }
 ram_fresh() {
-	iscsi_start ram --driver-arg "size=$SIZE"
+	local args=(--driver-arg "size=$SIZE") a
+	for a in $(cu_lun_args "$1"); do
+		args+=(--driver-arg "$a")
+	done
+	iscsi_start ram "${args[@]}"
 	CU_URL=$(iscsi_url 0 0)
 }
 raid0_fresh() {

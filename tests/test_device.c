@@ -5,7 +5,10 @@
  * this test as the driver: ring wrap-around, interrupt coalescing by count,
  * by time and retuned at run time, many producers on one doorbell, reply
  * queues that cannot overflow, task management and reset against held I/O,
- * frame checks, SCSI data and sense, and the memory and RAID volumes.
+ * aborts racing the completion of asynchronous READs (one reply each,
+ * never two), what LUN RESET and NEXUS LOSS frames do to the LUN's SCSI
+ * state, frame checks, SCSI data and sense (volume errors included), and
+ * the memory and RAID volumes.
  */
 #include <errno.h>
 #include <poll.h>
@@ -462,6 +465,65 @@ static void reset_discards_work_in_flight(void **state)
 	rig_down(&r);
 }
 
+struct lifter {
+	struct hbk_vol *v;
+	pthread_barrier_t *go;
+};
+
+static void *lift_hold(void *arg)
+{
+	struct lifter *l = arg;
+	pthread_barrier_wait(l->go);
+	hbk_dev_vol_mem_hold(l->v, UINT64_MAX);  /* the held READ completes on this thread */
+	return NULL;
+}
+
+/*
+ * An asynchronous READ held by its volume, its hold lifted by one thread
+ * while ABORT TASK for it arrives from this one: whichever wins, the task
+ * gets exactly one reply, OK or TERMINATED, before the abort's reply, and
+ * the abort counts it terminated exactly when its reply says so.
+ */
+static void abort_races_async_completion(void **state)
+{
+	(void)state;
+	struct rig r;
+	rig_up(&r, 16, 1);
+	enum { ROUNDS = 200 };
+	unsigned terminated = 0, completed = 0;
+	pthread_barrier_t go;
+	pthread_barrier_init(&go, NULL, 2);
+	for (uint32_t i = 0; i < ROUNDS; i++) {
+		struct lifter l = { .v = r.vol[0], .go = &go };
+		pthread_t th;
+		assert_int_equal(hbk_dev_vol_mem_hold(r.vol[0], 3), 0);
+		post(&r, frame(i, 0, false, 0, 8, r.buf));
+		assert_int_equal(pthread_create(&th, NULL, lift_hold, &l), 0);
+		pthread_barrier_wait(&go);
+		post(&r, tm_frame(0x8000 | i, HBK_DEV_TM_ABORT_TASK, 0, i));
+		pthread_join(th, NULL);
+		struct hbk_dev_reply rep[2];
+		collect(&r, 0, rep, 2);
+		assert_int_equal(rep[0].tag, i);                 /* the task first */
+		assert_int_equal(rep[1].tag, 0x8000 | i);
+		assert_int_equal(rep[1].status, HBK_DEV_ST_OK);
+		bool term = rep[0].status == HBK_DEV_ST_TERMINATED;
+		assert_true(term || (rep[0].status == HBK_DEV_ST_OK &&
+				     rep[0].scsi_status == HBK_STATUS_GOOD));
+		assert_int_equal(rep[1].terminated, term);
+		terminated += term;
+		completed += !term;
+	}
+	/* Nothing more comes: a last command's reply is the next one. */
+	post(&r, frame(7777, 1, false, 0, 0, NULL));
+	struct hbk_dev_reply last = one_reply(&r);
+	assert_int_equal(last.tag, 7777);
+	assert_int_equal(hbk_dev_read32(r.dev, HBK_DEV_REG_RQ_PI(0)), 2 * ROUNDS + 1);
+	assert_int_equal(terminated + completed, ROUNDS);
+	pthread_barrier_destroy(&go);
+	rig_down(&r);
+}
+
 /* ---- Frames, SCSI and volumes ---------------------------------------------------------- */
 
 static void frames_are_checked(void **state)
@@ -564,6 +626,85 @@ static void memory_volume_is_thin(void **state)
 	hbk_dev_vol_close(v);
 }
 
+/* A volume error comes back as the emulation's sense: a RAID 0 whose
+ * member fails every I/O answers READ with MEDIUM ERROR, through the
+ * asynchronous path. */
+/* A no-data command as initiator `it`: the reply's SCSI status and ASC/ASCQ. */
+static struct hbk_dev_reply cmd6(struct rig *r, uint32_t tag, uint64_t it, uint8_t op)
+{
+	struct hbk_dev_frame f = { .tag = tag, .function = HBK_DEV_FN_SCSI_IO, .target = 0,
+				   .cdb_len = 6, .dir = HBK_DIR_NONE, .initiator = it };
+	f.cdb[0] = op;
+	post(r, f);
+	return one_reply(r);
+}
+
+/* LUN RESET and NEXUS LOSS frames reset the SCSI state of the virtual
+ * drive's LUN once they are done: RESERVE(6) ends, a unit attention waits
+ * for every nexus that used the LUN (not for one that had ended). */
+static void task_management_resets_scsi_state(void **state)
+{
+	(void)state;
+	struct rig r;
+	rig_up(&r, 16, 1);
+	assert_int_equal(cmd6(&r, 1, 0xa, 0x16).scsi_status, HBK_STATUS_GOOD);   /* A: RESERVE(6) */
+	assert_int_equal(cmd6(&r, 2, 0xb, 0x00).scsi_status, HBK_STATUS_RESERVATION_CONFLICT);
+	struct hbk_dev_frame loss = tm_frame(3, HBK_DEV_TM_NEXUS_LOSS, 0, 0);
+	loss.initiator = 0xa;
+	post(&r, loss);
+	assert_int_equal(one_reply(&r).status, HBK_DEV_ST_OK);
+	assert_int_equal(cmd6(&r, 4, 0xb, 0x00).scsi_status, HBK_STATUS_GOOD);   /* A's is gone */
+	assert_int_equal(cmd6(&r, 5, 0xb, 0x16).scsi_status, HBK_STATUS_GOOD);   /* B: RESERVE(6) */
+	post(&r, tm_frame(6, HBK_DEV_TM_LUN_RESET, 0, 0));
+	assert_int_equal(one_reply(&r).status, HBK_DEV_ST_OK);
+	struct hbk_dev_reply rep = cmd6(&r, 7, 0xb, 0x00);
+	assert_int_equal(rep.scsi_status, HBK_STATUS_CHECK_CONDITION);
+	assert_int_equal(rep.sense[2] & 0xf, HBK_SK_UNIT_ATTENTION);
+	assert_int_equal(rep.sense[12], 0x29);                                   /* BUS DEVICE RESET */
+	assert_int_equal(rep.sense[13], 0x03);
+	assert_int_equal(cmd6(&r, 8, 0xa, 0x00).scsi_status, HBK_STATUS_GOOD);   /* A had ended */
+	assert_int_equal(cmd6(&r, 9, 0xa, 0x16).scsi_status, HBK_STATUS_GOOD);   /* B's ended too */
+	rig_down(&r);
+}
+
+static void volume_errors_become_sense(void **state)
+{
+	(void)state;
+	struct hbk_disk *disk[2];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(hbk_disk_open_mem(4 * MiB, &disk[i]), 0);
+	struct hbk_raid_config rc = { .level = HBK_RAID0, .chunk = 64 * 1024 };
+	struct hbk_raid *raid;
+	assert_int_equal(hbk_raid_create(&rc, disk, 2, NULL, &raid), 0);
+	struct hbk_vol *v;
+	assert_int_equal(hbk_dev_vol_raid("stripe", raid, &v), 0);
+	struct hbk_dev *dev;
+	struct hbk_dev_config cfg = { .vols = &v, .nvols = 1, .credits = 16 };
+	assert_int_equal(hbk_dev_create(&cfg, &dev), 0);
+	struct rig r = { .dev = dev };
+	assert_int_equal(hbk_dev_port_init(&r.port, dev), 0);
+	hbk_dev_write32(dev, HBK_DEV_REG_CONTROL, HBK_DEV_CTL_ENABLE);
+	assert_int_equal(posix_memalign((void **)&r.buf, 4096, 64 * 4096), 0);
+	post(&r, frame(1, 0, false, 0, 8, r.buf));
+	assert_int_equal(one_reply(&r).scsi_status, HBK_STATUS_GOOD);
+	hbk_disk_inject(disk[0], &(struct hbk_disk_fault){ .fail_all = true });
+	post(&r, frame(2, 0, false, 0, 8, r.buf));       /* chunk 0: on the failing member */
+	struct hbk_dev_reply rep = one_reply(&r);
+	assert_int_equal(rep.status, HBK_DEV_ST_OK);
+	assert_int_equal(rep.scsi_status, HBK_STATUS_CHECK_CONDITION);
+	assert_int_equal(rep.sense_len, 18);
+	assert_int_equal(rep.sense[2] & 0xf, HBK_SK_MEDIUM_ERROR);
+	assert_int_equal(rep.sense[12], 0x11);            /* UNRECOVERED READ ERROR */
+	assert_int_equal(rep.residual, 8 * BS);
+	hbk_disk_inject(disk[0], NULL);
+	hbk_dev_destroy(dev);
+	hbk_dev_vol_close(v);
+	hbk_raid_close(raid);
+	for (int i = 0; i < 2; i++)
+		hbk_disk_close(disk[i]);
+	free(r.buf);
+}
+
 /* A RAID 1 of two memory disks behind the controller as a virtual drive. */
 static void raid_array_serves_a_virtual_drive(void **state)
 {
@@ -642,8 +783,11 @@ int main(void)
 		cmocka_unit_test(abort_task_terminates_a_held_io),
 		cmocka_unit_test(resets_end_only_what_they_name),
 		cmocka_unit_test(reset_discards_work_in_flight),
+		cmocka_unit_test(abort_races_async_completion),
 		cmocka_unit_test(frames_are_checked),
 		cmocka_unit_test(memory_volume_is_thin),
+		cmocka_unit_test(task_management_resets_scsi_state),
+		cmocka_unit_test(volume_errors_become_sense),
 		cmocka_unit_test(raid_array_serves_a_virtual_drive),
 		cmocka_unit_test(bad_configurations_are_refused),
 	};

@@ -6,6 +6,8 @@
 # SCSI.<Command> and iSCSI.<Feature> suite; a family's leftover hooks,
 # reservations and unit attentions must not leak into the next one), each
 # on a fresh server with a fresh 64 MiB LUN, destructive tests allowed.
+# Families that need a removable, write-protected or 4 KiB-physical-block
+# LUN get one (cu_lun_args in tests/iscsi/lib.sh).
 # Prints a line per family and one closing line "iscsi-test-cu: N passed,
 # N failed, N skipped".  Fails on any failure not listed in
 # tests/iscsi/known-failures.txt (and on a crash, a hang, a family that ran
@@ -31,7 +33,11 @@ CU_DEADLINE=$(($(date +%s) + ${ISCSI_CU_BUDGET:-220}))
 CU_TIMEOUT=60
 
 fresh() {
-	iscsi_start cu --driver-arg "size=$SIZE"
+	local args=(--driver-arg "size=$SIZE") a
+	for a in $(cu_lun_args "$1"); do
+		args+=(--driver-arg "$a")
+	done
+	iscsi_start cu "${args[@]}"
 	CU_URL=$(iscsi_url 0 0)
 }
 stop() {

@@ -357,7 +357,7 @@ static void inquiry_vpd_block_limits(void **state)
 	assert_int_equal(get_be16(f->buf + 2), 0x3c);
 	assert_int_equal(get_be32(f->buf + 8), 256);       /* maximum transfer length */
 	assert_int_equal(get_be32(f->buf + 12), 8);        /* optimal transfer length */
-	assert_int_equal(f->buf[4] & 0x01, 1);             /* WSNZ */
+	assert_int_equal(f->buf[4] & 0x01, 0);             /* WSNZ 0 */
 	assert_int_equal(f->buf[5], 128);                  /* max COMPARE AND WRITE: 256 / 2 */
 	assert_int_equal(get_be32(f->buf + 20), UINT32_MAX); /* max unmap LBA count */
 	assert_int_equal(get_be32(f->buf + 24), HBK_SCSI_MAX_UNMAP_DESC);

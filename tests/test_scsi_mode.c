@@ -264,7 +264,7 @@ static void mode_select10_long_lba_descriptor(void **state)
 
 /* ---- REPORT SUPPORTED OPERATION CODES ---------------------------------------------- */
 
-#define SERVED_THIN  45     /* commands served on a thin LUN; a thick one lacks UNMAP */
+#define SERVED_THIN  53     /* commands served on a thin LUN; a thick one lacks UNMAP */
 
 static void rsoc(struct fixture *f, uint64_t lun, uint8_t options, uint8_t op, uint16_t sa,
 		 uint32_t alloc)

@@ -5,7 +5,8 @@
  * CLEAR, PREEMPT, PREEMPT AND ABORT), PERSISTENT RESERVE IN (READ KEYS,
  * READ RESERVATION, REPORT CAPABILITIES, READ FULL STATUS), and the access
  * matrix every reservation type enforces on other I_T nexuses, command
- * class by command class.  Initiators A, B and C are 0xA, 0xB and 0xC.
+ * class by command class, and the unit attentions CLEAR and PREEMPT leave
+ * for the nexuses they affect.  Initiators A, B and C are 0xA, 0xB and 0xC.
  */
 #include "test_scsi_fixture.h"
 
@@ -42,6 +43,26 @@ static void pr_in(struct fixture *f, uint64_t it, unsigned sa, uint16_t alloc)
 	put_be16(cdb + 7, alloc);
 	memset(f->buf, 0xee, sizeof f->buf);
 	run_as(f, it, 0, cdb, 10, f->buf, sizeof f->buf, HBK_DIR_READ);
+	assert_good(f);
+}
+
+/* The next command of `it` meets the unit attention asc_ascq, which is
+ * reported once: the command after it succeeds. */
+static void expect_ua(struct fixture *f, uint64_t it, uint16_t asc_ascq)
+{
+	const uint8_t tur[6] = { HBK_SCSI_OP_TEST_UNIT_READY };
+
+	run_as(f, it, 0, tur, 6, NULL, 0, HBK_DIR_NONE);
+	assert_check(f, HBK_SK_UNIT_ATTENTION, asc_ascq);
+	run_as(f, it, 0, tur, 6, NULL, 0, HBK_DIR_NONE);
+	assert_good(f);
+}
+
+static void expect_no_ua(struct fixture *f, uint64_t it)
+{
+	const uint8_t tur[6] = { HBK_SCSI_OP_TEST_UNIT_READY };
+
+	run_as(f, it, 0, tur, 6, NULL, 0, HBK_DIR_NONE);
 	assert_good(f);
 }
 
@@ -334,6 +355,9 @@ static void clear_drops_everything(void **state)
 	assert_conflict(f);
 	pr_out(f, B, HBK_PR_CLEAR, 0, KB, 0);              /* any registrant may */
 	assert_good(f);
+	expect_ua(f, A, HBK_ASC_RESERVATIONS_PREEMPTED);   /* the other registrant */
+	expect_no_ua(f, B);                                /* not the one that cleared */
+	expect_no_ua(f, C);                                /* nor one not registered */
 	assert_int_equal(read_keys(f, keys), 0);
 	assert_int_equal(reservation(f, &key), 0);
 	assert_int_equal(generation(f), 3);
@@ -350,6 +374,8 @@ static void preempt_takes_reservation_over(void **state)
 	pr_out(f, A, HBK_PR_RESERVE, HBK_PR_EA, KA, 0);
 	pr_out(f, B, HBK_PR_PREEMPT, HBK_PR_WE, KB, KA);
 	assert_good(f);
+	expect_ua(f, A, HBK_ASC_REGISTRATIONS_PREEMPTED);
+	expect_no_ua(f, B);
 	assert_int_equal(reservation(f, &key), HBK_PR_WE);
 	assert_true(key == KB);
 	assert_int_equal(read_keys(f, keys), 1);           /* A's registration went */
@@ -369,6 +395,8 @@ static void preempt_removes_registrations(void **state)
 	must_register(f, C, KA);                           /* two nexuses share KA */
 	pr_out(f, B, HBK_PR_PREEMPT, HBK_PR_EA, KB, KA);   /* no reservation */
 	assert_good(f);
+	expect_ua(f, A, HBK_ASC_REGISTRATIONS_PREEMPTED);
+	expect_ua(f, C, HBK_ASC_REGISTRATIONS_PREEMPTED);
 	assert_int_equal(read_keys(f, keys), 1);
 	assert_true(keys[0] == KB);
 	assert_int_equal(generation(f), 4);
@@ -391,6 +419,8 @@ static void preempt_all_registrants_with_zero_key(void **state)
 	pr_out(f, A, HBK_PR_RESERVE, HBK_PR_WE_AR, KA, 0);
 	pr_out(f, B, HBK_PR_PREEMPT_AND_ABORT, HBK_PR_EA, KB, 0);
 	assert_good(f);
+	expect_ua(f, A, HBK_ASC_REGISTRATIONS_PREEMPTED);
+	expect_ua(f, C, HBK_ASC_REGISTRATIONS_PREEMPTED);
 	assert_int_equal(reservation(f, &key), HBK_PR_EA);
 	assert_true(key == KB);
 	assert_int_equal(read_keys(f, keys), 1);
@@ -409,6 +439,8 @@ static void preempt_under_reservation_of_other_key(void **state)
 	pr_out(f, A, HBK_PR_RESERVE, HBK_PR_WE, KA, 0);
 	pr_out(f, B, HBK_PR_PREEMPT, HBK_PR_WE, KB, 0x33); /* not the holder's key */
 	assert_good(f);
+	expect_ua(f, C, HBK_ASC_REGISTRATIONS_PREEMPTED);
+	expect_no_ua(f, A);
 	assert_int_equal(reservation(f, &key), HBK_PR_WE); /* A still holds it */
 	assert_true(key == KA);
 	assert_int_equal(read_keys(f, keys), 2);

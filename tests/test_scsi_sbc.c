@@ -324,11 +324,23 @@ static void write_same_length_limits(void **state)
 	struct hbk_scsi_lun_cfg cfg = mem_cfg(f);
 	uint8_t cdb[16], one[MEM_BS] = { 7 };
 
-	ws_cdb(cdb, false, 0, 0, 0);                       /* WSNZ: 0 blocks refused */
+	ws_cdb(cdb, false, 0, MEM_BLOCKS - 3, 0);          /* 0 blocks: to the end */
 	run(f, 0, cdb, 10, one, sizeof one, HBK_DIR_WRITE);
-	assert_invalid_field(f);
+	assert_good(f);
+	for (unsigned i = 1; i <= 3; i++)
+		assert_int_equal(blk(f, MEM_BLOCKS - i)[0], 7);
+	assert_int_equal(blk(f, MEM_BLOCKS - 4)[0], 0);
+	ws_cdb(cdb, false, 0, MEM_BLOCKS, 0);              /* from past the end */
+	run(f, 0, cdb, 10, one, sizeof one, HBK_DIR_WRITE);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_LBA_OUT_OF_RANGE);
 	cfg.max_write_same_blocks = 8;
 	mem_reinit(f, &cfg);
+	ws_cdb(cdb, false, 0, MEM_BLOCKS - 9, 0);          /* 9 to the end: over the limit */
+	run(f, 0, cdb, 10, one, sizeof one, HBK_DIR_WRITE);
+	assert_invalid_field(f);
+	ws_cdb(cdb, false, 0, MEM_BLOCKS - 8, 0);
+	run(f, 0, cdb, 10, one, sizeof one, HBK_DIR_WRITE);
+	assert_good(f);
 	ws_cdb(cdb, true, 0x08, 0, 9);
 	run(f, 0, cdb, 16, one, sizeof one, HBK_DIR_WRITE);
 	assert_invalid_field(f);

@@ -505,20 +505,25 @@ static void interrupt(struct hbk_drv_work *w)
 static const char *const tm_name[] = {
 	[HBK_DEV_TM_ABORT_TASK] = "ABORT TASK", [HBK_DEV_TM_ABORT_TASK_SET] = "ABORT TASK SET",
 	[HBK_DEV_TM_CLEAR_TASK_SET] = "CLEAR TASK SET", [HBK_DEV_TM_LUN_RESET] = "LOGICAL UNIT RESET",
-	[HBK_DEV_TM_TARGET_RESET] = "TARGET RESET",
+	[HBK_DEV_TM_TARGET_RESET] = "TARGET RESET", [HBK_DEV_TM_NEXUS_LOSS] = "I_T NEXUS LOSS",
 };
 
 /*
  * Sends one task-management frame and waits for the card's answer, which
- * comes after the replies of every task it terminated.  Default queue (one
- * at a time).
+ * comes after the replies of every task it terminated.  task is the tag
+ * to abort (ABORT TASK) or the initiator whose nexus ended (NEXUS LOSS).
+ * Default queue (one at a time).
  */
-static uint32_t tm(struct hba *h, uint8_t type, uint64_t target, uint64_t lun, uint32_t task)
+static uint32_t tm(struct hba *h, uint8_t type, uint64_t target, uint64_t lun, uint64_t task)
 {
 	if (target >= h->ntargets)
 		return HBK_SR_FUNCTION_REJECTED;
 	struct hbk_dev_frame f = { .function = HBK_DEV_FN_TASK_MGMT, .tm_type = type,
-				   .target = (uint32_t)target, .tm_tag = task };
+				   .target = (uint32_t)target };
+	if (type == HBK_DEV_TM_NEXUS_LOSS)
+		f.initiator = task;
+	else
+		f.tm_tag = (uint32_t)task;
 	hbk_scsi_lun_encode(lun, f.lun);
 	pthread_mutex_lock(&h->tm_lock);
 	f.tag = h->tm_tag = TM_TAG | (++h->tm_seq & ~TM_TAG);
@@ -543,7 +548,9 @@ static uint32_t tm(struct hba *h, uint8_t type, uint64_t target, uint64_t lun, u
 	pthread_mutex_unlock(&h->tm_lock);
 
 	bool ok = done && rep.status == HBK_DEV_ST_OK;
-	if (ok)
+	if (ok && type == HBK_DEV_TM_NEXUS_LOSS)
+		;       /* every session's end: only a failure is worth a line */
+	else if (ok)
 		fprintf(stderr, "hbk-raid: %s target %llu lun %llu: done by the controller, %u task(s) terminated\n",
 			tm_name[type], (unsigned long long)target, (unsigned long long)lun, rep.terminated);
 	else
@@ -581,6 +588,12 @@ static uint32_t hba_lun_reset(struct hbk_drv *d, uint64_t target, uint64_t lun)
 static uint32_t hba_target_reset(struct hbk_drv *d, uint64_t target)
 {
 	return tm(hbk_drv_priv(d), HBK_DEV_TM_TARGET_RESET, target, 0, 0);
+}
+
+/* The card ends what its LUNs keep for the nexus (RESERVE(6), prevention). */
+static void hba_nexus_loss(struct hbk_drv *d, uint64_t target, uint64_t initiator)
+{
+	tm(hbk_drv_priv(d), HBK_DEV_TM_NEXUS_LOSS, target, 0, initiator);
 }
 
 /* ---- Stop and teardown ------------------------------------------------------------------------ */
@@ -650,6 +663,7 @@ static const struct hbk_drv_ops hba_ops = {
 	.clear_task_set = hba_clear_task_set,
 	.lun_reset = hba_lun_reset,
 	.target_reset = hba_target_reset,
+	.nexus_loss = hba_nexus_loss,
 	.stop = hba_stop,
 };
 

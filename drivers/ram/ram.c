@@ -8,7 +8,12 @@
  * are created from the AuxiliaryQueue once the driver can serve any I/O.
  *
  * Options: targets=N (1), luns=M (1), size=BYTES per LUN (256M), bs=512|4096
- * (512), tasks=N (256), max-transfer=BYTES (1M).
+ * (512), tasks=N (256), max-transfer=BYTES (1M), coalesce=N (0: adaptive),
+ * and the medium of every LUN: removable=1 (START STOP UNIT ejects and loads
+ * it), ro=1 (write protected), lbppbe=N (2^N logical blocks per physical
+ * block, 0..15).  LOGICAL UNIT RESET and TARGET RESET reset the emulation's
+ * LUN state (unit attentions, RESERVE(6), medium removal prevention), and
+ * the loss of an I_T nexus ends what the LUNs kept for it.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -52,6 +57,8 @@ struct ram {
 	uint32_t bs, ntasks;
 	uint64_t max_transfer;
 	unsigned coalesce;              /* bundled slots per completion call, 0 = adaptive */
+	bool removable, read_only;      /* every LUN's medium */
+	unsigned lbppbe;
 	struct hbk_scsi_target *targets;
 	struct ram_lun *luns;           /* ntargets * nluns */
 
@@ -154,10 +161,16 @@ static int ram_init(struct hbk_drv *d)
 	r->ntasks = (uint32_t)parse_size(hbk_drv_arg(d, "tasks"), 256);
 	r->max_transfer = parse_size(hbk_drv_arg(d, "max-transfer"), 1u << 20);
 	r->coalesce = (unsigned)parse_size(hbk_drv_arg(d, "coalesce"), 0);
+	uint64_t removable = parse_size(hbk_drv_arg(d, "removable"), 0);
+	uint64_t ro = parse_size(hbk_drv_arg(d, "ro"), 0);
+	uint64_t lbppbe = parse_size(hbk_drv_arg(d, "lbppbe"), 0);
 	if (!r->ntargets || r->ntargets > 64 || !r->nluns || r->nluns > 64 ||
 	    r->size < r->bs || !r->ntasks || r->ntasks > HBK_MAX_TASKS ||
-	    r->coalesce > HBK_MAX_BUNDLE)
+	    r->coalesce > HBK_MAX_BUNDLE || removable > 1 || ro > 1 || lbppbe > 15)
 		return -EINVAL;
+	r->removable = removable;
+	r->read_only = ro;
+	r->lbppbe = (unsigned)lbppbe;
 
 	r->aux = hbk_drv_queue_create(d, HBK_QUEUE_NAME_AUX);
 	r->intr = hbk_drv_queue_create(d, HBK_QUEUE_NAME_INTERRUPT);
@@ -199,7 +212,9 @@ static int ram_init(struct hbk_drv *d)
 				.serial = l->serial, .naa = 0x6001405000000000ull | (t << 8) | n,
 				.block_size = r->bs, .nblocks = l->size / r->bs,
 				.max_xfer_blocks = (uint32_t)(r->max_transfer / r->bs),
-				.write_cache = false, .lbprz = true, .ops = &mem_ops, .ctx = l,
+				.write_cache = false, .lbprz = true,
+				.removable = r->removable, .read_only = r->read_only,
+				.lbppbe = (uint8_t)r->lbppbe, .ops = &mem_ops, .ctx = l,
 			};
 			int err = hbk_scsi_lun_init(&l->lun, &cfg);
 			if (err)
@@ -417,7 +432,8 @@ static void interrupt(struct hbk_drv_work *w)
 }
 
 /* Task management: nothing is ever stuck in memory, so every function is
- * complete at once; a task at the driver completes on its own, shortly. */
+ * complete at once; a task at the driver completes on its own, shortly.
+ * The resets also reset the emulation's state of the LUNs they cover. */
 static uint32_t ram_abort_task(struct hbk_drv *d, uint64_t target, uint64_t lun, uint64_t tag)
 {
 	(void)d; (void)target; (void)lun; (void)tag;
@@ -430,10 +446,27 @@ static uint32_t ram_tmf_lun(struct hbk_drv *d, uint64_t target, uint64_t lun)
 	return HBK_SR_FUNCTION_COMPLETE;
 }
 
+static uint32_t ram_lun_reset(struct hbk_drv *d, uint64_t target, uint64_t lun)
+{
+	struct ram *r = hbk_drv_priv(d);
+	if (target < r->ntargets && lun < r->nluns)
+		hbk_scsi_lun_reset(r->targets[target].luns[lun]);
+	return HBK_SR_FUNCTION_COMPLETE;
+}
+
 static uint32_t ram_target_reset(struct hbk_drv *d, uint64_t target)
 {
-	(void)d; (void)target;
+	struct ram *r = hbk_drv_priv(d);
+	if (target < r->ntargets)
+		hbk_scsi_target_reset(&r->targets[target]);
 	return HBK_SR_FUNCTION_COMPLETE;
+}
+
+static void ram_nexus_loss(struct hbk_drv *d, uint64_t target, uint64_t initiator)
+{
+	struct ram *r = hbk_drv_priv(d);
+	if (target < r->ntargets)
+		hbk_scsi_nexus_loss(&r->targets[target], initiator);
 }
 
 static void ram_stop(struct hbk_drv *d)
@@ -457,8 +490,9 @@ static const struct hbk_drv_ops ram_ops = {
 	.abort_task = ram_abort_task,
 	.abort_task_set = ram_tmf_lun,
 	.clear_task_set = ram_tmf_lun,
-	.lun_reset = ram_tmf_lun,
+	.lun_reset = ram_lun_reset,
 	.target_reset = ram_target_reset,
+	.nexus_loss = ram_nexus_loss,
 	.stop = ram_stop,
 };
 

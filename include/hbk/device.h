@@ -118,6 +118,7 @@ enum hbk_dev_tm {
 	HBK_DEV_TM_CLEAR_TASK_SET = 3,
 	HBK_DEV_TM_LUN_RESET = 4,
 	HBK_DEV_TM_TARGET_RESET = 5,   /* every task on target */
+	HBK_DEV_TM_NEXUS_LOSS = 6,     /* every task of `initiator` on target: that I_T nexus ended */
 };
 
 struct hbk_dev_frame {
@@ -135,7 +136,8 @@ struct hbk_dev_frame {
 	uint8_t  tm_type;      /* TASK_MGMT: enum hbk_dev_tm */
 	uint8_t  rsvd0[3];
 	union {
-		uint64_t initiator;  /* SCSI_IO: the I_T nexus the command came from */
+		uint64_t initiator;  /* SCSI_IO: the I_T nexus the command came from;
+				      * TASK_MGMT NEXUS_LOSS: the nexus that ended */
 		uint32_t tm_tag;     /* TASK_MGMT ABORT_TASK: tag of the task to abort */
 	};
 };
@@ -186,7 +188,7 @@ enum hbk_vol_op { HBK_VOL_READ = 0, HBK_VOL_WRITE = 1, HBK_VOL_FLUSH = 2, HBK_VO
  * One volume I/O, owned by the submitter.  lba and nblocks are in the
  * volume's blocks (ignored by FLUSH).  done is called exactly once, with 0
  * or -errno (-ECANCELED when cancelled), from any thread or inline from
- * submit.
+ * submit or cancel.
  */
 struct hbk_vol_io {
 	uint8_t  op;           /* enum hbk_vol_op */
@@ -202,8 +204,10 @@ struct hbk_vol_io {
 /*
  * A volume's operations.  submit never blocks on the medium, so the
  * firmware keeps many I/Os in flight; cancel asks an I/O to end early
- * (0: done will follow with -ECANCELED; -ENOENT: not cancellable, done will
- * follow anyway).  lba_status (GET LBA STATUS: see hbk_scsi_backend_ops) is
+ * (0: done will follow with -ECANCELED, maybe inline; -ENOENT: not
+ * cancellable, done will follow anyway).  cancel may race the I/O's own end:
+ * for an I/O whose done runs or ran already (its storage not yet reused) it
+ * returns -ENOENT.  lba_status (GET LBA STATUS: see hbk_scsi_backend_ops) is
  * a metadata query and may block.  cancel and lba_status may be NULL.
  */
 struct hbk_vol_ops {
@@ -259,7 +263,8 @@ struct hbk_dev_config {
 	unsigned nvols;               /* 1..HBK_DEV_MAX_TARGETS */
 	uint32_t credits;             /* I/O frames in flight (0: 1024) */
 	uint32_t queues;              /* reply queues (0: 1) */
-	uint32_t threads;             /* firmware threads, at most (0: 16); as many run as CPUs */
+	uint32_t threads;             /* firmware threads, at most (0: 16); as many run as CPUs.
+				       * READ/WRITE hold none while their volume I/O is in flight */
 	uint32_t max_transfer;        /* bytes per frame, multiple of 4096 (0: 1 MiB) */
 	const char *serial;           /* controller serial, prefix of VD serials (0: "HBK0") */
 };

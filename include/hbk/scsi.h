@@ -5,8 +5,14 @@
  * shares.  The emulation turns a CDB into calls on a block backend (read,
  * write, flush, unmap, mapping state) and answers with a status, sense data
  * and a transfer count; it never touches the wire ABI slots itself.  It keeps
- * per-LUN state: mode parameters, started/stopped, and persistent
- * reservations keyed by the initiator of each command.
+ * per-LUN state: mode parameters, started/stopped, the removable medium, and
+ * per I_T nexus (the initiator of each command) persistent and RESERVE(6)
+ * reservations, medium removal prevention and pending unit attentions,
+ * which the task management entry points (hbk_scsi_lun_reset and friends)
+ * reset.  Commands run synchronously (hbk_scsi_exec), or, for READ and
+ * WRITE on a backend that can start a transfer and end it later,
+ * asynchronously (hbk_scsi_exec_async): checked on the caller's thread,
+ * answered from the backend's completion.
  */
 #ifndef HBK_SCSI_H
 #define HBK_SCSI_H
@@ -48,6 +54,13 @@ enum hbk_sense_key {
 #define HBK_ASC_MEDIUM_REMOVAL_PREVENTED 0x5302
 #define HBK_ASC_INSUFFICIENT_RESOURCES  0x5503
 #define HBK_ASC_INSUFFICIENT_REG_RESOURCES 0x5504
+#define HBK_ASC_WRITE_PROTECTED         0x2700 /* with DATA PROTECT */
+#define HBK_ASC_MEDIUM_NOT_PRESENT      0x3a00 /* with NOT READY */
+#define HBK_ASC_BUS_DEVICE_RESET        0x2903 /* unit attention: LUN or target reset */
+#define HBK_ASC_MODE_PARAMETERS_CHANGED 0x2a01 /* unit attention */
+#define HBK_ASC_RESERVATIONS_PREEMPTED  0x2a03 /* unit attention */
+#define HBK_ASC_RESERVATIONS_RELEASED   0x2a04 /* unit attention */
+#define HBK_ASC_REGISTRATIONS_PREEMPTED 0x2a05 /* unit attention */
 
 /*
  * The outcome of one SCSI command as the initiator sees it: either the task
@@ -100,6 +113,8 @@ void hbk_scsi_lun_encode(uint64_t lun, uint8_t out[8]);
 
 /* ---- Block backend ------------------------------------------------------ */
 
+struct hbk_scsi_aio;
+
 /*
  * What the emulation calls to move data.  Each returns 0 or -errno:
  * -EIO is reported as MEDIUM ERROR (unrecovered read / write error),
@@ -120,6 +135,17 @@ struct hbk_scsi_backend_ops {
 	 * share that state (>= 1).  NULL: every block reads as mapped.
 	 */
 	int (*lba_status)(void *ctx, uint64_t lba, uint32_t *nblocks, bool *mapped);
+	/*
+	 * Optional, for hbk_scsi_exec_async: starts the transfer aio->io
+	 * describes (READ or WRITE of whole blocks, checked already) and
+	 * returns without waiting for it.  The backend ends it with
+	 * hbk_scsi_aio_end(aio, 0 or -errno: mapped as for read/write) exactly
+	 * once, from any thread or inline from submit.  Called on the thread
+	 * of hbk_scsi_exec_async, or on the thread of a COMPARE AND WRITE that
+	 * held a write back (see hbk_scsi_exec_async).  NULL: the LUN's READ
+	 * and WRITE run synchronously only.
+	 */
+	void (*submit)(void *ctx, struct hbk_scsi_aio *aio);
 };
 
 /* How a LUN presents itself.  Strings are copied (space padded on the wire). */
@@ -139,8 +165,20 @@ struct hbk_scsi_lun_cfg {
 	bool        lbprz;             /* unmapped blocks read back as zeros */
 	uint32_t    max_unmap_blocks;  /* LBAs per UNMAP command; 0 = no limit */
 	uint32_t    max_unmap_descs;   /* descriptors per UNMAP; 0 = 256 */
-	uint32_t    unmap_granularity; /* optimal unmap granularity in blocks; 0 = 1 */
+	uint32_t    unmap_granularity; /* optimal unmap granularity in blocks; 0 = a physical block */
 	uint32_t    max_write_same_blocks; /* blocks per WRITE SAME; 0 = 65535 */
+	/* The medium: removable (RMB; START STOP UNIT LOEJ ejects and loads
+	 * it), write protected (WP; commands that write it answer DATA
+	 * PROTECT), 2^lbppbe logical blocks per physical block (< 16). */
+	bool        removable;
+	bool        read_only;
+	uint8_t     lbppbe;
+	/* WRITE ATOMIC(16), VPD B0: the most blocks per atomic write (0 = the
+	 * maximum transfer length, at most 65535), and the alignment of its
+	 * LBA and the granularity of its length in blocks (0 = any). */
+	uint32_t    max_atomic_blocks;
+	uint32_t    atomic_alignment;
+	uint32_t    atomic_granularity;
 	const struct hbk_scsi_backend_ops *ops;
 	void       *ctx;
 };
@@ -158,12 +196,32 @@ struct hbk_scsi_nexus {
 	bool     prevent;          /* PREVENT ALLOW MEDIUM REMOVAL with PREVENT 01b */
 };
 
+/*
+ * One I_T nexus that has used a LUN, with the unit attention conditions not
+ * reported to it yet (a mask private to src/scsi).  Written under the LUN's
+ * lock, read without it.
+ */
+#define HBK_SCSI_UA_MAX 64
+
+struct hbk_scsi_ua_slot {
+	_Atomic uint64_t initiator;
+	atomic_uint pending;
+};
+
 /* One emulated logical unit.  Initialise with hbk_scsi_lun_init. */
 struct hbk_scsi_lun {
 	struct hbk_scsi_lun_cfg cfg;
 	char vendor[8], product[16], revision[4];
-	/* Every write holds it shared; COMPARE AND WRITE holds it alone. */
+	/* Every write holds it shared; COMPARE AND WRITE holds it alone.  An
+	 * asynchronous write holds it only while it enters aio_writes. */
 	pthread_rwlock_t write_lock;
+	/* Asynchronous writes started and not ended: COMPARE AND WRITE, once
+	 * it holds write_lock alone, waits for none (aio_idle, under lock). */
+	atomic_uint aio_writes;
+	pthread_cond_t aio_idle;
+	/* Asynchronous writes held back while a COMPARE AND WRITE holds or
+	 * waits for write_lock (under lock); it starts them when it ends. */
+	struct hbk_scsi_aio *aio_held;
 	/* Stopped / reserved / WCE bits (private to src/scsi), read without
 	 * the lock on the I/O path; the reserved bit changes under `lock`
 	 * together with pr_type. */
@@ -177,6 +235,13 @@ struct hbk_scsi_lun {
 	uint64_t pr_holder;        /* initiator holding it, unless all registrants */
 	uint32_t nexus_count;
 	struct hbk_scsi_nexus nexus[HBK_SCSI_NEXUS_MAX];
+	/* RESERVE(6) (SPC-2): the holder, while state has the reserved bit. */
+	uint64_t reserve6_holder;
+	/* Unit attentions: slots [0, ua_count) in use; ua_clock is the next
+	 * one to reuse when all are. */
+	atomic_uint ua_count;
+	uint32_t ua_clock;
+	struct hbk_scsi_ua_slot ua[HBK_SCSI_UA_MAX];
 };
 
 /* A target: the LUNs it serves, indexed by LUN number. */
@@ -186,14 +251,36 @@ struct hbk_scsi_target {
 };
 
 /*
- * Initialises *lun from *cfg: started, WCE from cfg->write_cache, no
- * registrations.  Returns 0, or -EINVAL for a block size that is not
- * 512..65536 and a power of two, a zero block count or missing ops, or the
- * -errno of a failed lock initialisation.  hbk_scsi_lun_fini releases a LUN
- * that no thread uses any more.
+ * Initialises *lun from *cfg: started, medium loaded, WCE from
+ * cfg->write_cache, no registrations, no unit attention.  Returns 0, or
+ * -EINVAL for a block size that is not 512..65536 and a power of two, a zero
+ * block count, missing ops, an lbppbe of 16 or more, a max_atomic_blocks
+ * over 65535 or an atomic_granularity above the atomic limit, or the -errno
+ * of a failed lock initialisation.  hbk_scsi_lun_fini releases a LUN that no
+ * thread uses any more.
  */
 int hbk_scsi_lun_init(struct hbk_scsi_lun *lun, const struct hbk_scsi_lun_cfg *cfg);
 void hbk_scsi_lun_fini(struct hbk_scsi_lun *lun);
+
+/*
+ * What task management does to the emulation's state (SAM-5 6.3).  A driver
+ * calls hbk_scsi_lun_reset when it performs LOGICAL UNIT RESET and
+ * hbk_scsi_target_reset when it performs TARGET RESET (on every LUN of t),
+ * once the tasks the function ends are no longer running: every I_T nexus
+ * that has used the LUN gets a unit attention, BUS DEVICE RESET FUNCTION
+ * OCCURRED (29h/03h), on its next command; RESERVE(6) reservations and
+ * medium removal prevention end; mode parameters return to their defaults.
+ * Persistent reservations, the medium and the started/stopped state stay.
+ * hbk_scsi_nexus_loss is for the loss of I_T nexus `initiator` (a session
+ * that ended): its RESERVE(6) reservation and its prevention of medium
+ * removal end on every LUN of t, and its pending unit attentions go with it;
+ * its persistent reservation registrations stay.  NULL LUNs and targets are
+ * ignored.  Any thread, concurrently with commands; takes each LUN's lock
+ * in turn (a caller may hold its own locks, none of the emulation's).
+ */
+void hbk_scsi_lun_reset(struct hbk_scsi_lun *lun);
+void hbk_scsi_target_reset(struct hbk_scsi_target *t);
+void hbk_scsi_nexus_loss(struct hbk_scsi_target *t, uint64_t initiator);
 
 /* What the emulation answers. */
 struct hbk_scsi_reply {
@@ -221,18 +308,74 @@ struct hbk_scsi_req {
  * when the CDB asks for more data-out than supplied.  It serves exactly the
  * commands REPORT SUPPORTED OPERATION CODES lists: TEST UNIT READY, REQUEST
  * SENSE, INQUIRY (standard, VPD 00/80/83/B0/B1/B2), REPORT LUNS, MODE
- * SENSE/SELECT 6/10, START STOP UNIT, PREVENT ALLOW MEDIUM REMOVAL, READ
- * CAPACITY 10/16, READ/WRITE 6/10/12/16, VERIFY and WRITE AND VERIFY
- * 10/12/16, WRITE SAME 10/16, COMPARE AND WRITE, SYNCHRONIZE CACHE 10/16,
- * UNMAP, GET LBA STATUS, PERSISTENT RESERVE IN/OUT and REPORT SUPPORTED
- * OPERATION CODES.  CDB bits it does not use must be zero (INVALID FIELD IN
- * CDB).  Errors carry fixed-format sense; a reservation conflict is status
- * RESERVATION CONFLICT without sense.  Safe to call from several threads at
+ * SENSE/SELECT 6/10, RESERVE(6) and RELEASE(6), START STOP UNIT (LOEJ on a
+ * removable medium), PREVENT ALLOW MEDIUM REMOVAL, READ CAPACITY 10/16,
+ * READ/WRITE 6/10/12/16, VERIFY and WRITE AND VERIFY 10/12/16, PRE-FETCH
+ * 10/16, WRITE SAME 10/16, COMPARE AND WRITE, ORWRITE(16), WRITE
+ * ATOMIC(16), SYNCHRONIZE CACHE 10/16, UNMAP, GET LBA STATUS, READ DEFECT
+ * DATA 10/12, PERSISTENT RESERVE IN/OUT and REPORT SUPPORTED OPERATION
+ * CODES.  CDB bits it does not use must be zero (INVALID FIELD IN CDB).
+ * Errors carry fixed-format sense; a reservation conflict is status
+ * RESERVATION CONFLICT without sense; PRE-FETCH answers CONDITION MET.  A
+ * unit attention pending for the command's I_T nexus (hbk_scsi_lun_reset)
+ * is reported first, except to INQUIRY, REPORT LUNS and REQUEST SENSE
+ * (which returns it as its sense data).  Safe to call from several threads at
  * once for different or the same LUN; the backend is called on the calling
  * thread.
  */
 void hbk_scsi_exec(struct hbk_scsi_target *t, const struct hbk_scsi_req *req,
 		   struct hbk_scsi_reply *out);
+
+/* ---- Asynchronous execution -------------------------------------------------- */
+
+/*
+ * One asynchronous command, owned by the caller from hbk_scsi_exec_async
+ * until its done callback runs (then it is the caller's again, to reuse or
+ * free; the emulation does not touch it after calling done).  The caller
+ * sets out, done and priv; the emulation fills io for the backend's submit.
+ */
+struct hbk_scsi_aio {
+	struct hbk_scsi_reply *out;    /* filled before done runs */
+	void (*done)(struct hbk_scsi_aio *aio);
+	void *priv;                    /* the caller's */
+	struct {                       /* the transfer, for the backend's submit */
+		bool write;
+		bool fua;              /* WRITE: FUA, or the cache is write-through */
+		uint32_t nblocks;
+		uint64_t lba;
+		void *buf;             /* the initiator's buffer (zero copy) */
+	} io;
+	/* Private to the emulation while the command is in flight. */
+	struct hbk_scsi_lun *lun_;
+	uint64_t bytes_;
+	struct hbk_scsi_aio *next_;
+};
+
+/*
+ * Starts one CDB like hbk_scsi_exec, without blocking the caller.  READ and
+ * WRITE 6/10/12/16 on a LUN whose backend has submit go through every check
+ * hbk_scsi_exec makes (the same code: LUN, opcode, CDB fields, reservations,
+ * stopped unit, range, protection, transfer length, buffer); one that fails
+ * them is answered at once, one that passes is handed to the backend's
+ * submit, and aio->done runs once the backend ends it, with *aio->out filled
+ * as hbk_scsi_exec would have (backend errors become the same sense).  A
+ * write that meets a COMPARE AND WRITE is held back, not waited for, and
+ * started by it when it ends.  Returns 0 when the command was taken: done
+ * runs exactly once, maybe before this returns, from the caller's or the
+ * backend's thread.  Returns -EWOULDBLOCK for every other command (and for
+ * READ/WRITE without submit): nothing was done and done never runs; the
+ * caller runs it with hbk_scsi_exec on a thread that may block.  Any
+ * thread, concurrently with hbk_scsi_exec on the same LUN.
+ */
+int hbk_scsi_exec_async(struct hbk_scsi_target *t, const struct hbk_scsi_req *req,
+			struct hbk_scsi_aio *aio);
+
+/*
+ * The backend ends aio's transfer with result (0 or -errno): fills
+ * *aio->out and calls aio->done.  Exactly once per submit; any thread, no
+ * lock of the caller's held that done may need.
+ */
+void hbk_scsi_aio_end(struct hbk_scsi_aio *aio, int result);
 
 /*
  * hbk_scsi_exec for the default initiator (identifier 0): for drivers whose

@@ -65,16 +65,39 @@ static void ctx_free(struct hbk_dev *dev, struct fw_ctx *c)
 		pthread_cond_broadcast(&dev->idle_cond);
 }
 
+/* LOGICAL UNIT RESET and TARGET RESET, once the tasks they end have ended,
+ * also reset the SCSI state of the LUNs they cover (unit attentions,
+ * RESERVE(6), medium removal prevention); NEXUS LOSS ends what the target's
+ * LUNs keep for that I_T nexus.  dev->lock held; the SCSI layer takes only
+ * its own LUN locks, never dev->lock. */
+static void tm_reset_luns(struct hbk_dev *dev, const struct hbk_dev_frame *f)
+{
+	if (f->target >= dev->nvds || !dev->vds[f->target].lun_ready)
+		return;
+	struct hbk_scsi_target *t = &dev->vds[f->target].target;
+	uint64_t lun = hbk_scsi_lun_decode(f->lun);
+	if (f->tm_type == HBK_DEV_TM_TARGET_RESET)
+		hbk_scsi_target_reset(t);
+	else if (f->tm_type == HBK_DEV_TM_LUN_RESET && lun < t->lun_count)
+		hbk_scsi_lun_reset(t->luns[lun]);
+	else if (f->tm_type == HBK_DEV_TM_NEXUS_LOSS)
+		hbk_scsi_nexus_loss(t, f->initiator);
+}
+
 /* Posts the reply of TM context tm and frees it.  dev->lock held. */
 static void tm_reply(struct hbk_dev *dev, struct fw_ctx *tm, uint8_t status)
 {
+	if (status == HBK_DEV_ST_OK)
+		tm_reset_luns(dev, &tm->f);
 	struct hbk_dev_reply rep = { .tag = tm->f.tag, .function = tm->f.function,
 				     .status = status, .terminated = tm->terminated };
 	dev_post_reply(dev, tm->f.reply_queue < dev->nqueues ? tm->f.reply_queue : 0, &rep);
 	ctx_free(dev, tm);
 }
 
-void dev_ctx_end(struct hbk_dev *dev, struct fw_ctx *c, bool terminated)
+static unsigned fetch(struct hbk_dev *dev);
+
+unsigned dev_ctx_end(struct hbk_dev *dev, struct fw_ctx *c, bool terminated)
 {
 	uint32_t waiters = c->tm_waiters;
 	c->tm_waiters = 0;
@@ -87,6 +110,9 @@ void dev_ctx_end(struct hbk_dev *dev, struct fw_ctx *c, bool terminated)
 		if (!--tm->tm_pending)
 			tm_reply(dev, tm, HBK_DEV_ST_OK);
 	}
+	/* Frames that waited for a free context (their credits came back
+	 * before this context did) are taken now, not at the next doorbell. */
+	return dev->ci != dev->pi ? fetch(dev) : 0;
 }
 
 static bool tm_matches(const struct hbk_dev_frame *tm, const struct fw_ctx *c, uint64_t lun)
@@ -95,6 +121,8 @@ static bool tm_matches(const struct hbk_dev_frame *tm, const struct fw_ctx *c, u
 		return false;
 	if (tm->tm_type == HBK_DEV_TM_TARGET_RESET)
 		return true;
+	if (tm->tm_type == HBK_DEV_TM_NEXUS_LOSS)
+		return c->f.initiator == tm->initiator;
 	return hbk_scsi_lun_decode(c->f.lun) == lun &&
 	       (tm->tm_type != HBK_DEV_TM_ABORT_TASK || c->f.tag == tm->tm_tag);
 }
@@ -106,7 +134,7 @@ static void tm_start(struct hbk_dev *dev, struct fw_ctx *tm)
 	const struct hbk_dev_frame *f = &tm->f;
 	unsigned bit = (unsigned)(tm - dev->ctx) - dev->credits;
 	tm->tm_pending = tm->terminated = 0;
-	if (f->tm_type < HBK_DEV_TM_ABORT_TASK || f->tm_type > HBK_DEV_TM_TARGET_RESET) {
+	if (f->tm_type < HBK_DEV_TM_ABORT_TASK || f->tm_type > HBK_DEV_TM_NEXUS_LOSS) {
 		tm_reply(dev, tm, HBK_DEV_ST_INVALID_FRAME);
 		return;
 	}
@@ -131,9 +159,11 @@ static void tm_start(struct hbk_dev *dev, struct fw_ctx *tm)
  * The queue manager: copies published frames, in ring order, into free
  * contexts while credits allow, queues I/O for the firmware threads and
  * starts task management at once (so it is never stuck behind busy
- * threads).  dev->lock held.
+ * threads).  Returns how many idle firmware threads to wake for the new
+ * work, which the caller does with dev_wake() once it released dev->lock (a
+ * thread woken under the lock would only block on it).  dev->lock held.
  */
-static void fetch(struct hbk_dev *dev)
+static unsigned fetch(struct hbk_dev *dev)
 {
 	unsigned queued = 0;
 	while (dev->state == HBK_DEV_OPERATIONAL && dev->ci != dev->pi) {
@@ -169,10 +199,23 @@ static void fetch(struct hbk_dev *dev)
 	/* Release: the frames are copied out before a producer may overwrite
 	 * their slots (pairs with the acquire load of REQ_CI in hbk_dev_post). */
 	dev_reg_set(dev, HBK_DEV_REG_REQ_CI, dev->ci);
-	/* Wake threads for the new work, but no more than the CPUs can run:
-	 * a thread that blocks on its volume makes room (fw_thread). */
-	uint32_t room = dev->running < dev->ncpu ? dev->ncpu - dev->running : 0;
-	for (unsigned i = 0; i < queued && i < dev->idle_threads && i < room; i++)
+	if (!queued)
+		return 0;
+	/* A thread per new frame, but no more running (or woken already) than
+	 * the CPUs can run: a thread that blocks on its volume makes room
+	 * (firmware.c).  Commands that need CPU (memory volumes) then run on
+	 * every CPU; a thread whose commands only submit takes the frames
+	 * queued behind its own in a row anyway. */
+	uint32_t have = dev->running + dev->waking;
+	uint32_t idle = dev->idle_threads > dev->waking ? dev->idle_threads - dev->waking : 0;
+	uint32_t n = dev->ncpu > have ? HBK_MIN(HBK_MIN(dev->ncpu - have, queued), idle) : 0;
+	dev->waking += n;
+	return n;
+}
+
+void dev_wake(struct hbk_dev *dev, unsigned n)
+{
+	while (n--)
 		pthread_cond_signal(&dev->work_cond);
 }
 
@@ -320,8 +363,9 @@ static void consumed(struct hbk_dev *dev, unsigned q, uint32_t val)
 		return;
 	pthread_mutex_lock(&dev->lock);
 	dev->outstanding -= HBK_MIN(n, dev->outstanding);
-	fetch(dev);
+	unsigned w = fetch(dev);
 	pthread_mutex_unlock(&dev->lock);
+	dev_wake(dev, w);
 }
 
 static void coalescing(struct hbk_dev *dev, unsigned q, bool count, uint32_t val)
@@ -351,16 +395,18 @@ void hbk_dev_write32(struct hbk_dev *dev, uint32_t reg, uint32_t val)
 			dev->pi = val;
 			dev_reg_set(dev, HBK_DEV_REG_REQ_PI, val);
 		}
-		fetch(dev);
+		unsigned w = fetch(dev);
 		pthread_mutex_unlock(&dev->lock);
+		dev_wake(dev, w);
 	} else if (reg == HBK_DEV_REG_CONTROL && val == HBK_DEV_CTL_RESET) {
 		reset(dev);
 	} else if (reg == HBK_DEV_REG_CONTROL && val == HBK_DEV_CTL_ENABLE) {
 		pthread_mutex_lock(&dev->lock);
 		if (dev->state == HBK_DEV_READY)
 			set_state(dev, HBK_DEV_OPERATIONAL);
-		fetch(dev);
+		unsigned w = fetch(dev);
 		pthread_mutex_unlock(&dev->lock);
+		dev_wake(dev, w);
 	} else if (reg >= HBK_DEV_REG_RQ(0) && reg < HBK_DEV_REG_RQ(dev->nqueues)) {
 		unsigned q = (reg - HBK_DEV_REG_RQ(0)) / 0x20;
 		if (reg == HBK_DEV_REG_RQ_CI(q))
@@ -476,6 +522,8 @@ static int init_state(struct hbk_dev *dev)
 	for (uint32_t i = dev->nctx; i-- > 0;) {
 		struct fw_ctx *c = &dev->ctx[i];
 		pthread_mutex_init(&c->lock, NULL);
+		c->dev = dev;
+		atomic_init(&c->refs, 0u);
 		c->next = dev->free[is_tm(dev, c)];
 		dev->free[is_tm(dev, c)] = c;
 	}

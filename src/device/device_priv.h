@@ -17,6 +17,7 @@
 #include "hbk/scsi.h"
 
 #define HBK_DEV_DMA_ALIGN 4096u   /* data addresses: page aligned */
+#define HBK_DEV_FW_BATCH  32u     /* frames a firmware thread takes in a row, under one plug */
 
 /*
  * A firmware context: one admitted frame.  Contexts [0, credits) serve I/O
@@ -24,13 +25,23 @@
  *
  *   FREE --fetch--> QUEUED --firmware thread--> EXEC --reply posted--> FREE
  *   (TM contexts: FREE --fetch--> WAIT --last terminated task ends--> FREE)
+ *
+ * An EXEC context runs its command synchronously on its firmware thread,
+ * or asynchronously (READ/WRITE: hbk_scsi_exec_async), when the thread
+ * only submits its volume I/O (avio) and the reply is posted by whoever
+ * drops the last of `refs`: the volume I/O's completion, the submitting
+ * thread, or task management cancelling it (which hands the end to a
+ * firmware thread through dev->ended, as it holds dev->lock).  Either way
+ * the reply is posted once, before the context goes FREE.
  */
 enum ctx_state { CTX_FREE = 0, CTX_QUEUED, CTX_EXEC, CTX_WAIT };
 
 struct fw_ctx {
 	struct hbk_dev_frame f;       /* the frame, copied out of the ring */
-	struct fw_ctx *next;          /* free list or run queue (dev->lock) */
+	struct hbk_dev *dev;
+	struct fw_ctx *next;          /* free list, run queue or dev->ended (dev->lock) */
 	uint8_t state;                /* enum ctx_state (dev->lock) */
+	bool end_terminated;          /* replied TERMINATED, end deferred (firmware.c) */
 	uint32_t tm_waiters;          /* bit i: TM context i waits for this one (dev->lock) */
 	uint32_t tm_pending;          /* TM: matched tasks still running (dev->lock) */
 	uint32_t terminated;          /* TM: tasks it terminated (dev->lock) */
@@ -38,6 +49,14 @@ struct fw_ctx {
 	pthread_mutex_t lock;         /* orders aborted against vio */
 	struct hbk_vol *vol;          /* volume of vio (lock) */
 	struct hbk_vol_io *vio;       /* the volume I/O in flight, or NULL (lock) */
+	/* The asynchronous command (EXEC): owned by the emulation between
+	 * hbk_scsi_exec_async and its done, its volume I/O by the volume
+	 * between submit and done. */
+	struct hbk_scsi_aio aio;
+	struct hbk_scsi_reply out;    /* the command's reply (either way) */
+	struct hbk_vol_io avio;
+	int avio_result;              /* written before avio's reference is dropped */
+	atomic_uint refs;             /* parties the asynchronous end waits for */
 };
 
 /* A reply queue and its interrupt vector. */
@@ -81,9 +100,11 @@ struct hbk_dev {
 	uint32_t outstanding;         /* admitted frames whose reply is not consumed */
 	uint32_t in_use;              /* contexts not FREE */
 	uint32_t idle_threads;        /* firmware threads waiting for work */
+	uint32_t waking;              /* of those, signalled and not yet awake */
 	uint32_t running;             /* firmware threads executing, not waiting on a volume */
 	uint32_t ncpu;                /* running threads worth having: more only contend */
 	struct fw_ctx *ctx, *run_head, *run_tail;
+	struct fw_ctx *ended;         /* asynchronous commands task management ended */
 	struct fw_ctx *free[2];       /* free I/O and TM contexts */
 
 	struct fw_rq rq[HBK_DEV_MAX_QUEUES];
@@ -108,9 +129,15 @@ void dev_reg_set(struct hbk_dev *dev, uint32_t reg, uint32_t val);
  * caller may hold dev->lock. */
 void dev_post_reply(struct hbk_dev *dev, unsigned q, const struct hbk_dev_reply *r);
 
-/* An I/O context's reply is posted: free it and tell the task management
- * waiting for it.  dev->lock held. */
-void dev_ctx_end(struct hbk_dev *dev, struct fw_ctx *c, bool terminated);
+/* An I/O context's reply is posted: free it, tell the task management
+ * waiting for it and take frames that waited for a context.  Returns how
+ * many firmware threads to wake for those (dev_wake, once dev->lock is
+ * released).  dev->lock held. */
+unsigned dev_ctx_end(struct hbk_dev *dev, struct fw_ctx *c, bool terminated);
+
+/* Wakes n idle firmware threads.  Without dev->lock (a thread woken under
+ * it would only block on it). */
+void dev_wake(struct hbk_dev *dev, unsigned n);
 
 /* ---- firmware.c ---- */
 
@@ -122,8 +149,9 @@ void fw_vds_fini(struct hbk_dev *dev);
 /* A firmware thread: executes queued contexts until dev->stop. */
 void *fw_thread(void *arg);
 
-/* Marks an I/O context terminated and cancels its volume I/O, if any.
- * dev->lock held. */
+/* Marks an I/O context terminated and cancels its volume I/O, if any.  The
+ * context never ends inside this call (its end may be handed to a firmware
+ * thread).  dev->lock held. */
 void fw_terminate(struct fw_ctx *c);
 
 #endif /* HBK_DEVICE_PRIV_H */

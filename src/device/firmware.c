@@ -6,6 +6,13 @@
  * post the reply.  The emulation's block backend is a volume: each backend
  * call submits a volume I/O whose buffer is the frame's data address, so
  * data moves straight between the volume and the host's arena.
+ *
+ * READ and WRITE run asynchronously: the thread checks the command
+ * (hbk_scsi_exec_async), submits its volume I/O and goes on to the next
+ * frame; the reply is posted from the volume I/O's completion.  A thread
+ * takes the frames queued for it in a row under one disk plug, so their
+ * member I/Os reach each disk in one kernel submission.  Every other
+ * command runs synchronously on the thread, which waits for its volume.
  */
 #include <errno.h>
 #include <semaphore.h>
@@ -15,6 +22,7 @@
 
 #include "common/common.h"
 #include "device/device_priv.h"
+#include "hbk/disk.h"
 
 /* A firmware thread's wait for the volume I/O it submitted; the thread's
  * own, for its whole life, so it outlives every I/O it waits for. */
@@ -23,11 +31,18 @@ struct waiter {
 	int result;
 };
 
-/* What this firmware thread executes: the emulation calls the backend on
- * the calling thread, so the backend finds its context here. */
+/* What this firmware thread executes synchronously: the emulation calls
+ * the synchronous backend on the calling thread, which finds its context
+ * here. */
 static __thread struct hbk_dev *cur_dev;
 static __thread struct fw_ctx *cur_ctx;
 static __thread struct waiter *cur_waiter;
+
+/* A firmware thread in a batch: contexts whose reply it posted, ended (and
+ * freed) together the next time it takes the device lock anyway, linked by
+ * next.  in_batch is false on every other thread. */
+static __thread bool in_batch;
+static __thread struct fw_ctx *to_end;
 
 /* ---- The volume behind the SCSI emulation ------------------------------------ */
 
@@ -45,7 +60,8 @@ static void blocked(struct hbk_dev *dev, bool waiting)
 	pthread_mutex_lock(&dev->lock);
 	if (!waiting) {
 		dev->running++;
-	} else if (--dev->running < dev->ncpu && dev->run_head && dev->idle_threads) {
+	} else if (--dev->running < dev->ncpu && dev->run_head && dev->idle_threads > dev->waking) {
+		dev->waking++;
 		pthread_cond_signal(&dev->work_cond);
 	}
 	pthread_mutex_unlock(&dev->lock);
@@ -72,6 +88,7 @@ static int vol_io(struct fw_vd *vd, uint8_t op, uint64_t lba, uint64_t n, void *
 	c->vio = &io;
 	vd->vol->ops->submit(vd->vol, &io);
 	pthread_mutex_unlock(&c->lock);
+	hbk_disk_plug_flush();   /* waited for below: it must not stay plugged */
 
 	if (sem_trywait(&w->done)) {  /* not done inside submit, as memory volumes are */
 		blocked(cur_dev, true);
@@ -85,13 +102,110 @@ static int vol_io(struct fw_vd *vd, uint8_t op, uint64_t lba, uint64_t n, void *
 	return w->result;
 }
 
-void fw_terminate(struct fw_ctx *c)
+/* ---- Asynchronous READ and WRITE ----------------------------------------------------- */
+
+static void cmd_reply(struct fw_ctx *c);
+
+/* The last reference to an asynchronous command is gone: its volume I/O
+ * ended and nobody is inside submit or cancel with it any more.  No lock
+ * held. */
+static void aio_finish(struct fw_ctx *c)
 {
 	pthread_mutex_lock(&c->lock);
-	atomic_store(&c->aborted, true);
-	if (c->vio && c->vol->ops->cancel)
-		c->vol->ops->cancel(c->vol, c->vio);
+	c->vio = NULL;
 	pthread_mutex_unlock(&c->lock);
+	hbk_scsi_aio_end(&c->aio, c->avio_result);   /* -> aio_done */
+}
+
+/* Drops one reference; the last one ends the command.  Not under c->lock
+ * or dev->lock (fw_terminate, which holds them, drops its own itself and
+ * hands a last one to a firmware thread). */
+static void aio_put(struct fw_ctx *c)
+{
+	/* Acq_rel: the release publishes what this party wrote (avio_result),
+	 * the acquire of the last one sees what every other party wrote. */
+	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+		aio_finish(c);
+}
+
+static void avio_done(struct hbk_vol_io *io, int result)
+{
+	struct fw_ctx *c = io->priv;
+	c->avio_result = result;
+	aio_put(c);
+}
+
+/* The emulation checked a READ or WRITE: submit its volume I/O.  Two
+ * references, the I/O's and this call's, so an I/O done inside submit
+ * (memory volumes) ends the command only after c->lock is released. */
+static void be_submit(void *ctx, struct hbk_scsi_aio *aio)
+{
+	struct fw_vd *vd = ctx;
+	struct fw_ctx *c = aio->priv;
+	c->avio = (struct hbk_vol_io){
+		.op = aio->io.write ? HBK_VOL_WRITE : HBK_VOL_READ, .fua = aio->io.fua,
+		.lba = aio->io.lba, .nblocks = aio->io.nblocks, .buf = aio->io.buf,
+		.done = avio_done, .priv = c,
+	};
+	/* Relaxed: c->lock below publishes it to fw_terminate, and the volume's
+	 * own handoff publishes it to the thread that completes the I/O. */
+	atomic_store_explicit(&c->refs, 2u, memory_order_relaxed);
+	pthread_mutex_lock(&c->lock);
+	if (atomic_load(&c->aborted)) {  /* task management came first: never submitted */
+		pthread_mutex_unlock(&c->lock);
+		c->avio_result = -ECANCELED;
+		/* Relaxed: nothing was submitted, so no other party holds one. */
+		atomic_store_explicit(&c->refs, 0u, memory_order_relaxed);
+		hbk_scsi_aio_end(aio, -ECANCELED);
+		return;
+	}
+	c->vol = vd->vol;
+	c->vio = &c->avio;
+	vd->vol->ops->submit(vd->vol, &c->avio);
+	pthread_mutex_unlock(&c->lock);
+	aio_put(c);
+}
+
+/* The emulation answered an asynchronous command (c->out). */
+static void aio_done(struct hbk_scsi_aio *aio)
+{
+	cmd_reply(aio->priv);
+}
+
+void fw_terminate(struct fw_ctx *c)
+{
+	bool last = false;
+	pthread_mutex_lock(&c->lock);
+	atomic_store(&c->aborted, true);
+	if (c->vio && c->vol->ops->cancel) {
+		if (c->vio != &c->avio) {
+			/* Synchronous: its done only wakes the waiting thread. */
+			c->vol->ops->cancel(c->vol, c->vio);
+		} else {
+			/* Asynchronous: hold a reference across cancel, whose done
+			 * may run inline; none to take once the last is gone (the
+			 * end is running and clears vio under c->lock next).
+			 * Relaxed increment: taking a reference publishes nothing;
+			 * the drop below is acq_rel, as in aio_put. */
+			unsigned r = atomic_load_explicit(&c->refs, memory_order_relaxed);
+			while (r && !atomic_compare_exchange_weak_explicit(&c->refs, &r, r + 1,
+									   memory_order_relaxed,
+									   memory_order_relaxed))
+				;
+			if (r) {
+				c->vol->ops->cancel(c->vol, c->vio);
+				/* Acq_rel: as in aio_put. */
+				last = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1;
+			}
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (last) {
+		/* dev->lock is held: a firmware thread ends it. */
+		c->next = c->dev->ended;
+		c->dev->ended = c;
+		pthread_cond_signal(&c->dev->work_cond);
+	}
 }
 
 static int be_read(void *ctx, uint64_t lba, uint32_t n, void *buf)
@@ -146,6 +260,7 @@ int fw_vds_init(struct hbk_dev *dev, struct hbk_vol *const *vols, unsigned n, co
 			.flush = v->flags & HBK_VOL_WRITE_CACHE ? be_flush : NULL,
 			.unmap = v->flags & HBK_VOL_THIN ? be_unmap : NULL,
 			.lba_status = v->ops->lba_status ? be_lba_status : NULL,
+			.submit = be_submit,
 		};
 		snprintf(vd->serial, sizeof(vd->serial), "%s-VD%u-%s", serial, i, v->name);
 		struct hbk_scsi_lun_cfg cfg = {
@@ -188,16 +303,74 @@ static bool frame_valid(const struct hbk_dev *dev, const struct hbk_dev_frame *f
 	       (!f->data_len || (f->data_addr && f->data_addr % HBK_DEV_DMA_ALIGN == 0));
 }
 
-/* Runs I/O context c and fills its reply. */
-static void execute(struct hbk_dev *dev, struct fw_ctx *c, struct hbk_dev_reply *rep)
+/* Ends the contexts this thread replied for in its batch.  dev->lock held;
+ * returns the threads to wake (dev_ctx_end). */
+static unsigned end_replied(struct hbk_dev *dev)
+{
+	unsigned wake = 0;
+	while (to_end) {
+		struct fw_ctx *c = to_end;
+		to_end = c->next;
+		wake += dev_ctx_end(dev, c, c->end_terminated);
+	}
+	return wake;
+}
+
+/* Posts the reply of I/O context c (TERMINATED instead when task
+ * management ended it) and frees the context: at once, or, on a firmware
+ * thread in a batch, with its next take of the device lock (one lock for
+ * both; the reply is out, so a task management waiting for c still sees
+ * it first). */
+static void ctx_reply(struct fw_ctx *c, struct hbk_dev_reply *rep)
+{
+	struct hbk_dev *dev = c->dev;
+	if (atomic_load(&c->aborted))
+		*rep = (struct hbk_dev_reply){ .tag = c->f.tag, .function = c->f.function,
+					       .status = HBK_DEV_ST_TERMINATED };
+	dev_post_reply(dev, c->f.reply_queue < dev->nqueues ? c->f.reply_queue : 0, rep);
+	if (in_batch) {
+		c->end_terminated = rep->status == HBK_DEV_ST_TERMINATED;
+		c->next = to_end;
+		to_end = c;
+		return;
+	}
+	pthread_mutex_lock(&dev->lock);
+	unsigned wake = dev_ctx_end(dev, c, rep->status == HBK_DEV_ST_TERMINATED);
+	pthread_mutex_unlock(&dev->lock);
+	dev_wake(dev, wake);
+}
+
+/* Replies with c's SCSI outcome, c->out. */
+static void cmd_reply(struct fw_ctx *c)
+{
+	const struct hbk_scsi_reply *out = &c->out;
+	struct hbk_dev_reply rep = { .tag = c->f.tag, .function = c->f.function,
+				     .scsi_status = out->status };
+	rep.residual = c->f.data_len - (uint32_t)HBK_MIN(out->bytes, (uint64_t)c->f.data_len);
+	rep.sense_len = (uint8_t)HBK_MIN(out->sense_len, HBK_DEV_SENSE_MAX);
+	memcpy(rep.sense, out->sense, rep.sense_len);
+	ctx_reply(c, &rep);
+}
+
+/* Runs I/O context c: its reply is posted before this returns, or, for an
+ * asynchronous command, when its volume I/O ends. */
+static void execute(struct hbk_dev *dev, struct fw_ctx *c)
 {
 	const struct hbk_dev_frame *f = &c->f;
+	struct hbk_dev_reply rep = { .tag = f->tag, .function = f->function };
+	if (atomic_load(&c->aborted)) {
+		rep.status = HBK_DEV_ST_TERMINATED;  /* ended before it started */
+		ctx_reply(c, &rep);
+		return;
+	}
 	if (!frame_valid(dev, f)) {
-		rep->status = HBK_DEV_ST_INVALID_FRAME;
+		rep.status = HBK_DEV_ST_INVALID_FRAME;
+		ctx_reply(c, &rep);
 		return;
 	}
 	if (f->target >= dev->nvds) {
-		rep->status = HBK_DEV_ST_NO_TARGET;
+		rep.status = HBK_DEV_ST_NO_TARGET;
+		ctx_reply(c, &rep);
 		return;
 	}
 	struct hbk_scsi_req req = {
@@ -205,18 +378,36 @@ static void execute(struct hbk_dev *dev, struct fw_ctx *c, struct hbk_dev_reply 
 		.buf = f->data_len ? (void *)(uintptr_t)f->data_addr : NULL,  /* DMA: zero copy */
 		.buf_len = f->data_len, .dir = (enum hbk_dir)f->dir,
 	};
-	struct hbk_scsi_reply out;
-	cur_ctx = c;
-	hbk_scsi_exec(&dev->vds[f->target].target, &req, &out);
-	cur_ctx = NULL;
-	if (atomic_load(&c->aborted)) {
-		rep->status = HBK_DEV_ST_TERMINATED;
-		return;
+	struct hbk_scsi_target *t = &dev->vds[f->target].target;
+	c->aio = (struct hbk_scsi_aio){ .out = &c->out, .done = aio_done, .priv = c };
+	if (hbk_scsi_exec_async(t, &req, &c->aio) == 0)
+		return;   /* c may be free already: its reply was posted */
+	/* Synchronous: this thread may wait, so what it plugged goes now, and
+	 * the contexts it replied for are freed first. */
+	hbk_disk_plug_flush();
+	if (to_end) {
+		pthread_mutex_lock(&dev->lock);
+		unsigned wake = end_replied(dev);
+		pthread_mutex_unlock(&dev->lock);
+		dev_wake(dev, wake);
 	}
-	rep->scsi_status = out.status;
-	rep->residual = f->data_len - (uint32_t)HBK_MIN(out.bytes, (uint64_t)f->data_len);
-	rep->sense_len = (uint8_t)HBK_MIN(out.sense_len, HBK_DEV_SENSE_MAX);
-	memcpy(rep->sense, out.sense, rep->sense_len);
+	cur_ctx = c;
+	hbk_scsi_exec(t, &req, &c->out);
+	cur_ctx = NULL;
+	cmd_reply(c);
+}
+
+/* The next queued I/O context, now executing, or NULL.  dev->lock held. */
+static struct fw_ctx *take(struct hbk_dev *dev)
+{
+	struct fw_ctx *c = dev->run_head;
+	if (!c)
+		return NULL;
+	dev->run_head = c->next;
+	if (!dev->run_head)
+		dev->run_tail = NULL;
+	c->state = CTX_EXEC;
+	return c;
 }
 
 void *fw_thread(void *arg)
@@ -228,31 +419,54 @@ void *fw_thread(void *arg)
 	cur_dev = dev;
 	pthread_mutex_lock(&dev->lock);
 	for (;;) {
-		while (!dev->run_head && !dev->stop) {
+		while (!dev->run_head && !dev->ended && !dev->stop) {
 			dev->idle_threads++;
 			pthread_cond_wait(&dev->work_cond, &dev->lock);
 			dev->idle_threads--;
+			if (dev->waking)  /* this may be a spurious wake: fetch only estimates */
+				dev->waking--;
 		}
-		struct fw_ctx *c = dev->run_head;
+		if (dev->ended) {   /* an asynchronous command task management ended */
+			struct fw_ctx *c = dev->ended;
+			dev->ended = c->next;
+			pthread_mutex_unlock(&dev->lock);
+			aio_finish(c);
+			pthread_mutex_lock(&dev->lock);
+			continue;
+		}
+		struct fw_ctx *c = take(dev);
 		if (!c)
 			break;
-		dev->run_head = c->next;
-		if (!dev->run_head)
-			dev->run_tail = NULL;
-		c->state = CTX_EXEC;
 		dev->running++;
 		pthread_mutex_unlock(&dev->lock);
 
-		struct hbk_dev_reply rep = { .tag = c->f.tag, .function = c->f.function };
-		if (atomic_load(&c->aborted))
-			rep.status = HBK_DEV_ST_TERMINATED;  /* ended before it started */
-		else
-			execute(dev, c, &rep);
-		dev_post_reply(dev, c->f.reply_queue < dev->nqueues ? c->f.reply_queue : 0, &rep);
+		/* The frames queued behind this one, in a row: their volume I/O
+		 * reaches each disk in one submission when the plug ends. */
+		struct hbk_disk_plug plug;
+		hbk_disk_plug(&plug);
+		in_batch = true;
+		for (unsigned n = 1; c; n++) {
+			execute(dev, c);
+			c = NULL;
+			if (n < HBK_DEV_FW_BATCH) {
+				pthread_mutex_lock(&dev->lock);
+				unsigned wake = end_replied(dev);
+				c = take(dev);
+				pthread_mutex_unlock(&dev->lock);
+				dev_wake(dev, wake);
+			}
+		}
+		in_batch = false;
+		hbk_disk_unplug(&plug);
 
 		pthread_mutex_lock(&dev->lock);
+		unsigned wake = end_replied(dev);
 		dev->running--;
-		dev_ctx_end(dev, c, rep.status == HBK_DEV_ST_TERMINATED);
+		if (wake) {
+			pthread_mutex_unlock(&dev->lock);
+			dev_wake(dev, wake);
+			pthread_mutex_lock(&dev->lock);
+		}
 	}
 	pthread_mutex_unlock(&dev->lock);
 	sem_destroy(&w.done);

@@ -5,7 +5,9 @@
  * (0Ah), which is not.  Current, changeable and default values are served;
  * saved values are not implemented.  Block descriptors come short or, with
  * LLBAA, long, and a MODE SELECT may only restate them.  A MODE SELECT is
- * checked whole before any of it takes effect.
+ * checked whole before any of it takes effect; one that changes a value
+ * leaves a unit attention (MODE PARAMETERS CHANGED) for every other I_T
+ * nexus.  The header's WP bit tells a write-protected medium.
  */
 #include <pthread.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include "scsi/scsi_priv.h"
 
 #define HBK_DEVSPEC_DPOFUA  0x10  /* mode parameter header: DPO and FUA honoured */
+#define HBK_DEVSPEC_WP      0x80  /* mode parameter header: write protected */
 #define HBK_MODE_MAX        256   /* the longest MODE SENSE reply built */
 #define HBK_MODE_PAGE_MAX   32    /* the longest page */
 
@@ -108,6 +111,7 @@ uint32_t hbk_mode_sense(struct cmd_ctx *c)
 	struct mode_values v = pc == PC_DEFAULT ? default_values(c->lun) : current_values(c->lun);
 	size_t n = ten ? 8 : 4, bd = dbd ? 0 : llba ? 16 : 8;
 	uint8_t d[HBK_MODE_MAX] = { 0 };
+	uint8_t devspec = HBK_DEVSPEC_DPOFUA | (c->lun->cfg.read_only ? HBK_DEVSPEC_WP : 0);
 	bool found = false;
 
 	if (pc == PC_SAVED)
@@ -127,13 +131,13 @@ uint32_t hbk_mode_sense(struct cmd_ctx *c)
 		return HBK_CC_INVALID_FIELD;
 	if (ten) {
 		put_be16(d, (uint16_t)(n - 2));
-		d[3] = HBK_DEVSPEC_DPOFUA;
+		d[3] = devspec;
 		d[4] = llba && bd ? 0x01 : 0;   /* LONGLBA */
 		put_be16(d + 6, (uint16_t)bd);
 		data_in_begin(c, get_be16(c->cdb + 7));
 	} else {
 		d[0] = (uint8_t)(n - 1);
-		d[2] = HBK_DEVSPEC_DPOFUA;
+		d[2] = devspec;
 		d[3] = (uint8_t)bd;
 		data_in_begin(c, c->cdb[4]);
 	}
@@ -226,8 +230,11 @@ uint32_t hbk_mode_select(struct cmd_ctx *c)
 		if (cc)
 			break;
 	}
-	if (!cc)
+	if (!cc && v.wce != cur.wce) {
+		/* The mode pages are shared: the other nexuses learn of it. */
 		lun_state_set(lun, HBK_LUN_WCE, v.wce);
+		hbk_ua_set_others_locked(lun, c->initiator, HBK_UA_MODE_CHANGED);
+	}
 	pthread_mutex_unlock(&lun->lock);
 	if (!cc)
 		c->bytes = len;

@@ -4,10 +4,14 @@
  * reservations, with PERSISTENT RESERVE IN/OUT, every reservation type and
  * the access rules the dispatcher enforces through hbk_pr_conflict, and
  * medium removal prevention.  All of it lives in struct hbk_scsi_lun under
- * its lock, in a small table of nexuses.  Registrations do not persist
- * through power loss (no APTPL), every registration covers the one target
- * port (no ALL_TG_PT, no SPEC_I_PT), and PREEMPT AND ABORT preempts without
- * aborting tasks, which the emulation never queues.
+ * its lock, in a small table of nexuses.  CLEAR, PREEMPT and the release of
+ * a registrants only or all registrants reservation leave unit attentions
+ * (ua.c) for the registrants they affect; a reset ends every prevention,
+ * the loss of a nexus its own, and neither touches registrations.
+ * Registrations do not persist through power loss (no APTPL), every
+ * registration covers the one target port (no ALL_TG_PT, no SPEC_I_PT), and
+ * PREEMPT AND ABORT preempts without aborting tasks, which the emulation
+ * never queues.
  */
 #include <pthread.h>
 #include <string.h>
@@ -115,7 +119,8 @@ static void unregister(struct hbk_scsi_lun *lun, struct hbk_scsi_nexus *n)
 }
 
 /* Drops every registration with `key` (0: every registration) but the one
- * of `keep`.  Returns how many went. */
+ * of `keep`, each of those nexuses learning of it by a unit attention
+ * (REGISTRATIONS PREEMPTED).  Returns how many went. */
 static unsigned remove_key(struct hbk_scsi_lun *lun, uint64_t key, uint64_t keep)
 {
 	unsigned removed = 0;
@@ -126,10 +131,19 @@ static unsigned remove_key(struct hbk_scsi_lun *lun, uint64_t key, uint64_t keep
 
 		if (!n->key || (key && n->key != key) || n->initiator == keep)
 			continue;
+		hbk_ua_set_locked(lun, n->initiator, HBK_UA_REG_PREEMPTED);
 		unregister(lun, n);
 		removed++;
 	}
 	return removed;
+}
+
+/* Establishes unit attention ua for every registered nexus but `except`. */
+static void ua_registrants(struct hbk_scsi_lun *lun, uint64_t except, unsigned ua)
+{
+	for (uint32_t i = 0; i < lun->nexus_count; i++)
+		if (lun->nexus[i].key && lun->nexus[i].initiator != except)
+			hbk_ua_set_locked(lun, lun->nexus[i].initiator, ua);
 }
 
 /* ---- Access ------------------------------------------------------------------- */
@@ -153,15 +167,49 @@ bool hbk_pr_conflict(struct hbk_scsi_lun *lun, uint64_t initiator, bool write)
 	return conflict;
 }
 
+bool hbk_pr_prevented_locked(const struct hbk_scsi_lun *lun)
+{
+	for (uint32_t i = 0; i < lun->nexus_count; i++)
+		if (lun->nexus[i].prevent)
+			return true;
+	return false;
+}
+
 bool hbk_pr_removal_prevented(struct hbk_scsi_lun *lun)
 {
-	bool prevented = false;
+	bool prevented;
 
 	pthread_mutex_lock(&lun->lock);
-	for (uint32_t i = 0; i < lun->nexus_count; i++)
-		prevented |= lun->nexus[i].prevent;
+	prevented = hbk_pr_prevented_locked(lun);
 	pthread_mutex_unlock(&lun->lock);
 	return prevented;
+}
+
+bool hbk_pr_registered_locked(const struct hbk_scsi_lun *lun)
+{
+	return any_registrant(lun);
+}
+
+/* A reset ends every nexus' prevention of medium removal (SBC-4 5.16);
+ * registrations and the persistent reservation stay. */
+void hbk_pr_lun_reset_locked(struct hbk_scsi_lun *lun)
+{
+	for (uint32_t i = lun->nexus_count; i-- > 0;) {
+		lun->nexus[i].prevent = false;
+		nexus_put(lun, &lun->nexus[i]);
+	}
+}
+
+/* The loss of an I_T nexus ends its prevention of medium removal; its
+ * registration stays (SPC-5 5.14.6). */
+void hbk_pr_nexus_loss_locked(struct hbk_scsi_lun *lun, uint64_t initiator)
+{
+	struct hbk_scsi_nexus *n = nexus_find(lun, initiator);
+
+	if (n) {
+		n->prevent = false;
+		nexus_put(lun, n);
+	}
 }
 
 /* PREVENT 01b keeps the medium in until every nexus that prevented allows. */
@@ -280,7 +328,8 @@ uint32_t hbk_pr_in(struct cmd_ctx *c)
 
 /* REGISTER checks the reservation key against the nexus' own (0 when not
  * registered); REGISTER AND IGNORE EXISTING KEY does not.  A service action
- * key of 0 unregisters. */
+ * key of 0 unregisters; when that releases a registrants only reservation
+ * the other registrants learn of it (RESERVATIONS RELEASED). */
 static uint32_t pr_register(struct hbk_scsi_lun *lun, uint64_t it, uint64_t key,
 			    uint64_t sa_key, bool ignore)
 {
@@ -289,8 +338,12 @@ static uint32_t pr_register(struct hbk_scsi_lun *lun, uint64_t it, uint64_t key,
 	if (!ignore && key != (n ? n->key : 0))
 		return HBK_CC_CONFLICT;
 	if (!sa_key) {
+		bool releases = registrants_only(lun->pr_type) && lun->pr_holder == it;
+
 		if (n && n->key)
 			unregister(lun, n);
+		if (releases && !lun->pr_type)
+			ua_registrants(lun, it, HBK_UA_RES_RELEASED);
 	} else if ((n = nexus_get(lun, it)) != NULL) {
 		n->key = sa_key;
 	} else {
@@ -310,19 +363,25 @@ static uint32_t pr_reserve(struct hbk_scsi_lun *lun, uint64_t it, unsigned type)
 	return 0;
 }
 
-/* Releasing what one does not hold (or what nobody holds) does nothing. */
+/* Releasing what one does not hold (or what nobody holds) does nothing.
+ * Releasing a registrants only or all registrants reservation tells the
+ * other registrants (RESERVATIONS RELEASED). */
 static uint32_t pr_release(struct hbk_scsi_lun *lun, uint64_t it, unsigned type)
 {
 	if (!holds(lun, it))
 		return 0;
 	if (lun->pr_type != type)
 		return HBK_CC(HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INVALID_RELEASE_OF_PR);
+	if (registrants_only(type) || all_registrants(type))
+		ua_registrants(lun, it, HBK_UA_RES_RELEASED);
 	reserve(lun, 0, 0);
 	return 0;
 }
 
-static uint32_t pr_clear(struct hbk_scsi_lun *lun)
+/* CLEAR tells every other registrant (RESERVATIONS PREEMPTED). */
+static uint32_t pr_clear(struct hbk_scsi_lun *lun, uint64_t it)
 {
+	ua_registrants(lun, it, HBK_UA_RES_PREEMPTED);
 	for (uint32_t i = lun->nexus_count; i-- > 0;) {
 		lun->nexus[i].key = 0;
 		nexus_put(lun, &lun->nexus[i]);
@@ -388,7 +447,7 @@ uint32_t hbk_pr_out(struct cmd_ctx *c)
 	else if (sa == HBK_PR_RELEASE)
 		cc = pr_release(lun, c->initiator, type);
 	else if (sa == HBK_PR_CLEAR)
-		cc = pr_clear(lun);
+		cc = pr_clear(lun, c->initiator);
 	else
 		cc = pr_preempt(lun, c->initiator, sa_key, type);
 	lun_state_set(lun, HBK_LUN_RESERVED, lun->pr_type != 0);

@@ -5,7 +5,10 @@
  * SYNCHRONIZE CACHE, UNMAP, READ CAPACITY 10/16, GET LBA STATUS and START
  * STOP UNIT.  Data moves straight between the initiator's buffer and the
  * backend; VERIFY and WRITE SAME go through a bounded scratch buffer.  Every
- * write holds the LUN's write lock shared, COMPARE AND WRITE holds it alone.
+ * write holds the LUN's write lock shared, COMPARE AND WRITE holds it alone
+ * (and waits for the asynchronous writes in flight).  Under
+ * hbk_scsi_exec_async, READ and WRITE stop after their checks and describe
+ * the transfer for the backend's submit instead of calling read or write.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -76,15 +79,19 @@ static uint32_t need_data(const struct cmd_ctx *c, uint64_t len, bool out)
 	return len > (out ? c->out_len : c->in_len) ? HBK_CC_INVALID_FIELD : 0;
 }
 
-/* One backend write; with WCE 0 the cache is write-through: every write is FUA. */
+/* With WCE 0 the cache is write-through: every write is FUA. */
+static bool write_fua(const struct cmd_ctx *c, bool fua)
+{
+	return fua || !(lun_state(c->lun) & HBK_LUN_WCE);
+}
+
+/* One backend write. */
 static uint32_t write_at(struct cmd_ctx *c, uint64_t lba, uint32_t n, const void *buf, bool fua)
 {
 	const struct hbk_scsi_lun_cfg *cfg = &c->lun->cfg;
 	int err;
 
-	if (!(lun_state(c->lun) & HBK_LUN_WCE))
-		fua = true;
-	err = cfg->ops->write(cfg->ctx, lba, n, buf, fua);
+	err = cfg->ops->write(cfg->ctx, lba, n, buf, write_fua(c, fua));
 	return err ? backend_error(err, true) : 0;
 }
 
@@ -163,6 +170,20 @@ static uint32_t read_write(struct cmd_ctx *c, bool write)
 	cc = need_data(c, len, write);
 	if (cc)
 		return cc;
+	if (c->aio) {
+		/* Checked: the asynchronous entry hands the transfer over. */
+		struct hbk_scsi_aio *a = c->aio;
+
+		a->io.write = write;
+		a->io.fua = write && write_fua(c, r.fua);
+		a->io.lba = r.lba;
+		a->io.nblocks = r.nblocks;
+		a->io.buf = c->buf;
+		a->lun_ = c->lun;
+		a->bytes_ = len;
+		c->async = true;
+		return 0;
+	}
 	if (write) {
 		pthread_rwlock_rdlock(&c->lun->write_lock);
 		cc = write_at(c, r.lba, r.nblocks, c->buf, r.fua);
@@ -267,8 +288,9 @@ static uint32_t write_repeated(struct cmd_ctx *c, uint64_t lba, uint32_t n, cons
 }
 
 /*
- * WRITE SAME 10/16.  WSNZ is set, so a zero length is refused, as is one
- * beyond MAXIMUM WRITE SAME LENGTH.  ANCHOR is refused (ANC_SUP 0).  With
+ * WRITE SAME 10/16.  WSNZ is 0: a NUMBER OF LOGICAL BLOCKS of 0 means every
+ * block from the LBA to the end of the medium.  More blocks than MAXIMUM
+ * WRITE SAME LENGTH are refused.  ANCHOR is refused (ANC_SUP 0).  With
  * UNMAP, a block of zeros (or NDOB) is unmapped when unmapped blocks read
  * back as zeros; otherwise the blocks are written.
  */
@@ -280,12 +302,19 @@ uint32_t hbk_sbc_write_same(struct cmd_ctx *c)
 	bool ndob = c->cdb[0] == HBK_SCSI_OP_WRITE_SAME16 && (flags & 0x01);
 	uint32_t bs = lun->cfg.block_size, cc;
 	const uint8_t *block = ndob ? NULL : c->buf;
+	uint64_t n = r.nblocks;
 	int err;
 
 	if (r.protect || (flags & 0x10))
 		return HBK_CC_INVALID_FIELD;
-	if (r.nblocks == 0 || r.nblocks > lun_ws_limit(lun))
+	if (n == 0) {
+		if (r.lba >= lun->cfg.nblocks)
+			return HBK_CC_LBA_OUT_OF_RANGE;
+		n = lun->cfg.nblocks - r.lba;
+	}
+	if (n > lun_ws_limit(lun))
 		return HBK_CC_INVALID_FIELD;
+	r.nblocks = (uint32_t)n;
 	cc = check_range(lun, r.lba, r.nblocks);
 	if (!cc && !ndob)
 		cc = need_data(c, bs, true);
@@ -331,10 +360,12 @@ uint32_t hbk_sbc_compare_write(struct cmd_ctx *c)
 	if (cc)
 		return cc;
 	pthread_rwlock_wrlock(&lun->write_lock);
+	hbk_scsi_aio_drain(lun);
 	cc = verify_blocks(c, lba, n, c->buf, false);
 	if (!cc)
 		cc = write_at(c, lba, n, c->buf + half, c->cdb[1] & 0x08);
 	pthread_rwlock_unlock(&lun->write_lock);
+	hbk_scsi_aio_release(lun);
 	if (!cc)
 		c->bytes = 2 * (uint64_t)half;
 	return cc;
@@ -430,7 +461,7 @@ uint32_t hbk_sbc_read_capacity16(struct cmd_ctx *c)
 
 	put_be64(d, cfg->nblocks - 1);
 	put_be32(d + 8, cfg->block_size);
-	/* d[13]: LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT 0. */
+	d[13] = cfg->lbppbe & 0x0f;     /* LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT */
 	if (lun_thin(c->lun))
 		d[14] = 0x80 | (cfg->lbprz ? 0x40 : 0);   /* LBPME, LBPRZ */
 	data_in_begin(c, get_be32(c->cdb + 10));

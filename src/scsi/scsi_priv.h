@@ -25,6 +25,8 @@
 #define HBK_SCSI_OP_WRITE6               0x0a
 #define HBK_SCSI_OP_INQUIRY              0x12
 #define HBK_SCSI_OP_MODE_SELECT6         0x15
+#define HBK_SCSI_OP_RESERVE6             0x16
+#define HBK_SCSI_OP_RELEASE6             0x17
 #define HBK_SCSI_OP_MODE_SENSE6          0x1a
 #define HBK_SCSI_OP_START_STOP_UNIT      0x1b
 #define HBK_SCSI_OP_PREVENT_ALLOW        0x1e
@@ -33,7 +35,9 @@
 #define HBK_SCSI_OP_WRITE10              0x2a
 #define HBK_SCSI_OP_WRITE_VERIFY10       0x2e
 #define HBK_SCSI_OP_VERIFY10             0x2f
+#define HBK_SCSI_OP_PREFETCH10           0x34
 #define HBK_SCSI_OP_SYNC_CACHE10         0x35
+#define HBK_SCSI_OP_READ_DEFECT10        0x37
 #define HBK_SCSI_OP_WRITE_SAME10         0x41
 #define HBK_SCSI_OP_UNMAP                0x42
 #define HBK_SCSI_OP_MODE_SELECT10        0x55
@@ -43,10 +47,13 @@
 #define HBK_SCSI_OP_READ16               0x88
 #define HBK_SCSI_OP_COMPARE_AND_WRITE    0x89
 #define HBK_SCSI_OP_WRITE16              0x8a
+#define HBK_SCSI_OP_ORWRITE16            0x8b
 #define HBK_SCSI_OP_WRITE_VERIFY16       0x8e
 #define HBK_SCSI_OP_VERIFY16             0x8f
+#define HBK_SCSI_OP_PREFETCH16           0x90
 #define HBK_SCSI_OP_SYNC_CACHE16         0x91
 #define HBK_SCSI_OP_WRITE_SAME16         0x93
+#define HBK_SCSI_OP_WRITE_ATOMIC16       0x9c
 #define HBK_SCSI_OP_SERVICE_ACTION_IN16  0x9e
 #define HBK_SCSI_OP_REPORT_LUNS          0xa0
 #define HBK_SCSI_OP_MAINTENANCE_IN       0xa3
@@ -54,6 +61,7 @@
 #define HBK_SCSI_OP_WRITE12              0xaa
 #define HBK_SCSI_OP_WRITE_VERIFY12       0xae
 #define HBK_SCSI_OP_VERIFY12             0xaf
+#define HBK_SCSI_OP_READ_DEFECT12        0xb7
 
 #define HBK_SCSI_SA_READ_CAPACITY16      0x10  /* SERVICE ACTION IN(16) */
 #define HBK_SCSI_SA_GET_LBA_STATUS       0x12
@@ -82,21 +90,26 @@ enum hbk_pr_type {
 #define HBK_SCSI_WRITE_SAME_MAX   65535u  /* VPD B0 default MAXIMUM WRITE SAME LENGTH */
 #define HBK_SCSI_CAW_MAX          255u    /* NUMBER OF LOGICAL BLOCKS is one byte */
 #define HBK_SCSI_CHUNK_BYTES      (256u << 10) /* scratch for VERIFY and WRITE SAME */
+#define HBK_SCSI_ATOMIC_MAX       65535u  /* WRITE ATOMIC(16) TRANSFER LENGTH is two bytes */
 
 /* Bits of struct hbk_scsi_lun.state. */
 #define HBK_LUN_STOPPED   0x1u    /* START STOP UNIT stopped it */
 #define HBK_LUN_RESERVED  0x2u    /* a persistent reservation exists */
 #define HBK_LUN_WCE       0x4u    /* caching mode page WCE (write back) */
+#define HBK_LUN_RESERVED6 0x8u    /* RESERVE(6) holds it (lun->reserve6_holder) */
+#define HBK_LUN_NO_MEDIUM 0x10u   /* the removable medium is ejected */
 
 /* ---- One command in flight ------------------------------------------------ */
 
 /*
  * A command handler answers 0 for GOOD, HBK_CC_CONFLICT for RESERVATION
- * CONFLICT, or a CHECK CONDITION packed as (sense key << 16 | ASC << 8 |
+ * CONFLICT, HBK_CC_CONDITION_MET for CONDITION MET, or a CHECK CONDITION
+ * packed as (sense key << 16 | ASC << 8 |
  * ASCQ); no handler ever fails with NO SENSE, so 0 is never ambiguous.
  */
 #define HBK_CC(key, asc_ascq) ((uint32_t)(key) << 16 | (uint32_t)(asc_ascq))
 #define HBK_CC_CONFLICT       (1u << 24)
+#define HBK_CC_CONDITION_MET  (2u << 24)  /* success, status CONDITION MET */
 #define HBK_CC_INVALID_OPCODE \
 	HBK_CC(HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INVALID_OPCODE)
 #define HBK_CC_INVALID_FIELD \
@@ -124,6 +137,10 @@ struct cmd_ctx {
 	uint64_t bytes;             /* moved into or out of buf */
 	uint64_t info;              /* sense INFORMATION field, when info_valid */
 	bool     info_valid;
+	/* hbk_scsi_exec_async: READ and WRITE, once checked, describe their
+	 * transfer in aio and set async instead of calling the backend. */
+	struct hbk_scsi_aio *aio;
+	bool     async;
 };
 
 /* ---- Shared helpers ------------------------------------------------------- */
@@ -159,6 +176,17 @@ static inline uint32_t lun_ws_limit(const struct hbk_scsi_lun *lun)
 {
 	return lun->cfg.max_write_same_blocks ? lun->cfg.max_write_same_blocks
 					      : HBK_SCSI_WRITE_SAME_MAX;
+}
+
+/* WRITE ATOMIC: the configured limit, within the maximum transfer length
+ * and the two-byte TRANSFER LENGTH. */
+static inline uint32_t cfg_atomic_limit(const struct hbk_scsi_lun_cfg *cfg)
+{
+	uint32_t max = cfg->max_atomic_blocks ? cfg->max_atomic_blocks : HBK_SCSI_ATOMIC_MAX;
+
+	if (cfg->max_xfer_blocks && max > cfg->max_xfer_blocks)
+		max = cfg->max_xfer_blocks;
+	return max > HBK_SCSI_ATOMIC_MAX ? HBK_SCSI_ATOMIC_MAX : max;
 }
 
 /* COMPARE AND WRITE moves twice its block count: keep that within the
@@ -216,6 +244,16 @@ static inline uint32_t backend_error(int err, bool write)
 	}
 }
 
+/* ---- The write gate of asynchronous writes (emul.c) ------------------------ */
+
+/* COMPARE AND WRITE, holding lun->write_lock alone: waits until no
+ * asynchronous write is in flight.  Takes lun->lock. */
+void hbk_scsi_aio_drain(struct hbk_scsi_lun *lun);
+
+/* COMPARE AND WRITE, after releasing lun->write_lock: starts the
+ * asynchronous writes held back meanwhile.  Takes lun->lock. */
+void hbk_scsi_aio_release(struct hbk_scsi_lun *lun);
+
 /* ---- Handlers, by file (each: 0 or a packed CHECK CONDITION) -------------- */
 
 /* spc.c: primary commands. */
@@ -251,6 +289,47 @@ uint32_t hbk_pr_prevent_allow(struct cmd_ctx *c);
 bool hbk_pr_conflict(struct hbk_scsi_lun *lun, uint64_t initiator, bool write);
 /* Whether any I_T nexus prevents medium removal.  Takes lun->lock. */
 bool hbk_pr_removal_prevented(struct hbk_scsi_lun *lun);
+
+/* pr.c, for reserve6.c, sbc_more.c and ua.c (lun->lock held): whether any
+ * nexus is registered or prevents medium removal; what a reset and the
+ * loss of a nexus end. */
+bool hbk_pr_registered_locked(const struct hbk_scsi_lun *lun);
+bool hbk_pr_prevented_locked(const struct hbk_scsi_lun *lun);
+void hbk_pr_lun_reset_locked(struct hbk_scsi_lun *lun);
+void hbk_pr_nexus_loss_locked(struct hbk_scsi_lun *lun, uint64_t initiator);
+
+/* sbc_more.c: more block commands, and the configuration they read. */
+uint32_t hbk_sbc_prefetch(struct cmd_ctx *c);
+uint32_t hbk_sbc_orwrite(struct cmd_ctx *c);
+uint32_t hbk_sbc_write_atomic(struct cmd_ctx *c);
+uint32_t hbk_sbc_read_defect_data(struct cmd_ctx *c);
+uint32_t hbk_sbc_start_stop_unit(struct cmd_ctx *c);
+bool hbk_sbc_cfg_valid(const struct hbk_scsi_lun_cfg *cfg);
+
+/* reserve6.c: RESERVE(6) and RELEASE(6); whether the RESERVE(6) holder
+ * keeps c's nexus from the command cdb (takes lun->lock). */
+uint32_t hbk_spc_reserve6(struct cmd_ctx *c);
+uint32_t hbk_spc_release6(struct cmd_ctx *c);
+bool hbk_reserve6_conflict(struct hbk_scsi_lun *lun, uint64_t initiator, const uint8_t *cdb);
+
+/* ua.c: unit attention conditions, by bit in order of precedence. */
+#define HBK_UA_RESET          0x01u   /* 29h/03h BUS DEVICE RESET FUNCTION OCCURRED */
+#define HBK_UA_MODE_CHANGED   0x02u   /* 2Ah/01h MODE PARAMETERS CHANGED */
+#define HBK_UA_RES_PREEMPTED  0x04u   /* 2Ah/03h RESERVATIONS PREEMPTED */
+#define HBK_UA_RES_RELEASED   0x08u   /* 2Ah/04h RESERVATIONS RELEASED */
+#define HBK_UA_REG_PREEMPTED  0x10u   /* 2Ah/05h REGISTRATIONS PREEMPTED */
+
+void hbk_ua_init(struct hbk_scsi_lun *lun);
+/* Notes that `initiator` uses the LUN and, when report, takes its pending
+ * condition of highest precedence: the packed UNIT ATTENTION, or 0.
+ * Without lun->lock unless one is pending or the nexus is new. */
+uint32_t hbk_ua_check(struct hbk_scsi_lun *lun, uint64_t initiator, bool report);
+/* REQUEST SENSE: takes that condition as ASC/ASCQ; 0 = none (takes lun->lock). */
+uint16_t hbk_ua_take(struct hbk_scsi_lun *lun, uint64_t initiator);
+/* Establish conditions ua for `initiator`, or for every nexus but
+ * `except` (lun->lock held). */
+void hbk_ua_set_locked(struct hbk_scsi_lun *lun, uint64_t initiator, unsigned ua);
+void hbk_ua_set_others_locked(struct hbk_scsi_lun *lun, uint64_t except, unsigned ua);
 
 /* emul.c: REPORT SUPPORTED OPERATION CODES, built from the command table. */
 uint32_t hbk_emul_report_opcodes(struct cmd_ctx *c);

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Primary commands of the block-target emulation (SPC-5): TEST UNIT READY,
- * REQUEST SENSE, INQUIRY with its VPD pages (supported pages, unit serial
- * number, device identification, and the SBC-4 block limits, block device
- * characteristics and logical block provisioning pages, which describe the
- * LUN's configuration and backend) and REPORT LUNS.
+ * REQUEST SENSE (a pending unit attention first), INQUIRY with its VPD pages
+ * (supported pages, unit serial number, device identification, and the
+ * SBC-4 block limits, block device characteristics and logical block
+ * provisioning pages, which describe the LUN's configuration and backend)
+ * and REPORT LUNS.
  */
 #include <pthread.h>
 #include <stddef.h>
@@ -31,8 +32,14 @@ uint32_t hbk_spc_request_sense(struct cmd_ctx *c)
 	uint8_t sense[HBK_SCSI_SENSE_FIXED_LEN];
 	bool desc = c->cdb[1] & 0x01;
 
+	uint16_t ua = c->lun ? hbk_ua_take(c->lun, c->initiator) : 0;
+
 	if (!c->lun) {
 		hbk_scsi_sense_fixed(sense, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_LUN_NOT_SUPPORTED);
+	} else if (ua) {
+		/* SPC-5 5.12: a pending unit attention is the sense data, and
+		 * reporting it clears it. */
+		hbk_scsi_sense_fixed(sense, HBK_SK_UNIT_ATTENTION, ua);
 	} else {
 		pthread_mutex_lock(&c->lun->lock);
 		if (c->lun->sense_len)
@@ -71,6 +78,7 @@ static uint32_t inquiry_standard(struct cmd_ctx *c)
 	d[3] = 0x02;                    /* RESPONSE DATA FORMAT 2 */
 	d[4] = sizeof d - 5;            /* ADDITIONAL LENGTH */
 	if (lun) {
+		d[1] = lun->cfg.removable ? 0x80 : 0;   /* RMB */
 		d[7] = 0x02;            /* CMDQUE */
 		memcpy(d + 8, lun->vendor, sizeof lun->vendor);
 		memcpy(d + 16, lun->product, sizeof lun->product);
@@ -123,8 +131,10 @@ static size_t vpd_block_limits(const struct hbk_scsi_lun *lun, uint8_t *p)
 {
 	const struct hbk_scsi_lun_cfg *cfg = &lun->cfg;
 
-	p[4] = 0x01;                                 /* WSNZ: WRITE SAME needs a length */
+	p[4] = 0;                                    /* WSNZ 0: WRITE SAME of 0 blocks: to the end */
 	p[5] = (uint8_t)lun_caw_limit(lun);          /* MAXIMUM COMPARE AND WRITE LENGTH */
+	/* OPTIMAL TRANSFER LENGTH GRANULARITY: one physical block. */
+	put_be16(p + 6, cfg->lbppbe ? (uint16_t)(1u << cfg->lbppbe) : 0);
 	put_be32(p + 8, cfg->max_xfer_blocks);       /* MAXIMUM TRANSFER LENGTH */
 	put_be32(p + 12, cfg->opt_xfer_blocks);      /* OPTIMAL TRANSFER LENGTH */
 	if (lun_thin(lun)) {
@@ -132,10 +142,17 @@ static size_t vpd_block_limits(const struct hbk_scsi_lun *lun, uint8_t *p)
 		put_be32(p + 20, cfg->max_unmap_blocks ? cfg->max_unmap_blocks : UINT32_MAX);
 		put_be32(p + 24, cfg->max_unmap_descs ? cfg->max_unmap_descs
 						      : HBK_SCSI_MAX_UNMAP_DESC);
-		put_be32(p + 28, cfg->unmap_granularity ? cfg->unmap_granularity : 1);
+		put_be32(p + 28, cfg->unmap_granularity ? cfg->unmap_granularity
+							: 1u << cfg->lbppbe);
 		p[32] = 0x80;                        /* UGAVALID, alignment LBA 0 */
 	}
 	put_be64(p + 36, lun_ws_limit(lun));         /* MAXIMUM WRITE SAME LENGTH */
+	/* WRITE ATOMIC(16): MAXIMUM ATOMIC TRANSFER LENGTH, ATOMIC ALIGNMENT,
+	 * ATOMIC TRANSFER LENGTH GRANULARITY; no atomic boundaries (the two
+	 * last fields 0). */
+	put_be32(p + 44, cfg_atomic_limit(cfg));
+	put_be32(p + 48, cfg->atomic_alignment);
+	put_be32(p + 52, cfg->atomic_granularity);
 	return 64;
 }
 

@@ -182,14 +182,16 @@ cu_families() {
 }
 
 # cu_run URL FAMILY OUT: one iscsi-test-cu process, destructive tests
-# allowed, on FAMILY only (the multipath family gets URL twice, as two
+# allowed (and SANITIZE's when CU_SANITIZE is 1), on FAMILY only (the multipath family gets URL twice, as two
 # paths to the LUN), bounded by CU_TIMEOUT seconds (90).  Its output goes
 # to OUT.raw, the parsed per-test lines (cu-parse.awk) to OUT.  Prints
 # "FAMILY P F S".
 cu_run() {
 	local url=$1 fam=$2 out=$3 urls=("$1") rc
 	case $fam in *.MultipathIO) urls+=("$url") ;; esac
-	timeout -k 5 "${CU_TIMEOUT:-90}" iscsi-test-cu -d -t "$fam" "${urls[@]}" >"$out.raw" 2>&1
+	local opts=(-d)
+	[ "${CU_SANITIZE:-0}" = 1 ] && opts+=(-S)
+	timeout -k 5 "${CU_TIMEOUT:-90}" iscsi-test-cu "${opts[@]}" -t "$fam" "${urls[@]}" >"$out.raw" 2>&1
 	rc=$?
 	# A killed or crashed run has no summary; say why in the raw output.
 	[ "$rc" -ge 124 ] && echo "cu_run: iscsi-test-cu exit status $rc" >>"$out.raw"
@@ -197,10 +199,23 @@ cu_run() {
 	echo "$fam $(awk '$1 == "summary" { print $2, $3, $4 }' "$out")"
 }
 
+# cu_lun_args FAMILY: the options (ram driver args, one per line) of the
+# LUN that FAMILY needs to run its tests: a removable medium for the
+# families that eject it, a write-protected one for ReadOnly, 8 logical
+# blocks per physical block for the WRITE SAME and COMPARE AND WRITE tests
+# that skip when LBPPB < 2.  Nothing for the others.
+cu_lun_args() {
+	case $1 in
+	SCSI.PreventAllow|SCSI.NoMedia|SCSI.StartStopUnit) echo removable=1 ;;
+	SCSI.ReadOnly) echo ro=1 ;;
+	SCSI.WriteSame10|SCSI.WriteSame16|SCSI.CompareAndWrite) echo lbppbe=3 ;;
+	esac
+}
+
 # cu_suite FRESH STOP OUT FAMILY...: every FAMILY in its own iscsi-test-cu
-# process on a fresh LUN: the command FRESH runs before each family and
-# sets CU_URL (it starts a server or replaces the LUN), the command STOP
-# after it.  Writes OUT/FAMILY.res and OUT/FAMILY.res.raw (cu_run) and prints one
+# process on a fresh LUN: the command FRESH runs before each family with the
+# family as its argument and sets CU_URL (it starts a server or replaces the
+# LUN), the command STOP after it.  Writes OUT/FAMILY.res and OUT/FAMILY.res.raw (cu_run) and prints one
 # line per family.  When CU_DEADLINE (a time from `date +%s`) has passed,
 # the families left are not run and each counts as one failed pseudo-test,
 # FAMILY.<not-run>, so the totals cannot look clean.
@@ -215,7 +230,7 @@ cu_suite() {
 			continue
 		fi
 		CU_URL=
-		$fresh
+		$fresh "$fam"
 		read -r _ p f s < <(cu_run "$CU_URL" "$fam" "$out/$fam.res")
 		$stop
 		printf '  %-34s %3d passed %3d failed %3d skipped\n' "$fam" "$p" "$f" "$s"
