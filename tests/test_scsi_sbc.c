@@ -222,6 +222,25 @@ static void write_same10_replicates_block(void **state)
 	assert_int_equal(f->be.unmaps, 0);
 }
 
+/* The data-out of WRITE SAME is one block: more or less is refused, and
+ * nothing is written. */
+static void write_same_data_out_is_one_block(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[16], two[2 * MEM_BS];
+
+	fill_pattern(two, sizeof two, 4);
+	for (int sixteen = 0; sixteen <= 1; sixteen++) {
+		ws_cdb(cdb, sixteen, 0, 30, 4);
+		run(f, 0, cdb, sixteen ? 16 : 10, two, sizeof two, HBK_DIR_WRITE);
+		assert_invalid_field(f);
+		run(f, 0, cdb, sixteen ? 16 : 10, two, MEM_BS / 2, HBK_DIR_WRITE);
+		assert_invalid_field(f);
+	}
+	assert_int_equal(f->be.writes + f->be.unmaps, 0);
+	assert_int_equal(blk(f, 30)[0], 0);
+}
+
 static void write_same16_many_blocks_in_chunks(void **state)
 {
 	struct fixture *f = *state;
@@ -450,9 +469,14 @@ static void caw_limits(void **state)
 	cdb[1] = 0x20;                                     /* WRPROTECT */
 	run(f, 0, cdb, 16, data, sizeof data, HBK_DIR_WRITE);
 	assert_invalid_field(f);
+	caw_cdb(cdb, 0, 2);
+	run(f, 0, cdb, 16, f->buf, 5 * MEM_BS, HBK_DIR_WRITE); /* data-out too long */
+	assert_invalid_field(f);
 	caw_cdb(cdb, 0, 0);                                /* nothing to do */
 	run(f, 0, cdb, 16, NULL, 0, HBK_DIR_NONE);
 	assert_good(f);
+	run(f, 0, cdb, 16, data, sizeof data, HBK_DIR_WRITE); /* ... yet data-out comes */
+	assert_invalid_field(f);
 	assert_int_equal(f->be.reads + f->be.writes, 0);
 }
 
@@ -762,6 +786,7 @@ int main(void)
 		T(write_verify12_catches_bad_medium),
 		T(write_verify_field_errors),
 		T(write_same10_replicates_block),
+		T(write_same_data_out_is_one_block),
 		T(write_same16_many_blocks_in_chunks),
 		T(write_same_unmap_zero_block_unmaps),
 		T(write_same_unmap_nonzero_block_writes),

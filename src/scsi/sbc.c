@@ -79,6 +79,14 @@ static uint32_t need_data(const struct cmd_ctx *c, uint64_t len, bool out)
 	return len > (out ? c->out_len : c->in_len) ? HBK_CC_INVALID_FIELD : 0;
 }
 
+/* For commands whose data-out the CDB defines exactly (WRITE SAME: one
+ * block; COMPARE AND WRITE: twice the blocks), any other length is a
+ * malformed command rather than a residual: nothing is executed. */
+static uint32_t exact_data_out(const struct cmd_ctx *c, uint64_t len)
+{
+	return c->out_len != len ? HBK_CC_INVALID_FIELD : 0;
+}
+
 /* With WCE 0 the cache is write-through: every write is FUA. */
 static bool write_fua(const struct cmd_ctx *c, bool fua)
 {
@@ -317,7 +325,7 @@ uint32_t hbk_sbc_write_same(struct cmd_ctx *c)
 	r.nblocks = (uint32_t)n;
 	cc = check_range(lun, r.lba, r.nblocks);
 	if (!cc && !ndob)
-		cc = need_data(c, bs, true);
+		cc = exact_data_out(c, bs);
 	if (cc)
 		return cc;
 	if (block && all_zero(block, bs))
@@ -354,10 +362,8 @@ uint32_t hbk_sbc_compare_write(struct cmd_ctx *c)
 		return cc;
 	if (n > lun_caw_limit(lun))
 		return HBK_CC_INVALID_FIELD;
-	if (n == 0)
-		return 0;
-	cc = need_data(c, 2 * (uint64_t)half, true);
-	if (cc)
+	cc = exact_data_out(c, 2 * (uint64_t)half);
+	if (cc || n == 0)
 		return cc;
 	pthread_rwlock_wrlock(&lun->write_lock);
 	hbk_scsi_aio_drain(lun);
