@@ -519,14 +519,9 @@ int cli_bench(int argc, char **argv)
 				o.both = o.ctl.mode == HBK_MODE_AUTO;
 			continue;
 		}
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		char *eq = strchr(a, '=');
 		char key[32];
-		snprintf(key, sizeof(key), "%.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
-		if (eq)
-			v = eq + 1;
-		else if (strcmp(key, "--help"))
-			i++;
+		bool eq = strchr(a, '=') != NULL;
+		const char *v = cli_option_split(argc, argv, &i, key, sizeof(key));
 		bool ok = v != NULL;
 		uint64_t num = 0;
 		if (!strcmp(key, "--rw")) {

@@ -31,6 +31,12 @@ void cli_ctl_init(struct cli_ctl *o, const char *argv0);
  * Returns 1 if it was one, 0 if not, -1 on a bad value (message printed). */
 int cli_ctl_option(struct cli_ctl *o, int argc, char **argv, int *i);
 
+/* Splits the option at argv[*i], "--key=value" or "--key value", copying
+ * "--key" into key (at most size - 1 characters) and returning the value,
+ * or NULL when it has none; a separate value moves *i past it.  --help
+ * takes no value. */
+const char *cli_option_split(int argc, char **argv, int *i, char *key, size_t size);
+
 /* Opens the controller the options describe in the given mode. */
 int cli_ctl_open(const struct cli_ctl *o, enum hbk_ctl_mode mode, struct hbk_ctl **c);
 

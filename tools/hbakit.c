@@ -71,6 +71,18 @@ static const char *value(int argc, char **argv, int *i, const char *name)
 	return NULL;
 }
 
+const char *cli_option_split(int argc, char **argv, int *i, char *key, size_t size)
+{
+	const char *a = argv[*i], *eq = strchr(a, '=');
+	snprintf(key, size, "%.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
+	if (eq)
+		return eq + 1;
+	if (!strcmp(key, "--help"))
+		return NULL;
+	++*i;
+	return *i < argc ? argv[*i] : NULL;
+}
+
 int cli_ctl_option(struct cli_ctl *o, int argc, char **argv, int *i)
 {
 	const char *v;

@@ -91,14 +91,8 @@ int cli_serve(int argc, char **argv)
 			return 2;
 		if (r)
 			continue;
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		const char *eq = strchr(a, '=');
 		char key[32];
-		snprintf(key, sizeof(key), "%.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
-		if (eq)
-			v = eq + 1;
-		else if (strcmp(key, "--help"))
-			i++;
+		const char *v = cli_option_split(argc, argv, &i, key, sizeof(key));
 		bool ok = v != NULL;
 		uint64_t num = 0;
 		if (!strcmp(key, "--listen"))
