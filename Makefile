@@ -90,12 +90,14 @@ run: deps all
 # `make check`: the whole suite in every variant (plain, ASan+UBSan, TSan)
 # plus a clang -Werror build, with one closing line for all of it.
 # `make check SANITIZE=...` runs one sanitizer variant; `make test` the plain one.
+# The builds use every core (JOBS); the tests run one build at a time.
+JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 ifeq ($(SANITIZE),)
 check: deps
-	$(MAKE) --no-print-directory all
-	$(MAKE) --no-print-directory SANITIZE=address,undefined all
-	$(MAKE) --no-print-directory SANITIZE=thread all
-	$(MAKE) --no-print-directory CC=clang BUILD=build/clang WERROR=-Werror all
+	$(MAKE) --no-print-directory -j$(JOBS) all
+	$(MAKE) --no-print-directory -j$(JOBS) SANITIZE=address,undefined all
+	$(MAKE) --no-print-directory -j$(JOBS) SANITIZE=thread all
+	$(MAKE) --no-print-directory -j$(JOBS) CC=clang BUILD=build/clang WERROR=-Werror all
 	tests/run.sh build build/san-address-undefined build/san-thread
 else
 check: deps all
