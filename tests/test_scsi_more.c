@@ -826,8 +826,9 @@ static void removable_load_and_eject(void **state)
 	assert_int_equal(f->be.flushes, 1);
 	start_stop_as(f, A, 0x03);
 	assert_good(f);
-	start_stop_as(f, A, 0x12);                         /* a power condition: refused */
-	assert_invalid_field(f);
+	start_stop_as(f, A, 0x12);                         /* IDLE: LOEJ is ignored */
+	assert_good(f);
+	expect_good_tur(f, A);                             /* the medium stays */
 }
 
 static void removable_prevention(void **state)

@@ -680,13 +680,51 @@ static void stop_no_flush_and_flush_error(void **state)
 	assert_good(f);
 }
 
+/* Every defined power condition is GOOD, ignores START and LOEJ, and takes
+ * a stopped LUN back to work but for LU_CONTROL; reserved values and
+ * modifiers beyond a condition's own are refused. */
+static void power_conditions(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t tur[6] = { HBK_SCSI_OP_TEST_UNIT_READY };
+	static const struct { uint8_t pc, max_mod; } defined[] = {
+		{ 0x1, 0 }, { 0x2, 2 }, { 0x3, 1 }, { 0x7, 0 }, { 0xa, 2 }, { 0xb, 1 },
+	};
+	uint8_t cdb[6] = { HBK_SCSI_OP_START_STOP_UNIT };
+
+	for (unsigned pc = 1; pc < 16; pc++) {
+		unsigned max_mod = 16;                     /* 16: not defined */
+		for (size_t i = 0; i < sizeof defined / sizeof defined[0]; i++)
+			if (defined[i].pc == pc)
+				max_mod = defined[i].max_mod;
+		for (unsigned mod = 0; mod < 4; mod++) {
+			start_stop(f, 0, 0x00);            /* stop first */
+			assert_good(f);
+			cdb[3] = (uint8_t)mod;
+			cdb[4] = (uint8_t)(pc << 4 | 0x02);  /* LOEJ, ignored */
+			run(f, 0, cdb, 6, NULL, 0, HBK_DIR_NONE);
+			if (max_mod == 16 || mod > max_mod) {
+				assert_invalid_field(f);
+				continue;
+			}
+			assert_good(f);
+			run(f, 0, tur, 6, NULL, 0, HBK_DIR_NONE);
+			if (pc == 0x7)                     /* LU_CONTROL: still stopped */
+				assert_check(f, HBK_SK_NOT_READY, HBK_ASC_NOT_READY_INIT_REQUIRED);
+			else
+				assert_good(f);
+		}
+	}
+	assert_int_equal(f->be.reads + f->be.writes, 0);
+}
+
 static void start_stop_refusals(void **state)
 {
 	struct fixture *f = *state;
 	const uint8_t immed[6] = { HBK_SCSI_OP_START_STOP_UNIT, 0x01, 0, 0, 0x01, 0 };
 	const uint8_t modifier[6] = { HBK_SCSI_OP_START_STOP_UNIT, 0, 0, 0x01, 0x01, 0 };
 
-	start_stop(f, 0, 0x11);                            /* POWER CONDITION ACTIVE */
+	start_stop(f, 0, 0x41);                            /* POWER CONDITION 4h: reserved */
 	assert_invalid_field(f);
 	start_stop(f, 0, 0x02);                            /* LOEJ: not removable */
 	assert_invalid_field(f);
@@ -694,7 +732,7 @@ static void start_stop_refusals(void **state)
 	assert_invalid_field(f);
 	start_stop(f, 0, 0x08);                            /* reserved bit */
 	assert_invalid_field(f);
-	run(f, 0, modifier, 6, NULL, 0, HBK_DIR_NONE);     /* POWER CONDITION MODIFIER */
+	run(f, 0, modifier, 6, NULL, 0, HBK_DIR_NONE);     /* a MODIFIER with START_VALID */
 	assert_invalid_field(f);
 	run(f, 0, immed, 6, NULL, 0, HBK_DIR_NONE);        /* IMMED is fine */
 	assert_good(f);
@@ -806,6 +844,7 @@ int main(void)
 		T(glbas_errors),
 		T(stopped_unit_is_not_ready),
 		T(stop_no_flush_and_flush_error),
+		T(power_conditions),
 		T(start_stop_refusals),
 		T(prevent_blocks_eject_until_all_allow),
 		T(prevent_table_full),

@@ -68,7 +68,7 @@ static const struct command {
 	{ 0x17, 0, 6, 0, PR_ANY, hbk_spc_release6, { 0x17, 0, 0, 0, 0, CTL } },
 	{ 0x1a, 0, 6, 0, PR_READ, hbk_mode_sense, { 0x1a, 0x08, 0xff, 0xff, 0xff, CTL } },
 	{ 0x1b, 0, 6, 0, PR_START_STOP, hbk_sbc_start_stop_unit,
-	  { 0x1b, 0x01, 0, 0, 0xf7, CTL } },
+	  { 0x1b, 0x01, 0, 0x0f, 0xf7, CTL } },
 	{ 0x1e, 0, 6, 0, PR_PREVENT, hbk_pr_prevent_allow, { 0x1e, 0, 0, 0, 0x03, CTL } },
 	{ 0x25, 0, 10, MEDIUM, PR_ANY, hbk_sbc_read_capacity10,
 	  { 0x25, 0, 0, 0, 0, 0, 0, 0, 0, CTL } },

@@ -515,22 +515,47 @@ uint32_t hbk_sbc_get_lba_status(struct cmd_ctx *c)
 	return 0;
 }
 
+/* Whether SBC-4 defines POWER CONDITION pc with POWER CONDITION MODIFIER
+ * mod (0h, START_VALID, is the START and LOEJ bits' own). */
+static bool power_condition_valid(unsigned pc, unsigned mod)
+{
+	switch (pc) {
+	case 0x1: case 0x7:             /* ACTIVE, LU_CONTROL */
+		return mod == 0;
+	case 0x2: case 0xa:             /* IDLE_A..C, FORCE_IDLE_A..C */
+		return mod <= 2;
+	case 0x3: case 0xb:             /* STANDBY_Z/Y, FORCE_STANDBY_Z/Y */
+		return mod <= 1;
+	default:                        /* reserved or obsolete */
+		return false;
+	}
+}
+
 /*
- * START STOP UNIT.  Only the START_VALID power condition is served; a
- * stopped LUN answers NOT READY to medium access until started, and
- * stopping flushes the cache unless NO_FLUSH.  The medium is not removable
- * (RMB 0), so LOEJ is refused, as MEDIUM REMOVAL PREVENTED while an I_T
- * nexus prevents removal.
+ * START STOP UNIT.  With POWER CONDITION START_VALID, a stopped LUN
+ * answers NOT READY to medium access until started, and stopping flushes
+ * the cache unless NO_FLUSH.  The medium is not removable (RMB 0), so LOEJ
+ * is refused, as MEDIUM REMOVAL PREVENTED while an I_T nexus prevents
+ * removal.  Any other defined power condition succeeds and ignores START
+ * and LOEJ (SBC-4): the LUN has no spindle or timers to drive, so it only
+ * leaves the stopped state, since ACTIVE, IDLE and STANDBY all serve
+ * medium access; LU_CONTROL changes nothing.
  */
 uint32_t hbk_sbc_start_stop(struct cmd_ctx *c)
 {
 	struct hbk_scsi_lun *lun = c->lun;
 	uint8_t b = c->cdb[4];
 	bool start = b & 0x01, loej = b & 0x02, no_flush = b & 0x04;
+	unsigned pc = b >> 4, mod = c->cdb[3] & 0x0f;
 	int err;
 
-	if (b >> 4)                     /* POWER CONDITION */
-		return HBK_CC_INVALID_FIELD;
+	if (pc || mod) {
+		if (!power_condition_valid(pc, mod))
+			return HBK_CC_INVALID_FIELD;
+		if (pc != 0x7)
+			lun_state_set(lun, HBK_LUN_STOPPED, false);
+		return 0;
+	}
 	if (loej) {
 		if (!start && hbk_pr_removal_prevented(lun))
 			return HBK_CC(HBK_SK_ILLEGAL_REQUEST, HBK_ASC_MEDIUM_REMOVAL_PREVENTED);

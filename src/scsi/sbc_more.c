@@ -219,7 +219,7 @@ uint32_t hbk_sbc_start_stop_unit(struct cmd_ctx *c)
 	uint32_t cc = 0;
 	int err;
 
-	if (!lun->cfg.removable || (b >> 4))
+	if (!lun->cfg.removable || (b >> 4) || (c->cdb[3] & 0x0f))
 		return hbk_sbc_start_stop(c);
 	if (!(b & HBK_SSU_LOEJ)) {
 		if ((b & HBK_SSU_START) && (lun_state(lun) & HBK_LUN_NO_MEDIUM))
