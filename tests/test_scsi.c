@@ -1078,50 +1078,34 @@ static void request_sense_no_sense(void **state)
 	assert_int_equal(f->buf[12], 0);
 }
 
-static void check_condition_stores_sense(void **state)
+/* Sense data goes with its CHECK CONDITION (autosense) and is not kept:
+ * a later REQUEST SENSE, from that initiator or any other, finds none, in
+ * either format. */
+static void request_sense_after_autosense(void **state)
 {
 	struct fixture *f = *state;
-	const uint8_t bad[6] = { 0xc5 };
-
-	run(f, 0, bad, 6, NULL, 0, HBK_DIR_NONE);
-	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INVALID_OPCODE);
-	assert_int_equal(f->mem.sense_len, 18);
-	assert_memory_equal(f->mem.sense, f->r.sense, 18);
-}
-
-static void request_sense_returns_and_clears(void **state)
-{
-	struct fixture *f = *state;
-	const uint8_t cdb[6] = { HBK_SCSI_OP_REQUEST_SENSE, 0, 0, 0, 18, 0 };
+	uint8_t rs[6] = { HBK_SCSI_OP_REQUEST_SENSE, 0, 0, 0, 252, 0 };
 	uint8_t rd[10];
-
-	cdb10(rd, HBK_SCSI_OP_READ10, MEM_BLOCKS, 1);
-	run_in(f, 0, rd, 10, sizeof f->buf);
-	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_LBA_OUT_OF_RANGE);
-	run_in(f, 0, cdb, 6, sizeof f->buf);
-	assert_good(f);
-	assert_int_equal(f->buf[2] & 0x0f, HBK_SK_ILLEGAL_REQUEST);
-	assert_int_equal(f->buf[12], 0x21);
-	run_in(f, 0, cdb, 6, sizeof f->buf);               /* cleared */
-	assert_int_equal(f->buf[2] & 0x0f, HBK_SK_NO_SENSE);
-	assert_int_equal(f->buf[12], 0);
-}
-
-static void request_sense_descriptor_format(void **state)
-{
-	struct fixture *f = *state;
-	const uint8_t cdb[6] = { HBK_SCSI_OP_REQUEST_SENSE, 0x01, 0, 0, 252, 0 };
-	const uint8_t bad[6] = { 0xc5 };
 	struct hbk_scsi_result r;
 
-	run(f, 0, bad, 6, NULL, 0, HBK_DIR_NONE);
-	run_in(f, 0, cdb, 6, sizeof f->buf);
+	cdb10(rd, HBK_SCSI_OP_READ10, MEM_BLOCKS, 1);
+	run_as(f, 1, 0, rd, 10, f->buf, sizeof f->buf, HBK_DIR_READ);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_LBA_OUT_OF_RANGE);
+	for (uint64_t it = 2; it > 0; it--) {           /* another initiator, then the same */
+		run_as(f, it, 0, rs, 6, f->buf, sizeof f->buf, HBK_DIR_READ);
+		assert_good(f);
+		assert_int_equal(f->r.bytes, 18);
+		assert_int_equal(f->buf[0], 0x70);
+		assert_int_equal(f->buf[2] & 0x0f, HBK_SK_NO_SENSE);
+		assert_int_equal(f->buf[12], 0);
+	}
+	rs[1] = 0x01;                                      /* descriptor format */
+	run_as(f, 1, 0, rs, 6, f->buf, sizeof f->buf, HBK_DIR_READ);
 	assert_good(f);
 	assert_int_equal(f->r.bytes, 8);
 	assert_int_equal(f->buf[0], 0x72);
 	assert_int_equal(hbk_scsi_sense_decode(f->buf, f->r.bytes, &r), 0);
-	assert_int_equal(r.sense_key, HBK_SK_ILLEGAL_REQUEST);
-	assert_int_equal(r.asc, 0x20);
+	assert_int_equal(r.sense_key, HBK_SK_NO_SENSE);
 }
 
 /* ---- Concurrency ----------------------------------------------------------------------------------- */
@@ -1241,9 +1225,7 @@ int main(void)
 		T(mode_sense_truncated),
 		T(mode_sense_bad_page),
 		T(request_sense_no_sense),
-		T(check_condition_stores_sense),
-		T(request_sense_returns_and_clears),
-		T(request_sense_descriptor_format),
+		T(request_sense_after_autosense),
 		T(concurrent_io),
 	};
 

@@ -227,8 +227,6 @@ struct hbk_scsi_lun {
 	 * together with pr_type. */
 	atomic_uint state;
 	pthread_mutex_t lock;      /* guards the state below */
-	uint8_t sense[18];         /* last CHECK CONDITION, for REQUEST SENSE */
-	uint8_t sense_len;
 	/* Persistent reservation (SPC-5 5.14): type 0 = none. */
 	uint8_t pr_type;
 	uint32_t pr_generation;
@@ -347,6 +345,7 @@ struct hbk_scsi_aio {
 	} io;
 	/* Private to the emulation while the command is in flight. */
 	struct hbk_scsi_lun *lun_;
+	uint64_t initiator_;
 	uint64_t bytes_;
 	struct hbk_scsi_aio *next_;
 };

@@ -310,8 +310,8 @@ uint32_t hbk_emul_report_opcodes(struct cmd_ctx *c)
  * CONDITION is remembered for REQUEST SENSE when the LUN exists.  Both
  * entry points end here.
  */
-static void reply(struct hbk_scsi_lun *lun, uint32_t cc, uint64_t bytes, bool info_valid,
-		  uint64_t info, struct hbk_scsi_reply *out)
+static void reply(uint32_t cc, uint64_t bytes, bool info_valid, uint64_t info,
+		  struct hbk_scsi_reply *out)
 {
 	memset(out, 0, offsetof(struct hbk_scsi_reply, sense));
 	if (cc == 0 || cc == HBK_CC_CONDITION_MET) {
@@ -329,12 +329,6 @@ static void reply(struct hbk_scsi_lun *lun, uint32_t cc, uint64_t bytes, bool in
 	if (info_valid && info <= UINT32_MAX) {
 		out->sense[0] |= 0x80;          /* VALID: INFORMATION holds info */
 		put_be32(out->sense + 3, (uint32_t)info);
-	}
-	if (lun) {
-		pthread_mutex_lock(&lun->lock);
-		memcpy(lun->sense, out->sense, HBK_SCSI_SENSE_FIXED_LEN);
-		lun->sense_len = HBK_SCSI_SENSE_FIXED_LEN;
-		pthread_mutex_unlock(&lun->lock);
 	}
 }
 
@@ -359,7 +353,7 @@ void hbk_scsi_exec(struct hbk_scsi_target *t, const struct hbk_scsi_req *req,
 	struct cmd_ctx c = cmd_init(t, req);
 	uint32_t cc = dispatch(&c, req->cdb_len);
 
-	reply(c.lun, cc, c.bytes, c.info_valid, c.info, out);
+	reply(cc, c.bytes, c.info_valid, c.info, out);
 }
 
 /* ---- Asynchronous READ and WRITE ------------------------------------------------ */
@@ -419,13 +413,54 @@ void hbk_scsi_aio_drain(struct hbk_scsi_lun *lun)
 	pthread_mutex_unlock(&lun->lock);
 }
 
-/* Hands a checked transfer to the backend (a write through the gate). */
+void hbk_writes_exclude(struct hbk_scsi_lun *lun)
+{
+	pthread_rwlock_wrlock(&lun->write_lock);
+	hbk_scsi_aio_drain(lun);
+}
+
+void hbk_writes_admit(struct hbk_scsi_lun *lun)
+{
+	pthread_rwlock_unlock(&lun->write_lock);
+	hbk_scsi_aio_release(lun);
+}
+
+uint32_t hbk_write_lock(struct cmd_ctx *c, bool alone)
+{
+	if (alone)
+		hbk_writes_exclude(c->lun);
+	else
+		pthread_rwlock_rdlock(&c->lun->write_lock);
+	if (!hbk_write_conflict(c->lun, c->initiator))
+		return 0;
+	hbk_write_unlock(c, alone);
+	return HBK_CC_CONFLICT;
+}
+
+void hbk_write_unlock(struct cmd_ctx *c, bool alone)
+{
+	if (alone)
+		hbk_writes_admit(c->lun);
+	else
+		pthread_rwlock_unlock(&c->lun->write_lock);
+}
+
+/* Hands a checked transfer to the backend; a write goes through the gate
+ * and, once in, checks its reservations again (see hbk_write_lock). */
 static void aio_start(struct hbk_scsi_aio *aio)
 {
 	struct hbk_scsi_lun *lun = aio->lun_;
 
-	if (aio->io.write && !gate_enter(lun, aio))
-		return;         /* held back: the COMPARE AND WRITE starts it */
+	if (aio->io.write) {
+		if (!gate_enter(lun, aio))
+			return;         /* held back: the COMPARE AND WRITE starts it */
+		if (hbk_write_conflict(lun, aio->initiator_)) {
+			gate_leave(lun);
+			reply(HBK_CC_CONFLICT, 0, false, 0, aio->out);
+			aio->done(aio);
+			return;
+		}
+	}
 	lun->cfg.ops->submit(lun->cfg.ctx, aio);
 }
 
@@ -471,7 +506,7 @@ int hbk_scsi_exec_async(struct hbk_scsi_target *t, const struct hbk_scsi_req *re
 	c.aio = aio;
 	cc = dispatch(&c, req->cdb_len);
 	if (!c.async) {         /* refused by a check, or nothing to move */
-		reply(c.lun, cc, c.bytes, c.info_valid, c.info, aio->out);
+		reply(cc, c.bytes, c.info_valid, c.info, aio->out);
 		aio->done(aio);
 		return 0;
 	}
@@ -487,7 +522,7 @@ void hbk_scsi_aio_end(struct hbk_scsi_aio *aio, int result)
 
 	if (write)
 		gate_leave(lun);
-	reply(lun, cc, cc ? 0 : aio->bytes_, false, 0, aio->out);
+	reply(cc, cc ? 0 : aio->bytes_, false, 0, aio->out);
 	aio->done(aio);
 }
 

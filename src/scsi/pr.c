@@ -9,9 +9,10 @@
  * (ua.c) for the registrants they affect; a reset ends every prevention,
  * the loss of a nexus its own, and neither touches registrations.
  * Registrations do not persist through power loss (no APTPL), every
- * registration covers the one target port (no ALL_TG_PT, no SPEC_I_PT), and
- * PREEMPT AND ABORT preempts without aborting tasks, which the emulation
- * never queues.
+ * registration covers the one target port (no ALL_TG_PT, no SPEC_I_PT).
+ * PREEMPT AND ABORT fences the preempted nexuses: it waits for the writes
+ * in progress and every write checks its reservations again once it holds
+ * the write lock, so none of theirs reaches the medium after it.
  */
 #include <pthread.h>
 #include <string.h>
@@ -153,16 +154,32 @@ static void ua_registrants(struct hbk_scsi_lun *lun, uint64_t except, unsigned u
  * of a registrants-only or all-registrants reservation, may do anything;
  * anyone else may only read, and only under a Write Exclusive type.
  */
+static bool pr_conflict_locked(struct hbk_scsi_lun *lun, uint64_t initiator, bool write)
+{
+	unsigned type = lun->pr_type;
+
+	return type && !holds(lun, initiator) &&
+	       !(registrants_only(type) && key_of(lun, initiator)) &&
+	       (write || exclusive_access(type));
+}
+
 bool hbk_pr_conflict(struct hbk_scsi_lun *lun, uint64_t initiator, bool write)
 {
-	bool conflict = false;
-	unsigned type;
+	bool conflict;
 
 	pthread_mutex_lock(&lun->lock);
-	type = lun->pr_type;
-	if (type && !holds(lun, initiator) &&
-	    !(registrants_only(type) && key_of(lun, initiator)))
-		conflict = write || exclusive_access(type);
+	conflict = pr_conflict_locked(lun, initiator, write);
+	pthread_mutex_unlock(&lun->lock);
+	return conflict;
+}
+
+bool hbk_write_conflict(struct hbk_scsi_lun *lun, uint64_t initiator)
+{
+	bool conflict;
+
+	pthread_mutex_lock(&lun->lock);
+	conflict = ((lun_state(lun) & HBK_LUN_RESERVED6) && lun->reserve6_holder != initiator) ||
+		   pr_conflict_locked(lun, initiator, true);
 	pthread_mutex_unlock(&lun->lock);
 	return conflict;
 }
@@ -406,6 +423,10 @@ static uint32_t pr_preempt(struct hbk_scsi_lun *lun, uint64_t it, uint64_t sa_ke
 
 	if (takeover) {
 		remove_key(lun, sa_key, it);
+		/* A new type releases the old reservation for every registrant
+		 * left (SPC-5 5.14.11.4.3). */
+		if (type != cur)
+			ua_registrants(lun, it, HBK_UA_RES_RELEASED);
 		reserve(lun, type, it);
 	} else if (!sa_key) {
 		return HBK_CC_INVALID_PARAM;
@@ -437,6 +458,12 @@ uint32_t hbk_pr_out(struct cmd_ctx *c)
 	if ((p[20] & PR_SPEC_I_PT) || (reg && (p[20] & (PR_ALL_TG_PT | PR_APTPL))))
 		return HBK_CC_INVALID_PARAM;
 
+	/* PREEMPT AND ABORT ends the preempted nexuses' tasks: with the write
+	 * lock held alone, every write that passed its reservation check has
+	 * ended, and every later one checks again (hbk_write_lock). */
+	bool fence = sa == HBK_PR_PREEMPT_AND_ABORT;
+	if (fence)
+		hbk_writes_exclude(lun);
 	pthread_mutex_lock(&lun->lock);
 	if (reg)
 		cc = pr_register(lun, c->initiator, key, sa_key, sa == HBK_PR_REGISTER_AND_IGNORE);
@@ -452,6 +479,8 @@ uint32_t hbk_pr_out(struct cmd_ctx *c)
 		cc = pr_preempt(lun, c->initiator, sa_key, type);
 	lun_state_set(lun, HBK_LUN_RESERVED, lun->pr_type != 0);
 	pthread_mutex_unlock(&lun->lock);
+	if (fence)
+		hbk_writes_admit(lun);
 	if (!cc)
 		c->bytes = PR_OUT_PARAM_LEN;
 	return cc;

@@ -188,14 +188,17 @@ static uint32_t read_write(struct cmd_ctx *c, bool write)
 		a->io.nblocks = r.nblocks;
 		a->io.buf = c->buf;
 		a->lun_ = c->lun;
+		a->initiator_ = c->initiator;
 		a->bytes_ = len;
 		c->async = true;
 		return 0;
 	}
 	if (write) {
-		pthread_rwlock_rdlock(&c->lun->write_lock);
+		cc = hbk_write_lock(c, false);
+		if (cc)
+			return cc;
 		cc = write_at(c, r.lba, r.nblocks, c->buf, r.fua);
-		pthread_rwlock_unlock(&c->lun->write_lock);
+		hbk_write_unlock(c, false);
 	} else {
 		err = cfg->ops->read(cfg->ctx, r.lba, r.nblocks, c->buf);
 		cc = err ? backend_error(err, false) : 0;
@@ -257,11 +260,13 @@ uint32_t hbk_sbc_write_verify(struct cmd_ctx *c)
 	cc = need_data(c, len, true);
 	if (cc)
 		return cc;
-	pthread_rwlock_rdlock(&c->lun->write_lock);
+	cc = hbk_write_lock(c, false);
+	if (cc)
+		return cc;
 	cc = write_at(c, r.lba, r.nblocks, c->buf, true);
 	if (!cc)
 		cc = verify_blocks(c, r.lba, r.nblocks, bytchk ? c->buf : NULL, false);
-	pthread_rwlock_unlock(&c->lun->write_lock);
+	hbk_write_unlock(c, false);
 	if (!cc)
 		c->bytes = len;
 	return cc;
@@ -330,14 +335,16 @@ uint32_t hbk_sbc_write_same(struct cmd_ctx *c)
 		return cc;
 	if (block && all_zero(block, bs))
 		block = NULL;
-	pthread_rwlock_rdlock(&lun->write_lock);
+	cc = hbk_write_lock(c, false);
+	if (cc)
+		return cc;
 	if ((flags & 0x08) && !block && lun_ws_unmaps(lun)) {
 		err = lun->cfg.ops->unmap(lun->cfg.ctx, r.lba, r.nblocks);
 		cc = err ? backend_error(err, true) : 0;
 	} else {
 		cc = write_repeated(c, r.lba, r.nblocks, block);
 	}
-	pthread_rwlock_unlock(&lun->write_lock);
+	hbk_write_unlock(c, false);
 	if (!cc)
 		c->bytes = ndob ? 0 : bs;
 	return cc;
@@ -365,13 +372,13 @@ uint32_t hbk_sbc_compare_write(struct cmd_ctx *c)
 	cc = exact_data_out(c, 2 * (uint64_t)half);
 	if (cc || n == 0)
 		return cc;
-	pthread_rwlock_wrlock(&lun->write_lock);
-	hbk_scsi_aio_drain(lun);
+	cc = hbk_write_lock(c, true);
+	if (cc)
+		return cc;
 	cc = verify_blocks(c, lba, n, c->buf, false);
 	if (!cc)
 		cc = write_at(c, lba, n, c->buf + half, c->cdb[1] & 0x08);
-	pthread_rwlock_unlock(&lun->write_lock);
-	hbk_scsi_aio_release(lun);
+	hbk_write_unlock(c, true);
 	if (!cc)
 		c->bytes = 2 * (uint64_t)half;
 	return cc;
@@ -431,7 +438,9 @@ uint32_t hbk_sbc_unmap(struct cmd_ctx *c)
 	}
 	if (cfg->max_unmap_blocks && total > cfg->max_unmap_blocks)
 		return HBK_CC_INVALID_PARAM;
-	pthread_rwlock_rdlock(&c->lun->write_lock);
+	cc = hbk_write_lock(c, false);
+	if (cc)
+		return cc;
 	for (size_t i = 0; i < count && !cc; i++) {
 		uint32_t nblocks = get_be32(desc + 16 * i + 8);
 
@@ -440,7 +449,7 @@ uint32_t hbk_sbc_unmap(struct cmd_ctx *c)
 		err = cfg->ops->unmap(cfg->ctx, get_be64(desc + 16 * i), nblocks);
 		cc = err ? backend_error(err, true) : 0;
 	}
-	pthread_rwlock_unlock(&c->lun->write_lock);
+	hbk_write_unlock(c, false);
 	if (!cc)
 		c->bytes = param_len;
 	return cc;

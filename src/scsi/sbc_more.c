@@ -73,19 +73,6 @@ uint32_t hbk_sbc_prefetch(struct cmd_ctx *c)
 
 /* ---- ORWRITE and WRITE ATOMIC ------------------------------------------------------ */
 
-/* The LUN's write lock held alone, and no asynchronous write in flight. */
-static void writes_exclude(struct hbk_scsi_lun *lun)
-{
-	pthread_rwlock_wrlock(&lun->write_lock);
-	hbk_scsi_aio_drain(lun);
-}
-
-static void writes_admit(struct hbk_scsi_lun *lun)
-{
-	pthread_rwlock_unlock(&lun->write_lock);
-	hbk_scsi_aio_release(lun);
-}
-
 static void or_into(uint8_t *dst, const uint8_t *src, size_t len)
 {
 	for (size_t i = 0; i < len; i++)
@@ -120,7 +107,11 @@ uint32_t hbk_sbc_orwrite(struct cmd_ctx *c)
 	tmp = malloc((size_t)chunk * bs);
 	if (!tmp)
 		return backend_error(-ENOMEM, true);
-	writes_exclude(lun);
+	cc = hbk_write_lock(c, true);
+	if (cc) {
+		free(tmp);
+		return cc;
+	}
 	for (uint32_t done = 0; done < nblocks && !cc; done += k) {
 		int err;
 
@@ -134,7 +125,7 @@ uint32_t hbk_sbc_orwrite(struct cmd_ctx *c)
 		err = cfg->ops->write(cfg->ctx, lba + done, k, tmp, fua);
 		cc = err ? backend_error(err, true) : 0;
 	}
-	writes_admit(lun);
+	hbk_write_unlock(c, true);
 	free(tmp);
 	if (!cc)
 		c->bytes = (uint64_t)nblocks * bs;
@@ -167,9 +158,11 @@ uint32_t hbk_sbc_write_atomic(struct cmd_ctx *c)
 		return 0;
 	if (len > c->out_len)
 		return HBK_CC_INVALID_FIELD;
-	writes_exclude(lun);
+	cc = hbk_write_lock(c, true);
+	if (cc)
+		return cc;
 	err = cfg->ops->write(cfg->ctx, lba, nblocks, c->buf, write_fua(lun, c->cdb[1] & 0x08));
-	writes_admit(lun);
+	hbk_write_unlock(c, true);
 	if (err)
 		return backend_error(err, true);
 	c->bytes = len;

@@ -250,6 +250,21 @@ static inline uint32_t backend_error(int err, bool write)
  * asynchronous write is in flight.  Takes lun->lock. */
 void hbk_scsi_aio_drain(struct hbk_scsi_lun *lun);
 
+/*
+ * Takes c's LUN's write lock before c writes the medium, shared or (alone)
+ * exclusive with no asynchronous write in flight, and checks c's
+ * reservations again: a PREEMPT AND ABORT or a RESERVE(6) may have come
+ * while c waited.  Returns 0 with the lock held, or the RESERVATION
+ * CONFLICT answer without it.  hbk_write_unlock releases it.
+ */
+uint32_t hbk_write_lock(struct cmd_ctx *c, bool alone);
+void hbk_write_unlock(struct cmd_ctx *c, bool alone);
+
+/* The write lock alone, no asynchronous write in flight, and back: for
+ * what must not overlap any write (hbk_write_lock uses them). */
+void hbk_writes_exclude(struct hbk_scsi_lun *lun);
+void hbk_writes_admit(struct hbk_scsi_lun *lun);
+
 /* COMPARE AND WRITE, after releasing lun->write_lock: starts the
  * asynchronous writes held back meanwhile.  Takes lun->lock. */
 void hbk_scsi_aio_release(struct hbk_scsi_lun *lun);
@@ -287,6 +302,10 @@ uint32_t hbk_pr_prevent_allow(struct cmd_ctx *c);
 /* Whether the reservation keeps c->initiator from a command that writes
  * (write) or only reads the medium.  Takes lun->lock. */
 bool hbk_pr_conflict(struct hbk_scsi_lun *lun, uint64_t initiator, bool write);
+
+/* Whether a write by initiator conflicts with the LUN's reservations now,
+ * RESERVE(6) or persistent.  Takes lun->lock. */
+bool hbk_write_conflict(struct hbk_scsi_lun *lun, uint64_t initiator);
 /* Whether any I_T nexus prevents medium removal.  Takes lun->lock. */
 bool hbk_pr_removal_prevented(struct hbk_scsi_lun *lun);
 

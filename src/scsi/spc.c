@@ -41,13 +41,11 @@ uint32_t hbk_spc_request_sense(struct cmd_ctx *c)
 		 * reporting it clears it. */
 		hbk_scsi_sense_fixed(sense, HBK_SK_UNIT_ATTENTION, ua);
 	} else {
-		pthread_mutex_lock(&c->lun->lock);
-		if (c->lun->sense_len)
-			memcpy(sense, c->lun->sense, sizeof sense);
-		else
-			hbk_scsi_sense_fixed(sense, HBK_SK_NO_SENSE, 0);
-		c->lun->sense_len = 0;
-		pthread_mutex_unlock(&c->lun->lock);
+		/* Every CHECK CONDITION carries its sense data (autosense, which
+		 * every transport here delivers), and delivering it clears it:
+		 * nothing is kept for a later REQUEST SENSE, so no nexus can be
+		 * shown another's. */
+		hbk_scsi_sense_fixed(sense, HBK_SK_NO_SENSE, 0);
 	}
 	data_in_begin(c, c->cdb[4]);
 	if (desc) {

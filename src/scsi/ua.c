@@ -186,7 +186,6 @@ void hbk_scsi_lun_reset(struct hbk_scsi_lun *lun)
 	lun->reserve6_holder = 0;
 	hbk_pr_lun_reset_locked(lun);
 	lun_state_set(lun, HBK_LUN_WCE, lun->cfg.write_cache);
-	lun->sense_len = 0;
 	pthread_mutex_unlock(&lun->lock);
 }
 
