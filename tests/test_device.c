@@ -752,6 +752,64 @@ static void raid_array_serves_a_virtual_drive(void **state)
 	free(r.buf);
 }
 
+/* A virtual drive without a controller cache whose host turns WCE on:
+ * its writes may sit in the members' caches, so SYNCHRONIZE CACHE must
+ * flush the members. */
+static void sync_cache_reaches_the_members(void **state)
+{
+	(void)state;
+	struct hbk_disk *disk[2];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(hbk_disk_open_mem(4 * MiB, &disk[i]), 0);
+	struct hbk_raid_config rc = { .level = HBK_RAID1, .chunk = 64 * 1024, .assume_clean = true };
+	struct hbk_raid *raid;
+	assert_int_equal(hbk_raid_create(&rc, disk, 2, NULL, &raid), 0);
+	struct hbk_vol *v;
+	assert_int_equal(hbk_dev_vol_raid("mirror", raid, &v), 0);
+	struct hbk_dev *dev;
+	struct hbk_dev_config cfg = { .vols = &v, .nvols = 1, .credits = 8 };
+	assert_int_equal(hbk_dev_create(&cfg, &dev), 0);
+	struct rig r = { .dev = dev };
+	assert_int_equal(hbk_dev_port_init(&r.port, dev), 0);
+	hbk_dev_write32(dev, HBK_DEV_REG_CONTROL, HBK_DEV_CTL_ENABLE);
+	assert_int_equal(posix_memalign((void **)&r.buf, 4096, 64 * 4096), 0);
+
+	/* MODE SELECT(6): the caching page with WCE set. */
+	struct hbk_dev_frame f = { .tag = 1, .function = HBK_DEV_FN_SCSI_IO, .cdb_len = 6,
+				   .dir = HBK_DIR_WRITE, .data_addr = (uintptr_t)r.buf, .data_len = 24 };
+	f.cdb[0] = 0x15;
+	f.cdb[1] = 0x10;
+	f.cdb[4] = 24;
+	memset(r.buf, 0, 24);
+	r.buf[4] = 0x08;
+	r.buf[5] = 0x12;
+	r.buf[6] = 0x04;
+	post(&r, f);
+	assert_int_equal(one_reply(&r).scsi_status, HBK_STATUS_GOOD);
+	struct hbk_disk_stats before[2], after[2];
+	for (int i = 0; i < 2; i++)
+		hbk_disk_stats(disk[i], &before[i]);
+	tl_fill(r.buf, 8, 8, BS, 3);
+	post(&r, frame(2, 0, true, 8, 8, r.buf));
+	assert_int_equal(one_reply(&r).scsi_status, HBK_STATUS_GOOD);
+	struct hbk_dev_frame sc = { .tag = 4, .function = HBK_DEV_FN_SCSI_IO, .cdb_len = 10,
+				    .dir = HBK_DIR_NONE };
+	sc.cdb[0] = 0x35;                               /* SYNCHRONIZE CACHE(10) */
+	post(&r, sc);
+	assert_int_equal(one_reply(&r).scsi_status, HBK_STATUS_GOOD);
+	for (int i = 0; i < 2; i++) {
+		hbk_disk_stats(disk[i], &after[i]);
+		assert_true(after[i].writes > before[i].writes);
+		assert_true(after[i].flushes > before[i].flushes);
+	}
+	hbk_dev_destroy(dev);
+	hbk_dev_vol_close(v);
+	hbk_raid_close(raid);
+	for (int i = 0; i < 2; i++)
+		hbk_disk_close(disk[i]);
+	free(r.buf);
+}
+
 static void bad_configurations_are_refused(void **state)
 {
 	(void)state;
@@ -789,6 +847,7 @@ int main(void)
 		cmocka_unit_test(task_management_resets_scsi_state),
 		cmocka_unit_test(volume_errors_become_sense),
 		cmocka_unit_test(raid_array_serves_a_virtual_drive),
+		cmocka_unit_test(sync_cache_reaches_the_members),
 		cmocka_unit_test(bad_configurations_are_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -257,7 +257,10 @@ int fw_vds_init(struct hbk_dev *dev, struct hbk_vol *const *vols, unsigned n, co
 		vd->vol = v;
 		vd->ops = (struct hbk_scsi_backend_ops){
 			.read = be_read, .write = be_write,
-			.flush = v->flags & HBK_VOL_WRITE_CACHE ? be_flush : NULL,
+			/* Always: without a controller cache the members may
+			 * still cache writes once the host sets WCE, and then
+			 * SYNCHRONIZE CACHE must reach them. */
+			.flush = be_flush,
 			.unmap = v->flags & HBK_VOL_THIN ? be_unmap : NULL,
 			.lba_status = v->ops->lba_status ? be_lba_status : NULL,
 			.submit = be_submit,
