@@ -18,8 +18,11 @@
  * sectors no line held yet are filled from it.  A line is made before the
  * engine read starts and stays pinned until the fill, so a write absorbed
  * meanwhile marks its sectors valid and the fill leaves them alone.  Writes
- * that go around the cache (discards, big writes) hold off every fill that
- * overlaps them in time: the fill could carry what the media held before.
+ * that go around the cache (discards, big writes, FUA writes where no dirty
+ * line is) hold off every fill that overlaps them in time: the fill could
+ * carry what the media held before; and a write to their range waits until
+ * they are on the members, since the engine keeps no order between writes
+ * in flight.
  * Clean lines (destaged, or filled by reads) stay until room is needed, and
  * are then evicted least recently used first.
  */
@@ -66,11 +69,13 @@ struct missed_read {
 };
 
 /* A write that goes around the cache, tracked so no read fills lines with
- * what the media held before it. */
+ * what the media held before it, and no write to its range is absorbed
+ * (and destaged, in no order with it) while it is in flight. */
 struct pass_write {
 	struct hbk_raid_io inner;
 	struct hbk_raid_io *io;
 	struct cache *c;
+	struct pass_write *next;       /* c->passes */
 };
 
 struct cache {
@@ -85,6 +90,7 @@ struct cache {
 	struct line *chead, *ctail;    /* clean lines, least recently used first */
 	uint64_t passes_started;       /* writes sent around the cache so far */
 	unsigned passes_inflight;
+	struct pass_write *passes;     /* those in flight */
 	uint64_t read_hits, read_misses;
 	struct destage *inflight;
 	unsigned ninflight;
@@ -338,6 +344,8 @@ static void cache_read(struct cache *c, struct hbk_raid_io *io)
 
 enum action { PARK, PASS, DONE, WAIT };
 
+static void pass_done(struct hbk_raid_io *inner, int result);
+
 /*
  * Decides what to do with a write, discard or flush (under c->lock): absorb
  * it (DONE, or WAIT for a FUA write), send it to the engine (PASS: it is a
@@ -353,10 +361,27 @@ static enum action admit(struct cache *c, struct hbk_raid_io *io)
 	}
 	uint64_t first = io->offset / LINE, last = (io->offset + io->len - 1) / LINE, end = io->offset + io->len;
 	bool big = io->op == HBK_DISK_DISCARD || io->len > c->max_lines * LINE / 4;
+	/* The engine keeps no order between writes in flight: one to the range
+	 * of a write going around waits until that write is on the members
+	 * (pass_done retries it), so the two land in the order they came. */
+	for (const struct pass_write *p = c->passes; p; p = p->next)
+		if (io->offset < p->inner.offset + p->inner.len && p->inner.offset < end)
+			return PARK;
 	if (big || (io->flags & HBK_DISK_FUA)) {
 		if (drop_clean(c, first, last)) {
 			c->passes_started++;   /* no read fills from before it (read_done) */
 			c->passes_inflight++;
+			/* Tracked from now, under the lock that admits the writes
+			 * it must hold off; act() sends it (NULL: no memory). */
+			struct pass_write *p = malloc(sizeof(*p));
+			if (p) {
+				*p = (struct pass_write){ .io = io, .c = c, .next = c->passes,
+					.inner = { .op = io->op, .flags = io->flags, .offset = io->offset,
+						   .len = io->len, .buf = io->buf, .done = pass_done } };
+				p->inner.priv = p;
+				c->passes = p;
+			}
+			io->next_ = (struct hbk_raid_io *)(void *)p;
 			return PASS;
 		}
 		if (big)
@@ -399,6 +424,12 @@ static void pass_done(struct hbk_raid_io *inner, int result)
 	struct hbk_raid_io *io = p->io;
 	pthread_mutex_lock(&c->lock);
 	c->passes_inflight--;
+	struct pass_write **pp = &c->passes;
+	while (*pp != p)
+		pp = &(*pp)->next;
+	*pp = p->next;
+	if (c->parked_head)
+		pthread_cond_signal(&c->cond);   /* a parked write may wait for it */
 	pthread_mutex_unlock(&c->lock);
 	free(p);
 	io->done(io, result);
@@ -408,7 +439,8 @@ static void pass_done(struct hbk_raid_io *inner, int result)
 static void act(struct cache *c, struct hbk_raid_io *io, enum action a)
 {
 	if (a == PASS) {
-		struct pass_write *p = malloc(sizeof(*p));
+		struct pass_write *p = (struct pass_write *)(void *)io->next_;
+		io->next_ = NULL;
 		if (!p) {
 			pthread_mutex_lock(&c->lock);
 			c->passes_inflight--;
@@ -416,10 +448,6 @@ static void act(struct cache *c, struct hbk_raid_io *io, enum action a)
 			io->done(io, -ENOMEM);
 			return;
 		}
-		*p = (struct pass_write){ .io = io, .c = c,
-			.inner = { .op = io->op, .flags = io->flags, .offset = io->offset,
-				   .len = io->len, .buf = io->buf, .done = pass_done } };
-		p->inner.priv = p;
 		raid_engine_submit(c->r, &p->inner);
 	} else if (a == DONE) {
 		io->done(io, 0);
@@ -598,10 +626,10 @@ static void *flusher_main(void *arg)
 			continue;
 		}
 		if (c->parked_head) {
-			struct hbk_raid_io *io = c->parked_head;
-			enum action a = admit(c, io);
+			struct hbk_raid_io *io = c->parked_head, *next = io->next_;
+			enum action a = admit(c, io);   /* a PASS takes io->next_ */
 			if (a != PARK) {
-				if (!(c->parked_head = io->next_))
+				if (!(c->parked_head = next))
 					c->parked_tail = NULL;
 				if (a == WAIT)
 					wait_for(c, io, a);
