@@ -410,6 +410,57 @@ static void abort_task_terminates_a_held_io(void **state)
 	rig_down(&r);
 }
 
+/* COMPARE AND WRITE of one block at lba 0 of target t: compare with zeros,
+ * write zeros (buf: 2 zeroed blocks). */
+static struct hbk_dev_frame caw_frame(uint32_t tag, uint32_t t, void *buf)
+{
+	struct hbk_dev_frame f = { .tag = tag, .function = HBK_DEV_FN_SCSI_IO, .target = t,
+				   .cdb_len = 16, .dir = HBK_DIR_WRITE,
+				   .data_addr = (uintptr_t)buf, .data_len = 2 * BS };
+	f.cdb[0] = 0x89;
+	f.cdb[13] = 1;
+	return f;
+}
+
+/* Firmware threads waiting inside COMPARE AND WRITE (for a write in flight
+ * on their LUN) are not running: a READ for another drive still gets a
+ * thread; and when task management aborts the write they wait for, its
+ * end does not need a free firmware thread. */
+static void waiting_caws_hold_up_nothing(void **state)
+{
+	(void)state;
+	struct rig r;
+	rig_up(&r, 16, 1);                        /* 3 firmware threads */
+	memset(r.buf, 0, 64 * 4096);
+	assert_int_equal(hbk_dev_vol_mem_hold(r.vol[0], 100), 0);
+	post(&r, frame(1, 0, true, 96, 8, r.buf));
+	usleep(20000);
+	post(&r, caw_frame(10, 0, r.buf + 4096));
+	post(&r, caw_frame(11, 0, r.buf + 8192));   /* two threads wait */
+	usleep(50000);
+	post(&r, frame(2, 1, false, 0, 8, r.buf + 16384));
+	struct hbk_dev_reply rep = one_reply(&r);
+	assert_int_equal(rep.tag, 2);
+	assert_int_equal(rep.scsi_status, HBK_STATUS_GOOD);
+	post(&r, caw_frame(12, 0, r.buf + 12288));  /* and now every one */
+	usleep(50000);
+	post(&r, tm_frame(900, HBK_DEV_TM_ABORT_TASK, 0, 1));
+	struct hbk_dev_reply reps[5];
+	collect(&r, 0, reps, 5);
+	unsigned good_caws = 0;
+	for (int i = 0; i < 5; i++) {
+		if (reps[i].tag == 1)
+			assert_int_equal(reps[i].status, HBK_DEV_ST_TERMINATED);
+		else if (reps[i].tag == 900)
+			assert_int_equal(reps[i].status, HBK_DEV_ST_OK);
+		else
+			good_caws += reps[i].tag >= 10 && reps[i].tag <= 12 &&
+				     reps[i].scsi_status == HBK_STATUS_GOOD;
+	}
+	assert_int_equal(good_caws, 3);
+	rig_down(&r);
+}
+
 static void resets_end_only_what_they_name(void **state)
 {
 	(void)state;
@@ -839,6 +890,7 @@ int main(void)
 		cmocka_unit_test(coalescing_changes_at_run_time),
 		cmocka_unit_test(replies_go_to_the_named_queue),
 		cmocka_unit_test(abort_task_terminates_a_held_io),
+		cmocka_unit_test(waiting_caws_hold_up_nothing),
 		cmocka_unit_test(resets_end_only_what_they_name),
 		cmocka_unit_test(reset_discards_work_in_flight),
 		cmocka_unit_test(abort_races_async_completion),

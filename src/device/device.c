@@ -325,7 +325,7 @@ static void reset(struct hbk_dev *dev)
 	for (uint32_t i = 0; i < dev->credits; i++)
 		if (dev->ctx[i].state != CTX_FREE)
 			fw_terminate(&dev->ctx[i]);
-	while (dev->in_use)
+	for (fw_end_cancelled(dev); dev->in_use; fw_end_cancelled(dev))
 		pthread_cond_wait(&dev->idle_cond, &dev->lock);
 	dev->pi = dev->ci = dev->outstanding = 0;
 	memset(dev->req, 0, (size_t)dev->entries * sizeof(*dev->req));
@@ -364,6 +364,7 @@ static void consumed(struct hbk_dev *dev, unsigned q, uint32_t val)
 	pthread_mutex_lock(&dev->lock);
 	dev->outstanding -= HBK_MIN(n, dev->outstanding);
 	unsigned w = fetch(dev);
+	fw_end_cancelled(dev);
 	pthread_mutex_unlock(&dev->lock);
 	dev_wake(dev, w);
 }
@@ -396,6 +397,7 @@ void hbk_dev_write32(struct hbk_dev *dev, uint32_t reg, uint32_t val)
 			dev_reg_set(dev, HBK_DEV_REG_REQ_PI, val);
 		}
 		unsigned w = fetch(dev);
+		fw_end_cancelled(dev);   /* what a task management frame cancelled */
 		pthread_mutex_unlock(&dev->lock);
 		dev_wake(dev, w);
 	} else if (reg == HBK_DEV_REG_CONTROL && val == HBK_DEV_CTL_RESET) {

@@ -30,8 +30,10 @@
  * or asynchronously (READ/WRITE: hbk_scsi_exec_async), when the thread
  * only submits its volume I/O (avio) and the reply is posted by whoever
  * drops the last of `refs`: the volume I/O's completion, the submitting
- * thread, or task management cancelling it (which hands the end to a
- * firmware thread through dev->ended, as it holds dev->lock).  Either way
+ * thread, or task management cancelling it (which queues the end on
+ * dev->ended, as it holds dev->lock, for whichever thread next drops the
+ * lock in fw_end_cancelled: a firmware thread, or the one that rang the
+ * doorbell or reset the device).  Either way
  * the reply is posted once, before the context goes FREE.
  */
 enum ctx_state { CTX_FREE = 0, CTX_QUEUED, CTX_EXEC, CTX_WAIT };
@@ -150,8 +152,14 @@ void fw_vds_fini(struct hbk_dev *dev);
 void *fw_thread(void *arg);
 
 /* Marks an I/O context terminated and cancels its volume I/O, if any.  The
- * context never ends inside this call (its end may be handed to a firmware
- * thread).  dev->lock held. */
+ * context never ends inside this call (its end may be queued on
+ * dev->ended).  dev->lock held. */
 void fw_terminate(struct fw_ctx *c);
+
+/* Ends the asynchronous commands on dev->ended, releasing dev->lock around
+ * each: called by every thread that may have cancelled one, so none waits
+ * for a free firmware thread (all of them may be blocked, e.g. in COMPARE
+ * AND WRITE behind the very write that was cancelled).  dev->lock held. */
+void fw_end_cancelled(struct hbk_dev *dev);
 
 #endif /* HBK_DEVICE_PRIV_H */

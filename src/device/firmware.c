@@ -53,10 +53,16 @@ static void vio_done(struct hbk_vol_io *io, int result)
 	sem_post(&w->done);
 }
 
+/* This thread runs a synchronous command, counted as not running for its
+ * whole length (see execute). */
+static __thread bool in_sync_cmd;
+
 /* This thread stops (or resumes) running while it waits on a volume: with
  * work queued, another thread may take the CPU meanwhile. */
 static void blocked(struct hbk_dev *dev, bool waiting)
 {
+	if (in_sync_cmd)
+		return;
 	pthread_mutex_lock(&dev->lock);
 	if (!waiting) {
 		dev->running++;
@@ -201,10 +207,21 @@ void fw_terminate(struct fw_ctx *c)
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (last) {
-		/* dev->lock is held: a firmware thread ends it. */
+		/* dev->lock is held: ended by fw_end_cancelled. */
 		c->next = c->dev->ended;
 		c->dev->ended = c;
 		pthread_cond_signal(&c->dev->work_cond);
+	}
+}
+
+void fw_end_cancelled(struct hbk_dev *dev)
+{
+	while (dev->ended) {
+		struct fw_ctx *c = dev->ended;
+		dev->ended = c->next;
+		pthread_mutex_unlock(&dev->lock);
+		aio_finish(c);
+		pthread_mutex_lock(&dev->lock);
 	}
 }
 
@@ -394,9 +411,17 @@ static void execute(struct hbk_dev *dev, struct fw_ctx *c)
 		pthread_mutex_unlock(&dev->lock);
 		dev_wake(dev, wake);
 	}
+	/* Counted as not running while it lasts: besides volume I/O, a
+	 * synchronous command may wait on the LUN (COMPARE AND WRITE for the
+	 * writes in flight, a write for the lock a COMPARE AND WRITE holds),
+	 * and the frames queued meanwhile, for any LUN, need threads. */
+	blocked(dev, true);
+	in_sync_cmd = true;
 	cur_ctx = c;
 	hbk_scsi_exec(t, &req, &c->out);
 	cur_ctx = NULL;
+	in_sync_cmd = false;
+	blocked(dev, false);
 	cmd_reply(c);
 }
 
@@ -430,11 +455,7 @@ void *fw_thread(void *arg)
 				dev->waking--;
 		}
 		if (dev->ended) {   /* an asynchronous command task management ended */
-			struct fw_ctx *c = dev->ended;
-			dev->ended = c->next;
-			pthread_mutex_unlock(&dev->lock);
-			aio_finish(c);
-			pthread_mutex_lock(&dev->lock);
+			fw_end_cancelled(dev);
 			continue;
 		}
 		struct fw_ctx *c = take(dev);
