@@ -1228,6 +1228,24 @@ static void writes_and_reads_through_every_data_path(void **state)
 	healthy();
 }
 
+/* An initiator that offers a FirstBurstLength above the MaxBurstLength it
+ * offered first is answered with one no larger (RFC 7143 13.14), and
+ * unsolicited data up to that answer is taken. */
+static void first_burst_never_above_max_burst(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	const char *keys[] = { "InitialR2T=No", "ImmediateData=No", "MaxBurstLength=32768",
+			       "FirstBurstLength=131072", NULL };
+	login_ok(&s, &(struct login_opts){ .keys = keys });
+	assert_int_equal(s.max_burst, 32768);
+	assert_int_equal(s.first_burst, 32768);
+	write_verify(&s, SCRATCH(1) + 4096, 256, 0x207);       /* 128 KiB */
+	assert_true(s.unsol_pdus >= 1);
+	logout(&s);
+}
+
 static void unknown_opcode_is_rejected(void **state)
 {
 	(void)state;
@@ -1738,6 +1756,63 @@ static void connection_flood(void **state)
 
 /* Two sessions of two initiators: a WRITE EXCLUSIVE reservation of one
  * stops the other's writes, not its reads, until it is released. */
+/* Resident memory of the server process in KiB (0 if unknown). */
+static long server_rss_kib(void)
+{
+	char path[64], line[256];
+	long kib = 0;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)srv_pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+/* An initiator that pipelines large NOP-Outs and never reads the echoes:
+ * the target stops reading it once a few MiB of replies are queued, so its
+ * memory does not grow with what the initiator sends, and other sessions
+ * keep working. */
+static void unread_replies_do_not_pile_up(void **state)
+{
+	(void)state;
+	need_server();
+	if (external)
+		skip();
+	static const char *const keys[] = { "MaxRecvDataSegmentLength=16777215", NULL };
+	struct sess s;
+	login_ok(&s, &(struct login_opts){ .keys = keys });
+	int small = 4096;
+	setsockopt(s.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	enum { PING = 256 * 1024, PINGS = 400 };      /* 100 MiB in all */
+	uint8_t *data = calloc(1, PING);
+	assert_non_null(data);
+	long before = server_rss_kib();
+	unsigned sent = 0;
+	for (; sent < PINGS; sent++) {
+		uint8_t h[BHS] = { IMMEDIATE | OP_NOP_OUT, 0x80 };
+		put32(h + 16, 0x7000 + sent);             /* ITT: wants an echo */
+		put32(h + 20, NO_TAG);
+		put32(h + 24, s.cmdsn);
+		put32(h + 28, s.expstatsn);
+		if (send_pdu(&s, h, data, PING, 0))
+			break;                             /* the target stopped reading */
+	}
+	sleep_ms(200);
+	long after = server_rss_kib();
+	printf("# %u pings of 256 KiB sent before the target stopped reading; server RSS %ld -> %ld KiB\n",
+	       sent, before, after);
+	assert_true(sent < PINGS);
+	if (before && after)
+		assert_true(after - before < 64 * 1024);
+	free(data);
+	sess_close(&s);
+	healthy();
+}
+
 static void persistent_reservation_across_two_sessions(void **state)
 {
 	(void)state;
@@ -1869,6 +1944,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(login_and_io_work),
 		cmocka_unit_test(writes_and_reads_through_every_data_path),
+		cmocka_unit_test(first_burst_never_above_max_burst),
 		cmocka_unit_test(unknown_opcode_is_rejected),
 		cmocka_unit_test(data_segment_beyond_mrdsl_is_refused),
 		cmocka_unit_test(huge_ahs_is_refused),
@@ -1886,6 +1962,7 @@ int main(void)
 		cmocka_unit_test(pdus_before_login_are_refused),
 		cmocka_unit_test(logins_with_garbage_are_refused),
 		cmocka_unit_test(connection_flood),
+		cmocka_unit_test(unread_replies_do_not_pile_up),
 		cmocka_unit_test(persistent_reservation_across_two_sessions),
 		cmocka_unit_test(max_connections_is_enforced),
 		cmocka_unit_test(server_exits_cleanly_on_sigterm),

@@ -17,9 +17,10 @@
  * (the data segment against the declared MaxRecvDataSegmentLength, the AHS
  * against its field, the login's PDUs and text, the commands outstanding
  * through the CmdSN window); input is no longer read while the send queue
- * holds more than TX_BACKLOG PDUs; a login that does not finish in time, a
- * PDU or a data-out transfer that makes no progress and a send that stays
- * blocked for HBK_ISCSI_STALL_MS end the connection.
+ * holds more than TX_BACKLOG PDUs or TX_BACKLOG_BYTES of data; a login
+ * that does not finish in time, a PDU or a data-out transfer that makes no
+ * progress and a send that stays blocked for HBK_ISCSI_STALL_MS end the
+ * connection.
  *
  * Ending.  However a connection ends (logout, error, peer gone, stop,
  * reinstatement), tasks that have not reached the controller are freed at
@@ -44,6 +45,7 @@
 #include "iscsi/iscsi_priv.h"
 
 #define TX_BACKLOG     1024u      /* queued PDUs beyond which input waits */
+#define TX_BACKLOG_BYTES (4u << 20)  /* or queued heap data (NOP-In echoes) */
 #define TX_IOV         64u        /* iovecs per sendmsg */
 #define RX_STAGE       16384u     /* staging for headers and small PDUs */
 #define RX_DIRECT_MIN  4096u      /* data read straight into its buffer from this size */
@@ -170,6 +172,15 @@ static void tx_append(struct hbk_iscsi_conn *c, struct hbk_iscsi_tx *tx)
 		c->tx_head = tx;
 	c->tx_tail = tx;
 	c->tx_count++;
+	tx->queued_bytes = tx->own ? tx->dlen : 0;
+	c->tx_bytes += tx->queued_bytes;
+}
+
+/* The initiator does not read what it is sent: input waits, so what it
+ * sends cannot make the queue grow without bound. */
+static bool tx_backlogged(const struct hbk_iscsi_conn *c)
+{
+	return c->tx_count > TX_BACKLOG || c->tx_bytes > TX_BACKLOG_BYTES;
 }
 
 void hbk_iscsi_tx_queue(struct hbk_iscsi_conn *c, struct hbk_iscsi_tx *tx)
@@ -226,6 +237,8 @@ static void tx_done(struct hbk_iscsi_conn *c)
 	if (!c->tx_head)
 		c->tx_tail = NULL;
 	c->tx_count--;
+	c->tx_bytes -= tx->queued_bytes;
+	tx->queued_bytes = 0;
 	if (tx->kind == HBK_ISCSI_TX_STREAM) {
 		struct hbk_iscsi_task *t = tx->task;
 		if (!tx->last) {
@@ -601,7 +614,7 @@ static int rx_input(struct hbk_iscsi_conn *c)
 {
 	struct hbk_iscsi_rx *rx = c->rx;
 	for (unsigned i = 0; i < RX_BUDGET && !c->closing; i++) {
-		if (c->tx_count > TX_BACKLOG)
+		if (tx_backlogged(c))
 			return 0;       /* the initiator does not read: stop taking input */
 		ssize_t n;
 		if (rx->state == RX_DATA && rx->dest && rx->got < rx->dlen &&
@@ -645,7 +658,10 @@ static int rx_input(struct hbk_iscsi_conn *c)
 
 bool hbk_iscsi_rx_busy(const struct hbk_iscsi_conn *c, const struct hbk_iscsi_task *t)
 {
-	return c->rx && c->rx->task == t && c->rx->state == RX_DATA;
+	/* Its data is counted as received only once the PDU ends, after the
+	 * data digest: until then the bytes sit where they were read to. */
+	return c->rx && c->rx->task == t &&
+	       (c->rx->state == RX_DATA || c->rx->state == RX_DDIGEST);
 }
 
 /* A PDU (not a pause between PDUs) is under way. */
@@ -711,6 +727,7 @@ static void teardown(struct hbk_iscsi_conn *c)
 	}
 	c->tx_tail = NULL;
 	c->tx_count = 0;
+	c->tx_bytes = 0;
 	for (struct hbk_iscsi_task *t = c->tasks, *next; t; t = next) {
 		next = t->next;
 		if (t->state != HBK_ISCSI_TASK_HOST && !t->tmf)
@@ -767,7 +784,7 @@ static void *conn_main(void *arg)
 		}
 		struct pollfd p[2] = {
 			{ .fd = c->efd, .events = POLLIN },
-			{ .fd = c->fd, .events = (short)((c->closing || c->tx_count > TX_BACKLOG ? 0 : POLLIN) |
+			{ .fd = c->fd, .events = (short)((c->closing || tx_backlogged(c) ? 0 : POLLIN) |
 							 (c->tx_blocked ? POLLOUT : 0)) },
 		};
 		int timeout = c->wait_buf ? 50 : 1000;
@@ -810,6 +827,8 @@ int hbk_iscsi_conn_start(struct hbk_iscsi *s, int fd)
 	c->srv = s;
 	c->fd = fd;
 	c->rx = rx;
+	for (unsigned i = 0; i < HBK_ARRAY_SIZE(c->aborted_itt); i++)
+		c->aborted_itt[i] = HBK_ISCSI_NO_TAG;
 	rx->small_cap = HBK_MAX(HBK_ISCSI_LOGIN_DATA_MAX, s->lim.max_recv_dsl);
 	rx->small = malloc(rx->small_cap);
 	if (!rx->small)

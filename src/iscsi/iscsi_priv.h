@@ -750,6 +750,7 @@ struct hbk_iscsi_tx {
 	uint32_t tail_len;
 	size_t sent;
 	void *own;                  /* heap data freed once sent */
+	uint32_t queued_bytes;      /* of own, counted in the connection's tx_bytes */
 	struct hbk_iscsi_task *task;   /* STREAM: the task */
 	bool last;                  /* STREAM: this PDU ends the task's stream */
 };
@@ -815,6 +816,7 @@ struct hbk_iscsi_conn {
 	/* sending */
 	struct hbk_iscsi_tx *tx_head, *tx_tail;
 	unsigned tx_count;
+	size_t tx_bytes;                /* heap data of the queued PDUs */
 	bool tx_blocked;
 	uint64_t tx_stall_ns;
 	bool closing;                   /* ending: no more input is read */
@@ -828,7 +830,10 @@ struct hbk_iscsi_conn {
 	unsigned host_outstanding;
 	unsigned wait_buf;              /* tasks waiting for an arena buffer */
 	uint64_t task_seq;
-	uint32_t aborted_itt[64];       /* recently aborted tasks: their Data-Out is dropped */
+	/* Recently aborted tasks, whose late Data-Out is dropped: room for as
+	 * many as can be outstanding, so a reset of a full window forgets
+	 * none; HBK_ISCSI_NO_TAG when empty. */
+	uint32_t aborted_itt[HBK_ISCSI_MAX_DEPTH + HBK_ISCSI_MAX_IMMEDIATE];
 	unsigned aborted_pos;
 	struct hbk_iscsi_tmf *tmfs;
 	unsigned ntmfs;

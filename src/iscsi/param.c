@@ -388,10 +388,14 @@ static int answer(struct hbk_iscsi_neg *n, enum hbk_iscsi_stage stage, int k, co
 			err = hbk_iscsi_text_add(out, name, REJECT);
 			break;
 		}
+		/* FirstBurstLength never above MaxBurstLength (RFC 7143 13.14):
+		 * the answer says so when MaxBurstLength came first or stays at
+		 * its default; login.c clamps what an initiator that offers a
+		 * larger FirstBurstLength first left. */
 		if (k == K_MAX_BURST)
 			p->max_burst = x = HBK_MIN(x, n->lim.max_burst);
 		else
-			p->first_burst = x = HBK_MIN(x, n->lim.first_burst);
+			p->first_burst = x = HBK_MIN(x, HBK_MIN(n->lim.first_burst, p->max_burst));
 		err = hbk_iscsi_text_add(out, name, "%u", x);
 		break;
 	case K_TIME2WAIT:
