@@ -1756,6 +1756,32 @@ static void connection_flood(void **state)
 
 /* Two sessions of two initiators: a WRITE EXCLUSIVE reservation of one
  * stops the other's writes, not its reads, until it is released. */
+/* A session whose writes wait for data that never comes holds buffers for
+ * its share only: another session's read is still served. */
+static void one_session_cannot_hold_every_buffer(void **state)
+{
+	(void)state;
+	need_server();
+	static const char *const keys[] = { "InitialR2T=Yes", "ImmediateData=No", NULL };
+	struct sess a, b;
+	login_ok(&a, NULL);
+	login_ok(&b, &(struct login_opts){ .keys = keys });
+	for (uint32_t i = 0; i < 4; i++) {             /* 64 MiB, the whole arena */
+		uint8_t cdb[16] = { 0x8a }, h[BHS];
+		put32(cdb + 6, i * 32768);
+		put32(cdb + 10, 32768);
+		cmd_header(&b, h, cdb, 16, true, 16u << 20, 0x9000 + i);
+		b.cmdsn++;
+		assert_int_equal(send_pdu(&b, h, NULL, 0, 0), 0);
+	}
+	sleep_ms(200);
+	uint8_t buf[4096];
+	rw_ok(&a, false, SCRATCH(3), 8, buf);
+	sess_close(&b);
+	logout(&a);
+	healthy();
+}
+
 /* Resident memory of the server process in KiB (0 if unknown). */
 static long server_rss_kib(void)
 {
@@ -1962,6 +1988,7 @@ int main(void)
 		cmocka_unit_test(pdus_before_login_are_refused),
 		cmocka_unit_test(logins_with_garbage_are_refused),
 		cmocka_unit_test(connection_flood),
+		cmocka_unit_test(one_session_cannot_hold_every_buffer),
 		cmocka_unit_test(unread_replies_do_not_pile_up),
 		cmocka_unit_test(persistent_reservation_across_two_sessions),
 		cmocka_unit_test(max_connections_is_enforced),

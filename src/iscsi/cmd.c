@@ -139,26 +139,40 @@ static void wait_del(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 	}
 }
 
-/* An arena buffer; when the arena is full and none of it is held by this
- * target (so no free would ever make room), a heap buffer, which the host
- * copies through its bounce memory.  NULL: wait for a free. */
+/*
+ * An arena buffer, within this connection's share (HBK_ISCSI_CONN_BUF_MAX),
+ * so one initiator that sends no data for its writes cannot hold the arena
+ * every other session needs.  When the arena is full and none of it is held
+ * by this target (so no free would ever make room), or the command alone is
+ * larger than the share, a heap buffer, which the host copies through its
+ * bounce memory.  NULL: wait for a free (another connection's, or this
+ * one's when it is over its share).
+ */
 static uint8_t *buf_get(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t, uint64_t len)
 {
 	struct hbk_iscsi *s = c->srv;
-	uint8_t *p = hbk_ctl_buf_alloc(s->ctl, len);
-	if (p) {
-		atomic_fetch_add(&s->arena_held, len);
-		return p;
-	}
-	if (atomic_load(&s->arena_held))
+	uint8_t *p;
+	if (c->buf_bytes + len <= HBK_ISCSI_CONN_BUF_MAX) {
+		if ((p = hbk_ctl_buf_alloc(s->ctl, len))) {
+			atomic_fetch_add(&s->arena_held, len);
+			c->buf_bytes += len;
+			return p;
+		}
+		if (atomic_load(&s->arena_held))
+			return NULL;
+	} else if (c->buf_bytes) {
 		return NULL;
+	}
 	p = aligned_alloc(4096, (len + 4095) & ~(uint64_t)4095);
 	t->heap = p != NULL;
+	if (p)
+		c->buf_bytes += len;
 	return p;
 }
 
 static void buf_put(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 {
+	c->buf_bytes -= t->buf_len;
 	if (t->heap) {
 		free(t->buf);
 	} else {

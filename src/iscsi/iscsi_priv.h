@@ -332,6 +332,7 @@ static inline uint32_t hbk_iscsi_pad4(uint32_t n)
 #define HBK_ISCSI_OUR_MAX_BURST    1048576u
 #define HBK_ISCSI_OUR_FIRST_BURST  262144u
 #define HBK_ISCSI_MAX_XFER         (32u << 20)  /* larger commands: CHECK CONDITION */
+#define HBK_ISCSI_CONN_BUF_MAX     (16u << 20)  /* command buffers one connection holds */
 #define HBK_ISCSI_MAX_IMMEDIATE    32u      /* immediate SCSI commands outstanding */
 #define HBK_ISCSI_MAX_DEPTH        512u
 #define HBK_ISCSI_MAX_TMFS         8u       /* task management functions in progress */
@@ -829,6 +830,7 @@ struct hbk_iscsi_conn {
 	unsigned ntasks, nimmediate;
 	unsigned host_outstanding;
 	unsigned wait_buf;              /* tasks waiting for an arena buffer */
+	uint64_t buf_bytes;             /* buffers its tasks hold, arena and heap */
 	uint64_t task_seq;
 	/* Recently aborted tasks, whose late Data-Out is dropped: room for as
 	 * many as can be outstanding, so a reset of a full window forgets
