@@ -448,10 +448,6 @@ static void tm_replied(struct hba *h, const struct hbk_dev_reply *rep)
  * gather in done[] (n so far), sent 32 at a time.  Returns the new n. */
 static unsigned complete(struct hba *h, const struct hbk_dev_reply *rep, uint16_t *done, unsigned n)
 {
-	if (rep->function == HBK_DEV_FN_TASK_MGMT) {
-		tm_replied(h, rep);
-		return n;
-	}
 	uint8_t path = rep->tag < h->ntasks ? atomic_exchange(&h->slots[rep->tag].path, IDLE) : IDLE;
 	if (path == BUNDLED) {
 		fill_response(&h->resps[rep->tag], &h->cmds[rep->tag], rep);
@@ -485,18 +481,33 @@ static unsigned complete(struct hba *h, const struct hbk_dev_reply *rep, uint16_
 static void interrupt(struct hbk_drv_work *w)
 {
 	struct hba *h = HBA(w, intr_work);
-	struct hbk_dev_reply rep[REAP_BATCH];
+	struct hbk_dev_reply rep[REAP_BATCH], tm_rep;
 	uint16_t done[HBK_MAX_BUNDLE];
 	unsigned ndone = 0;
+	bool tm_seen = false;
 	pthread_mutex_lock(&h->life);
 	for (unsigned q = 0; h->running && q < h->nqueues; q++) {
 		unsigned n;
 		while ((n = hbk_dev_reap(&h->port, q, rep, REAP_BATCH)))
-			for (unsigned i = 0; i < n; i++)
-				ndone = complete(h, &rep[i], done, ndone);
+			for (unsigned i = 0; i < n; i++) {
+				if (rep[i].function != HBK_DEV_FN_TASK_MGMT) {
+					ndone = complete(h, &rep[i], done, ndone);
+				} else {
+					if (tm_seen)    /* one at a time: an older one, late */
+						tm_replied(h, &tm_rep);
+					tm_rep = rep[i];
+					tm_seen = true;
+				}
+			}
 	}
 	if (ndone)
 		hbk_drv_bundled_complete(h->d, h->bundled, done, (uint16_t)ndone);
+	/* Last: the card posts the replies of the tasks a task management
+	 * function ended before its own, but on their queues, which this
+	 * drain may reach after the function's; the caller waiting for the
+	 * function must find those tasks completed. */
+	if (tm_seen)
+		tm_replied(h, &tm_rep);
 	pthread_mutex_unlock(&h->life);
 }
 
