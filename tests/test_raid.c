@@ -1022,6 +1022,48 @@ static void read_4k(struct hbk_raid *r, uint64_t off, uint64_t len, uint32_t see
 	free(buf);
 }
 
+/* A RAID 5 created over disks full of old data resyncs in the background;
+ * a small write to a stripe the resync has not reached must not use
+ * read-modify-write (it would carry the garbage parity forward), so the
+ * data survives the failure of its member right after. */
+static void test_no_rmw_before_resync(void **state)
+{
+	(void)state;
+	enum { N = 5 };
+	struct hbk_disk *d[N];
+	uint8_t *g;
+	assert_int_equal(posix_memalign((void **)&g, 4096, DISK), 0);
+	srand(1);
+	for (int i = 0; i < N; i++) {
+		for (size_t j = 0; j < DISK; j++)
+			g[j] = (uint8_t)rand();
+		assert_int_equal(hbk_disk_open_mem(DISK, &d[i]), 0);
+		assert_int_equal(hbk_disk_rw(d[i], HBK_DISK_WRITE, g, 0, DISK, 0), 0);
+	}
+	struct hbk_raid_config cfg = { .level = HBK_RAID5, .chunk = CHUNK };
+	struct hbk_raid_opts o = { .rebuild_rate = 1 };     /* the resync crawls */
+	struct hbk_raid *r;
+	assert_int_equal(hbk_raid_create(&cfg, d, N, &o, &r), 0);
+	uint64_t stripe = (N - 1ull) * CHUNK, off = 10 * stripe;  /* stripe 10, column 0 */
+	uint8_t *buf = g;
+	memset(buf, 0x77, 4096);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, off, 4096, 0), 0);
+	struct hbk_raid_status st;
+	hbk_raid_status(r, &st);
+	assert_true(st.resync_done < 11 * CHUNK);          /* not there yet */
+	assert_int_equal(st.rmw_writes, 0);
+	unsigned p = N - 1 - (10 % N), m = (p + 1) % N;     /* the member of column 0 */
+	assert_int_equal(hbk_raid_fail(r, m), 0);
+	memset(buf, 0, 4096);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_READ, buf, off, 4096, 0), 0);
+	for (int i = 0; i < 4096; i++)
+		assert_int_equal(buf[i], 0x77);
+	hbk_raid_close(r);
+	for (int i = 0; i < N; i++)
+		hbk_disk_close(d[i]);
+	free(g);
+}
+
 struct ow {
 	struct hbk_raid_io io;
 	atomic_int done;
@@ -1255,6 +1297,7 @@ int main(void)
 		cmocka_unit_test(test_write_back_cache),
 		cmocka_unit_test(test_read_cache),
 		cmocka_unit_test(test_cache_write_order_around_pass),
+		cmocka_unit_test(test_no_rmw_before_resync),
 		cmocka_unit_test(test_file_backed_raid5),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -288,7 +288,11 @@ static int parity_write(struct ctx *x, struct hbk_raid_io *io, uint64_t s)
 			return -EIO;
 		unsigned touched = (unsigned)__builtin_popcount(sp.touched);
 		unsigned rcw_reads = k - (unsigned)__builtin_popcount(sp.full);
-		bool rmw = !missing && touched + np < rcw_reads;
+		/* Read-modify-write carries the old parity forward, so only
+		 * where it is known to match the data: not on a stripe the
+		 * resync has yet to reach (we hold its stripe lock). */
+		bool synced = (s + 1) * r->chunk <= atomic_load(&r->resync_pos);
+		bool rmw = !missing && synced && touched + np < rcw_reads;
 		uint32_t rd = missing ? all & ~missing : rmw ? sp.touched | par : data & ~sp.full;
 		if (!read_cols(x, s, rd, sp.lo, len))
 			continue;
