@@ -22,6 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <isa-l/crc.h>
+
 #include "hbk/raid.h"
 #include "raid/raid_priv.h"
 
@@ -1022,6 +1024,58 @@ static void read_4k(struct hbk_raid *r, uint64_t off, uint64_t len, uint32_t see
 	free(buf);
 }
 
+/* Rewrites bytes [off, off + len) of d's superblock with v, checksum and all. */
+static void sb_patch(struct hbk_disk *d, unsigned off, const void *v, unsigned len)
+{
+	uint8_t *sb;
+	assert_int_equal(posix_memalign((void **)&sb, 4096, 4096), 0);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, sb, 0, 4096, 0), 0);
+	memcpy(sb + off, v, len);
+	memset(sb + 16, 0, 4);
+	uint32_t c = ~crc32_iscsi(sb, 4096, 0xffffffffu);
+	memcpy(sb + 16, &c, 4);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, sb, 0, 4096, 0), 0);
+	free(sb);
+}
+
+/* A superblock whose checksum is right but whose geometry cannot be (a
+ * block size of 0), or that does not fit its disk (a member's superblock
+ * copied onto a smaller disk), marks that disk foreign: assembly neither
+ * crashes nor uses it. */
+static void test_superblock_must_fit_its_disk(void **state)
+{
+	(void)state;
+	struct hbk_disk *d[3];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(hbk_disk_open_mem(DISK, &d[i]), 0);
+	assert_int_equal(hbk_disk_open_mem(DATA_OFFSET + 64 * KiB, &d[2]), 0);
+	struct hbk_raid_config cfg = { .level = HBK_RAID1, .chunk = CHUNK, .assume_clean = true };
+	struct hbk_raid *r;
+	struct hbk_raid_report rep;
+	assert_int_equal(hbk_raid_create(&cfg, d, 2, NULL, &r), 0);
+	hbk_raid_close(r);
+
+	uint8_t *sb;
+	assert_int_equal(posix_memalign((void **)&sb, 4096, 4096), 0);
+	assert_int_equal(hbk_disk_rw(d[1], HBK_DISK_READ, sb, 0, 4096, 0), 0);
+	assert_int_equal(hbk_disk_rw(d[2], HBK_DISK_WRITE, sb, 0, 4096, 0), 0);
+	free(sb);
+	struct hbk_disk *small[2] = { d[0], d[2] };
+	assert_int_equal(hbk_raid_assemble(small, 2, &(struct hbk_raid_opts){ .force = true },
+					   &rep, &r), 0);
+	assert_int_equal(rep.disk[1].verdict, HBK_RAID_DISK_FOREIGN);
+	hbk_raid_close(r);
+
+	uint32_t zero = 0;
+	for (int i = 0; i < 2; i++)
+		sb_patch(d[i], 84, &zero, 4);                   /* block_size */
+	assert_true(hbk_raid_assemble(d, 2, NULL, &rep, &r) < 0);
+	assert_int_equal(rep.disk[0].verdict, HBK_RAID_DISK_FOREIGN);
+	assert_int_equal(rep.disk[1].verdict, HBK_RAID_DISK_FOREIGN);
+	for (int i = 0; i < 3; i++)
+		hbk_disk_close(d[i]);
+}
+
 /* A RAID 5 created over disks full of old data resyncs in the background;
  * a small write to a stripe the resync has not reached must not use
  * read-modify-write (it would carry the garbage parity forward), so the
@@ -1298,6 +1352,7 @@ int main(void)
 		cmocka_unit_test(test_read_cache),
 		cmocka_unit_test(test_cache_write_order_around_pass),
 		cmocka_unit_test(test_no_rmw_before_resync),
+		cmocka_unit_test(test_superblock_must_fit_its_disk),
 		cmocka_unit_test(test_file_backed_raid5),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

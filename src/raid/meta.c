@@ -281,6 +281,16 @@ static enum hbk_raid_verdict sb_read(struct hbk_disk *d, struct raid_sb *sb)
 	sb->rebuilt = le64toh(sb->rebuilt);
 	sb->resync_offset = le64toh(sb->resync_offset);
 	sb->ctime = le64toh(sb->ctime);
+	/* A checksum proves the bytes are as written, not that they fit
+	 * this disk: a block size the geometry could divide by zero with, or
+	 * finer than the disk's, and a member larger than the disk (a
+	 * superblock copied onto a smaller one) make it foreign. */
+	struct hbk_disk_info di;
+	hbk_disk_info(d, &di);
+	uint32_t bs = sb->block_size;
+	if (bs < 512 || bs > 65536 || (bs & (bs - 1)) || bs < di.block_size ||
+	    sb->member_size > di.size || sb->data_offset > di.size - sb->member_size)
+		return HBK_RAID_DISK_FOREIGN;
 	return HBK_RAID_DISK_MEMBER;
 }
 
