@@ -747,10 +747,12 @@ static int hbakit_flush(void *handle, uint32_t flags)
 }
 
 /* FUA for the commands without a FUA bit (UNMAP, WRITE SAME): a flush after
- * them, needed only when the LUN caches writes. */
+ * them, whatever WCE says, since a LUN that writes data through may still
+ * deallocate lazily (a hole punched in a member file is durable only once
+ * that file is synced). */
 static int fua_after(const struct lunx *x, uint32_t flags)
 {
-	return (flags & NBDKIT_FLAG_FUA) && x->wce ? flush_lun(x) : 0;
+	return flags & NBDKIT_FLAG_FUA ? flush_lun(x) : 0;
 }
 
 static int hbakit_trim(void *handle, uint32_t count, uint64_t offset, uint32_t flags)
@@ -868,7 +870,11 @@ static int hbakit_extents(void *handle, uint32_t count, uint64_t offset, uint32_
 			uint64_t start = get_be64(p), len = get_be32(p + 8);
 			if (start > lba || start + len <= lba)
 				break;   /* a gap or a step back: stop trusting this answer */
-			uint32_t type = p[12] & 0x0f ? NBDKIT_EXTENT_HOLE |
+			/* PROVISIONING STATUS (SBC-4): 1h deallocated and 2h
+			 * anchored have no data; 0h mapped or unknown, 3h
+			 * mapped and 4h unknown may. */
+			unsigned prov = p[12] & 0x0f;
+			uint32_t type = prov == 1 || prov == 2 ? NBDKIT_EXTENT_HOLE |
 				(x->lbprz ? NBDKIT_EXTENT_ZERO : 0) : 0;
 			if (nbdkit_add_extent(ext, lba * x->bs, (start + len - lba) * x->bs, type))
 				return -1;
