@@ -794,6 +794,23 @@ static void test_c12_ring_indices_out_of_range_are_c03(void **state)
 	c12_content("ringindex", 2, "(completion ring) of slot 1000, out of range");
 }
 
+/* The shared region is sealed at its size: a driver that truncates it
+ * fails to, and the host (which would die of SIGBUS on its next access to
+ * a slot or the arena) keeps serving. */
+static void test_c12_region_cannot_shrink(void **state)
+{
+	(void)state;
+	const char *args[] = { "garbage=shrink", NULL };
+	capture_begin();
+	struct hbk_lun *l = open_lun("garbage", HBK_MODE_AUTO, args, 0, 0);
+	struct hbk_scsi_result r;
+	assert_int_equal(rw_result(l, true, TRIGGER, &r), 0);
+	good_io(l, 0, 1);
+	assert_true(hbk_ctl_alive(ctl));
+	const char *out = capture_end();
+	assert_contains(out, "truncating the shared region: Operation not permitted");
+}
+
 /* ---- Main ------------------------------------------------------------------------ */
 
 #define T(f) cmocka_unit_test_teardown(f, teardown)
@@ -849,6 +866,7 @@ int main(void)
 		T(test_c12_garbage_count_40_is_c03),
 		T(test_c12_garbage_indices_out_of_range_are_c03),
 		T(test_c12_ring_indices_out_of_range_are_c03),
+		T(test_c12_region_cannot_shrink),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
  * trusting a single offset in it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -50,10 +51,13 @@ int hbk_region_create(struct hbk_region *r, uint32_t slots, uint64_t arena_size)
 	arena_size = round_up(arena_size, PAGE);
 	uint64_t size = arena_off + arena_size;
 
-	int fd = memfd_create("hbakit-region", MFD_CLOEXEC);
+	int fd = memfd_create("hbakit-region", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -errno;
-	if (ftruncate(fd, (off_t)size) < 0)
+	/* Sealed at its size before the driver gets it: a driver that could
+	 * shrink it would crash the host with SIGBUS on its next access. */
+	if (ftruncate(fd, (off_t)size) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
 		goto close_fd;
 	void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED)

@@ -8,9 +8,16 @@
  * BUNDLED_COMPLETION claiming 40 slots), index (slots 500 and 1000),
  * ringindex (the same through the completion ring).  ringtail: publishes a
  * completion-ring tail far past anything outstanding and rings the doorbell,
- * leaving the task outstanding.
+ * leaving the task outstanding.  shrink: truncates the shared region (found
+ * through /proc/self/fd) to 0 bytes, says on stderr whether that worked,
+ * and completes the task correctly.
  */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/common.h"
 #include "tests/drivers/lib/tdrv.h"
@@ -25,6 +32,28 @@ static struct hbk_cring *ring_of(struct tdrv *t)
 	return (struct hbk_cring *)((uint8_t *)h + h->cring_off);
 }
 
+/* Truncates every descriptor of the shared region this process holds. */
+static void shrink_region(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char path[300], target[256];
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		ssize_t n = readlink(path, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = 0;
+		if (strstr(target, "hbakit-region")) {
+			int rc = ftruncate(atoi(e->d_name), 0);
+			fprintf(stderr, "garbage: truncating the shared region: %s\n",
+				rc ? strerror(errno) : "done");
+		}
+	}
+	if (d)
+		closedir(d);
+}
+
 static bool complete(struct tdrv *t, struct tdrv_io *io)
 {
 	if (!tdrv_is_trigger(&io->task))
@@ -37,6 +66,10 @@ static bool complete(struct tdrv *t, struct tdrv_io *io)
 	}
 	if (!strcmp(kind, "index")) {
 		tdrv_send_slots(t, 2, idx, 2);
+		return false;
+	}
+	if (!strcmp(kind, "shrink")) {
+		shrink_region();
 		return false;
 	}
 	if (!strcmp(kind, "ringindex")) {
