@@ -395,6 +395,25 @@ static void test_c05_bad_version_per_task(void **state)
 	c05_case(HBK_MODE_PER_TASK, "fault=version", "per-task completion");
 }
 
+/* GOOD with fewer bytes than asked is a legal response, but a block READ
+ * that got nothing did not read: it fails with -EIO, on both paths, and
+ * the buffer is not taken for data. */
+static void test_short_transfer_is_an_error(void **state)
+{
+	(void)state;
+	for (int mode = HBK_MODE_PER_TASK; mode <= HBK_MODE_BUNDLED; mode++) {
+		const char *args[] = { "fault=short", NULL };
+		struct hbk_lun *l = open_lun("bad_response", (enum hbk_ctl_mode)mode, args, 0, 0);
+		struct hbk_scsi_result r;
+		assert_int_equal(rw_result(l, false, TRIGGER, &r), -EIO);
+		assert_int_equal(r.status, HBK_STATUS_GOOD);
+		assert_int_equal(r.bytes, 0);
+		assert_int_equal(viol(5), 0);
+		good_io(l, 0, 1);
+		teardown(NULL);
+	}
+}
+
 /* ---- HBK-C06: bundled handle over-released ------------------------------------ */
 
 static void c06_case(const char *fault)
@@ -836,6 +855,7 @@ int main(void)
 		T(test_c05_bytes_over_requested),
 		T(test_c05_sense_too_long),
 		T(test_c05_bad_version_per_task),
+		T(test_short_transfer_is_an_error),
 		T(test_c06_release_per_bundled_call),
 		T(test_c06_retain_once_release_twice),
 		T(test_c07_completed_twice),

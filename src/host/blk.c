@@ -52,6 +52,11 @@ int hbk_blk_errno(const struct hbk_scsi_result *r)
 static void parts_end(struct hbk_blk_io *io, const struct hbk_scsi_cmd *cmd, uint32_t count)
 {
 	int err = hbk_blk_errno(&cmd->result), none = 0;
+	/* A READ or WRITE that moved less than asked did not do its job, GOOD
+	 * or not: the rest of the buffer holds nothing the LUN sent. */
+	if (!err && cmd->dir != HBK_DIR_NONE && cmd->result.bytes < cmd->len &&
+	    (io->op == HBK_BLK_READ || io->op == HBK_BLK_WRITE))
+		err = -EIO;
 	if (err && __atomic_compare_exchange_n(&io->error, &none, err, false,
 					       __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		io->result = cmd->result;
@@ -109,7 +114,7 @@ int hbk_blk_submit(struct hbk_blk_io *io)
 	case HBK_BLK_READ:
 	case HBK_BLK_WRITE: {
 		uint32_t per = li->max_xfer_bytes / li->block_size;
-		uint32_t nparts = (io->nblocks + per - 1) / per;
+		uint32_t nparts = (uint32_t)(((uint64_t)io->nblocks + per - 1) / per);
 		io->parts = nparts == 1 ? &io->one : calloc(nparts, sizeof(*io->parts));
 		if (!io->parts)
 			return -ENOMEM;
