@@ -268,6 +268,26 @@ static void pool_exhaustion_queues_in_order(void **state)
 	hbk_ctl_close(c);
 }
 
+/* A pool of 3 tasks (not a power of two) through the wrap of the prepared
+ * ring's free-running indices, which the host puts within the first 4096
+ * tasks: every one of 6000 I/Os completes, in order, none twice. */
+static void prepared_ring_wraps(void **state)
+{
+	(void)state;
+	for (int mode = HBK_MODE_PER_TASK; mode <= HBK_MODE_BUNDLED; mode++) {
+		struct hbk_ctl *c = open_ram((enum hbk_ctl_mode)mode,
+					     (const char *[]){ "size=32M", "tasks=3", NULL });
+		struct tl_load ld;
+		load_run(&ld, c, 6000, true);
+		tl_load_free(&ld);
+		struct hbk_ctl_stats s;
+		hbk_ctl_stats(c, &s);
+		for (unsigned r = 0; r < HBK_RULES; r++)
+			assert_int_equal(s.violations[r], 0);
+		hbk_ctl_close(c);
+	}
+}
+
 /* ---- Task management and initiators ------------------------------------------------ */
 
 static void count_done(struct hbk_scsi_cmd *cmd)
@@ -734,6 +754,7 @@ int main(void)
 		cmocka_unit_test(scsi_errors_come_back_as_results),
 		cmocka_unit_test(unmap_reads_back_zeroes),
 		cmocka_unit_test(pool_exhaustion_queues_in_order),
+		cmocka_unit_test(prepared_ring_wraps),
 		cmocka_unit_test(sender_batches_what_was_prepared_during_a_call),
 		cmocka_unit_test(task_management_aborts_queued_commands),
 		cmocka_unit_test(reservations_are_kept_per_initiator),

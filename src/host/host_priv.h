@@ -81,6 +81,7 @@ struct hbk_ctl {
 	struct htask *tasks;
 	uint32_t *free_stack, nfree;
 	uint32_t *prep, prep_head, prep_tail;  /* ring of prepared indices */
+	uint32_t prep_mask;             /* its size (a power of two >= ntasks) - 1 */
 	struct hbk_scsi_cmd *wait_head, *wait_tail;
 	pthread_cond_t send_cond;
 	bool send_waiting;

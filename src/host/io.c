@@ -20,7 +20,14 @@ int hbk_io_init(struct hbk_ctl *c)
 	uint32_t n = c->ntasks;
 	c->tasks = calloc(n, sizeof(*c->tasks));
 	c->free_stack = calloc(n, sizeof(*c->free_stack));
-	c->prep = calloc(n, sizeof(*c->prep));
+	/* A power of two, so the free-running indices wrap with it. */
+	for (c->prep_mask = 1; c->prep_mask < n; c->prep_mask <<= 1)
+		;
+	c->prep = calloc(c->prep_mask--, sizeof(*c->prep));
+	/* The free-running indices start just short of wrapping (as Linux
+	 * starts jiffies), so every controller goes through the wrap within
+	 * its first few thousand tasks and a wrap bug shows in every test. */
+	c->prep_head = c->prep_tail = UINT32_MAX - 4095u;
 	if (!c->tasks || !c->free_stack || !c->prep)
 		return -ENOMEM;
 	uint64_t bounce = (uint64_t)n * c->max_transfer;
@@ -205,7 +212,7 @@ static void enqueue_many(struct hbk_ctl *c, const uint32_t *index, unsigned n)
 		return;
 	}
 	for (unsigned i = 0; i < n; i++)
-		c->prep[c->prep_tail++ % c->ntasks] = index[i];
+		c->prep[c->prep_tail++ & c->prep_mask] = index[i];
 	if (c->send_waiting)
 		pthread_cond_signal(&c->send_cond);
 	pthread_mutex_unlock(&c->lock);
@@ -613,7 +620,7 @@ void *hbk_io_sender(void *arg)
 		unsigned avail = c->prep_tail - c->prep_head;
 		unsigned n = c->bundled ? HBK_MIN(avail, HBK_MAX_BUNDLE) : 1;
 		for (unsigned i = 0; i < n; i++) {
-			struct htask *t = &c->tasks[c->prep[c->prep_head++ % c->ntasks]];
+			struct htask *t = &c->tasks[c->prep[c->prep_head++ & c->prep_mask]];
 			set_state(c, t, SLOT_DRIVER);
 			t->path = c->bundled ? PATH_BUNDLED : PATH_PER_TASK;
 			batch[i] = t;
@@ -652,7 +659,7 @@ void hbk_io_fail_all(struct hbk_ctl *c, uint8_t status)
 	/* Prepared but not sent, then everything the driver holds.  A task still
 	 * being prepared on a submitting thread fails itself in enqueue(). */
 	for (; victims && c->prep_head != c->prep_tail; c->prep_head++) {
-		struct htask *t = &c->tasks[c->prep[c->prep_head % c->ntasks]];
+		struct htask *t = &c->tasks[c->prep[c->prep_head & c->prep_mask]];
 		set_state(c, t, SLOT_DONE);
 		victims[n++] = t;
 	}
