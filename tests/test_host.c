@@ -113,6 +113,22 @@ static void data_survives_roundtrip_per_task(void **state)
 	pattern_roundtrip(HBK_MODE_PER_TASK);
 }
 
+/* A max transfer below one 4 KiB page cannot be kept (the host splits and
+ * bounces in pages): the controller is refused with the reason, instead of
+ * sending the driver more than it can take. */
+static void small_max_transfer_is_refused(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = NULL;
+	tl_capture_begin();
+	int err = tl_open(RAM, HBK_MODE_AUTO,
+			  (const char *[]){ "max-transfer=2048", NULL }, 0, 0, &c);
+	const char *log = tl_capture_end();
+	assert_true(err < 0);
+	assert_null(c);
+	assert_non_null(strstr(log, "max transfer of 2048 bytes"));
+}
+
 static void large_io_is_split_at_max_transfer(void **state)
 {
 	(void)state;
@@ -748,6 +764,7 @@ int main(void)
 		cmocka_unit_test(discovery_finds_every_target_and_lun),
 		cmocka_unit_test(data_survives_roundtrip_bundled),
 		cmocka_unit_test(data_survives_roundtrip_per_task),
+		cmocka_unit_test(small_max_transfer_is_refused),
 		cmocka_unit_test(large_io_is_split_at_max_transfer),
 		cmocka_unit_test(arena_buffers_are_zero_copy_and_correct),
 		cmocka_unit_test(misaligned_arena_buffer_is_bounced),

@@ -473,18 +473,19 @@ static int startup(struct hbk_ctl *c)
 		return -EINVAL;
 	}
 	c->dma_alignment = (uint32_t)align;
-	if (c->max_transfer < 512 || c->max_transfer > (64u << 20)) {
-		hbk_log(HBK_LOG_ERR, "driver reports a max transfer of %llu bytes; it must be "
-			"512 B..64 MiB", (unsigned long long)c->max_transfer);
-		return -EINVAL;
-	}
 	uint64_t byte_limit = HBK_MIN(cons[HBK_CONS_MAX_BYTE_COUNT_READ],
 				      cons[HBK_CONS_MAX_BYTE_COUNT_WRITE]);
 	if (byte_limit && byte_limit < c->max_transfer)
 		c->max_transfer = byte_limit;
+	/* Transfers are split and bounced in 4 KiB pages: a smaller limit
+	 * cannot be kept, and rounding it up would overrun the driver. */
+	if (c->max_transfer < 4096 || c->max_transfer > (64u << 20)) {
+		hbk_log(HBK_LOG_ERR, "driver reports a max transfer of %llu bytes (DMA spec and "
+			"byte-count constraints); it must be 4 KiB..64 MiB",
+			(unsigned long long)c->max_transfer);
+		return -EINVAL;
+	}
 	c->max_transfer &= ~4095ull;
-	if (!c->max_transfer)
-		c->max_transfer = 4096;
 
 	if ((err = hbk_io_init(c)))
 		return err;
