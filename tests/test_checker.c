@@ -266,9 +266,22 @@ static void test_c02_create_target_on_default_refused(void **state)
 
 /* ---- HBK-C03: bundled completion of a slot the driver does not own ------------ */
 
+/* "A B" (or "A") as the NULL-terminated argument list args of two (one);
+ * first holds A. */
+static void driver_args(const char *spec, char *first, size_t n, const char **args)
+{
+	const char *second = strchr(spec, ' ');
+	snprintf(first, n, "%.*s", second ? (int)(second - spec) : (int)strlen(spec), spec);
+	args[0] = first;
+	args[1] = second ? second + 1 : NULL;
+	args[2] = NULL;
+}
+
 static void c03_case(const char *fault, const char *logged, const char *driver_says)
 {
-	const char *args[] = { fault, NULL };
+	char first[32];
+	const char *args[3];
+	driver_args(fault, first, sizeof(first), args);
 	capture_begin();
 	struct hbk_lun *l = open_lun("bundled_unowned", HBK_MODE_AUTO, args, 0, 0);
 	assert_true(hbk_ctl_bundled(ctl));
@@ -286,16 +299,33 @@ static void c03_case(const char *fault, const char *logged, const char *driver_s
 	assert_true(hbk_ctl_alive(ctl));
 }
 
+/* Through the runtime's call: the runtime refuses it, so the host never
+ * sees a completion it could take for a reissued slot's. */
 static void test_c03_never_issued_slot(void **state)
 {
 	(void)state;
-	c03_case("fault=never", "slot 63, which the driver does not own", NULL);
+	c03_case("fault=never", "slot 63, which is not at the driver", "bundled_unowned: rc=-114");
 }
 
 static void test_c03_double_completion(void **state)
 {
 	(void)state;
-	c03_case("fault=double", "already completed", NULL);
+	c03_case("fault=double", "not at the driver: never issued or completed twice",
+		 "bundled_unowned: rc=-114");
+}
+
+/* The same as messages of the driver's own, past the runtime: the host
+ * refuses them. */
+static void test_c03_never_issued_slot_raw(void **state)
+{
+	(void)state;
+	c03_case("fault=never via=raw", "slot 63, which the driver does not own", NULL);
+}
+
+static void test_c03_double_completion_raw(void **state)
+{
+	(void)state;
+	c03_case("fault=double via=raw", "already completed", NULL);
 }
 
 static void test_c03_out_of_range_slot(void **state)
@@ -447,7 +477,9 @@ static void test_c06_retain_once_release_twice(void **state)
 
 static void c07_case(const char *fault, uint64_t min, const char *logged)
 {
-	const char *args[] = { fault, NULL };
+	char first[32];
+	const char *args[3];
+	driver_args(fault, first, sizeof(first), args);
 	capture_begin();
 	struct hbk_lun *l = open_lun("double_complete", HBK_MODE_PER_TASK, args, 0, 0);
 	assert_false(hbk_ctl_bundled(ctl));
@@ -466,13 +498,19 @@ static void c07_case(const char *fault, uint64_t min, const char *logged)
 static void test_c07_completed_twice(void **state)
 {
 	(void)state;
-	c07_case("fault=twice", 1, "which is not outstanding");
+	c07_case("fault=twice", 1, "which is not at the driver: completed twice");
+}
+
+static void test_c07_completed_twice_raw(void **state)
+{
+	(void)state;
+	c07_case("fault=twice via=raw", 1, "which is not outstanding");
 }
 
 static void test_c07_completed_and_final_status(void **state)
 {
 	(void)state;
-	c07_case("fault=final", 1, "which is not outstanding");
+	c07_case("fault=final", 1, "answered with a final status after ParallelTaskCompletion");
 }
 
 static void test_c07_handle_used_after_last_release(void **state)
@@ -845,6 +883,8 @@ int main(void)
 		T(test_c02_create_target_on_default_refused),
 		T(test_c03_never_issued_slot),
 		T(test_c03_double_completion),
+		T(test_c03_never_issued_slot_raw),
+		T(test_c03_double_completion_raw),
 		T(test_c03_out_of_range_slot),
 		T(test_c03_too_many_slots_refused_by_runtime),
 		T(test_c04_bundled_completion_of_per_task_task),
@@ -859,6 +899,7 @@ int main(void)
 		T(test_c06_release_per_bundled_call),
 		T(test_c06_retain_once_release_twice),
 		T(test_c07_completed_twice),
+		T(test_c07_completed_twice_raw),
 		T(test_c07_completed_and_final_status),
 		T(test_c07_handle_used_after_last_release),
 		T(test_c08_missing_data_alignment_mask),

@@ -40,6 +40,7 @@ struct hbk_drv_action {
 	struct hbk_drv *d;
 	uint32_t index;
 	atomic_uint refs;       /* 0: released, the handle is dead */
+	atomic_bool at_driver;  /* its task arrived and has not been completed */
 };
 
 struct hbk_drv_bundled_action {
@@ -75,6 +76,7 @@ struct hbk_drv {
 	uint32_t nactions;
 	uint32_t dma_alignment;     /* as the driver's DMA spec declared */
 	struct hbk_drv_bundled_action bundled;
+	atomic_bool *slot_at_driver;  /* per bundled slot: issued, not yet completed */
 	struct hbk_drv_mem cmd_mem, resp_mem;
 	atomic_bool bundled_mapped;
 	bool started, stopped;      /* START succeeded, STOP served; call server only */
@@ -323,6 +325,14 @@ int hbk_drv_task_complete(struct hbk_drv *d, struct hbk_drv_action *a,
 		       "(retain the handle before returning REQUEST_IN_PROCESS)", a->index);
 		return -ESTALE;
 	}
+	/* Refused here, not only at the host: the host may have reissued the
+	 * slot by the time a second completion arrives, and would take it for
+	 * the new task's. */
+	if (!atomic_exchange(&a->at_driver, false)) {
+		report(d, 7, "ParallelTaskCompletion of task %u, which is not at the driver: "
+		       "completed twice (complete each task once)", a->index);
+		return -EALREADY;
+	}
 	struct hbk_msg_completion m;
 	hbk_msg_init(&m.hdr, HBK_MSG_PARALLEL_COMPLETION, 0, sizeof(m));
 	m.index = a->index;
@@ -367,6 +377,25 @@ int hbk_drv_bundled_complete(struct hbk_drv *d, struct hbk_drv_bundled_action *a
 		       "mapped: no slot was ever issued");
 		return -EINVAL;
 	}
+	/* Only slots the driver holds go up: a slot completed twice may have
+	 * been reissued by the time the second completion reaches the host,
+	 * which would take it for the new task's. */
+	uint16_t ok[HBK_MAX_BUNDLE];
+	unsigned nok = 0;
+	for (unsigned i = 0; i < count; i++) {
+		if (index[i] < d->region.slots &&
+		    !atomic_exchange(&d->slot_at_driver[index[i]], false)) {
+			report(d, 3, "BundledParallelTaskCompletion of slot %u, which is not at the "
+			       "driver: never issued or completed twice (complete each slot once)",
+			       index[i]);
+			continue;
+		}
+		ok[nok++] = index[i];   /* one out of range is the host's to refuse */
+	}
+	if (!nok)
+		return -EALREADY;
+	index = ok;
+	count = (uint16_t)nok;
 	struct hbk_cring *ring = d->region.cring;
 	uint32_t cap = d->region.cring_entries;
 	pthread_mutex_lock(&d->cring_lock);
@@ -590,9 +619,15 @@ static int do_share_region(struct hbk_drv *d, int fd)
 		return -EALREADY;
 	}
 	int err = hbk_region_map(&d->region, fd);
-	if (!err)
-		d->have_region = true;
-	return err;
+	if (err)
+		return err;
+	d->slot_at_driver = calloc(d->region.slots, sizeof(*d->slot_at_driver));
+	if (!d->slot_at_driver) {
+		hbk_region_unmap(&d->region);
+		return -ENOMEM;
+	}
+	d->have_region = true;
+	return 0;
 }
 
 static int do_max_tasks(struct hbk_drv *d, uint64_t *val)
@@ -649,6 +684,7 @@ static void do_process_task(struct hbk_drv *d, const struct hbk_msg_task *m,
 	 * may reissue a pool index as soon as its completion arrives, before the
 	 * driver's release of the previous cycle has run. */
 	atomic_fetch_add(&a->refs, 1);
+	atomic_store(&a->at_driver, true);
 	memset(&r->resp, 0, sizeof(r->resp));
 	r->service_response = d->ops->process_task ?
 		d->ops->process_task(d, &m->task, &r->resp, a) :
@@ -656,6 +692,14 @@ static void do_process_task(struct hbk_drv *d, const struct hbk_msg_task *m,
 	if (!d->ops->process_task)
 		hbk_drv_response_fill(&r->resp, &m->task, r->service_response,
 				      HBK_DS_DELIVERY_FAILURE, 0, NULL, 0);
+	/* A final status completes the task now; one already completed by
+	 * ParallelTaskCompletion must not complete again through the reply. */
+	if (r->service_response != HBK_SR_REQUEST_IN_PROCESS &&
+	    !atomic_exchange(&a->at_driver, false)) {
+		report(d, 7, "task %u answered with a final status after ParallelTaskCompletion "
+		       "(return REQUEST_IN_PROCESS when completing it later)", a->index);
+		r->service_response = HBK_SR_REQUEST_IN_PROCESS;
+	}
 	hbk_drv_action_release(a);
 }
 
@@ -675,6 +719,8 @@ static void do_process_bundled(struct hbk_drv *d, const struct hbk_msg_slots *m,
 			r->status = -EINVAL;
 			return;
 		}
+	for (unsigned i = 0; i < m->count; i++)
+		atomic_store(&d->slot_at_driver[m->index[i]], true);
 	d->ops->process_bundled(d, m->index, m->count, &d->bundled);
 }
 
@@ -956,6 +1002,7 @@ close_fds:
 free_d:
 	if (d->have_region)
 		hbk_region_unmap(&d->region);
+	free(d->slot_at_driver);
 	free(d->actions);
 	pthread_mutex_destroy(&d->queues_lock);
 	pthread_mutex_destroy(&d->call_lock);

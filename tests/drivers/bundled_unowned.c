@@ -4,7 +4,10 @@
  * not own, then the task itself correctly.  fault=never: a slot never
  * issued; fault=double: the task's slot a second time, after its real
  * completion; fault=range: slot 999; fault=count: 33 slots in one call
- * (refused by the runtime).  Prints "bundled_unowned: rc=N" for the call.
+ * (refused by the runtime).  Through the runtime's call, which refuses
+ * never and double itself; via=raw sends them as BUNDLED_COMPLETION messages
+ * of its own, past the runtime, for the host to refuse.  Prints
+ * "bundled_unowned: rc=N" for the call.
  */
 #include <stdio.h>
 #include <string.h>
@@ -16,11 +19,15 @@ static bool complete(struct tdrv *t, struct tdrv_io *io)
 	if (io->path != TDRV_BUNDLED || !tdrv_is_trigger(&io->task))
 		return false;
 	const char *fault = tdrv_arg(t, "fault", "never");
+	bool raw = !strcmp(tdrv_arg(t, "via", "api"), "raw");
 	uint16_t idx[HBK_MAX_BUNDLE + 1];
 	int rc = 0;
 	if (!strcmp(fault, "never")) {
 		idx[0] = TDRV_TASKS - 1; /* the pool hands out low slots first */
-		rc = hbk_drv_bundled_complete(t->d, io->bundled, idx, 1);
+		if (raw)
+			tdrv_send_slots(t, 1, idx, 1);
+		else
+			rc = hbk_drv_bundled_complete(t->d, io->bundled, idx, 1);
 	} else if (!strcmp(fault, "range")) {
 		idx[0] = 999;
 		rc = hbk_drv_bundled_complete(t->d, io->bundled, idx, 1);
@@ -30,7 +37,9 @@ static bool complete(struct tdrv *t, struct tdrv_io *io)
 		rc = hbk_drv_bundled_complete(t->d, io->bundled, idx, HBK_MAX_BUNDLE + 1);
 	}
 	tdrv_complete(t, io);
-	if (!strcmp(fault, "double"))
+	if (!strcmp(fault, "double") && raw)
+		tdrv_send_slots(t, 1, &io->index, 1);
+	else if (!strcmp(fault, "double"))
 		rc = hbk_drv_bundled_complete(t->d, io->bundled, &io->index, 1);
 	fprintf(stderr, "bundled_unowned: rc=%d\n", rc);
 	return true;

@@ -4,7 +4,10 @@
  * ParallelTaskCompletion twice from the interrupt handler; fault=final:
  * completes it and also answers process_task with a final status;
  * fault=stale: drops the runtime's reference (release without retain),
- * completes with the dead handle, then answers with a final status.
+ * completes with the dead handle, then answers with a final status.  The
+ * runtime refuses the second completion of twice itself; with via=raw it
+ * goes as a PARALLEL_COMPLETION message of the driver's own, for the host
+ * to refuse.
  */
 #include <string.h>
 
@@ -29,7 +32,10 @@ static bool complete(struct tdrv *t, struct tdrv_io *io)
 	if (io->path != TDRV_PER_TASK || !tdrv_is_trigger(&io->task))
 		return false;
 	hbk_drv_task_complete(t->d, io->action, &io->resp);
-	hbk_drv_task_complete(t->d, io->action, &io->resp);
+	if (!strcmp(tdrv_arg(t, "via", "api"), "raw"))
+		tdrv_send_parallel(t, io->index, &io->resp);
+	else
+		hbk_drv_task_complete(t->d, io->action, &io->resp);
 	hbk_drv_action_release(io->action);
 	return true;
 }

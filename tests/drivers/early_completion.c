@@ -20,9 +20,9 @@ static void send_completion(struct tdrv *t)
 		r.controller_task_id = 1;
 		r.service_response = HBK_SR_TASK_COMPLETE;
 		tdrv_send_parallel(t, 0, &r);
-	} else if (t->bundled) {
-		hbk_drv_bundled_complete(t->d, t->bundled, &slot, 1);
 	} else {
+		/* A message of its own: the runtime would refuse a slot that
+		 * is not at the driver before the host could see the timing. */
 		tdrv_send_slots(t, 1, &slot, 1);
 	}
 }
