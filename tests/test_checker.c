@@ -814,6 +814,12 @@ static void test_c12_garbage_ring_tail(void **state)
 	c12_garbage("ringtail", "completion ring's tail ran past");
 }
 
+static void test_c12_call_flood(void **state)
+{
+	(void)state;
+	c12_garbage("flood", "driver -> host calls wait for their replies");
+}
+
 /* Content faults in a well-framed message are HBK-C03; the controller lives. */
 static void c12_content(const char *kind, uint64_t min, const char *logged)
 {
@@ -924,6 +930,7 @@ int main(void)
 		T(test_c12_garbage_call_on_event_channel),
 		T(test_c12_garbage_oversized),
 		T(test_c12_garbage_ring_tail),
+		T(test_c12_call_flood),
 		T(test_c12_garbage_count_40_is_c03),
 		T(test_c12_garbage_indices_out_of_range_are_c03),
 		T(test_c12_ring_indices_out_of_range_are_c03),

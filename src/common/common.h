@@ -117,6 +117,10 @@ void hbk_msg_init(struct hbk_msg_hdr *h, unsigned type, uint32_t seq, uint32_t l
  */
 int hbk_msg_send(int sock, const void *msg, size_t len, int pass_fd);
 
+/* hbk_msg_send with sendmsg flags added (MSG_DONTWAIT: -EAGAIN rather than
+ * wait for the peer to make room). */
+int hbk_msg_send_flags(int sock, const void *msg, size_t len, int pass_fd, int flags);
+
 /*
  * Receives one message into buf (size >= HBK_MSG_MAX) and validates its
  * framing: magic, declared length equal to the bytes received, no

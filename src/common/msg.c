@@ -103,6 +103,11 @@ size_t hbk_msg_expect(unsigned type, bool reply)
 
 int hbk_msg_send(int sock, const void *msg, size_t len, int pass_fd)
 {
+	return hbk_msg_send_flags(sock, msg, len, pass_fd, 0);
+}
+
+int hbk_msg_send_flags(int sock, const void *msg, size_t len, int pass_fd, int flags)
+{
 	struct iovec iov = { .iov_base = (void *)msg, .iov_len = len };
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
@@ -120,7 +125,7 @@ int hbk_msg_send(int sock, const void *msg, size_t len, int pass_fd)
 		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
 	}
 	for (;;) {
-		ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+		ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL | flags);
 		if (n == (ssize_t)len)
 			return 0;
 		if (n >= 0)

@@ -130,7 +130,13 @@ static void ctl_reply(struct hbk_ctl *c, const struct hbk_msg_hdr *call, int sta
 	r.hdr.flags = HBK_MSGF_REPLY;
 	r.status = status;
 	r.val[0] = val0;
-	hbk_msg_send(c->event_fd, &r, sizeof(r), -1);
+	/* Never waits: a driver that does not read the replies to its calls
+	 * would hold this thread for ever. */
+	if (hbk_msg_send_flags(c->event_fd, &r, sizeof(r), -1, MSG_DONTWAIT) == -EAGAIN)
+		hbk_ctl_driver_failed(c, HBK_DS_DELIVERY_FAILURE, 12,
+				      "the driver does not read the replies to its calls; the "
+				      "connection is cut. Fix: make driver -> host calls only "
+				      "through the hbk_drv_* calls, which wait for the reply");
 }
 
 static void serve_driver_call(struct hbk_ctl *c, struct ctl_msg *cm)
@@ -212,20 +218,38 @@ static void *control_thread(void *arg)
 		serve_driver_call(c, cm);
 		free(cm);
 		pthread_mutex_lock(&c->ctl_lock);
+		c->ctl_queued--;
 	}
 	pthread_mutex_unlock(&c->ctl_lock);
 	return NULL;
 }
 
-static void queue_driver_call(struct hbk_ctl *c, const void *msg, size_t len)
+/* Driver -> host calls waiting for the control thread at most: the runtime
+ * has at most 8 in flight, so more is a driver that does not wait. */
+#define CTL_CALLS_MAX 64u
+
+/* Queues a driver -> host call for the control thread; false when the
+ * driver has too many waiting (it is cut off).  Event thread. */
+static bool queue_driver_call(struct hbk_ctl *c, const void *msg, size_t len)
 {
+	pthread_mutex_lock(&c->ctl_lock);
+	bool flood = c->ctl_queued >= CTL_CALLS_MAX;
+	pthread_mutex_unlock(&c->ctl_lock);
+	if (flood) {
+		hbk_ctl_driver_failed(c, HBK_DS_DELIVERY_FAILURE, 12,
+				      "more than %u driver -> host calls wait for their replies; the "
+				      "connection is cut. Fix: make them only through the hbk_drv_* "
+				      "calls, which wait for the reply", CTL_CALLS_MAX);
+		return false;
+	}
 	struct ctl_msg *cm = calloc(1, sizeof(*cm));
 	if (!cm) {
 		ctl_reply(c, msg, -ENOMEM, 0);
-		return;
+		return true;
 	}
 	memcpy(&cm->m, msg, HBK_MIN(len, sizeof(cm->m)));
 	pthread_mutex_lock(&c->ctl_lock);
+	c->ctl_queued++;
 	if (c->ctl_tail)
 		c->ctl_tail->next = cm;
 	else
@@ -233,6 +257,7 @@ static void queue_driver_call(struct hbk_ctl *c, const void *msg, size_t len)
 	c->ctl_tail = cm;
 	pthread_cond_signal(&c->ctl_cond);
 	pthread_mutex_unlock(&c->ctl_lock);
+	return true;
 }
 
 /* Drains the completion ring; false when the driver broke it (then the
@@ -305,7 +330,8 @@ static void *event_thread(void *arg)
 			break;
 		default:
 			if (m.hdr.type >= HBK_MSG_CREATE_TARGET && !(m.hdr.flags & HBK_MSGF_REPLY)) {
-				queue_driver_call(c, &m, (size_t)n);
+				if (!queue_driver_call(c, &m, (size_t)n))
+					return NULL;
 				break;
 			}
 			hbk_ctl_driver_failed(c, HBK_DS_DELIVERY_FAILURE, 12,

@@ -97,6 +97,7 @@ struct hbk_ctl {
 	pthread_mutex_t ctl_lock;
 	pthread_cond_t ctl_cond;
 	struct ctl_msg *ctl_head, *ctl_tail;
+	unsigned ctl_queued;      /* queued or being served */
 	bool ctl_stop;
 	unsigned creating;        /* create-target calls in progress */
 	uint64_t created_ns;      /* when the last one ended (lun_lock) */

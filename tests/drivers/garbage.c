@@ -10,7 +10,9 @@
  * completion-ring tail far past anything outstanding and rings the doorbell,
  * leaving the task outstanding.  shrink: truncates the shared region (found
  * through /proc/self/fd) to 0 bytes, says on stderr whether that worked,
- * and completes the task correctly.
+ * and completes the task correctly.  flood: sends 10000 driver -> host
+ * calls (MEDIA CHANGED) without waiting for a reply, leaving the task
+ * outstanding.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -67,6 +69,17 @@ static bool complete(struct tdrv *t, struct tdrv_io *io)
 	if (!strcmp(kind, "index")) {
 		tdrv_send_slots(t, 2, idx, 2);
 		return false;
+	}
+	if (!strcmp(kind, "flood")) {
+		struct hbk_msg_call call;
+		memset(&call, 0, sizeof(call));
+		hbk_msg_init(&call.hdr, HBK_MSG_MEDIA_CHANGED, 0, sizeof(call));
+		for (unsigned i = 0; i < 10000; i++) {
+			call.hdr.seq = 100000 + i;
+			if (tdrv_send_raw(t, &call, sizeof(call)))
+				break;   /* the host cut the connection */
+		}
+		return true;
 	}
 	if (!strcmp(kind, "shrink")) {
 		shrink_region();
