@@ -1024,6 +1024,34 @@ static void read_4k(struct hbk_raid *r, uint64_t off, uint64_t len, uint32_t see
 	free(buf);
 }
 
+/* A rebuild's writes carry no FUA: before a superblock records the new
+ * member as rebuilt (ACTIVE), the member is flushed, or a power cut could
+ * take data the array believes it has. */
+static void test_rebuilt_member_is_flushed_first(void **state)
+{
+	(void)state;
+	struct hbk_disk *d[3];
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(hbk_disk_open_mem(DISK, &d[i]), 0);
+	struct hbk_raid_config cfg = { .level = HBK_RAID1, .chunk = CHUNK, .assume_clean = true };
+	struct hbk_raid *r;
+	assert_int_equal(hbk_raid_create(&cfg, d, 2, NULL, &r), 0);
+	assert_int_equal(hbk_raid_add_spare(r, d[2]), 0);
+	struct hbk_disk_stats before, after;
+	hbk_disk_stats(d[2], &before);
+	assert_int_equal(hbk_raid_fail(r, 0), 0);
+	assert_int_equal(hbk_raid_wait(r, 20000), 0);
+	struct hbk_raid_status st;
+	hbk_raid_status(r, &st);
+	assert_int_equal(st.state, HBK_RAID_OPTIMAL);
+	hbk_disk_stats(d[2], &after);
+	assert_true(after.writes > before.writes);
+	assert_true(after.flushes > before.flushes);
+	hbk_raid_close(r);
+	for (int i = 0; i < 3; i++)
+		hbk_disk_close(d[i]);
+}
+
 /* Rewrites bytes [off, off + len) of d's superblock with v, checksum and all. */
 static void sb_patch(struct hbk_disk *d, unsigned off, const void *v, unsigned len)
 {
@@ -1353,6 +1381,7 @@ int main(void)
 		cmocka_unit_test(test_cache_write_order_around_pass),
 		cmocka_unit_test(test_no_rmw_before_resync),
 		cmocka_unit_test(test_superblock_must_fit_its_disk),
+		cmocka_unit_test(test_rebuilt_member_is_flushed_first),
 		cmocka_unit_test(test_file_backed_raid5),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

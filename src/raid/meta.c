@@ -120,6 +120,34 @@ void raid_meta_write_locked(struct hbk_raid *r)
 	struct raid_sb *sbs = NULL;
 	unsigned n = 0;
 
+	/* A round records how far rebuild and resync got (a cursor, or a
+	 * member rebuilt and ACTIVE), and their writes carry no FUA: the
+	 * members are flushed first, so no superblock claims data a power cut
+	 * could still take.  Not needed when there is no such progress. */
+	bool progress = r->progress_unsaved;
+	for (unsigned i = 0; i < r->n && !progress; i++)
+		progress = member_state(r, i) == HBK_RAID_MEMBER_REBUILDING;
+	r->progress_unsaved = false;
+	if (progress) {
+		struct mio fl[HBK_RAID_MAX_MEMBERS];
+		unsigned nf = 0;
+		for (unsigned i = 0; i < r->n; i++) {
+			struct hbk_disk *d = atomic_load(&r->m[i].disk);
+			if (d && member_state(r, i) != HBK_RAID_MEMBER_FAILED)
+				fl[nf++] = (struct mio){ .disk = d, .member = i,
+							 .d = { .op = HBK_DISK_FLUSH } };
+		}
+		pthread_mutex_unlock(&r->lock);
+		struct batch b = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+		raid_mio_run(&b, fl, nf);
+		pthread_cond_destroy(&b.cond);
+		pthread_mutex_destroy(&b.lock);
+		pthread_mutex_lock(&r->lock);
+		for (unsigned i = 0; i < nf; i++)
+			if (fl[i].result)
+				raid_fail_locked(r, fl[i].member, fl[i].disk, "flush error");
+	}
+
 	r->generation++;
 	if (posix_memalign((void **)&sbs, 4096, sizeof(*sbs) * HBK_RAID_MAX_DISKS) == 0) {
 		for (int i = 0; i < (int)r->n + (int)r->nspares; i++) {

@@ -181,6 +181,7 @@ static bool background_step(struct hbk_raid *r, struct ctx *x)
 				hbk_log(HBK_LOG_INFO, "raid: member %u rebuilt", i);
 			}
 		atomic_store(&r->failed, !raid_tolerable(r));
+		r->progress_unsaved = true;
 		r->meta_want++;
 		return true;
 	}
@@ -203,6 +204,7 @@ static bool background_step(struct hbk_raid *r, struct ctx *x)
 				atomic_store_explicit(&r->m[i].rebuilt, pos + r->chunk, memory_order_release);
 	} else if (resync && rc >= 0) {
 		atomic_store(&r->resync_pos, (s + 1) * r->chunk);
+		r->progress_unsaved = true;
 		if ((s + 1) * r->chunk >= r->member_size) {
 			hbk_log(HBK_LOG_INFO, "raid: resync done");
 			r->meta_want++;

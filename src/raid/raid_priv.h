@@ -84,6 +84,7 @@ struct hbk_raid {
 	struct member m[HBK_RAID_MAX_MEMBERS];
 	_Atomic bool failed;           /* more members lost than the level bears */
 	_Atomic uint64_t resync_pos;   /* member bytes below which copies/parity agree */
+	bool progress_unsaved;         /* rebuild or resync moved since the last round (r->lock) */
 
 	/* Under lock. */
 	pthread_mutex_t lock;
