@@ -95,6 +95,10 @@ struct hbk_raid_report {
 	} disk[HBK_RAID_MAX_DISKS];
 	uint32_t missing;          /* bit i: slot i has no usable disk */
 	unsigned nmissing, nstale, nforeign, nblank;
+	/* Members whose superblock is one round behind the newest that
+	 * still lists them as they are: a metadata round was cut short (a
+	 * crash while writing it).  They are used, and the array resyncs. */
+	unsigned nbehind;
 };
 
 /*

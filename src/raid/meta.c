@@ -356,6 +356,17 @@ static int pick_array(const struct raid_sb *sb, const uint8_t *verdict, unsigned
 	return best;
 }
 
+/* Whether member superblock s missed only the newest round, which still
+ * lists it in its slot and not failed: that round was cut short (its
+ * superblocks are written to every disk at once), and the disk is as
+ * current as the others. */
+static bool round_behind(const struct raid_sb *s, const struct raid_sb *a, uint64_t newest)
+{
+	return s->generation + 1 == newest && s->role != ROLE_SPARE && s->slot < a->members &&
+	       !memcmp(a->slot_uuid[s->slot], s->disk_uuid, 16) &&
+	       a->slot_state[s->slot] != HBK_RAID_MEMBER_FAILED;
+}
+
 /* Sorts the disks carrying the chosen array's superblocks (verdicts in
  * rep).  Returns the index of the authoritative superblock, -1 if none. */
 static int sort_disks(const struct raid_sb *sb, unsigned n, int pick, struct hbk_raid_report *rep)
@@ -385,7 +396,7 @@ static int sort_disks(const struct raid_sb *sb, unsigned n, int pick, struct hbk
 		if (!same_geometry(s, a) || s->members > HBK_RAID_MAX_MEMBERS ||
 		    (s->role != ROLE_SPARE && s->slot >= s->members))
 			v = HBK_RAID_DISK_FOREIGN;
-		else if (s->generation < newest)
+		else if (s->generation < newest && !round_behind(s, a, newest))
 			v = HBK_RAID_DISK_STALE;
 		else if (s->role == ROLE_SPARE)
 			v = HBK_RAID_DISK_SPARE;
@@ -397,6 +408,7 @@ static int sort_disks(const struct raid_sb *sb, unsigned n, int pick, struct hbk
 				v = HBK_RAID_DISK_FOREIGN;   /* a copy of a member's disk */
 		rep->disk[i].verdict = v;
 		rep->disk[i].slot = v == HBK_RAID_DISK_MEMBER ? (int)s->slot : -1;
+		rep->nbehind += v == HBK_RAID_DISK_MEMBER && s->generation < newest;
 	}
 	rep->generation = newest;
 	memcpy(rep->uuid, a->array_uuid, 16);
@@ -429,7 +441,8 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 	if (auth < 0)
 		goto report;
 	const struct raid_sb *a = &sb[auth];
-	rep->dirty = !(a->flags & SB_CLEAN);
+	/* A round cut short may have been any: resync, to be sure. */
+	rep->dirty = !(a->flags & SB_CLEAN) || rep->nbehind;
 
 	r = raid_new(opts);
 	if (!r) {
