@@ -622,6 +622,7 @@ void *hbk_io_sender(void *arg)
 		for (unsigned i = 0; i < n; i++) {
 			struct htask *t = &c->tasks[c->prep[c->prep_head++ & c->prep_mask]];
 			set_state(c, t, SLOT_DRIVER);
+			t->sends++;
 			t->path = c->bundled ? PATH_BUNDLED : PATH_PER_TASK;
 			batch[i] = t;
 		}
@@ -708,7 +709,7 @@ void *hbk_io_timer(void *arg)
 		pthread_mutex_unlock(&c->timer_lock);
 
 		uint64_t now = hbk_coarse_ns();
-		struct { uint32_t idx; uint8_t stage; uint64_t target, lun, tag; } step[16];
+		struct { uint32_t idx, sends; uint8_t stage; uint64_t target, lun, tag; } step[16];
 		unsigned n = 0;
 		pthread_mutex_lock(&c->lock);
 		if (c->stopping || c->dead) {
@@ -730,6 +731,7 @@ void *hbk_io_timer(void *arg)
 			t->stage_ns = now;
 			/* From the host's own copies: the slot is driver-writable. */
 			step[n].idx = i;
+			step[n].sends = t->sends;
 			step[n].stage = t->tmo_stage;
 			step[n].target = t->target;
 			step[n].lun = t->lun;
@@ -739,6 +741,16 @@ void *hbk_io_timer(void *arg)
 		pthread_mutex_unlock(&c->lock);
 
 		for (unsigned i = 0; i < n; i++) {
+			/* The calls before this one may have taken a while: if the
+			 * task came back meanwhile its slot may carry another
+			 * task, which this step must not touch. */
+			pthread_mutex_lock(&c->lock);
+			const struct htask *t = &c->tasks[step[i].idx];
+			bool same = t->state == SLOT_DRIVER && t->sends == step[i].sends &&
+				    t->tmo_stage == step[i].stage;
+			pthread_mutex_unlock(&c->lock);
+			if (!same)
+				continue;
 			if (step[i].stage >= HBK_ARRAY_SIZE(tmf_of_stage)) {
 				hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_RESPONDING, 12,
 						      "task %u was not returned after abort, LUN reset and "
