@@ -64,7 +64,7 @@ enum { WS_NO, WS_YES, WS_TRY };     /* WRITE SAME(16): absent, present, unknown 
 struct lunx {
 	struct hbk_lun *lun;
 	uint64_t target, lun_id;
-	uint32_t bs, max_xfer, max_unmap;
+	uint32_t bs, max_xfer;
 	bool ro, wce, thin, lbprz, rotational, extents;
 	int ws;                     /* WS_*: atomic, WS_TRY falls to WS_NO once refused */
 	bool ws_unmap;              /* atomic: WRITE SAME with the UNMAP bit */
@@ -518,7 +518,6 @@ static struct lunx *lunx_get(struct hbk_lun *l, const struct hbk_lun_info *info)
 		x->lun_id = info->lun;
 		x->bs = info->block_size;
 		x->max_xfer = info->max_xfer_bytes / info->block_size * info->block_size;
-		x->max_unmap = info->max_unmap_blocks;
 		x->thin = info->thin;
 		probe(x);   /* under the lock: concurrent first opens wait for one probe */
 		lunxs[nlunxs++] = x;
@@ -760,9 +759,9 @@ static int hbakit_trim(void *handle, uint32_t count, uint64_t offset, uint32_t f
 	const struct lunx *x = ((struct conn *)handle)->x;
 	if (!aligned(x, count, offset))
 		return -1;
-	/* hbk_blk UNMAP carries up to 64 descriptors of max_unmap blocks each. */
+	/* hbk_blk sends one UNMAP per max_unmap blocks itself. */
 	uint64_t lba = offset / x->bs, left = count / x->bs;
-	uint64_t per = x->max_unmap ? 64ull * x->max_unmap : left;
+	uint64_t per = UINT32_MAX;
 	while (left) {
 		struct hbk_blk_io io = {
 			.lun = x->lun, .op = HBK_BLK_UNMAP, .lba = lba,

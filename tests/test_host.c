@@ -254,6 +254,30 @@ static void unmap_reads_back_zeroes(void **state)
 	hbk_ctl_close(c);
 }
 
+/* A LUN that takes at most 64 blocks per UNMAP: a larger unmap becomes one
+ * UNMAP per 64 blocks, every one of them accepted. */
+static void unmap_split_at_the_lun_limit(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = open_ram(HBK_MODE_AUTO, (const char *[]){ "size=4M", "max-unmap=64", NULL });
+	struct hbk_lun *l = hbk_ctl_lun(c, 0);
+	assert_int_equal(tl_info(l).max_unmap_blocks, 64);
+	uint8_t *buf = malloc(1000 * 512);
+	tl_fill(buf, 100, 1000, 512, 2);
+	assert_int_equal(tl_rw(l, true, 100, 1000, buf), 0);
+	struct hbk_ctl_stats before, after;
+	hbk_ctl_stats(c, &before);
+	struct hbk_blk_io io = { .lun = l, .op = HBK_BLK_UNMAP, .lba = 100, .nblocks = 1000 };
+	assert_int_equal(hbk_blk_exec(&io), 0);
+	hbk_ctl_stats(c, &after);
+	assert_int_equal(after.tasks - before.tasks, 16);   /* ceil(1000 / 64) */
+	assert_int_equal(tl_rw(l, false, 100, 1000, buf), 0);
+	for (unsigned i = 0; i < 1000 * 512; i++)
+		assert_int_equal(buf[i], 0);
+	free(buf);
+	hbk_ctl_close(c);
+}
+
 /* Submits the whole load, waits for it, asserts no I/O failed and returns
  * the controller's statistics for just this load. */
 static struct hbk_ctl_stats load_run(struct tl_load *ld, struct hbk_ctl *c, unsigned n,
@@ -770,6 +794,7 @@ int main(void)
 		cmocka_unit_test(misaligned_arena_buffer_is_bounced),
 		cmocka_unit_test(scsi_errors_come_back_as_results),
 		cmocka_unit_test(unmap_reads_back_zeroes),
+		cmocka_unit_test(unmap_split_at_the_lun_limit),
 		cmocka_unit_test(pool_exhaustion_queues_in_order),
 		cmocka_unit_test(prepared_ring_wraps),
 		cmocka_unit_test(sender_batches_what_was_prepared_during_a_call),

@@ -11,7 +11,8 @@
  * (512), tasks=N (256), max-transfer=BYTES (1M), coalesce=N (0: adaptive),
  * and the medium of every LUN: removable=1 (START STOP UNIT ejects and loads
  * it), ro=1 (write protected), lbppbe=N (2^N logical blocks per physical
- * block, 0..15).  LOGICAL UNIT RESET and TARGET RESET reset the emulation's
+ * block, 0..15), max-unmap=N (blocks one UNMAP may name, 0: no limit).
+ * LOGICAL UNIT RESET and TARGET RESET reset the emulation's
  * LUN state (unit attentions, RESERVE(6), medium removal prevention), and
  * the loss of an I_T nexus ends what the LUNs kept for it.
  */
@@ -59,6 +60,7 @@ struct ram {
 	unsigned coalesce;              /* bundled slots per completion call, 0 = adaptive */
 	bool removable, read_only;      /* every LUN's medium */
 	unsigned lbppbe;
+	uint32_t max_unmap;             /* MAXIMUM UNMAP LBA COUNT, 0: none */
 	struct hbk_scsi_target *targets;
 	struct ram_lun *luns;           /* ntargets * nluns */
 
@@ -164,10 +166,13 @@ static int ram_init(struct hbk_drv *d)
 	uint64_t removable = parse_size(hbk_drv_arg(d, "removable"), 0);
 	uint64_t ro = parse_size(hbk_drv_arg(d, "ro"), 0);
 	uint64_t lbppbe = parse_size(hbk_drv_arg(d, "lbppbe"), 0);
+	uint64_t max_unmap = parse_size(hbk_drv_arg(d, "max-unmap"), 0);
 	if (!r->ntargets || r->ntargets > 64 || !r->nluns || r->nluns > 64 ||
 	    r->size < r->bs || !r->ntasks || r->ntasks > HBK_MAX_TASKS ||
-	    r->coalesce > HBK_MAX_BUNDLE || removable > 1 || ro > 1 || lbppbe > 15)
+	    r->coalesce > HBK_MAX_BUNDLE || removable > 1 || ro > 1 || lbppbe > 15 ||
+	    max_unmap > UINT32_MAX)
 		return -EINVAL;
+	r->max_unmap = (uint32_t)max_unmap;
 	r->removable = removable;
 	r->read_only = ro;
 	r->lbppbe = (unsigned)lbppbe;
@@ -214,7 +219,8 @@ static int ram_init(struct hbk_drv *d)
 				.max_xfer_blocks = (uint32_t)(r->max_transfer / r->bs),
 				.write_cache = false, .lbprz = true,
 				.removable = r->removable, .read_only = r->read_only,
-				.lbppbe = (uint8_t)r->lbppbe, .ops = &mem_ops, .ctx = l,
+				.lbppbe = (uint8_t)r->lbppbe, .max_unmap_blocks = r->max_unmap,
+				.ops = &mem_ops, .ctx = l,
 			};
 			int err = hbk_scsi_lun_init(&l->lun, &cfg);
 			if (err)

@@ -12,7 +12,7 @@
 #include "host/host_priv.h"
 #include "host/sam_cdb.h"
 
-#define UNMAP_PARAM_MAX (8 + 16 * 64)
+#define UNMAP_PARAM_ONE (8 + 16)   /* an UNMAP parameter list of one descriptor */
 
 int hbk_blk_errno(const struct hbk_scsi_result *r)
 {
@@ -63,7 +63,7 @@ static void parts_end(struct hbk_blk_io *io, const struct hbk_scsi_cmd *cmd, uin
 	if (__atomic_sub_fetch(&io->parts_left, count, __ATOMIC_ACQ_REL))
 		return;
 	if (io->op == HBK_BLK_UNMAP)
-		free(io->one.buf);
+		free(io->parts[0].buf);
 	if (io->parts != &io->one)
 		free(io->parts);
 	io->done(io);
@@ -141,27 +141,31 @@ int hbk_blk_submit(struct hbk_blk_io *io)
 	case HBK_BLK_UNMAP: {
 		if (!li->thin)
 			return -EOPNOTSUPP;
-		uint64_t cap = li->max_unmap_blocks ? li->max_unmap_blocks : io->nblocks;
-		uint64_t ndesc = (io->nblocks + cap - 1) / cap;
-		if (ndesc > 64)
-			return -EINVAL;
-		uint64_t lba[64];
-		uint32_t nb[64];
-		for (uint32_t i = 0; i < ndesc; i++) {
-			lba[i] = io->lba + i * cap;
-			nb[i] = (uint32_t)HBK_MIN(cap, io->nblocks - i * cap);
-		}
-		uint8_t *param = malloc(UNMAP_PARAM_MAX);
-		if (!param)
+		/* MAXIMUM UNMAP LBA COUNT limits one command's total: one UNMAP
+		 * (of one descriptor) per that many blocks. */
+		uint32_t per = li->max_unmap_blocks ? li->max_unmap_blocks : io->nblocks;
+		uint32_t nparts = (uint32_t)(((uint64_t)io->nblocks + per - 1) / per);
+		io->parts = nparts == 1 ? &io->one : calloc(nparts, sizeof(*io->parts));
+		uint8_t *param = malloc((size_t)nparts * UNMAP_PARAM_ONE);
+		if (!io->parts || !param) {
+			if (io->parts != &io->one)
+				free(io->parts);
+			free(param);
 			return -ENOMEM;
-		int plen = hbk_sam_unmap_param(param, UNMAP_PARAM_MAX, lba, nb, (unsigned)ndesc);
-		io->parts = &io->one;
-		io->parts_left = 1;
-		cmd_init(&io->one, io);
-		io->one.cdb_len = (uint8_t)hbk_sam_cdb_unmap(io->one.cdb, (uint16_t)plen);
-		io->one.dir = HBK_DIR_WRITE;
-		io->one.buf = param;
-		io->one.len = (uint64_t)plen;
+		}
+		io->parts_left = nparts;
+		for (uint32_t i = 0; i < nparts; i++) {
+			struct hbk_scsi_cmd *cmd = &io->parts[i];
+			uint64_t lba = io->lba + (uint64_t)i * per;
+			uint32_t nb = HBK_MIN(per, io->nblocks - i * per);
+			uint8_t *p = param + (size_t)i * UNMAP_PARAM_ONE;
+			int plen = hbk_sam_unmap_param(p, UNMAP_PARAM_ONE, &lba, &nb, 1);
+			cmd_init(cmd, io);
+			cmd->cdb_len = (uint8_t)hbk_sam_cdb_unmap(cmd->cdb, (uint16_t)plen);
+			cmd->dir = HBK_DIR_WRITE;
+			cmd->buf = p;      /* parts[0]'s is the whole block, freed at the end */
+			cmd->len = (uint64_t)plen;
+		}
 		break;
 	}
 	default:
