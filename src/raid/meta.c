@@ -13,6 +13,7 @@
 #include <isa-l/crc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "raid/raid_priv.h"
@@ -148,21 +149,29 @@ void raid_meta_write_locked(struct hbk_raid *r)
 				raid_fail_locked(r, fl[i].member, fl[i].disk, "flush error");
 	}
 
+	if (posix_memalign((void **)&sbs, 4096, sizeof(*sbs) * HBK_RAID_MAX_DISKS)) {
+		/* Nothing written: the writes waiting for this round stay
+		 * waiting (a member failure they wait to see recorded is not
+		 * yet), and the caller tries again. */
+		hbk_log(HBK_LOG_ERR, "raid: out of memory for a metadata round; retrying");
+		pthread_mutex_unlock(&r->lock);
+		usleep(10000);
+		pthread_mutex_lock(&r->lock);
+		return;
+	}
 	r->generation++;
-	if (posix_memalign((void **)&sbs, 4096, sizeof(*sbs) * HBK_RAID_MAX_DISKS) == 0) {
-		for (int i = 0; i < (int)r->n + (int)r->nspares; i++) {
-			int slot = i < (int)r->n ? i : -1 - (i - (int)r->n);
-			struct hbk_disk *d = slot >= 0 ? atomic_load(&r->m[slot].disk)
-						       : r->spare[-1 - slot];
-			if (!d || (slot >= 0 && member_state(r, (unsigned)slot) == HBK_RAID_MEMBER_FAILED))
-				continue;
-			sb_build(r, slot, &sbs[n]);
-			who[n] = slot;
-			mio[n] = (struct mio){ .disk = d, .member = slot >= 0 ? (unsigned)slot : 0,
-				.d = { .op = HBK_DISK_WRITE, .flags = HBK_DISK_FUA, .offset = 0,
-				       .len = SB_SIZE, .buf = &sbs[n] } };
-			n++;
-		}
+	for (int i = 0; i < (int)r->n + (int)r->nspares; i++) {
+		int slot = i < (int)r->n ? i : -1 - (i - (int)r->n);
+		struct hbk_disk *d = slot >= 0 ? atomic_load(&r->m[slot].disk)
+					       : r->spare[-1 - slot];
+		if (!d || (slot >= 0 && member_state(r, (unsigned)slot) == HBK_RAID_MEMBER_FAILED))
+			continue;
+		sb_build(r, slot, &sbs[n]);
+		who[n] = slot;
+		mio[n] = (struct mio){ .disk = d, .member = slot >= 0 ? (unsigned)slot : 0,
+			.d = { .op = HBK_DISK_WRITE, .flags = HBK_DISK_FUA, .offset = 0,
+			       .len = SB_SIZE, .buf = &sbs[n] } };
+		n++;
 	}
 	pthread_mutex_unlock(&r->lock);
 	struct batch b = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
