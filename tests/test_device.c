@@ -756,51 +756,67 @@ static void volume_errors_become_sense(void **state)
 	free(r.buf);
 }
 
+/* A card whose one virtual drive is a RAID 1 of two memory disks. */
+struct mirror {
+	struct hbk_disk *disk[2];
+	struct hbk_raid *raid;
+	struct hbk_vol *v;
+	struct rig r;
+};
+
+static void mirror_up(struct mirror *m, uint32_t credits)
+{
+	memset(m, 0, sizeof(*m));
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(hbk_disk_open_mem(4 * MiB, &m->disk[i]), 0);
+	struct hbk_raid_config rc = { .level = HBK_RAID1, .chunk = 64 * 1024, .assume_clean = true };
+	assert_int_equal(hbk_raid_create(&rc, m->disk, 2, NULL, &m->raid), 0);
+	assert_int_equal(hbk_dev_vol_raid("mirror", m->raid, &m->v), 0);
+	struct hbk_dev_config cfg = { .vols = &m->v, .nvols = 1, .credits = credits };
+	assert_int_equal(hbk_dev_create(&cfg, &m->r.dev), 0);
+	assert_int_equal(hbk_dev_port_init(&m->r.port, m->r.dev), 0);
+	hbk_dev_write32(m->r.dev, HBK_DEV_REG_CONTROL, HBK_DEV_CTL_ENABLE);
+	assert_int_equal(posix_memalign((void **)&m->r.buf, 4096, 64 * 4096), 0);
+}
+
+static void mirror_down(struct mirror *m)
+{
+	hbk_dev_destroy(m->r.dev);
+	hbk_dev_vol_close(m->v);
+	hbk_raid_close(m->raid);
+	for (int i = 0; i < 2; i++)
+		hbk_disk_close(m->disk[i]);
+	free(m->r.buf);
+}
+
 /* A RAID 1 of two memory disks behind the controller as a virtual drive. */
 static void raid_array_serves_a_virtual_drive(void **state)
 {
 	(void)state;
-	struct hbk_disk *disk[2];
-	for (int i = 0; i < 2; i++)
-		assert_int_equal(hbk_disk_open_mem(4 * MiB, &disk[i]), 0);
-	struct hbk_raid_config rc = { .level = HBK_RAID1, .chunk = 64 * 1024, .assume_clean = true };
-	struct hbk_raid *raid;
-	assert_int_equal(hbk_raid_create(&rc, disk, 2, NULL, &raid), 0);
-	struct hbk_vol *v;
-	assert_int_equal(hbk_dev_vol_raid("mirror", raid, &v), 0);
+	struct mirror m;
+	mirror_up(&m, 32);
+	struct rig *r = &m.r;
 	struct hbk_raid_status st;
-	hbk_raid_status(raid, &st);
-	assert_int_equal(v->nblocks * v->block_size, st.size);
-	struct hbk_dev *dev;
-	struct hbk_dev_config cfg = { .vols = &v, .nvols = 1, .credits = 32 };
-	assert_int_equal(hbk_dev_create(&cfg, &dev), 0);
-	struct rig r = { .dev = dev };
-	assert_int_equal(hbk_dev_port_init(&r.port, dev), 0);
-	hbk_dev_write32(dev, HBK_DEV_REG_CONTROL, HBK_DEV_CTL_ENABLE);
-	assert_int_equal(posix_memalign((void **)&r.buf, 4096, 64 * 4096), 0);
+	hbk_raid_status(m.raid, &st);
+	assert_int_equal(m.v->nblocks * m.v->block_size, st.size);
 	struct hbk_dev_frame f[16];
 	for (uint32_t i = 0; i < 16; i++) {
-		tl_fill(r.buf + i * 16384, i * 32, 32, BS, 9);
-		f[i] = frame(i, 0, true, i * 32ull, 32, r.buf + i * 16384);
+		tl_fill(r->buf + i * 16384, i * 32, 32, BS, 9);
+		f[i] = frame(i, 0, true, i * 32ull, 32, r->buf + i * 16384);
 	}
-	assert_int_equal(hbk_dev_post(&r.port, f, 16), 0);
+	assert_int_equal(hbk_dev_post(&r->port, f, 16), 0);
 	struct hbk_dev_reply rep[16];
-	collect(&r, 0, rep, 16);
-	memset(r.buf, 0, 64 * 4096);
+	collect(r, 0, rep, 16);
+	memset(r->buf, 0, 64 * 4096);
 	for (uint32_t i = 0; i < 16; i++) {
 		assert_int_equal(rep[i].scsi_status, HBK_STATUS_GOOD);
-		f[i] = frame(i, 0, false, i * 32ull, 32, r.buf + i * 16384);
+		f[i] = frame(i, 0, false, i * 32ull, 32, r->buf + i * 16384);
 	}
-	assert_int_equal(hbk_dev_post(&r.port, f, 16), 0);
-	collect(&r, 0, rep, 16);
+	assert_int_equal(hbk_dev_post(&r->port, f, 16), 0);
+	collect(r, 0, rep, 16);
 	for (uint32_t i = 0; i < 16; i++)
-		assert_true(tl_check(r.buf + i * 16384, i * 32, 32, BS, 9));
-	hbk_dev_destroy(dev);
-	hbk_dev_vol_close(v);
-	hbk_raid_close(raid);
-	for (int i = 0; i < 2; i++)
-		hbk_disk_close(disk[i]);
-	free(r.buf);
+		assert_true(tl_check(r->buf + i * 16384, i * 32, 32, BS, 9));
+	mirror_down(&m);
 }
 
 /* A virtual drive without a controller cache whose host turns WCE on:
@@ -809,56 +825,38 @@ static void raid_array_serves_a_virtual_drive(void **state)
 static void sync_cache_reaches_the_members(void **state)
 {
 	(void)state;
-	struct hbk_disk *disk[2];
-	for (int i = 0; i < 2; i++)
-		assert_int_equal(hbk_disk_open_mem(4 * MiB, &disk[i]), 0);
-	struct hbk_raid_config rc = { .level = HBK_RAID1, .chunk = 64 * 1024, .assume_clean = true };
-	struct hbk_raid *raid;
-	assert_int_equal(hbk_raid_create(&rc, disk, 2, NULL, &raid), 0);
-	struct hbk_vol *v;
-	assert_int_equal(hbk_dev_vol_raid("mirror", raid, &v), 0);
-	struct hbk_dev *dev;
-	struct hbk_dev_config cfg = { .vols = &v, .nvols = 1, .credits = 8 };
-	assert_int_equal(hbk_dev_create(&cfg, &dev), 0);
-	struct rig r = { .dev = dev };
-	assert_int_equal(hbk_dev_port_init(&r.port, dev), 0);
-	hbk_dev_write32(dev, HBK_DEV_REG_CONTROL, HBK_DEV_CTL_ENABLE);
-	assert_int_equal(posix_memalign((void **)&r.buf, 4096, 64 * 4096), 0);
-
+	struct mirror m;
+	mirror_up(&m, 8);
+	struct rig *r = &m.r;
 	/* MODE SELECT(6): the caching page with WCE set. */
 	struct hbk_dev_frame f = { .tag = 1, .function = HBK_DEV_FN_SCSI_IO, .cdb_len = 6,
-				   .dir = HBK_DIR_WRITE, .data_addr = (uintptr_t)r.buf, .data_len = 24 };
+				   .dir = HBK_DIR_WRITE, .data_addr = (uintptr_t)r->buf, .data_len = 24 };
 	f.cdb[0] = 0x15;
 	f.cdb[1] = 0x10;
 	f.cdb[4] = 24;
-	memset(r.buf, 0, 24);
-	r.buf[4] = 0x08;
-	r.buf[5] = 0x12;
-	r.buf[6] = 0x04;
-	post(&r, f);
-	assert_int_equal(one_reply(&r).scsi_status, HBK_STATUS_GOOD);
+	memset(r->buf, 0, 24);
+	r->buf[4] = 0x08;
+	r->buf[5] = 0x12;
+	r->buf[6] = 0x04;
+	post(r, f);
+	assert_int_equal(one_reply(r).scsi_status, HBK_STATUS_GOOD);
 	struct hbk_disk_stats before[2], after[2];
 	for (int i = 0; i < 2; i++)
-		hbk_disk_stats(disk[i], &before[i]);
-	tl_fill(r.buf, 8, 8, BS, 3);
-	post(&r, frame(2, 0, true, 8, 8, r.buf));
-	assert_int_equal(one_reply(&r).scsi_status, HBK_STATUS_GOOD);
+		hbk_disk_stats(m.disk[i], &before[i]);
+	tl_fill(r->buf, 8, 8, BS, 3);
+	post(r, frame(2, 0, true, 8, 8, r->buf));
+	assert_int_equal(one_reply(r).scsi_status, HBK_STATUS_GOOD);
 	struct hbk_dev_frame sc = { .tag = 4, .function = HBK_DEV_FN_SCSI_IO, .cdb_len = 10,
 				    .dir = HBK_DIR_NONE };
 	sc.cdb[0] = 0x35;                               /* SYNCHRONIZE CACHE(10) */
-	post(&r, sc);
-	assert_int_equal(one_reply(&r).scsi_status, HBK_STATUS_GOOD);
+	post(r, sc);
+	assert_int_equal(one_reply(r).scsi_status, HBK_STATUS_GOOD);
 	for (int i = 0; i < 2; i++) {
-		hbk_disk_stats(disk[i], &after[i]);
+		hbk_disk_stats(m.disk[i], &after[i]);
 		assert_true(after[i].writes > before[i].writes);
 		assert_true(after[i].flushes > before[i].flushes);
 	}
-	hbk_dev_destroy(dev);
-	hbk_dev_vol_close(v);
-	hbk_raid_close(raid);
-	for (int i = 0; i < 2; i++)
-		hbk_disk_close(disk[i]);
-	free(r.buf);
+	mirror_down(&m);
 }
 
 static void bad_configurations_are_refused(void **state)
