@@ -712,10 +712,17 @@ static void ua_table_full(void **state)
 	pr_out(f, A, HBK_PR_REGISTER_AND_IGNORE, 0, 0, KA);
 	pr_out(f, B, HBK_PR_REGISTER_AND_IGNORE, 0, 0, KB);
 	pr_out(f, B, HBK_PR_CLEAR, 0, KB, 0);              /* A has 2Ah/03h pending */
-	for (uint64_t it = 0x100; it < 0x100 + 3 * HBK_SCSI_UA_MAX; it++)
-		expect_good_tur(f, it);                    /* many new nexuses */
+	for (uint64_t it = 0x100; it < 0x100 + 3 * HBK_SCSI_UA_MAX; it++) {
+		if (it < 0x100 + HBK_SCSI_UA_MAX - 2)
+			expect_good_tur(f, it);            /* room in the table */
+		else                                       /* room made by giving a nexus up */
+			expect_ua(f, it, HBK_ASC_POWER_ON_RESET);
+	}
 	assert_int_equal(atomic_load(&f->mem.ua_count), HBK_SCSI_UA_MAX);
 	expect_ua(f, A, HBK_ASC_RESERVATIONS_PREEMPTED);   /* its slot was kept */
+	/* A nexus given up comes back: what it missed is lost, so it is told
+	 * to find out the LUN's state afresh. */
+	expect_ua(f, 0x100, HBK_ASC_POWER_ON_RESET);
 	hbk_scsi_nexus_loss(&f->t, A);
 	assert_int_equal(atomic_load(&f->mem.ua_count), HBK_SCSI_UA_MAX - 1);
 }

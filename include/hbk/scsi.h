@@ -239,6 +239,7 @@ struct hbk_scsi_lun {
 	 * one to reuse when all are. */
 	atomic_uint ua_count;
 	uint32_t ua_clock;
+	bool ua_gave_up;           /* a nexus was dropped from the table (lun->lock) */
 	struct hbk_scsi_ua_slot ua[HBK_SCSI_UA_MAX];
 };
 

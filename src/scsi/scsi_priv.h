@@ -332,11 +332,12 @@ uint32_t hbk_spc_release6(struct cmd_ctx *c);
 bool hbk_reserve6_conflict(struct hbk_scsi_lun *lun, uint64_t initiator, const uint8_t *cdb);
 
 /* ua.c: unit attention conditions, by bit in order of precedence. */
-#define HBK_UA_RESET          0x01u   /* 29h/03h BUS DEVICE RESET FUNCTION OCCURRED */
-#define HBK_UA_MODE_CHANGED   0x02u   /* 2Ah/01h MODE PARAMETERS CHANGED */
-#define HBK_UA_RES_PREEMPTED  0x04u   /* 2Ah/03h RESERVATIONS PREEMPTED */
-#define HBK_UA_RES_RELEASED   0x08u   /* 2Ah/04h RESERVATIONS RELEASED */
-#define HBK_UA_REG_PREEMPTED  0x10u   /* 2Ah/05h REGISTRATIONS PREEMPTED */
+#define HBK_UA_FORGOTTEN      0x01u   /* 29h/00h POWER ON, RESET, OR BUS DEVICE RESET OCCURRED */
+#define HBK_UA_RESET          0x02u   /* 29h/03h BUS DEVICE RESET FUNCTION OCCURRED */
+#define HBK_UA_MODE_CHANGED   0x04u   /* 2Ah/01h MODE PARAMETERS CHANGED */
+#define HBK_UA_RES_PREEMPTED  0x08u   /* 2Ah/03h RESERVATIONS PREEMPTED */
+#define HBK_UA_RES_RELEASED   0x10u   /* 2Ah/04h RESERVATIONS RELEASED */
+#define HBK_UA_REG_PREEMPTED  0x20u   /* 2Ah/05h REGISTRATIONS PREEMPTED */
 
 void hbk_ua_init(struct hbk_scsi_lun *lun);
 /* Notes that `initiator` uses the LUN and, when report, takes its pending

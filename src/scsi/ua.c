@@ -11,9 +11,14 @@
  * reported once, as CHECK CONDITION with UNIT ATTENTION, on the nexus' next
  * command other than INQUIRY, REPORT LUNS and REQUEST SENSE (which returns
  * it as sense data and clears it).  The emulation establishes no power-on
- * condition.  A full table reuses the slot of a nexus with nothing pending.
- * A lost I_T nexus leaves the table with whatever it had pending: a later
- * session under the same identifier is a new nexus, and starts clean.
+ * condition.  A full table reuses the slot of a nexus with nothing pending
+ * (else the next one round).  The nexus given up may come back, and
+ * whatever happened meanwhile (or was pending for it) is lost: so once the
+ * table has given one up, every nexus added gets 29h/00h POWER ON, RESET,
+ * OR BUS DEVICE RESET OCCURRED, the condition that tells an initiator to
+ * find out the LUN's state afresh.  A lost I_T nexus leaves the table with
+ * whatever it had pending: a later session under the same identifier is a
+ * new nexus, and starts clean.
  */
 #include <pthread.h>
 
@@ -22,6 +27,7 @@
 /* ASC/ASCQ of each HBK_UA_* bit, lowest bit first: that is the order of
  * precedence in which pending conditions are reported (29h first). */
 static const uint16_t ua_codes[] = {
+	HBK_ASC_POWER_ON_RESET,           /* HBK_UA_FORGOTTEN */
 	HBK_ASC_BUS_DEVICE_RESET,         /* HBK_UA_RESET */
 	HBK_ASC_MODE_PARAMETERS_CHANGED,  /* HBK_UA_MODE_CHANGED */
 	HBK_ASC_RESERVATIONS_PREEMPTED,   /* HBK_UA_RES_PREEMPTED */
@@ -35,6 +41,7 @@ void hbk_ua_init(struct hbk_scsi_lun *lun)
 {
 	atomic_init(&lun->ua_count, 0u);
 	lun->ua_clock = 0;
+	lun->ua_gave_up = false;
 	for (unsigned i = 0; i < HBK_SCSI_UA_MAX; i++) {
 		atomic_init(&lun->ua[i].initiator, 0);
 		atomic_init(&lun->ua[i].pending, 0u);
@@ -74,7 +81,7 @@ static struct hbk_scsi_ua_slot *slot_add(struct hbk_scsi_lun *lun, uint64_t it)
 
 	if (n < HBK_SCSI_UA_MAX) {
 		s = &lun->ua[n];
-		slot_fill(s, it, 0);
+		slot_fill(s, it, lun->ua_gave_up ? HBK_UA_FORGOTTEN : 0);
 		/* Release: the slot is filled before readers may scan it. */
 		atomic_store_explicit(&lun->ua_count, n + 1, memory_order_release);
 		return s;
@@ -90,8 +97,9 @@ static struct hbk_scsi_ua_slot *slot_add(struct hbk_scsi_lun *lun, uint64_t it)
 		}
 	}
 	lun->ua_clock = (victim + 1) % HBK_SCSI_UA_MAX;
+	lun->ua_gave_up = true;
 	s = &lun->ua[victim];
-	slot_fill(s, it, 0);
+	slot_fill(s, it, HBK_UA_FORGOTTEN);
 	return s;
 }
 
@@ -119,8 +127,8 @@ uint32_t hbk_ua_check(struct hbk_scsi_lun *lun, uint64_t initiator, bool report)
 	pthread_mutex_lock(&lun->lock);
 	s = slot_find(lun, initiator);
 	if (!s)
-		slot_add(lun, initiator);
-	else if (report)
+		s = slot_add(lun, initiator);   /* new: pending only when forgotten */
+	if (report)
 		code = slot_take(s);
 	pthread_mutex_unlock(&lun->lock);
 	return code ? HBK_CC(HBK_SK_UNIT_ATTENTION, code) : 0;
@@ -230,6 +238,6 @@ void hbk_scsi_nexus_loss(struct hbk_scsi_target *t, uint64_t initiator)
 	}
 }
 
-_Static_assert(HBK_UA_ALL == (HBK_UA_RESET | HBK_UA_MODE_CHANGED | HBK_UA_RES_PREEMPTED |
-			      HBK_UA_RES_RELEASED | HBK_UA_REG_PREEMPTED),
+_Static_assert(HBK_UA_ALL == (HBK_UA_FORGOTTEN | HBK_UA_RESET | HBK_UA_MODE_CHANGED |
+			      HBK_UA_RES_PREEMPTED | HBK_UA_RES_RELEASED | HBK_UA_REG_PREEMPTED),
 	       "every HBK_UA_* bit has its code in ua_codes");
