@@ -26,6 +26,7 @@ struct htask {
 	uint8_t path;         /* enum task_path of the current cycle */
 	uint8_t tmo_stage;    /* 0, or escalation steps taken after a timeout */
 	uint32_t sends;       /* times it went to the driver: tells one use of the slot from the next */
+	bool failed_at_close; /* at the driver when the host closed, failed then */
 	bool timed_out;
 	uint64_t task_id;     /* from MAP_HBA_DATA */
 	uint64_t deadline_ns;

@@ -357,10 +357,22 @@ static void complete_task(struct hbk_ctl *c, struct htask *t, const struct hbk_r
 }
 
 /* HBK-C10: completions only between START and STOP.  Under c->lock. */
-static bool out_of_life(struct hbk_ctl *c, const char *via)
+/*
+ * Whether a completion of the given slots (n of them) comes outside the
+ * controller's life, and then refuses it: HBK-C10, except after STOP for
+ * slots that were at the driver when the host closed and failed them (the
+ * driver may still give those back as STOP crosses its completions, which
+ * is no fault).  c->lock held.
+ */
+static bool out_of_life(struct hbk_ctl *c, const char *via, const uint16_t *index, unsigned n)
 {
 	if (c->started && !c->stopped)
 		return false;
+	bool all_failed_at_close = c->started && n > 0;
+	for (unsigned i = 0; i < n && all_failed_at_close; i++)
+		all_failed_at_close = index[i] < c->ntasks && c->tasks[index[i]].failed_at_close;
+	if (all_failed_at_close)
+		return true;
 	hbk_chk_violation(c, 10, "%s %s; refused. Fix: raise no completion before the "
 			  "controller is started and none after stop", via,
 			  c->started ? "after STOP" : "before START");
@@ -383,7 +395,7 @@ static void bundled_done(struct hbk_ctl *c, const uint16_t *index, unsigned n, c
 	unsigned k = 0;
 	char hist[64];
 	pthread_mutex_lock(&c->lock);
-	if (out_of_life(c, via)) {
+	if (out_of_life(c, via, index, n)) {
 		pthread_mutex_unlock(&c->lock);
 		return;
 	}
@@ -512,7 +524,8 @@ static void parallel_done(struct hbk_ctl *c, uint32_t idx, const struct hbk_resp
 			  const char *via)
 {
 	pthread_mutex_lock(&c->lock);
-	if (out_of_life(c, via)) {
+	uint16_t one = idx < c->ntasks ? (uint16_t)idx : UINT16_MAX;
+	if (out_of_life(c, via, &one, 1)) {
 		pthread_mutex_unlock(&c->lock);
 		return;
 	}
@@ -668,6 +681,7 @@ void hbk_io_fail_all(struct hbk_ctl *c, uint8_t status)
 		struct htask *t = &c->tasks[i];
 		if (t->state == SLOT_DRIVER) {
 			set_state(c, t, SLOT_DONE);
+			t->failed_at_close = c->closing;
 			victims[n++] = t;
 		}
 	}
