@@ -356,13 +356,13 @@ static void complete_task(struct hbk_ctl *c, struct htask *t, const struct hbk_r
 	cmd->done(cmd);
 }
 
-/* HBK-C10: completions only between START and STOP.  Under c->lock. */
 /*
- * Whether a completion of the given slots (n of them) comes outside the
- * controller's life, and then refuses it: HBK-C10, except after STOP for
- * slots that were at the driver when the host closed and failed them (the
- * driver may still give those back as STOP crosses its completions, which
- * is no fault).  c->lock held.
+ * HBK-C10: completions only between START and STOP.  Whether a completion
+ * of the given slots (n of them) comes outside the controller's life, and
+ * then refuses it: reported, except after STOP for slots that were at the
+ * driver when the host closed and failed them (the driver may still give
+ * those back as STOP crosses its completions, which is no fault).
+ * c->lock held.
  */
 static bool out_of_life(struct hbk_ctl *c, const char *via, const uint16_t *index, unsigned n)
 {
