@@ -177,6 +177,11 @@ bool hbk_write_conflict(struct hbk_scsi_lun *lun, uint64_t initiator)
 {
 	bool conflict;
 
+	/* No reservation of either kind, the common case: no lock.  A write
+	 * fenced off by a PREEMPT finds the reserved bit set (a preemption
+	 * leaves a reservation in place). */
+	if (!(lun_state(lun) & (HBK_LUN_RESERVED6 | HBK_LUN_RESERVED)))
+		return false;
 	pthread_mutex_lock(&lun->lock);
 	conflict = ((lun_state(lun) & HBK_LUN_RESERVED6) && lun->reserve6_holder != initiator) ||
 		   pr_conflict_locked(lun, initiator, true);
