@@ -1782,6 +1782,76 @@ static void one_session_cannot_hold_every_buffer(void **state)
 	healthy();
 }
 
+/* Opens a session that holds 16 MiB of the shared arena with a write whose
+ * data it never sends. */
+static void arena_hog(struct sess *h, uint32_t lba)
+{
+	static const char *const keys[] = { "InitialR2T=Yes", "ImmediateData=No", NULL };
+	uint8_t cdb[16] = { 0x8a }, hdr[BHS];
+	login_ok(h, &(struct login_opts){ .keys = keys });
+	put32(cdb + 6, lba);
+	put32(cdb + 10, 32768);
+	cmd_header(h, hdr, cdb, 16, true, 16u << 20, 0x9100);
+	h->cmdsn++;
+	assert_int_equal(send_pdu(h, hdr, NULL, 0, 0), 0);
+}
+
+/* A write with immediate data and a data digest arrives while the arena is
+ * full, and the digest comes only after a buffer was freed: the data must
+ * still reach the LUN (it is taken as received only once its digest is). */
+static void immediate_data_waits_for_its_digest(void **state)
+{
+	(void)state;
+	need_server();
+	enum { HOGS = 4 };
+	static const char *const keys[] = { "DataDigest=CRC32C", "ImmediateData=Yes",
+					    "InitialR2T=Yes", NULL };
+	struct sess a, hog[HOGS];
+	login_ok(&a, &(struct login_opts){ .keys = keys });
+	if (!a.ddigest)
+		skip();
+	for (uint32_t i = 0; i < HOGS; i++)
+		arena_hog(&hog[i], i * 32768);
+	sleep_ms(200);
+
+	uint32_t lba = SCRATCH(4);
+	uint8_t data[4096], cdb[10] = { 0x2a }, h[BHS];
+	memset(data, 0xab, sizeof(data));
+	put32(cdb + 2, lba);
+	cdb[8] = 8;
+	cmd_header(&a, h, cdb, 10, true, sizeof(data), 0x9200);
+	a.cmdsn++;
+	put24(h + 5, sizeof(data));
+	uint8_t pdu[BHS + sizeof(data) + 4];
+	memcpy(pdu, h, BHS);
+	memcpy(pdu + BHS, data, sizeof(data));
+	uint32_t crc = crc32c(data, sizeof(data));
+	memcpy(pdu + BHS + sizeof(data), &crc, 4);
+	assert_int_equal(send_all(a.fd, pdu, sizeof(pdu) - 4), 0);  /* all but the digest */
+	sleep_ms(200);
+	sess_close(&hog[0]);                           /* frees 16 MiB */
+	sleep_ms(300);
+	assert_int_equal(send_all(a.fd, pdu + sizeof(pdu) - 4, 4), 0);
+	struct pdu r;
+	for (;;) {                                     /* an R2T would be for data already sent */
+		assert_int_equal(recv_pdu(&a, &r, IO_MS), R_PDU);
+		unsigned op = r.h[0] & 0x3f;
+		uint8_t status = r.h[3];
+		pdu_free(&r);
+		if (op == OP_SCSI_RSP) {
+			assert_int_equal(status, 0);
+			break;
+		}
+	}
+	for (uint32_t i = 1; i < HOGS; i++)
+		sess_close(&hog[i]);
+	uint8_t back[4096];
+	rw_ok(&a, false, lba, 8, back);
+	assert_memory_equal(back, data, sizeof(data));
+	logout(&a);
+	healthy();
+}
+
 /* Resident memory of the server process in KiB (0 if unknown). */
 static long server_rss_kib(void)
 {
@@ -1989,6 +2059,7 @@ int main(void)
 		cmocka_unit_test(logins_with_garbage_are_refused),
 		cmocka_unit_test(connection_flood),
 		cmocka_unit_test(one_session_cannot_hold_every_buffer),
+		cmocka_unit_test(immediate_data_waits_for_its_digest),
 		cmocka_unit_test(unread_replies_do_not_pile_up),
 		cmocka_unit_test(persistent_reservation_across_two_sessions),
 		cmocka_unit_test(max_connections_is_enforced),
