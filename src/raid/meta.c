@@ -113,6 +113,18 @@ static void sb_build(const struct hbk_raid *r, int slot, struct raid_sb *sb)
 	sb->crc = htole32(sb_crc(sb));
 }
 
+/* Runs member I/Os mio[0..n) and waits for them, r->lock released
+ * meanwhile.  Under r->lock. */
+static void mios_run_unlocked(struct hbk_raid *r, struct mio *mio, unsigned n)
+{
+	pthread_mutex_unlock(&r->lock);
+	struct batch b = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+	raid_mio_run(&b, mio, n);
+	pthread_cond_destroy(&b.cond);
+	pthread_mutex_destroy(&b.lock);
+	pthread_mutex_lock(&r->lock);
+}
+
 void raid_meta_write_locked(struct hbk_raid *r)
 {
 	uint64_t want = r->meta_want;
@@ -138,12 +150,7 @@ void raid_meta_write_locked(struct hbk_raid *r)
 				fl[nf++] = (struct mio){ .disk = d, .member = i,
 							 .d = { .op = HBK_DISK_FLUSH } };
 		}
-		pthread_mutex_unlock(&r->lock);
-		struct batch b = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
-		raid_mio_run(&b, fl, nf);
-		pthread_cond_destroy(&b.cond);
-		pthread_mutex_destroy(&b.lock);
-		pthread_mutex_lock(&r->lock);
+		mios_run_unlocked(r, fl, nf);
 		for (unsigned i = 0; i < nf; i++)
 			if (fl[i].result)
 				raid_fail_locked(r, fl[i].member, fl[i].disk, "flush error");
@@ -173,13 +180,8 @@ void raid_meta_write_locked(struct hbk_raid *r)
 			       .len = SB_SIZE, .buf = &sbs[n] } };
 		n++;
 	}
-	pthread_mutex_unlock(&r->lock);
-	struct batch b = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
-	raid_mio_run(&b, mio, n);
-	pthread_cond_destroy(&b.cond);
-	pthread_mutex_destroy(&b.lock);
+	mios_run_unlocked(r, mio, n);
 	free(sbs);
-	pthread_mutex_lock(&r->lock);
 
 	for (unsigned i = 0; i < n; i++) {
 		if (!mio[i].result)
