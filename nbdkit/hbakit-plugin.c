@@ -759,20 +759,14 @@ static int hbakit_trim(void *handle, uint32_t count, uint64_t offset, uint32_t f
 	const struct lunx *x = ((struct conn *)handle)->x;
 	if (!aligned(x, count, offset))
 		return -1;
-	/* hbk_blk sends one UNMAP per max_unmap blocks itself. */
-	uint64_t lba = offset / x->bs, left = count / x->bs;
-	uint64_t per = UINT32_MAX;
-	while (left) {
-		struct hbk_blk_io io = {
-			.lun = x->lun, .op = HBK_BLK_UNMAP, .lba = lba,
-			.nblocks = (uint32_t)(left < per ? left : per),
-		};
-		int err = blk(&io);
-		if (err)
-			return fail("trim", err, &io.result, true);
-		lba += io.nblocks;
-		left -= io.nblocks;
-	}
+	/* One hbk_blk I/O: it sends one UNMAP per max_unmap blocks itself, and
+	 * a 32-bit byte count always fits its block count. */
+	struct hbk_blk_io io = {
+		.lun = x->lun, .op = HBK_BLK_UNMAP, .lba = offset / x->bs, .nblocks = count / x->bs,
+	};
+	int err = io.nblocks ? blk(&io) : 0;
+	if (err)
+		return fail("trim", err, &io.result, true);
 	return fua_after(x, flags);
 }
 
