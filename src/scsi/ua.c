@@ -12,7 +12,7 @@
  * command other than INQUIRY, REPORT LUNS and REQUEST SENSE (which returns
  * it as sense data and clears it).  The emulation establishes no power-on
  * condition.  A full table reuses the slot of a nexus with nothing pending
- * (else the next one round).  The nexus given up may come back, and
+ * (else the one under the clock hand).  The nexus given up may come back, and
  * whatever happened meanwhile (or was pending for it) is lost: so once the
  * table has given one up, every nexus added gets 29h/00h POWER ON, RESET,
  * OR BUS DEVICE RESET OCCURRED, the condition that tells an initiator to
