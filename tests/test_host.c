@@ -548,6 +548,30 @@ static void completion_ring_under_polling_and_load(void **state)
 	hbk_ctl_close(c);
 }
 
+/* Interrupts raised through an event source of the InterruptQueue: every
+ * I/O on both paths completes with its data, also while the submitting
+ * thread detaches and re-attaches the source under the queue's poll. */
+static void event_source_interrupts_complete_io(void **state)
+{
+	(void)state;
+	for (int mode = HBK_MODE_PER_TASK; mode <= HBK_MODE_BUNDLED; mode++) {
+		struct hbk_ctl *c = NULL;
+		assert_int_equal(tl_open("tests/drivers/event_source", (enum hbk_ctl_mode)mode,
+					 (const char *[]){ "churn=7", NULL }, 0, 0, &c), 0);
+		assert_int_equal(hbk_ctl_bundled(c), mode == HBK_MODE_BUNDLED);
+		struct tl_load ld;
+		for (unsigned k = 0; k < 4; k++) {
+			load_run(&ld, c, 500, true);
+			tl_load_free(&ld);
+			load_run(&ld, c, 500, false);
+			for (unsigned i = 0; i < ld.n; i++)
+				assert_true(tl_check(ld.data + (size_t)i * 4096, i * 8ull, 8, 512, 5));
+			tl_load_free(&ld);
+		}
+		hbk_ctl_close(c);
+	}
+}
+
 static void close_fails_outstanding_io(void **state)
 {
 	(void)state;
@@ -805,6 +829,7 @@ int main(void)
 		cmocka_unit_test(iodepth_one_sends_one_slot_per_call),
 		cmocka_unit_test(completion_ring_doorbell_wakes_a_sleeping_host),
 		cmocka_unit_test(completion_ring_under_polling_and_load),
+		cmocka_unit_test(event_source_interrupts_complete_io),
 		cmocka_unit_test(close_fails_outstanding_io),
 		cmocka_unit_test(attach_to_a_listening_driver),
 		cmocka_unit_test(driver_stops_when_the_host_vanishes),

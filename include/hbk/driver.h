@@ -190,6 +190,27 @@ struct hbk_drv_queue *hbk_drv_queue_find(struct hbk_drv *d, const char *name);
  */
 int hbk_drv_queue_dispatch(struct hbk_drv_queue *q, struct hbk_drv_work *w);
 
+/*
+ * Event sources, as interrupt dispatch sources are in the controller model:
+ * while the eventfd `fd` (opened EFD_NONBLOCK) is attached to q, each time it
+ * becomes readable the runtime reads its counter and dispatches w to q, as
+ * hbk_drv_queue_dispatch would (not twice while queued).  q's own thread
+ * waits on the fd when it has nothing to run, so an interrupt wakes one
+ * thread, the one that runs its handler.  Attach is the driver's to undo
+ * before it closes fd.  Returns 0, -EINVAL (fd not a non-blocking file, or
+ * w without fn), -EEXIST (fd attached already), -ENOSPC (more than
+ * HBK_DRV_MAX_SOURCES), -errno.  Any thread.
+ */
+#define HBK_DRV_MAX_SOURCES 8
+int hbk_drv_queue_attach(struct hbk_drv_queue *q, int fd, struct hbk_drv_work *w);
+
+/*
+ * Detaches fd from q.  Once this returns the runtime neither waits on fd nor
+ * dispatches for it, so fd may be closed; a w dispatched before still runs.
+ * Returns 0 or -ENOENT.  Any thread, including q's own.
+ */
+int hbk_drv_queue_detach(struct hbk_drv_queue *q, int fd);
+
 /* The queue the calling thread is running on, or NULL. */
 struct hbk_drv_queue *hbk_drv_queue_current(void);
 const char *hbk_drv_queue_name(const struct hbk_drv_queue *q);

@@ -8,11 +8,14 @@
  * the host, which logs it with the rest of the contract checker.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -23,17 +26,32 @@
 #define MAX_QUEUES   16
 #define MAX_WAITERS  8
 
+/* An eventfd whose readiness dispatches work to the queue it is attached to. */
+struct source {
+	int fd;
+	struct hbk_drv_work *w;
+};
+
 struct hbk_drv_queue {
 	struct hbk_drv *d;
 	char name[HBK_NAME_LEN];
 	uint8_t id;                 /* HBK_QUEUE_DEFAULT for Default */
 	pthread_mutex_t exec;       /* held while an item or a bound call runs */
-	pthread_mutex_t lock;       /* guards the list and stop */
-	pthread_cond_t cond;
+	pthread_mutex_t lock;       /* guards everything below */
+	pthread_cond_t cond;        /* work or stop, for a thread without sources */
 	struct hbk_drv_work *head, *tail;
 	bool stop;
 	bool has_thread;
 	pthread_t thread;
+	/* Event sources.  With any attached, the thread idles in poll() on
+	 * them and on wake_fd instead of on cond. */
+	struct source src[HBK_DRV_MAX_SOURCES];
+	unsigned nsrc;
+	int wake_fd;                /* eventfd, made by the first attach; -1 before */
+	bool polling;               /* the thread is in poll() on a copy of src */
+	bool wake_sent;             /* wake_fd was written since that poll began */
+	uint64_t poll_gen;          /* counts polls begun */
+	pthread_cond_t poll_done;   /* polling went false */
 };
 
 struct hbk_drv_action {
@@ -116,18 +134,96 @@ static void report(struct hbk_drv *d, unsigned rule, const char *fmt, ...)
 
 /* ---- Dispatch queues ------------------------------------------------------ */
 
+/* Queues w on q unless it is queued already.  q->lock held. */
+static bool enqueue(struct hbk_drv_queue *q, struct hbk_drv_work *w)
+{
+	if (w->queued)
+		return false;
+	w->queued = 1;
+	w->next = NULL;
+	if (q->tail)
+		q->tail->next = w;
+	else
+		q->head = w;
+	q->tail = w;
+	return true;
+}
+
+/* Gets q's thread out of whatever it waits in.  q->lock held. */
+static void wake(struct hbk_drv_queue *q)
+{
+	pthread_cond_signal(&q->cond);
+	if (q->polling && !q->wake_sent) {
+		uint64_t one = 1;
+		q->wake_sent = write(q->wake_fd, &one, sizeof(one)) == sizeof(one);
+	}
+}
+
+/*
+ * The idle wait of a queue with event sources: polls them and wake_fd with
+ * q->lock dropped, then dispatches the work of every source that fired and
+ * is still attached.  q->lock held on entry and on return.
+ */
+static void poll_sources(struct hbk_drv_queue *q)
+{
+	struct pollfd p[HBK_DRV_MAX_SOURCES + 1];
+	unsigned n = q->nsrc;
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (struct pollfd){ .fd = q->src[i].fd, .events = POLLIN };
+	p[n] = (struct pollfd){ .fd = q->wake_fd, .events = POLLIN };
+	q->polling = true;
+	q->wake_sent = false;
+	q->poll_gen++;
+	pthread_mutex_unlock(&q->lock);
+	int r = poll(p, n + 1, -1);
+	int err = errno;
+	pthread_mutex_lock(&q->lock);
+	q->polling = false;
+	pthread_cond_broadcast(&q->poll_done);
+	if (r < 0) {
+		if (err != EINTR)
+			hbk_log(HBK_LOG_ERR, "queue %s: poll: %s", q->name, strerror(err));
+		return;
+	}
+	uint64_t count;
+	if (p[n].revents & POLLIN && read(q->wake_fd, &count, sizeof(count)) < 0)
+		hbk_log(HBK_LOG_ERR, "queue %s: wake: %s", q->name, strerror(errno));
+	for (unsigned i = 0; i < n; i++) {
+		if (!p[i].revents)
+			continue;
+		/* Detached while this poll ran: its fd may be closed, or
+		 * another file's by now. */
+		unsigned k = 0;
+		while (k < q->nsrc && q->src[k].fd != p[i].fd)
+			k++;
+		if (k == q->nsrc)
+			continue;
+		if (p[i].revents & POLLNVAL) {
+			hbk_log(HBK_LOG_ERR, "queue %s: event source fd %d was closed while "
+				"attached; detaching it", q->name, p[i].fd);
+			q->src[k] = q->src[--q->nsrc];
+			continue;
+		}
+		/* Non-blocking (attach checked): EAGAIN is a count already taken. */
+		if (read(p[i].fd, &count, sizeof(count)) == sizeof(count) || errno == EAGAIN)
+			enqueue(q, q->src[k].w);
+	}
+}
+
 static void *queue_thread(void *arg)
 {
 	struct hbk_drv_queue *q = arg;
+	pthread_mutex_lock(&q->lock);
 	for (;;) {
-		pthread_mutex_lock(&q->lock);
-		while (!q->head && !q->stop)
-			pthread_cond_wait(&q->cond, &q->lock);
-		struct hbk_drv_work *w = q->head;
-		if (!w) {
-			pthread_mutex_unlock(&q->lock);
-			return NULL;
+		while (!q->head && !q->stop) {
+			if (q->nsrc)
+				poll_sources(q);
+			else
+				pthread_cond_wait(&q->cond, &q->lock);
 		}
+		struct hbk_drv_work *w = q->head;
+		if (!w)
+			break;
 		q->head = w->next;
 		if (!q->head)
 			q->tail = NULL;
@@ -140,7 +236,10 @@ static void *queue_thread(void *arg)
 		w->fn(w);
 		cur_queue = NULL;
 		pthread_mutex_unlock(&q->exec);
+		pthread_mutex_lock(&q->lock);
 	}
+	pthread_mutex_unlock(&q->lock);
+	return NULL;
 }
 
 static struct hbk_drv_queue *queue_new(struct hbk_drv *d, const char *name)
@@ -153,6 +252,8 @@ static struct hbk_drv_queue *queue_new(struct hbk_drv *d, const char *name)
 	pthread_mutex_init(&q->exec, NULL);
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_cond_init(&q->cond, NULL);
+	pthread_cond_init(&q->poll_done, NULL);
+	q->wake_fd = -1;
 	if (pthread_create(&q->thread, NULL, queue_thread, q)) {
 		free(q);
 		errno = EAGAIN;
@@ -203,18 +304,57 @@ struct hbk_drv_queue *hbk_drv_queue_find(struct hbk_drv *d, const char *name)
 int hbk_drv_queue_dispatch(struct hbk_drv_queue *q, struct hbk_drv_work *w)
 {
 	pthread_mutex_lock(&q->lock);
-	if (w->queued) {
-		pthread_mutex_unlock(&q->lock);
-		return -EALREADY;
+	bool queued = enqueue(q, w);
+	if (queued)
+		wake(q);
+	pthread_mutex_unlock(&q->lock);
+	return queued ? 0 : -EALREADY;
+}
+
+int hbk_drv_queue_attach(struct hbk_drv_queue *q, int fd, struct hbk_drv_work *w)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || !(fl & O_NONBLOCK) || !w || !w->fn)
+		return -EINVAL;
+	int err = 0;
+	pthread_mutex_lock(&q->lock);
+	for (unsigned i = 0; i < q->nsrc; i++)
+		if (q->src[i].fd == fd)
+			err = -EEXIST;
+	if (!err && q->nsrc == HBK_DRV_MAX_SOURCES)
+		err = -ENOSPC;
+	if (!err && q->wake_fd < 0 && (q->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+		err = -errno;
+	if (!err) {
+		q->src[q->nsrc++] = (struct source){ .fd = fd, .w = w };
+		/* A thread idle on cond moves to poll; one in poll takes
+		 * the new fd into its next one. */
+		wake(q);
 	}
-	w->queued = 1;
-	w->next = NULL;
-	if (q->tail)
-		q->tail->next = w;
-	else
-		q->head = w;
-	q->tail = w;
-	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+	return err;
+}
+
+int hbk_drv_queue_detach(struct hbk_drv_queue *q, int fd)
+{
+	pthread_mutex_lock(&q->lock);
+	unsigned k = 0;
+	while (k < q->nsrc && q->src[k].fd != fd)
+		k++;
+	if (k == q->nsrc) {
+		pthread_mutex_unlock(&q->lock);
+		return -ENOENT;
+	}
+	q->src[k] = q->src[--q->nsrc];
+	/* A poll that began before may still wait on fd: once it is over,
+	 * the thread never looks at fd again, and the caller may close it.
+	 * Not on q's own thread, which is not in poll while it runs this. */
+	if (!pthread_equal(pthread_self(), q->thread) && q->polling) {
+		uint64_t gen = q->poll_gen;
+		wake(q);
+		while (q->polling && q->poll_gen == gen)
+			pthread_cond_wait(&q->poll_done, &q->lock);
+	}
 	pthread_mutex_unlock(&q->lock);
 	return 0;
 }
@@ -235,7 +375,7 @@ static void queues_stop(struct hbk_drv *d)
 		struct hbk_drv_queue *q = d->queues[i];
 		pthread_mutex_lock(&q->lock);
 		q->stop = true;
-		pthread_cond_signal(&q->cond);
+		wake(q);
 		pthread_mutex_unlock(&q->lock);
 	}
 	for (unsigned i = 0; i < d->nqueues; i++) {
@@ -245,6 +385,9 @@ static void queues_stop(struct hbk_drv *d)
 		pthread_mutex_destroy(&q->exec);
 		pthread_mutex_destroy(&q->lock);
 		pthread_cond_destroy(&q->cond);
+		pthread_cond_destroy(&q->poll_done);
+		if (q->wake_fd >= 0)
+			close(q->wake_fd);
 		free(q);
 	}
 	d->nqueues = 0;

@@ -212,7 +212,10 @@ static void queue_task(struct tdrv *t, const struct tdrv_io *io)
 	pthread_mutex_lock(&t->lock);
 	t->pend[t->tail++ % TDRV_TASKS] = *io;
 	pthread_mutex_unlock(&t->lock);
-	hbk_drv_queue_dispatch(t->intr, &t->intr_work); /* -EALREADY: already raised */
+	if (t->hooks && t->hooks->raise)
+		t->hooks->raise(t);
+	else
+		hbk_drv_queue_dispatch(t->intr, &t->intr_work); /* -EALREADY: already raised */
 }
 
 static uint32_t base_process_task(struct hbk_drv *d, const struct hbk_task *task,

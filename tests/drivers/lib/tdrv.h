@@ -49,6 +49,9 @@ struct tdrv_hooks {
 	bool (*complete)(struct tdrv *t, struct tdrv_io *io);
 	/* In the stop entry point. */
 	void (*stop)(struct tdrv *t);
+	/* Raises the interrupt for a task just queued for the InterruptQueue
+	 * (default: dispatches intr_work to it).  Any thread. */
+	void (*raise)(struct tdrv *t);
 };
 
 
