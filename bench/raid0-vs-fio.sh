@@ -13,9 +13,12 @@
 # target: at least 0.80).
 #
 #   bench/raid0-vs-fio.sh [--rounds N] [--runtime S] [--size SIZE] [--dir DIR]
+#                         [--driver-arg NAME=VALUE]...
 #
-# SIZE is per member file (default 512M; the files are written with zeros
-# first so every block is allocated and read from the disk).  BUILD names
+# --driver-arg passes an option to the card's driver (drivers/raid/hba.c:
+# coalesce-count=, coalesce-us=, coalesce-idle=, fw-threads=, ...).  SIZE is
+# per member file (default 512M; the files are written with zeros first so
+# every block is allocated and read from the disk).  BUILD names
 # the build directory (default build).  The figures depend on the machine's
 # disk and on anything else running: on a shared machine they are noisy, so
 # the script prints the load average before and after.
@@ -23,6 +26,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 ROUNDS=1 RUNTIME=10 SIZE=512M DIR=/var/tmp
+DARGS=()
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -30,7 +34,9 @@ while [ $# -gt 0 ]; do
 	--runtime) RUNTIME=$2; shift 2 ;;
 	--size) SIZE=$2; shift 2 ;;
 	--dir) DIR=$2; shift 2 ;;
-	*) echo "usage: $0 [--rounds N] [--runtime S] [--size SIZE] [--dir DIR]" >&2; exit 2 ;;
+	--driver-arg) DARGS+=(--driver-arg "$2"); shift 2 ;;
+	*) echo "usage: $0 [--rounds N] [--runtime S] [--size SIZE] [--dir DIR] [--driver-arg NAME=VALUE]..." >&2
+	   exit 2 ;;
 	esac
 done
 for t in fio python3; do
@@ -59,7 +65,7 @@ fio_iops() {
 }
 
 hbakit_iops() {
-	"$BUILD/hbakit" bench --driver "$BUILD/drivers/hbk-raid" --driver-arg "array=r0:$SPEC" \
+	"$BUILD/hbakit" bench --driver "$BUILD/drivers/hbk-raid" --driver-arg "array=r0:$SPEC" "${DARGS[@]}" \
 	    --mode bundled --rw randread --bs 4k --iodepth 32 --numjobs 1 --runtime "$RUNTIME" \
 	    --output-format json 2>/dev/null |
 		python3 -c 'import json,sys; print(round(json.load(sys.stdin)["results"][0]["iops"]))'

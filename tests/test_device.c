@@ -359,6 +359,41 @@ static void coalescing_changes_at_run_time(void **state)
 	rig_down(&r);
 }
 
+/* IRQ_FLAGS IDLE: a reply that leaves nothing in flight fires at once,
+ * count and time aside; replies while another command is still in flight
+ * wait for them as before. */
+static void coalescing_fires_when_the_card_goes_idle(void **state)
+{
+	(void)state;
+	struct rig r;
+	rig_up(&r, 64, 1);
+	coalesce(&r, 32, 1000000);
+	hbk_dev_write32(r.dev, HBK_DEV_REG_IRQ_FLAGS(0), HBK_DEV_IRQ_IDLE | 0x80);
+	assert_int_equal(hbk_dev_read32(r.dev, HBK_DEV_REG_IRQ_FLAGS(0)), HBK_DEV_IRQ_IDLE);
+	post(&r, frame(1, 0, false, 0, 0, NULL));
+	assert_true(irq_wait(&r, 0, 500));        /* long before the 1 s limit */
+	assert_int_equal(irqs(&r, 0), 1);
+	/* A write held at LBA 100 stays in flight: the reads that pass it
+	 * leave the card busy, so they coalesce. */
+	assert_int_equal(hbk_dev_vol_mem_hold(r.vol[0], 100), 0);
+	post(&r, frame(2, 0, true, 96, 8, r.buf));
+	for (uint32_t i = 3; i < 6; i++)
+		post(&r, frame(i, 0, false, 0, 8, r.buf + 4096 * i));
+	wait_posted(&r, 0, 4);
+	assert_false(irq_wait(&r, 0, 50));
+	/* Aborting the held write ends it: the card goes idle and fires. */
+	post(&r, tm_frame(900, HBK_DEV_TM_ABORT_TASK, 0, 2));
+	wait_posted(&r, 0, 6);
+	assert_true(irq_wait(&r, 0, 500));
+	/* Without the flag a lone reply waits for the time limit again. */
+	hbk_dev_write32(r.dev, HBK_DEV_REG_IRQ_FLAGS(0), 0);
+	irqs(&r, 0);
+	post(&r, frame(7, 0, false, 0, 0, NULL));
+	wait_posted(&r, 0, 7);
+	assert_false(irq_wait(&r, 0, 50));
+	rig_down(&r);
+}
+
 /* Each reply lands on the queue its frame named and raises that vector. */
 static void replies_go_to_the_named_queue(void **state)
 {
@@ -886,6 +921,7 @@ int main(void)
 		cmocka_unit_test(coalescing_by_count),
 		cmocka_unit_test(coalescing_by_time),
 		cmocka_unit_test(coalescing_changes_at_run_time),
+		cmocka_unit_test(coalescing_fires_when_the_card_goes_idle),
 		cmocka_unit_test(replies_go_to_the_named_queue),
 		cmocka_unit_test(abort_task_terminates_a_held_io),
 		cmocka_unit_test(waiting_caws_hold_up_nothing),

@@ -3,9 +3,9 @@
  * hbk-raid: the driver of hbakit's emulated RAID controller (include/hbk/
  * device.h), written as a vendor writes an HBA driver, and the example for
  * drivers of real hardware.  Both I/O entry points turn tasks into request
- * frames and ring the doorbell, nothing more; an interrupt thread turns the
- * card's eventfds into work on the InterruptQueue, which drains the reply
- * queues and completes bundled slots many per call, per-task tasks one by
+ * frames and ring the doorbell, nothing more; the card's interrupt vectors
+ * (eventfds) are event sources of the InterruptQueue, whose handler drains
+ * the reply queues and completes bundled slots many per call, per-task tasks one by
  * one, each by the path it came.  Task management goes to the card as frames.
  * Targets are created from the AuxiliaryQueue, once the firmware runs and
  * the interrupts are armed.
@@ -13,17 +13,16 @@
  * Options: vd=LIST and array=NAME:SPEC, repeatable (the virtual drives, see
  * drivers/raid/hba.h; default vd0:256M), tasks=N (256,
  * at most the card's credits), queues=N reply queues (1), fw-threads=N (16),
- * max-transfer=BYTES (1M), coalesce-count=N (8), coalesce-us=T (10),
+ * max-transfer=BYTES (1M), coalesce-count=N (32), coalesce-us=T (100),
+ * coalesce-idle=0|1 (1: a reply that leaves the card idle interrupts at once),
  * hold-lba=LBA (fault injection: I/O touching that block of a memory drive
  * hangs until aborted).
  */
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,7 +44,8 @@ struct slot {
 };
 
 struct opts {
-	uint64_t tasks, queues, threads, max_transfer, coalesce_count, coalesce_us, hold_lba;
+	uint64_t tasks, queues, threads, max_transfer, coalesce_count, coalesce_us, coalesce_idle;
+	uint64_t hold_lba;
 };
 
 struct hba {
@@ -60,9 +60,7 @@ struct hba {
 
 	struct hbk_drv_queue *aux, *intr;
 	struct hbk_drv_work create_work, intr_work;
-	pthread_t irq;                  /* eventfds -> InterruptQueue */
-	bool irq_up;
-	int stop_fd;
+	unsigned irqs_attached;         /* vectors attached to the InterruptQueue */
 
 	struct hbk_task *cmds;          /* bundled path: the shared slots */
 	struct hbk_response *resps;
@@ -93,8 +91,9 @@ static const struct {
 	{ "queues", 1, 1, HBK_DEV_MAX_QUEUES, offsetof(struct opts, queues) },
 	{ "fw-threads", 16, 1, 64, offsetof(struct opts, threads) },
 	{ "max-transfer", 1u << 20, 4096, 1u << 30, offsetof(struct opts, max_transfer) },
-	{ "coalesce-count", 8, 1, 1024, offsetof(struct opts, coalesce_count) },
-	{ "coalesce-us", 10, 0, 1000000, offsetof(struct opts, coalesce_us) },
+	{ "coalesce-count", 32, 1, 1024, offsetof(struct opts, coalesce_count) },
+	{ "coalesce-us", 100, 0, 1000000, offsetof(struct opts, coalesce_us) },
+	{ "coalesce-idle", 1, 0, 1, offsetof(struct opts, coalesce_idle) },
 	{ "hold-lba", UINT64_MAX, 0, UINT64_MAX, offsetof(struct opts, hold_lba) },
 };
 
@@ -166,7 +165,6 @@ static int hba_init(struct hbk_drv *d)
 {
 	struct hba *h = hbk_drv_priv(d);
 	h->d = d;
-	h->stop_fd = -1;
 	pthread_mutex_init(&h->slot_lock, NULL);
 	pthread_mutex_init(&h->life, NULL);
 	pthread_mutex_init(&h->tm_lock, NULL);
@@ -185,8 +183,7 @@ static int hba_init(struct hbk_drv *d)
 	h->aux = hbk_drv_queue_create(d, HBK_QUEUE_NAME_AUX);
 	h->intr = hbk_drv_queue_create(d, HBK_QUEUE_NAME_INTERRUPT);
 	h->slots = calloc(h->ntasks, sizeof(*h->slots));
-	h->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (!h->aux || !h->intr || !h->slots || h->stop_fd < 0)
+	if (!h->aux || !h->intr || !h->slots)
 		return -ENOMEM;
 
 	/* What the card can do, as its registers say: one data pointer per
@@ -241,32 +238,6 @@ static int hba_map_bundled(struct hbk_drv *d, struct hbk_drv_mem *cmds,
 	return h->cmds && h->resps ? 0 : -ENOMEM;
 }
 
-/* Turns the card's interrupt vectors into work on the InterruptQueue. */
-static void *irq_thread(void *arg)
-{
-	struct hba *h = arg;
-	struct pollfd p[HBK_DEV_MAX_QUEUES + 1];
-	for (unsigned q = 0; q < h->nqueues; q++)
-		p[q] = (struct pollfd){ .fd = hbk_dev_irq_fd(h->dev, q), .events = POLLIN };
-	p[h->nqueues] = (struct pollfd){ .fd = h->stop_fd, .events = POLLIN };
-	for (;;) {
-		if (poll(p, h->nqueues + 1, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			fprintf(stderr, "hbk-raid: interrupt wait: %s\n", strerror(errno));
-			return NULL;
-		}
-		if (p[h->nqueues].revents)
-			return NULL;
-		for (unsigned q = 0; q < h->nqueues; q++) {
-			uint64_t n;
-			if (p[q].revents & POLLIN && read(p[q].fd, &n, sizeof(n)) < 0)
-				continue;  /* another read took it: nothing lost, the drain reads RQ_PI */
-		}
-		hbk_drv_queue_dispatch(h->intr, &h->intr_work);  /* -EALREADY: raised already */
-	}
-}
-
 /*
  * Brings the card up: interrupt vectors armed and coalescing set, firmware
  * running.  Only then may targets be created, from the AuxiliaryQueue: the
@@ -279,10 +250,17 @@ static int hba_start(struct hbk_drv *d)
 	for (unsigned q = 0; q < h->nqueues; q++) {
 		hbk_dev_write32(h->dev, HBK_DEV_REG_IRQ_COUNT(q), (uint32_t)h->o.coalesce_count);
 		hbk_dev_write32(h->dev, HBK_DEV_REG_IRQ_USEC(q), (uint32_t)h->o.coalesce_us);
+		hbk_dev_write32(h->dev, HBK_DEV_REG_IRQ_FLAGS(q),
+				h->o.coalesce_idle ? HBK_DEV_IRQ_IDLE : 0);
 	}
-	if (pthread_create(&h->irq, NULL, irq_thread, h))
-		return -EAGAIN;
-	h->irq_up = true;
+	/* Each vector wakes the InterruptQueue's own thread, which runs the
+	 * handler: one thread woken per interrupt. */
+	for (unsigned q = 0; q < h->nqueues; q++) {
+		int err = hbk_drv_queue_attach(h->intr, hbk_dev_irq_fd(h->dev, q), &h->intr_work);
+		if (err)
+			return err;
+		h->irqs_attached = q + 1;
+	}
 	pthread_mutex_lock(&h->life);
 	h->running = true;
 	pthread_mutex_unlock(&h->life);
@@ -611,12 +589,9 @@ static void hba_nexus_loss(struct hbk_drv *d, uint64_t target, uint64_t initiato
 
 static void irq_stop(struct hba *h)
 {
-	if (!h->irq_up)
-		return;
-	uint64_t one = 1;
-	if (write(h->stop_fd, &one, sizeof(one)) == sizeof(one))
-		pthread_join(h->irq, NULL);
-	h->irq_up = false;
+	for (unsigned q = 0; q < h->irqs_attached; q++)
+		hbk_drv_queue_detach(h->intr, hbk_dev_irq_fd(h->dev, q));
+	h->irqs_attached = 0;
 }
 
 /*
@@ -643,11 +618,9 @@ static void teardown(struct hba *h)
 {
 	if (!h->d)
 		return;  /* never initialised */
-	irq_stop(h);
+	/* No irq_stop: the runtime's queues are gone with their sources. */
 	hbk_dev_destroy(h->dev);
 	storage_close(&h->storage);
-	if (h->stop_fd >= 0)
-		close(h->stop_fd);
 	free(h->slots);
 	pthread_mutex_destroy(&h->slot_lock);
 	pthread_mutex_destroy(&h->life);

@@ -103,7 +103,13 @@ struct hbk_raid;
 #define HBK_DEV_REG_RQ_CI(q)    (HBK_DEV_REG_RQ(q) + 0x08) /* RW replies consumed */
 #define HBK_DEV_REG_IRQ_COUNT(q) (HBK_DEV_REG_RQ(q) + 0x0c) /* RW 1..RPL_DEPTH */
 #define HBK_DEV_REG_IRQ_USEC(q) (HBK_DEV_REG_RQ(q) + 0x10) /* RW 0..1000000 */
+#define HBK_DEV_REG_IRQ_FLAGS(q) (HBK_DEV_REG_RQ(q) + 0x14) /* RW enum hbk_dev_irq_flag */
 #define HBK_DEV_REG_SIZE        (HBK_DEV_REG_RQ(HBK_DEV_MAX_QUEUES))
+
+/* IRQ_FLAGS bits.  IDLE: a reply that leaves the card with no admitted
+ * command unreplied raises its vector at once, count and time aside (there
+ * is nothing left to coalesce it with). */
+enum hbk_dev_irq_flag { HBK_DEV_IRQ_IDLE = 1u << 0 };
 
 enum hbk_dev_state { HBK_DEV_READY = 1, HBK_DEV_OPERATIONAL = 2, HBK_DEV_RESETTING = 3 };
 enum hbk_dev_control { HBK_DEV_CTL_ENABLE = 1, HBK_DEV_CTL_RESET = 2 };

@@ -183,6 +183,7 @@ static unsigned fetch(struct hbk_dev *dev)
 		dev->ci++;
 		dev->outstanding++;
 		dev->in_use++;
+		atomic_fetch_add_explicit(&dev->unreplied, 1, memory_order_relaxed);
 		if (tm) {
 			c->state = CTX_WAIT;
 			tm_start(dev, c);
@@ -261,6 +262,8 @@ static uint64_t irq_check(struct fw_rq *r, uint64_t now)
 void dev_post_reply(struct hbk_dev *dev, unsigned q, const struct hbk_dev_reply *rep)
 {
 	struct fw_rq *r = &dev->rq[q];
+	/* Relaxed: a count, which only decides how soon to interrupt. */
+	bool last = atomic_fetch_sub_explicit(&dev->unreplied, 1, memory_order_relaxed) == 1;
 	pthread_mutex_lock(&r->lock);
 	if (hbk_dev_read32(dev, HBK_DEV_REG_STATUS) != HBK_DEV_OPERATIONAL) {
 		pthread_mutex_unlock(&r->lock);  /* a reset discards replies */
@@ -276,7 +279,7 @@ void dev_post_reply(struct hbk_dev *dev, unsigned q, const struct hbk_dev_reply 
 	uint64_t now = hbk_now_ns();
 	if (!r->pending++)
 		r->first_ns = now;
-	bool fire = irq_due(r, now);
+	bool fire = irq_due(r, now) || (last && r->flags & HBK_DEV_IRQ_IDLE);
 	bool arm = !fire && r->pending == 1;
 	if (fire)
 		r->pending = 0;
@@ -328,6 +331,7 @@ static void reset(struct hbk_dev *dev)
 	for (fw_end_cancelled(dev); dev->in_use; fw_end_cancelled(dev))
 		pthread_cond_wait(&dev->idle_cond, &dev->lock);
 	dev->pi = dev->ci = dev->outstanding = 0;
+	atomic_store(&dev->unreplied, 0);  /* contexts a reset ended post nothing */
 	memset(dev->req, 0, (size_t)dev->entries * sizeof(*dev->req));
 	dev_reg_set(dev, HBK_DEV_REG_REQ_PI, 0);
 	dev_reg_set(dev, HBK_DEV_REG_REQ_CI, 0);
@@ -369,16 +373,19 @@ static void consumed(struct hbk_dev *dev, unsigned q, uint32_t val)
 	dev_wake(dev, w);
 }
 
-static void coalescing(struct hbk_dev *dev, unsigned q, bool count, uint32_t val)
+static void coalescing(struct hbk_dev *dev, unsigned q, uint32_t reg, uint32_t val)
 {
 	struct fw_rq *r = &dev->rq[q];
 	pthread_mutex_lock(&r->lock);
-	if (count) {
+	if (reg == HBK_DEV_REG_IRQ_COUNT(q)) {
 		r->count = HBK_MAX(HBK_MIN(val, dev->depth), 1u);
-		dev_reg_set(dev, HBK_DEV_REG_IRQ_COUNT(q), r->count);
-	} else {
+		dev_reg_set(dev, reg, r->count);
+	} else if (reg == HBK_DEV_REG_IRQ_USEC(q)) {
 		r->usec = HBK_MIN(val, 1000000u);
-		dev_reg_set(dev, HBK_DEV_REG_IRQ_USEC(q), r->usec);
+		dev_reg_set(dev, reg, r->usec);
+	} else {
+		r->flags = val & HBK_DEV_IRQ_IDLE;
+		dev_reg_set(dev, reg, r->flags);
 	}
 	pthread_mutex_unlock(&r->lock);
 	/* The new setting may make what is pending due now, or later. */
@@ -413,8 +420,9 @@ void hbk_dev_write32(struct hbk_dev *dev, uint32_t reg, uint32_t val)
 		unsigned q = (reg - HBK_DEV_REG_RQ(0)) / 0x20;
 		if (reg == HBK_DEV_REG_RQ_CI(q))
 			consumed(dev, q, val);
-		else if (reg == HBK_DEV_REG_IRQ_COUNT(q) || reg == HBK_DEV_REG_IRQ_USEC(q))
-			coalescing(dev, q, reg == HBK_DEV_REG_IRQ_COUNT(q), val);
+		else if (reg == HBK_DEV_REG_IRQ_COUNT(q) || reg == HBK_DEV_REG_IRQ_USEC(q) ||
+			 reg == HBK_DEV_REG_IRQ_FLAGS(q))
+			coalescing(dev, q, reg, val);
 	}
 }
 

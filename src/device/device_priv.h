@@ -66,7 +66,7 @@ struct fw_rq {
 	pthread_mutex_t lock;         /* posting and coalescing state */
 	struct hbk_dev_reply *ring;
 	uint32_t pi, ci;              /* posted; consumed as the driver last wrote it */
-	uint32_t count, usec;         /* coalescing */
+	uint32_t count, usec, flags;  /* coalescing */
 	uint32_t pending;             /* replies since the last interrupt */
 	uint64_t first_ns;            /* when the first of them was posted */
 	int fd;                       /* eventfd */
@@ -100,6 +100,10 @@ struct hbk_dev {
 	bool stop;
 	uint32_t pi, ci;              /* request ring: doorbell seen, frames taken */
 	uint32_t outstanding;         /* admitted frames whose reply is not consumed */
+	/* Admitted frames whose reply is not posted yet (HBK_DEV_IRQ_IDLE):
+	 * raised in fetch, under lock, dropped in dev_post_reply, which may
+	 * run without it. */
+	atomic_int unreplied;
 	uint32_t in_use;              /* contexts not FREE */
 	uint32_t idle_threads;        /* firmware threads waiting for work */
 	uint32_t waking;              /* of those, signalled and not yet awake */
