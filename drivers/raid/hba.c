@@ -5,8 +5,9 @@
  * drivers of real hardware.  Both I/O entry points turn tasks into request
  * frames and ring the doorbell, nothing more; the card's interrupt vectors
  * (eventfds) are event sources of the InterruptQueue, whose handler drains
- * the reply queues and completes bundled slots many per call, per-task tasks one by
- * one, each by the path it came.  Task management goes to the card as frames.
+ * the reply queues and completes bundled slots many per call, per-task
+ * tasks one by one, each by the path it came.  Task management goes to the
+ * card as frames.
  * Targets are created from the AuxiliaryQueue, once the firmware runs and
  * the interrupts are armed.
  *
