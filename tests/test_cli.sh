@@ -42,6 +42,14 @@ $H bench --span 2k >/dev/null 2>&1; [ $? -eq 2 ] || fail "--span below --bs not 
 warm=$($H bench --mode bundled --rw randrw --span 2M --warmup --iodepth 4 --runtime 0.3 \
 	--driver-arg size=8M) || fail "warm-up bench exit $?"
 echo "$warm" | grep -q "errors 0" || fail "warm-up bench reported errors: $warm"
+# psync: a thread per job with one I/O at a time, so 3 jobs never put more
+# than 3 tasks in one call, however deep --iodepth is.
+sync=$($H bench --mode bundled --rw randrw --ioengine psync --numjobs 3 --iodepth 32 \
+	--runtime 0.3 --driver-arg size=8M --output-format json) || fail "psync bench exit $?"
+echo "$sync" | grep -qE '"slots_per_call": \{"1": [1-9][0-9]*, "2": [0-9]+, "3-4": [0-9]+, "5-8": 0, "9-16": 0, "17-32": 0\}' \
+	|| fail "psync with 3 jobs must give calls of 1 to 3 slots: $sync"
+echo "$sync" | grep -q '"errors": 0,' || fail "psync bench reported I/O errors: $sync"
+$H bench --ioengine libaio >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad --ioengine not refused"
 $H frobnicate >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown command not refused"
 $H info --driver /nonexistent >/dev/null 2>&1; [ $? -eq 1 ] || fail "missing driver not reported"
 echo "cli ok"

@@ -3,7 +3,10 @@
  * hbakit bench: fio's vocabulary against an hbakit controller.  Each job
  * keeps iodepth block I/Os in flight on arena buffers (zero copy); a
  * completion records its latency and issues the next I/O from the completion
- * callback, so nothing waits between I/Os.  Prints IOPS, MiB/s, latency
+ * callback, so nothing waits between I/Os.  With --ioengine psync each job
+ * is a thread of its own that issues one I/O and waits for it, as fio's
+ * psync engine does (and as buffered I/O reaches a device: one request per
+ * thread at a time, whatever iodepth says).  Prints IOPS, MiB/s, latency
  * percentiles, calls per task, the slots-per-call histogram and CPU seconds
  * per I/O (host and driver process), for one path or both side by side.
  */
@@ -35,6 +38,7 @@ struct bench_opts {
 	unsigned lun;
 	bool json, both, suite;
 	bool warmup;        /* read the span once before measuring */
+	bool psync;         /* --ioengine psync: a thread per job, one I/O at a time */
 	const char *name;
 };
 
@@ -73,6 +77,8 @@ struct job {
 	atomic_ullong *lat;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
+	bool sync_done;           /* psync: the job's I/O completed (lock) */
+	pthread_t thread;         /* psync */
 };
 
 static unsigned lat_bucket(uint64_t ns)
@@ -163,10 +169,9 @@ static void issue(struct job *j, struct slot *s)
 	pthread_mutex_unlock(&j->lock);
 }
 
-static void slot_done(struct hbk_blk_io *io)
+/* Counts a completed I/O of slot s. */
+static void record(struct job *j, struct slot *s, const struct hbk_blk_io *io)
 {
-	struct slot *s = io->priv;
-	struct job *j = s->job;
 	uint64_t lat = hbk_now_ns() - s->start_ns;
 	atomic_fetch_add_explicit(&j->lat[lat_bucket(lat)], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&j->ios, 1, memory_order_relaxed);
@@ -178,7 +183,50 @@ static void slot_done(struct hbk_blk_io *io)
 			(unsigned long long)io->lba, strerror(-io->error),
 			hbk_scsi_result_str(&io->result, buf, sizeof(buf)));
 	}
-	issue(j, s);
+}
+
+static void slot_done(struct hbk_blk_io *io)
+{
+	struct slot *s = io->priv;
+	record(s->job, s, io);
+	issue(s->job, s);
+}
+
+/* psync: the completion wakes the job's thread. */
+static void sync_done(struct hbk_blk_io *io)
+{
+	struct slot *s = io->priv;
+	struct job *j = s->job;
+	record(j, s, io);
+	pthread_mutex_lock(&j->lock);
+	j->sync_done = true;
+	pthread_cond_signal(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+}
+
+/* psync: a job's thread, one I/O at a time until the job is done. */
+static void *sync_job(void *arg)
+{
+	struct job *j = arg;
+	struct slot *s = &j->slots[0];
+	while (next_io(j, s)) {
+		pthread_mutex_lock(&j->lock);
+		j->sync_done = false;
+		pthread_mutex_unlock(&j->lock);
+		s->start_ns = hbk_now_ns();
+		int err = hbk_blk_submit(&s->io);
+		if (err) {
+			atomic_fetch_add(&j->errors, 1);
+			if (err == -ENODEV)
+				break;
+			continue;
+		}
+		pthread_mutex_lock(&j->lock);
+		while (!j->sync_done)
+			pthread_cond_wait(&j->cond, &j->lock);
+		pthread_mutex_unlock(&j->lock);
+	}
+	return NULL;
 }
 
 static double process_cpu(void)
@@ -261,6 +309,7 @@ static int run_mode(const struct bench_opts *o, enum hbk_ctl_mode mode, struct r
 		hbk_ctl_close(c);
 		return err;
 	}
+	unsigned depth = o->psync ? 1 : o->iodepth;
 	struct job *jobs = calloc(o->numjobs, sizeof(*jobs));
 	atomic_ullong *lat = calloc(LAT_BUCKETS, sizeof(*lat));
 	err = jobs && lat && lun_ios ? 0 : -ENOMEM;
@@ -275,22 +324,22 @@ static int run_mode(const struct bench_opts *o, enum hbk_ctl_mode mode, struct r
 		j->first_io = is_random(o->rw) ? 0 : k * j->span_ios;
 		pthread_mutex_init(&j->lock, NULL);
 		pthread_cond_init(&j->cond, NULL);
-		j->slots = calloc(o->iodepth, sizeof(*j->slots));
+		j->slots = calloc(depth, sizeof(*j->slots));
 		if (!j->slots) {
 			err = -ENOMEM;
 			break;
 		}
-		for (unsigned i = 0; i < o->iodepth; i++) {
+		for (unsigned i = 0; i < depth; i++) {
 			struct slot *s = &j->slots[i];
 			s->job = j;
 			s->rng = 0x9e3779b97f4a7c15ull * (k * 1000 + i + 1);
 			s->io.lun = lun;
-			s->io.done = slot_done;
+			s->io.done = o->psync ? sync_done : slot_done;
 			s->io.priv = s;
 			s->io.buf = hbk_ctl_buf_alloc(c, o->bs);
 			if (!s->io.buf) {
 				fprintf(stderr, "hbakit bench: arena too small for %u x %llu B buffers\n",
-					o->numjobs * o->iodepth, (unsigned long long)o->bs);
+					o->numjobs * depth, (unsigned long long)o->bs);
 				err = -ENOMEM;
 				break;
 			}
@@ -301,13 +350,28 @@ static int run_mode(const struct bench_opts *o, enum hbk_ctl_mode mode, struct r
 		hbk_ctl_stats_reset(c);
 		double cpu0 = process_cpu(), dcpu0 = driver_cpu(hbk_ctl_driver_pid(c));
 		uint64_t t0 = hbk_now_ns();
-		for (unsigned k = 0; k < o->numjobs; k++) {
+		for (unsigned k = 0; k < o->numjobs; k++)
 			jobs[k].end_ns = t0 + (uint64_t)(o->runtime * 1e9);
+		unsigned started = 0;
+		for (unsigned k = 0; k < o->numjobs; k++) {
+			if (o->psync) {
+				if (pthread_create(&jobs[k].thread, NULL, sync_job, &jobs[k])) {
+					err = -EAGAIN;
+					break;
+				}
+				started++;
+				continue;
+			}
 			atomic_store(&jobs[k].inflight, o->iodepth);
 			for (unsigned i = 0; i < o->iodepth; i++)
 				issue(&jobs[k], &jobs[k].slots[i]);
 		}
 		for (unsigned k = 0; k < o->numjobs; k++) {
+			if (o->psync) {
+				if (k < started)
+					pthread_join(jobs[k].thread, NULL);
+				continue;
+			}
 			pthread_mutex_lock(&jobs[k].lock);
 			while (atomic_load(&jobs[k].inflight))
 				pthread_cond_wait(&jobs[k].cond, &jobs[k].lock);
@@ -327,7 +391,7 @@ static int run_mode(const struct bench_opts *o, enum hbk_ctl_mode mode, struct r
 			res->lat[b] = lat[b];
 	}
 	for (unsigned k = 0; jobs && k < o->numjobs; k++) {
-		for (unsigned i = 0; jobs[k].slots && i < o->iodepth; i++)
+		for (unsigned i = 0; jobs[k].slots && i < depth; i++)
 			hbk_ctl_buf_free(c, jobs[k].slots[i].io.buf);
 		free(jobs[k].slots);
 		pthread_mutex_destroy(&jobs[k].lock);
@@ -345,8 +409,11 @@ static void print_normal(const struct bench_opts *o, const struct result *r)
 {
 	double iops = (double)r->ios / r->seconds;
 	double calls = r->stats.tasks ? (double)r->stats.io_calls / (double)r->stats.tasks : 0;
-	printf("%s: %s bs=%llu iodepth=%u numjobs=%u\n", r->mode, o->name,
-	       (unsigned long long)o->bs, o->iodepth, o->numjobs);
+	printf("%s: %s bs=%llu ", r->mode, o->name, (unsigned long long)o->bs);
+	if (o->psync)
+		printf("ioengine=psync numjobs=%u\n", o->numjobs);
+	else
+		printf("iodepth=%u numjobs=%u\n", o->iodepth, o->numjobs);
 	printf("  IOPS %.0f  (read %.0f, write %.0f)  %.1f MiB/s  errors %llu  runtime %.2f s\n",
 	       iops, (double)r->reads / r->seconds, (double)r->writes / r->seconds,
 	       iops * (double)o->bs / 1048576.0, (unsigned long long)r->errors, r->seconds);
@@ -378,8 +445,9 @@ static void print_normal(const struct bench_opts *o, const struct result *r)
 static void print_json(const struct bench_opts *o, const struct result *r, bool last)
 {
 	double iops = (double)r->ios / r->seconds;
-	printf("    {\"mode\": \"%s\", \"rw\": \"%s\", \"bs\": %llu, \"iodepth\": %u, \"numjobs\": %u,\n",
-	       r->mode, o->name, (unsigned long long)o->bs, o->iodepth, o->numjobs);
+	printf("    {\"mode\": \"%s\", \"rw\": \"%s\", \"bs\": %llu, \"ioengine\": \"%s\", "
+	       "\"iodepth\": %u, \"numjobs\": %u,\n", r->mode, o->name, (unsigned long long)o->bs,
+	       o->psync ? "psync" : "async", o->psync ? 1 : o->iodepth, o->numjobs);
 	printf("     \"ios\": %llu, \"errors\": %llu, \"seconds\": %.4f, \"iops\": %.1f, "
 	       "\"read_iops\": %.1f, \"write_iops\": %.1f, \"mib_s\": %.2f,\n",
 	       (unsigned long long)r->ios, (unsigned long long)r->errors, r->seconds, iops,
@@ -409,20 +477,25 @@ static void print_json(const struct bench_opts *o, const struct result *r, bool 
  * The story's experiment: the workloads its team ran with fio against the
  * RAID 5 controller (4 jobs x iodepth 32; 1 MiB sequential writes at
  * iodepth 32), each on the per-task path and then the bundled path, in one
- * table with the bundled path's slots-per-call histogram.
+ * table with the bundled path's slots-per-call histogram.  Their fio ran
+ * buffered I/O, which reaches a device one request per job thread at a
+ * time whatever iodepth says; the last row is that arrival pattern
+ * (psync, 4 jobs).
  */
 static const struct seed_job {
 	const char *label;
 	enum rw rw;
 	unsigned rwmixread, numjobs, iodepth;
 	uint64_t bs;
+	bool psync;
 } seed_jobs[] = {
-	{ "4k randrw 70/30", RW_RANDRW, 70, 4, 32, 4096 },
-	{ "4k randread", RW_RANDREAD, 100, 4, 32, 4096 },
-	{ "4k randwrite", RW_RANDWRITE, 0, 4, 32, 4096 },
-	{ "1m write", RW_WRITE, 0, 1, 32, 1 << 20 },
-	{ "16k randrw 70/30", RW_RANDRW, 70, 4, 32, 16384 },
-	{ "64k randrw 70/30", RW_RANDRW, 70, 4, 32, 65536 },
+	{ "4k randrw 70/30", RW_RANDRW, 70, 4, 32, 4096, false },
+	{ "4k randread", RW_RANDREAD, 100, 4, 32, 4096, false },
+	{ "4k randwrite", RW_RANDWRITE, 0, 4, 32, 4096, false },
+	{ "1m write", RW_WRITE, 0, 1, 32, 1 << 20, false },
+	{ "16k randrw 70/30", RW_RANDRW, 70, 4, 32, 16384, false },
+	{ "64k randrw 70/30", RW_RANDRW, 70, 4, 32, 65536, false },
+	{ "4k rw70/30 psync", RW_RANDRW, 70, 4, 1, 4096, true },
 };
 
 static int run_suite(const struct bench_opts *base)
@@ -446,6 +519,7 @@ static int run_suite(const struct bench_opts *base)
 		o.numjobs = sj->numjobs;
 		o.iodepth = sj->iodepth;
 		o.bs = sj->bs;
+		o.psync = sj->psync;
 		o.name = rw_label[sj->rw];
 		struct result *r = &res[2 * k];
 		if (run_mode(&o, HBK_MODE_PER_TASK, &r[0]) || run_mode(&o, HBK_MODE_BUNDLED, &r[1])) {
@@ -487,6 +561,9 @@ static void bench_usage(void)
 		"  --rwmixread PCT        reads in a mixed workload (50)\n"
 		"  --bs SIZE              block size (4k)\n"
 		"  --iodepth N            I/Os in flight per job (32)\n"
+		"  --ioengine async|psync async: iodepth I/Os in flight per job, the next\n"
+		"                         issued from the completion (default); psync: a\n"
+		"                         thread per job, one I/O at a time (iodepth 1)\n"
 		"  --numjobs N            jobs (1)\n"
 		"  --runtime SECONDS      (5) or --size BYTES per job\n"
 		"  --span BYTES           I/O only to the first BYTES of the LUN (all of it)\n"
@@ -540,6 +617,9 @@ int cli_bench(int argc, char **argv)
 		} else if (!strcmp(key, "--iodepth")) {
 			ok = ok && cli_parse_size(v, &num) && num && num <= 4096;
 			o.iodepth = (unsigned)num;
+		} else if (!strcmp(key, "--ioengine")) {
+			ok = ok && (!strcmp(v, "async") || !strcmp(v, "psync"));
+			o.psync = ok && !strcmp(v, "psync");
 		} else if (!strcmp(key, "--numjobs")) {
 			ok = ok && cli_parse_size(v, &num) && num && num <= 64;
 			o.numjobs = (unsigned)num;
