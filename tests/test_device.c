@@ -391,6 +391,10 @@ static void coalescing_fires_when_the_card_goes_idle(void **state)
 	post(&r, frame(7, 0, false, 0, 0, NULL));
 	wait_posted(&r, 0, 7);
 	assert_false(irq_wait(&r, 0, 50));
+	/* Turning the flag on with that reply pending and the card idle
+	 * fires at once, as a write to IRQ_COUNT or IRQ_USEC would. */
+	hbk_dev_write32(r.dev, HBK_DEV_REG_IRQ_FLAGS(0), HBK_DEV_IRQ_IDLE);
+	assert_true(irq_wait(&r, 0, 0));
 	rig_down(&r);
 }
 

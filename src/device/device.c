@@ -229,10 +229,15 @@ static void irq_raise(struct fw_rq *r)
 	(void)n;  /* EAGAIN only when 2^64-2 interrupts went unread */
 }
 
-/* Whether queue r's pending replies are due for an interrupt.  r->lock held. */
-static bool irq_due(const struct fw_rq *r, uint64_t now)
+/* Whether queue r's pending replies are due for an interrupt: IRQ_COUNT of
+ * them, the first IRQ_USEC old, or (IDLE) no admitted frame left unreplied.
+ * r->lock held. */
+static bool irq_due(const struct hbk_dev *dev, const struct fw_rq *r, uint64_t now)
 {
-	return r->pending && (r->pending >= r->count || !r->usec ||
+	/* Relaxed: a count, which only decides how soon to interrupt. */
+	bool idle = r->flags & HBK_DEV_IRQ_IDLE &&
+		    atomic_load_explicit(&dev->unreplied, memory_order_relaxed) <= 0;
+	return r->pending && (r->pending >= r->count || !r->usec || idle ||
 			      now >= r->first_ns + r->usec * 1000ull);
 }
 
@@ -246,10 +251,10 @@ static void timer_kick(struct hbk_dev *dev)
 
 /* Fires queue q if due, else tells when it will be (UINT64_MAX: nothing
  * pending).  Takes r->lock. */
-static uint64_t irq_check(struct fw_rq *r, uint64_t now)
+static uint64_t irq_check(struct hbk_dev *dev, struct fw_rq *r, uint64_t now)
 {
 	pthread_mutex_lock(&r->lock);
-	bool fire = irq_due(r, now);
+	bool fire = irq_due(dev, r, now);
 	uint64_t next = fire || !r->pending ? UINT64_MAX : r->first_ns + r->usec * 1000ull;
 	if (fire)
 		r->pending = 0;
@@ -262,8 +267,7 @@ static uint64_t irq_check(struct fw_rq *r, uint64_t now)
 void dev_post_reply(struct hbk_dev *dev, unsigned q, const struct hbk_dev_reply *rep)
 {
 	struct fw_rq *r = &dev->rq[q];
-	/* Relaxed: a count, which only decides how soon to interrupt. */
-	bool last = atomic_fetch_sub_explicit(&dev->unreplied, 1, memory_order_relaxed) == 1;
+	atomic_fetch_sub_explicit(&dev->unreplied, 1, memory_order_relaxed);  /* see irq_due */
 	pthread_mutex_lock(&r->lock);
 	if (hbk_dev_read32(dev, HBK_DEV_REG_STATUS) != HBK_DEV_OPERATIONAL) {
 		pthread_mutex_unlock(&r->lock);  /* a reset discards replies */
@@ -279,7 +283,7 @@ void dev_post_reply(struct hbk_dev *dev, unsigned q, const struct hbk_dev_reply 
 	uint64_t now = hbk_now_ns();
 	if (!r->pending++)
 		r->first_ns = now;
-	bool fire = irq_due(r, now) || (last && r->flags & HBK_DEV_IRQ_IDLE);
+	bool fire = irq_due(dev, r, now);
 	bool arm = !fire && r->pending == 1;
 	if (fire)
 		r->pending = 0;
@@ -300,7 +304,7 @@ static void *timer_thread(void *arg)
 	while (!dev->timer_stop) {
 		uint64_t next = UINT64_MAX, now = hbk_now_ns();
 		for (unsigned q = 0; q < dev->nqueues; q++)
-			next = HBK_MIN(next, irq_check(&dev->rq[q], now));
+			next = HBK_MIN(next, irq_check(dev, &dev->rq[q], now));
 		if (dev->timer_kick) {
 			dev->timer_kick = false;
 			continue;
@@ -389,7 +393,7 @@ static void coalescing(struct hbk_dev *dev, unsigned q, uint32_t reg, uint32_t v
 	}
 	pthread_mutex_unlock(&r->lock);
 	/* The new setting may make what is pending due now, or later. */
-	irq_check(r, hbk_now_ns());
+	irq_check(dev, r, hbk_now_ns());
 	timer_kick(dev);
 }
 
