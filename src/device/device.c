@@ -297,6 +297,7 @@ void dev_post_reply(struct hbk_dev *dev, unsigned q, const struct hbk_dev_reply 
 /* Fires every queue whose first pending reply is IRQ_USEC old. */
 static void *timer_thread(void *arg)
 {
+	hbk_thread_name("hbk-irq-timer");
 	struct hbk_dev *dev = arg;
 	/* Microsecond deadlines: no 50 us of default timer slack. */
 	prctl(PR_SET_TIMERSLACK, 1000ul);

@@ -440,6 +440,7 @@ static struct fw_ctx *take(struct hbk_dev *dev)
 
 void *fw_thread(void *arg)
 {
+	hbk_thread_name("hbk-firmware");
 	struct hbk_dev *dev = arg;
 	struct waiter w;
 	sem_init(&w.done, 0, 0);

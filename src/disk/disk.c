@@ -150,6 +150,7 @@ static void finish(struct hbk_disk *d, struct hbk_disk_io *io, int result)
 
 static void *latency_main(void *arg)
 {
+	hbk_thread_name("hbk-disk-lat");
 	struct hbk_disk *d = arg;
 	struct latency *l = d->lat;
 

@@ -99,6 +99,7 @@ static void nbd_submit(struct hbk_disk *d, struct hbk_disk_io *io)
 
 static void *nbd_main(void *arg)
 {
+	hbk_thread_name("hbk-disk-nbd");
 	struct nbd_disk *n = arg;
 	while (!atomic_load(&n->stop)) {
 		struct pollfd p[2] = { { .fd = n->wake_fd, .events = POLLIN }, { .fd = -1 } };

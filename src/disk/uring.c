@@ -234,6 +234,7 @@ static int ring_setup(struct uring_disk *u)
 
 static void *uring_main(void *arg)
 {
+	hbk_thread_name("hbk-disk-uring");
 	struct uring_disk *u = arg;
 	int err = ring_setup(u);
 	hbk_latch_open(&u->ready, err);

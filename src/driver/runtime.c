@@ -212,6 +212,7 @@ static void poll_sources(struct hbk_drv_queue *q)
 
 static void *queue_thread(void *arg)
 {
+	hbk_thread_name("hbk-queue");
 	struct hbk_drv_queue *q = arg;
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
@@ -595,6 +596,7 @@ void hbk_drv_response_fill(struct hbk_response *r, const struct hbk_task *t,
 
 static void *event_reader(void *arg)
 {
+	hbk_thread_name("hbk-drv-events");
 	struct hbk_drv *d = arg;
 	union {
 		struct hbk_msg_hdr hdr;

@@ -203,6 +203,7 @@ static void serve_driver_call(struct hbk_ctl *c, struct ctl_msg *cm)
 
 static void *control_thread(void *arg)
 {
+	hbk_thread_name("hbk-control");
 	struct hbk_ctl *c = arg;
 	pthread_mutex_lock(&c->ctl_lock);
 	for (;;) {
@@ -275,6 +276,7 @@ static bool drain_ring(struct hbk_ctl *c)
 
 static void *event_thread(void *arg)
 {
+	hbk_thread_name("hbk-events");
 	struct hbk_ctl *c = arg;
 	union {
 		struct hbk_msg_hdr hdr;

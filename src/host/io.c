@@ -618,6 +618,7 @@ static void send_task(struct hbk_ctl *c, struct htask *t, struct hbk_msg_task *m
 
 void *hbk_io_sender(void *arg)
 {
+	hbk_thread_name("hbk-sender");
 	struct hbk_ctl *c = arg;
 	struct htask *batch[HBK_MAX_BUNDLE];
 	struct hbk_msg_task one;
@@ -708,6 +709,7 @@ static const unsigned tmf_of_stage[] = { 0, HBK_MSG_ABORT_TASK, HBK_MSG_LUN_RESE
 
 void *hbk_io_timer(void *arg)
 {
+	hbk_thread_name("hbk-task-timer");
 	struct hbk_ctl *c = arg;
 	uint64_t grace = HBK_MIN(HBK_MAX((uint64_t)c->opts.task_timeout_ms, 200ull), 2000ull) * 1000000ull;
 	for (;;) {

@@ -773,6 +773,7 @@ static void teardown(struct hbk_iscsi_conn *c)
 
 static void *conn_main(void *arg)
 {
+	hbk_thread_name("hbk-iscsi-conn");
 	struct hbk_iscsi_conn *c = arg;
 	struct hbk_iscsi *s = c->srv;
 	hbk_log(HBK_LOG_INFO, "iSCSI: connection from %s", c->peer);

@@ -230,6 +230,7 @@ static void reap(struct hbk_iscsi *s, bool all)
 
 static void *listener(void *arg)
 {
+	hbk_thread_name("hbk-iscsi-lsn");
 	struct hbk_iscsi *s = arg;
 	for (;;) {
 		struct pollfd p[2] = { { .fd = s->lfd, .events = POLLIN }, { .fd = s->efd, .events = POLLIN } };

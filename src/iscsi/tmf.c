@@ -37,6 +37,7 @@ static void tmf_response(struct hbk_iscsi_conn *c, uint32_t itt, uint8_t respons
  * hbk_sam_tmf waits for the driver. */
 static void *worker(void *arg)
 {
+	hbk_thread_name("hbk-iscsi-tmf");
 	struct hbk_iscsi_tmf *m = arg;
 	struct hbk_iscsi_conn *c = m->conn;
 	int rc;

@@ -613,6 +613,7 @@ static void flush_done(struct hbk_raid_io *f, int result)
 
 static void *flusher_main(void *arg)
 {
+	hbk_thread_name("hbk-raid-flush");
 	struct cache *c = arg;
 	pthread_mutex_lock(&c->lock);
 	for (;;) {

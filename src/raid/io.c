@@ -535,6 +535,7 @@ static void slow_exec(struct ctx *x, struct hbk_raid_io *io)
 
 static void *worker_main(void *arg)
 {
+	hbk_thread_name("hbk-raid-work");
 	struct hbk_raid *r = arg;
 	struct ctx x;
 	if (raid_ctx_init(r, &x))

@@ -240,6 +240,7 @@ static void mark_clean(struct hbk_raid *r, struct ctx *x)
 
 static void *mgmt_main(void *arg)
 {
+	hbk_thread_name("hbk-raid-mgmt");
 	struct hbk_raid *r = arg;
 	struct ctx x;
 	bool have_ctx = raid_ctx_init(r, &x) == 0;
