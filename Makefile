@@ -73,6 +73,14 @@ all: $(PLUGIN)
 $(PLUGIN): $(BUILD)/nbdkit/hbakit-plugin.o $(BUILD)/libhbk.a
 	$(CC) -shared $(LDFLAGS) -Wl,--exclude-libs,ALL -o $@ $^ $(LDLIBS)
 
+# bench/fio-seed.sh's yardstick: a memory disk served by a hand-off to one
+# service thread, the least any plugin that completes I/O on another thread
+# pays per request.
+HANDOFF   := $(BUILD)/nbdkit-handoff-plugin.so
+all: $(HANDOFF)
+$(HANDOFF): $(BUILD)/bench/nbdkit-handoff-plugin.o
+	$(CC) -shared $(LDFLAGS) -o $@ $^ -pthread
+
 TEST_LIB  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/lib/*.c))
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_LIB) $(BUILD)/libhbk.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
