@@ -49,8 +49,12 @@ static int handoff_config(const char *key, const char *value)
 		return -1;
 	}
 	int64_t r = nbdkit_parse_size(value);
-	if (r <= 0)
+	if (r < 0)
+		return -1;   /* nbdkit_parse_size said why */
+	if (!r) {
+		nbdkit_error("size must not be 0");
 		return -1;
+	}
 	size = (uint64_t)r;
 	return 0;
 }
