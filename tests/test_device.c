@@ -398,6 +398,40 @@ static void coalescing_fires_when_the_card_goes_idle(void **state)
 	rig_down(&r);
 }
 
+/* The card going idle fires every queue holding replies, not only the one
+ * whose reply emptied it: the others would wait out IRQ_USEC for nothing. */
+static void idle_fires_every_queue_with_replies(void **state)
+{
+	(void)state;
+	struct rig r;
+	rig_up(&r, 64, 2);
+	/* Queue 0 fires on every reply, so its replies never wake the
+	 * coalescing timer; queue 1 waits for 32, 1 s or IDLE. */
+	for (unsigned q = 0; q < 2; q++) {
+		hbk_dev_write32(r.dev, HBK_DEV_REG_IRQ_COUNT(q), q ? 32 : 1);
+		hbk_dev_write32(r.dev, HBK_DEV_REG_IRQ_USEC(q), 1000000);
+		hbk_dev_write32(r.dev, HBK_DEV_REG_IRQ_FLAGS(q), HBK_DEV_IRQ_IDLE);
+	}
+	/* A write held on queue 0 keeps the card busy while reads reply on
+	 * queue 1. */
+	assert_int_equal(hbk_dev_vol_mem_hold(r.vol[0], 100), 0);
+	post(&r, frame(1, 0, true, 96, 8, r.buf));
+	for (uint32_t i = 2; i < 5; i++) {
+		struct hbk_dev_frame f = frame(i, 0, false, 0, 8, r.buf + 4096 * i);
+		f.reply_queue = 1;
+		post(&r, f);
+	}
+	wait_posted(&r, 1, 3);
+	assert_false(irq_wait(&r, 1, 50));
+	/* The abort's replies go to queue 0 and leave the card idle: both
+	 * vectors fire, long before the 1 s limit. */
+	post(&r, tm_frame(900, HBK_DEV_TM_ABORT_TASK, 0, 1));
+	wait_posted(&r, 0, 2);
+	assert_true(irq_wait(&r, 0, 500));
+	assert_true(irq_wait(&r, 1, 500));
+	rig_down(&r);
+}
+
 /* Each reply lands on the queue its frame named and raises that vector. */
 static void replies_go_to_the_named_queue(void **state)
 {
@@ -926,6 +960,7 @@ int main(void)
 		cmocka_unit_test(coalescing_by_time),
 		cmocka_unit_test(coalescing_changes_at_run_time),
 		cmocka_unit_test(coalescing_fires_when_the_card_goes_idle),
+		cmocka_unit_test(idle_fires_every_queue_with_replies),
 		cmocka_unit_test(replies_go_to_the_named_queue),
 		cmocka_unit_test(abort_task_terminates_a_held_io),
 		cmocka_unit_test(waiting_caws_hold_up_nothing),

@@ -292,6 +292,12 @@ void dev_post_reply(struct hbk_dev *dev, unsigned q, const struct hbk_dev_reply 
 		irq_raise(r);
 	if (arm)
 		timer_kick(dev);
+	/* The card went idle with this reply: IDLE is due on every queue
+	 * holding replies with the flag set, not only on this one. */
+	if (dev->nqueues > 1 && atomic_load_explicit(&dev->unreplied, memory_order_relaxed) <= 0)
+		for (unsigned o = 0; o < dev->nqueues; o++)
+			if (o != q)
+				irq_check(dev, &dev->rq[o], now);
 }
 
 /* Fires every queue whose first pending reply is IRQ_USEC old. */
