@@ -1985,6 +1985,85 @@ static void persistent_reservation_across_two_sessions(void **state)
 	healthy();
 }
 
+/* ABORT TASK SET while a write's R2T is outstanding (RFC 7143 4.2.3.3):
+ * the TMF Response waits for the Data-Out that R2T asked for, the write
+ * does not run and sends no SCSI Response, and the session goes on. */
+static void abort_task_set_waits_for_solicited_data(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	const char *r2t[] = { "InitialR2T=Yes", "ImmediateData=No", NULL };
+	uint32_t lba = SCRATCH(10);
+	login_ok(&s, NULL);
+	write_verify(&s, lba, 8, 0xa00);
+	logout(&s);
+
+	login_ok(&s, &(struct login_opts){ .keys = r2t });
+	assert_true(s.send_mrdsl >= 8 * BS);
+	uint8_t w[8 * BS];
+	tl_fill(w, lba, 8, BS, 0xa01);
+	uint8_t cdb[10] = { 0x2a, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16), (uint8_t)(lba >> 8),
+			    (uint8_t)lba, 0, 0, 8, 0 };
+	uint8_t h[BHS];
+	uint32_t itt = s.itt++;
+	cmd_header(&s, h, cdb, sizeof(cdb), true, sizeof(w), itt);
+	s.cmdsn++;
+	assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
+	struct pdu p;
+	assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
+	assert_int_equal(p.h[0] & 0x3f, OP_R2T);
+	uint32_t ttt = get32(p.h + 20), off = get32(p.h + 40), len = get32(p.h + 44);
+	pdu_free(&p);
+	assert_int_equal(off, 0);
+	assert_int_equal(len, sizeof(w));
+
+	uint8_t tm[BHS] = { 0x02 | IMMEDIATE, 0x80 | 2 };   /* ABORT TASK SET */
+	lun_bytes(tm);
+	uint32_t tm_itt = s.itt++;
+	put32(tm + 16, tm_itt);
+	put32(tm + 20, NO_TAG);
+	put32(tm + 24, s.cmdsn);
+	put32(tm + 28, s.expstatsn);
+	assert_int_equal(send_pdu(&s, tm, NULL, 0, 0), 0);
+	int rc = recv_pdu(&s, &p, 300);
+	if (rc == R_PDU) {
+		unsigned op = p.h[0] & 0x3f;
+		pdu_free(&p);
+		fail_msg("opcode 0x%02x came before the Data-Out the R2T asked for", op);
+	}
+	assert_int_equal(rc, R_TIMEOUT);
+
+	assert_int_equal(send_dataout(&s, itt, ttt, 0, 0, w, len, true, 0), 0);
+	assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
+	assert_int_equal(p.h[0] & 0x3f, OP_TMF_RSP);
+	assert_int_equal(get32(p.h + 16), tm_itt);
+	assert_int_equal(p.h[2], 0);                     /* function complete */
+	pdu_free(&p);
+	assert_int_equal(recv_pdu(&s, &p, 300), R_TIMEOUT);   /* nothing for the write */
+	tur_ok(&s);
+	assert_true(holds(&s, lba, 8, 0xa00));
+
+	/* Again, but the initiator goes away instead of sending the data: the
+	 * connection's end ends the function, and the target goes on. */
+	itt = s.itt++;
+	cmd_header(&s, h, cdb, sizeof(cdb), true, sizeof(w), itt);
+	s.cmdsn++;
+	assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
+	assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
+	assert_int_equal(p.h[0] & 0x3f, OP_R2T);
+	pdu_free(&p);
+	put32(tm + 16, s.itt++);
+	put32(tm + 24, s.cmdsn);
+	put32(tm + 28, s.expstatsn);
+	assert_int_equal(send_pdu(&s, tm, NULL, 0, 0), 0);
+	sess_close(&s);
+	login_ok(&s, NULL);
+	assert_true(holds(&s, lba, 8, 0xa00));
+	logout(&s);
+	healthy();
+}
+
 /* A server of its own with --max-connections 4: a fifth connection is
  * refused, or waits until one of the four is gone. */
 static void max_connections_is_enforced(void **state)
@@ -2062,6 +2141,7 @@ int main(void)
 		cmocka_unit_test(immediate_data_waits_for_its_digest),
 		cmocka_unit_test(unread_replies_do_not_pile_up),
 		cmocka_unit_test(persistent_reservation_across_two_sessions),
+		cmocka_unit_test(abort_task_set_waits_for_solicited_data),
 		cmocka_unit_test(max_connections_is_enforced),
 		cmocka_unit_test(server_exits_cleanly_on_sigterm),
 	};

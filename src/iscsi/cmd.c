@@ -515,10 +515,31 @@ static void submit(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 	hbk_iscsi_cmd_reply(c, t);
 }
 
+bool hbk_iscsi_cmd_transferring(const struct hbk_iscsi_task *t)
+{
+	return t->state == HBK_ISCSI_TASK_DATA_OUT && (t->unsol_open || t->ttt != HBK_ISCSI_NO_TAG);
+}
+
+void hbk_iscsi_cmd_drained(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
+{
+	struct hbk_iscsi_tmf *m = t->tmf;
+	hbk_iscsi_task_drop(c, t);
+	hbk_iscsi_tmf_task_done(c, m);
+}
+
 /* Moves a task on once something it waited for arrived. */
 static void advance(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 {
-	if (t->state != HBK_ISCSI_TASK_DATA_OUT || t->unsol_open)
+	if (t->state != HBK_ISCSI_TASK_DATA_OUT)
+		return;
+	if (t->tmf) {
+		/* Aborted by a task set function that waits for the Data-Out
+		 * already asked for: no more R2Ts; once that is in, it ends. */
+		if (!hbk_iscsi_cmd_transferring(t))
+			hbk_iscsi_cmd_drained(c, t);
+		return;
+	}
+	if (t->unsol_open)
 		return;
 	if (t->fail_key) {
 		/* Known to fail before it ran: answered once the unsolicited

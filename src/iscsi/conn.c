@@ -730,8 +730,17 @@ static void teardown(struct hbk_iscsi_conn *c)
 	c->tx_bytes = 0;
 	for (struct hbk_iscsi_task *t = c->tasks, *next; t; t = next) {
 		next = t->next;
-		if (t->state != HBK_ISCSI_TASK_HOST && !t->tmf)
+		if (t->state == HBK_ISCSI_TASK_HOST)
+			continue;
+		if (t->tmf) {
+			/* Its task set function waits for Data-Out that will not
+			 * come; ending it may end the function, and that frees
+			 * its tasks, so the walk starts again. */
+			hbk_iscsi_cmd_drained(c, t);
+			next = c->tasks;
+		} else {
 			hbk_iscsi_task_drop(c, t);
+		}
 	}
 	/* The I_T nexus is gone: what the controller still holds for it is
 	 * aborted, so the session does not wait out the task timeouts. */

@@ -913,6 +913,12 @@ struct hbk_iscsi_task *hbk_iscsi_task_find(struct hbk_iscsi_conn *c, uint32_t it
 void hbk_iscsi_task_drop(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t);
 /* Tasks waiting too long for their data-out: true if the connection stalls. */
 bool hbk_iscsi_cmd_stalled(struct hbk_iscsi_conn *c, uint64_t now);
+/* Whether task t still awaits Data-Out it asked for: an R2T's, or the rest
+ * of its unsolicited burst. */
+bool hbk_iscsi_cmd_transferring(const struct hbk_iscsi_task *t);
+/* Ends task t, which a task set function aborted while it awaited Data-Out,
+ * and tells the function (hbk_iscsi_tmf_task_done). */
+void hbk_iscsi_cmd_drained(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t);
 
 /*
  * The transfer length a CDB asks for, when the CDB is one of the block

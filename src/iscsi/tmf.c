@@ -3,7 +3,9 @@
  * Task management (RFC 7143 11.5 and 11.6): ABORT TASK, ABORT TASK SET,
  * CLEAR TASK SET, LUN RESET and TARGET WARM RESET; the others are answered
  * "not supported".  Tasks of the session that have not reached the
- * controller are dropped at once.  Tasks at the controller are marked and
+ * controller are dropped at once, except that ABORT and CLEAR TASK SET
+ * first take in the Data-Out their tasks' R2Ts and unsolicited bursts
+ * still owe (RFC 7143 4.2.3.3).  Tasks at the controller are marked and
  * the function runs there through hbk_sam_tmf on a worker thread (it
  * waits, and the connection's thread never does); the TMF Response goes out
  * only once the worker returned and every marked task has ended at the
@@ -205,6 +207,8 @@ void hbk_iscsi_tmf_pdu(struct hbk_iscsi_conn *c, const struct hbk_iscsi_bhs *h)
 	m->lun = lun;
 	m->host_rc = HBK_SR_FUNCTION_COMPLETE;
 
+	bool task_set = function == HBK_ISCSI_TMF_ABORT_TASK_SET ||
+			function == HBK_ISCSI_TMF_CLEAR_TASK_SET;
 	if (function == HBK_ISCSI_TMF_ABORT_TASK) {
 		m->abort = hbk_iscsi_task_find(c, ref);
 		mark(m, m->abort);
@@ -213,10 +217,18 @@ void hbk_iscsi_tmf_pdu(struct hbk_iscsi_conn *c, const struct hbk_iscsi_bhs *h)
 			next = t->next;
 			if (t->tmf || (function != HBK_ISCSI_TMF_TARGET_WARM_RESET && t->cmd.lun_id != lun))
 				continue;
-			if (t->state == HBK_ISCSI_TASK_DATA_OUT)
+			if (t->state == HBK_ISCSI_TASK_DATA_OUT && task_set && hbk_iscsi_cmd_transferring(t)) {
+				/* RFC 7143 4.2.3.3 b: the function waits until the
+				 * Data-Out already asked for (an R2T's, the
+				 * unsolicited burst) is in; the task then ends
+				 * without running (hbk_iscsi_cmd_drained). */
+				t->tmf = m;
+				m->pending++;
+			} else if (t->state == HBK_ISCSI_TASK_DATA_OUT) {
 				hbk_iscsi_task_drop(c, t);
-			else if (t->state == HBK_ISCSI_TASK_HOST)
+			} else if (t->state == HBK_ISCSI_TASK_HOST) {
 				mark(m, t);
+			}
 		}
 	}
 	m->next = c->tmfs;
