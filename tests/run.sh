@@ -54,7 +54,7 @@ run_sh() {
 	[ "$rc" -eq 0 ] && sanitizer_report "$log" && rc=99
 	case $rc in
 	0) pass=$((pass + 1)); printf '%-12s %-28s passed\n' "$variant" "$name" ;;
-	77) skip=$((skip + 1)); printf '%-12s %-28s skipped: %s\n' "$variant" "$name" "$(tail -1 "$log")" ;;
+	77) skip=$((skip + 1)); printf '%-12s %-28s skipped: %s\n' "$variant" "$name" "$(tail -1 "$log" | sed "s/^skipped: //")" ;;
 	*) fail=$((fail + 1)); failed_names+=("$variant/$name")
 	   printf '%-12s %-28s FAILED (status %d)\n' "$variant" "$name" "$rc"
 	   tail -20 "$log" | sed 's/^/    /' ;;
