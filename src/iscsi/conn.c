@@ -730,15 +730,13 @@ static void teardown(struct hbk_iscsi_conn *c)
 	c->tx_bytes = 0;
 	for (struct hbk_iscsi_task *t = c->tasks, *next; t; t = next) {
 		next = t->next;
-		if (t->state == HBK_ISCSI_TASK_HOST)
-			continue;
-		if (t->tmf) {
+		if (t->state == HBK_ISCSI_TASK_DATA_OUT && t->tmf) {
 			/* Its task set function waits for Data-Out that will not
 			 * come; ending it may end the function, and that frees
 			 * its tasks, so the walk starts again. */
 			hbk_iscsi_cmd_drained(c, t);
 			next = c->tasks;
-		} else {
+		} else if (t->state != HBK_ISCSI_TASK_HOST && !t->tmf) {
 			hbk_iscsi_task_drop(c, t);
 		}
 	}
