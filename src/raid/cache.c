@@ -94,6 +94,11 @@ struct cache {
 	uint64_t read_hits, read_misses;
 	struct destage *inflight;
 	unsigned ninflight;
+	/* Destage buffers (MAX_DESTAGE each) that went back, kept for the
+	 * next destages: a fresh one is a mapping of its own, and unmapping
+	 * it costs every CPU a TLB flush. */
+	void *spare[MAX_INFLIGHT];
+	unsigned nspare;
 	uint64_t wseq;                 /* writes absorbed so far */
 	int error;                     /* a destage failed: flushes report it */
 	struct hbk_raid_io *parked_head, *parked_tail;  /* writes waiting, in order */
@@ -524,9 +529,14 @@ static void destage_done(struct hbk_raid_io *io, int result)
 	c->ninflight--;
 	struct hbk_raid_io *reads = c->reads;
 	c->reads = NULL;
+	void *buf = io->buf;
+	if (c->nspare < MAX_INFLIGHT) {
+		c->spare[c->nspare++] = buf;
+		buf = NULL;
+	}
 	pthread_cond_signal(&c->cond);
 	pthread_mutex_unlock(&c->lock);
-	free(io->buf);
+	free(buf);
 	free(d);
 	while (reads) {
 		struct hbk_raid_io *next = reads->next_;
@@ -548,8 +558,10 @@ static struct destage *build_destage(struct cache *c)
 	if (!l)
 		return NULL;
 	struct destage *d = malloc(sizeof(*d));
-	void *buf;
-	if (!d || posix_memalign(&buf, 4096, MAX_DESTAGE)) {
+	void *buf = c->nspare ? c->spare[--c->nspare] : NULL;
+	if (!d || (!buf && posix_memalign(&buf, 4096, MAX_DESTAGE))) {
+		if (buf)
+			c->spare[c->nspare++] = buf;
 		free(d);
 		return NULL;
 	}
@@ -724,6 +736,8 @@ void raid_cache_destroy(struct cache *c)
 	}
 	if (c->nlines)
 		hbk_log(HBK_LOG_ERR, "raid cache: %zu lines in use at close (I/O in flight?)", c->nlines);
+	while (c->nspare)
+		free(c->spare[--c->nspare]);
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);
 	free(c->hash);
