@@ -88,7 +88,7 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_LIB) $(BUILD)/libhbk.a
 # The main job: the story's experiment on its controller, the emulated RAID
 # card (drivers/raid) with an LSI 3108-class RAID 5 of four HDD-model memory
 # disks and 1 GiB of cache: the seed's workloads, per-task path against
-# bundled path, one table (about 3.5 minutes).  The story's runs were served
+# bundled path, one table (about 2 minutes).  The story's runs were served
 # from cache (their 4 KiB random figures are far beyond four disks), so the
 # I/O covers 512 MiB that a warm-up read has brought into the card's cache.
 run: deps all
