@@ -256,8 +256,6 @@ static double driver_cpu(int pid)
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-/* Reads the first `bytes` of the LUN once, 1 MiB at a time, so that a
- * controller cache holds what the measured run will touch. */
 /* The warm-up's reads: WARM_DEPTH of WARM_CHUNK in flight, so the modelled
  * disks' latencies overlap (one at a time, 512 MiB of the RAID 5 HDD
  * profile took about 6 s). */
@@ -283,6 +281,8 @@ static void warm_done(struct hbk_blk_io *io)
 	pthread_mutex_unlock(&w->lock);
 }
 
+/* Reads the first `bytes` of the LUN once, so that a controller cache holds
+ * what the measured run will touch. */
 static int warm_up(struct hbk_ctl *c, struct hbk_lun *lun, const struct hbk_lun_info *li,
 		   uint64_t bytes)
 {
