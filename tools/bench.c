@@ -77,7 +77,6 @@ struct job {
 	atomic_ullong *lat;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	bool sync_done;           /* psync: the job's I/O completed (lock) */
 	pthread_t thread;         /* psync */
 };
 
@@ -192,39 +191,22 @@ static void slot_done(struct hbk_blk_io *io)
 	issue(s->job, s);
 }
 
-/* psync: the completion wakes the job's thread. */
-static void sync_done(struct hbk_blk_io *io)
-{
-	struct slot *s = io->priv;
-	struct job *j = s->job;
-	record(j, s, io);
-	pthread_mutex_lock(&j->lock);
-	j->sync_done = true;
-	pthread_cond_signal(&j->cond);
-	pthread_mutex_unlock(&j->lock);
-}
-
-/* psync: a job's thread, one I/O at a time until the job is done. */
+/* psync: a job's thread, one I/O at a time until the job is done; the
+ * latency counted is what the thread waited, as fio's psync engine's. */
 static void *sync_job(void *arg)
 {
 	struct job *j = arg;
 	struct slot *s = &j->slots[0];
 	while (next_io(j, s)) {
-		pthread_mutex_lock(&j->lock);
-		j->sync_done = false;
-		pthread_mutex_unlock(&j->lock);
 		s->start_ns = hbk_now_ns();
-		int err = hbk_blk_submit(&s->io);
-		if (err) {
-			atomic_fetch_add(&j->errors, 1);
-			if (err == -ENODEV)
-				break;
+		int err = hbk_blk_exec(&s->io);
+		if (!err || s->io.error) {   /* it ran (hbk_blk_submit zeroes error first) */
+			record(j, s, &s->io);
 			continue;
 		}
-		pthread_mutex_lock(&j->lock);
-		while (!j->sync_done)
-			pthread_cond_wait(&j->cond, &j->lock);
-		pthread_mutex_unlock(&j->lock);
+		atomic_fetch_add(&j->errors, 1);   /* not submitted */
+		if (err == -ENODEV)
+			break;
 	}
 	return NULL;
 }
@@ -386,7 +368,7 @@ static int run_mode(const struct bench_opts *o, enum hbk_ctl_mode mode, struct r
 			s->job = j;
 			s->rng = 0x9e3779b97f4a7c15ull * (k * 1000 + i + 1);
 			s->io.lun = lun;
-			s->io.done = o->psync ? sync_done : slot_done;
+			s->io.done = slot_done;   /* psync: hbk_blk_exec waits instead */
 			s->io.priv = s;
 			s->io.buf = hbk_ctl_buf_alloc(c, o->bs);
 			if (!s->io.buf) {
