@@ -8,8 +8,7 @@
  * accepting, ends the sessions, closes the controller and exits 0.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,19 +18,6 @@
 #include "common/common.h"
 #include "hbk/iscsi.h"
 #include "tools/cli.h"
-
-static int signal_pipe[2] = { -1, -1 };
-
-static void on_signal(int sig)
-{
-	char c = (char)sig;
-	int saved = errno;
-	/* Async-signal-safe: the main thread reads the pipe. */
-	if (write(signal_pipe[1], &c, 1) < 0) {
-		/* the pipe is full: a signal is pending already */
-	}
-	errno = saved;
-}
 
 static void serve_usage(void)
 {
@@ -128,15 +114,16 @@ int cli_serve(int argc, char **argv)
 		return 2;
 	}
 
-	/* Signals only write to a pipe, whichever thread they land on. */
-	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK)) {
-		perror("hbakit serve iscsi: pipe");
-		return 1;
-	}
-	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	/* SIGINT and SIGTERM are blocked before any thread starts, so every
+	 * thread inherits the mask and the signal stays pending until the
+	 * main thread takes it in sigwait below: no handler runs on whichever
+	 * thread the kernel picked (perhaps one asleep in a system call a
+	 * sanitizer's runtime defers handlers across). */
+	sigset_t stops;
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGINT);
+	sigaddset(&stops, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stops, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	struct hbk_ctl *c;
@@ -164,9 +151,8 @@ int cli_serve(int argc, char **argv)
 		rc = 1;
 	}
 	if (!rc) {
-		struct pollfd p = { .fd = signal_pipe[0], .events = POLLIN };
-		while (poll(&p, 1, -1) < 0 && errno == EINTR)
-			;
+		int sig;
+		sigwait(&stops, &sig);
 	}
 	hbk_iscsi_stop(t);
 	hbk_ctl_close(c);

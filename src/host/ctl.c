@@ -372,7 +372,22 @@ static int spawn_driver(struct hbk_ctl *c)
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, call[1], 3);
 	posix_spawn_file_actions_adddup2(&fa, event[1], 4);
-	int err = -posix_spawn(&c->pid, c->opts.driver, &fa, NULL, (char *const *)argv, environ);
+	/* The driver starts with no signal blocked and the stop signals at
+	 * their defaults, whatever the application set for its own threads
+	 * (a server that takes SIGTERM in sigwait blocks it everywhere). */
+	posix_spawnattr_t sa;
+	sigset_t none, stops;
+	sigemptyset(&none);
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGINT);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGPIPE);
+	posix_spawnattr_init(&sa);
+	posix_spawnattr_setsigmask(&sa, &none);
+	posix_spawnattr_setsigdefault(&sa, &stops);
+	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	int err = -posix_spawn(&c->pid, c->opts.driver, &fa, &sa, (char *const *)argv, environ);
+	posix_spawnattr_destroy(&sa);
 	posix_spawn_file_actions_destroy(&fa);
 	close(call[1]);
 	close(event[1]);

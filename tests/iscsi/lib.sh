@@ -66,22 +66,46 @@ iscsi_start() {
 	fail "$name: hbakit serve iscsi $* not ready within ${ISCSI_START_TIMEOUT}s"
 }
 
-# iscsi_stop [quiet]: SIGTERM; the server must exit 0 within 15 s.  Prints
-# its log (all of it, so a sanitizer report reaches the test's output; with
-# "quiet" only the lines that are not routine).
+# iscsi_threads PID: one line per thread of PID and of its children (the
+# driver): its name, state, kernel wait channel and, when gdb is there, its
+# innermost functions; for a server that does not exit.
+iscsi_threads() {
+	local p t tid st bt
+	for p in "$1" $(pgrep -P "$1"); do
+		: >"$T/bt"
+		command -v gdb >/dev/null &&
+			timeout 60 gdb -p "$p" -batch -ex 'thread apply all bt 8' >"$T/bt" 2>/dev/null
+		for t in /proc/"$p"/task/*; do
+			tid=${t##*/}
+			st=$(sed 's/^.*) //' "$t/stat" 2>/dev/null | cut -d' ' -f1)
+			bt=$(awk -v tid="$tid" '
+				/^Thread / { on = index($0, "(LWP " tid ")") > 0 }
+				on && /^#[0-9]/ { f = ($3 == "in") ? $4 : $2; s = s (s == "" ? "" : " < ") f }
+				END { print s }' "$T/bt")
+			echo "thread $p/$tid $(cat "$t/comm" 2>/dev/null) $st $(cat "$t/wchan" 2>/dev/null): $bt"
+		done
+	done
+}
+
+# iscsi_stop [quiet]: SIGTERM; the server must exit 0 within
+# ISCSI_STOP_TIMEOUT seconds (30: a bound for a hang, not a speed test).
+# Prints its log (all of it, so a sanitizer report reaches the test's
+# output; with "quiet" only the lines that are not routine).
+ISCSI_STOP_TIMEOUT=${ISCSI_STOP_TIMEOUT:-30}
 iscsi_stop() {
 	local i rc
 	[ -n "$ISCSI_PID" ] || return 0
 	kill -TERM "$ISCSI_PID" 2>/dev/null
-	for ((i = 0; i < 150; i++)); do
+	for ((i = 0; i < ISCSI_STOP_TIMEOUT * 10; i++)); do
 		alive "$ISCSI_PID" || break
 		sleep 0.1
 	done
 	if alive "$ISCSI_PID"; then
-		kill -KILL "$ISCSI_PID"
+		iscsi_threads "$ISCSI_PID" >>"$ISCSI_LOG"
+		kill -KILL "$ISCSI_PID" 2>/dev/null
 		{ wait "$ISCSI_PID"; } 2>/dev/null
 		ISCSI_PID=
-		fail "hbakit serve iscsi did not exit within 15 s of SIGTERM"
+		fail "hbakit serve iscsi did not exit within $ISCSI_STOP_TIMEOUT s of SIGTERM"
 	fi
 	wait "$ISCSI_PID"
 	rc=$?

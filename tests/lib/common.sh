@@ -28,7 +28,9 @@ need() {
 	done
 }
 
-# alive PID: true while PID runs (a zombie waiting for this shell does not).
+# alive PID: true while PID runs (a zombie waiting for this shell does not,
+# nor one reaped between the two looks).
 alive() {
-	[ -d "/proc/$1" ] && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]
+	local st
+	st=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) && [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
 }
