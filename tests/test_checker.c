@@ -740,7 +740,7 @@ static void c12_hang(enum hbk_ctl_mode mode)
 	assert_dead(l);
 }
 
-static void test_c12_driver_hangs_in_bundled_call(void **state)
+static void test_c12_driver_hangs_in_process_bundled(void **state)
 {
 	(void)state;
 	c12_hang(HBK_MODE_AUTO);
@@ -921,7 +921,7 @@ int main(void)
 		T(test_c11_ignored_escalation_declares_hung),
 		T(test_c12_driver_exits_mid_io),
 		T(test_c12_driver_aborts_mid_io),
-		T(test_c12_driver_hangs_in_bundled_call),
+		T(test_c12_driver_hangs_in_process_bundled),
 		T(test_c12_driver_hangs_in_per_task_call),
 		T(test_c12_garbage_wrong_magic),
 		T(test_c12_garbage_truncated),

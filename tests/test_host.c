@@ -434,8 +434,9 @@ static void reservations_are_kept_per_initiator(void **state)
 	}
 }
 
-/* While a call is in flight, whatever is prepared goes in the next call. */
-static void sender_batches_what_was_prepared_during_a_call(void **state)
+/* While the driver is busy in process_bundled, whatever is posted to the
+ * submission ring goes to it in the next batch. */
+static void a_busy_driver_takes_what_piled_up_in_one_batch(void **state)
 {
 	(void)state;
 	struct hbk_ctl *c = NULL;
@@ -444,8 +445,8 @@ static void sender_batches_what_was_prepared_during_a_call(void **state)
 	struct tl_load ld;
 	/* 64: the test driver's task count, so none waits for a task */
 	struct hbk_ctl_stats s = load_run(&ld, c, 64, true);
-	/* The first call leaves at once; the 20 ms it takes is ample time to
-	 * prepare the other 63, which then go 32 to a call. */
+	/* The first batch is taken at once; the 20 ms it takes is ample time
+	 * to post the other 63, which then go 32 to a batch. */
 	assert_true(s.io_calls <= 4);
 	assert_true(s.hist[5] >= 1);
 	tl_load_free(&ld);
@@ -821,7 +822,7 @@ int main(void)
 		cmocka_unit_test(unmap_split_at_the_lun_limit),
 		cmocka_unit_test(pool_exhaustion_queues_in_order),
 		cmocka_unit_test(prepared_ring_wraps),
-		cmocka_unit_test(sender_batches_what_was_prepared_during_a_call),
+		cmocka_unit_test(a_busy_driver_takes_what_piled_up_in_one_batch),
 		cmocka_unit_test(task_management_aborts_queued_commands),
 		cmocka_unit_test(reservations_are_kept_per_initiator),
 		cmocka_unit_test(block_io_retries_after_a_unit_attention),

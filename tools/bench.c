@@ -455,10 +455,10 @@ static void print_normal(const struct bench_opts *o, const struct result *r)
 	       percentile(r->lat, r->ios, 50) / 1e3, percentile(r->lat, r->ios, 99) / 1e3,
 	       percentile(r->lat, r->ios, 99.9) / 1e3);
 	printf("  calls per task %.3f  (%llu calls, %llu tasks, %llu completion batches, "
-	       "%llu doorbells)\n", calls,
+	       "%llu doorbells, %llu driver wakes)\n", calls,
 	       (unsigned long long)r->stats.io_calls, (unsigned long long)r->stats.tasks,
 	       (unsigned long long)r->stats.completion_msgs,
-	       (unsigned long long)r->stats.doorbells);
+	       (unsigned long long)r->stats.doorbells, (unsigned long long)r->stats.driver_wakes);
 	printf("  slots per call:");
 	for (unsigned b = 0; b < HBK_HIST_BUCKETS; b++)
 		printf("  %s: %llu", hist_label[b], (unsigned long long)r->stats.hist[b]);
@@ -491,10 +491,12 @@ static void print_json(const struct bench_opts *o, const struct result *r, bool 
 	       percentile(r->lat, r->ios, 50) / 1e3, percentile(r->lat, r->ios, 99) / 1e3,
 	       percentile(r->lat, r->ios, 99.9) / 1e3);
 	printf("     \"calls\": %llu, \"tasks\": %llu, \"calls_per_task\": %.4f, "
-	       "\"completion_batches\": %llu, \"doorbells\": %llu, \"slots_per_call\": {",
+	       "\"completion_batches\": %llu, \"doorbells\": %llu, \"driver_wakes\": %llu, "
+	       "\"slots_per_call\": {",
 	       (unsigned long long)r->stats.io_calls, (unsigned long long)r->stats.tasks,
 	       r->stats.tasks ? (double)r->stats.io_calls / (double)r->stats.tasks : 0,
-	       (unsigned long long)r->stats.completion_msgs, (unsigned long long)r->stats.doorbells);
+	       (unsigned long long)r->stats.completion_msgs, (unsigned long long)r->stats.doorbells,
+	       (unsigned long long)r->stats.driver_wakes);
 	for (unsigned b = 0; b < HBK_HIST_BUCKETS; b++)
 		printf("%s\"%s\": %llu", b ? ", " : "", hist_label[b], (unsigned long long)r->stats.hist[b]);
 	printf("},\n     \"violations\": {");

@@ -44,6 +44,8 @@
  *   | N x struct hbk_response   |  response slots (384 B each)
  *   +--------------------------+ cring_off
  *   | struct hbk_cring          |  bundled completion ring
+ *   +--------------------------+ sring_off
+ *   | struct hbk_sring          |  bundled submission ring
  *   +--------------------------+ arena_off
  *   | data arena                |  task buffers; buffer_iova is an offset here
  *   +--------------------------+ region_size
@@ -56,7 +58,7 @@
  * each slot in its own private memory (the driver could scribble on shared
  * memory); every transition is checked:
  *
- *        acquire          send (PROCESS_BUNDLED)
+ *        acquire          post (submission ring)
  *   FREE --------> HOST -----------------------> DRIVER
  *    ^                                              |
  *    |  completion consumed      BUNDLED_COMPLETION |
@@ -83,6 +85,26 @@
  * bounds the tail, and checks each index like any other completion.  A
  * BUNDLED_COMPLETION message is still accepted, and is checked the same way.
  *
+ * Bundled submissions travel the same way in the other direction, through
+ * the submission ring.  The model's UserProcessBundledParallelTasks is a
+ * call, and a call is a socket round trip with a thread on each end woken
+ * for it: the submitting thread woke a sender thread, which woke the
+ * driver's call server and slept until its reply.  Instead the submitting
+ * thread appends the slot indices and publishes the tail with a release
+ * store; a runtime thread in the driver takes up to 32 entries (acquire load
+ * of the tail), runs the driver's process_bundled on them on the queue it is
+ * bound to, exactly as the call did, and publishes the head.  Only when that
+ * thread has announced that it is about to sleep (driver_waiting, the futex
+ * word it sleeps on) does the host wake it, with FUTEX_WAKE; the race is
+ * closed as for the completion ring (host: seq_cst store of the tail, then
+ * load of driver_waiting; driver: seq_cst store of driver_waiting, then load
+ * of the tail).  Batching arises where the model says it does: entries pile
+ * up while the driver is busy in process_bundled, and the next batch takes
+ * them all.  A head that does not move while entries wait is a hung driver
+ * (the host's timer checks it against the call timeout).  HBK_MSG_PROCESS_BUNDLED
+ * no longer travels as a call (the runtime answers it -ENOSYS); it names the
+ * entry point in queue bindings.
+ *
  * Per-task path.  The task travels by value in PROCESS_TASK and its response
  * by value in the reply (completed at once) or in a PARALLEL_COMPLETION
  * message.  The slot memory is unused on this path but the arena is shared.
@@ -99,7 +121,8 @@
 #include <assert.h>
 #include <stdint.h>
 
-#define HBK_ABI_VERSION        4u   /* 3: hbk_task.initiator_id; 4: HBK_MSG_NEXUS_LOSS */
+#define HBK_ABI_VERSION        5u   /* 3: hbk_task.initiator_id; 4: HBK_MSG_NEXUS_LOSS;
+                                       * 5: the submission ring */
 #define HBK_TASK_VERSION       1u   /* task and response "version" field */
 #define HBK_MAX_BUNDLE         32u  /* kMaxBundledParallelTasks */
 #define HBK_SENSE_BUF          256u
@@ -257,13 +280,16 @@ struct hbk_region_hdr {
 	uint64_t map_cookie;
 	uint64_t cring_off;     /* struct hbk_cring, 64-byte aligned */
 	uint32_t cring_entries; /* ring entries: a power of two >= slot_count */
-	uint32_t rsvd1;
-	uint8_t  rsvd2[48];
+	uint32_t sring_entries; /* submission ring entries: a power of two >= slot_count */
+	uint64_t sring_off;     /* struct hbk_sring, 64-byte aligned */
+	uint8_t  rsvd2[40];
 };
 static_assert(sizeof(struct hbk_region_hdr) == 136, "region header size");
 static_assert(__builtin_offsetof(struct hbk_region_hdr, map_cookie) == 64, "");
 static_assert(__builtin_offsetof(struct hbk_region_hdr, cring_off) == 72, "");
 static_assert(__builtin_offsetof(struct hbk_region_hdr, cring_entries) == 80, "");
+static_assert(__builtin_offsetof(struct hbk_region_hdr, sring_entries) == 84, "");
+static_assert(__builtin_offsetof(struct hbk_region_hdr, sring_off) == 88, "");
 
 /*
  * The bundled completion ring (see the design above).  Indices are
@@ -285,6 +311,45 @@ static_assert(sizeof(struct hbk_cring) == 128, "completion ring header");
 static_assert(__builtin_offsetof(struct hbk_cring, head) == 64, "");
 static_assert(__builtin_offsetof(struct hbk_cring, host_waiting) == 68, "");
 static_assert(__builtin_offsetof(struct hbk_cring, entry) == 128, "");
+
+/*
+ * The bundled submission ring (see the design above): the completion ring's
+ * mirror image.  The host appends slot indices and publishes tail; the
+ * driver runtime takes up to HBK_MAX_BUNDLE at a time, runs the driver's
+ * process_bundled on them and then publishes head, so a head that stays
+ * behind the tail is a call not answered.  driver_waiting is also the futex
+ * word the runtime sleeps on (a shared futex: the two processes map the
+ * region at different addresses).  hist counts the runtime's batches by
+ * size, in hbk_hist_bucket's buckets: statistics, trusted for nothing.
+ */
+#define HBK_SRING_HIST 6   /* batches of 1, 2, 3-4, 5-8, 9-16, 17-32 slots */
+
+/* The bucket of a batch (or call) of n slots, 1..32.  Any thread. */
+static inline unsigned hbk_hist_bucket(unsigned n)
+{
+	if (n <= 2)
+		return n ? n - 1 : 0;
+	unsigned b = 2;
+	for (unsigned lim = 4; n > lim && b < HBK_SRING_HIST - 1; lim <<= 1)
+		b++;
+	return b;
+}
+
+struct hbk_sring {
+	uint32_t tail;          /* host: entries published; release store */
+	uint8_t  rsvd0[60];
+	uint32_t head;          /* driver: entries taken and processed */
+	uint32_t driver_waiting;/* driver: 1 = about to sleep on this word;
+				 * the host swaps it to 0 and wakes it */
+	uint64_t hist[HBK_SRING_HIST]; /* driver: batches per size bucket */
+	uint8_t  rsvd1[8];
+	uint16_t entry[];       /* slot indices */
+};
+static_assert(sizeof(struct hbk_sring) == 128, "submission ring header");
+static_assert(__builtin_offsetof(struct hbk_sring, head) == 64, "");
+static_assert(__builtin_offsetof(struct hbk_sring, driver_waiting) == 68, "");
+static_assert(__builtin_offsetof(struct hbk_sring, hist) == 72, "");
+static_assert(__builtin_offsetof(struct hbk_sring, entry) == 128, "");
 
 /* ---- Messages ------------------------------------------------------------ */
 
@@ -310,7 +375,7 @@ enum hbk_msg_type {
 	HBK_MSG_PARALLEL_FEATURE = 14, /* arg0 = feature */
 	HBK_MSG_HIGHEST_LUN = 15,
 	HBK_MSG_PROCESS_TASK = 16,     /* struct hbk_msg_task */
-	HBK_MSG_PROCESS_BUNDLED = 17,  /* struct hbk_msg_slots */
+	HBK_MSG_PROCESS_BUNDLED = 17,  /* the entry point; its tasks travel in the submission ring */
 	HBK_MSG_ABORT_TASK = 18,       /* arg0 target, arg1 lun, arg2 tag */
 	HBK_MSG_ABORT_TASK_SET = 19,   /* arg0 target, arg1 lun */
 	HBK_MSG_CLEAR_ACA = 20,

@@ -224,12 +224,14 @@ int hbk_blk_errno(const struct hbk_scsi_result *r);
 
 /* ---- Statistics ---------------------------------------------------------------- */
 
-#define HBK_HIST_BUCKETS 6   /* slots per call: 1, 2, 3-4, 5-8, 9-16, 17-32 */
+#define HBK_HIST_BUCKETS HBK_SRING_HIST   /* slots per call: 1, 2, 3-4, 5-8, 9-16, 17-32 */
 #define HBK_RULES 13         /* index n counts HBK-Cnn */
 
 struct hbk_ctl_stats {
-	uint64_t io_calls;            /* PROCESS_TASK + PROCESS_BUNDLED calls */
+	uint64_t io_calls;            /* PROCESS_TASK calls + process_bundled batches (the
+				       * submission ring's, as the driver runtime counts them) */
 	uint64_t tasks;               /* tasks sent to the driver */
+	uint64_t driver_wakes;        /* wake-ups of the driver's submitter by the host */
 	uint64_t completions;         /* tasks completed by the driver */
 	uint64_t completion_msgs;     /* completion batches: messages and ring drains */
 	uint64_t doorbells;           /* wake-ups of the host's event thread by the ring */
@@ -246,7 +248,6 @@ void hbk_ctl_stats(struct hbk_ctl *c, struct hbk_ctl_stats *out);
  * violation, timeout and failure counts describe the controller's whole
  * life and are kept.  Any thread. */
 void hbk_ctl_stats_reset(struct hbk_ctl *c);
-/* Bucket of the slots-per-call histogram for a call of n slots (1..32). */
-unsigned hbk_hist_bucket(unsigned n);
+/* hbk_hist_bucket (hbk/abi.h) maps a call's slot count to its bucket. */
 
 #endif /* HBK_HOST_H */

@@ -79,6 +79,20 @@ static inline int hbk_latch_wait(struct hbk_latch *l)
 	return l->result;
 }
 
+/* A futex word in memory shared between processes (the region): waits
+ * while *word == val (a wake, a signal or a changed word ends it), and
+ * wakes every waiter on word.  Not the _PRIVATE operations: the kernel
+ * must match the two processes' different addresses of one page. */
+static inline void hbk_futex_wait_shared(uint32_t *word, uint32_t val)
+{
+	syscall(SYS_futex, word, FUTEX_WAIT, val, NULL, NULL, 0);
+}
+
+static inline void hbk_futex_wake_shared(uint32_t *word)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+}
+
 /* Names the calling thread (at most 15 characters show), so top -H, perf and
  * gdb tell the library's threads apart.  Called first thing by every thread
  * the library starts; failure only loses the name. */
@@ -160,6 +174,8 @@ struct hbk_region {
 	struct hbk_response *resps;
 	struct hbk_cring    *cring;
 	uint32_t cring_entries;
+	struct hbk_sring    *sring;
+	uint32_t sring_entries;
 	uint8_t *arena;
 	uint64_t arena_size;
 	uint32_t slots;

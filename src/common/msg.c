@@ -77,8 +77,6 @@ size_t hbk_msg_expect(unsigned type, bool reply)
 		return reply ? sizeof(struct hbk_msg_hello_reply) : sizeof(struct hbk_msg_call);
 	case HBK_MSG_PROCESS_TASK:
 		return reply ? sizeof(struct hbk_msg_task_reply) : sizeof(struct hbk_msg_task);
-	case HBK_MSG_PROCESS_BUNDLED:
-		return reply ? sizeof(struct hbk_msg_reply) : sizeof(struct hbk_msg_slots);
 	case HBK_MSG_PARALLEL_COMPLETION:
 		return reply ? 0 : sizeof(struct hbk_msg_completion);
 	case HBK_MSG_BUNDLED_COMPLETION:

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The shared memory region: command slots, response slots and the data
- * arena in one memfd.  The host creates it and writes the header; the driver
+ * The shared memory region: command slots, response slots, the completion
+ * and submission rings and the data arena in one memfd.  The host creates it and writes the header; the driver
  * maps it and validates the header against the descriptor's real size before
  * trusting a single offset in it.
  */
@@ -30,6 +30,8 @@ static void region_point(struct hbk_region *r)
 	r->resps = (struct hbk_response *)((uint8_t *)r->base + h->resp_off);
 	r->cring = (struct hbk_cring *)((uint8_t *)r->base + h->cring_off);
 	r->cring_entries = h->cring_entries;
+	r->sring = (struct hbk_sring *)((uint8_t *)r->base + h->sring_off);
+	r->sring_entries = h->sring_entries;
 	r->arena = (uint8_t *)r->base + h->arena_off;
 	r->arena_size = h->arena_size;
 }
@@ -46,7 +48,9 @@ int hbk_region_create(struct hbk_region *r, uint32_t slots, uint64_t arena_size)
 	uint32_t entries = 1;
 	while (entries < slots)
 		entries <<= 1;
-	uint64_t arena_off = round_up(cring_off + sizeof(struct hbk_cring) +
+	uint64_t sring_off = round_up(cring_off + sizeof(struct hbk_cring) +
+				      entries * sizeof(uint16_t), 64);
+	uint64_t arena_off = round_up(sring_off + sizeof(struct hbk_sring) +
 				      entries * sizeof(uint16_t), PAGE);
 	arena_size = round_up(arena_size, PAGE);
 	uint64_t size = arena_off + arena_size;
@@ -75,6 +79,13 @@ int hbk_region_create(struct hbk_region *r, uint32_t slots, uint64_t arena_size)
 	/* The host's event thread may already sleep when the ring comes into
 	 * use: the driver's first completion rings the doorbell. */
 	((struct hbk_cring *)((uint8_t *)base + cring_off))->host_waiting = 1;
+	h->sring_off = sring_off;
+	h->sring_entries = entries;
+	/* The submission ring's counters start just short of wrapping, so
+	 * every controller goes through the wrap early and a wrap bug shows
+	 * in every test. */
+	struct hbk_sring *sr = (struct hbk_sring *)((uint8_t *)base + sring_off);
+	sr->tail = sr->head = UINT32_MAX - 1023u;
 	h->arena_off = arena_off;
 	h->arena_size = arena_size;
 	h->region_size = size;
@@ -124,8 +135,13 @@ int hbk_region_map(struct hbk_region *r, int fd)
 		  h->cring_off % 64 == 0 && h->cring_entries >= slots &&
 		  h->cring_entries <= HBK_MAX_TASKS &&
 		  !(h->cring_entries & (h->cring_entries - 1)) &&
-		  h->arena_off >= h->cring_off + sizeof(struct hbk_cring) +
+		  h->sring_off >= h->cring_off + sizeof(struct hbk_cring) +
 				  h->cring_entries * sizeof(uint16_t) &&
+		  h->sring_off % 64 == 0 && h->sring_entries >= slots &&
+		  h->sring_entries <= HBK_MAX_TASKS &&
+		  !(h->sring_entries & (h->sring_entries - 1)) &&
+		  h->arena_off >= h->sring_off + sizeof(struct hbk_sring) +
+				  h->sring_entries * sizeof(uint16_t) &&
 		  h->arena_off <= size && h->arena_size <= size - h->arena_off &&
 		  h->cmd_off % 8 == 0 && h->resp_off % 8 == 0;
 	if (!ok) {

@@ -100,6 +100,9 @@ struct hbk_drv {
 	bool started, stopped;      /* START succeeded, STOP served; call server only */
 	pthread_mutex_t cring_lock; /* serialises appends to the completion ring */
 	uint32_t cring_tail;        /* entries published, under cring_lock */
+	pthread_t submitter;        /* takes the submission ring */
+	bool submitter_started;     /* call server only */
+	atomic_bool submit_stop;
 
 	/* driver -> host calls: replies come back on the event channel */
 	pthread_mutex_t call_lock;
@@ -721,7 +724,6 @@ union call_buf {
 	struct hbk_msg_hdr hdr;
 	struct hbk_msg_call call;
 	struct hbk_msg_task task;
-	struct hbk_msg_slots slots;
 	uint8_t raw[HBK_MSG_MAX];
 };
 
@@ -869,6 +871,92 @@ static void do_process_bundled(struct hbk_drv *d, const struct hbk_msg_slots *m,
 	d->ops->process_bundled(d, m->index, m->count, &d->bundled);
 }
 
+/* ---- The submission ring (bundled path) ----------------------------------- */
+
+/* The runtime's thread that takes slot indices off the submission ring and
+ * runs process_bundled on them, on the queue the entry is bound to, as the
+ * call server runs a PROCESS_BUNDLED call (abi.h has the design). */
+static void *submitter(void *arg)
+{
+	hbk_thread_name("hbk-drv-submit");
+	struct hbk_drv *d = arg;
+	struct hbk_sring *ring = d->region.sring;
+	uint32_t cap = d->region.sring_entries;
+	uint32_t head = __atomic_load_n(&ring->head, __ATOMIC_RELAXED);
+	struct hbk_msg_slots m;
+	struct hbk_msg_reply r;
+	memset(&m, 0, sizeof(m));
+	while (!atomic_load_explicit(&d->submit_stop, memory_order_acquire)) {
+		/* Acquire: pairs with the host's release (seq_cst) store of the
+		 * tail, so the command slots it filled before are visible. */
+		uint32_t tail = __atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE);
+		if (tail == head) {
+			/* Sequentially consistent, as the host's store of the tail
+			 * and load of driver_waiting are: either it sees the flag
+			 * and wakes this thread, or the load below sees its tail. */
+			__atomic_store_n(&ring->driver_waiting, 1, __ATOMIC_SEQ_CST);
+			if (__atomic_load_n(&ring->tail, __ATOMIC_SEQ_CST) == head &&
+			    !atomic_load(&d->submit_stop))
+				hbk_futex_wait_shared(&ring->driver_waiting, 1);
+			__atomic_store_n(&ring->driver_waiting, 0, __ATOMIC_RELAXED);
+			continue;
+		}
+		uint32_t n = tail - head;
+		if (n > cap) {
+			hbk_log(HBK_LOG_ERR, "submission ring: the host published %u entries past "
+				"the %u taken (at most %u fit); skipped", n, head, cap);
+			head = tail;
+			__atomic_store_n(&ring->head, head, __ATOMIC_RELEASE);
+			continue;
+		}
+		m.count = (uint16_t)HBK_MIN(n, HBK_MAX_BUNDLE);
+		for (unsigned i = 0; i < m.count; i++)
+			m.index[i] = ring->entry[(head + i) & (cap - 1)];
+		/* Counted before the slots can complete, so a host that saw
+		 * them complete sees the batch counted. */
+		__atomic_fetch_add(&ring->hist[hbk_hist_bucket(m.count)], 1, __ATOMIC_RELAXED);
+		struct hbk_drv_queue *q = bound_queue(d, HBK_MSG_PROCESS_BUNDLED);
+		memset(&r, 0, sizeof(r));
+		pthread_mutex_lock(&q->exec);
+		cur_queue = q;
+		do_process_bundled(d, &m, &r);
+		cur_queue = NULL;
+		pthread_mutex_unlock(&q->exec);
+		if (r.status)
+			hbk_log(HBK_LOG_ERR, "submission ring: %u slots not processed: %s", m.count,
+				hbk_strerror(r.status));
+		head += m.count;
+		/* Release: the host reads the head only to see that the driver
+		 * answers; nothing it owns depends on it. */
+		__atomic_store_n(&ring->head, head, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+/* Starts the submitter once the driver took the bundled mapping. */
+static int submitter_start(struct hbk_drv *d)
+{
+	if (d->submitter_started)
+		return 0;
+	int err = -pthread_create(&d->submitter, NULL, submitter, d);
+	d->submitter_started = !err;
+	return err;
+}
+
+/* Stops and joins it: before STOP reaches the driver, and when the host is
+ * gone.  The caller holds no queue's exec lock (the submitter may wait for
+ * one). */
+static void submitter_stop(struct hbk_drv *d)
+{
+	if (!d->submitter_started)
+		return;
+	atomic_store_explicit(&d->submit_stop, true, memory_order_release);
+	__atomic_store_n(&d->region.sring->driver_waiting, 0, __ATOMIC_SEQ_CST);
+	hbk_futex_wake_shared(&d->region.sring->driver_waiting);
+	pthread_join(d->submitter, NULL);
+	d->submitter_started = false;
+}
+
 static uint64_t tmf(const struct hbk_drv_ops *o, struct hbk_drv *d, unsigned type, const uint64_t *a)
 {
 	uint32_t (*f2)(struct hbk_drv *, uint64_t, uint64_t) = NULL;
@@ -936,6 +1024,8 @@ static size_t serve(struct hbk_drv *d, union call_buf *m, int *fd, union reply_b
 		break;
 	case HBK_MSG_MAP_BUNDLED:
 		err = do_map_bundled(d, arg[0]);
+		if (!err)
+			err = submitter_start(d);
 		break;
 	case HBK_MSG_START:
 		err = o->start ? o->start(d) : 0;
@@ -962,9 +1052,6 @@ static size_t serve(struct hbk_drv *d, union call_buf *m, int *fd, union reply_b
 	case HBK_MSG_PROCESS_TASK:
 		do_process_task(d, &m->task, &r->task);
 		return sizeof(r->task);
-	case HBK_MSG_PROCESS_BUNDLED:
-		do_process_bundled(d, &m->slots, &r->reply);
-		return len;
 	case HBK_MSG_ABORT_TASK: case HBK_MSG_ABORT_TASK_SET: case HBK_MSG_CLEAR_ACA:
 	case HBK_MSG_CLEAR_TASK_SET: case HBK_MSG_LUN_RESET: case HBK_MSG_TARGET_RESET:
 		val[0] = tmf(o, d, m->hdr.type, arg);
@@ -1008,6 +1095,8 @@ static int serve_calls(struct hbk_drv *d)
 			continue;
 		}
 		memset(&r, 0, sizeof(r));
+		if (m.hdr.type == HBK_MSG_STOP)
+			submitter_stop(d);  /* no more bundled work reaches the driver */
 		struct hbk_drv_queue *q = bound_queue(d, m.hdr.type);
 		pthread_mutex_lock(&q->exec);
 		cur_queue = q;
@@ -1118,6 +1207,7 @@ int hbk_drv_main(const struct hbk_drv_ops *ops, void *priv, int argc, char **arg
 	d->reader_started = true;
 
 	int err = serve_calls(d);
+	submitter_stop(d);
 	rc = err ? 1 : 0;
 	if (err)
 		hbk_log(HBK_LOG_ERR, "call server: %s", hbk_strerror(err));

@@ -585,9 +585,13 @@ static int startup(struct hbk_ctl *c)
 	pthread_mutex_lock(&c->lock);
 	c->stopping = false;
 	pthread_mutex_unlock(&c->lock);
-	if (pthread_create(&c->sender, NULL, hbk_io_sender, c))
-		return -EAGAIN;
-	c->sender_up = true;
+	/* The per-task path's sender; bundled tasks go straight into the
+	 * submission ring from the thread that submits them. */
+	if (!c->bundled) {
+		if (pthread_create(&c->sender, NULL, hbk_io_sender, c))
+			return -EAGAIN;
+		c->sender_up = true;
+	}
 	if (pthread_create(&c->timer, NULL, hbk_io_timer, c))
 		return -EAGAIN;
 	c->timer_up = true;
@@ -835,8 +839,16 @@ void hbk_ctl_stats(struct hbk_ctl *c, struct hbk_ctl_stats *s)
 	s->doorbells = atomic_load(&c->st_doorbells);
 	s->timeouts = atomic_load(&c->st_timeouts);
 	s->failed_by_host = atomic_load(&c->st_failed);
+	s->driver_wakes = atomic_load(&c->st_wakes);
 	for (unsigned i = 0; i < HBK_HIST_BUCKETS; i++)
 		s->hist[i] = atomic_load(&c->st_hist[i]);
+	/* Bundled batches are counted by the driver runtime, in the ring. */
+	for (unsigned i = 0; c->bundled && i < HBK_HIST_BUCKETS; i++) {
+		uint64_t b = __atomic_load_n(&c->region.sring->hist[i], __ATOMIC_RELAXED) -
+			     atomic_load(&c->st_sring_base[i]);
+		s->hist[i] += b;
+		s->io_calls += b;
+	}
 	for (unsigned i = 0; i < HBK_RULES; i++)
 		s->violations[i] = atomic_load(&c->st_viol[i]);
 }
@@ -848,16 +860,11 @@ void hbk_ctl_stats_reset(struct hbk_ctl *c)
 	atomic_store(&c->st_completions, 0);
 	atomic_store(&c->st_msgs, 0);
 	atomic_store(&c->st_doorbells, 0);
-	for (unsigned i = 0; i < HBK_HIST_BUCKETS; i++)
+	atomic_store(&c->st_wakes, 0);
+	for (unsigned i = 0; i < HBK_HIST_BUCKETS; i++) {
 		atomic_store(&c->st_hist[i], 0);
-}
-
-unsigned hbk_hist_bucket(unsigned n)
-{
-	if (n <= 2)
-		return n ? n - 1 : 0;
-	unsigned b = 2;
-	for (unsigned lim = 4; n > lim && b < HBK_HIST_BUCKETS - 1; lim <<= 1)
-		b++;
-	return b;
+		if (c->bundled)
+			atomic_store(&c->st_sring_base[i],
+				     __atomic_load_n(&c->region.sring->hist[i], __ATOMIC_RELAXED));
+	}
 }

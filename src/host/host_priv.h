@@ -85,6 +85,7 @@ struct hbk_ctl {
 	uint32_t *prep, prep_head, prep_tail;  /* ring of prepared indices */
 	uint32_t prep_mask;             /* its size (a power of two >= ntasks) - 1 */
 	struct hbk_scsi_cmd *wait_head, *wait_tail;
+	uint32_t sring_tail;            /* submission ring entries published */
 	pthread_cond_t send_cond;
 	bool send_waiting;
 	atomic_bool dead;         /* written under lock, read anywhere */
@@ -120,11 +121,14 @@ struct hbk_ctl {
 	bool sender_up, reader_up, control_up, timer_up;
 	pthread_mutex_t timer_lock;
 	pthread_cond_t timer_cond;
+	uint32_t sring_seen_head;       /* timer thread: the driver's head when last moved */
+	uint64_t sring_moved_ns;        /* and when, or when the ring was last empty */
 
 	/* statistics, relaxed atomics */
 	atomic_ullong st_calls, st_tasks, st_completions, st_msgs, st_doorbells, st_timeouts,
-		      st_failed;
+		      st_failed, st_wakes;
 	atomic_ullong st_hist[HBK_HIST_BUCKETS];
+	atomic_ullong st_sring_base[HBK_HIST_BUCKETS];  /* the ring's hist at the last reset */
 	atomic_ullong st_viol[HBK_RULES];
 };
 

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The I/O engine of the host: the task pool and its slot state machine,
- * preparing tasks on the submitting thread, the sender thread that carries
- * everything prepared while its previous call was in flight (up to 32 slots
- * per bundled call, one task per per-task call), completion processing with
+ * preparing tasks on the submitting thread, which posts bundled tasks
+ * straight into the submission ring (abi.h), the sender thread that makes
+ * the per-task path's calls (one task per call), completion processing with
  * the checker's slot, path and response rules, task timeouts with their
- * escalation, and failing outstanding I/O when the driver is gone.
+ * escalation (and the submission ring's hang check), and failing outstanding
+ * I/O when the driver is gone.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ int hbk_io_init(struct hbk_ctl *c)
 	if (err)
 		return err;
 	c->user_off = bounce;
+	c->sring_tail = c->region.sring->tail;
 	for (uint32_t i = 0; i < n; i++) {
 		c->tasks[i].index = i;
 		c->tasks[i].bounce_off = (uint64_t)i * c->max_transfer;
@@ -180,11 +182,12 @@ static void complete_cmd(struct hbk_scsi_cmd *cmd, uint8_t service, uint8_t stat
 static void finish(struct hbk_ctl *c, struct htask *t);
 
 /*
- * The plug.  While the event thread works through one completion message,
- * the callbacks it runs submit new tasks; rather than waking the sender for
- * the first of them and taking the pool lock for each, they collect here and
- * go to the sender together when the message is done (as the Linux block
- * layer's plug does).  Nothing waits longer than that one message.
+ * The plug.  While the event thread works through one batch of
+ * completions, the callbacks it runs submit new tasks; rather than waking
+ * the driver's submitter (or the sender) for the first of them and taking
+ * the pool lock for each, they collect here and go into the submission ring
+ * (or to the sender) together when the batch is done (as the Linux block
+ * layer's plug does).  Nothing waits longer than that one batch.
  */
 #define PLUG_MAX 64
 static __thread struct {
@@ -193,7 +196,42 @@ static __thread struct {
 	uint32_t index[PLUG_MAX];
 } plug;
 
-/* Hands prepared tasks to the sender, or fails them if the controller is gone. */
+/*
+ * Bundled path: hands prepared tasks to the driver through the submission
+ * ring (abi.h), and wakes its runtime's submitter if it sleeps.  Called
+ * with c->lock held; returns with it released.  The ring cannot overflow:
+ * an entry is posted only for a slot the host holds, and the driver
+ * runtime completes (so frees) no slot before it has taken its entry.
+ */
+static void post_bundled(struct hbk_ctl *c, const uint32_t *index, unsigned n)
+{
+	struct hbk_sring *ring = c->region.sring;
+	uint32_t cap = c->region.sring_entries;
+	for (unsigned i = 0; i < n; i++) {
+		struct htask *t = &c->tasks[index[i]];
+		set_state(c, t, SLOT_DRIVER);
+		t->sends++;
+		t->path = PATH_BUNDLED;
+		ring->entry[(c->sring_tail + i) & (cap - 1)] = (uint16_t)index[i];
+	}
+	c->sring_tail += n;
+	/* Release: the command slots (filled by prepare) and the entries are
+	 * visible to the driver once it sees the tail (pairs with the
+	 * submitter's acquire load).  Sequentially consistent as well, with
+	 * the load of driver_waiting below: pairs with the submitter's seq_cst
+	 * store of driver_waiting and load of the tail. */
+	__atomic_store_n(&ring->tail, c->sring_tail, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&c->lock);
+	atomic_fetch_add_explicit(&c->st_tasks, n, memory_order_relaxed);
+	if (__atomic_load_n(&ring->driver_waiting, __ATOMIC_SEQ_CST) &&
+	    __atomic_exchange_n(&ring->driver_waiting, 0, __ATOMIC_RELAXED)) {
+		atomic_fetch_add_explicit(&c->st_wakes, 1, memory_order_relaxed);
+		hbk_futex_wake_shared(&ring->driver_waiting);
+	}
+}
+
+/* Hands prepared tasks to the driver (bundled path) or the sender (per-task
+ * path), or fails them if the controller is gone. */
 static void enqueue_many(struct hbk_ctl *c, const uint32_t *index, unsigned n)
 {
 	pthread_mutex_lock(&c->lock);
@@ -209,6 +247,10 @@ static void enqueue_many(struct hbk_ctl *c, const uint32_t *index, unsigned n)
 			complete_cmd(cmd, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE,
 				     HBK_DS_DEVICE_NOT_PRESENT);
 		}
+		return;
+	}
+	if (c->bundled) {
+		post_bundled(c, index, n);
 		return;
 	}
 	for (unsigned i = 0; i < n; i++)
@@ -587,20 +629,6 @@ static void refuse_tasks(struct hbk_ctl *c, struct htask **t, unsigned n, int er
 	}
 }
 
-static void send_bundled(struct hbk_ctl *c, struct htask **t, unsigned n)
-{
-	struct hbk_msg_slots m;
-	struct hbk_msg_reply r;
-	memset(&m, 0, sizeof(m));
-	hbk_msg_init(&m.hdr, HBK_MSG_PROCESS_BUNDLED, 0, sizeof(m));
-	m.count = (uint16_t)n;
-	for (unsigned i = 0; i < n; i++)
-		m.index[i] = (uint16_t)t[i]->index;
-	int err = hbk_ctl_call(c, &m, sizeof(m), -1, &r, sizeof(r));
-	if (!err && r.status)
-		refuse_tasks(c, t, n, r.status);
-}
-
 /* m holds the task, copied while the pool lock handed it over: once the call
  * is out the task may complete and be reused before this returns. */
 static void send_task(struct hbk_ctl *c, struct htask *t, struct hbk_msg_task *m)
@@ -620,7 +648,6 @@ void *hbk_io_sender(void *arg)
 {
 	hbk_thread_name("hbk-sender");
 	struct hbk_ctl *c = arg;
-	struct htask *batch[HBK_MAX_BUNDLE];
 	struct hbk_msg_task one;
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
@@ -631,29 +658,19 @@ void *hbk_io_sender(void *arg)
 		}
 		if (c->stopping || c->dead)
 			break;
-		unsigned avail = c->prep_tail - c->prep_head;
-		unsigned n = c->bundled ? HBK_MIN(avail, HBK_MAX_BUNDLE) : 1;
-		for (unsigned i = 0; i < n; i++) {
-			struct htask *t = &c->tasks[c->prep[c->prep_head++ & c->prep_mask]];
-			set_state(c, t, SLOT_DRIVER);
-			t->sends++;
-			t->path = c->bundled ? PATH_BUNDLED : PATH_PER_TASK;
-			batch[i] = t;
-		}
-		if (!c->bundled) {
-			one.index = batch[0]->index;
-			one.rsvd = 0;
-			one.task = batch[0]->t;
-		}
+		struct htask *t = &c->tasks[c->prep[c->prep_head++ & c->prep_mask]];
+		set_state(c, t, SLOT_DRIVER);
+		t->sends++;
+		t->path = PATH_PER_TASK;
+		one.index = t->index;
+		one.rsvd = 0;
+		one.task = t->t;
 		pthread_mutex_unlock(&c->lock);
 
 		atomic_fetch_add_explicit(&c->st_calls, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&c->st_tasks, n, memory_order_relaxed);
-		atomic_fetch_add_explicit(&c->st_hist[hbk_hist_bucket(n)], 1, memory_order_relaxed);
-		if (c->bundled)
-			send_bundled(c, batch, n);
-		else
-			send_task(c, batch[0], &one);
+		atomic_fetch_add_explicit(&c->st_tasks, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&c->st_hist[0], 1, memory_order_relaxed);
+		send_task(c, t, &one);
 		pthread_mutex_lock(&c->lock);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -705,6 +722,21 @@ void hbk_io_fail_all(struct hbk_ctl *c, uint8_t status)
 
 /* ---- Timeouts (HBK-C11) -------------------------------------------------------- */
 
+/* True when entries have waited in the submission ring, with the driver's
+ * head not moving, for longer than the call timeout: the ring's form of a
+ * call not answered.  Timer thread, c->lock held (for sring_tail). */
+static bool submitter_hung(struct hbk_ctl *c, uint64_t now)
+{
+	/* Acquire: pairs with the submitter's release store of the head. */
+	uint32_t head = __atomic_load_n(&c->region.sring->head, __ATOMIC_ACQUIRE);
+	if (head != c->sring_seen_head || head == c->sring_tail || !c->sring_moved_ns) {
+		c->sring_seen_head = head;
+		c->sring_moved_ns = now;
+		return false;
+	}
+	return now - c->sring_moved_ns > (uint64_t)c->opts.call_timeout_ms * 1000000ull;
+}
+
 static const unsigned tmf_of_stage[] = { 0, HBK_MSG_ABORT_TASK, HBK_MSG_LUN_RESET, HBK_MSG_TARGET_RESET };
 
 void *hbk_io_timer(void *arg)
@@ -730,6 +762,16 @@ void *hbk_io_timer(void *arg)
 		pthread_mutex_lock(&c->lock);
 		if (c->stopping || c->dead) {
 			pthread_mutex_unlock(&c->lock);
+			return NULL;
+		}
+		if (c->bundled && submitter_hung(c, now)) {
+			pthread_mutex_unlock(&c->lock);
+			hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_RESPONDING, 12,
+					      "the driver took no bundled task off the submission "
+					      "ring for %u ms: it is hung (inside process_bundled, "
+					      "or blocking its queue); outstanding I/O is failed. "
+					      "Fix: return from every entry point promptly and "
+					      "defer slow work to a queue", c->opts.call_timeout_ms);
 			return NULL;
 		}
 		for (uint32_t i = 0; i < c->ntasks && n < HBK_ARRAY_SIZE(step); i++) {
