@@ -950,7 +950,10 @@ static void submitter_stop(struct hbk_drv *d)
 {
 	if (!d->submitter_started)
 		return;
-	atomic_store_explicit(&d->submit_stop, true, memory_order_release);
+	/* Both sequentially consistent, against the submitter's store of
+	 * driver_waiting and load of submit_stop: either it sees the stop, or
+	 * its futex wait finds the word 0 (or is woken below). */
+	atomic_store(&d->submit_stop, true);
 	__atomic_store_n(&d->region.sring->driver_waiting, 0, __ATOMIC_SEQ_CST);
 	hbk_futex_wake_shared(&d->region.sring->driver_waiting);
 	pthread_join(d->submitter, NULL);
