@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The shared memory region: command slots, response slots, the completion
- * and submission rings and the data arena in one memfd.  The host creates it and writes the header; the driver
- * maps it and validates the header against the descriptor's real size before
- * trusting a single offset in it.
+ * and submission rings and the data arena in one memfd.  The host creates
+ * it and writes the header; the driver maps it and validates the header
+ * against the descriptor's real size before trusting a single offset in it.
  */
 #include <errno.h>
 #include <fcntl.h>
