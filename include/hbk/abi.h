@@ -339,7 +339,7 @@ struct hbk_sring {
 	uint32_t tail;          /* host: entries published; release store */
 	uint8_t  rsvd0[60];
 	uint32_t head;          /* driver: entries taken and processed */
-	uint32_t driver_waiting;/* driver: 1 = about to sleep on this word;
+	uint32_t driver_waiting; /* driver: 1 = about to sleep on this word;
 				 * the host swaps it to 0 and wakes it */
 	uint64_t hist[HBK_SRING_HIST]; /* driver: batches per size bucket */
 	uint8_t  rsvd1[8];
