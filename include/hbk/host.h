@@ -30,7 +30,8 @@ struct hbk_ctl_opts {
 	const char *const *driver_args; /* extra arguments, NULL-terminated, or NULL */
 	const char *attach;          /* socket path of a driver started with --listen */
 	enum hbk_ctl_mode mode;
-	uint32_t call_timeout_ms;    /* a call not answered by then: driver hung (default 5000) */
+	uint32_t call_timeout_ms;    /* a call not answered, or bundled tasks left in the
+				      * submission ring, by then: driver hung (default 5000) */
 	uint32_t task_timeout_ms;    /* default task timeout (default 30000) */
 	uint64_t user_arena_bytes;   /* arena for hbk_ctl_buf_alloc (default 64 MiB) */
 	uint32_t settle_ms;          /* open waits this long for the first LUN (default 5000) */
