@@ -875,7 +875,8 @@ static void do_process_bundled(struct hbk_drv *d, const struct hbk_msg_slots *m,
 
 /* The runtime's thread that takes slot indices off the submission ring and
  * runs process_bundled on them, on the queue the entry is bound to, as the
- * call server runs a PROCESS_BUNDLED call (abi.h has the design). */
+ * call server runs a call under its queue's exec lock (abi.h has the
+ * design). */
 static void *submitter(void *arg)
 {
 	hbk_thread_name("hbk-drv-submit");
