@@ -575,6 +575,24 @@ static void test_c09_mapping_fails(void **state)
 	c09_case("fault=enomem", "stays on the per-task path");
 }
 
+/* Mapping the buffers without a process_bundled entry point declines the
+ * bundled path: no violation, and the per-task path serves (before, the
+ * host took the bundled path and each call came back refused). */
+static void test_c09_no_process_bundled_stays_per_task(void **state)
+{
+	(void)state;
+	static const char *const args[] = { "fault=noprocess", NULL };
+	capture_begin();
+	struct hbk_lun *l = open_lun("null_mapping", HBK_MODE_AUTO, args, 0, 0);
+	capture_end();
+	assert_false(hbk_ctl_bundled(ctl));
+	assert_int_equal(viol(9), 0);
+	good_io(l, 0, 4);
+	struct hbk_ctl_stats s;
+	hbk_ctl_stats(ctl, &s);
+	assert_true(s.tasks > 0 && s.hist[0] == s.io_calls); /* one task per call */
+}
+
 static void test_c09_bundled_required_open_fails(void **state)
 {
 	(void)state;
@@ -912,6 +930,7 @@ int main(void)
 		T(test_c08_missing_max_byte_count_read),
 		T(test_c09_accepted_without_mapping),
 		T(test_c09_mapping_fails),
+		T(test_c09_no_process_bundled_stays_per_task),
 		T(test_c09_bundled_required_open_fails),
 		T(test_c10_bundled_completion_before_start),
 		T(test_c10_parallel_completion_before_start),

@@ -97,7 +97,8 @@ struct hbk_drv_ops {
 	 * Offer of the bundled path: cmds holds count task slots, resps count
 	 * response slots; map each with hbk_drv_mem_map and keep the addresses.
 	 * Return 0 to commit to the bundled path, -errno to stay on the
-	 * per-task path.  NULL: the driver serves the per-task path only.
+	 * per-task path.  NULL, or process_bundled NULL: the driver serves
+	 * the per-task path only.
 	 */
 	int (*map_bundled)(struct hbk_drv *d, struct hbk_drv_mem *cmds,
 			   struct hbk_drv_mem *resps, uint32_t count);
@@ -124,7 +125,8 @@ struct hbk_drv_ops {
 	/*
 	 * Bundled path: slot indices index[0..count-1] now belong to the driver
 	 * until it completes them with hbk_drv_bundled_complete.  The action is
-	 * the same on every call.
+	 * the same on every call.  Runs on the runtime's submitter thread, as
+	 * part of the queue it is bound to (Default).
 	 */
 	void (*process_bundled)(struct hbk_drv *d, const uint16_t *index, uint16_t count,
 				struct hbk_drv_bundled_action *action);

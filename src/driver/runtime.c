@@ -801,7 +801,8 @@ static int do_max_tasks(struct hbk_drv *d, uint64_t *val)
 
 static int do_map_bundled(struct hbk_drv *d, uint64_t count)
 {
-	if (!d->ops->map_bundled)
+	/* Both entry points, or the host stays on the per-task path. */
+	if (!d->ops->map_bundled || !d->ops->process_bundled)
 		return -ENOTSUP;
 	if (!d->have_region || !count || count > d->region.slots)
 		return -EINVAL;
@@ -850,25 +851,19 @@ static void do_process_task(struct hbk_drv *d, const struct hbk_msg_task *m,
 	hbk_drv_action_release(a);
 }
 
-static void do_process_bundled(struct hbk_drv *d, const struct hbk_msg_slots *m,
-			       struct hbk_msg_reply *r)
+/* Hands count (1..HBK_MAX_BUNDLE) slots to the driver's process_bundled,
+ * which do_map_bundled made sure exists.  Returns 0, or -EINVAL (nothing
+ * handed over) for an index past the slots.  Submitter thread, under the
+ * bound queue's exec lock. */
+static int do_process_bundled(struct hbk_drv *d, const uint16_t *index, unsigned count)
 {
-	if (!d->ops->process_bundled || !d->cmd_mem.mapped) {
-		r->status = -ENOTSUP;
-		return;
-	}
-	if (!m->count || m->count > HBK_MAX_BUNDLE) {
-		r->status = -EINVAL;
-		return;
-	}
-	for (unsigned i = 0; i < m->count; i++)
-		if (m->index[i] >= d->region.slots) {
-			r->status = -EINVAL;
-			return;
-		}
-	for (unsigned i = 0; i < m->count; i++)
-		atomic_store(&d->slot_at_driver[m->index[i]], true);
-	d->ops->process_bundled(d, m->index, m->count, &d->bundled);
+	for (unsigned i = 0; i < count; i++)
+		if (index[i] >= d->region.slots)
+			return -EINVAL;
+	for (unsigned i = 0; i < count; i++)
+		atomic_store(&d->slot_at_driver[index[i]], true);
+	d->ops->process_bundled(d, index, (uint16_t)count, &d->bundled);
+	return 0;
 }
 
 /* ---- The submission ring (bundled path) ----------------------------------- */
@@ -884,9 +879,7 @@ static void *submitter(void *arg)
 	struct hbk_sring *ring = d->region.sring;
 	uint32_t cap = d->region.sring_entries;
 	uint32_t head = __atomic_load_n(&ring->head, __ATOMIC_RELAXED);
-	struct hbk_msg_slots m;
-	struct hbk_msg_reply r;
-	memset(&m, 0, sizeof(m));
+	uint16_t index[HBK_MAX_BUNDLE];
 	while (!atomic_load_explicit(&d->submit_stop, memory_order_acquire)) {
 		/* Acquire: pairs with the host's release (seq_cst) store of the
 		 * tail, so the command slots it filled before are visible. */
@@ -910,23 +903,22 @@ static void *submitter(void *arg)
 			__atomic_store_n(&ring->head, head, __ATOMIC_RELEASE);
 			continue;
 		}
-		m.count = (uint16_t)HBK_MIN(n, HBK_MAX_BUNDLE);
-		for (unsigned i = 0; i < m.count; i++)
-			m.index[i] = ring->entry[(head + i) & (cap - 1)];
+		unsigned count = HBK_MIN(n, HBK_MAX_BUNDLE);
+		for (unsigned i = 0; i < count; i++)
+			index[i] = ring->entry[(head + i) & (cap - 1)];
 		/* Counted before the slots can complete, so a host that saw
 		 * them complete sees the batch counted. */
-		__atomic_fetch_add(&ring->hist[hbk_hist_bucket(m.count)], 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&ring->hist[hbk_hist_bucket(count)], 1, __ATOMIC_RELAXED);
 		struct hbk_drv_queue *q = bound_queue(d, HBK_MSG_PROCESS_BUNDLED);
-		memset(&r, 0, sizeof(r));
 		pthread_mutex_lock(&q->exec);
 		cur_queue = q;
-		do_process_bundled(d, &m, &r);
+		int err = do_process_bundled(d, index, count);
 		cur_queue = NULL;
 		pthread_mutex_unlock(&q->exec);
-		if (r.status)
-			hbk_log(HBK_LOG_ERR, "submission ring: %u slots not processed: %s", m.count,
-				hbk_strerror(r.status));
-		head += m.count;
+		if (err)
+			hbk_log(HBK_LOG_ERR, "submission ring: %u slots not processed: %s", count,
+				hbk_strerror(err));
+		head += count;
 		/* Release: the host reads the head only to see that the driver
 		 * answers; nothing it owns depends on it. */
 		__atomic_store_n(&ring->head, head, __ATOMIC_RELEASE);

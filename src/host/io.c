@@ -611,22 +611,20 @@ void hbk_io_parallel_completion(struct hbk_ctl *c, const struct hbk_msg_completi
 
 /* ---- The sender --------------------------------------------------------------- */
 
-/* The driver refused a call outright: the tasks never became its own. */
-static void refuse_tasks(struct hbk_ctl *c, struct htask **t, unsigned n, int err)
+/* The driver refused the call outright: the task never became its own. */
+static void refuse_task(struct hbk_ctl *c, struct htask *t, int err)
 {
-	hbk_log(HBK_LOG_ERR, "driver refused a call of %u task(s): %s", n, hbk_strerror(err));
-	for (unsigned i = 0; i < n; i++) {
-		pthread_mutex_lock(&c->lock);
-		bool mine = t[i]->state == SLOT_DRIVER;
-		if (mine)
-			set_state(c, t[i], SLOT_DONE);
-		pthread_mutex_unlock(&c->lock);
-		if (!mine)
-			continue;
-		struct hbk_scsi_cmd *cmd = t[i]->cmd;
-		finish(c, t[i]);
-		complete_cmd(cmd, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE, HBK_DS_DELIVERY_FAILURE);
-	}
+	hbk_log(HBK_LOG_ERR, "driver refused PROCESS_TASK: %s", hbk_strerror(err));
+	pthread_mutex_lock(&c->lock);
+	bool mine = t->state == SLOT_DRIVER;
+	if (mine)
+		set_state(c, t, SLOT_DONE);
+	pthread_mutex_unlock(&c->lock);
+	if (!mine)
+		return;
+	struct hbk_scsi_cmd *cmd = t->cmd;
+	finish(c, t);
+	complete_cmd(cmd, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE, HBK_DS_DELIVERY_FAILURE);
 }
 
 /* m holds the task, copied while the pool lock handed it over: once the call
@@ -639,7 +637,7 @@ static void send_task(struct hbk_ctl *c, struct htask *t, struct hbk_msg_task *m
 	if (err)
 		return;
 	if (r.status)
-		refuse_tasks(c, &t, 1, r.status);
+		refuse_task(c, t, r.status);
 	else if (r.service_response != HBK_SR_REQUEST_IN_PROCESS)
 		parallel_done(c, t->index, &r.resp, "PROCESS_TASK reply");
 }
