@@ -552,6 +552,87 @@ static void completion_ring_under_polling_and_load(void **state)
 	hbk_ctl_close(c);
 }
 
+/* Reads at iodepth 1, each submitted from the completion of the one before,
+ * as an asynchronous application does. */
+struct chain {
+	struct hbk_blk_io io;
+	struct hbk_lun *lun;
+	uint64_t lba;
+	unsigned left, errors;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	uint8_t buf[4096];
+};
+
+static void chain_end(struct chain *ch)
+{
+	pthread_mutex_lock(&ch->lock);
+	ch->done = true;
+	pthread_cond_signal(&ch->cond);
+	pthread_mutex_unlock(&ch->lock);
+}
+
+static void chain_next(struct hbk_blk_io *io)
+{
+	struct chain *ch = io->priv;
+	ch->errors += io->error != 0;
+	if (!ch->left--) {
+		chain_end(ch);
+		return;
+	}
+	ch->io = (struct hbk_blk_io){ .lun = ch->lun, .op = HBK_BLK_READ, .lba = ch->lba,
+				      .nblocks = 8, .buf = ch->buf, .done = chain_next, .priv = ch };
+	if (hbk_blk_submit(&ch->io)) {
+		ch->errors++;
+		chain_end(ch);
+	}
+}
+
+static unsigned chain_run(struct hbk_lun *l, uint64_t lba, unsigned n)
+{
+	struct chain ch = { .lun = l, .lba = lba, .left = n, .lock = PTHREAD_MUTEX_INITIALIZER,
+			    .cond = PTHREAD_COND_INITIALIZER };
+	chain_next(&(struct hbk_blk_io){ .priv = &ch });
+	pthread_mutex_lock(&ch.lock);
+	while (!ch.done)
+		pthread_cond_wait(&ch.cond, &ch.lock);
+	pthread_mutex_unlock(&ch.lock);
+	return ch.errors;
+}
+
+/* The event thread polls the completion ring only while completions come
+ * about as soon as a poll would catch them.  With a 2 ms poll window, a
+ * driver taking 20 ms per read stops the polling within a few waits (the
+ * average starts low, and each wait counts as at most 16 ms); once the same
+ * controller answers at once again, polling resumes and catches. */
+static void ring_polling_follows_how_soon_completions_come(void **state)
+{
+	(void)state;
+	struct hbk_ctl_opts o = { .driver = tl_path("tests/drivers/stall"), .mode = HBK_MODE_BUNDLED,
+				  .driver_args = (const char *[]){ "delay-us=20000", "slow-below=64",
+								   NULL },
+				  .poll_us = 2000 };
+	struct hbk_ctl *c = NULL;
+	assert_int_equal(hbk_ctl_open(&o, &c), 0);
+	struct hbk_lun *l = hbk_ctl_lun(c, 0);
+	struct hbk_ctl_stats s;
+
+	hbk_ctl_stats_reset(c);
+	assert_int_equal(chain_run(l, 0, 10), 0);
+	hbk_ctl_stats(c, &s);
+	assert_int_equal(s.completions, 10);
+	assert_int_equal(s.ring_polls_caught, 0);
+	assert_in_range(s.ring_polls, 1, 4);
+
+	hbk_ctl_stats_reset(c);
+	assert_int_equal(chain_run(l, 64, 400), 0);
+	hbk_ctl_stats(c, &s);
+	assert_int_equal(s.completions, 400);
+	assert_true(s.ring_polls_caught >= 200);
+	hbk_ctl_close(c);
+}
+
 /* Interrupts raised through an event source of the InterruptQueue: every
  * I/O on both paths completes with its data, also while the submitting
  * thread detaches and re-attaches the source under the queue's poll. */
@@ -833,6 +914,7 @@ int main(void)
 		cmocka_unit_test(iodepth_one_sends_one_slot_per_call),
 		cmocka_unit_test(completion_ring_doorbell_wakes_a_sleeping_host),
 		cmocka_unit_test(completion_ring_under_polling_and_load),
+		cmocka_unit_test(ring_polling_follows_how_soon_completions_come),
 		cmocka_unit_test(event_source_interrupts_complete_io),
 		cmocka_unit_test(close_fails_outstanding_io),
 		cmocka_unit_test(attach_to_a_listening_driver),

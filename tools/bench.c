@@ -462,6 +462,10 @@ static void print_normal(const struct bench_opts *o, const struct result *r)
 	printf("  slots per call:");
 	for (unsigned b = 0; b < HBK_HIST_BUCKETS; b++)
 		printf("  %s: %llu", hist_label[b], (unsigned long long)r->stats.hist[b]);
+	if (r->stats.ring_polls)
+		printf("\n  completion ring polls: %llu, %llu caught",
+		       (unsigned long long)r->stats.ring_polls,
+		       (unsigned long long)r->stats.ring_polls_caught);
 	printf("\n  CPU per I/O: %.2f us (host %.2f s, driver %.2f s)\n",
 	       r->ios ? (r->host_cpu + r->driver_cpu) / (double)r->ios * 1e6 : 0, r->host_cpu,
 	       r->driver_cpu);
@@ -492,11 +496,12 @@ static void print_json(const struct bench_opts *o, const struct result *r, bool 
 	       percentile(r->lat, r->ios, 99.9) / 1e3);
 	printf("     \"calls\": %llu, \"tasks\": %llu, \"calls_per_task\": %.4f, "
 	       "\"completion_batches\": %llu, \"doorbells\": %llu, \"driver_wakes\": %llu, "
-	       "\"slots_per_call\": {",
+	       "\"ring_polls\": %llu, \"ring_polls_caught\": %llu, \"slots_per_call\": {",
 	       (unsigned long long)r->stats.io_calls, (unsigned long long)r->stats.tasks,
 	       r->stats.tasks ? (double)r->stats.io_calls / (double)r->stats.tasks : 0,
 	       (unsigned long long)r->stats.completion_msgs, (unsigned long long)r->stats.doorbells,
-	       (unsigned long long)r->stats.driver_wakes);
+	       (unsigned long long)r->stats.driver_wakes, (unsigned long long)r->stats.ring_polls,
+	       (unsigned long long)r->stats.ring_polls_caught);
 	for (unsigned b = 0; b < HBK_HIST_BUCKETS; b++)
 		printf("%s\"%s\": %llu", b ? ", " : "", hist_label[b], (unsigned long long)r->stats.hist[b]);
 	printf("},\n     \"violations\": {");

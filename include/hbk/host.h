@@ -37,9 +37,11 @@ struct hbk_ctl_opts {
 	uint32_t settle_ms;          /* open waits this long for the first LUN (default 5000) */
 	uint32_t exit_timeout_ms;    /* close waits this long for a spawned driver to exit
 				      * after STOP, e.g. writing its cache out (default 30000) */
-	/* Bundled path: while at most 32 tasks are at the driver, the event
-	 * thread polls the completion ring this long before it sleeps (a wake
-	 * costs more than a short poll).  0: the default, 100; < 0: never. */
+	/* Bundled path: while at most 32 tasks are at the driver, and its
+	 * recent waits for completions were not much longer than this, the
+	 * event thread polls the completion ring this long before it sleeps
+	 * (a wake costs more than a short poll).  0: the default, 100; < 0:
+	 * never. */
 	int32_t poll_us;
 };
 
@@ -236,6 +238,8 @@ struct hbk_ctl_stats {
 	uint64_t completions;         /* tasks completed by the driver */
 	uint64_t completion_msgs;     /* completion batches: messages and ring drains */
 	uint64_t doorbells;           /* wake-ups of the host's event thread by the ring */
+	uint64_t ring_polls;          /* polls of the completion ring before sleeping */
+	uint64_t ring_polls_caught;   /* of those, the ones that found completions */
 	uint64_t hist[HBK_HIST_BUCKETS];
 	uint64_t violations[HBK_RULES];
 	uint64_t timeouts;

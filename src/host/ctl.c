@@ -292,12 +292,19 @@ static void *event_thread(void *arg)
 		 * is empty and the driver knows to ring the doorbell. */
 		if (ring && !drain_ring(c))
 			break;
-		if (ring && (hbk_io_ring_poll(c) || !hbk_io_ring_sleep(c)))
+		/* The wait for completions begins; none is awaited with no task
+		 * in flight. */
+		uint64_t since = ring && atomic_load_explicit(&c->busy, memory_order_relaxed) ?
+				 hbk_now_ns() : 0;
+		if (ring && (hbk_io_ring_poll(c) || !hbk_io_ring_sleep(c))) {
+			hbk_io_ring_waited(c, since);
 			continue;
+		}
 		const char *why = NULL;
 		int n = hbk_msg_recv(c->event_fd, &m, sizeof(m), -1, NULL, &why);
 		if (ring) {
 			hbk_io_ring_awake(c);
+			hbk_io_ring_waited(c, since);
 			if (!drain_ring(c))
 				break;
 		}
@@ -840,6 +847,8 @@ void hbk_ctl_stats(struct hbk_ctl *c, struct hbk_ctl_stats *s)
 	s->timeouts = atomic_load(&c->st_timeouts);
 	s->failed_by_host = atomic_load(&c->st_failed);
 	s->driver_wakes = atomic_load(&c->st_wakes);
+	s->ring_polls = atomic_load(&c->st_polls);
+	s->ring_polls_caught = atomic_load(&c->st_polls_caught);
 	for (unsigned i = 0; i < HBK_HIST_BUCKETS; i++)
 		s->hist[i] = atomic_load(&c->st_hist[i]);
 	/* Bundled batches are counted by the driver runtime, in the ring. */
@@ -861,6 +870,8 @@ void hbk_ctl_stats_reset(struct hbk_ctl *c)
 	atomic_store(&c->st_msgs, 0);
 	atomic_store(&c->st_doorbells, 0);
 	atomic_store(&c->st_wakes, 0);
+	atomic_store(&c->st_polls, 0);
+	atomic_store(&c->st_polls_caught, 0);
 	for (unsigned i = 0; i < HBK_HIST_BUCKETS; i++) {
 		atomic_store(&c->st_hist[i], 0);
 		if (c->bundled)

@@ -47,19 +47,26 @@ const char *tdrv_arg(struct tdrv *t, const char *name, const char *dflt)
 	return v ? v : dflt;
 }
 
-bool tdrv_is_trigger(const struct hbk_task *task)
+bool tdrv_task_lba(const struct hbk_task *task, uint64_t *lba)
 {
 	const uint8_t *c = task->cdb;
-	uint64_t lba;
-	if ((c[0] == 0x28 || c[0] == 0x2a) && task->cdb_len >= 10)
-		lba = (uint64_t)c[2] << 24 | (uint64_t)c[3] << 16 | (uint64_t)c[4] << 8 | c[5];
-	else if ((c[0] == 0x88 || c[0] == 0x8a) && task->cdb_len >= 16) {
-		lba = 0;
+	if ((c[0] == 0x28 || c[0] == 0x2a) && task->cdb_len >= 10) {
+		*lba = (uint64_t)c[2] << 24 | (uint64_t)c[3] << 16 | (uint64_t)c[4] << 8 | c[5];
+		return true;
+	}
+	if ((c[0] == 0x88 || c[0] == 0x8a) && task->cdb_len >= 16) {
+		*lba = 0;
 		for (unsigned i = 2; i < 10; i++)
-			lba = lba << 8 | c[i];
-	} else
-		return false;
-	return lba >= TDRV_TRIGGER_LBA;
+			*lba = *lba << 8 | c[i];
+		return true;
+	}
+	return false;
+}
+
+bool tdrv_is_trigger(const struct hbk_task *task)
+{
+	uint64_t lba;
+	return tdrv_task_lba(task, &lba) && lba >= TDRV_TRIGGER_LBA;
 }
 
 int tdrv_send_raw(struct tdrv *t, const void *msg, size_t len)

@@ -91,6 +91,9 @@ struct tdrv *tdrv_of(struct hbk_drv *d);
 /* Driver argument NAME=VALUE, or dflt. */
 const char *tdrv_arg(struct tdrv *t, const char *name, const char *dflt);
 
+/* For a READ/WRITE(10/16): true and its LBA in *lba; false otherwise. */
+bool tdrv_task_lba(const struct hbk_task *task, uint64_t *lba);
+
 /* True for a READ/WRITE(10/16) whose LBA is TDRV_TRIGGER_LBA or above. */
 bool tdrv_is_trigger(const struct hbk_task *task);
 
