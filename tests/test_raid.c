@@ -894,6 +894,66 @@ static void test_metadata_verdicts(void **state)
 	hbk_disk_close(blank);
 }
 
+/* A RAID 1 whose halves each ran alone (a split brain): disk 0 was
+ * assembled without disk 1 and written, then disk 1 without disk 0 and
+ * written differently.  Each superblock says the other disk failed, so
+ * either half may hold acknowledged writes the other lacks: assembling both
+ * is refused and reported, in either order, until force picks the newest
+ * half (the first disk given on a tie). */
+static void test_split_brain_is_refused(void **state)
+{
+	(void)state;
+	const struct level *l = &all_levels[1];   /* RAID 1 of 2 */
+	struct hbk_disk *d[2], *rev[2];
+	struct hbk_raid_report rep;
+	struct hbk_raid *r;
+	make_disks(d, 2);
+	rev[0] = d[1];
+	rev[1] = d[0];
+	r = create(l, d, NULL);
+	write_range(r, 0, 256 * KiB, 10);
+	hbk_raid_close(r);
+
+	r = assemble(&d[0], 1, &rep);
+	assert_int_equal(rep.nmissing, 1);
+	write_range(r, 0, 128 * KiB, 11);
+	hbk_raid_close(r);
+	r = assemble(&d[1], 1, &rep);
+	write_range(r, 0, 128 * KiB, 12);
+	hbk_raid_close(r);
+
+	for (int order = 0; order < 2; order++) {
+		struct hbk_disk **set = order ? rev : d;
+		assert_int_equal(hbk_raid_assemble(set, 2, NULL, &rep, &r), -EUCLEAN);
+		assert_true(rep.split_brain);
+		assert_int_equal(rep.nstale, 1);
+	}
+	struct hbk_raid_opts o = { .force = true };
+	assert_int_equal(hbk_raid_assemble(rev, 2, &o, &rep, &r), 0);
+	assert_true(rep.split_brain);
+	assert_int_equal(rep.nstale, 1);
+	check_range(r, 0, 128 * KiB, 12);    /* disk 1's half, the newest or first */
+	check_range(r, 128 * KiB, 256 * KiB, 10);
+	hbk_raid_close(r);
+
+	/* A disk that merely fell behind is no split brain: it names the
+	 * others as they were. */
+	make_disks(d, 2);
+	r = create(l, d, NULL);
+	write_range(r, 0, 256 * KiB, 20);
+	hbk_raid_close(r);
+	r = assemble(&d[0], 1, &rep);
+	write_range(r, 0, 128 * KiB, 21);
+	hbk_raid_close(r);
+	r = assemble(d, 2, &rep);
+	assert_false(rep.split_brain);
+	assert_int_equal(rep.nstale, 1);
+	check_range(r, 0, 128 * KiB, 21);
+	hbk_raid_close(r);
+	close_disks(d, 2);
+	close_disks(rev, 2);
+}
+
 static void test_dirty_degraded_needs_force(void **state)
 {
 	(void)state;
@@ -1422,6 +1482,7 @@ int main(void)
 		cmocka_unit_test(test_scrub_finds_corruption),
 		cmocka_unit_test(test_metadata_verdicts),
 		cmocka_unit_test(test_dirty_degraded_needs_force),
+		cmocka_unit_test(test_split_brain_is_refused),
 		cmocka_unit_test(test_write_back_cache),
 		cmocka_unit_test(test_read_cache),
 		cmocka_unit_test(test_cache_write_order_around_pass),

@@ -6,9 +6,9 @@
 # (tests/test_raid_spec's pattern helper), a member failed, degraded status
 # and check, a replacement rebuilt, check clean; a corrupted parity block
 # found by check (exit 3) and repaired; a stale and a foreign disk reported
-# and refused; a second process kept out while one holds the files; bad
-# specs and options refused with status 2; rebuild onto a spare, interrupted
-# and continued.
+# and refused; a second process kept out while one holds the files; a split
+# brain refused; bad specs and options refused with status 2; rebuild onto a
+# spare, interrupted and continued.
 . "$(dirname "$0")/lib/common.sh"
 H=$BUILD/hbakit
 PAT=$BUILD/tests/test_raid_spec
@@ -132,6 +132,21 @@ wait "$watcher" || fail "the watching status exit $?"
 watcher=
 run status "$S3"
 expect 0 "state: optimal"
+
+# A split brain: a RAID 1 fails its second disk and runs on, then that disk
+# is assembled on its own (the first one missing, forced); each half ran the
+# array without the other, so assembling both is refused until forced.
+M="level=1,chunk=64k,disk=file:$D/m0,disk=file:$D/m1"
+run create "$M,size=4m"
+expect 0 "created raid1"
+run fail "$M" "$D/m1"
+expect 0 "slot 1 failed: the array is degraded"
+run status "level=1,chunk=64k,disk=file:$D/gone,disk=file:$D/m1" --force
+expect 0 "state: degraded"
+run status "$M"
+expect 1 "split brain: a stale disk ran the array on its own" "force to keep generation"
+run status "$M" --force
+expect 0 "state: degraded" "stale"
 
 # Bad specs and options: status 2, the bad key named.
 run status "level=7,disk=file:$D/d0"

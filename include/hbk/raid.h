@@ -58,7 +58,8 @@ struct hbk_raid_opts {
 	uint32_t workers;          /* threads for parity and degraded I/O (0: 4) */
 	uint64_t rebuild_rate;     /* bytes/s per rebuild or resync, 0: unlimited */
 	uint32_t clean_delay_ms;   /* idle time before the array is marked clean (0: 200) */
-	bool force;                /* assemble a dirty RAID 5/6 that is also degraded */
+	bool force;                /* assemble a dirty RAID 5/6 that is also degraded, or
+				    * the newest half of a split brain */
 	const uint8_t *uuid;       /* assemble: only this array; NULL: the one most disks hold */
 };
 
@@ -99,6 +100,10 @@ struct hbk_raid_report {
 	 * still lists them as they are: a metadata round was cut short (a
 	 * crash while writing it).  They are used, and the array resyncs. */
 	unsigned nbehind;
+	/* A stale disk says a member of the newest generation failed or was
+	 * replaced: it ran the array on its own after the two parted (a split
+	 * brain), and may hold acknowledged writes the array does not. */
+	bool split_brain;
 };
 
 /*
@@ -107,9 +112,11 @@ struct hbk_raid_report {
  * are logged and never used.  Missing slots run degraded (and are rebuilt
  * onto a spare if one is found).  An array that was not shut down cleanly
  * gets a background resync.  Returns 0 and *out; -ENODEV when no metadata
- * was found or too many members are missing for the level; -EUCLEAN for a
- * dirty and degraded RAID 5/6 without opts->force (its parity cannot be
- * trusted to rebuild the missing member).
+ * was found or too many members are missing for the level; -EUCLEAN without
+ * opts->force for a dirty and degraded RAID 5/6 (its parity cannot be
+ * trusted to rebuild the missing member) and for a split brain (report->
+ * split_brain; force keeps the newest generation, on a tie the first disk
+ * given).
  */
 int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 		      const struct hbk_raid_opts *opts, struct hbk_raid_report *report,

@@ -378,6 +378,21 @@ static bool round_behind(const struct raid_sb *s, const struct raid_sb *a, uint6
 	       a->slot_state[s->slot] != HBK_RAID_MEMBER_FAILED;
 }
 
+/*
+ * Whether stale member superblock s ran the array without the disk of the
+ * authoritative superblock a, which in turn ran it without s's disk: s says
+ * a's disk failed or was replaced.  A disk that merely fell behind still
+ * names a's disk as it was when it stopped; one that says otherwise wrote
+ * metadata (and so could have taken writes) after losing a's disk, and the
+ * array has two histories since.
+ */
+static bool ran_without(const struct raid_sb *s, const struct raid_sb *a)
+{
+	return s->role != ROLE_SPARE && a->role != ROLE_SPARE && a->slot < s->members &&
+	       (s->slot_state[a->slot] == HBK_RAID_MEMBER_FAILED ||
+		memcmp(s->slot_uuid[a->slot], a->disk_uuid, 16));
+}
+
 /* Sorts the disks carrying the chosen array's superblocks (verdicts in
  * rep).  Returns the index of the authoritative superblock, -1 if none. */
 static int sort_disks(const struct raid_sb *sb, unsigned n, int pick, struct hbk_raid_report *rep)
@@ -420,6 +435,7 @@ static int sort_disks(const struct raid_sb *sb, unsigned n, int pick, struct hbk
 		rep->disk[i].verdict = v;
 		rep->disk[i].slot = v == HBK_RAID_DISK_MEMBER ? (int)s->slot : -1;
 		rep->nbehind += v == HBK_RAID_DISK_MEMBER && s->generation < newest;
+		rep->split_brain |= v == HBK_RAID_DISK_STALE && ran_without(s, a);
 	}
 	rep->generation = newest;
 	memcpy(rep->uuid, a->array_uuid, 16);
@@ -503,6 +519,13 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 	if (!raid_tolerable(r)) {
 		hbk_log(HBK_LOG_ERR, "raid: too many members missing to assemble the %s",
 			hbk_raid_level_name(r->level));
+	} else if (rep->split_brain && !(opts && opts->force)) {
+		hbk_log(HBK_LOG_ERR, "raid: split brain: a stale disk (below) ran the array on its "
+			"own after parting from generation %llu's disks, which ran it without that "
+			"disk; each side may hold writes the other lacks (assemble only the disks "
+			"to keep, or with force to keep generation %llu's)",
+			(unsigned long long)rep->generation, (unsigned long long)rep->generation);
+		err = -EUCLEAN;
 	} else if (rep->dirty && r->np && degraded && !(opts && opts->force)) {
 		hbk_log(HBK_LOG_ERR, "raid: dirty and degraded: the parity cannot be trusted to "
 			"rebuild (assemble with force to accept)");

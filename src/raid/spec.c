@@ -548,6 +548,11 @@ static int assemble_array(struct hbk_raid_spec_array *a)
 	if (err == -ENODEV)
 		return say(a, err, "too many members missing: %u of the array's slots have no usable disk",
 			   rep.nmissing);
+	if (err == -EUCLEAN && rep.split_brain)
+		return say(a, err, "split brain: a stale disk ran the array on its own after parting "
+			   "from generation %llu's disks, so each side may hold writes the other lacks "
+			   "(force to keep generation %llu's side; the stale disk can then be replaced)",
+			   (unsigned long long)rep.generation, (unsigned long long)rep.generation);
 	if (err == -EUCLEAN)
 		return say(a, err, "not shut down cleanly and degraded: the parity cannot be trusted to "
 			   "rebuild the missing member (force to assemble anyway)");
