@@ -81,6 +81,13 @@ all: $(HANDOFF)
 $(HANDOFF): $(BUILD)/bench/nbdkit-handoff-plugin.o
 	$(CC) -shared $(LDFLAGS) -o $@ $^ -pthread
 
+# bench/raid0-vs-fio.sh's probe of the disk under the files: does it answer a
+# batch of reads one by one or as a whole.
+PROBE     := $(BUILD)/disk-batch-probe
+all: $(PROBE)
+$(PROBE): $(BUILD)/bench/disk-batch-probe.o
+	$(CC) $(LDFLAGS) -o $@ $^ -luring
+
 TEST_LIB  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/lib/*.c))
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_LIB) $(BUILD)/libhbk.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka

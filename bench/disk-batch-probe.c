@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What a disk does with a batch: the yardstick behind bench/raid0-vs-fio.sh's
+ * figures.  It reads 4 KiB blocks at random aligned offsets of the given
+ * files with O_DIRECT through one io_uring, in batches submitted with one
+ * io_uring_enter each, and prints for every batch size the median time to
+ * the batch's first completion and to its last.  A disk that serves requests
+ * one after another returns the first long before the last; one that answers
+ * a batch as a whole (as a virtual disk may) returns them together, and then
+ * whatever software lies between a completion and the next submission is
+ * time the disk sits idle.  A second table sends two batches of 16, the
+ * second some time after the first, and says whether they came back
+ * together (the second joined the first's pass through the disk) or apart.
+ *
+ *   disk-batch-probe [--rounds N] FILE...
+ *
+ * The files must allow O_DIRECT and hold at least one 4 KiB block each.
+ * Exit status 0, 1 on an I/O or set-up error, 2 on a usage error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/common.h"
+
+#define BLOCK    4096u
+#define MAX_N    64u    /* the largest batch */
+#define MAX_FILES 16u
+
+struct probe {
+	struct io_uring ring;
+	int fd[MAX_FILES];
+	uint64_t blocks[MAX_FILES];
+	unsigned nfiles;
+	unsigned next_file;      /* round robin over the files */
+	uint64_t rng;
+	uint8_t *buf;            /* MAX_N * 2 blocks */
+};
+
+/* xorshift64: reproducible offsets, no shared state with anything else. */
+static uint64_t rnd(struct probe *p)
+{
+	p->rng ^= p->rng << 13;
+	p->rng ^= p->rng >> 7;
+	p->rng ^= p->rng << 17;
+	return p->rng;
+}
+
+/* Queues n reads tagged with group; they go with the next submit. */
+static int queue_reads(struct probe *p, unsigned n, unsigned group, unsigned first_buf)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&p->ring);
+		if (!sqe)
+			return -EBUSY;
+		unsigned f = p->next_file++ % p->nfiles;
+		uint64_t off = rnd(p) % p->blocks[f] * BLOCK;
+		io_uring_prep_read(sqe, p->fd[f], p->buf + (size_t)(first_buf + i) * BLOCK, BLOCK, off);
+		io_uring_sqe_set_data64(sqe, group);
+	}
+	return 0;
+}
+
+/* Reaps until want completions came back; when[g] gets the time (ns since
+ * t0) the last one of group g arrived, first the time of the very first. */
+static int reap(struct probe *p, unsigned want, uint64_t t0, uint64_t *first, uint64_t when[2])
+{
+	*first = 0;
+	for (unsigned got = 0; got < want;) {
+		struct io_uring_cqe *cqe;
+		int err = io_uring_wait_cqe(&p->ring, &cqe);
+		if (err == -EINTR)
+			continue;
+		if (err)
+			return err;
+		uint64_t now = hbk_now_ns() - t0;
+		if (!*first)
+			*first = now;
+		unsigned head, k = 0;
+		io_uring_for_each_cqe(&p->ring, head, cqe) {
+			if (cqe->res != (int)BLOCK) {
+				fprintf(stderr, "disk-batch-probe: read: %s\n",
+					cqe->res < 0 ? strerror(-cqe->res) : "short read");
+				return -EIO;
+			}
+			when[cqe->user_data & 1] = now;
+			k++;
+		}
+		io_uring_cq_advance(&p->ring, k);
+		got += k;
+	}
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+static uint64_t median(uint64_t *v, unsigned n)
+{
+	qsort(v, n, sizeof(*v), cmp_u64);
+	return v[n / 2];
+}
+
+/* One batch of n, rounds times: prints the row unless quiet.  Returns the
+ * median time to the last completion (ns), or -errno. */
+static int64_t batch_row(struct probe *p, unsigned n, unsigned rounds, uint64_t *first_v,
+			 uint64_t *last_v, bool quiet)
+{
+	uint64_t start = hbk_now_ns();
+	for (unsigned r = 0; r < rounds; r++) {
+		uint64_t when[2] = { 0, 0 };
+		int err = queue_reads(p, n, 0, 0);
+		uint64_t t0 = hbk_now_ns();
+		if (!err && (err = io_uring_submit(&p->ring)) >= 0)
+			err = reap(p, n, t0, &first_v[r], when);
+		if (err < 0)
+			return err;
+		last_v[r] = when[0];
+	}
+	double secs = (double)(hbk_now_ns() - start) / 1e9;
+	uint64_t first = median(first_v, rounds), last = median(last_v, rounds);
+	if (!quiet)
+		printf("%5u %13.0f %13.0f %10.0f\n", n, (double)first / 1e3, (double)last / 1e3,
+		       n * rounds / secs);
+	return (int64_t)last;
+}
+
+/* Two batches of 16, the second gap_ns after the first: prints when each
+ * came back (medians), whether together, and whether the first came back
+ * later than a batch of 16 alone does (alone_ns): held back by the second. */
+static int overlap_row(struct probe *p, uint64_t gap_ns, uint64_t alone_ns, unsigned rounds,
+		       uint64_t *a_v, uint64_t *b_v)
+{
+	for (unsigned r = 0; r < rounds; r++) {
+		uint64_t when[2] = { 0, 0 }, first;
+		int err = queue_reads(p, 16, 0, 0);
+		uint64_t t0 = hbk_now_ns();
+		if (!err && (err = io_uring_submit(&p->ring)) >= 0) {
+			while (hbk_now_ns() - t0 < gap_ns)
+				hbk_cpu_relax();
+			err = queue_reads(p, 16, 1, 16);
+		}
+		if (!err && (err = io_uring_submit(&p->ring)) >= 0)
+			err = reap(p, 32, t0, &first, when);
+		if (err < 0)
+			return err;
+		a_v[r] = when[0];
+		b_v[r] = when[1];
+	}
+	uint64_t a = median(a_v, rounds), b = median(b_v, rounds);
+	/* Together: back within a tenth of the first's time of each other. */
+	bool apart = b > a + a / 10;
+	bool held = a > alone_ns + alone_ns / 4;
+	printf("%9.0f %13.0f %13.0f   %s%s\n", (double)gap_ns / 1e3, (double)a / 1e3,
+	       (double)b / 1e3, apart ? "apart" : "together",
+	       held ? ", the first held back by the second" : "");
+	return 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: disk-batch-probe [--rounds N] FILE...\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	static struct probe p;
+	unsigned rounds = 200;
+	int i = 1;
+	for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
+		if (!strcmp(argv[i], "--rounds") && i + 1 < argc) {
+			char *end;
+			unsigned long v = strtoul(argv[++i], &end, 10);
+			if (*end || !v || v > 100000)
+				usage();
+			rounds = (unsigned)v;
+		} else {
+			usage();
+		}
+	}
+	if (i == argc || argc - i > (int)MAX_FILES)
+		usage();
+	for (; i < argc; i++) {
+		int fd = open(argv[i], O_RDONLY | O_DIRECT | O_CLOEXEC);
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st)) {
+			fprintf(stderr, "disk-batch-probe: %s: %s\n", argv[i], strerror(errno));
+			return 1;
+		}
+		uint64_t size = S_ISBLK(st.st_mode) ? (uint64_t)lseek(fd, 0, SEEK_END)
+						   : (uint64_t)st.st_size;
+		if (size < BLOCK) {
+			fprintf(stderr, "disk-batch-probe: %s: smaller than one block\n", argv[i]);
+			return 1;
+		}
+		p.fd[p.nfiles] = fd;
+		p.blocks[p.nfiles++] = size / BLOCK;
+	}
+	p.rng = 0x9e3779b97f4a7c15ull;
+	if (posix_memalign((void **)&p.buf, BLOCK, (size_t)MAX_N * 2 * BLOCK)) {
+		fprintf(stderr, "disk-batch-probe: out of memory\n");
+		return 1;
+	}
+	int err = io_uring_queue_init(2 * MAX_N, &p.ring, 0);
+	if (err) {
+		fprintf(stderr, "disk-batch-probe: io_uring: %s\n", strerror(-err));
+		return 1;
+	}
+	uint64_t *first_v = calloc(rounds, sizeof(uint64_t));
+	uint64_t *last_v = calloc(rounds, sizeof(uint64_t));
+	int status = 1;
+	if (!first_v || !last_v) {
+		fprintf(stderr, "disk-batch-probe: out of memory\n");
+		goto out;
+	}
+
+	/* A short warm-up, so the first row does not pay for cold caches. */
+	if (batch_row(&p, 1, HBK_MIN(rounds, 20u), first_v, last_v, true) < 0)
+		goto io_error;
+	printf("4 KiB O_DIRECT reads, one io_uring_enter per batch, median of %u rounds\n", rounds);
+	printf("%5s %13s %13s %10s\n", "batch", "first (us)", "last (us)", "IOPS");
+	int64_t d16 = 0;
+	for (unsigned n = 1; n <= MAX_N; n *= 2) {
+		int64_t last = batch_row(&p, n, rounds, first_v, last_v, false);
+		if (last < 0)
+			goto io_error;
+		if (n == 16)
+			d16 = last;
+	}
+	printf("two batches of 16, the second sent some time after the first\n");
+	printf("%9s %13s %13s\n", "gap (us)", "first (us)", "second (us)");
+	for (unsigned q = 1; q <= 4; q++)
+		if (overlap_row(&p, (uint64_t)d16 * q / 4, (uint64_t)d16, rounds, first_v, last_v) < 0)
+			goto io_error;
+	status = 0;
+	goto out;
+io_error:
+	fprintf(stderr, "disk-batch-probe: the probe failed\n");
+out:
+	io_uring_queue_exit(&p.ring);
+	free(first_v);
+	free(last_v);
+	free(p.buf);
+	for (unsigned f = 0; f < p.nfiles; f++)
+		close(p.fd[f]);
+	return status;
+}
