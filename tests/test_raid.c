@@ -932,9 +932,22 @@ static void test_split_brain_is_refused(void **state)
 	assert_int_equal(hbk_raid_assemble(rev, 2, &o, &rep, &r), 0);
 	assert_true(rep.split_brain);
 	assert_int_equal(rep.nstale, 1);
-	check_range(r, 0, 128 * KiB, 12);    /* disk 1's half, the newest or first */
+	/* Kept: the newest generation, on a tie the first disk given (d[1]). */
+	bool kept1 = rep.disk[0].verdict == HBK_RAID_DISK_MEMBER;
+	assert_int_equal(rep.disk[kept1 ? 1 : 0].verdict, HBK_RAID_DISK_STALE);
+	assert_true(kept1 ? rep.disk[0].generation >= rep.disk[1].generation
+			  : rep.disk[1].generation > rep.disk[0].generation);
+	check_range(r, 0, 128 * KiB, kept1 ? 12 : 11);
 	check_range(r, 128 * KiB, 256 * KiB, 10);
 	hbk_raid_close(r);
+	/* The choice is recorded: the other half is merely stale now. */
+	for (int order = 0; order < 2; order++) {
+		r = assemble(order ? rev : d, 2, &rep);
+		assert_false(rep.split_brain);
+		assert_int_equal(rep.nstale, 1);
+		check_range(r, 0, 128 * KiB, kept1 ? 12 : 11);
+		hbk_raid_close(r);
+	}
 
 	/* A disk that merely fell behind is no split brain: it names the
 	 * others as they were. */
@@ -952,6 +965,67 @@ static void test_split_brain_is_refused(void **state)
 	hbk_raid_close(r);
 	close_disks(d, 2);
 	close_disks(rev, 2);
+}
+
+/* A disk that stopped and was replaced is stale, not a split brain, in
+ * whatever order the disks are given: the replacement names itself in the
+ * old disk's slot, and the old disk names itself there too. */
+static void test_replaced_disk_is_no_split_brain(void **state)
+{
+	(void)state;
+	const struct level *l = &all_levels[1];   /* RAID 1 of 2 */
+	struct hbk_disk *d[3], *set[3];
+	struct hbk_raid_report rep;
+	struct hbk_raid *r;
+	make_disks(d, 3);
+	r = create(l, d, NULL);
+	write_range(r, 0, 256 * KiB, 30);
+	assert_int_equal(hbk_raid_fail(r, 1), 0);
+	write_range(r, 0, 128 * KiB, 31);
+	assert_int_equal(hbk_raid_replace(r, 1, d[2]), 0);
+	assert_int_equal(hbk_raid_wait(r, 20000), 0);
+	assert_int_equal(state_of(r), HBK_RAID_OPTIMAL);
+	hbk_raid_close(r);
+	static const int orders[][3] = { { 2, 0, 1 }, { 0, 2, 1 }, { 1, 2, 0 }, { 1, 0, 2 } };
+	for (unsigned o = 0; o < HBK_ARRAY_SIZE(orders); o++) {
+		for (int i = 0; i < 3; i++)
+			set[i] = d[orders[o][i]];
+		r = assemble(set, 3, &rep);
+		assert_false(rep.split_brain);
+		assert_int_equal(rep.nstale, 1);
+		assert_int_equal(state_of(r), HBK_RAID_OPTIMAL);
+		check_range(r, 0, 128 * KiB, 31);
+		check_range(r, 128 * KiB, 256 * KiB, 30);
+		hbk_raid_close(r);
+	}
+
+	/* RAID 5: slot 3's disk fails and is replaced, then slot 2's.  The
+	 * first disk out names slot 2's old disk, and still is no split
+	 * brain. */
+	const struct level *l5 = &all_levels[2];   /* RAID 5 of 4 */
+	struct hbk_disk *m[6], *all[6];
+	make_disks(m, 6);
+	r = create(l5, m, NULL);
+	write_range(r, 0, 512 * KiB, 40);
+	for (unsigned k = 0; k < 2; k++) {
+		assert_int_equal(hbk_raid_fail(r, 3 - k), 0);
+		write_range(r, 0, 256 * KiB, 41 + k);
+		assert_int_equal(hbk_raid_replace(r, 3 - k, m[4 + k]), 0);
+		assert_int_equal(hbk_raid_wait(r, 20000), 0);
+	}
+	hbk_raid_close(r);
+	unsigned pick[] = { 5, 0, 1, 4, 3, 2 };   /* a replacement first, the old disks last */
+	for (unsigned i = 0; i < 6; i++)
+		all[i] = m[pick[i]];
+	r = assemble(all, 6, &rep);
+	assert_false(rep.split_brain);
+	assert_int_equal(rep.nstale, 2);
+	assert_int_equal(state_of(r), HBK_RAID_OPTIMAL);
+	check_range(r, 0, 256 * KiB, 42);
+	check_range(r, 256 * KiB, 512 * KiB, 40);
+	hbk_raid_close(r);
+	close_disks(m, 6);
+	close_disks(d, 3);
 }
 
 static void test_dirty_degraded_needs_force(void **state)
@@ -1483,6 +1557,7 @@ int main(void)
 		cmocka_unit_test(test_metadata_verdicts),
 		cmocka_unit_test(test_dirty_degraded_needs_force),
 		cmocka_unit_test(test_split_brain_is_refused),
+		cmocka_unit_test(test_replaced_disk_is_no_split_brain),
 		cmocka_unit_test(test_write_back_cache),
 		cmocka_unit_test(test_read_cache),
 		cmocka_unit_test(test_cache_write_order_around_pass),

@@ -100,9 +100,10 @@ struct hbk_raid_report {
 	 * still lists them as they are: a metadata round was cut short (a
 	 * crash while writing it).  They are used, and the array resyncs. */
 	unsigned nbehind;
-	/* A stale disk says a member of the newest generation failed or was
-	 * replaced: it ran the array on its own after the two parted (a split
-	 * brain), and may hold acknowledged writes the array does not. */
+	/* A stale disk took metadata rounds after the newest generation's
+	 * side saw it leave: it ran the array on its own after the two parted
+	 * (a split brain), and may hold acknowledged writes the array does
+	 * not. */
 	bool split_brain;
 };
 
@@ -116,7 +117,8 @@ struct hbk_raid_report {
  * opts->force for a dirty and degraded RAID 5/6 (its parity cannot be
  * trusted to rebuild the missing member) and for a split brain (report->
  * split_brain; force keeps the newest generation, on a tie the first disk
- * given).
+ * given, and records the choice, so the other side's disks are merely
+ * stale from then on).
  */
 int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 		      const struct hbk_raid_opts *opts, struct hbk_raid_report *report,

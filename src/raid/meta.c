@@ -52,7 +52,9 @@ struct raid_sb {
 	uint8_t  slot_state[32];       /* enum hbk_raid_member_state per slot, 0 past `members` */
 	uint8_t  reserved1[224];
 	uint8_t  slot_uuid[32][16];    /* disk_uuid of the disk in each slot */
-	uint8_t  reserved2[3072];
+	uint64_t slot_left[32];        /* per slot: the first generation the disk that last
+					* left it did not take; 0: none has left */
+	uint8_t  reserved2[2816];
 };
 static_assert(sizeof(struct raid_sb) == SB_SIZE, "superblock is 4 KiB");
 static_assert(offsetof(struct raid_sb, crc) == 16, "");
@@ -64,7 +66,8 @@ static_assert(offsetof(struct raid_sb, resync_offset) == 120, "");
 static_assert(offsetof(struct raid_sb, reserved0) == 144, "");
 static_assert(offsetof(struct raid_sb, slot_state) == 256, "");
 static_assert(offsetof(struct raid_sb, slot_uuid) == 512, "");
-static_assert(offsetof(struct raid_sb, reserved2) == 1024, "");
+static_assert(offsetof(struct raid_sb, slot_left) == 1024, "");
+static_assert(offsetof(struct raid_sb, reserved2) == 1280, "");
 static_assert(HBK_RAID_MAX_MEMBERS <= 32, "slot tables hold 32 slots");
 
 static uint32_t sb_crc(const struct raid_sb *sb)
@@ -98,6 +101,7 @@ static void sb_build(const struct hbk_raid *r, int slot, struct raid_sb *sb)
 	for (unsigned i = 0; i < r->n; i++) {
 		sb->slot_state[i] = member_state(r, i);
 		memcpy(sb->slot_uuid[i], r->m[i].uuid, 16);
+		sb->slot_left[i] = htole64(r->m[i].left_gen);
 	}
 	if (slot < 0) {
 		memcpy(sb->disk_uuid, r->spare_uuid[-1 - slot], 16);
@@ -184,8 +188,17 @@ void raid_meta_write_locked(struct hbk_raid *r)
 	free(sbs);
 
 	for (unsigned i = 0; i < n; i++) {
-		if (!mio[i].result)
+		if (!mio[i].result) {
+			/* The disk took this round.  One that failed meanwhile
+			 * (the lock was dropped) left after it, not before. */
+			struct member *m = who[i] >= 0 ? &r->m[who[i]] : NULL;
+			if (m && atomic_load(&m->disk) == mio[i].disk) {
+				m->took_gen = r->generation;
+				if (member_state(r, (unsigned)who[i]) == HBK_RAID_MEMBER_FAILED)
+					m->left_gen = HBK_MAX(m->left_gen, r->generation + 1);
+			}
 			continue;
+		}
 		if (who[i] >= 0) {
 			raid_fail_locked(r, (unsigned)who[i], mio[i].disk, "metadata write error");
 			continue;
@@ -320,6 +333,8 @@ static enum hbk_raid_verdict sb_read(struct hbk_disk *d, struct raid_sb *sb)
 	sb->rebuilt = le64toh(sb->rebuilt);
 	sb->resync_offset = le64toh(sb->resync_offset);
 	sb->ctime = le64toh(sb->ctime);
+	for (unsigned i = 0; i < HBK_ARRAY_SIZE(sb->slot_left); i++)
+		sb->slot_left[i] = le64toh(sb->slot_left[i]);
 	/* A checksum proves the bytes are as written, not that they fit
 	 * this disk: a block size the geometry could divide by zero with, or
 	 * finer than the disk's, and a member larger than the disk (a
@@ -379,18 +394,22 @@ static bool round_behind(const struct raid_sb *s, const struct raid_sb *a, uint6
 }
 
 /*
- * Whether stale member superblock s ran the array without the disk of the
- * authoritative superblock a, which in turn ran it without s's disk: s says
- * a's disk failed or was replaced.  A disk that merely fell behind still
- * names a's disk as it was when it stopped; one that says otherwise wrote
- * metadata (and so could have taken writes) after losing a's disk, and the
- * array has two histories since.
+ * Whether stale member superblock s went on alone: the authoritative
+ * superblock a says s's disk left its slot (failed, or replaced since), and
+ * s took a metadata round at or after the first one a says it did not take.
+ * Those rounds were written without a's side, which ran without s: the
+ * array has two histories since, and either may hold acknowledged writes
+ * the other lacks.  A disk that merely stopped has no round that late.
+ * A superblock written before the departure was recorded (0) tells nothing.
  */
 static bool ran_without(const struct raid_sb *s, const struct raid_sb *a)
 {
-	return s->role != ROLE_SPARE && a->role != ROLE_SPARE && a->slot < s->members &&
-	       (s->slot_state[a->slot] == HBK_RAID_MEMBER_FAILED ||
-		memcmp(s->slot_uuid[a->slot], a->disk_uuid, 16));
+	if (s->role == ROLE_SPARE || s->slot >= a->members ||
+	    (a->slot_state[s->slot] != HBK_RAID_MEMBER_FAILED &&
+	     !memcmp(a->slot_uuid[s->slot], s->disk_uuid, 16)))
+		return false;
+	uint64_t left = a->slot_left[s->slot];
+	return left && s->generation >= left;
 }
 
 /* Sorts the disks carrying the chosen array's superblocks (verdicts in
@@ -491,6 +510,10 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 	for (unsigned i = 0; i < r->n; i++) {
 		memcpy(r->m[i].uuid, a->slot_uuid[i], 16);
 		atomic_store(&r->m[i].state, HBK_RAID_MEMBER_FAILED);
+		/* A slot a lists in use whose disk is missing now: this
+		 * assembly's round is the first that disk does not take. */
+		r->m[i].left_gen = a->slot_state[i] == HBK_RAID_MEMBER_FAILED ? a->slot_left[i]
+									  : a->generation + 1;
 	}
 	for (unsigned i = 0; i < n; i++) {
 		if (rep->disk[i].verdict == HBK_RAID_DISK_SPARE && r->nspares < HBK_RAID_MAX_SPARES) {
@@ -501,6 +524,8 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 			continue;
 		struct member *m = &r->m[sb[i].slot];
 		bool rebuilding = a->slot_state[sb[i].slot] == HBK_RAID_MEMBER_REBUILDING;
+		m->took_gen = sb[i].generation;
+		m->left_gen = a->slot_left[sb[i].slot];
 		atomic_store(&m->disk, disks[i]);
 		atomic_store(&m->rebuilt, rebuilding ? sb[i].rebuilt / r->chunk * r->chunk : 0);
 		atomic_store(&m->state, rebuilding ? HBK_RAID_MEMBER_REBUILDING : HBK_RAID_MEMBER_ACTIVE);
@@ -522,8 +547,8 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 	} else if (rep->split_brain && !(opts && opts->force)) {
 		hbk_log(HBK_LOG_ERR, "raid: split brain: a stale disk (below) ran the array on its "
 			"own after parting from generation %llu's disks, which ran it without that "
-			"disk; each side may hold writes the other lacks (assemble only the disks "
-			"to keep, or with force to keep generation %llu's)",
+			"disk; each side may hold writes the other lacks (assemble with force to "
+			"keep generation %llu's side and record the choice)",
 			(unsigned long long)rep->generation, (unsigned long long)rep->generation);
 		err = -EUCLEAN;
 	} else if (rep->dirty && r->np && degraded && !(opts && opts->force)) {
@@ -531,6 +556,12 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 			"rebuild (assemble with force to accept)");
 		err = -EUCLEAN;
 	} else {
+		/* Forced past a split brain: the disks that went on alone left
+		 * at this round, so that they are merely stale from now on
+		 * (the choice is recorded, not asked again). */
+		for (unsigned i = 0; i < n && rep->split_brain; i++)
+			if (rep->disk[i].verdict == HBK_RAID_DISK_STALE && ran_without(&sb[i], a))
+				r->m[sb[i].slot].left_gen = r->generation + 1;
 		r->clean = !rep->dirty;
 		err = raid_run(r, opts);
 	}

@@ -34,6 +34,12 @@ struct member {
 	_Atomic uint8_t state;         /* enum hbk_raid_member_state */
 	_Atomic uint64_t rebuilt;      /* REBUILDING: member data bytes [0, rebuilt) are valid */
 	uint8_t uuid[HBK_RAID_UUID_LEN];
+	/* Under r->lock: the last metadata round the slot's disk took, and
+	 * the first round that the disk which last left the slot did not
+	 * take (0: none has left).  Stored in every superblock, so assembly
+	 * can tell a disk that stopped from one that went on alone (a split
+	 * brain, docs/raid.md). */
+	uint64_t took_gen, left_gen;
 };
 
 /* One member I/O: the disk request, the member slot and disk it goes to,
