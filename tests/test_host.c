@@ -601,11 +601,12 @@ static unsigned chain_run(struct hbk_lun *l, uint64_t lba, unsigned n)
 	return ch.errors;
 }
 
-/* The event thread polls the completion ring only while completions come
- * about as soon as a poll would catch them.  With a 2 ms poll window, a
- * driver taking 20 ms per read stops the polling within a few waits (the
- * average starts low, and each wait counts as at most 16 ms); once the same
- * controller answers at once again, polling resumes and catches. */
+/* The event thread polls the completion ring only while its polls catch.
+ * With a 2 ms poll window, a driver taking 20 ms per read stops the polling
+ * after three misses, save a sample every 16th wait; once the same
+ * controller answers at once again, a sample catches, polling resumes and
+ * goes on catching.  A driver taking 3 ms, a window and a half, stops it
+ * as well: waits that short are no sign that a poll would catch. */
 static void ring_polling_follows_how_soon_completions_come(void **state)
 {
 	(void)state;
@@ -630,6 +631,17 @@ static void ring_polling_follows_how_soon_completions_come(void **state)
 	hbk_ctl_stats(c, &s);
 	assert_int_equal(s.completions, 400);
 	assert_true(s.ring_polls_caught >= 200);
+	hbk_ctl_close(c);
+
+	o.driver_args = (const char *[]){ "delay-us=3000", "slow-below=64", NULL };
+	assert_int_equal(hbk_ctl_open(&o, &c), 0);
+	l = hbk_ctl_lun(c, 0);
+	hbk_ctl_stats_reset(c);
+	assert_int_equal(chain_run(l, 0, 48), 0);
+	hbk_ctl_stats(c, &s);
+	assert_int_equal(s.completions, 48);
+	assert_int_equal(s.ring_polls_caught, 0);
+	assert_in_range(s.ring_polls, 1, 3 + 48 / 16 + 1);
 	hbk_ctl_close(c);
 }
 

@@ -38,10 +38,10 @@ struct hbk_ctl_opts {
 	uint32_t exit_timeout_ms;    /* close waits this long for a spawned driver to exit
 				      * after STOP, e.g. writing its cache out (default 30000) */
 	/* Bundled path: while at most 32 tasks are at the driver, and its
-	 * recent waits for completions were not much longer than this, the
-	 * event thread polls the completion ring this long before it sleeps
-	 * (a wake costs more than a short poll).  0: the default, 100; < 0:
-	 * never. */
+	 * recent polls mostly caught (otherwise at every 16th wait, to see
+	 * whether they would again), the event thread polls the completion
+	 * ring this long before it sleeps (a wake costs more than a short
+	 * poll).  0: the default, 100; < 0: never. */
 	int32_t poll_us;
 };
 

@@ -292,19 +292,12 @@ static void *event_thread(void *arg)
 		 * is empty and the driver knows to ring the doorbell. */
 		if (ring && !drain_ring(c))
 			break;
-		/* The wait for completions begins; none is awaited with no task
-		 * in flight. */
-		uint64_t since = ring && atomic_load_explicit(&c->busy, memory_order_relaxed) ?
-				 hbk_now_ns() : 0;
-		if (ring && (hbk_io_ring_poll(c) || !hbk_io_ring_sleep(c))) {
-			hbk_io_ring_waited(c, since);
+		if (ring && (hbk_io_ring_poll(c) || !hbk_io_ring_sleep(c)))
 			continue;
-		}
 		const char *why = NULL;
 		int n = hbk_msg_recv(c->event_fd, &m, sizeof(m), -1, NULL, &why);
 		if (ring) {
 			hbk_io_ring_awake(c);
-			hbk_io_ring_waited(c, since);
 			if (!drain_ring(c))
 				break;
 		}
@@ -662,6 +655,7 @@ static struct hbk_ctl *ctl_new(const struct hbk_ctl_opts *opts)
 	if (!c->opts.exit_timeout_ms)
 		c->opts.exit_timeout_ms = 30000;
 	c->poll_ns = c->opts.poll_us < 0 ? 0 : (uint64_t)(c->opts.poll_us ? c->opts.poll_us : 100) * 1000;
+	c->poll_score = HBK_POLL_SCORE_MAX;   /* polls pay until they show otherwise */
 	c->call_fd = c->event_fd = -1;
 	c->region.fd = -1;
 	c->stopping = true; /* no I/O before START */

@@ -57,6 +57,8 @@ struct ctl_msg {              /* a driver -> host call queued for the control th
 	} m;
 };
 
+#define HBK_POLL_SCORE_MAX 256u   /* hbk_ctl.poll_score: every recent poll caught */
+
 struct hbk_ctl {
 	struct hbk_ctl_opts opts;
 	char driver_name[HBK_NAME_LEN];
@@ -66,8 +68,10 @@ struct hbk_ctl {
 	uint32_t cring_head;      /* completion ring entries consumed; event thread */
 	atomic_bool ring_on;      /* bundled path mapped: the event thread drains the ring */
 	uint64_t poll_ns;         /* how long the event thread polls the ring before sleeping */
-	uint64_t wait_ns;         /* event thread: its recent wait for completions (see
-				   * hbk_io_ring_waited), which decides whether polling pays */
+	unsigned poll_score;      /* event thread: how often its recent polls caught,
+				   * 0..HBK_POLL_SCORE_MAX, which decides whether polling
+				   * pays (see hbk_io_ring_poll) */
+	unsigned poll_skips;      /* event thread: waits without a poll since the last */
 	unsigned busy_n;          /* slots not SLOT_FREE (tasks in flight), under lock */
 	atomic_uint busy;         /* its copy for the polling event thread */
 
@@ -158,16 +162,13 @@ void hbk_io_bundled_completion(struct hbk_ctl *c, const struct hbk_msg_slots *m)
 /* The completion ring, event thread only.  drain: completes what the driver
  * published; returns the count, or -EPROTO when the driver's tail is past
  * anything it could hold.  poll: waits up to poll_ns for entries while few
- * tasks are at the driver and recent waits were short enough for a poll to
- * catch; true if some arrived.  waited: notes that entries arrived, the
- * wait having begun at `since` (a hbk_now_ns() reading; 0: no task was in
- * flight, so nothing is noted).  sleep: announces that the event thread is about
- * to block for a RING_DOORBELL; false (and no announcement) if entries
- * arrived meanwhile.  awake: withdraws the announcement after waking. */
+ * tasks are at the driver and recent polls caught; true if some arrived.
+ * sleep: announces that the event thread is about to block for a
+ * RING_DOORBELL; false (and no announcement) if entries arrived meanwhile.
+ * awake: withdraws the announcement after waking. */
 int hbk_io_ring_drain(struct hbk_ctl *c);
 bool hbk_io_ring_sleep(struct hbk_ctl *c);
 bool hbk_io_ring_poll(struct hbk_ctl *c);
-void hbk_io_ring_waited(struct hbk_ctl *c, uint64_t since);
 void hbk_io_ring_awake(struct hbk_ctl *c);
 void hbk_io_parallel_completion(struct hbk_ctl *c, const struct hbk_msg_completion *m);
 void hbk_io_fail_all(struct hbk_ctl *c, uint8_t status);

@@ -519,24 +519,22 @@ int hbk_io_ring_drain(struct hbk_ctl *c)
 }
 
 /*
- * Polling pays only while completions come sooner than a poll gives up.  The
- * event thread keeps an average of its recent waits (about the last eight,
- * each counted as at most eight poll windows, so one long idle spell is
- * soon forgotten); while it exceeds two windows, a poll would mostly spin
- * for nothing on a CPU the driver could use, and the thread sleeps at once.
- * Its waits are then measured through the sleep, so once completions come
- * quickly again the average falls and polling resumes.
+ * Polling pays only while polls catch.  The event thread scores its recent
+ * polls (0..HBK_POLL_SCORE_MAX: a caught one moves the score a quarter of the
+ * way up, one that spun to its end a quarter of the way down, so three
+ * misses in a row from the top stop it).  Below half it sleeps at once, as
+ * a poll would mostly spin for nothing on a CPU the driver could use, but
+ * it still polls at every POLL_SAMPLE-th wait, so that once completions
+ * come quickly again the score climbs back and polling resumes.
  */
-void hbk_io_ring_waited(struct hbk_ctl *c, uint64_t since)
-{
-	if (!since || !c->poll_ns)
-		return;
-	uint64_t w = HBK_MIN(hbk_now_ns() - since, 8 * c->poll_ns);
-	c->wait_ns = c->wait_ns - c->wait_ns / 8 + w / 8;
-}
+#define POLL_SAMPLE 16u
 
 bool hbk_io_ring_poll(struct hbk_ctl *c)
 {
+	if (!c->poll_ns)
+		return false;
+	if (c->poll_score < HBK_POLL_SCORE_MAX / 2 && ++c->poll_skips < POLL_SAMPLE)
+		return false;
 	uint64_t end = 0;
 	for (;;) {
 		/* Poll only while few tasks are in flight: their completions are
@@ -544,22 +542,27 @@ bool hbk_io_ring_poll(struct hbk_ctl *c)
 		 * many in flight, a wake brings a full batch and the CPU is
 		 * better left to the driver. */
 		unsigned n = atomic_load_explicit(&c->busy, memory_order_relaxed);
-		if (!c->poll_ns || !n || n > HBK_MAX_BUNDLE || c->wait_ns > 2 * c->poll_ns)
+		if (!n || n > HBK_MAX_BUNDLE)
 			return false;
-		if (!end)
+		if (!end) {
+			c->poll_skips = 0;
 			atomic_fetch_add_explicit(&c->st_polls, 1, memory_order_relaxed);
+		}
 		for (int i = 0; i < 16; i++) {
 			if (__atomic_load_n(&c->region.cring->tail, __ATOMIC_RELAXED) != c->cring_head) {
 				atomic_fetch_add_explicit(&c->st_polls_caught, 1, memory_order_relaxed);
+				c->poll_score += (HBK_POLL_SCORE_MAX - c->poll_score) / 4;
 				return true;
 			}
 			hbk_cpu_relax();
 		}
 		uint64_t now = hbk_now_ns();
-		if (!end)
+		if (!end) {
 			end = now + c->poll_ns;
-		else if (now >= end)
+		} else if (now >= end) {
+			c->poll_score -= c->poll_score / 4;
 			return false;
+		}
 	}
 }
 
