@@ -67,35 +67,58 @@ static int queue_reads(struct probe *p, unsigned n, unsigned group, unsigned fir
 	return 0;
 }
 
-/* Reaps until want completions came back; when[g] gets the time (ns since
- * t0) the last one of group g arrived, first the time of the very first. */
-static int reap(struct probe *p, unsigned want, uint64_t t0, uint64_t *first, uint64_t when[2])
+/* Takes the completions that came back, stamping each (ns since t0): *first
+ * gets the first stamp of all, when[g] the latest of group g.  Returns how
+ * many, or -EIO. */
+static int take(struct probe *p, uint64_t t0, uint64_t *first, uint64_t when[2])
 {
-	*first = 0;
-	for (unsigned got = 0; got < want;) {
-		struct io_uring_cqe *cqe;
-		int err = io_uring_wait_cqe(&p->ring, &cqe);
-		if (err == -EINTR)
-			continue;
-		if (err)
-			return err;
+	struct io_uring_cqe *cqe;
+	unsigned head, k = 0;
+	io_uring_for_each_cqe(&p->ring, head, cqe) {
+		if (cqe->res != (int)BLOCK) {
+			fprintf(stderr, "disk-batch-probe: read: %s\n",
+				cqe->res < 0 ? strerror(-cqe->res) : "short read");
+			return -EIO;
+		}
 		uint64_t now = hbk_now_ns() - t0;
 		if (!*first)
 			*first = now;
-		unsigned head, k = 0;
-		io_uring_for_each_cqe(&p->ring, head, cqe) {
-			if (cqe->res != (int)BLOCK) {
-				fprintf(stderr, "disk-batch-probe: read: %s\n",
-					cqe->res < 0 ? strerror(-cqe->res) : "short read");
-				return -EIO;
-			}
-			when[cqe->user_data & 1] = now;
-			k++;
+		when[cqe->user_data & 1] = now;
+		k++;
+	}
+	io_uring_cq_advance(&p->ring, k);
+	return (int)k;
+}
+
+/* Spins until want completions came back (taken as they come: a sleep would
+ * add the wake to every stamp); stamps as take().  Returns 0 or -errno. */
+static int reap(struct probe *p, unsigned want, uint64_t t0, uint64_t *first, uint64_t when[2])
+{
+	for (unsigned got = 0; got < want;) {
+		int k = take(p, t0, first, when);
+		if (k < 0)
+			return k;
+		if (!k) {
+			/* Enter the kernel now and then: completion work is run
+			 * on this thread, on its way out of a system call. */
+			int err = io_uring_get_events(&p->ring);
+			if (err < 0 && err != -EINTR && err != -EAGAIN && err != -EBUSY)
+				return err;
 		}
-		io_uring_cq_advance(&p->ring, k);
-		got += k;
+		got += (unsigned)k;
 	}
 	return 0;
+}
+
+/* Submits what is queued; all of it, or -EIO. */
+static int submit(struct probe *p, unsigned n)
+{
+	int r = io_uring_submit(&p->ring);
+	if (r >= 0 && (unsigned)r != n) {
+		fprintf(stderr, "disk-batch-probe: io_uring took %d of %u reads\n", r, n);
+		return -EIO;
+	}
+	return r < 0 ? r : 0;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -120,7 +143,8 @@ static int64_t batch_row(struct probe *p, unsigned n, unsigned rounds, uint64_t 
 		uint64_t when[2] = { 0, 0 };
 		int err = queue_reads(p, n, 0, 0);
 		uint64_t t0 = hbk_now_ns();
-		if (!err && (err = io_uring_submit(&p->ring)) >= 0)
+		first_v[r] = 0;
+		if (!err && !(err = submit(p, n)))
 			err = reap(p, n, t0, &first_v[r], when);
 		if (err < 0)
 			return err;
@@ -141,16 +165,26 @@ static int overlap_row(struct probe *p, uint64_t gap_ns, uint64_t alone_ns, unsi
 		       uint64_t *a_v, uint64_t *b_v)
 {
 	for (unsigned r = 0; r < rounds; r++) {
-		uint64_t when[2] = { 0, 0 }, first;
+		uint64_t when[2] = { 0, 0 }, first = 0;
 		int err = queue_reads(p, 16, 0, 0);
 		uint64_t t0 = hbk_now_ns();
-		if (!err && (err = io_uring_submit(&p->ring)) >= 0) {
-			while (hbk_now_ns() - t0 < gap_ns)
-				hbk_cpu_relax();
-			err = queue_reads(p, 16, 1, 16);
+		int got = 0;
+		if (!err && !(err = submit(p, 16))) {
+			/* Takes what comes back meanwhile, so that its stamps are
+			 * not those of the end of the gap. */
+			while (got >= 0 && hbk_now_ns() - t0 < gap_ns) {
+				int k = take(p, t0, &first, when);
+				if (k > 0)
+					got += k;
+				else if (k < 0)
+					got = k;
+				else
+					(void)io_uring_get_events(&p->ring);
+			}
+			err = got < 0 ? got : queue_reads(p, 16, 1, 16);
 		}
-		if (!err && (err = io_uring_submit(&p->ring)) >= 0)
-			err = reap(p, 32, t0, &first, when);
+		if (!err && !(err = submit(p, 16)))
+			err = reap(p, 32 - (unsigned)got, t0, &first, when);
 		if (err < 0)
 			return err;
 		a_v[r] = when[0];
@@ -197,8 +231,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "disk-batch-probe: %s: %s\n", argv[i], strerror(errno));
 			return 1;
 		}
-		uint64_t size = S_ISBLK(st.st_mode) ? (uint64_t)lseek(fd, 0, SEEK_END)
-						   : (uint64_t)st.st_size;
+		off_t end = S_ISBLK(st.st_mode) ? lseek(fd, 0, SEEK_END) : st.st_size;
+		uint64_t size = end > 0 ? (uint64_t)end : 0;
 		if (size < BLOCK) {
 			fprintf(stderr, "disk-batch-probe: %s: smaller than one block\n", argv[i]);
 			return 1;

@@ -29,7 +29,7 @@ done
 [ "$rc" -eq 2 ] || fail "--rounds 0 gave status $rc, not 2"
 "$PROBE" >/dev/null 2>&1; rc=$?
 [ "$rc" -eq 2 ] || fail "no file gave status $rc, not 2"
-err=$("$PROBE" --rounds 5 "$T/missing.img" 2>&1); rc=$?
+err=$(LC_ALL=C "$PROBE" --rounds 5 "$T/missing.img" 2>&1); rc=$?
 [ "$rc" -eq 1 ] || fail "a missing file gave status $rc, not 1"
 echo "$err" | grep -q "missing.img: No such file" || fail "no reason for the missing file: $err"
 
