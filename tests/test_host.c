@@ -640,8 +640,11 @@ static void ring_polling_follows_how_soon_completions_come(void **state)
 	assert_int_equal(chain_run(l, 0, 48), 0);
 	hbk_ctl_stats(c, &s);
 	assert_int_equal(s.completions, 48);
-	assert_int_equal(s.ring_polls_caught, 0);
-	assert_in_range(s.ring_polls, 1, 3 + 48 / 16 + 1);
+	/* Three misses, then a sample every 16th wait; a poll preempted past
+	 * the 3 ms may catch one, which buys another miss or two.  Polling
+	 * on would have made 48. */
+	assert_true(s.ring_polls_caught <= 2);
+	assert_in_range(s.ring_polls, 1, 12);
 	hbk_ctl_close(c);
 }
 
