@@ -135,7 +135,8 @@ expect 0 "state: optimal"
 
 # A split brain: a RAID 1 fails its second disk and runs on, then that disk
 # is assembled on its own (the first one missing, forced); each half ran the
-# array without the other, so assembling both is refused until forced.
+# array without the other, so assembling both is refused until forced, and
+# not after.
 M="level=1,chunk=64k,disk=file:$D/m0,disk=file:$D/m1"
 run create "$M,size=4m"
 expect 0 "created raid1"
@@ -146,6 +147,8 @@ expect 0 "state: degraded"
 run status "$M"
 expect 1 "split brain: a stale disk ran the array on its own" "force to keep generation"
 run status "$M" --force
+expect 0 "state: degraded" "stale" "split brain forced"
+run status "$M"   # the choice was recorded: the other half is merely stale
 expect 0 "state: degraded" "stale"
 
 # Bad specs and options: status 2, the bad key named.

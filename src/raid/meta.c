@@ -558,7 +558,12 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 	} else {
 		/* Forced past a split brain: the disks that went on alone left
 		 * at this round, so that they are merely stale from now on
-		 * (the choice is recorded, not asked again). */
+		 * (the choice is recorded, not asked again).  Said loudly: force
+		 * may have been meant for something else. */
+		if (rep->split_brain)
+			hbk_log(HBK_LOG_WARN, "raid: split brain forced: generation %llu's side is "
+				"kept, and what the stale disks (below) took on their own is "
+				"dropped for good", (unsigned long long)rep->generation);
 		for (unsigned i = 0; i < n && rep->split_brain; i++)
 			if (rep->disk[i].verdict == HBK_RAID_DISK_STALE && ran_without(&sb[i], a))
 				r->m[sb[i].slot].left_gen = r->generation + 1;
