@@ -13,10 +13,9 @@
 # target: at least 0.80).  First it prints what the disk under the files does
 # with a batch of reads (build/disk-batch-probe): whether the first of a batch
 # comes back before the last, and whether a batch sent while another is in
-# the disk comes back with it.  A disk that answers only once its queue is
-# empty leaves every microsecond between a completion and the next
-# submission idle, which is where a stack of several threads loses to fio's
-# one.
+# the disk comes back with it.  A disk that answers a group of reads as a
+# whole sits idle from then until the next group arrives, which is where a
+# stack of several threads loses to fio's one.
 #
 #   bench/raid0-vs-fio.sh [--rounds N] [--runtime S] [--size SIZE] [--dir DIR]
 #                         [--driver-arg NAME=VALUE]...
