@@ -967,6 +967,105 @@ static void test_split_brain_is_refused(void **state)
 	close_disks(rev, 2);
 }
 
+/* Split brains that torn metadata rounds, a second lone run after a forced
+ * choice, or a later replacement could hide, and a torn round that must
+ * not look like one.  RAID 1 of memory disks; writes dropped to tear a
+ * round as a power cut would. */
+static void test_split_brain_edges(void **state)
+{
+	(void)state;
+	const struct level *l = &all_levels[1];   /* RAID 1 of 2 */
+	struct hbk_disk *d[3];
+	struct hbk_raid_report rep;
+	struct hbk_raid *r;
+
+	/* The close round reaches disk 1 only; disk 0 then runs alone (disk
+	 * 1 late) and is written.  Disk 1 merely stopped: no split brain. */
+	make_disks(d, 2);
+	r = create(l, d, NULL);
+	write_range(r, 0, 256 * KiB, 50);
+	hbk_raid_close(r);
+	r = assemble(d, 2, &rep);
+	power_cut(&d[0], 1, true);
+	hbk_raid_close(r);
+	power_cut(&d[0], 1, false);
+	r = assemble(&d[0], 1, &rep);
+	write_range(r, 0, 128 * KiB, 51);
+	hbk_raid_close(r);
+	r = assemble(d, 2, &rep);
+	assert_false(rep.split_brain);
+	assert_int_equal(rep.nstale, 1);
+	check_range(r, 0, 128 * KiB, 51);
+	hbk_raid_close(r);
+	close_disks(d, 2);
+
+	/* Disk 1 misses the round that marks the array clean, while dirty;
+	 * each disk then runs alone.  Disk 1's acknowledged writes need no
+	 * round (it is dirty already) and the power goes: a split brain. */
+	make_disks(d, 2);
+	r = create(l, d, NULL);
+	write_range(r, 0, 256 * KiB, 60);
+	hbk_raid_close(r);
+	struct hbk_raid_opts quick = { .clean_delay_ms = 50 };
+	assert_int_equal(hbk_raid_assemble(d, 2, &quick, &rep, &r), 0);
+	write_range(r, 0, 16 * KiB, 60);          /* the dirty round, on both */
+	power_cut(&d[1], 1, true);
+	usleep(400000);                            /* the clean round, on disk 0 only */
+	power_cut(d, 2, true);
+	hbk_raid_close(r);
+	power_cut(d, 2, false);
+	r = assemble(&d[0], 1, &rep);
+	write_range(r, 0, 128 * KiB, 61);
+	hbk_raid_close(r);
+	r = assemble(&d[1], 1, &rep);
+	write_range(r, 128 * KiB, 256 * KiB, 62);
+	power_cut(&d[1], 1, true);
+	hbk_raid_close(r);
+	power_cut(&d[1], 1, false);
+	assert_int_equal(hbk_raid_assemble(d, 2, NULL, &rep, &r), -EUCLEAN);
+	assert_true(rep.split_brain);
+
+	/* Forced, the choice is recorded; the dismissed disk then runs alone
+	 * once more, and is a split brain again. */
+	struct hbk_raid_opts o = { .force = true };
+	assert_int_equal(hbk_raid_assemble(d, 2, &o, &rep, &r), 0);
+	int gone = rep.disk[0].verdict == HBK_RAID_DISK_STALE ? 0 : 1;
+	assert_int_equal(rep.disk[gone].verdict, HBK_RAID_DISK_STALE);
+	hbk_raid_close(r);
+	r = assemble(d, 2, &rep);
+	assert_false(rep.split_brain);
+	hbk_raid_close(r);
+	r = assemble(&d[gone], 1, &rep);
+	write_range(r, 0, 64 * KiB, 63);
+	hbk_raid_close(r);
+	assert_int_equal(hbk_raid_assemble(d, 2, NULL, &rep, &r), -EUCLEAN);
+	assert_true(rep.split_brain);
+	close_disks(d, 2);
+
+	/* Disk 1 fails and is replaced by disk 2; disk 1 runs alone elsewhere;
+	 * later disk 2 fails too.  Disk 1 still shows it ran without disk 0. */
+	make_disks(d, 3);
+	r = create(l, d, NULL);
+	write_range(r, 0, 256 * KiB, 70);
+	assert_int_equal(hbk_raid_fail(r, 1), 0);
+	assert_int_equal(hbk_raid_replace(r, 1, d[2]), 0);
+	assert_int_equal(hbk_raid_wait(r, 20000), 0);
+	hbk_raid_close(r);
+	r = assemble(&d[1], 1, &rep);
+	write_range(r, 128 * KiB, 256 * KiB, 71);
+	hbk_raid_close(r);
+	struct hbk_disk *kept[2] = { d[0], d[2] };
+	r = assemble(kept, 2, &rep);
+	assert_int_equal(hbk_raid_fail(r, 1), 0);
+	hbk_raid_close(r);
+	for (int order = 0; order < 2; order++) {
+		struct hbk_disk *set[3] = { order ? d[1] : d[0], order ? d[0] : d[1], d[2] };
+		assert_int_equal(hbk_raid_assemble(set, 3, NULL, &rep, &r), -EUCLEAN);
+		assert_true(rep.split_brain);
+	}
+	close_disks(d, 3);
+}
+
 /* A disk that stopped and was replaced is stale, not a split brain, in
  * whatever order the disks are given: the replacement names itself in the
  * old disk's slot, and the old disk names itself there too. */
@@ -1558,6 +1657,7 @@ int main(void)
 		cmocka_unit_test(test_dirty_degraded_needs_force),
 		cmocka_unit_test(test_split_brain_is_refused),
 		cmocka_unit_test(test_replaced_disk_is_no_split_brain),
+		cmocka_unit_test(test_split_brain_edges),
 		cmocka_unit_test(test_write_back_cache),
 		cmocka_unit_test(test_read_cache),
 		cmocka_unit_test(test_cache_write_order_around_pass),

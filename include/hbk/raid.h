@@ -100,10 +100,9 @@ struct hbk_raid_report {
 	 * still lists them as they are: a metadata round was cut short (a
 	 * crash while writing it).  They are used, and the array resyncs. */
 	unsigned nbehind;
-	/* A stale disk took metadata rounds after the newest generation's
-	 * side saw it leave: it ran the array on its own after the two parted
-	 * (a split brain), and may hold acknowledged writes the array does
-	 * not. */
+	/* A stale disk records as failed a disk the newest generation still
+	 * has in use: it ran the array on its own after the two parted (a
+	 * split brain), and may hold acknowledged writes the array does not. */
 	bool split_brain;
 };
 
@@ -118,7 +117,7 @@ struct hbk_raid_report {
  * trusted to rebuild the missing member) and for a split brain (report->
  * split_brain; force keeps the newest generation, on a tie the first disk
  * given, and records the choice, so the other side's disks are merely
- * stale from then on).
+ * stale from then on unless they run on their own again).
  */
 int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 		      const struct hbk_raid_opts *opts, struct hbk_raid_report *report,

@@ -52,9 +52,12 @@ struct raid_sb {
 	uint8_t  slot_state[32];       /* enum hbk_raid_member_state per slot, 0 past `members` */
 	uint8_t  reserved1[224];
 	uint8_t  slot_uuid[32][16];    /* disk_uuid of the disk in each slot */
-	uint64_t slot_left[32];        /* per slot: the first generation the disk that last
-					* left it did not take; 0: none has left */
-	uint8_t  reserved2[2816];
+	struct sb_dismissed {          /* disks a forced assembly dismissed (split brain) */
+		uint8_t  uuid[16];
+		uint64_t gen;          /* the first of its own generations that would show it
+					* ran the array again; 0: an unused entry */
+	} dismissed[32];
+	uint8_t  reserved2[2304];
 };
 static_assert(sizeof(struct raid_sb) == SB_SIZE, "superblock is 4 KiB");
 static_assert(offsetof(struct raid_sb, crc) == 16, "");
@@ -66,8 +69,10 @@ static_assert(offsetof(struct raid_sb, resync_offset) == 120, "");
 static_assert(offsetof(struct raid_sb, reserved0) == 144, "");
 static_assert(offsetof(struct raid_sb, slot_state) == 256, "");
 static_assert(offsetof(struct raid_sb, slot_uuid) == 512, "");
-static_assert(offsetof(struct raid_sb, slot_left) == 1024, "");
-static_assert(offsetof(struct raid_sb, reserved2) == 1280, "");
+static_assert(offsetof(struct raid_sb, dismissed) == 1024, "");
+static_assert(sizeof(struct sb_dismissed) == 24, "");
+static_assert(offsetof(struct raid_sb, reserved2) == 1792, "");
+static_assert(MAX_DISMISSED == 32, "the superblock keeps 32 dismissals");
 static_assert(HBK_RAID_MAX_MEMBERS <= 32, "slot tables hold 32 slots");
 
 static uint32_t sb_crc(const struct raid_sb *sb)
@@ -101,7 +106,10 @@ static void sb_build(const struct hbk_raid *r, int slot, struct raid_sb *sb)
 	for (unsigned i = 0; i < r->n; i++) {
 		sb->slot_state[i] = member_state(r, i);
 		memcpy(sb->slot_uuid[i], r->m[i].uuid, 16);
-		sb->slot_left[i] = htole64(r->m[i].left_gen);
+	}
+	for (unsigned i = 0; i < r->ndismissed; i++) {
+		memcpy(sb->dismissed[i].uuid, r->dismissed[i].uuid, 16);
+		sb->dismissed[i].gen = htole64(r->dismissed[i].gen);
 	}
 	if (slot < 0) {
 		memcpy(sb->disk_uuid, r->spare_uuid[-1 - slot], 16);
@@ -188,17 +196,8 @@ void raid_meta_write_locked(struct hbk_raid *r)
 	free(sbs);
 
 	for (unsigned i = 0; i < n; i++) {
-		if (!mio[i].result) {
-			/* The disk took this round.  One that failed meanwhile
-			 * (the lock was dropped) left after it, not before. */
-			struct member *m = who[i] >= 0 ? &r->m[who[i]] : NULL;
-			if (m && atomic_load(&m->disk) == mio[i].disk) {
-				m->took_gen = r->generation;
-				if (member_state(r, (unsigned)who[i]) == HBK_RAID_MEMBER_FAILED)
-					m->left_gen = HBK_MAX(m->left_gen, r->generation + 1);
-			}
+		if (!mio[i].result)
 			continue;
-		}
 		if (who[i] >= 0) {
 			raid_fail_locked(r, (unsigned)who[i], mio[i].disk, "metadata write error");
 			continue;
@@ -333,8 +332,8 @@ static enum hbk_raid_verdict sb_read(struct hbk_disk *d, struct raid_sb *sb)
 	sb->rebuilt = le64toh(sb->rebuilt);
 	sb->resync_offset = le64toh(sb->resync_offset);
 	sb->ctime = le64toh(sb->ctime);
-	for (unsigned i = 0; i < HBK_ARRAY_SIZE(sb->slot_left); i++)
-		sb->slot_left[i] = le64toh(sb->slot_left[i]);
+	for (unsigned i = 0; i < HBK_ARRAY_SIZE(sb->dismissed); i++)
+		sb->dismissed[i].gen = le64toh(sb->dismissed[i].gen);
 	/* A checksum proves the bytes are as written, not that they fit
 	 * this disk: a block size the geometry could divide by zero with, or
 	 * finer than the disk's, and a member larger than the disk (a
@@ -393,14 +392,26 @@ static bool round_behind(const struct raid_sb *s, const struct raid_sb *a, uint6
 	       a->slot_state[s->slot] != HBK_RAID_MEMBER_FAILED;
 }
 
+/* The dismissal of disk uuid in superblock a, or NULL. */
+static const struct sb_dismissed *dismissal(const struct raid_sb *a, const uint8_t *uuid)
+{
+	for (unsigned i = 0; i < HBK_ARRAY_SIZE(a->dismissed); i++)
+		if (a->dismissed[i].gen && !memcmp(a->dismissed[i].uuid, uuid, 16))
+			return &a->dismissed[i];
+	return NULL;
+}
+
 /*
- * Whether stale member superblock s went on alone: the authoritative
- * superblock a says s's disk left its slot (failed, or replaced since), and
- * s took a metadata round at or after the first one a says it did not take.
- * Those rounds were written without a's side, which ran without s: the
- * array has two histories since, and either may hold acknowledged writes
- * the other lacks.  A disk that merely stopped has no round that late.
- * A superblock written before the departure was recorded (0) tells nothing.
+ * Whether stale member superblock s ran the array on its own, apart from
+ * the authoritative superblock a's side (a split brain).  a has moved on
+ * without s's disk; s in turn records a disk failed that a still has in
+ * use, with the same UUID.  A disk leaves an array for good (it comes back
+ * only as a new disk, under a new UUID), so s wrote that round after the
+ * two histories parted: each side ran without the other and may hold
+ * acknowledged writes the other lacks.  A disk that merely stopped, or was
+ * replaced, records nothing about disks that left after it.  Once a forced
+ * assembly dismissed s's disk, s counts again only if it took a round of
+ * its own since.
  */
 static bool ran_without(const struct raid_sb *s, const struct raid_sb *a)
 {
@@ -408,8 +419,34 @@ static bool ran_without(const struct raid_sb *s, const struct raid_sb *a)
 	    (a->slot_state[s->slot] != HBK_RAID_MEMBER_FAILED &&
 	     !memcmp(a->slot_uuid[s->slot], s->disk_uuid, 16)))
 		return false;
-	uint64_t left = a->slot_left[s->slot];
-	return left && s->generation >= left;
+	const struct sb_dismissed *d = dismissal(a, s->disk_uuid);
+	if (d)
+		return s->generation >= d->gen;
+	for (unsigned k = 0; k < a->members; k++)
+		if (a->slot_state[k] != HBK_RAID_MEMBER_FAILED && k != s->slot &&
+		    s->slot_state[k] == HBK_RAID_MEMBER_FAILED &&
+		    !memcmp(s->slot_uuid[k], a->slot_uuid[k], 16))
+			return true;
+	return false;
+}
+
+/* Records that a forced assembly dismissed stale disk s past a split brain:
+ * a round of its own from now on shows it ran the array again.  The oldest
+ * dismissal goes when all are taken.  Before the array runs. */
+static void dismiss(struct hbk_raid *r, const struct raid_sb *s)
+{
+	struct raid_dismissed *d = NULL;
+	for (unsigned i = 0; i < r->ndismissed && !d; i++)
+		if (!memcmp(r->dismissed[i].uuid, s->disk_uuid, 16))
+			d = &r->dismissed[i];
+	if (!d) {
+		if (r->ndismissed == MAX_DISMISSED)
+			memmove(&r->dismissed[0], &r->dismissed[1],
+				--r->ndismissed * sizeof(r->dismissed[0]));
+		d = &r->dismissed[r->ndismissed++];
+		memcpy(d->uuid, s->disk_uuid, 16);
+	}
+	d->gen = s->generation + 1;
 }
 
 /* Sorts the disks carrying the chosen array's superblocks (verdicts in
@@ -510,11 +547,13 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 	for (unsigned i = 0; i < r->n; i++) {
 		memcpy(r->m[i].uuid, a->slot_uuid[i], 16);
 		atomic_store(&r->m[i].state, HBK_RAID_MEMBER_FAILED);
-		/* A slot a lists in use whose disk is missing now: this
-		 * assembly's round is the first that disk does not take. */
-		r->m[i].left_gen = a->slot_state[i] == HBK_RAID_MEMBER_FAILED ? a->slot_left[i]
-									  : a->generation + 1;
 	}
+	for (unsigned i = 0; i < HBK_ARRAY_SIZE(a->dismissed); i++)
+		if (a->dismissed[i].gen) {
+			struct raid_dismissed *d = &r->dismissed[r->ndismissed++];
+			memcpy(d->uuid, a->dismissed[i].uuid, 16);
+			d->gen = a->dismissed[i].gen;
+		}
 	for (unsigned i = 0; i < n; i++) {
 		if (rep->disk[i].verdict == HBK_RAID_DISK_SPARE && r->nspares < HBK_RAID_MAX_SPARES) {
 			memcpy(r->spare_uuid[r->nspares], sb[i].disk_uuid, 16);
@@ -524,8 +563,6 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 			continue;
 		struct member *m = &r->m[sb[i].slot];
 		bool rebuilding = a->slot_state[sb[i].slot] == HBK_RAID_MEMBER_REBUILDING;
-		m->took_gen = sb[i].generation;
-		m->left_gen = a->slot_left[sb[i].slot];
 		atomic_store(&m->disk, disks[i]);
 		atomic_store(&m->rebuilt, rebuilding ? sb[i].rebuilt / r->chunk * r->chunk : 0);
 		atomic_store(&m->state, rebuilding ? HBK_RAID_MEMBER_REBUILDING : HBK_RAID_MEMBER_ACTIVE);
@@ -556,17 +593,18 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 			"rebuild (assemble with force to accept)");
 		err = -EUCLEAN;
 	} else {
-		/* Forced past a split brain: the disks that went on alone left
-		 * at this round, so that they are merely stale from now on
-		 * (the choice is recorded, not asked again).  Said loudly: force
-		 * may have been meant for something else. */
+		/* Forced past a split brain: the disks that went on alone are
+		 * dismissed, so that they are merely stale from now on (the
+		 * choice is recorded, not asked again) unless they run on their
+		 * own once more.  Said loudly: force may have been meant for
+		 * something else. */
 		if (rep->split_brain)
 			hbk_log(HBK_LOG_WARN, "raid: split brain forced: generation %llu's side is "
 				"kept, and what the stale disks (below) took on their own is "
 				"dropped for good", (unsigned long long)rep->generation);
 		for (unsigned i = 0; i < n && rep->split_brain; i++)
 			if (rep->disk[i].verdict == HBK_RAID_DISK_STALE && ran_without(&sb[i], a))
-				r->m[sb[i].slot].left_gen = r->generation + 1;
+				dismiss(r, &sb[i]);
 		r->clean = !rep->dirty;
 		err = raid_run(r, opts);
 	}

@@ -53,7 +53,6 @@ void raid_fail_locked(struct hbk_raid *r, unsigned i, const struct hbk_disk *d, 
 	if ((d && cur != d) || member_state(r, i) == HBK_RAID_MEMBER_FAILED)
 		return;   /* already failed, or the slot holds another disk by now */
 	atomic_store_explicit(&r->m[i].state, HBK_RAID_MEMBER_FAILED, memory_order_release);
-	r->m[i].left_gen = r->m[i].took_gen + 1;
 	r->meta_want++;
 	atomic_store(&r->failed, !raid_tolerable(r));
 	struct hbk_disk_info di = { .name = "missing" };
@@ -136,7 +135,6 @@ static bool activate_spare(struct hbk_raid *r)
 		memmove(&r->spare[0], &r->spare[1], r->nspares * sizeof(r->spare[0]));
 		memmove(&r->spare_uuid[0], &r->spare_uuid[1], r->nspares * sizeof(r->spare_uuid[0]));
 		atomic_store(&r->m[i].rebuilt, 0);
-		r->m[i].took_gen = r->generation;
 		atomic_store_explicit(&r->m[i].disk, d, memory_order_release);
 		atomic_store_explicit(&r->m[i].state, HBK_RAID_MEMBER_REBUILDING, memory_order_release);
 		hbk_log(HBK_LOG_WARN, "raid: hot spare takes slot %u; rebuilding", i);
@@ -449,7 +447,6 @@ int hbk_raid_replace(struct hbk_raid *r, unsigned slot, struct hbk_disk *d)
 	if (!rc) {
 		raid_uuid(r->m[slot].uuid);
 		atomic_store(&r->m[slot].rebuilt, 0);
-		r->m[slot].took_gen = r->generation;
 		atomic_store_explicit(&r->m[slot].disk, d, memory_order_release);
 		atomic_store_explicit(&r->m[slot].state, HBK_RAID_MEMBER_REBUILDING,
 				      memory_order_release);

@@ -18,6 +18,7 @@
 
 #define DATA_OFFSET    (1u << 20)  /* member bytes before the data: metadata lives at 0 */
 #define SB_SIZE        4096u
+#define MAX_DISMISSED  32u         /* split-brain dismissals a superblock keeps */
 #define NBUCKETS       1024u       /* stripe locks: stripe s uses bucket s % NBUCKETS */
 #define MAX_MERGE      (1u << 20)  /* largest member I/O built by merging chunks */
 #define FAST_STRIPES   256u        /* fast-path writes lock at most this many stripes */
@@ -34,12 +35,6 @@ struct member {
 	_Atomic uint8_t state;         /* enum hbk_raid_member_state */
 	_Atomic uint64_t rebuilt;      /* REBUILDING: member data bytes [0, rebuilt) are valid */
 	uint8_t uuid[HBK_RAID_UUID_LEN];
-	/* Under r->lock: the last metadata round the slot's disk took, and
-	 * the first round that the disk which last left the slot did not
-	 * take (0: none has left).  Stored in every superblock, so assembly
-	 * can tell a disk that stopped from one that went on alone (a split
-	 * brain, docs/raid.md). */
-	uint64_t took_gen, left_gen;
 };
 
 /* One member I/O: the disk request, the member slot and disk it goes to,
@@ -99,6 +94,15 @@ struct hbk_raid {
 	struct hbk_disk *spare[HBK_RAID_MAX_SPARES];
 	uint8_t spare_uuid[HBK_RAID_MAX_SPARES][HBK_RAID_UUID_LEN];
 	unsigned nspares;
+	/* Disks a forced assembly dismissed past a split brain, oldest first,
+	 * each with the first generation of its own that would show it ran
+	 * the array again (docs/raid.md, split brain).  In every superblock;
+	 * set by assembly before the array runs, read-only after. */
+	struct raid_dismissed {
+		uint8_t uuid[HBK_RAID_UUID_LEN];
+		uint64_t gen;
+	} dismissed[MAX_DISMISSED];
+	unsigned ndismissed;
 	uint64_t generation;           /* of the last metadata written */
 	uint64_t meta_want, meta_done; /* metadata changes asked for / written */
 	struct hbk_raid_io *meta_waiters;    /* writes waiting for meta_done >= seq_ */
