@@ -894,6 +894,21 @@ static void test_metadata_verdicts(void **state)
 	hbk_disk_close(blank);
 }
 
+/* Disk 0 of RAID 1 pair d runs alone and is written (seed); then both are
+ * given: no split brain, disk 1 stale, disk 0's data. */
+static void lone_run_leaves_other_stale(struct hbk_disk **d, uint32_t seed)
+{
+	struct hbk_raid_report rep;
+	struct hbk_raid *r = assemble(&d[0], 1, &rep);
+	write_range(r, 0, 128 * KiB, seed);
+	hbk_raid_close(r);
+	r = assemble(d, 2, &rep);
+	assert_false(rep.split_brain);
+	assert_int_equal(rep.nstale, 1);
+	check_range(r, 0, 128 * KiB, seed);
+	hbk_raid_close(r);
+}
+
 /* A RAID 1 whose halves each ran alone (a split brain): disk 0 was
  * assembled without disk 1 and written, then disk 1 without disk 0 and
  * written differently.  Each superblock says the other disk failed, so
@@ -955,14 +970,7 @@ static void test_split_brain_is_refused(void **state)
 	r = create(l, d, NULL);
 	write_range(r, 0, 256 * KiB, 20);
 	hbk_raid_close(r);
-	r = assemble(&d[0], 1, &rep);
-	write_range(r, 0, 128 * KiB, 21);
-	hbk_raid_close(r);
-	r = assemble(d, 2, &rep);
-	assert_false(rep.split_brain);
-	assert_int_equal(rep.nstale, 1);
-	check_range(r, 0, 128 * KiB, 21);
-	hbk_raid_close(r);
+	lone_run_leaves_other_stale(d, 21);
 	close_disks(d, 2);
 	close_disks(rev, 2);
 }
@@ -989,14 +997,7 @@ static void test_split_brain_edges(void **state)
 	power_cut(&d[0], 1, true);
 	hbk_raid_close(r);
 	power_cut(&d[0], 1, false);
-	r = assemble(&d[0], 1, &rep);
-	write_range(r, 0, 128 * KiB, 51);
-	hbk_raid_close(r);
-	r = assemble(d, 2, &rep);
-	assert_false(rep.split_brain);
-	assert_int_equal(rep.nstale, 1);
-	check_range(r, 0, 128 * KiB, 51);
-	hbk_raid_close(r);
+	lone_run_leaves_other_stale(d, 51);
 	close_disks(d, 2);
 
 	/* Disk 1 misses the round that marks the array clean, while dirty;
@@ -1067,8 +1068,8 @@ static void test_split_brain_edges(void **state)
 }
 
 /* A disk that stopped and was replaced is stale, not a split brain, in
- * whatever order the disks are given: the replacement names itself in the
- * old disk's slot, and the old disk names itself there too. */
+ * whatever order the disks are given: it records no disk failed that the
+ * others still use. */
 static void test_replaced_disk_is_no_split_brain(void **state)
 {
 	(void)state;
@@ -1099,8 +1100,8 @@ static void test_replaced_disk_is_no_split_brain(void **state)
 	}
 
 	/* RAID 5: slot 3's disk fails and is replaced, then slot 2's.  The
-	 * first disk out names slot 2's old disk, and still is no split
-	 * brain. */
+	 * second disk out records the first failed, which the others no
+	 * longer use: no split brain either. */
 	const struct level *l5 = &all_levels[2];   /* RAID 5 of 4 */
 	struct hbk_disk *m[6], *all[6];
 	make_disks(m, 6);
