@@ -4,7 +4,7 @@
 # bench/raid0-vs-fio.sh end to end, briefly, and the disk probe it starts
 # with (build/disk-batch-probe).  The probe must print a row for every batch
 # size from 1 to 64 and a verdict for each gap, and refuse a bad command line
-# (status 2) and a file it cannot read with O_DIRECT (status 1).  One short
+# (status 2) and a file it cannot open (status 1, naming the reason).  One short
 # round of the script must print fio's and hbakit's IOPS and their ratio.
 # Figures from one second mean nothing and are not checked; that the bench
 # runs and measures both sides is.  The probe runs in every build; the

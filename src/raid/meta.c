@@ -52,11 +52,8 @@ struct raid_sb {
 	uint8_t  slot_state[32];       /* enum hbk_raid_member_state per slot, 0 past `members` */
 	uint8_t  reserved1[224];
 	uint8_t  slot_uuid[32][16];    /* disk_uuid of the disk in each slot */
-	struct sb_dismissed {          /* disks a forced assembly dismissed (split brain) */
-		uint8_t  uuid[16];
-		uint64_t gen;          /* the first of its own generations that would show it
-					* ran the array again; 0: an unused entry */
-	} dismissed[32];
+	struct raid_dismissed dismissed[32];   /* disks a forced assembly dismissed
+						* (split brain); gen 0: an unused entry */
 	uint8_t  reserved2[2304];
 };
 static_assert(sizeof(struct raid_sb) == SB_SIZE, "superblock is 4 KiB");
@@ -70,7 +67,7 @@ static_assert(offsetof(struct raid_sb, reserved0) == 144, "");
 static_assert(offsetof(struct raid_sb, slot_state) == 256, "");
 static_assert(offsetof(struct raid_sb, slot_uuid) == 512, "");
 static_assert(offsetof(struct raid_sb, dismissed) == 1024, "");
-static_assert(sizeof(struct sb_dismissed) == 24, "");
+static_assert(sizeof(struct raid_dismissed) == 24, "");
 static_assert(offsetof(struct raid_sb, reserved2) == 1792, "");
 static_assert(MAX_DISMISSED == 32, "the superblock keeps 32 dismissals");
 static_assert(HBK_RAID_MAX_MEMBERS <= 32, "slot tables hold 32 slots");
@@ -108,7 +105,7 @@ static void sb_build(const struct hbk_raid *r, int slot, struct raid_sb *sb)
 		memcpy(sb->slot_uuid[i], r->m[i].uuid, 16);
 	}
 	for (unsigned i = 0; i < r->ndismissed; i++) {
-		memcpy(sb->dismissed[i].uuid, r->dismissed[i].uuid, 16);
+		sb->dismissed[i] = r->dismissed[i];
 		sb->dismissed[i].gen = htole64(r->dismissed[i].gen);
 	}
 	if (slot < 0) {
@@ -393,7 +390,7 @@ static bool round_behind(const struct raid_sb *s, const struct raid_sb *a, uint6
 }
 
 /* The dismissal of disk uuid in superblock a, or NULL. */
-static const struct sb_dismissed *dismissal(const struct raid_sb *a, const uint8_t *uuid)
+static const struct raid_dismissed *dismissal(const struct raid_sb *a, const uint8_t *uuid)
 {
 	for (unsigned i = 0; i < HBK_ARRAY_SIZE(a->dismissed); i++)
 		if (a->dismissed[i].gen && !memcmp(a->dismissed[i].uuid, uuid, 16))
@@ -419,7 +416,7 @@ static bool ran_without(const struct raid_sb *s, const struct raid_sb *a)
 	    (a->slot_state[s->slot] != HBK_RAID_MEMBER_FAILED &&
 	     !memcmp(a->slot_uuid[s->slot], s->disk_uuid, 16)))
 		return false;
-	const struct sb_dismissed *d = dismissal(a, s->disk_uuid);
+	const struct raid_dismissed *d = dismissal(a, s->disk_uuid);
 	if (d)
 		return s->generation >= d->gen;
 	for (unsigned k = 0; k < a->members; k++)
@@ -549,11 +546,8 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 		atomic_store(&r->m[i].state, HBK_RAID_MEMBER_FAILED);
 	}
 	for (unsigned i = 0; i < HBK_ARRAY_SIZE(a->dismissed); i++)
-		if (a->dismissed[i].gen) {
-			struct raid_dismissed *d = &r->dismissed[r->ndismissed++];
-			memcpy(d->uuid, a->dismissed[i].uuid, 16);
-			d->gen = a->dismissed[i].gen;
-		}
+		if (a->dismissed[i].gen)
+			r->dismissed[r->ndismissed++] = a->dismissed[i];
 	for (unsigned i = 0; i < n; i++) {
 		if (rep->disk[i].verdict == HBK_RAID_DISK_SPARE && r->nspares < HBK_RAID_MAX_SPARES) {
 			memcpy(r->spare_uuid[r->nspares], sb[i].disk_uuid, 16);

@@ -28,6 +28,14 @@
 
 enum raid_counter { C_FULL, C_RMW, C_RCW, C_DEGRADED, C_MEMBER_ERRORS, C_COUNT };
 
+/* A disk a forced assembly dismissed past a split brain (docs/raid.md): in
+ * memory in host byte order, in the superblock little-endian. */
+struct raid_dismissed {
+	uint8_t uuid[HBK_RAID_UUID_LEN];
+	uint64_t gen;                  /* the first of its own generations that would show
+					* it ran the array again */
+};
+
 struct member {
 	/* NULL: missing.  Changed only while the slot is FAILED, stored with
 	 * release before the state leaves FAILED; see raid_member_disk(). */
@@ -98,10 +106,7 @@ struct hbk_raid {
 	 * each with the first generation of its own that would show it ran
 	 * the array again (docs/raid.md, split brain).  In every superblock;
 	 * set by assembly before the array runs, read-only after. */
-	struct raid_dismissed {
-		uint8_t uuid[HBK_RAID_UUID_LEN];
-		uint64_t gen;
-	} dismissed[MAX_DISMISSED];
+	struct raid_dismissed dismissed[MAX_DISMISSED];
 	unsigned ndismissed;
 	uint64_t generation;           /* of the last metadata written */
 	uint64_t meta_want, meta_done; /* metadata changes asked for / written */
