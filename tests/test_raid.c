@@ -913,8 +913,10 @@ static void lone_run_leaves_other_stale(struct hbk_disk **d, uint32_t seed)
  * assembled without disk 1 and written, then disk 1 without disk 0 and
  * written differently.  Each superblock says the other disk failed, so
  * either half may hold acknowledged writes the other lacks: assembling both
- * is refused and reported, in either order, until force picks the newest
- * half (the first disk given on a tie). */
+ * is refused and reported, in either order, also with force (given for a
+ * missing disk or a dirty array, it must not drop writes), until
+ * accept_split_brain picks the newest half (the first disk given on a
+ * tie). */
 static void test_split_brain_is_refused(void **state)
 {
 	(void)state;
@@ -944,6 +946,9 @@ static void test_split_brain_is_refused(void **state)
 		assert_int_equal(rep.nstale, 1);
 	}
 	struct hbk_raid_opts o = { .force = true };
+	assert_int_equal(hbk_raid_assemble(rev, 2, &o, &rep, &r), -EUCLEAN);
+	assert_true(rep.split_brain);
+	o.accept_split_brain = true;
 	assert_int_equal(hbk_raid_assemble(rev, 2, &o, &rep, &r), 0);
 	assert_true(rep.split_brain);
 	assert_int_equal(rep.nstale, 1);
@@ -975,8 +980,8 @@ static void test_split_brain_is_refused(void **state)
 	close_disks(rev, 2);
 }
 
-/* Split brains that torn metadata rounds, a second lone run after a forced
- * choice, or a later replacement could hide, and a torn round that must
+/* Split brains that torn metadata rounds, a second lone run after an
+ * accepted choice, or a later replacement could hide, and a torn round that must
  * not look like one.  RAID 1 of memory disks; writes dropped to tear a
  * round as a power cut would. */
 static void test_split_brain_edges(void **state)
@@ -1026,9 +1031,9 @@ static void test_split_brain_edges(void **state)
 	assert_int_equal(hbk_raid_assemble(d, 2, NULL, &rep, &r), -EUCLEAN);
 	assert_true(rep.split_brain);
 
-	/* Forced, the choice is recorded; the dismissed disk then runs alone
-	 * once more, and is a split brain again. */
-	struct hbk_raid_opts o = { .force = true };
+	/* Accepted, the choice is recorded; the dismissed disk then runs
+	 * alone once more, and is a split brain again. */
+	struct hbk_raid_opts o = { .accept_split_brain = true };
 	assert_int_equal(hbk_raid_assemble(d, 2, &o, &rep, &r), 0);
 	int gone = rep.disk[0].verdict == HBK_RAID_DISK_STALE ? 0 : 1;
 	assert_int_equal(rep.disk[gone].verdict, HBK_RAID_DISK_STALE);

@@ -135,8 +135,9 @@ expect 0 "state: optimal"
 
 # A split brain: a RAID 1 fails its second disk and runs on, then that disk
 # is assembled on its own (the first one missing, forced); each half ran the
-# array without the other, so assembling both is refused until forced, and
-# not after.
+# array without the other, so assembling both is refused, with --force too
+# (it is for missing disks and dirty arrays), until the split brain is
+# accepted, and not after.
 M="level=1,chunk=64k,disk=file:$D/m0,disk=file:$D/m1"
 run create "$M,size=4m"
 expect 0 "created raid1"
@@ -145,9 +146,11 @@ expect 0 "slot 1 failed: the array is degraded"
 run status "level=1,chunk=64k,disk=file:$D/gone,disk=file:$D/m1" --force
 expect 0 "state: degraded"
 run status "$M"
-expect 1 "split brain: a stale disk ran the array on its own" "force to keep generation"
+expect 1 "split brain: a stale disk ran the array on its own" "accept the split brain to keep generation"
 run status "$M" --force
-expect 0 "state: degraded" "stale" "split brain forced"
+expect 1 "split brain: a stale disk ran the array on its own"
+run status "$M" --accept-split-brain
+expect 0 "state: degraded" "stale" "split brain accepted"
 run status "$M"   # the choice was recorded: the other half is merely stale
 expect 0 "state: degraded" "stale"
 

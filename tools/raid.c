@@ -23,7 +23,8 @@
 #include "hbk/raid.h"
 #include "tools/cli.h"
 
-enum { O_JSON = 1, O_WATCH = 2, O_FORCE = 4, O_ASSUME_CLEAN = 8, O_RATE = 16, O_REPAIR = 32 };
+enum { O_JSON = 1, O_WATCH = 2, O_FORCE = 4, O_ASSUME_CLEAN = 8, O_RATE = 16, O_REPAIR = 32,
+       O_SPLIT = 64 };
 
 struct raid_cli {
 	struct hbk_raid_spec *spec;
@@ -554,15 +555,16 @@ static int cmd_check(struct raid_cli *c)
 static const struct command commands[] = {
 	{ "create", 0, HBK_RAID_SPEC_CREATE, O_FORCE | O_ASSUME_CLEAN | O_RATE, cmd_create,
 	  "create SPEC [--assume-clean] [--force] [--rate BYTES/S]" },
-	{ "status", 0, HBK_RAID_SPEC_ASSEMBLE, O_JSON | O_WATCH | O_FORCE, cmd_status,
-	  "status SPEC [--json] [--watch SECONDS] [--force]" },
-	{ "fail", 1, HBK_RAID_SPEC_ASSEMBLE, O_FORCE, cmd_fail, "fail SPEC SLOT|DISK" },
-	{ "replace", 2, HBK_RAID_SPEC_ASSEMBLE, O_FORCE | O_RATE, cmd_replace,
-	  "replace SPEC SLOT|DISK NEWDISK [--force] [--rate BYTES/S]" },
-	{ "rebuild", 0, HBK_RAID_SPEC_ASSEMBLE, O_FORCE | O_RATE, cmd_rebuild,
-	  "rebuild SPEC [--force] [--rate BYTES/S]" },
-	{ "check", 0, HBK_RAID_SPEC_ASSEMBLE, O_FORCE | O_REPAIR, cmd_check,
-	  "check SPEC [--repair] [--force]" },
+	{ "status", 0, HBK_RAID_SPEC_ASSEMBLE, O_JSON | O_WATCH | O_FORCE | O_SPLIT, cmd_status,
+	  "status SPEC [--json] [--watch SECONDS] [--force] [--accept-split-brain]" },
+	{ "fail", 1, HBK_RAID_SPEC_ASSEMBLE, O_FORCE | O_SPLIT, cmd_fail,
+	  "fail SPEC SLOT|DISK [--force] [--accept-split-brain]" },
+	{ "replace", 2, HBK_RAID_SPEC_ASSEMBLE, O_FORCE | O_SPLIT | O_RATE, cmd_replace,
+	  "replace SPEC SLOT|DISK NEWDISK [--force] [--accept-split-brain] [--rate BYTES/S]" },
+	{ "rebuild", 0, HBK_RAID_SPEC_ASSEMBLE, O_FORCE | O_SPLIT | O_RATE, cmd_rebuild,
+	  "rebuild SPEC [--force] [--accept-split-brain] [--rate BYTES/S]" },
+	{ "check", 0, HBK_RAID_SPEC_ASSEMBLE, O_FORCE | O_SPLIT | O_REPAIR, cmd_check,
+	  "check SPEC [--repair] [--force] [--accept-split-brain]" },
 };
 
 static int usage(void)
@@ -577,6 +579,9 @@ static int usage(void)
 		"  --force          create over disks carrying metadata; replace with one; assemble\n"
 		"                   without the disks that cannot be opened (they go stale), or\n"
 		"                   an array that is both dirty and degraded\n"
+		"  --accept-split-brain  assemble past a split brain: keep the newest side\n"
+		"                   of the disks given and drop for good what the others\n"
+		"                   wrote on their own\n"
 		"  --rate BYTES/S   limit the rebuild or resync (e.g. 50m)\n"
 		"  --json           status as JSON\n"
 		"  --watch SECONDS  status again every SECONDS until interrupted\n"
@@ -591,6 +596,7 @@ static int parse_args(const struct command *cmd, struct raid_cli *c, int argc, c
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, O_JSON }, { "watch", required_argument, NULL, O_WATCH },
 		{ "force", no_argument, NULL, O_FORCE }, { "assume-clean", no_argument, NULL, O_ASSUME_CLEAN },
+		{ "accept-split-brain", no_argument, NULL, O_SPLIT },
 		{ "rate", required_argument, NULL, O_RATE }, { "repair", no_argument, NULL, O_REPAIR },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -636,6 +642,7 @@ static int parse_args(const struct command *cmd, struct raid_cli *c, int argc, c
 	c->json = given & O_JSON;
 	c->repair = given & O_REPAIR;
 	c->spec->opts.force = given & O_FORCE;
+	c->spec->opts.accept_split_brain = given & O_SPLIT;
 	c->spec->cfg.assume_clean = given & O_ASSUME_CLEAN;
 	if (given & O_RATE)
 		c->spec->opts.rebuild_rate = rate;

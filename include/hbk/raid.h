@@ -58,8 +58,9 @@ struct hbk_raid_opts {
 	uint32_t workers;          /* threads for parity and degraded I/O (0: 4) */
 	uint64_t rebuild_rate;     /* bytes/s per rebuild or resync, 0: unlimited */
 	uint32_t clean_delay_ms;   /* idle time before the array is marked clean (0: 200) */
-	bool force;                /* assemble a dirty RAID 5/6 that is also degraded, or
-				    * the newest half of a split brain */
+	bool force;                /* assemble a dirty RAID 5/6 that is also degraded */
+	bool accept_split_brain;   /* assemble past a split brain: keep the newest
+				    * generation's side, drop the other's for good */
 	const uint8_t *uuid;       /* assemble: only this array; NULL: the one most disks hold */
 };
 
@@ -114,10 +115,13 @@ struct hbk_raid_report {
  * gets a background resync.  Returns 0 and *out; -ENODEV when no metadata
  * was found or too many members are missing for the level; -EUCLEAN without
  * opts->force for a dirty and degraded RAID 5/6 (its parity cannot be
- * trusted to rebuild the missing member) and for a split brain (report->
- * split_brain; force keeps the newest generation, on a tie the first disk
- * given, and records the choice, so the other side's disks are merely
- * stale from then on unless they run on their own again).
+ * trusted to rebuild the missing member), and without
+ * opts->accept_split_brain for a split brain (report->split_brain; the
+ * switch keeps the newest generation, on a tie the first disk given, and
+ * records the choice, so the other side's disks are merely stale from then
+ * on unless they run on their own again).  force does not cover a split
+ * brain: it is given for a missing disk or a dirty array, and accepting a
+ * split brain drops acknowledged writes.
  */
 int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 		      const struct hbk_raid_opts *opts, struct hbk_raid_report *report,

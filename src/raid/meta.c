@@ -52,7 +52,7 @@ struct raid_sb {
 	uint8_t  slot_state[32];       /* enum hbk_raid_member_state per slot, 0 past `members` */
 	uint8_t  reserved1[224];
 	uint8_t  slot_uuid[32][16];    /* disk_uuid of the disk in each slot */
-	struct raid_dismissed dismissed[32];   /* disks a forced assembly dismissed
+	struct raid_dismissed dismissed[32];   /* disks an assembly dismissed
 						* (split brain); gen 0: an unused entry */
 	uint8_t  reserved2[2304];
 };
@@ -406,9 +406,9 @@ static const struct raid_dismissed *dismissal(const struct raid_sb *a, const uin
  * only as a new disk, under a new UUID), so s wrote that round after the
  * two histories parted: each side ran without the other and may hold
  * acknowledged writes the other lacks.  A disk that merely stopped, or was
- * replaced, records nothing about disks that left after it.  Once a forced
- * assembly dismissed s's disk, s counts again only if it took a round of
- * its own since.
+ * replaced, records nothing about disks that left after it.  Once an
+ * assembly that accepted a split brain dismissed s's disk, s counts again
+ * only if it took a round of its own since.
  */
 static bool ran_without(const struct raid_sb *s, const struct raid_sb *a)
 {
@@ -427,7 +427,7 @@ static bool ran_without(const struct raid_sb *s, const struct raid_sb *a)
 	return false;
 }
 
-/* Records that a forced assembly dismissed stale disk s past a split brain:
+/* Records that an assembly accepting a split brain dismissed stale disk s:
  * a round of its own from now on shows it ran the array again.  The oldest
  * dismissal goes when all are taken.  Before the array runs. */
 static void dismiss(struct hbk_raid *r, const struct raid_sb *s)
@@ -575,11 +575,11 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 	if (!raid_tolerable(r)) {
 		hbk_log(HBK_LOG_ERR, "raid: too many members missing to assemble the %s",
 			hbk_raid_level_name(r->level));
-	} else if (rep->split_brain && !(opts && opts->force)) {
+	} else if (rep->split_brain && !(opts && opts->accept_split_brain)) {
 		hbk_log(HBK_LOG_ERR, "raid: split brain: a stale disk (below) ran the array on its "
 			"own after parting from generation %llu's disks, which ran it without that "
-			"disk; each side may hold writes the other lacks (assemble with force to "
-			"keep generation %llu's side and record the choice)",
+			"disk; each side may hold writes the other lacks (assemble with "
+			"accept_split_brain to keep generation %llu's side and record the choice)",
 			(unsigned long long)rep->generation, (unsigned long long)rep->generation);
 		err = -EUCLEAN;
 	} else if (rep->dirty && r->np && degraded && !(opts && opts->force)) {
@@ -587,13 +587,12 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 			"rebuild (assemble with force to accept)");
 		err = -EUCLEAN;
 	} else {
-		/* Forced past a split brain: the disks that went on alone are
-		 * dismissed, so that they are merely stale from now on (the
+		/* Past an accepted split brain: the disks that went on alone
+		 * are dismissed, so that they are merely stale from now on (the
 		 * choice is recorded, not asked again) unless they run on their
-		 * own once more.  Said loudly: force may have been meant for
-		 * something else. */
+		 * own once more.  Said loudly: writes are dropped. */
 		if (rep->split_brain)
-			hbk_log(HBK_LOG_WARN, "raid: split brain forced: generation %llu's side is "
+			hbk_log(HBK_LOG_WARN, "raid: split brain accepted: generation %llu's side is "
 				"kept, and what the stale disks (below) took on their own is "
 				"dropped for good", (unsigned long long)rep->generation);
 		for (unsigned i = 0; i < n && rep->split_brain; i++)

@@ -28,7 +28,7 @@
 
 enum raid_counter { C_FULL, C_RMW, C_RCW, C_DEGRADED, C_MEMBER_ERRORS, C_COUNT };
 
-/* A disk a forced assembly dismissed past a split brain (docs/raid.md): in
+/* A disk an assembly dismissed past an accepted split brain (docs/raid.md): in
  * memory in host byte order, in the superblock little-endian. */
 struct raid_dismissed {
 	uint8_t uuid[HBK_RAID_UUID_LEN];
@@ -102,7 +102,7 @@ struct hbk_raid {
 	struct hbk_disk *spare[HBK_RAID_MAX_SPARES];
 	uint8_t spare_uuid[HBK_RAID_MAX_SPARES][HBK_RAID_UUID_LEN];
 	unsigned nspares;
-	/* Disks a forced assembly dismissed past a split brain, oldest first,
+	/* Disks dismissed past an accepted split brain, oldest first,
 	 * each with the first generation of its own that would show it ran
 	 * the array again (docs/raid.md, split brain).  In every superblock;
 	 * set by assembly before the array runs, read-only after. */

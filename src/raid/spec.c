@@ -551,7 +551,8 @@ static int assemble_array(struct hbk_raid_spec_array *a)
 	if (err == -EUCLEAN && rep.split_brain)
 		return say(a, err, "split brain: a stale disk ran the array on its own after parting "
 			   "from generation %llu's disks, so each side may hold writes the other lacks "
-			   "(force to keep generation %llu's side; the stale disk can then be replaced)",
+			   "(accept the split brain to keep generation %llu's side; the stale disk can "
+			   "then be replaced)",
 			   (unsigned long long)rep.generation, (unsigned long long)rep.generation);
 	if (err == -EUCLEAN)
 		return say(a, err, "not shut down cleanly and degraded: the parity cannot be trusted to "
