@@ -11,6 +11,9 @@
  * time the disk sits idle.  A second table sends two batches of 16, the
  * second some time after the first, and says whether they came back
  * together (the second joined the first's pass through the disk) or apart.
+ * A third keeps 32 reads in flight, each sent again a fixed delay after it
+ * came back: the IOPS a stack gets whose round trip from a completion to
+ * the next submission takes that long, as a share of what no delay gets.
  *
  *   disk-batch-probe [--rounds N] FILE...
  *
@@ -53,18 +56,35 @@ static uint64_t rnd(struct probe *p)
 }
 
 /* Queues n reads tagged with group; they go with the next submit. */
+/* Queues one read into buffer buf, tagged with tag.  0 or -EBUSY. */
+static int queue_read(struct probe *p, unsigned buf, uint64_t tag)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&p->ring);
+	if (!sqe)
+		return -EBUSY;
+	unsigned f = p->next_file++ % p->nfiles;
+	uint64_t off = rnd(p) % p->blocks[f] * BLOCK;
+	io_uring_prep_read(sqe, p->fd[f], p->buf + (size_t)buf * BLOCK, BLOCK, off);
+	io_uring_sqe_set_data64(sqe, tag);
+	return 0;
+}
+
 static int queue_reads(struct probe *p, unsigned n, unsigned group, unsigned first_buf)
 {
-	for (unsigned i = 0; i < n; i++) {
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&p->ring);
-		if (!sqe)
-			return -EBUSY;
-		unsigned f = p->next_file++ % p->nfiles;
-		uint64_t off = rnd(p) % p->blocks[f] * BLOCK;
-		io_uring_prep_read(sqe, p->fd[f], p->buf + (size_t)(first_buf + i) * BLOCK, BLOCK, off);
-		io_uring_sqe_set_data64(sqe, group);
-	}
-	return 0;
+	int err = 0;
+	for (unsigned i = 0; i < n && !err; i++)
+		err = queue_read(p, first_buf + i, group);
+	return err;
+}
+
+/* Checks one completion: a whole block, or -EIO (said). */
+static int check_cqe(const struct io_uring_cqe *cqe)
+{
+	if (cqe->res == (int)BLOCK)
+		return 0;
+	fprintf(stderr, "disk-batch-probe: read: %s\n",
+		cqe->res < 0 ? strerror(-cqe->res) : "short read");
+	return -EIO;
 }
 
 /* Takes the completions that came back, stamping each (ns since t0): *first
@@ -75,11 +95,8 @@ static int take(struct probe *p, uint64_t t0, uint64_t *first, uint64_t when[2])
 	struct io_uring_cqe *cqe;
 	unsigned head, k = 0;
 	io_uring_for_each_cqe(&p->ring, head, cqe) {
-		if (cqe->res != (int)BLOCK) {
-			fprintf(stderr, "disk-batch-probe: read: %s\n",
-				cqe->res < 0 ? strerror(-cqe->res) : "short read");
+		if (check_cqe(cqe))
 			return -EIO;
-		}
 		uint64_t now = hbk_now_ns() - t0;
 		if (!*first)
 			*first = now;
@@ -200,6 +217,63 @@ static int overlap_row(struct probe *p, uint64_t gap_ns, uint64_t alone_ns, unsi
 	return 0;
 }
 
+/* DEPTH reads in flight for dur_ns, each sent again delay_ns after it came
+ * back (spinning: a sleep would add its wake to the delay).  Prints the
+ * IOPS and their share of base (none: base 0).  Returns the IOPS, or
+ * -errno. */
+static double delay_row(struct probe *p, uint64_t delay_ns, uint64_t dur_ns, double base)
+{
+	enum { DEPTH = 32 };
+	uint64_t due[DEPTH];
+	bool back[DEPTH] = { false };     /* came back, not yet sent again */
+	unsigned inflight = DEPTH;
+	uint64_t done = 0, start = hbk_now_ns(), end = start + dur_ns;
+	int err = 0;
+	for (unsigned s = 0; s < DEPTH && !err; s++)
+		err = queue_read(p, s, s);
+	if (!err)
+		err = submit(p, DEPTH);
+	for (uint64_t now = start; !err && (inflight || now < end); now = hbk_now_ns()) {
+		struct io_uring_cqe *cqe;
+		unsigned head, k = 0;
+		io_uring_for_each_cqe(&p->ring, head, cqe) {
+			if ((err = check_cqe(cqe)))
+				break;
+			unsigned s = (unsigned)cqe->user_data;
+			back[s] = true;
+			due[s] = now + delay_ns;
+			k++;
+		}
+		io_uring_cq_advance(&p->ring, k);
+		inflight -= k;
+		if (now < end)
+			done += k;
+		unsigned n = 0;
+		for (unsigned s = 0; s < DEPTH && !err && now < end; s++)
+			if (back[s] && due[s] <= now) {
+				back[s] = false;
+				err = queue_read(p, s, s);
+				n++;
+			}
+		if (n && !err)
+			err = submit(p, n);
+		inflight += n;
+		if (!k && !n && !err) {
+			int e = io_uring_get_events(&p->ring);
+			if (e < 0 && e != -EINTR && e != -EAGAIN && e != -EBUSY)
+				err = e;
+		}
+	}
+	if (err)
+		return err;
+	double iops = (double)done / ((double)dur_ns / 1e9);
+	printf("%9.0f %10.0f", (double)delay_ns / 1e3, iops);
+	if (base > 0)
+		printf(" %9.2f", iops / base);
+	printf("\n");
+	return iops;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: disk-batch-probe [--rounds N] FILE...\n");
@@ -276,6 +350,17 @@ int main(int argc, char **argv)
 	for (unsigned q = 1; q <= 4; q++)
 		if (overlap_row(&p, (uint64_t)d16 * q / 4, (uint64_t)d16, rounds, first_v, last_v) < 0)
 			goto io_error;
+	/* rounds x 2.5 ms a row: half a second at the default. */
+	printf("32 reads in flight, each sent again some time after it came back\n");
+	printf("%9s %10s %9s\n", "delay (us)", "IOPS", "vs none");
+	double base = 0;
+	for (unsigned d = 0; d <= 300; d += d < 200 ? 50 : 100) {
+		double iops = delay_row(&p, d * 1000ull, rounds * 2500000ull, base);
+		if (iops < 0)
+			goto io_error;
+		if (!d)
+			base = iops;
+	}
 	status = 0;
 	goto out;
 io_error:

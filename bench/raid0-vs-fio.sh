@@ -12,10 +12,13 @@
 # every round and the medians, and the ratio hbakit / fio (the issue's
 # target: at least 0.80).  First it prints what the disk under the files does
 # with a batch of reads (build/disk-batch-probe): whether the first of a batch
-# comes back before the last, and whether a batch sent while another is in
-# the disk comes back with it.  A disk that answers a group of reads as a
-# whole sits idle from then until the next group arrives, which is where a
-# stack of several threads loses to fio's one.
+# comes back before the last, whether a batch sent while another is in the
+# disk comes back with it, and what 32 reads kept in flight get when each is
+# sent again a fixed delay after it came back.  A disk that answers a group
+# of reads as a whole sits idle from then until the next group arrives, which
+# is where a stack of several threads loses to fio's one: the delay table
+# gives the round trip (completion to next submission) a stack may take for
+# a given share of what no delay gets.
 #
 #   bench/raid0-vs-fio.sh [--rounds N] [--runtime S] [--size SIZE] [--dir DIR]
 #                         [--driver-arg NAME=VALUE]...

@@ -3,7 +3,9 @@
 #
 # bench/raid0-vs-fio.sh end to end, briefly, and the disk probe it starts
 # with (build/disk-batch-probe).  The probe must print a row for every batch
-# size from 1 to 64 and a verdict for each gap, and refuse a bad command line
+# size from 1 to 64, a verdict for each gap and a row for each resubmission
+# delay (its IOPS, and but for no delay their share of no delay's), and
+# refuse a bad command line
 # (status 2) and a file it cannot open (status 1, naming the reason).  One short
 # round of the script must print fio's and hbakit's IOPS and their ratio.
 # Figures from one second mean nothing and are not checked; that the bench
@@ -24,6 +26,10 @@ for n in 1 2 4 8 16 32 64; do
 	echo "$out" | grep -qE "^ +$n +[0-9]+ +[0-9]+ +[1-9][0-9]*$" || fail "no row for a batch of $n"
 done
 [ "$(echo "$out" | grep -cE '  (together|apart)')" -eq 4 ] || fail "not four gap verdicts"
+echo "$out" | grep -qE "^ +0 +[1-9][0-9]*$" || fail "no row for reads sent again at once"
+for d in 50 100 150 200 300; do
+	echo "$out" | grep -qE "^ +$d +[1-9][0-9]* +[0-9]+\.[0-9]{2}$" || fail "no row for a delay of $d us"
+done
 
 "$PROBE" --rounds 0 "$T/d.img" >/dev/null 2>&1; rc=$?
 [ "$rc" -eq 2 ] || fail "--rounds 0 gave status $rc, not 2"
