@@ -439,12 +439,20 @@ static void reserve6_as(struct fixture *f, uint64_t it)
 	run_as(f, it, 0, cdb, 6, NULL, 0, HBK_DIR_NONE);
 }
 
+/* RELEASE(6) that must complete GOOD (see release6_try). */
 static void release6_as(struct fixture *f, uint64_t it)
 {
 	const uint8_t cdb[6] = { HBK_SCSI_OP_RELEASE6 };
 
 	run_as(f, it, 0, cdb, 6, NULL, 0, HBK_DIR_NONE);
 	assert_good(f);
+}
+
+static void release6_try(struct fixture *f, uint64_t it)
+{
+	const uint8_t cdb[6] = { HBK_SCSI_OP_RELEASE6 };
+
+	run_as(f, it, 0, cdb, 6, NULL, 0, HBK_DIR_NONE);
 }
 
 static void reserve6_excludes_others(void **state)
@@ -494,26 +502,47 @@ static void reserve6_excludes_others(void **state)
 	assert_conflict(f);
 }
 
-/* Persistent reservations take precedence (SPC-5 5.14.3). */
+/* The two kinds of reservation exclude each other.  Under registrations,
+ * RESERVE(6) and RELEASE(6) conflict but for SPC-4 5.13.3's exceptions
+ * (CRH 1); under RESERVE(6), every PERSISTENT RESERVE IN and OUT conflicts,
+ * the holder's too (SPC-4 5.13.1), so the holder cannot register and then
+ * find its RELEASE(6) doing nothing. */
 static void reserve6_and_registrations(void **state)
 {
 	struct fixture *f = *state;
+	uint8_t read[10], data[MEM_BS];
+	const uint8_t read_keys[10] = { HBK_SCSI_OP_PR_IN, HBK_PR_READ_KEYS, 0, 0, 0, 0, 0, 0, 64 };
 
+	cdb10(read, HBK_SCSI_OP_READ10, 0, 1);
 	pr_out(f, C, HBK_PR_REGISTER_AND_IGNORE, 0, 0, KB);
 	assert_good(f);
-	reserve6_as(f, A);
+	reserve6_as(f, A);                                 /* neither holder nor registrant */
 	assert_conflict(f);
-	pr_out(f, C, HBK_PR_REGISTER, 0, KB, 0);           /* C unregisters */
+	release6_try(f, A);
+	assert_conflict(f);
+	release6_as(f, C);                                 /* a registrant's: GOOD, no effect */
+	pr_out(f, C, HBK_PR_RESERVE, HBK_PR_WE, KB, 0);
 	assert_good(f);
+	reserve6_as(f, C);                                 /* the holder's: GOOD, no effect */
+	assert_good(f);
+	run_as(f, A, 0, read, 10, data, sizeof data, HBK_DIR_READ);
+	assert_good(f);                                    /* only Write Exclusive applies */
+	pr_out(f, C, HBK_PR_REGISTER, 0, KB, 0);           /* C unregisters, releasing */
+	assert_good(f);
+
 	reserve6_as(f, A);
 	assert_good(f);
-	pr_out(f, A, HBK_PR_REGISTER_AND_IGNORE, 0, 0, KA); /* the holder registers */
-	assert_good(f);
-	release6_as(f, A);                                 /* now has no effect */
+	pr_out(f, A, HBK_PR_REGISTER_AND_IGNORE, 0, 0, KA); /* the holder's PR OUT too */
+	assert_conflict(f);
+	run_as(f, A, 0, read_keys, 10, data, sizeof data, HBK_DIR_READ);
+	assert_conflict(f);
+	pr_out(f, C, HBK_PR_REGISTER_AND_IGNORE, 0, 0, KB); /* and another's */
+	assert_conflict(f);
+	release6_as(f, A);                                 /* so RELEASE(6) still works */
 	tur_as(f, B);
-	assert_conflict(f);
-	pr_out(f, C, HBK_PR_REGISTER_AND_IGNORE, 0, 0, KB); /* PR OUT from another: conflict */
-	assert_conflict(f);
+	assert_good(f);
+	pr_out(f, B, HBK_PR_REGISTER_AND_IGNORE, 0, 0, KB);
+	assert_good(f);
 }
 
 static void reserve6_ends_with_reset_and_nexus_loss(void **state)

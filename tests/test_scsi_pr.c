@@ -481,7 +481,7 @@ static void report_capabilities(void **state)
 	pr_in(f, A, HBK_PR_REPORT_CAPABILITIES, 64);
 	assert_int_equal(f->r.bytes, 8);
 	assert_int_equal(get_be16(f->buf), 8);
-	assert_int_equal(f->buf[2], 0);                    /* no CRH, SIP_C, ATP_C, PTPL_C */
+	assert_int_equal(f->buf[2], 0x10);                 /* CRH; no SIP_C, ATP_C, PTPL_C */
 	assert_int_equal(f->buf[3] & 0x80, 0x80);          /* TMV */
 	assert_int_equal((f->buf[3] >> 4) & 0x07, 1);      /* ALLOW COMMANDS */
 	assert_int_equal(get_be16(f->buf + 4), 0xea01);    /* all six types */

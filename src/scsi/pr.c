@@ -212,6 +212,16 @@ bool hbk_pr_registered_locked(const struct hbk_scsi_lun *lun)
 	return any_registrant(lun);
 }
 
+uint64_t hbk_pr_key_locked(struct hbk_scsi_lun *lun, uint64_t initiator)
+{
+	return key_of(lun, initiator);
+}
+
+bool hbk_pr_holds_locked(struct hbk_scsi_lun *lun, uint64_t initiator)
+{
+	return holds(lun, initiator);
+}
+
 /* A reset ends every nexus' prevention of medium removal (SBC-4 5.16);
  * registrations and the persistent reservation stay. */
 void hbk_pr_lun_reset_locked(struct hbk_scsi_lun *lun)
@@ -287,7 +297,9 @@ static size_t read_reservation(struct hbk_scsi_lun *lun, uint8_t *d)
 static size_t report_capabilities(struct hbk_scsi_lun *lun, uint8_t *d)
 {
 	(void)lun;
-	put_be16(d, 8);                 /* LENGTH; RLR_C, CRH, SIP_C, ATP_C, PTPL_C 0 */
+	put_be16(d, 8);                 /* LENGTH */
+	d[2] = 0x10;                    /* CRH: RESERVE/RELEASE(6) as SPC-4 5.13.3;
+					 * RLR_C, SIP_C, ATP_C, PTPL_C 0 */
 	d[3] = 0x80 | 0x10;             /* TMV; ALLOW COMMANDS 001b: TUR always passes */
 	d[4] = 0x80 | 0x40 | 0x20 | 0x08 | 0x02; /* WR_EX_AR, EX_AC_RO, WR_EX_RO, EX_AC, WR_EX */
 	d[5] = 0x01;                    /* EX_AC_AR */

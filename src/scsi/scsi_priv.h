@@ -313,6 +313,10 @@ bool hbk_pr_removal_prevented(struct hbk_scsi_lun *lun);
  * nexus is registered or prevents medium removal; what a reset and the
  * loss of a nexus end. */
 bool hbk_pr_registered_locked(const struct hbk_scsi_lun *lun);
+/* pr.c, for reserve6.c (lun->lock held): initiator's registered key (0:
+ * none), and whether it holds the persistent reservation. */
+uint64_t hbk_pr_key_locked(struct hbk_scsi_lun *lun, uint64_t initiator);
+bool hbk_pr_holds_locked(struct hbk_scsi_lun *lun, uint64_t initiator);
 bool hbk_pr_prevented_locked(const struct hbk_scsi_lun *lun);
 void hbk_pr_lun_reset_locked(struct hbk_scsi_lun *lun);
 void hbk_pr_nexus_loss_locked(struct hbk_scsi_lun *lun, uint64_t initiator);
