@@ -410,6 +410,12 @@ static void test_bad_requests(void **state)
 	assert_int_equal(hbk_raid_rw(r, HBK_DISK_READ, buf, 0, 4096, 0), -EIO);
 	assert_int_equal(hbk_raid_replace(r, 1, d[1]), -EINVAL);
 	hbk_raid_close(r);
+	/* The same checks in front of the write-back cache. */
+	r = create(&all_levels[1], d, &(struct hbk_raid_opts){ .cache_bytes = 256 * KiB });
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, NULL, 0, 512, 0), -EINVAL);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_READ, NULL, 0, 512, 0), -EINVAL);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 100, 512, 0), -EINVAL);
+	hbk_raid_close(r);
 
 	struct hbk_raid_config cfg = { .level = HBK_RAID5, .chunk = CHUNK };
 	assert_int_equal(hbk_raid_create(&cfg, d, 2, NULL, &r), -EINVAL);

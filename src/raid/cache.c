@@ -478,6 +478,7 @@ static void wait_for(struct cache *c, struct hbk_raid_io *io, enum action a)
 void raid_cache_submit(struct cache *c, struct hbk_raid_io *io)
 {
 	if (io->op > HBK_DISK_DISCARD || !io->done ||
+	    ((io->op == HBK_DISK_READ || io->op == HBK_DISK_WRITE) && !io->buf) ||
 	    (io->op != HBK_DISK_FLUSH && (io->offset % c->r->block_size ||
 					  io->len % c->r->block_size || !io->len ||
 	     io->offset + io->len > c->r->size || io->offset + io->len < io->offset))) {
