@@ -340,6 +340,59 @@ static void test_nbd(void **state)
 	free(buf);
 }
 
+/* A server that flushes but has no FUA (nbdkit's fua filter in its
+ * default mode, in front of its log filter): a FUA write is acknowledged
+ * only after a flush that follows it, as the log shows by then. */
+static void test_nbd_fua_without_server_fua(void **state)
+{
+	(void)state;
+	char sock[64], log[64], logarg[80];
+	snprintf(sock, sizeof(sock), "/tmp/hbk-nbd-fua-%d.sock", (int)getpid());
+	snprintf(log, sizeof(log), "/tmp/hbk-nbd-fua-%d.log", (int)getpid());
+	snprintf(logarg, sizeof(logarg), "logfile=%s", log);
+	char *argv[] = { "nbdkit", "-f", "--exit-with-parent", "-U", sock, "--filter=log",
+			 "--filter=fua", "memory", "16M", logarg, NULL };
+	pid_t pid;
+	if (posix_spawnp(&pid, "nbdkit", NULL, NULL, argv, environ)) {
+		skip();
+		return;
+	}
+	struct stat st;
+	for (int i = 0; i < 500 && stat(sock, &st); i++)
+		usleep(10000);
+	struct hbk_disk *d;
+	assert_int_equal(hbk_disk_open_nbd(sock, &d), 0);
+	uint8_t *buf = aligned(4096);
+	fill(buf, 0, 4096, 7);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf, 8192, 4096, 0), 0);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf, 0, 4096, HBK_DISK_FUA), 0);
+	/* The log, as it stands when the FUA write was acknowledged. */
+	FILE *f = fopen(log, "r");
+	assert_non_null(f);
+	char line[512];
+	int writes = 0, flush_after_fua = 0;
+	bool fua_seen = false;
+	while (fgets(line, sizeof(line), f)) {
+		if (strstr(line, "Write id=") && !strstr(line, "return=")) {
+			writes++;
+			fua_seen = strstr(line, "offset=0x0 ") != NULL;
+		}
+		if (fua_seen && strstr(line, "Flush id=") && strstr(line, "return=0"))
+			flush_after_fua++;
+	}
+	fclose(f);
+	assert_int_equal(writes, 2);
+	assert_int_equal(flush_after_fua, 1);  /* done before the acknowledgement */
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 0, 4096, 0), 0);
+	assert_true(same(buf, 0, 4096, 7));
+	hbk_disk_close(d);
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	unlink(sock);
+	unlink(log);
+	free(buf);
+}
+
 /* ---- Faults ----------------------------------------------------------------------------------- */
 
 static void test_fault_injection(void **state)
@@ -607,6 +660,7 @@ int main(void)
 		cmocka_unit_test(test_file_direct),
 		cmocka_unit_test(test_file_direct_fallback),
 		cmocka_unit_test(test_nbd),
+		cmocka_unit_test(test_nbd_fua_without_server_fua),
 		cmocka_unit_test(test_fault_injection),
 		cmocka_unit_test(test_file_batched_submission),
 		cmocka_unit_test(test_plug_rules),

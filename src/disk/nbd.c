@@ -5,6 +5,8 @@
  * drives libnbd's state machine and ends the I/Os.  libnbd runs completion
  * callbacks with its handle lock held, so they only queue the I/O, and the
  * poll thread calls done after libnbd returns (done may issue more I/O).
+ * A FUA write to a server that can flush but not FUA is a write and then a
+ * flush, ended when the flush is: never acknowledged before it is durable.
  */
 #include <errno.h>
 #include <libnbd.h>
@@ -49,6 +51,16 @@ static int nbd_ended(void *user_data, int *error)
 	return 1;   /* retire the command */
 }
 
+/* Whether io is a FUA write whose data the server took without FUA and
+ * that still needs its flush (moved_ is set once the flush is issued). */
+static bool needs_flush(const struct nbd_disk *n, const struct hbk_disk_io *io)
+{
+	return io->op == HBK_DISK_WRITE && io->flags & HBK_DISK_FUA && !n->can_fua &&
+	       n->can_flush && !io->result_ && io->moved_ != io->len;
+}
+
+/* Ends what libnbd completed, or sends the flush a FUA write still needs.
+ * The poll thread. */
 static void deliver(struct nbd_disk *n)
 {
 	pthread_mutex_lock(&n->lock);
@@ -57,6 +69,17 @@ static void deliver(struct nbd_disk *n)
 	pthread_mutex_unlock(&n->lock);
 	while (io) {
 		struct hbk_disk_io *next = io->next_;
+		if (needs_flush(n, io)) {
+			io->moved_ = io->len;
+			nbd_completion_callback cb = { .callback = nbd_ended, .user_data = io };
+			if (nbd_aio_flush(n->h, cb, 0) >= 0) {
+				io = next;
+				continue;
+			}
+			int e = nbd_get_errno();
+			hbk_log(HBK_LOG_WARN, "disk %s: %s", n->d.info.name, nbd_get_error());
+			io->result_ = e ? -e : -EIO;
+		}
 		disk_complete(&n->d, io, io->result_);
 		io = next;
 	}
