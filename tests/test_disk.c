@@ -284,20 +284,34 @@ static void test_file_direct_fallback(void **state)
 
 extern char **environ;
 
+/* Starts nbdkit (argv from its -U on: argv[1] is the socket) and waits
+ * for its socket; returns its pid, or 0 when nbdkit cannot be run. */
+static pid_t start_nbdkit(char **argv)
+{
+	char *full[16] = { "nbdkit", "-f", "--exit-with-parent" };
+	unsigned n = 3;
+	for (unsigned i = 0; argv[i] && n < 15; i++)
+		full[n++] = argv[i];
+	pid_t pid;
+	if (posix_spawnp(&pid, "nbdkit", NULL, NULL, full, environ))
+		return 0;
+	struct stat st;
+	for (int i = 0; i < 500 && stat(argv[1], &st); i++)
+		usleep(10000);
+	return pid;
+}
+
 static void test_nbd(void **state)
 {
 	(void)state;
 	char sock[64];
 	snprintf(sock, sizeof(sock), "/tmp/hbk-nbd-%d.sock", (int)getpid());
-	char *argv[] = { "nbdkit", "-f", "--exit-with-parent", "-U", sock, "memory", "16M", NULL };
-	pid_t pid;
-	if (posix_spawnp(&pid, "nbdkit", NULL, NULL, argv, environ)) {
+	char *argv[] = { "-U", sock, "memory", "16M", NULL };
+	pid_t pid = start_nbdkit(argv);
+	if (!pid) {
 		skip();
 		return;
 	}
-	struct stat st;
-	for (int i = 0; i < 500 && stat(sock, &st); i++)
-		usleep(10000);
 
 	struct hbk_disk *d;
 	int rc = hbk_disk_open_nbd(sock, &d);
@@ -350,16 +364,12 @@ static void test_nbd_fua_without_server_fua(void **state)
 	snprintf(sock, sizeof(sock), "/tmp/hbk-nbd-fua-%d.sock", (int)getpid());
 	snprintf(log, sizeof(log), "/tmp/hbk-nbd-fua-%d.log", (int)getpid());
 	snprintf(logarg, sizeof(logarg), "logfile=%s", log);
-	char *argv[] = { "nbdkit", "-f", "--exit-with-parent", "-U", sock, "--filter=log",
-			 "--filter=fua", "memory", "16M", logarg, NULL };
-	pid_t pid;
-	if (posix_spawnp(&pid, "nbdkit", NULL, NULL, argv, environ)) {
+	char *argv[] = { "-U", sock, "--filter=log", "--filter=fua", "memory", "16M", logarg, NULL };
+	pid_t pid = start_nbdkit(argv);
+	if (!pid) {
 		skip();
 		return;
 	}
-	struct stat st;
-	for (int i = 0; i < 500 && stat(sock, &st); i++)
-		usleep(10000);
 	struct hbk_disk *d;
 	assert_int_equal(hbk_disk_open_nbd(sock, &d), 0);
 	uint8_t *buf = aligned(4096);
@@ -390,6 +400,43 @@ static void test_nbd_fua_without_server_fua(void **state)
 	waitpid(pid, NULL, 0);
 	unlink(sock);
 	unlink(log);
+	free(buf);
+}
+
+/* A server that refuses requests over 64 KiB (nbdkit's blocksize-policy
+ * filter): longer I/O goes as pieces it takes, with the data intact. */
+static void test_nbd_longer_than_max_io(void **state)
+{
+	(void)state;
+	char sock[64];
+	snprintf(sock, sizeof(sock), "/tmp/hbk-nbd-max-%d.sock", (int)getpid());
+	char *argv[] = { "-U", sock, "--filter=blocksize-policy", "memory", "16M",
+			 "blocksize-maximum=65536", "blocksize-error-policy=error", NULL };
+	pid_t pid = start_nbdkit(argv);
+	if (!pid) {
+		skip();
+		return;
+	}
+	struct hbk_disk *d;
+	assert_int_equal(hbk_disk_open_nbd(sock, &d), 0);
+	struct hbk_disk_info di;
+	hbk_disk_info(d, &di);
+	assert_int_equal(di.max_io, 65536);
+	uint8_t *buf = aligned(MiB + 4096);
+	fill(buf, 0, MiB + 4096, 8);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf, 4096, MiB + 4096, HBK_DISK_FUA), 0);
+	memset(buf, 0, MiB + 4096);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 4096, MiB + 4096, 0), 0);
+	assert_true(same(buf, 0, MiB + 4096, 8));
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_DISCARD, NULL, 4096, MiB, 0), 0);
+	/* A piece that fails fails the whole: the disk dies 100 KiB in. */
+	hbk_disk_inject(d, &(struct hbk_disk_fault){ .write_budget = 100 * 1024, .error = -ENOSPC });
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf, 0, MiB, 0), -ENOSPC);
+	hbk_disk_inject(d, NULL);
+	hbk_disk_close(d);
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	unlink(sock);
 	free(buf);
 }
 
@@ -661,6 +708,7 @@ int main(void)
 		cmocka_unit_test(test_file_direct_fallback),
 		cmocka_unit_test(test_nbd),
 		cmocka_unit_test(test_nbd_fua_without_server_fua),
+		cmocka_unit_test(test_nbd_longer_than_max_io),
 		cmocka_unit_test(test_fault_injection),
 		cmocka_unit_test(test_file_batched_submission),
 		cmocka_unit_test(test_plug_rules),

@@ -58,7 +58,8 @@ struct hbk_disk_info {
 	uint64_t size;             /* bytes */
 	uint32_t block_size;       /* offsets and lengths are multiples of it */
 	uint32_t mem_align;        /* buffers aligned to it go without a bounce */
-	uint64_t max_io;           /* largest READ/WRITE/DISCARD length, 0: no limit */
+	uint64_t max_io;           /* largest READ/WRITE/DISCARD the device takes in
+				    * one (0: no limit); longer ones are split */
 	bool direct;               /* file/blockdev: O_DIRECT in use */
 	bool read_only;            /* WRITE fails with -EROFS */
 	bool discard;              /* DISCARD does something */
@@ -126,7 +127,10 @@ void hbk_disk_info(const struct hbk_disk *d, struct hbk_disk_info *out);
  * Submits one I/O.  Never blocks on the device; done is called exactly once,
  * from the disk's completion thread or inline from this call (memory and
  * null disks, injected failures, invalid requests with -EINVAL).  done may
- * submit more I/O.  Under the calling thread's plug a file or block-device
+ * submit more I/O.  One longer than info.max_io goes to the device as
+ * pieces of at most that (each with the I/O's flags), and ends when they
+ * all have, with the first piece's error (-ENOMEM if they cannot be
+ * allocated).  Under the calling thread's plug a file or block-device
  * I/O waits for the plug's end (or a flush) to be submitted.  Any thread.
  */
 void hbk_disk_submit(struct hbk_disk *d, struct hbk_disk_io *io);

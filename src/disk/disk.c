@@ -269,7 +269,7 @@ static int check(const struct hbk_disk *d, const struct hbk_disk_io *io)
 		return 0;
 	if (io->offset % i->block_size || io->len % i->block_size ||
 	    io->offset > i->size || io->len > i->size - io->offset ||
-	    (i->max_io && io->len > i->max_io) || (moves_data(io) && !io->buf))
+	    (moves_data(io) && !io->buf))
 		return -EINVAL;
 	if (io->op == HBK_DISK_WRITE && i->read_only)
 		return -EROFS;
@@ -303,12 +303,67 @@ static int apply_fault(struct hbk_disk *d, struct hbk_disk_io *io)
 	return io->len ? 0 : f->error;
 }
 
+/* An I/O longer than the disk takes (max_io), as pieces that each do. */
+struct split {
+	struct hbk_disk_io *parent;
+	atomic_uint pending;
+	atomic_int result;             /* the first piece's error, or 0 */
+	struct hbk_disk_io piece[];
+};
+
+static void piece_done(struct hbk_disk_io *p, int result)
+{
+	struct split *s = p->priv;
+	int zero = 0;
+	if (result)
+		atomic_compare_exchange_strong(&s->result, &zero, result);
+	if (atomic_fetch_sub_explicit(&s->pending, 1, memory_order_acq_rel) == 1) {
+		struct hbk_disk_io *io = s->parent;
+		result = atomic_load(&s->result);
+		free(s);
+		io->done(io, result);
+	}
+}
+
+/* Submits io (checked, longer than max_io) as pieces of at most max_io
+ * (whole blocks), each with io's flags; done once, when all have ended,
+ * with the first error. */
+static void submit_split(struct hbk_disk *d, struct hbk_disk_io *io)
+{
+	uint64_t step = d->info.max_io - d->info.max_io % d->info.block_size;
+	uint64_t n = step ? (io->len + step - 1) / step : 0;
+	struct split *s = n && n <= UINT32_MAX ? malloc(sizeof(*s) + n * sizeof(s->piece[0])) : NULL;
+	if (!s) {
+		disk_count(d, ST_ERRORS, 1);
+		io->done(io, step ? -ENOMEM : -EINVAL);
+		return;
+	}
+	s->parent = io;
+	atomic_init(&s->pending, (unsigned)n);
+	atomic_init(&s->result, 0);
+	for (uint64_t k = 0; k < n; k++) {
+		uint64_t at = k * step;
+		s->piece[k] = (struct hbk_disk_io){
+			.op = io->op, .flags = io->flags, .offset = io->offset + at,
+			.len = HBK_MIN(step, io->len - at), .done = piece_done, .priv = s,
+			.buf = moves_data(io) ? (uint8_t *)io->buf + at : NULL,
+		};
+	}
+	/* s may be gone once the last piece is submitted: count from n. */
+	for (uint64_t k = 0; k < n; k++)
+		hbk_disk_submit(d, &s->piece[k]);
+}
+
 void hbk_disk_submit(struct hbk_disk *d, struct hbk_disk_io *io)
 {
 	int err = check(d, io);
 	if (err) {
 		disk_count(d, ST_ERRORS, 1);
 		io->done(io, err);
+		return;
+	}
+	if (io->op != HBK_DISK_FLUSH && d->info.max_io && io->len > d->info.max_io) {
+		submit_split(d, io);
 		return;
 	}
 	static const enum disk_stat op_stat[] = { ST_READS, ST_WRITES, ST_FLUSHES, ST_DISCARDS };
