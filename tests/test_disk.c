@@ -429,6 +429,10 @@ static void test_nbd_longer_than_max_io(void **state)
 	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 4096, MiB + 4096, 0), 0);
 	assert_true(same(buf, 0, MiB + 4096, 8));
 	assert_int_equal(hbk_disk_rw(d, HBK_DISK_DISCARD, NULL, 4096, MiB, 0), 0);
+	/* A refused discard on a disk that promises no zeros: advisory, done. */
+	assert_false(di.discard_zeroes);
+	hbk_disk_inject(d, &(struct hbk_disk_fault){ .refuse_discards = true });
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_DISCARD, NULL, 0, 4096, 0), 0);
 	/* A piece that fails fails the whole: the disk dies 100 KiB in. */
 	hbk_disk_inject(d, &(struct hbk_disk_fault){ .write_budget = 100 * 1024, .error = -ENOSPC });
 	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf, 0, MiB, 0), -ENOSPC);
@@ -454,6 +458,18 @@ static void test_fault_injection(void **state)
 	assert_int_equal(hbk_disk_rw(d, HBK_DISK_FLUSH, NULL, 0, 0, 0), -EIO);
 	hbk_disk_inject(d, &(struct hbk_disk_fault){ .fail_all = true, .error = -ENXIO });
 	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf, 0, 4096, 0), -ENXIO);
+	/* A refused discard on a disk whose discards read as zeros is a write
+	 * of zeros: it fails only as that write does. */
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_DISCARD, NULL, 0, 4096, 0), -ENXIO);
+	hbk_disk_inject(d, NULL);
+	fill(buf, 65536, 8192, 9);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf, 65536, 8192, 0), 0);
+	hbk_disk_inject(d, &(struct hbk_disk_fault){ .refuse_discards = true });
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_DISCARD, NULL, 65536, 4096, 0), 0);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 65536, 8192, 0), 0);
+	for (int i = 0; i < 4096; i++)
+		assert_int_equal(buf[i], 0);
+	assert_true(same(buf + 4096, 65536 + 4096, 4096, 9));
 
 	/* 6 KiB of budget: the first 4 KiB write fits, the next dies after
 	 * 2 KiB (which land), and later writes fail; reads still work. */

@@ -130,7 +130,10 @@ void hbk_disk_info(const struct hbk_disk *d, struct hbk_disk_info *out);
  * submit more I/O.  One longer than info.max_io goes to the device as
  * pieces of at most that (each with the I/O's flags), and ends when they
  * all have, with the first piece's error (-ENOMEM if they cannot be
- * allocated).  Under the calling thread's plug a file or block-device
+ * allocated).  A discard the device refuses becomes a write of zeros on a
+ * disk with info.discard_zeroes (it then fails only as that write does),
+ * and succeeds elsewhere (a discard is advisory): a refused discard alone
+ * never fails.  Under the calling thread's plug a file or block-device
  * I/O waits for the plug's end (or a flush) to be submitted.  Any thread.
  */
 void hbk_disk_submit(struct hbk_disk *d, struct hbk_disk_io *io);
@@ -222,11 +225,14 @@ int hbk_disk_set_latency(struct hbk_disk *d, const struct hbk_disk_latency *m);
  * crosses the budget writes only the blocks within it and then fails (a
  * disk dying mid-write), and every later write fails.  drop_writes: writes
  * and flushes report success but change nothing (power lost with the data
- * in a volatile cache).
+ * in a volatile cache).  refuse_discards: the device fails every discard
+ * with `error` (one that does not support them), which hbk_disk_submit
+ * then handles as it does any refused discard.
  */
 struct hbk_disk_fault {
 	bool fail_all;
 	bool drop_writes;
+	bool refuse_discards;
 	uint64_t write_budget;
 	int error;                 /* -errno to fail with; 0 means -EIO */
 };

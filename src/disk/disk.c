@@ -140,12 +140,109 @@ static uint64_t model_due(struct hbk_disk *d, const struct hbk_disk_io *io, uint
 	return start + svc;
 }
 
+/* One I/O done as pieces (longer than max_io, or a refused discard's
+ * zeros), ended once when all have ended. */
+struct split {
+	struct hbk_disk_io *parent;
+	atomic_uint pending;
+	atomic_int result;             /* the first piece's error, or 0 */
+	struct hbk_disk_io piece[];
+};
+
+static void piece_done(struct hbk_disk_io *p, int result)
+{
+	struct split *s = p->priv;
+	int zero = 0;
+	if (result)
+		atomic_compare_exchange_strong(&s->result, &zero, result);
+	if (atomic_fetch_sub_explicit(&s->pending, 1, memory_order_acq_rel) == 1) {
+		struct hbk_disk_io *io = s->parent;
+		result = atomic_load(&s->result);
+		free(s);
+		io->done(io, result);
+	}
+}
+
+/* The largest piece a disk takes: max_io in whole blocks, at most cap. */
+static uint64_t piece_max(const struct hbk_disk *d, uint64_t cap)
+{
+	uint64_t m = d->info.max_io ? HBK_MIN(d->info.max_io, cap) : cap;
+	return m - m % d->info.block_size;
+}
+
+/*
+ * Does io (checked) as op over pieces of at most step bytes, each with
+ * io's flags: from io->buf, or from zeros (a buffer of at least step
+ * bytes).  io ends once, when all have ended, with the first error.
+ */
+static void submit_pieces(struct hbk_disk *d, struct hbk_disk_io *io, uint8_t op, uint64_t step,
+			  const uint8_t *zeros)
+{
+	uint64_t n = step ? (io->len + step - 1) / step : 0;
+	struct split *s = n && n <= UINT32_MAX ? malloc(sizeof(*s) + n * sizeof(s->piece[0])) : NULL;
+	if (!s) {
+		disk_count(d, ST_ERRORS, 1);
+		io->done(io, step ? -ENOMEM : -EINVAL);
+		return;
+	}
+	s->parent = io;
+	atomic_init(&s->pending, (unsigned)n);
+	atomic_init(&s->result, 0);
+	for (uint64_t k = 0; k < n; k++) {
+		uint64_t at = k * step;
+		void *buf = zeros ? (void *)zeros : op != HBK_DISK_DISCARD ? (uint8_t *)io->buf + at : NULL;
+		s->piece[k] = (struct hbk_disk_io){
+			.op = op, .flags = io->flags, .offset = io->offset + at,
+			.len = HBK_MIN(step, io->len - at), .done = piece_done, .priv = s, .buf = buf,
+		};
+	}
+	/* s may be gone once the last piece is submitted: count from n. */
+	for (uint64_t k = 0; k < n; k++)
+		hbk_disk_submit(d, &s->piece[k]);
+}
+
+#define ZEROS_LEN (1u << 20)
+static uint8_t *zeros;
+static pthread_once_t zeros_once = PTHREAD_ONCE_INIT;
+
+static void zeros_alloc(void)
+{
+	if (!posix_memalign((void **)&zeros, 4096, ZEROS_LEN))
+		memset(zeros, 0, ZEROS_LEN);
+	else
+		zeros = NULL;
+}
+
+/*
+ * A discard the device refused (result, an error): where the disk promises
+ * that discarded blocks read as zeros (the RAID layer keeps copies and
+ * parity consistent on that promise) it becomes a write of zeros, which
+ * fails only as a write does; elsewhere it succeeds, as a discard is
+ * advisory.  Either way a refused discard alone never fails a disk.
+ */
+static void discard_refused(struct hbk_disk *d, struct hbk_disk_io *io, int result)
+{
+	if (!d->info.discard_zeroes) {
+		io->done(io, 0);
+		return;
+	}
+	pthread_once(&zeros_once, zeros_alloc);
+	if (!zeros || d->info.read_only) {
+		io->done(io, result);
+		return;
+	}
+	submit_pieces(d, io, HBK_DISK_WRITE, piece_max(d, ZEROS_LEN), zeros);
+}
+
 static void finish(struct hbk_disk *d, struct hbk_disk_io *io, int result)
 {
 	if (result)
 		disk_count(d, ST_ERRORS, 1);
 	atomic_fetch_sub_explicit(&d->inflight, 1, memory_order_release);
-	io->done(io, result);   /* d may be closed from here on */
+	if (result && io->op == HBK_DISK_DISCARD)
+		discard_refused(d, io, result);
+	else
+		io->done(io, result);   /* d may be closed from here on */
 }
 
 static void *latency_main(void *arg)
@@ -284,7 +381,7 @@ static int check(const struct hbk_disk *d, const struct hbk_disk_io *io)
 static int apply_fault(struct hbk_disk *d, struct hbk_disk_io *io)
 {
 	const struct hbk_disk_fault *f = &d->fault;
-	if (f->fail_all)
+	if (f->fail_all || (f->refuse_discards && io->op == HBK_DISK_DISCARD))
 		return f->error;
 	if (io->op != HBK_DISK_WRITE && io->op != HBK_DISK_FLUSH)
 		return 0;
@@ -303,57 +400,6 @@ static int apply_fault(struct hbk_disk *d, struct hbk_disk_io *io)
 	return io->len ? 0 : f->error;
 }
 
-/* An I/O longer than the disk takes (max_io), as pieces that each do. */
-struct split {
-	struct hbk_disk_io *parent;
-	atomic_uint pending;
-	atomic_int result;             /* the first piece's error, or 0 */
-	struct hbk_disk_io piece[];
-};
-
-static void piece_done(struct hbk_disk_io *p, int result)
-{
-	struct split *s = p->priv;
-	int zero = 0;
-	if (result)
-		atomic_compare_exchange_strong(&s->result, &zero, result);
-	if (atomic_fetch_sub_explicit(&s->pending, 1, memory_order_acq_rel) == 1) {
-		struct hbk_disk_io *io = s->parent;
-		result = atomic_load(&s->result);
-		free(s);
-		io->done(io, result);
-	}
-}
-
-/* Submits io (checked, longer than max_io) as pieces of at most max_io
- * (whole blocks), each with io's flags; done once, when all have ended,
- * with the first error. */
-static void submit_split(struct hbk_disk *d, struct hbk_disk_io *io)
-{
-	uint64_t step = d->info.max_io - d->info.max_io % d->info.block_size;
-	uint64_t n = step ? (io->len + step - 1) / step : 0;
-	struct split *s = n && n <= UINT32_MAX ? malloc(sizeof(*s) + n * sizeof(s->piece[0])) : NULL;
-	if (!s) {
-		disk_count(d, ST_ERRORS, 1);
-		io->done(io, step ? -ENOMEM : -EINVAL);
-		return;
-	}
-	s->parent = io;
-	atomic_init(&s->pending, (unsigned)n);
-	atomic_init(&s->result, 0);
-	for (uint64_t k = 0; k < n; k++) {
-		uint64_t at = k * step;
-		s->piece[k] = (struct hbk_disk_io){
-			.op = io->op, .flags = io->flags, .offset = io->offset + at,
-			.len = HBK_MIN(step, io->len - at), .done = piece_done, .priv = s,
-			.buf = moves_data(io) ? (uint8_t *)io->buf + at : NULL,
-		};
-	}
-	/* s may be gone once the last piece is submitted: count from n. */
-	for (uint64_t k = 0; k < n; k++)
-		hbk_disk_submit(d, &s->piece[k]);
-}
-
 void hbk_disk_submit(struct hbk_disk *d, struct hbk_disk_io *io)
 {
 	int err = check(d, io);
@@ -363,7 +409,7 @@ void hbk_disk_submit(struct hbk_disk *d, struct hbk_disk_io *io)
 		return;
 	}
 	if (io->op != HBK_DISK_FLUSH && d->info.max_io && io->len > d->info.max_io) {
-		submit_split(d, io);
+		submit_pieces(d, io, io->op, piece_max(d, UINT64_MAX), NULL);
 		return;
 	}
 	static const enum disk_stat op_stat[] = { ST_READS, ST_WRITES, ST_FLUSHES, ST_DISCARDS };
@@ -392,7 +438,10 @@ void hbk_disk_submit(struct hbk_disk *d, struct hbk_disk_io *io)
 	if (f) {
 		if (f < 0)
 			disk_count(d, ST_ERRORS, 1);
-		io->done(io, f < 0 ? f : 0);
+		if (f < 0 && io->op == HBK_DISK_DISCARD)
+			discard_refused(d, io, f);
+		else
+			io->done(io, f < 0 ? f : 0);
 		return;
 	}
 	if (io->len == 0 && io->op != HBK_DISK_FLUSH) {

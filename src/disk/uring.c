@@ -23,7 +23,9 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <stdio.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "disk/disk_priv.h"
@@ -72,6 +74,24 @@ static void queue(struct uring_disk *u, struct hbk_disk_io *io)
 	while (!atomic_compare_exchange_weak(&u->pending, &head, io));
 	if (!disk_plug_hold(&u->d))
 		kick(u);
+}
+
+/* Whether block device dev takes discards: its queue's discard_max_bytes
+ * is not 0 (when sysfs cannot tell, assume it does: a refused discard is
+ * harmless, see hbk_disk_submit). */
+static bool blockdev_discards(dev_t dev)
+{
+	char path[80];
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/queue/discard_max_bytes",
+		 major(dev), minor(dev));
+	FILE *f = fopen(path, "re");
+	unsigned long long max = 1;
+	if (f) {
+		if (fscanf(f, "%llu", &max) != 1)
+			max = 1;
+		fclose(f);
+	}
+	return max != 0;
 }
 
 /* The end of a plug: the ring thread takes the batch it held back. */
@@ -386,7 +406,7 @@ int hbk_disk_open_file(const char *path, const struct hbk_disk_file_opts *opts,
 	u->d.info.max_io = 1u << 30;
 	u->d.info.direct = align != 0;
 	u->d.info.read_only = o.read_only;
-	u->d.info.discard = !o.read_only;
+	u->d.info.discard = !o.read_only && (!blockdev || blockdev_discards(st.st_rdev));
 	u->d.info.discard_zeroes = !blockdev;
 	u->fd = fd;
 	u->blockdev = blockdev;
