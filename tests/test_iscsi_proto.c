@@ -404,6 +404,38 @@ static void test_negotiate_operational(void **state)
 	hbk_iscsi_text_fini(&out);
 }
 
+/* FirstBurstLength is never answered above MaxBurstLength (RFC 7143 13.14),
+ * in whichever order the initiator sends them. */
+static void test_negotiate_burst_order(void **state)
+{
+	(void)state;
+	struct hbk_iscsi_neg n;
+	struct hbk_iscsi_text out;
+	static const char *const fb_first[] = { "FirstBurstLength=65536", "MaxBurstLength=16384", NULL };
+	static const char *const fb_alone[] = { "FirstBurstLength=65536", NULL };
+	static const char *const mb_alone[] = { "MaxBurstLength=16384", NULL };
+
+	hbk_iscsi_neg_init(&n, &lim_plain);
+	assert_int_equal(negotiate(&n, HBK_ISCSI_STAGE_OPERATIONAL, fb_first, &out), 0);
+	assert_string_equal(answer_of(&out, "MaxBurstLength"), "16384");
+	assert_string_equal(answer_of(&out, "FirstBurstLength"), "16384");
+	assert_int_equal(n.p.max_burst, 16384);
+	assert_int_equal(n.p.first_burst, 16384);
+	hbk_iscsi_text_fini(&out);
+
+	/* MaxBurstLength in a later request, below the FirstBurstLength
+	 * answered before: refused, both stay as answered. */
+	hbk_iscsi_neg_init(&n, &lim_plain);
+	assert_int_equal(negotiate(&n, HBK_ISCSI_STAGE_OPERATIONAL, fb_alone, &out), 0);
+	assert_string_equal(answer_of(&out, "FirstBurstLength"), "65536");
+	hbk_iscsi_text_fini(&out);
+	assert_int_equal(negotiate(&n, HBK_ISCSI_STAGE_OPERATIONAL, mb_alone, &out), 0);
+	assert_string_equal(answer_of(&out, "MaxBurstLength"), "Reject");
+	assert_int_equal(n.p.max_burst, 262144);
+	assert_int_equal(n.p.first_burst, 65536);
+	hbk_iscsi_text_fini(&out);
+}
+
 static void test_negotiate_unknown_keys(void **state)
 {
 	(void)state;
@@ -883,6 +915,7 @@ int main(void)
 		cmocka_unit_test(test_text_next_malformed),
 		cmocka_unit_test(test_parse_number),
 		cmocka_unit_test(test_negotiate_operational),
+		cmocka_unit_test(test_negotiate_burst_order),
 		cmocka_unit_test(test_negotiate_unknown_keys),
 		cmocka_unit_test(test_negotiate_duplicates),
 		cmocka_unit_test(test_negotiate_ranges),

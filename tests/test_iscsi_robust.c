@@ -12,14 +12,18 @@
  * closes in the middle of Data-Out, a flood of idle and half-sent
  * connections (the ones over the connection limit must go at once, the
  * rest at the login timeout), and a fifth connection to a server started
- * with --max-connections 4.  After each, the target must
- * have answered with a Reject or a login reject or dropped the connection
- * (never executed the bad PDU), and a fresh session must still work: login,
- * TEST UNIT READY and a READ(10) of the known data.  Writes and reads are
- * also checked for correctness through every data path of the protocol
- * (immediate data, unsolicited Data-Out, R2T, multi-PDU Data-In), with CRC32C
- * digests, and persistent reservations across two sessions.  At the end the
- * server must still run and exit 0 on SIGTERM.  Every wait is bounded by a
+ * with --max-connections 4.  After each, the target must have answered
+ * with a Reject or a login reject or dropped the connection (never
+ * executed the bad PDU), and a fresh session must still work: login, TEST
+ * UNIT READY and a READ(10) of the known data.  The unsolicited Data-Out of
+ * writes the target ignored (a duplicate CmdSN, one outside the window, one
+ * an ABORT TASK took before it came) or rejected (too many immediate
+ * commands) must be dropped quietly, the session going on.  Writes and
+ * reads are also checked for correctness through every data path of the
+ * protocol (immediate data, unsolicited Data-Out, R2T, multi-PDU Data-In;
+ * burst lengths offered in either order), with CRC32C digests, and
+ * persistent reservations across two sessions.  At the end the server must
+ * still run and exit 0 on SIGTERM.  Every wait is bounded by a
  * poll() timeout, so nothing can hang.
  *
  * HBK_ISCSI_PORT (and HBK_ISCSI_IQN, HBK_ISCSI_LUN) run the protocol cases
@@ -1246,6 +1250,30 @@ static void first_burst_never_above_max_burst(void **state)
 	logout(&s);
 }
 
+/* The same keys the other way round, as RFC 7143 allows: FirstBurstLength
+ * before a smaller MaxBurstLength.  The answer is still no larger than
+ * MaxBurstLength, and the target takes unsolicited data up to it. */
+static void first_burst_offered_before_max_burst(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	const char *keys[] = { "InitialR2T=No", "ImmediateData=No", "FirstBurstLength=65536",
+			       "MaxBurstLength=16384", NULL };
+	login_ok(&s, &(struct login_opts){ .keys = keys });
+	printf("# FirstBurstLength=65536 before MaxBurstLength=16384: answered %u and %u\n",
+	       s.first_burst, s.max_burst);
+	assert_int_equal(s.max_burst, 16384);
+	if (s.first_burst > s.max_burst)
+		fail_msg("FirstBurstLength %u answered above MaxBurstLength %u", s.first_burst,
+			 s.max_burst);
+	write_verify(&s, SCRATCH(13), 128, 0xd00);                 /* 64 KiB */
+	assert_true(s.unsol_pdus >= 1);
+	assert_true(s.r2ts >= 1);
+	logout(&s);
+	healthy();
+}
+
 static void unknown_opcode_is_rejected(void **state)
 {
 	(void)state;
@@ -2064,6 +2092,166 @@ static void abort_task_set_waits_for_solicited_data(void **state)
 	healthy();
 }
 
+/* ---- Data-Out of commands that never became tasks ---------------------------- */
+
+static const char *const unsol_keys[] = { "InitialR2T=No", "ImmediateData=No",
+					  "FirstBurstLength=65536", NULL };
+
+/* Logs in with InitialR2T=No, ImmediateData=No after filling blocks at lba
+ * with the pattern of seed through a session of its own. */
+static void unsol_session(struct sess *s, uint32_t lba, uint16_t blocks, uint32_t seed)
+{
+	login_ok(s, NULL);
+	write_verify(s, lba, blocks, seed);
+	logout(s);
+	login_ok(s, &(struct login_opts){ .keys = unsol_keys });
+	if (s->initial_r2t || s->immediate_data)
+		fail_msg("the target did not agree to InitialR2T=No ImmediateData=No");
+	tur_ok(s);
+}
+
+/* Sends a WRITE(10) of blocks at lba without F (unsolicited Data-Out
+ * follows) and with CmdSN cmdsn, then all its data as one unsolicited
+ * Data-Out.  imm: an immediate command. */
+static void unsol_write(struct sess *s, uint32_t itt, uint32_t cmdsn, bool imm, uint32_t lba,
+			uint16_t blocks, const uint8_t *buf)
+{
+	uint8_t cdb[10] = { 0x2a, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16), (uint8_t)(lba >> 8),
+			    (uint8_t)lba, 0, (uint8_t)(blocks >> 8), (uint8_t)blocks, 0 };
+	uint32_t len = (uint32_t)blocks * BS;
+	assert_true(len <= s->first_burst && len <= s->send_mrdsl);
+	uint8_t h[BHS];
+	cmd_header(s, h, cdb, sizeof(cdb), true, len, itt);
+	h[1] &= (uint8_t)~0x80;
+	if (imm)
+		h[0] |= IMMEDIATE;
+	put32(h + 24, cmdsn);
+	assert_int_equal(send_pdu(s, h, NULL, 0, 0), 0);
+	assert_int_equal(send_dataout(s, itt, NO_TAG, 0, 0, buf, len, true, 0), 0);
+}
+
+/* The session goes on after Data-Out the target had to drop: TEST UNIT
+ * READY answers, nothing comes for the dropped command, and the blocks at
+ * lba still hold the pattern of seed. */
+static void session_goes_on(struct sess *s, uint32_t lba, uint16_t blocks, uint32_t seed)
+{
+	tur_ok(s);
+	struct pdu p;
+	int rc = recv_pdu(s, &p, QUIET_MS);
+	if (rc == R_PDU) {
+		unsigned op = p.h[0] & 0x3f;
+		pdu_free(&p);
+		fail_msg("opcode 0x%02x came for a command the target did not take", op);
+	}
+	assert_int_equal(rc, R_TIMEOUT);
+	assert_true(holds(s, lba, blocks, seed));
+	logout(s);
+	healthy();
+}
+
+/* ABORT TASK of a write not received yet (RFC 7143 11.5.1) completes; the
+ * write, when it comes, is ignored, and so is its unsolicited Data-Out. */
+static void pre_aborted_write_drops_its_data_out(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	uint32_t lba = SCRATCH(14);
+	unsol_session(&s, lba, 8, 0xe00);
+	uint8_t w[8 * BS];
+	tl_fill(w, lba, 8, BS, 0xe01);
+	uint32_t itt = s.itt++, sn = s.cmdsn++;
+
+	uint8_t tm[BHS] = { 0x02 | IMMEDIATE, 0x80 | 1 };   /* ABORT TASK */
+	lun_bytes(tm);
+	uint32_t tm_itt = s.itt++;
+	put32(tm + 16, tm_itt);
+	put32(tm + 20, itt);
+	put32(tm + 24, s.cmdsn);
+	put32(tm + 28, s.expstatsn);
+	put32(tm + 32, sn);                                 /* RefCmdSN */
+	assert_int_equal(send_pdu(&s, tm, NULL, 0, 0), 0);
+	struct pdu p;
+	assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
+	assert_int_equal(p.h[0] & 0x3f, OP_TMF_RSP);
+	assert_int_equal(get32(p.h + 16), tm_itt);
+	assert_int_equal(p.h[2], 0);                        /* function complete */
+	pdu_free(&p);
+
+	unsol_write(&s, itt, sn, false, lba, 8, w);
+	session_goes_on(&s, lba, 8, 0xe00);
+}
+
+/* A write with a CmdSN used already, and one far ahead of the window, are
+ * ignored, and so is their unsolicited Data-Out. */
+static void ignored_write_drops_its_data_out(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	uint32_t lba = SCRATCH(15);
+	unsol_session(&s, lba, 8, 0xf00);
+	uint8_t w[8 * BS];
+	tl_fill(w, lba, 8, BS, 0xf01);
+	unsol_write(&s, s.itt++, s.cmdsn - 1, false, lba, 8, w);
+	unsol_write(&s, s.itt++, s.cmdsn + 0x40000000u, false, lba, 8, w);
+	session_goes_on(&s, lba, 8, 0xf00);
+}
+
+/* An immediate write over the limit of outstanding immediate commands is
+ * rejected (reason 06), and its unsolicited Data-Out dropped; the writes
+ * within the limit complete. */
+static void rejected_write_drops_its_data_out(void **state)
+{
+	(void)state;
+	need_server();
+	if (external)
+		skip();                 /* the limit is this target's */
+	struct sess s;
+	enum { N = 32 };                /* the target's immediate commands */
+	uint32_t lba = SCRATCH(16);
+	unsol_session(&s, lba, N + 1, 0x1000);
+	uint8_t w[(N + 1) * BS];
+	tl_fill(w, lba, N + 1, BS, 0x1001);
+	uint8_t cdb[10] = { 0x2a };
+	uint8_t h[BHS];
+	uint32_t first = s.itt;
+	/* N immediate writes of a block each, their data held back. */
+	for (unsigned i = 0; i < N; i++) {
+		uint32_t b = lba + i;
+		cdb[2] = (uint8_t)(b >> 24);
+		cdb[3] = (uint8_t)(b >> 16);
+		cdb[4] = (uint8_t)(b >> 8);
+		cdb[5] = (uint8_t)b;
+		cdb[8] = 1;
+		cmd_header(&s, h, cdb, sizeof(cdb), true, BS, s.itt++);
+		h[0] |= IMMEDIATE;
+		h[1] &= (uint8_t)~0x80;
+		assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
+	}
+	uint32_t over = s.itt++;
+	unsol_write(&s, over, s.cmdsn, true, lba + N, 1, w + N * BS);
+	struct pdu p;
+	assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
+	assert_int_equal(p.h[0] & 0x3f, OP_REJECT);
+	printf("# immediate write over the limit: Reject reason 0x%02x\n", p.h[2]);
+	assert_int_equal(p.h[2], 0x06);
+	pdu_free(&p);
+	/* The data of the N writes: each answers GOOD. */
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(send_dataout(&s, first + i, NO_TAG, 0, 0, w + i * BS, BS, true, 0), 0);
+	for (unsigned i = 0; i < N; i++) {
+		assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
+		assert_int_equal(p.h[0] & 0x3f, OP_SCSI_RSP);
+		assert_true(get32(p.h + 16) - first < N);
+		assert_int_equal(p.h[2], 0);
+		assert_int_equal(p.h[3], 0);
+		pdu_free(&p);
+	}
+	assert_true(holds(&s, lba, N, 0x1001));
+	session_goes_on(&s, lba + N, 1, 0x1000);
+}
+
 /* A server of its own with --max-connections 4: a fifth connection is
  * refused, or waits until one of the four is gone. */
 static void max_connections_is_enforced(void **state)
@@ -2120,6 +2308,7 @@ int main(void)
 		cmocka_unit_test(login_and_io_work),
 		cmocka_unit_test(writes_and_reads_through_every_data_path),
 		cmocka_unit_test(first_burst_never_above_max_burst),
+		cmocka_unit_test(first_burst_offered_before_max_burst),
 		cmocka_unit_test(unknown_opcode_is_rejected),
 		cmocka_unit_test(data_segment_beyond_mrdsl_is_refused),
 		cmocka_unit_test(huge_ahs_is_refused),
@@ -2142,6 +2331,9 @@ int main(void)
 		cmocka_unit_test(unread_replies_do_not_pile_up),
 		cmocka_unit_test(persistent_reservation_across_two_sessions),
 		cmocka_unit_test(abort_task_set_waits_for_solicited_data),
+		cmocka_unit_test(pre_aborted_write_drops_its_data_out),
+		cmocka_unit_test(ignored_write_drops_its_data_out),
+		cmocka_unit_test(rejected_write_drops_its_data_out),
 		cmocka_unit_test(max_connections_is_enforced),
 		cmocka_unit_test(server_exits_cleanly_on_sigterm),
 	};

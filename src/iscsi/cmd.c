@@ -216,12 +216,18 @@ void hbk_iscsi_task_free(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 	free(t);
 }
 
+/* Data-Out still on its way for ITT itt, which names no task (any more),
+ * is dropped quietly. */
+static void aborted_add(struct hbk_iscsi_conn *c, uint32_t itt)
+{
+	if (itt != HBK_ISCSI_NO_TAG)
+		c->aborted_itt[c->aborted_pos++ % HBK_ARRAY_SIZE(c->aborted_itt)] = itt;
+}
+
 void hbk_iscsi_task_drop(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 {
-	if (t->state == HBK_ISCSI_TASK_DATA_OUT) {
-		/* Data-Out still on its way for it is dropped quietly. */
-		c->aborted_itt[c->aborted_pos++ % HBK_ARRAY_SIZE(c->aborted_itt)] = t->itt;
-	}
+	if (t->state == HBK_ISCSI_TASK_DATA_OUT)
+		aborted_add(c, t->itt);
 	hbk_iscsi_task_free(c, t);
 }
 
@@ -363,12 +369,18 @@ struct hbk_iscsi_task *hbk_iscsi_cmd_begin(struct hbk_iscsi_conn *c, const struc
 			"EDTL %u%s%s%s immediate data %u", c->peer, itt, cmdsn, imm ? " (I)" : "",
 			q->cdb[0], edtl, rd ? " R" : "", wr ? " W" : "", final ? " F" : "", dlen);
 
+	/* A write without F that is ignored or rejected (or that an ABORT
+	 * TASK took before it came, RFC 7143 11.5.1: its CmdSN is taken) has
+	 * unsolicited Data-Out on its way: that is dropped quietly. */
+	bool unsol = wr && !final;
 	if (!imm && !hbk_iscsi_window_take(&c->win, cmdsn)) {
 		hbk_log(HBK_LOG_INFO, "iSCSI %s: SCSI Command with CmdSN %u outside [%u, %u]: "
 			"ignored", c->peer, cmdsn, c->win.exp, c->win.max);
+		if (unsol)
+			aborted_add(c, itt);
 		return NULL;
 	}
-	if (!final && wr && c->p.initial_r2t) {
+	if (unsol && c->p.initial_r2t) {
 		hbk_iscsi_conn_close(c, false, "unsolicited Data-Out announced with InitialR2T=Yes");
 		return NULL;
 	}
@@ -389,6 +401,8 @@ struct hbk_iscsi_task *hbk_iscsi_cmd_begin(struct hbk_iscsi_conn *c, const struc
 	if (rej) {
 		if (!imm)
 			hbk_iscsi_window_credit(&c->win);
+		if (unsol)
+			aborted_add(c, itt);
 		hbk_iscsi_send_reject(c, h, (enum hbk_iscsi_reject)rej);
 		return NULL;
 	}

@@ -832,9 +832,10 @@ struct hbk_iscsi_conn {
 	unsigned wait_buf;              /* tasks waiting for an arena buffer */
 	uint64_t buf_bytes;             /* buffers its tasks hold, arena and heap */
 	uint64_t task_seq;
-	/* Recently aborted tasks, whose late Data-Out is dropped: room for as
-	 * many as can be outstanding, so a reset of a full window forgets
-	 * none; HBK_ISCSI_NO_TAG when empty. */
+	/* Recently aborted tasks, and writes ignored or rejected before they
+	 * became tasks, whose late Data-Out is dropped: room for as many as
+	 * can be outstanding, so a reset of a full window forgets none;
+	 * HBK_ISCSI_NO_TAG when empty. */
 	uint32_t aborted_itt[HBK_ISCSI_MAX_DEPTH + HBK_ISCSI_MAX_IMMEDIATE];
 	unsigned aborted_pos;
 	struct hbk_iscsi_tmf *tmfs;
@@ -881,7 +882,8 @@ void hbk_iscsi_text_pdu(struct hbk_iscsi_conn *c, const struct hbk_iscsi_bhs *h,
  * CmdSN, checks the command and creates its task.  Returns the task, with
  * *dest where its immediate data goes (NULL: dropped); or NULL when the
  * command is ignored (outside the window), rejected (the Reject is queued)
- * or the connection must end (closing is set).
+ * or the connection must end (closing is set).  The unsolicited Data-Out
+ * of an ignored or rejected write is dropped quietly.
  */
 struct hbk_iscsi_task *hbk_iscsi_cmd_begin(struct hbk_iscsi_conn *c, const struct hbk_iscsi_bhs *h,
 					   uint8_t **dest);

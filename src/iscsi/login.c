@@ -302,6 +302,9 @@ int hbk_iscsi_login_pdu(struct hbk_iscsi_conn *c, const struct hbk_iscsi_bhs *h,
 
 	c->p = n->p;
 	c->p.max_recv_dsl = s->lim.max_recv_dsl;
+	/* An answered FirstBurstLength is never above MaxBurstLength
+	 * (param.c); the default one, when the initiator lowered only
+	 * MaxBurstLength, is cut to it (RFC 7143 13.14). */
 	if (c->p.first_burst > c->p.max_burst)
 		c->p.first_burst = c->p.max_burst;
 	hbk_iscsi_window_init(&c->win, L->cmdsn, s->depth);

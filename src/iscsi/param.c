@@ -6,8 +6,10 @@
  * side may send it, whether it matters in a discovery session, its value
  * range) and answered: numbers by their min or max function, booleans by
  * AND or OR, lists by the first value the target supports, declarations
- * recorded.  Unknown keys are NotUnderstood; a key sent twice ends the
- * login.  CHAP keys are handed on to chap.c.  Pure functions, unit-tested.
+ * recorded.  SessionType and MaxBurstLength are answered before the other
+ * keys of their request, as the answers to others depend on them.  Unknown
+ * keys are NotUnderstood; a key sent twice ends the login.  CHAP keys are
+ * handed on to chap.c.  Pure functions, unit-tested.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -389,13 +391,20 @@ static int answer(struct hbk_iscsi_neg *n, enum hbk_iscsi_stage stage, int k, co
 			break;
 		}
 		/* FirstBurstLength never above MaxBurstLength (RFC 7143 13.14):
-		 * the answer says so when MaxBurstLength came first or stays at
-		 * its default; login.c clamps what an initiator that offers a
-		 * larger FirstBurstLength first left. */
-		if (k == K_MAX_BURST)
-			p->max_burst = x = HBK_MIN(x, n->lim.max_burst);
-		else
+		 * MaxBurstLength is answered before the other keys of its
+		 * request, so FirstBurstLength is bounded by it whatever their
+		 * order.  A MaxBurstLength below a FirstBurstLength answered in
+		 * an earlier request cannot be taken: Reject keeps the old one. */
+		if (k == K_MAX_BURST) {
+			x = HBK_MIN(x, n->lim.max_burst);
+			if ((n->seen & 1ull << K_FIRST_BURST) && x < p->first_burst) {
+				err = hbk_iscsi_text_add(out, name, REJECT);
+				break;
+			}
+			p->max_burst = x;
+		} else {
 			p->first_burst = x = HBK_MIN(x, HBK_MIN(n->lim.first_burst, p->max_burst));
+		}
 		err = hbk_iscsi_text_add(out, name, "%u", x);
 		break;
 	case K_TIME2WAIT:
@@ -492,6 +501,17 @@ static int answer(struct hbk_iscsi_neg *n, enum hbk_iscsi_stage stage, int k, co
 
 #define PAIRS_MAX 256
 
+/* The keys of a login request answered first, in this order. */
+static const int early[] = { K_SESSION_TYPE, K_MAX_BURST };
+
+static bool is_early(int k)
+{
+	for (unsigned e = 0; e < HBK_ARRAY_SIZE(early); e++)
+		if (early[e] == k)
+			return true;
+	return false;
+}
+
 int hbk_iscsi_negotiate(struct hbk_iscsi_neg *n, enum hbk_iscsi_stage stage,
 			char *text, uint32_t len, struct hbk_iscsi_text *out)
 {
@@ -507,17 +527,22 @@ int hbk_iscsi_negotiate(struct hbk_iscsi_neg *n, enum hbk_iscsi_stage stage,
 	if (r < 0)
 		return HBK_ISCSI_LOGIN_INITIATOR_ERROR;
 
-	/* SessionType decides which keys are irrelevant: take it first. */
-	unsigned types = 0;
-	for (unsigned i = 0; i < npairs && stage != HBK_ISCSI_STAGE_TEXT; i++)
-		if (!strcmp(key[i], "SessionType")) {
-			if (types++ || (n->seen & 1ull << K_SESSION_TYPE))
-				return HBK_ISCSI_LOGIN_INITIATOR_ERROR;
-			if ((r = answer(n, stage, K_SESSION_TYPE, value[i], out)))
-				return r;
-		}
-	if (types)
-		n->seen |= 1ull << K_SESSION_TYPE;
+	/* Keys taken before the others, wherever they stand: SessionType
+	 * decides which keys are irrelevant, MaxBurstLength bounds
+	 * FirstBurstLength. */
+	for (unsigned e = 0; e < HBK_ARRAY_SIZE(early) && stage != HBK_ISCSI_STAGE_TEXT; e++) {
+		int k = early[e];
+		unsigned times = 0;
+		for (unsigned i = 0; i < npairs; i++)
+			if (!strcmp(key[i], keys[k].name)) {
+				if (times++ || (n->seen & 1ull << k))
+					return HBK_ISCSI_LOGIN_INITIATOR_ERROR;
+				if ((r = answer(n, stage, k, value[i], out)))
+					return r;
+			}
+		if (times)
+			n->seen |= 1ull << k;
+	}
 
 	for (unsigned i = 0; i < npairs; i++) {
 		int k = find_key(key[i]);
@@ -527,7 +552,7 @@ int hbk_iscsi_negotiate(struct hbk_iscsi_neg *n, enum hbk_iscsi_stage stage,
 				return HBK_ISCSI_LOGIN_TARGET_ERROR;
 			continue;
 		}
-		if (k == K_SESSION_TYPE && stage != HBK_ISCSI_STAGE_TEXT)
+		if (is_early(k) && stage != HBK_ISCSI_STAGE_TEXT)
 			continue;               /* taken above */
 		if (n->seen & 1ull << k)
 			return HBK_ISCSI_LOGIN_INITIATOR_ERROR;

@@ -161,8 +161,9 @@ void hbk_iscsi_tmf_pdu(struct hbk_iscsi_conn *c, const struct hbk_iscsi_bhs *h)
 		if (!t || t->state == HBK_ISCSI_TASK_REPLY) {
 			/* RFC 7143 11.5.1: a task not received yet whose CmdSN lies
 			 * in the window completes (its CmdSN counts as received and
-			 * the command, when it comes, is ignored); one that ended
-			 * already does not exist. */
+			 * the command, when it comes, is ignored, its unsolicited
+			 * Data-Out with it: cmd.c); one that ended already does not
+			 * exist. */
 			uint32_t refsn = get_be32(q->ref_cmdsn), sn = get_be32(q->cmdsn);
 			if (!t && hbk_iscsi_window_pending(&c->win, refsn) && hbk_iscsi_sn_lt(refsn, sn)) {
 				hbk_iscsi_window_take(&c->win, refsn);
