@@ -5,7 +5,7 @@
  * both paths: discovery of the virtual drives (INQUIRY and VPD), data
  * integrity on memory and RAID drives, the card's transfer limit, bundled
  * completions carrying many slots under load, a task abort that reaches
- * the controller, teardown with I/O stuck in the card, arrays given by
+ * the controller, a LUN reset ending held I/O with TASK ABORTED, teardown with I/O stuck in the card, arrays given by
  * specs (array=, next to vd=), and bad options.  tests/test_raid_integrity.c
  * takes arrays of files through every failure.
  */
@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/lib/testlib.h"
 
@@ -207,6 +208,41 @@ static void task_abort_reaches_the_controller(void **state)
 	assert_null(strstr(log, "LUN_RESET"));
 }
 
+static void flag_done(struct hbk_scsi_cmd *cmd)
+{
+	atomic_store((atomic_int *)cmd->priv, 1);
+}
+
+/*
+ * A LUN RESET while an I/O hangs in the card: the card terminates it and
+ * the command ends with TASK ABORTED (the control page says TAS 1), as
+ * SAM-5 has it for a task another nexus' task management aborted (the
+ * iSCSI target answers it so to the other sessions), not with a delivery
+ * failure.
+ */
+static void lun_reset_ends_io_with_task_aborted(void **state)
+{
+	struct hbk_ctl *c = open_raid(path_of(state), (const char *[]){ "vd=v:16M", "hold-lba=2048", NULL },
+				      20000);
+	struct hbk_lun *l = hbk_ctl_lun(c, 0);
+	uint8_t buf[8 * BS];
+	atomic_int done = 0;
+	struct hbk_scsi_cmd cmd = { .lun = l, .cdb = { 0x28, 0, 0, 0, 0x07, 0xfc, 0, 0, 8, 0 },
+				    .cdb_len = 10, .dir = HBK_DIR_READ, .buf = buf, .len = sizeof(buf),
+				    .done = flag_done, .priv = &done };
+	assert_int_equal(hbk_sam_submit(c, &cmd), 0);   /* LBA 2044..2051: held */
+	usleep(100000);
+	assert_int_equal(atomic_load(&done), 0);
+	assert_int_equal(hbk_sam_tmf(c, 0, 0, HBK_TMF_LUN_RESET, NULL), HBK_SR_FUNCTION_COMPLETE);
+	for (int i = 0; i < 2000 && !atomic_load(&done); i++)
+		usleep(1000);
+	assert_int_equal(atomic_load(&done), 1);
+	assert_int_equal(cmd.result.service, HBK_SR_TASK_COMPLETE);
+	assert_int_equal(cmd.result.status, HBK_STATUS_TASK_ABORTED);
+	assert_true(hbk_ctl_alive(c));
+	hbk_ctl_close(c);
+}
+
 static uint64_t two_held(unsigned i)
 {
 	return i < 2 ? 0 : spread(i);  /* the first two touch the held block 0 */
@@ -325,6 +361,7 @@ int main(void)
 		cmocka_unit_test(io_is_split_at_the_card_limit),
 		cmocka_unit_test(bundled_completions_carry_many_slots),
 		BOTH_PATHS(task_abort_reaches_the_controller),
+		BOTH_PATHS(lun_reset_ends_io_with_task_aborted),
 		BOTH_PATHS(teardown_fails_io_in_flight),
 		cmocka_unit_test(arrays_from_specs),
 		cmocka_unit_test(reservations_are_kept_per_initiator),

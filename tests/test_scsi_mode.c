@@ -50,6 +50,8 @@ static void mode_sense10_long_lba_descriptor(void **state)
 	assert_true(get_be64(f->buf + 8) == BIG_BLOCKS);   /* no saturation */
 	assert_int_equal(get_be32(f->buf + 20), BIG_BS);
 	assert_int_equal(f->buf[24], 0x0a);
+	assert_int_equal(f->buf[24 + 3], 0x10);            /* QAM unrestricted */
+	assert_int_equal(f->buf[24 + 5], 0x40);            /* TAS */
 	mode_sense_cdb(cdb, true, 0x18, 0x0a);             /* LLBAA with DBD */
 	run_in(f, 2, cdb, 10, sizeof f->buf);
 	assert_good(f);
@@ -195,6 +197,10 @@ static void mode_select_parameter_errors(void **state)
 	p[caching + 2] &= (uint8_t)~0x04;
 	memcpy(bad, p, len);
 	bad[control + 3] = 0x00;                           /* QAM: not changeable */
+	mode_select(f, true, 0x10, bad, len);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INVALID_FIELD_IN_PARAM);
+	memcpy(bad, p, len);
+	bad[control + 5] = 0x00;                           /* TAS: not changeable */
 	mode_select(f, true, 0x10, bad, len);
 	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INVALID_FIELD_IN_PARAM);
 	memcpy(bad, p, len);

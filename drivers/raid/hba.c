@@ -338,7 +338,13 @@ static void fill_response(struct hbk_response *resp, const struct hbk_task *t,
 		hbk_drv_response_fill(resp, t, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE,
 				      HBK_DS_DEVICE_NOT_PRESENT, 0, NULL, 0);
 		break;
-	default:  /* refused as malformed, or terminated by task management */
+	case HBK_DEV_ST_TERMINATED:
+		/* Ended by task management: TASK ABORTED (SAM-5 5.6, with the
+		 * control page's TAS 1), which its initiator may retry. */
+		hbk_drv_response_fill(resp, t, HBK_SR_TASK_COMPLETE, HBK_STATUS_TASK_ABORTED, 0,
+				      NULL, 0);
+		break;
+	default:  /* refused as malformed */
 		hbk_drv_response_fill(resp, t, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE,
 				      HBK_DS_DELIVERY_FAILURE, 0, NULL, 0);
 	}

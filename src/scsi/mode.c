@@ -49,8 +49,11 @@ static void caching_take(struct mode_values *v, const uint8_t *p)
 static void control_fill(const struct mode_values *v, uint8_t *p, bool masks)
 {
 	(void)v;
-	if (!masks)
-		p[3] = 0x10;    /* QUEUE ALGORITHM MODIFIER: unrestricted */
+	if (masks)
+		return;
+	p[3] = 0x10;            /* QUEUE ALGORITHM MODIFIER: unrestricted */
+	p[5] = 0x40;            /* TAS: a task another nexus' task management
+				 * aborted ends with TASK ABORTED status */
 }
 
 static const struct mode_page mode_pages[] = {
