@@ -655,20 +655,27 @@ static void frames_are_checked(void **state)
 	(void)state;
 	struct rig r;
 	rig_up(&r, 16, 1);
-	struct hbk_dev_frame bad[4] = {
+	struct hbk_dev_frame bad[5] = {
 		frame(1, 5, false, 0, 8, r.buf),           /* no such target */
 		frame(2, 0, false, 0, 8, r.buf + 512),     /* misaligned data */
 		frame(3, 0, false, 0, 8, r.buf),
 		frame(4, 0, false, 0, 8, r.buf),
+		frame(8, 0, true, 0, 8, r.buf),            /* a function the card has not */
 	};
 	bad[2].data_len = hbk_dev_read32(r.dev, HBK_DEV_REG_MAX_XFER) + 4096;
 	bad[3].cdb_len = 7;
-	assert_int_equal(hbk_dev_post(&r.port, bad, 4), 0);
-	struct hbk_dev_reply rep[4];
-	collect(&r, 0, rep, 4);
-	for (int i = 0; i < 4; i++)  /* in any order: several firmware threads */
+	bad[4].function = 0;
+	memset(r.buf, 0x5a, 8 * BS);
+	assert_int_equal(hbk_dev_post(&r.port, bad, 5), 0);
+	struct hbk_dev_reply rep[5];
+	collect(&r, 0, rep, 5);
+	for (int i = 0; i < 5; i++)  /* in any order: several firmware threads */
 		assert_int_equal(rep[i].status, rep[i].tag == 1 ? HBK_DEV_ST_NO_TARGET
 								 : HBK_DEV_ST_INVALID_FRAME);
+	post(&r, frame(9, 0, false, 0, 8, r.buf));   /* the WRITE of function 0 did nothing */
+	assert_int_equal(one_reply(&r).scsi_status, HBK_STATUS_GOOD);
+	for (unsigned i = 0; i < 8 * BS; i++)
+		assert_int_equal(r.buf[i], 0);
 	/* READ past the end: the emulation's CHECK CONDITION comes back whole. */
 	post(&r, frame(5, 0, false, 4 * MiB / BS, 1, r.buf));
 	struct hbk_dev_reply cc = one_reply(&r);

@@ -5,7 +5,8 @@
  * both paths: discovery of the virtual drives (INQUIRY and VPD), data
  * integrity on memory and RAID drives, the card's transfer limit, bundled
  * completions carrying many slots under load, a task abort that reaches
- * the controller, a LUN reset ending held I/O with TASK ABORTED, teardown with I/O stuck in the card, arrays given by
+ * the controller, a LUN reset ending held I/O with TASK ABORTED, I/O stuck
+ * past task management leaving the other drives served, teardown with I/O stuck in the card, arrays given by
  * specs (array=, next to vd=), and bad options.  tests/test_raid_integrity.c
  * takes arrays of files through every failure.
  */
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/common.h"
 #include "tests/lib/testlib.h"
 
 #define RAID "drivers/hbk-raid"
@@ -243,6 +245,45 @@ static void lun_reset_ends_io_with_task_aborted(void **state)
 	hbk_ctl_close(c);
 }
 
+/*
+ * An I/O stuck for good on drive a (abort cannot end it, as behind a member
+ * disk that never answers): each task management function for it waits at
+ * the card until the driver gives up and rejects it, its frame still
+ * holding one of the card's task management contexts.  Once the four are
+ * held the driver sends no more (a fifth would stop the request ring behind
+ * it) and rejects at once, and drive b is served throughout.
+ */
+static void stuck_io_leaves_other_drives_served(void **state)
+{
+	(void)state;
+	tl_capture_begin();
+	struct hbk_ctl *c = open_raid(HBK_MODE_BUNDLED, (const char *[]){ "vd=a:16M,b:16M", "hold-lba=2048",
+				      "hold-stuck=1", NULL }, 60000);
+	struct hbk_lun *a = lun_of(c, 0), *b = lun_of(c, 1);
+	uint8_t held[8 * BS], buf[8 * BS];
+	atomic_int done = 0;
+	struct hbk_scsi_cmd cmd = { .lun = a, .cdb = { 0x28, 0, 0, 0, 0x07, 0xfc, 0, 0, 8, 0 },
+				    .cdb_len = 10, .dir = HBK_DIR_READ, .buf = held, .len = sizeof(held),
+				    .done = flag_done, .priv = &done };
+	assert_int_equal(hbk_sam_submit(c, &cmd), 0);   /* LBA 2044..2051: stuck */
+	for (unsigned i = 0; i < 4; i++)
+		assert_int_equal(hbk_sam_tmf(c, 0, 0, HBK_TMF_LUN_RESET, NULL), HBK_SR_FUNCTION_REJECTED);
+	uint64_t t0 = hbk_now_ns();
+	assert_int_equal(hbk_sam_tmf(c, 0, 0, HBK_TMF_LUN_RESET, NULL), HBK_SR_FUNCTION_REJECTED);
+	assert_true(hbk_now_ns() - t0 < 1000000000ull);  /* not sent: no wait for the card */
+	tl_fill(buf, 0, 8, BS, 3);
+	assert_int_equal(tl_rw(b, true, 0, 8, buf), 0);
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(tl_rw(b, false, 0, 8, buf), 0);
+	assert_true(tl_check(buf, 0, 8, BS, 3));
+	assert_int_equal(atomic_load(&done), 0);
+	hbk_ctl_close(c);                                 /* the stuck read fails here */
+	assert_int_equal(atomic_load(&done), 1);
+	const char *log = tl_capture_end();
+	assert_non_null(strstr(log, "no answer from the controller"));
+	assert_non_null(strstr(log, "not sent, the card still holds 4 unanswered task management frames"));
+}
+
 static uint64_t two_held(unsigned i)
 {
 	return i < 2 ? 0 : spread(i);  /* the first two touch the held block 0 */
@@ -362,6 +403,7 @@ int main(void)
 		cmocka_unit_test(bundled_completions_carry_many_slots),
 		BOTH_PATHS(task_abort_reaches_the_controller),
 		BOTH_PATHS(lun_reset_ends_io_with_task_aborted),
+		cmocka_unit_test(stuck_io_leaves_other_drives_served),
 		BOTH_PATHS(teardown_fails_io_in_flight),
 		cmocka_unit_test(arrays_from_specs),
 		cmocka_unit_test(reservations_are_kept_per_initiator),

@@ -17,7 +17,9 @@
  * max-transfer=BYTES (1M), coalesce-count=N (32), coalesce-us=T (100),
  * coalesce-idle=0|1 (1: a reply that leaves the card idle interrupts at once),
  * hold-lba=LBA (fault injection: I/O touching that block of a memory drive
- * hangs until aborted).
+ * hangs until aborted), hold-stuck=0|1 (1: aborting it does not work
+ * either, as with a member disk that never answers; stopping the driver
+ * lifts the hold).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -46,7 +48,7 @@ struct slot {
 
 struct opts {
 	uint64_t tasks, queues, threads, max_transfer, coalesce_count, coalesce_us, coalesce_idle;
-	uint64_t hold_lba;
+	uint64_t hold_lba, hold_stuck;
 };
 
 struct hba {
@@ -75,6 +77,7 @@ struct hba {
 	pthread_mutex_t tm_lock;        /* the one task management in flight */
 	pthread_cond_t tm_cond;
 	uint32_t tm_seq, tm_tag;
+	uint32_t tm_out;                /* TM frames at the card, given up on or not */
 	bool tm_done;
 	struct hbk_dev_reply tm_reply;
 };
@@ -96,6 +99,7 @@ static const struct {
 	{ "coalesce-us", 100, 0, 1000000, offsetof(struct opts, coalesce_us) },
 	{ "coalesce-idle", 1, 0, 1, offsetof(struct opts, coalesce_idle) },
 	{ "hold-lba", UINT64_MAX, 0, UINT64_MAX, offsetof(struct opts, hold_lba) },
+	{ "hold-stuck", 0, 0, 1, offsetof(struct opts, hold_stuck) },
 };
 
 static int parse_options(struct hba *h)
@@ -135,8 +139,10 @@ static int probe(struct hba *h)
 	if (err)
 		return err;
 	for (unsigned i = 0; h->o.hold_lba != UINT64_MAX && i < h->storage.nvols; i++)
-		if (!h->storage.spec[i])
+		if (!h->storage.spec[i]) {
 			hbk_dev_vol_mem_hold(h->storage.vol[i], h->o.hold_lba);
+			hbk_dev_vol_mem_stick(h->storage.vol[i], h->o.hold_stuck);
+		}
 	struct hbk_dev_config cfg = {
 		.vols = h->storage.vol, .nvols = h->storage.nvols, .queues = (uint32_t)h->o.queues,
 		.threads = (uint32_t)h->o.threads, .max_transfer = (uint32_t)h->o.max_transfer,
@@ -418,6 +424,8 @@ static void hba_process_bundled(struct hbk_drv *d, const uint16_t *index, uint16
 static void tm_replied(struct hba *h, const struct hbk_dev_reply *rep)
 {
 	pthread_mutex_lock(&h->tm_lock);
+	if (h->tm_out)
+		h->tm_out--;
 	if (rep->tag == h->tm_tag) {
 		h->tm_reply = *rep;
 		h->tm_done = true;
@@ -508,7 +516,11 @@ static const char *const tm_name[] = {
  * Sends one task-management frame and waits for the card's answer, which
  * comes after the replies of every task it terminated.  task is the tag
  * to abort (ABORT TASK) or the initiator whose nexus ended (NEXUS LOSS).
- * Default queue (one at a time).
+ * A function the card does not answer in TM_WAIT_MS is rejected, but its
+ * frame stays at the card, holding one of its HBK_DEV_TM_SLOTS contexts
+ * until the I/O it waits for ends: with all of them held, a further frame
+ * would stop the request ring behind it, I/O to every drive with it, so
+ * it is rejected without being sent.  Default queue (one at a time).
  */
 static uint32_t tm(struct hba *h, uint8_t type, uint64_t target, uint64_t lun, uint64_t task)
 {
@@ -522,10 +534,19 @@ static uint32_t tm(struct hba *h, uint8_t type, uint64_t target, uint64_t lun, u
 		f.tm_tag = (uint32_t)task;
 	hbk_scsi_lun_encode(lun, f.lun);
 	pthread_mutex_lock(&h->tm_lock);
+	if (h->tm_out >= HBK_DEV_TM_SLOTS) {
+		pthread_mutex_unlock(&h->tm_lock);
+		fprintf(stderr, "hbk-raid: %s target %llu lun %llu: not sent, the card still holds "
+			"%u unanswered task management frames\n", tm_name[type],
+			(unsigned long long)target, (unsigned long long)lun, HBK_DEV_TM_SLOTS);
+		return HBK_SR_FUNCTION_REJECTED;
+	}
 	f.tag = h->tm_tag = TM_TAG | (++h->tm_seq & ~TM_TAG);
 	h->tm_done = false;
-	pthread_mutex_unlock(&h->tm_lock);
 	int err = hbk_dev_post(&h->port, &f, 1);
+	if (!err)
+		h->tm_out++;
+	pthread_mutex_unlock(&h->tm_lock);
 
 	struct timespec end;
 	clock_gettime(CLOCK_MONOTONIC, &end);
@@ -612,6 +633,11 @@ static void hba_stop(struct hbk_drv *d)
 	pthread_mutex_lock(&h->life);
 	h->running = false;
 	pthread_mutex_unlock(&h->life);
+	/* The injected hang ends with the driver: a reset waits for every
+	 * I/O the card started, and a stuck one would never end. */
+	for (unsigned i = 0; h->o.hold_lba != UINT64_MAX && i < h->storage.nvols; i++)
+		if (!h->storage.spec[i])
+			hbk_dev_vol_mem_hold(h->storage.vol[i], UINT64_MAX);
 	if (h->dev)
 		hbk_dev_write32(h->dev, HBK_DEV_REG_CONTROL, HBK_DEV_CTL_RESET);
 	irq_stop(h);

@@ -254,6 +254,14 @@ int hbk_dev_vol_mem(const char *name, uint64_t size, uint32_t block_size, struct
 int hbk_dev_vol_mem_hold(struct hbk_vol *v, uint64_t lba);
 
 /*
+ * Fault injection on a memory volume: while stuck, held I/O refuses to be
+ * cancelled too (-EBUSY), as I/O behind a member disk that never answers
+ * does, so task management waits for it; lifting the hold still ends it.
+ * Returns 0, or -EINVAL when v is not a memory volume.  Any thread.
+ */
+int hbk_dev_vol_mem_stick(struct hbk_vol *v, bool stuck);
+
+/*
  * A volume over a RAID array (include/hbk/raid.h), borrowed: it must outlive
  * the volume.  Returns 0 and *out, or -EINVAL/-ENOMEM.  Any thread.
  */

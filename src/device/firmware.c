@@ -318,7 +318,8 @@ void fw_vds_fini(struct hbk_dev *dev)
 
 static bool frame_valid(const struct hbk_dev *dev, const struct hbk_dev_frame *f)
 {
-	return (f->cdb_len == 6 || f->cdb_len == 10 || f->cdb_len == 12 || f->cdb_len == 16) &&
+	return f->function == HBK_DEV_FN_SCSI_IO &&
+	       (f->cdb_len == 6 || f->cdb_len == 10 || f->cdb_len == 12 || f->cdb_len == 16) &&
 	       f->dir <= HBK_DIR_READ && f->data_len <= dev->max_xfer &&
 	       (!f->data_len || (f->data_addr && f->data_addr % HBK_DEV_DMA_ALIGN == 0));
 }

@@ -49,6 +49,7 @@ struct mem_vol {
 	size_t size;
 	_Atomic uint64_t *map;        /* bit per block: holds data */
 	_Atomic uint64_t hold;        /* held block, UINT64_MAX: none */
+	bool stuck;                   /* held I/O refuses cancel (under lock) */
 	pthread_mutex_t lock;         /* held list */
 	struct hbk_vol_io *held;
 };
@@ -133,15 +134,18 @@ static void mem_submit(struct hbk_vol *v, struct hbk_vol_io *io)
 static int mem_cancel(struct hbk_vol *v, struct hbk_vol_io *io)
 {
 	struct mem_vol *m = (struct mem_vol *)v;
-	bool found = false;
+	bool found = false, stuck;
 	pthread_mutex_lock(&m->lock);
-	for (struct hbk_vol_io **p = &m->held; *p; p = &(*p)->next_)
+	stuck = m->stuck;
+	for (struct hbk_vol_io **p = &m->held; *p && !stuck; p = &(*p)->next_)
 		if (*p == io) {
 			*p = io->next_;
 			found = true;
 			break;
 		}
 	pthread_mutex_unlock(&m->lock);
+	if (stuck)
+		return -EBUSY;
 	if (!found)
 		return -ENOENT;
 	io->done(io, -ECANCELED);
@@ -202,6 +206,17 @@ int hbk_dev_vol_mem(const char *name, uint64_t size, uint32_t block_size, struct
 	atomic_init(&m->hold, UINT64_MAX);
 	pthread_mutex_init(&m->lock, NULL);
 	*out = &m->v;
+	return 0;
+}
+
+int hbk_dev_vol_mem_stick(struct hbk_vol *v, bool stuck)
+{
+	if (!v || v->ops != &mem_ops)
+		return -EINVAL;
+	struct mem_vol *m = (struct mem_vol *)v;
+	pthread_mutex_lock(&m->lock);
+	m->stuck = stuck;
+	pthread_mutex_unlock(&m->lock);
 	return 0;
 }
 
