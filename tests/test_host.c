@@ -790,6 +790,34 @@ static void close_waits_for_a_driver_finishing_after_stop(void **state)
 	assert_null(strstr(out, "killing it"));
 }
 
+static void ignore_blk(struct hbk_blk_io *io)
+{
+	(void)io;
+}
+
+/* A driver hung in its bundled entry point cannot answer STOP: close kills
+ * it once the call's time limit passes, without the exit grace a driver
+ * that answered gets, and the I/O in flight fails. */
+static void close_kills_a_driver_that_does_not_answer_stop(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = NULL;
+	assert_int_equal(tl_open("tests/drivers/stall", HBK_MODE_BUNDLED, NULL, 1000, 0, &c), 0);
+	static _Alignas(4096) uint8_t buf[512];
+	struct hbk_blk_io io = { .lun = hbk_ctl_lun(c, 0), .op = HBK_BLK_WRITE, .lba = 4242,
+				 .nblocks = 1, .buf = buf, .done = ignore_blk };
+	assert_int_equal(hbk_blk_submit(&io), 0);   /* the driver never returns from it */
+	usleep(100000);
+	tl_capture_begin();
+	uint64_t t0 = now_ms();
+	hbk_ctl_close(c);
+	uint64_t ms = now_ms() - t0;
+	const char *out = tl_capture_end();
+	assert_true(ms < 5000);                      /* the call limit, not the 30 s grace */
+	assert_non_null(strstr(out, "driver did not answer STOP; killing it"));
+	assert_int_equal(io.result.service, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE);
+}
+
 /* device_management false: the framework probes targets 0..highest itself. */
 static void framework_creates_targets_when_driver_does_not(void **state)
 {
@@ -935,6 +963,7 @@ int main(void)
 		cmocka_unit_test(attach_to_a_listening_driver),
 		cmocka_unit_test(driver_stops_when_the_host_vanishes),
 		cmocka_unit_test(close_waits_for_a_driver_finishing_after_stop),
+		cmocka_unit_test(close_kills_a_driver_that_does_not_answer_stop),
 		cmocka_unit_test(framework_creates_targets_when_driver_does_not),
 		cmocka_unit_test(driver_target_calls_reach_the_host),
 		cmocka_unit_test(driver_survives_garbage_from_a_host),

@@ -36,7 +36,8 @@ struct hbk_ctl_opts {
 	uint64_t user_arena_bytes;   /* arena for hbk_ctl_buf_alloc (default 64 MiB) */
 	uint32_t settle_ms;          /* open waits this long for the first LUN (default 5000) */
 	uint32_t exit_timeout_ms;    /* close waits this long for a spawned driver to exit
-				      * after STOP, e.g. writing its cache out (default 30000) */
+				      * after STOP, e.g. writing its cache out (default 30000);
+				      * one that does not answer STOP is killed at once */
 	/* Bundled path: while at most 32 tasks are at the driver, and its
 	 * recent polls mostly caught (otherwise at every 16th wait, to see
 	 * whether they would again), the event thread polls the completion
@@ -57,7 +58,9 @@ int hbk_ctl_open(const struct hbk_ctl_opts *opts, struct hbk_ctl **out);
 /*
  * Stops the controller: refuses new I/O, completes every outstanding task
  * with DeviceNotPresent, destroys the targets, stops the driver and waits
- * for its process.  Frees c.  Not from a completion callback.
+ * for its process (exit_timeout_ms after it answered STOP; a driver that
+ * does not answer it within the call time limit is killed then).  Frees c.
+ * Not from a completion callback.
  */
 void hbk_ctl_close(struct hbk_ctl *c);
 

@@ -710,15 +710,20 @@ close_c:
 
 /* ---- Teardown ------------------------------------------------------------- */
 
-static void reap_driver(struct hbk_ctl *c)
+/* Waits for a spawned driver to exit: up to exit_timeout_ms when it
+ * answered STOP (grace), else not at all; then kills it. */
+static void reap_driver(struct hbk_ctl *c, bool grace)
 {
 	if (c->pid <= 0)
 		return;
 	pid_t pid = c->pid;
 	bool gone = false;
 	/* A driver may still be writing its cache out after STOP: killing it
-	 * then would lose acknowledged writes, so it gets exit_timeout_ms. */
-	uint64_t start = hbk_now_ns(), end = start + (uint64_t)c->opts.exit_timeout_ms * 1000000;
+	 * then would lose acknowledged writes, so it gets exit_timeout_ms.  One
+	 * that did not answer STOP within the call time limit is hung: waiting
+	 * longer for it only delays the close. */
+	uint64_t start = hbk_now_ns();
+	uint64_t end = start + (grace ? (uint64_t)c->opts.exit_timeout_ms * 1000000 : 0);
 	bool told = false;
 	while (!gone && hbk_now_ns() < end) {
 		gone = waitpid(pid, NULL, WNOHANG) == pid;
@@ -730,9 +735,15 @@ static void reap_driver(struct hbk_ctl *c)
 			told = true;
 		}
 	}
-	if (!gone) {
+	if (!gone && grace) {
 		hbk_log(HBK_LOG_WARN, "driver did not exit within %u ms of STOP; killing it",
 			c->opts.exit_timeout_ms);
+	} else if (!gone) {
+		gone = waitpid(pid, NULL, WNOHANG) == pid;
+		if (!gone)
+			hbk_log(HBK_LOG_WARN, "driver did not answer STOP; killing it");
+	}
+	if (!gone) {
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 	}
@@ -767,8 +778,8 @@ void hbk_ctl_close(struct hbk_ctl *c)
 	pthread_mutex_lock(&c->lock);
 	c->stopped = true;
 	pthread_mutex_unlock(&c->lock);
-	if (alive && c->tasks)
-		hbk_ctl_call_simple(c, HBK_MSG_STOP, NULL, 0, NULL);
+	bool stop_sent = alive && c->tasks;
+	bool hung = stop_sent && hbk_ctl_call_simple(c, HBK_MSG_STOP, NULL, 0, NULL) != 0;
 	pthread_mutex_lock(&c->lock);
 	c->dead = true;
 	pthread_mutex_unlock(&c->lock);
@@ -776,7 +787,7 @@ void hbk_ctl_close(struct hbk_ctl *c)
 		shutdown(c->call_fd, SHUT_RDWR);
 	if (c->event_fd >= 0)
 		shutdown(c->event_fd, SHUT_RDWR);
-	reap_driver(c);
+	reap_driver(c, !hung);
 	if (c->reader_up)
 		pthread_join(c->reader, NULL);
 	pthread_mutex_lock(&c->ctl_lock);
