@@ -818,6 +818,69 @@ static void close_kills_a_driver_that_does_not_answer_stop(void **state)
 	assert_int_equal(io.result.service, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE);
 }
 
+/*
+ * ABORT TASK racing with the end of its command: A is held 150 ms, and the
+ * abort waits for the call channel, which a 300 ms LUN RESET keeps busy;
+ * meanwhile A ends and its callback submits B, which takes A's slot.  The
+ * abort names A by its task_tag, unique per issue, so B (held 1000 ms) is
+ * left alone and ends GOOD.  With a per-slot tag it was ended TASK ABORTED.
+ */
+static struct {
+	struct hbk_ctl *c;
+	struct hbk_scsi_cmd a, b;
+	_Alignas(4096) uint8_t buf[2][512];
+	atomic_int a_result, b_result;   /* service << 8 | status, -1 until done */
+} race;
+
+static void race_read(struct hbk_scsi_cmd *cmd, uint32_t lba, uint8_t *buf,
+		      void (*done)(struct hbk_scsi_cmd *))
+{
+	*cmd = (struct hbk_scsi_cmd){ .cdb = { 0x28, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16),
+					       (uint8_t)(lba >> 8), (uint8_t)lba, 0, 0, 1, 0 },
+				      .cdb_len = 10, .dir = HBK_DIR_READ, .buf = buf, .len = 512,
+				      .done = done };
+}
+
+static void race_b_done(struct hbk_scsi_cmd *cmd)
+{
+	atomic_store(&race.b_result, cmd->result.service << 8 | cmd->result.status);
+}
+
+static void race_a_done(struct hbk_scsi_cmd *cmd)
+{
+	atomic_store(&race.a_result, cmd->result.service << 8 | cmd->result.status);
+	race_read(&race.b, 6000, race.buf[1], race_b_done);
+	assert_int_equal(hbk_sam_submit(race.c, &race.b), 0);
+}
+
+static void *race_lun_reset(void *arg)
+{
+	(void)arg;
+	hbk_sam_tmf(race.c, 0, 0, HBK_TMF_LUN_RESET, NULL);
+	return NULL;
+}
+
+static void abort_task_spares_the_next_command_in_the_slot(void **state)
+{
+	(void)state;
+	atomic_init(&race.a_result, -1);
+	atomic_init(&race.b_result, -1);
+	assert_int_equal(tl_open("tests/drivers/abort_by_tag", HBK_MODE_BUNDLED, NULL, 0, 0, &race.c), 0);
+	race_read(&race.a, 5000, race.buf[0], race_a_done);
+	assert_int_equal(hbk_sam_submit(race.c, &race.a), 0);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, race_lun_reset, NULL), 0);
+	usleep(30000);                               /* the LUN RESET holds the channel */
+	int sr = hbk_sam_tmf(race.c, 0, 0, HBK_TMF_ABORT_TASK, &race.a);
+	pthread_join(th, NULL);
+	assert_int_equal(sr, HBK_SR_FUNCTION_COMPLETE);
+	assert_int_equal(atomic_load(&race.a_result), HBK_SR_TASK_COMPLETE << 8 | HBK_STATUS_GOOD);
+	for (int i = 0; i < 3000 && atomic_load(&race.b_result) < 0; i++)
+		usleep(1000);
+	assert_int_equal(atomic_load(&race.b_result), HBK_SR_TASK_COMPLETE << 8 | HBK_STATUS_GOOD);
+	hbk_ctl_close(race.c);
+}
+
 /* device_management false: the framework probes targets 0..highest itself. */
 static void framework_creates_targets_when_driver_does_not(void **state)
 {
@@ -964,6 +1027,7 @@ int main(void)
 		cmocka_unit_test(driver_stops_when_the_host_vanishes),
 		cmocka_unit_test(close_waits_for_a_driver_finishing_after_stop),
 		cmocka_unit_test(close_kills_a_driver_that_does_not_answer_stop),
+		cmocka_unit_test(abort_task_spares_the_next_command_in_the_slot),
 		cmocka_unit_test(framework_creates_targets_when_driver_does_not),
 		cmocka_unit_test(driver_target_calls_reach_the_host),
 		cmocka_unit_test(driver_survives_garbage_from_a_host),

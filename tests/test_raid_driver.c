@@ -266,6 +266,7 @@ static void stuck_io_leaves_other_drives_served(void **state)
 				    .cdb_len = 10, .dir = HBK_DIR_READ, .buf = held, .len = sizeof(held),
 				    .done = flag_done, .priv = &done };
 	assert_int_equal(hbk_sam_submit(c, &cmd), 0);   /* LBA 2044..2051: stuck */
+	usleep(200000);                                   /* in the volume, past cancel */
 	for (unsigned i = 0; i < 4; i++)
 		assert_int_equal(hbk_sam_tmf(c, 0, 0, HBK_TMF_LUN_RESET, NULL), HBK_SR_FUNCTION_REJECTED);
 	uint64_t t0 = hbk_now_ns();

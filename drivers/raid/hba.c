@@ -33,7 +33,8 @@
 #include "hbk/driver.h"
 #include "hbk/scsi.h"
 
-#define TM_TAG      0x80000000u  /* task-management frames; I/O frames carry the pool index */
+#define TM_TAG      0x80000000u  /* task-management frames */
+#define TAG_INDEX   0xffffu      /* I/O frames: the pool index, generation << 16 */
 #define TM_WAIT_MS  1500         /* well inside the host's call time limit */
 #define REAP_BATCH  64
 
@@ -42,6 +43,11 @@ enum path { IDLE = 0, PER_TASK = 1, BUNDLED = 2 };
 /* A pooled task while it is at the card. */
 struct slot {
 	_Atomic uint8_t path;           /* enum path: how it came; IDLE when not at the card */
+	/* While at the card: the task's task_tag (what ABORT TASK names) and
+	 * its frame's tag, the slot index with a generation above it, so that
+	 * nothing meant for one use of the slot reaches the next. */
+	_Atomic uint64_t task_tag;
+	_Atomic uint32_t frame_tag;
 	struct hbk_drv_action *action;  /* per-task path, under slot_lock */
 	struct hbk_task task;           /* per-task path: the task by value, under slot_lock */
 };
@@ -307,8 +313,10 @@ static uint64_t hba_highest_lun(struct hbk_drv *d)
 
 /* ---- I/O ------------------------------------------------------------------------------ */
 
-/* The frame for pool slot `index` carrying task t.  False when its buffer
- * cannot be handed to the card. */
+/* The frame for pool slot `index` carrying task t, under a tag of the
+ * slot's next generation (recorded with t's task_tag in the slot, before
+ * the frame can reach the card).  False when its buffer cannot be handed
+ * to the card. */
 static bool build_frame(struct hba *h, const struct hbk_task *t, uint16_t index,
 			struct hbk_dev_frame *f)
 {
@@ -316,8 +324,16 @@ static bool build_frame(struct hba *h, const struct hbk_task *t, uint16_t index,
 	void *buf = len ? hbk_drv_dma(h->d, t->buffer_iova, len) : NULL;
 	if ((len && !buf) || len > h->max_xfer || t->cdb_len > sizeof(f->cdb))
 		return false;
+	struct slot *s = &h->slots[index];
+	uint32_t gen = (atomic_load_explicit(&s->frame_tag, memory_order_relaxed) >> 16) + 1;
+	uint32_t tag = index | (gen & (~TM_TAG >> 16)) << 16;
+	/* Seq_cst, task_tag first: hba_abort_task reads frame_tag, task_tag,
+	 * then frame_tag again, so a pair it accepts is one use's.  The
+	 * frame's post publishes them to the interrupt handler. */
+	atomic_store(&s->task_tag, t->task_tag);
+	atomic_store(&s->frame_tag, tag);
 	*f = (struct hbk_dev_frame){
-		.tag = index, .function = HBK_DEV_FN_SCSI_IO, .dir = t->direction,
+		.tag = tag, .function = HBK_DEV_FN_SCSI_IO, .dir = t->direction,
 		.cdb_len = t->cdb_len, .reply_queue = (uint8_t)(index % h->nqueues),
 		/* The card answers NO_TARGET for a target it does not have. */
 		.target = t->target_id < h->ntargets ? (uint32_t)t->target_id : UINT32_MAX,
@@ -441,10 +457,13 @@ static void tm_replied(struct hba *h, const struct hbk_dev_reply *rep)
  * gather in done[] (n so far), sent 32 at a time.  Returns the new n. */
 static unsigned complete(struct hba *h, const struct hbk_dev_reply *rep, uint16_t *done, unsigned n)
 {
-	uint8_t path = rep->tag < h->ntasks ? atomic_exchange(&h->slots[rep->tag].path, IDLE) : IDLE;
+	uint32_t index = rep->tag & TAG_INDEX;
+	uint8_t path = index < h->ntasks && !(rep->tag & TM_TAG) &&
+		       rep->tag == atomic_load_explicit(&h->slots[index].frame_tag, memory_order_relaxed)
+		       ? atomic_exchange(&h->slots[index].path, IDLE) : IDLE;
 	if (path == BUNDLED) {
-		fill_response(&h->resps[rep->tag], &h->cmds[rep->tag], rep);
-		done[n++] = (uint16_t)rep->tag;
+		fill_response(&h->resps[index], &h->cmds[index], rep);
+		done[n++] = (uint16_t)index;
 		if (n == HBK_MAX_BUNDLE) {
 			hbk_drv_bundled_complete(h->d, h->bundled, done, (uint16_t)n);
 			n = 0;
@@ -452,8 +471,8 @@ static unsigned complete(struct hba *h, const struct hbk_dev_reply *rep, uint16_
 	} else if (path == PER_TASK) {
 		struct hbk_response resp;
 		pthread_mutex_lock(&h->slot_lock);
-		struct hbk_drv_action *a = h->slots[rep->tag].action;
-		fill_response(&resp, &h->slots[rep->tag].task, rep);
+		struct hbk_drv_action *a = h->slots[index].action;
+		fill_response(&resp, &h->slots[index].task, rep);
 		pthread_mutex_unlock(&h->slot_lock);
 		hbk_drv_task_complete(h->d, a, &resp);
 		hbk_drv_action_release(a);
@@ -514,8 +533,8 @@ static const char *const tm_name[] = {
 
 /*
  * Sends one task-management frame and waits for the card's answer, which
- * comes after the replies of every task it terminated.  task is the tag
- * to abort (ABORT TASK) or the initiator whose nexus ended (NEXUS LOSS).
+ * comes after the replies of every task it terminated.  task is the frame
+ * tag to abort (ABORT TASK) or the initiator whose nexus ended (NEXUS LOSS).
  * A function the card does not answer in TM_WAIT_MS is rejected, but its
  * frame stays at the card, holding one of its HBK_DEV_TM_SLOTS contexts
  * until the I/O it waits for ends: with all of them held, a further frame
@@ -580,11 +599,17 @@ static uint32_t tm(struct hba *h, uint8_t type, uint64_t target, uint64_t lun, u
 static uint32_t hba_abort_task(struct hbk_drv *d, uint64_t target, uint64_t lun, uint64_t tag)
 {
 	struct hba *h = hbk_drv_priv(d);
-	/* Task ids are the runtime's default, pool index + 1. */
-	uint64_t index = tag - 1;
-	if (!tag || index >= h->ntasks || atomic_load(&h->slots[index].path) == IDLE)
-		return HBK_SR_FUNCTION_COMPLETE;  /* not at the card: its completion is on its way */
-	return tm(h, HBK_DEV_TM_ABORT_TASK, target, lun, (uint32_t)index);
+	/* The slot holding that task now, and its frame's tag: the card ends
+	 * that frame only, so a task that ends meanwhile, and the next one its
+	 * slot carries, are left alone. */
+	for (uint32_t i = 0; tag && i < h->ntasks; i++) {
+		struct slot *s = &h->slots[i];
+		uint32_t frame = atomic_load(&s->frame_tag);
+		if (atomic_load(&s->task_tag) == tag && atomic_load(&s->path) != IDLE &&
+		    atomic_load(&s->frame_tag) == frame)
+			return tm(h, HBK_DEV_TM_ABORT_TASK, target, lun, frame);
+	}
+	return HBK_SR_FUNCTION_COMPLETE;  /* not at the card: its completion is on its way */
 }
 
 static uint32_t hba_abort_task_set(struct hbk_drv *d, uint64_t target, uint64_t lun)

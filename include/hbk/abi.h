@@ -208,7 +208,7 @@ struct hbk_task {
 	uint64_t buffer_iova;              /* offset into the data arena */
 	uint32_t task_attribute;           /* enum hbk_task_attr */
 	uint32_t rsvd1;
-	uint64_t task_tag;                 /* 0 = untagged */
+	uint64_t task_tag;                 /* unique per issue (never 0): ABORT TASK's tag */
 	uint8_t  lun[8];                   /* SAM 8-byte LUN */
 	uint8_t  cdb[16];
 	uint8_t  cdb_len;                  /* 6, 10, 12 or 16 */
@@ -376,7 +376,7 @@ enum hbk_msg_type {
 	HBK_MSG_HIGHEST_LUN = 15,
 	HBK_MSG_PROCESS_TASK = 16,     /* struct hbk_msg_task */
 	HBK_MSG_PROCESS_BUNDLED = 17,  /* the entry point; its tasks travel in the submission ring */
-	HBK_MSG_ABORT_TASK = 18,       /* arg0 target, arg1 lun, arg2 tag */
+	HBK_MSG_ABORT_TASK = 18,       /* arg0 target, arg1 lun, arg2 the task's task_tag */
 	HBK_MSG_ABORT_TASK_SET = 19,   /* arg0 target, arg1 lun */
 	HBK_MSG_CLEAR_ACA = 20,
 	HBK_MSG_CLEAR_TASK_SET = 21,

@@ -160,7 +160,10 @@ static void prepare(struct hbk_ctl *c, struct htask *t, struct hbk_scsi_cmd *cmd
 	k->requested_transfer_count = cmd->len;
 	k->buffer_iova = t->iova;
 	k->task_attribute = cmd->attr;
-	k->task_tag = t->task_id;
+	/* Unique for every issue, unlike the slot's task_id: ABORT TASK names
+	 * this command, never one that reuses the slot after it. */
+	t->tag = atomic_fetch_add_explicit(&c->tag_seq, 1, memory_order_relaxed) + 1;
+	k->task_tag = t->tag;
 	hbk_scsi_lun_encode(t->lun, k->lun);
 	memcpy(k->cdb, cmd->cdb, cmd->cdb_len);
 	k->cdb_len = cmd->cdb_len;
@@ -815,7 +818,7 @@ void *hbk_io_timer(void *arg)
 			step[n].stage = t->tmo_stage;
 			step[n].target = t->target;
 			step[n].lun = t->lun;
-			step[n].tag = t->task_id;
+			step[n].tag = t->tag;
 			n++;
 		}
 		pthread_mutex_unlock(&c->lock);
@@ -941,7 +944,7 @@ int hbk_sam_tmf(struct hbk_ctl *c, uint64_t target, uint64_t lun, enum hbk_tmf o
 			struct htask *t = &c->tasks[i];
 			if (t->state == SLOT_DRIVER && t->cmd == cmd) {
 				at_driver = true;
-				tag = t->task_id;
+				tag = t->tag;
 			}
 		}
 		pthread_mutex_unlock(&c->lock);
