@@ -519,6 +519,46 @@ static void test_c07_handle_used_after_last_release(void **state)
 	c07_case("fault=stale", 1, "after its last release");
 }
 
+/*
+ * A second completion that comes late, once the host gave the slot to the
+ * next command (tests/drivers/late_double): the write at TRIGGER completes
+ * twice, 200 ms apart, and the read after it, on the same slot, is held
+ * 600 ms.  The repeated completion carries the write's task_tag, so the
+ * runtime refuses it (C03 bundled, C07 per task) instead of ending the
+ * read early with data the device has not moved.
+ */
+static void late_double_case(enum hbk_ctl_mode mode, unsigned rule, const char *logged)
+{
+	static _Alignas(4096) uint8_t wbuf[BS], rbuf[BS];
+	capture_begin();
+	struct hbk_lun *l = open_lun("late_double", mode, NULL, 0, 0);
+	tl_fill(wbuf, 5000, 1, BS, 2);
+	assert_int_equal(tl_rw(l, true, 5000, 1, wbuf), 0);
+	tl_fill(wbuf, TRIGGER, 1, BS, 1);
+	assert_int_equal(tl_rw(l, true, TRIGGER, 1, wbuf), 0);
+	memset(rbuf, 0, sizeof(rbuf));
+	uint64_t t0 = now_ms();
+	assert_int_equal(tl_rw(l, false, 5000, 1, rbuf), 0);
+	assert_true(now_ms() - t0 >= 550);        /* its own completion, not the write's */
+	assert_true(tl_check(rbuf, 5000, 1, BS, 2));
+	assert_true(wait_viol(rule, 1));
+	assert_true(hbk_ctl_alive(ctl));
+	const char *out = capture_end();
+	assert_contains(out, logged);
+}
+
+static void test_c03_late_double_completion(void **state)
+{
+	(void)state;
+	late_double_case(HBK_MODE_BUNDLED, 3, "whose response is an earlier task's");
+}
+
+static void test_c07_late_double_completion(void **state)
+{
+	(void)state;
+	late_double_case(HBK_MODE_PER_TASK, 7, "with the response of an earlier task on its slot");
+}
+
 /* ---- HBK-C08: missing HBA constraint ------------------------------------------- */
 
 static void c08_case(const char *omit, const char *key)
@@ -926,6 +966,8 @@ int main(void)
 		T(test_c07_completed_twice_raw),
 		T(test_c07_completed_and_final_status),
 		T(test_c07_handle_used_after_last_release),
+		T(test_c03_late_double_completion),
+		T(test_c07_late_double_completion),
 		T(test_c08_missing_data_alignment_mask),
 		T(test_c08_missing_max_byte_count_read),
 		T(test_c09_accepted_without_mapping),

@@ -230,7 +230,9 @@ struct hbk_response {
 	uint64_t bytes_transferred;
 	uint8_t  sense_len;
 	uint8_t  sense[HBK_SENSE_BUF];
-	uint8_t  rsvd1[55];
+	uint8_t  rsvd1[7];
+	uint64_t task_tag;                 /* the task's task_tag (0: not given) */
+	uint8_t  rsvd2[40];
 };
 
 static_assert(sizeof(struct hbk_task) == 128, "task slot is 128 bytes");
@@ -254,6 +256,7 @@ static_assert(__builtin_offsetof(struct hbk_response, bytes_transferred) == 64, 
 static_assert(__builtin_offsetof(struct hbk_response, sense_len) == 72, "");
 static_assert(__builtin_offsetof(struct hbk_response, sense) == 73, "");
 static_assert(__builtin_offsetof(struct hbk_response, rsvd1) == 329, "");
+static_assert(__builtin_offsetof(struct hbk_response, task_tag) == 336, "");
 
 /* ---- Shared region header ------------------------------------------------ */
 

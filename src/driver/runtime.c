@@ -59,6 +59,7 @@ struct hbk_drv_action {
 	uint32_t index;
 	atomic_uint refs;       /* 0: released, the handle is dead */
 	atomic_bool at_driver;  /* its task arrived and has not been completed */
+	_Atomic uint64_t tag;   /* that task's task_tag */
 };
 
 struct hbk_drv_bundled_action {
@@ -95,6 +96,7 @@ struct hbk_drv {
 	uint32_t dma_alignment;     /* as the driver's DMA spec declared */
 	struct hbk_drv_bundled_action bundled;
 	atomic_bool *slot_at_driver;  /* per bundled slot: issued, not yet completed */
+	_Atomic uint64_t *slot_tag;   /* per bundled slot: the issued task's task_tag */
 	struct hbk_drv_mem cmd_mem, resp_mem;
 	atomic_bool bundled_mapped;
 	bool started, stopped;      /* START succeeded, STOP served; call server only */
@@ -462,6 +464,17 @@ uint32_t hbk_drv_action_index(const struct hbk_drv_action *a)
 	return a->index;
 }
 
+/*
+ * Whether a response carries the task_tag of another issue than the task
+ * at the driver: a completion repeated once the host reissued the slot,
+ * which would otherwise pass for the new task's (its data not moved yet).
+ * A response without a tag (0) is not checked.
+ */
+static bool stale_response(const struct hbk_response *resp, uint64_t issued)
+{
+	return resp->task_tag && resp->task_tag != issued;
+}
+
 int hbk_drv_task_complete(struct hbk_drv *d, struct hbk_drv_action *a,
 			  const struct hbk_response *resp)
 {
@@ -475,6 +488,13 @@ int hbk_drv_task_complete(struct hbk_drv *d, struct hbk_drv_action *a,
 	/* Refused here, not only at the host: the host may have reissued the
 	 * slot by the time a second completion arrives, and would take it for
 	 * the new task's. */
+	if (stale_response(resp, atomic_load(&a->tag))) {
+		report(d, 7, "ParallelTaskCompletion of task %u with the response of an earlier "
+		       "task on its slot (task_tag %llu; the task at the driver has %llu): "
+		       "completed twice (complete each task once)", a->index,
+		       (unsigned long long)resp->task_tag, (unsigned long long)atomic_load(&a->tag));
+		return -EALREADY;
+	}
 	if (!atomic_exchange(&a->at_driver, false)) {
 		report(d, 7, "ParallelTaskCompletion of task %u, which is not at the driver: "
 		       "completed twice (complete each task once)", a->index);
@@ -531,6 +551,15 @@ int hbk_drv_bundled_complete(struct hbk_drv *d, struct hbk_drv_bundled_action *a
 	unsigned nok = 0;
 	for (unsigned i = 0; i < count; i++) {
 		if (index[i] < d->region.slots &&
+		    stale_response(&d->region.resps[index[i]], atomic_load(&d->slot_tag[index[i]]))) {
+			report(d, 3, "BundledParallelTaskCompletion of slot %u whose response is an "
+			       "earlier task's (task_tag %llu; the task at the driver has %llu): "
+			       "completed twice (complete each slot once)", index[i],
+			       (unsigned long long)d->region.resps[index[i]].task_tag,
+			       (unsigned long long)atomic_load(&d->slot_tag[index[i]]));
+			continue;
+		}
+		if (index[i] < d->region.slots &&
 		    !atomic_exchange(&d->slot_at_driver[index[i]], false)) {
 			report(d, 3, "BundledParallelTaskCompletion of slot %u, which is not at the "
 			       "driver: never issued or completed twice (complete each slot once)",
@@ -584,6 +613,7 @@ void hbk_drv_response_fill(struct hbk_response *r, const struct hbk_task *t,
 	r->version = HBK_TASK_VERSION;
 	r->target_id = t->target_id;
 	r->controller_task_id = t->controller_task_id;
+	r->task_tag = t->task_tag;
 	r->completion_status = status;
 	r->service_response = service;
 	r->bytes_transferred = bytes;
@@ -769,7 +799,12 @@ static int do_share_region(struct hbk_drv *d, int fd)
 	if (err)
 		return err;
 	d->slot_at_driver = calloc(d->region.slots, sizeof(*d->slot_at_driver));
-	if (!d->slot_at_driver) {
+	d->slot_tag = calloc(d->region.slots, sizeof(*d->slot_tag));
+	if (!d->slot_at_driver || !d->slot_tag) {
+		free(d->slot_at_driver);
+		free(d->slot_tag);
+		d->slot_at_driver = NULL;
+		d->slot_tag = NULL;
 		hbk_region_unmap(&d->region);
 		return -ENOMEM;
 	}
@@ -832,6 +867,7 @@ static void do_process_task(struct hbk_drv *d, const struct hbk_msg_task *m,
 	 * may reissue a pool index as soon as its completion arrives, before the
 	 * driver's release of the previous cycle has run. */
 	atomic_fetch_add(&a->refs, 1);
+	atomic_store(&a->tag, m->task.task_tag);
 	atomic_store(&a->at_driver, true);
 	memset(&r->resp, 0, sizeof(r->resp));
 	r->service_response = d->ops->process_task ?
@@ -860,8 +896,10 @@ static int do_process_bundled(struct hbk_drv *d, const uint16_t *index, unsigned
 	for (unsigned i = 0; i < count; i++)
 		if (index[i] >= d->region.slots)
 			return -EINVAL;
-	for (unsigned i = 0; i < count; i++)
+	for (unsigned i = 0; i < count; i++) {
+		atomic_store(&d->slot_tag[index[i]], d->region.cmds[index[i]].task_tag);
 		atomic_store(&d->slot_at_driver[index[i]], true);
+	}
 	d->ops->process_bundled(d, index, (uint16_t)count, &d->bundled);
 	return 0;
 }
@@ -1234,6 +1272,7 @@ free_d:
 	if (d->have_region)
 		hbk_region_unmap(&d->region);
 	free(d->slot_at_driver);
+	free(d->slot_tag);
 	free(d->actions);
 	pthread_mutex_destroy(&d->queues_lock);
 	pthread_mutex_destroy(&d->call_lock);

@@ -356,6 +356,8 @@ static const char *response_fault(const struct htask *t, const struct hbk_respon
 		return "version is not 1";
 	if (r->controller_task_id != t->task_id)
 		return "controller_task_id is not the task's id";
+	if (r->task_tag && r->task_tag != t->tag)
+		return "task_tag is another task's";
 	if (r->bytes_transferred > requested)
 		return "bytes_transferred exceeds the requested transfer count";
 	if (r->sense_len > HBK_SENSE_MAX)
