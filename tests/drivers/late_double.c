@@ -5,76 +5,25 @@
  * completed at once and again 200 ms later with the same response (the
  * earlier task's); one at LBA 5000 or above is executed and completed only
  * 600 ms after it came (a device that moves the data at the end), with its
- * buffer marked 0xEE meanwhile.  One worker thread does the late work.
+ * buffer marked 0xEE meanwhile.  The late work runs on the InterruptQueue
+ * (tdrv_defer).
  */
-#include <pthread.h>
-#include <stdbool.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "common/common.h"
 #include "tests/drivers/lib/tdrv.h"
 
-static struct later {
-	struct tdrv *t;
-	struct tdrv_io io;
-	uint64_t due_ns;
-	bool used, again;          /* again: the repeated completion */
-} later[TDRV_TASKS];
-static pthread_mutex_t later_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t worker_once = PTHREAD_ONCE_INIT;
+enum { LATE, AGAIN };
 
-static void run(struct later *l)
+static void due(struct tdrv *t, struct tdrv_io *io, int kind)
 {
-	if (!l->again) {
-		tdrv_execute(l->t, &l->io.task, &l->io.resp);
-		tdrv_complete(l->t, &l->io);
-	} else if (l->io.path == TDRV_BUNDLED) {
-		hbk_drv_bundled_complete(l->t->d, l->io.bundled, &l->io.index, 1);
+	if (kind == LATE) {
+		tdrv_execute(t, &io->task, &io->resp);
+		tdrv_complete(t, io);
+	} else if (io->path == TDRV_BUNDLED) {
+		hbk_drv_bundled_complete(t->d, io->bundled, &io->index, 1);
 	} else {
-		hbk_drv_task_complete(l->t->d, l->io.action, &l->io.resp);
+		hbk_drv_task_complete(t->d, io->action, &io->resp);
 	}
-}
-
-static void *worker(void *arg)
-{
-	(void)arg;
-	for (;;) {
-		struct later due[TDRV_TASKS];
-		unsigned n = 0;
-		uint64_t now = hbk_now_ns();
-		pthread_mutex_lock(&later_lock);
-		for (unsigned i = 0; i < TDRV_TASKS; i++)
-			if (later[i].used && later[i].due_ns <= now) {
-				due[n++] = later[i];
-				later[i].used = false;
-			}
-		pthread_mutex_unlock(&later_lock);
-		for (unsigned i = 0; i < n; i++)
-			run(&due[i]);
-		usleep(2000);
-	}
-	return NULL;
-}
-
-static void worker_start(void)
-{
-	pthread_t th;
-	if (!pthread_create(&th, NULL, worker, NULL))
-		pthread_detach(th);
-}
-
-static void defer(struct tdrv *t, const struct tdrv_io *io, unsigned ms, bool again)
-{
-	pthread_once(&worker_once, worker_start);
-	pthread_mutex_lock(&later_lock);
-	for (unsigned i = 0; i < TDRV_TASKS; i++)
-		if (!later[i].used) {
-			later[i] = (struct later){ .t = t, .io = *io, .used = true, .again = again,
-						   .due_ns = hbk_now_ns() + ms * 1000000ull };
-			break;
-		}
-	pthread_mutex_unlock(&later_lock);
 }
 
 static bool complete(struct tdrv *t, struct tdrv_io *io)
@@ -84,7 +33,7 @@ static bool complete(struct tdrv *t, struct tdrv_io *io)
 		return false;
 	if (lba == TDRV_TRIGGER_LBA) {
 		tdrv_complete(t, io);
-		defer(t, io, 200, true);
+		tdrv_defer(t, io, 200, AGAIN);
 		return true;
 	}
 	if (lba >= 5000) {
@@ -93,13 +42,13 @@ static bool complete(struct tdrv *t, struct tdrv_io *io)
 		if (io->task.direction == HBK_DIR_READ)
 			memset(hbk_drv_dma(t->d, io->task.buffer_iova, io->task.requested_transfer_count),
 			       0xEE, io->task.requested_transfer_count);
-		defer(t, io, 600, false);
+		tdrv_defer(t, io, 600, LATE);
 		return true;
 	}
 	return false;
 }
 
-static const struct tdrv_hooks hooks = { .complete = complete };
+static const struct tdrv_hooks hooks = { .complete = complete, .due = due };
 
 int main(int argc, char **argv)
 {

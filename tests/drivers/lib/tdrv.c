@@ -119,6 +119,85 @@ void tdrv_create_targets_later(struct tdrv *t)
 	hbk_drv_queue_dispatch(t->aux, &t->create_work);
 }
 
+/* ---- Deferred tasks -------------------------------------------------------------- */
+
+/* On the InterruptQueue: hands every kept task that is due to hooks->due. */
+static void defer_run(struct hbk_drv_work *w)
+{
+	struct tdrv *t = (struct tdrv *)((char *)w - offsetof(struct tdrv, defer_work));
+	uint64_t now = hbk_now_ns();
+	for (unsigned i = 0; i < TDRV_TASKS; i++) {
+		pthread_mutex_lock(&t->defer_lock);
+		struct tdrv_deferred x = t->deferred[i];
+		bool due = x.used && x.due_ns <= now;
+		if (due)
+			t->deferred[i].used = false;
+		pthread_mutex_unlock(&t->defer_lock);
+		if (due)
+			t->hooks->due(t, &x.io, x.kind);
+	}
+}
+
+/* Raises defer_run on the InterruptQueue whenever a kept task is due. */
+static void *defer_main(void *arg)
+{
+	struct tdrv *t = arg;
+	pthread_mutex_lock(&t->defer_lock);
+	while (!t->defer_stop) {
+		uint64_t now = hbk_now_ns();
+		bool due = false;
+		for (unsigned i = 0; i < TDRV_TASKS; i++)
+			due |= t->deferred[i].used && t->deferred[i].due_ns <= now;
+		pthread_mutex_unlock(&t->defer_lock);
+		if (due)
+			hbk_drv_queue_dispatch(t->intr, &t->defer_work);  /* -EALREADY: raised */
+		usleep(2000);
+		pthread_mutex_lock(&t->defer_lock);
+	}
+	pthread_mutex_unlock(&t->defer_lock);
+	return NULL;
+}
+
+void tdrv_defer(struct tdrv *t, const struct tdrv_io *io, unsigned ms, int kind)
+{
+	pthread_mutex_lock(&t->defer_lock);
+	if (!t->defer_running && !t->defer_stop)
+		t->defer_running = !pthread_create(&t->defer_thread, NULL, defer_main, t);
+	for (unsigned i = 0; i < TDRV_TASKS; i++)
+		if (!t->deferred[i].used) {
+			t->deferred[i] = (struct tdrv_deferred){
+				.io = *io, .kind = kind, .used = true,
+				.due_ns = hbk_now_ns() + ms * 1000000ull };
+			break;
+		}
+	pthread_mutex_unlock(&t->defer_lock);
+}
+
+bool tdrv_defer_expedite(struct tdrv *t, uint64_t tag, int kind)
+{
+	bool found = false;
+	pthread_mutex_lock(&t->defer_lock);
+	for (unsigned i = 0; i < TDRV_TASKS; i++)
+		if (t->deferred[i].used && t->deferred[i].io.task.task_tag == tag) {
+			t->deferred[i].due_ns = 0;
+			t->deferred[i].kind = kind;
+			found = true;
+		}
+	pthread_mutex_unlock(&t->defer_lock);
+	return found;
+}
+
+/* STOP: the raising thread ends; what is still kept never completes. */
+static void defer_stop(struct tdrv *t)
+{
+	pthread_mutex_lock(&t->defer_lock);
+	t->defer_stop = true;
+	bool running = t->defer_running;
+	pthread_mutex_unlock(&t->defer_lock);
+	if (running)
+		pthread_join(t->defer_thread, NULL);
+}
+
 /* ---- Controller ---------------------------------------------------------------- */
 
 static void interrupt(struct hbk_drv_work *w);
@@ -132,6 +211,8 @@ static int base_init(struct hbk_drv *d)
 	if (!t->aux || !t->intr)
 		return -ENOMEM;
 	pthread_mutex_init(&t->lock, NULL);
+	pthread_mutex_init(&t->defer_lock, NULL);
+	hbk_drv_work_init(&t->defer_work, defer_run);
 	hbk_drv_work_init(&t->create_work, create_targets);
 	hbk_drv_work_init(&t->intr_work, interrupt);
 	t->mem = mmap(NULL, TDRV_SIZE, PROT_READ | PROT_WRITE,
@@ -299,6 +380,7 @@ static uint32_t base_lun_reset(struct hbk_drv *d, uint64_t target, uint64_t lun)
 static void base_stop(struct hbk_drv *d)
 {
 	struct tdrv *t = hbk_drv_priv(d);
+	defer_stop(t);
 	if (t->hooks && t->hooks->stop)
 		t->hooks->stop(t);
 }

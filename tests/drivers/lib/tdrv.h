@@ -52,6 +52,17 @@ struct tdrv_hooks {
 	/* Raises the interrupt for a task just queued for the InterruptQueue
 	 * (default: dispatches intr_work to it).  Any thread. */
 	void (*raise)(struct tdrv *t);
+	/* On the InterruptQueue: a task tdrv_defer kept has come due, with
+	 * the kind it was kept (or expedited) with. */
+	void (*due)(struct tdrv *t, struct tdrv_io *io, int kind);
+};
+
+/* A task kept for later (tdrv_defer). */
+struct tdrv_deferred {
+	struct tdrv_io io;
+	uint64_t due_ns;
+	int kind;
+	bool used;
 };
 
 
@@ -77,6 +88,13 @@ struct tdrv {
 	pthread_mutex_t lock;          /* guards the pending ring and bundled */
 	struct tdrv_io pend[TDRV_TASKS];
 	uint32_t head, tail;
+	/* tdrv_defer: kept tasks, and the thread that raises their work on
+	 * the InterruptQueue when they come due (stopped by STOP). */
+	pthread_mutex_t defer_lock;
+	struct tdrv_deferred deferred[TDRV_TASKS];
+	struct hbk_drv_work defer_work;
+	pthread_t defer_thread;
+	bool defer_running, defer_stop;
 };
 
 /* The base ops table: copy it and replace single entries. */
@@ -102,6 +120,17 @@ void tdrv_execute(struct tdrv *t, const struct hbk_task *k, struct hbk_response 
 
 /* Completes io the correct way (per-task: complete then release). */
 void tdrv_complete(struct tdrv *t, struct tdrv_io *io);
+
+/*
+ * Keeps a copy of io and hands it to hooks->due on the InterruptQueue with
+ * kind once ms have passed, so that a driver completes late, or twice,
+ * from the queue its completions come from.  Any thread.
+ */
+void tdrv_defer(struct tdrv *t, const struct tdrv_io *io, unsigned ms, int kind);
+
+/* Makes the kept task whose task_tag is tag due at once, with kind.
+ * Returns whether one was kept.  Any thread. */
+bool tdrv_defer_expedite(struct tdrv *t, uint64_t tag, int kind);
 
 /* Dispatches target creation to the AuxiliaryQueue. */
 void tdrv_create_targets_later(struct tdrv *t);
