@@ -551,7 +551,8 @@ int hbk_drv_bundled_complete(struct hbk_drv *d, struct hbk_drv_bundled_action *a
 	unsigned nok = 0;
 	for (unsigned i = 0; i < count; i++) {
 		if (index[i] < d->region.slots &&
-		    stale_response(&d->region.resps[index[i]], atomic_load(&d->slot_tag[index[i]]))) {
+		    stale_response(&d->region.resps[index[i]],
+				   atomic_load_explicit(&d->slot_tag[index[i]], memory_order_relaxed))) {
 			report(d, 3, "BundledParallelTaskCompletion of slot %u whose response is an "
 			       "earlier task's (task_tag %llu; the task at the driver has %llu): "
 			       "completed twice (complete each slot once)", index[i],
@@ -897,7 +898,10 @@ static int do_process_bundled(struct hbk_drv *d, const uint16_t *index, unsigned
 		if (index[i] >= d->region.slots)
 			return -EINVAL;
 	for (unsigned i = 0; i < count; i++) {
-		atomic_store(&d->slot_tag[index[i]], d->region.cmds[index[i]].task_tag);
+		/* Relaxed: the driver's own hand-off orders it before the
+		 * slot's completion, which reads it. */
+		atomic_store_explicit(&d->slot_tag[index[i]], d->region.cmds[index[i]].task_tag,
+				      memory_order_relaxed);
 		atomic_store(&d->slot_at_driver[index[i]], true);
 	}
 	d->ops->process_bundled(d, index, (uint16_t)count, &d->bundled);

@@ -29,7 +29,9 @@ struct htask {
 	bool failed_at_close; /* at the driver when the host closed, failed then */
 	bool timed_out;
 	uint64_t task_id;     /* from MAP_HBA_DATA */
-	uint64_t tag;         /* task_tag of the current cycle: no other task had it */
+	uint32_t issues;      /* tasks prepared in this slot */
+	uint64_t tag;         /* task_tag of the current cycle: issues << 32 | index + 1,
+			       * so no other task had it */
 	uint64_t deadline_ns;
 	uint64_t stage_ns;    /* when the last escalation step was taken */
 	uint64_t iova;        /* buffer offset in the arena */
@@ -132,7 +134,6 @@ struct hbk_ctl {
 	uint64_t sring_moved_ns;        /* and when, or when the ring was last empty */
 
 	/* statistics, relaxed atomics */
-	atomic_ullong tag_seq;    /* the last task_tag given (the first is 1) */
 	atomic_ullong st_calls, st_tasks, st_completions, st_msgs, st_doorbells, st_timeouts,
 		      st_failed, st_wakes, st_polls, st_polls_caught;
 	atomic_ullong st_hist[HBK_HIST_BUCKETS];

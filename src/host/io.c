@@ -162,7 +162,7 @@ static void prepare(struct hbk_ctl *c, struct htask *t, struct hbk_scsi_cmd *cmd
 	k->task_attribute = cmd->attr;
 	/* Unique for every issue, unlike the slot's task_id: ABORT TASK names
 	 * this command, never one that reuses the slot after it. */
-	t->tag = atomic_fetch_add_explicit(&c->tag_seq, 1, memory_order_relaxed) + 1;
+	t->tag = (uint64_t)++t->issues << 32 | (t->index + 1u);
 	k->task_tag = t->tag;
 	hbk_scsi_lun_encode(t->lun, k->lun);
 	memcpy(k->cdb, cmd->cdb, cmd->cdb_len);
@@ -356,8 +356,6 @@ static const char *response_fault(const struct htask *t, const struct hbk_respon
 		return "version is not 1";
 	if (r->controller_task_id != t->task_id)
 		return "controller_task_id is not the task's id";
-	if (r->task_tag && r->task_tag != t->tag)
-		return "task_tag is another task's";
 	if (r->bytes_transferred > requested)
 		return "bytes_transferred exceeds the requested transfer count";
 	if (r->sense_len > HBK_SENSE_MAX)
