@@ -354,6 +354,20 @@ static void test_nbd(void **state)
 	free(buf);
 }
 
+/* Starts nbdkit as start_nbdkit does and opens its export: the disk and
+ * *pid, or NULL (the test skipped) when nbdkit cannot be run. */
+static struct hbk_disk *nbdkit_disk(char **argv, pid_t *pid)
+{
+	*pid = start_nbdkit(argv);
+	if (!*pid) {
+		skip();
+		return NULL;
+	}
+	struct hbk_disk *d = NULL;
+	assert_int_equal(hbk_disk_open_nbd(argv[1], &d), 0);
+	return d;
+}
+
 /* A server that flushes but has no FUA (nbdkit's fua filter in its
  * default mode, in front of its log filter): a FUA write is acknowledged
  * only after a flush that follows it, as the log shows by then. */
@@ -365,13 +379,10 @@ static void test_nbd_fua_without_server_fua(void **state)
 	snprintf(log, sizeof(log), "/tmp/hbk-nbd-fua-%d.log", (int)getpid());
 	snprintf(logarg, sizeof(logarg), "logfile=%s", log);
 	char *argv[] = { "-U", sock, "--filter=log", "--filter=fua", "memory", "16M", logarg, NULL };
-	pid_t pid = start_nbdkit(argv);
-	if (!pid) {
-		skip();
+	pid_t pid;
+	struct hbk_disk *d = nbdkit_disk(argv, &pid);
+	if (!d)
 		return;
-	}
-	struct hbk_disk *d;
-	assert_int_equal(hbk_disk_open_nbd(sock, &d), 0);
 	uint8_t *buf = aligned(4096);
 	fill(buf, 0, 4096, 7);
 	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf, 8192, 4096, 0), 0);
@@ -412,13 +423,10 @@ static void test_nbd_longer_than_max_io(void **state)
 	snprintf(sock, sizeof(sock), "/tmp/hbk-nbd-max-%d.sock", (int)getpid());
 	char *argv[] = { "-U", sock, "--filter=blocksize-policy", "memory", "16M",
 			 "blocksize-maximum=65536", "blocksize-error-policy=error", NULL };
-	pid_t pid = start_nbdkit(argv);
-	if (!pid) {
-		skip();
+	pid_t pid;
+	struct hbk_disk *d = nbdkit_disk(argv, &pid);
+	if (!d)
 		return;
-	}
-	struct hbk_disk *d;
-	assert_int_equal(hbk_disk_open_nbd(sock, &d), 0);
 	struct hbk_disk_info di;
 	hbk_disk_info(d, &di);
 	assert_int_equal(di.max_io, 65536);
