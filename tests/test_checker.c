@@ -419,6 +419,18 @@ static void test_c05_sense_too_long(void **state)
 	c05_case(HBK_MODE_AUTO, "fault=sense", "sense_len exceeds 252");
 }
 
+static void test_c05_status_not_a_status(void **state)
+{
+	(void)state;
+	c05_case(HBK_MODE_AUTO, "fault=status", "completion_status is not a SCSI status");
+}
+
+static void test_c05_delivery_status_not_one(void **state)
+{
+	(void)state;
+	c05_case(HBK_MODE_PER_TASK, "fault=delivery", "completion_status is not a delivery status");
+}
+
 static void test_c05_bad_version_per_task(void **state)
 {
 	(void)state;
@@ -958,6 +970,8 @@ int main(void)
 		T(test_c05_wrong_task_id),
 		T(test_c05_bytes_over_requested),
 		T(test_c05_sense_too_long),
+		T(test_c05_status_not_a_status),
+		T(test_c05_delivery_status_not_one),
 		T(test_c05_bad_version_per_task),
 		T(test_short_transfer_is_an_error),
 		T(test_c06_release_per_bundled_call),

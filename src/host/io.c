@@ -348,6 +348,23 @@ static void finish(struct hbk_ctl *c, struct htask *t)
 
 /* ---- Completion -------------------------------------------------------------- */
 
+/* Whether s is a SCSI status byte (SAM-5 5.3), or with a delivery failure
+ * one of the delivery statuses (abi.h). */
+static bool status_valid(uint32_t service, uint32_t s)
+{
+	if (service == HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE)
+		return (s >= HBK_DS_TASK_TIMEOUT && s <= HBK_DS_DELIVERY_FAILURE) ||
+		       s == HBK_DS_NO_STATUS;
+	switch (s) {
+	case HBK_STATUS_GOOD: case HBK_STATUS_CHECK_CONDITION: case HBK_STATUS_CONDITION_MET:
+	case HBK_STATUS_BUSY: case HBK_STATUS_INTERMEDIATE:
+	case HBK_STATUS_INTERMEDIATE_CONDITION_MET: case HBK_STATUS_RESERVATION_CONFLICT:
+	case HBK_STATUS_TASK_SET_FULL: case HBK_STATUS_ACA_ACTIVE: case HBK_STATUS_TASK_ABORTED:
+		return true;
+	}
+	return false;
+}
+
 /* HBK-C05: the fields of a response the host relies on.  NULL if sound. */
 static const char *response_fault(const struct htask *t, const struct hbk_response *r,
 				  uint64_t requested)
@@ -363,6 +380,10 @@ static const char *response_fault(const struct htask *t, const struct hbk_respon
 	if (r->service_response != HBK_SR_TASK_COMPLETE &&
 	    r->service_response != HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE)
 		return "service_response is neither TASK_COMPLETE nor SERVICE_DELIVERY_OR_TARGET_FAILURE";
+	if (!status_valid(r->service_response, r->completion_status))
+		return r->service_response == HBK_SR_TASK_COMPLETE
+		       ? "completion_status is not a SCSI status"
+		       : "completion_status is not a delivery status";
 	return NULL;
 }
 
