@@ -234,8 +234,10 @@ static void post_bundled(struct hbk_ctl *c, const uint32_t *index, unsigned n)
 }
 
 /* Hands prepared tasks to the driver (bundled path) or the sender (per-task
- * path), or fails them if the controller is gone. */
-static void enqueue_many(struct hbk_ctl *c, const uint32_t *index, unsigned n)
+ * path).  If the controller is gone: with refuse, returns their slots and
+ * -ENODEV, their done not called (the submitting thread may hold locks its
+ * done takes); else fails them, done running on this (library) thread. */
+static int enqueue_many(struct hbk_ctl *c, const uint32_t *index, unsigned n, bool refuse)
 {
 	pthread_mutex_lock(&c->lock);
 	if (c->dead || c->closing) {
@@ -246,21 +248,24 @@ static void enqueue_many(struct hbk_ctl *c, const uint32_t *index, unsigned n)
 			struct htask *t = &c->tasks[index[i]];
 			struct hbk_scsi_cmd *cmd = t->cmd;
 			finish(c, t);
+			if (refuse)
+				continue;
 			atomic_fetch_add(&c->st_failed, 1);
 			complete_cmd(cmd, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE,
 				     HBK_DS_DEVICE_NOT_PRESENT);
 		}
-		return;
+		return -ENODEV;
 	}
 	if (c->bundled) {
 		post_bundled(c, index, n);
-		return;
+		return 0;
 	}
 	for (unsigned i = 0; i < n; i++)
 		c->prep[c->prep_tail++ & c->prep_mask] = index[i];
 	if (c->send_waiting)
 		pthread_cond_signal(&c->send_cond);
 	pthread_mutex_unlock(&c->lock);
+	return 0;
 }
 
 static void plug_flush(void)
@@ -268,7 +273,7 @@ static void plug_flush(void)
 	unsigned n = plug.n;
 	plug.n = 0;
 	if (n)
-		enqueue_many(plug.c, plug.index, n);
+		enqueue_many(plug.c, plug.index, n, false);
 }
 
 static void plug_start(struct hbk_ctl *c)
@@ -283,10 +288,12 @@ static void plug_end(void)
 	plug.c = NULL;
 }
 
+/* Hands one prepared task on, under this thread's plug if it has one.  A
+ * library thread (a callback's submission, a waiting command started). */
 static void enqueue(struct hbk_ctl *c, struct htask *t)
 {
 	if (plug.c != c) {
-		enqueue_many(c, &t->index, 1);
+		enqueue_many(c, &t->index, 1, false);
 		return;
 	}
 	if (plug.n == PLUG_MAX)
@@ -320,6 +327,10 @@ int hbk_sam_submit(struct hbk_ctl *c, struct hbk_scsi_cmd *cmd)
 	set_state(c, t, SLOT_HOST);
 	pthread_mutex_unlock(&c->lock);
 	prepare(c, t, cmd);
+	/* The application's thread: if the controller died meanwhile, refuse
+	 * rather than run done here, where the caller may hold its locks. */
+	if (plug.c != c)
+		return enqueue_many(c, &t->index, 1, true);
 	enqueue(c, t);
 	return 0;
 }
