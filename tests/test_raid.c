@@ -390,6 +390,39 @@ static void test_healthy_every_level(void **state)
 	}
 }
 
+/* hbk_raid_fail_stops: which failure would leave each level without the
+ * members it needs.  Failing in slot order: RAID 0 stops at the first,
+ * RAID 1 (2 copies) and RAID 5 at the second, RAID 6 at the third; RAID
+ * 10 (pairs 0-1, 2-3) not at slot 2 once 0 failed, but at 1. */
+static void test_fail_stops(void **state)
+{
+	(void)state;
+	static const unsigned first_stop[] = { 0, 1, 1, 2 };   /* all_levels[0..3] */
+	for (unsigned li = 0; li < HBK_ARRAY_SIZE(all_levels); li++) {
+		const struct level *l = &all_levels[li];
+		struct hbk_disk *d[5];
+		make_disks(d, l->n);
+		struct hbk_raid *r = create(l, d, NULL);
+		assert_false(hbk_raid_fail_stops(r, l->n));     /* no such slot */
+		if (l->level == HBK_RAID10) {
+			assert_int_equal(hbk_raid_fail(r, 0), 0);
+			assert_false(hbk_raid_fail_stops(r, 2));
+			assert_true(hbk_raid_fail_stops(r, 1));
+		} else {
+			for (unsigned s = 0; s < first_stop[li]; s++) {
+				assert_false(hbk_raid_fail_stops(r, s));
+				assert_int_equal(hbk_raid_fail(r, s), 0);
+			}
+			assert_true(hbk_raid_fail_stops(r, first_stop[li]));
+			assert_int_equal(hbk_raid_fail(r, first_stop[li]), 0);
+			assert_int_equal(state_of(r), HBK_RAID_FAILED);
+			assert_false(hbk_raid_fail_stops(r, l->n - 1));  /* stopped already */
+		}
+		hbk_raid_close(r);
+		close_disks(d, l->n);
+	}
+}
+
 static void test_bad_requests(void **state)
 {
 	(void)state;
@@ -1663,6 +1696,7 @@ int main(void)
 		cmocka_unit_test(test_parity_math),
 		cmocka_unit_test(test_healthy_every_level),
 		cmocka_unit_test(test_bad_requests),
+		cmocka_unit_test(test_fail_stops),
 		cmocka_unit_test(test_degraded_each_member),
 		cmocka_unit_test(test_raid6_two_failures),
 		cmocka_unit_test(test_rebuild_under_io),

@@ -45,6 +45,9 @@ run fail "$S" "$D/d1"
 expect 1 "is not a member of the array (stale)"
 run fail "$S" 1
 expect 1 "slot 1: has failed already"
+# A second failure would stop the degraded RAID 5 for good: only forced.
+run fail "$S" 2
+expect 1 "slot 2: failing it would leave the raid5 without the members it needs"
 run status "$S"
 expect 0 "state: degraded" "(missing)" "stale"
 "$PAT" pattern verify "$S" 7 || fail "pattern verify, degraded"

@@ -394,6 +394,12 @@ static int cmd_fail(struct raid_cli *c)
 	int slot = find_slot(c, c->arg[0], false, &st);
 	if (slot < 0)
 		return 1;
+	if (hbk_raid_fail_stops(c->a.raid, (unsigned)slot) && !c->spec->opts.force) {
+		fprintf(stderr, "hbakit raid: slot %d: failing it would leave the %s without the members "
+			"it needs: the array would stop and no assembly would take it again (force to "
+			"fail it anyway)\n", slot, hbk_raid_level_name(st.level));
+		return 1;
+	}
 	int err = hbk_raid_fail(c->a.raid, (unsigned)slot);
 	if (err) {
 		fprintf(stderr, "hbakit raid: slot %d: %s\n", slot,
@@ -578,7 +584,8 @@ static int usage(void)
 		"  --assume-clean   create: the disks are consistent already (zeroed): no resync\n"
 		"  --force          create over disks carrying metadata; replace with one; assemble\n"
 		"                   without the disks that cannot be opened (they go stale), or\n"
-		"                   an array that is both dirty and degraded\n"
+		"                   an array that is both dirty and degraded; fail a member the\n"
+		"                   array cannot do without\n"
 		"  --accept-split-brain  assemble past a split brain: keep the newest side\n"
 		"                   of the disks given and drop for good what the others\n"
 		"                   wrote on their own\n"

@@ -211,6 +211,13 @@ void hbk_raid_status(struct hbk_raid *r, struct hbk_raid_status *out);
 int hbk_raid_fail(struct hbk_raid *r, unsigned slot);
 
 /*
+ * Whether failing member slot (hbk_raid_fail) would stop the array: leave
+ * it without the members its level needs, FAILED, which no assembly takes
+ * again.  false for a bad slot.  Any thread.
+ */
+bool hbk_raid_fail_stops(struct hbk_raid *r, unsigned slot);
+
+/*
  * Puts disk d (borrowed) into failed slot `slot` and starts rebuilding it;
  * I/O goes on meanwhile.  Returns 0, -EBUSY if the slot has not failed,
  * -EINVAL if d is too small or already in the array.  Same threads as

@@ -8,6 +8,7 @@
  * involved.
  */
 #include <errno.h>
+#include <limits.h>
 #include <isa-l/erasure_code.h>
 #include <isa-l/raid.h>
 #include <string.h>
@@ -112,23 +113,28 @@ struct hbk_disk *raid_member_disk(const struct hbk_raid *r, unsigned i, uint64_t
 	return d && raid_member_ok(r, i, s) ? d : NULL;
 }
 
-bool raid_tolerable(const struct hbk_raid *r)
+bool raid_tolerable_without(const struct hbk_raid *r, unsigned gone)
 {
 	unsigned bad = 0, per_copy = r->level == HBK_RAID1 ? r->n : 2;
 	if (r->level == HBK_RAID1 || r->level == HBK_RAID10) {
 		/* Every copy set needs one active member. */
 		for (unsigned g = 0; g < r->n / per_copy; g++) {
 			bool any = false;
-			for (unsigned j = 0; j < per_copy; j++)
-				any |= member_state(r, g * per_copy + j) == HBK_RAID_MEMBER_ACTIVE;
+			for (unsigned j = 0, i = g * per_copy; j < per_copy; j++, i++)
+				any |= i != gone && member_state(r, i) == HBK_RAID_MEMBER_ACTIVE;
 			if (!any)
 				return false;
 		}
 		return true;
 	}
 	for (unsigned i = 0; i < r->n; i++)
-		bad += member_state(r, i) != HBK_RAID_MEMBER_ACTIVE;
+		bad += i == gone || member_state(r, i) != HBK_RAID_MEMBER_ACTIVE;
 	return bad <= r->np;
+}
+
+bool raid_tolerable(const struct hbk_raid *r)
+{
+	return raid_tolerable_without(r, UINT_MAX);
 }
 
 /* ---- Parity ----------------------------------------------------------------------- */

@@ -418,6 +418,16 @@ int hbk_raid_fail(struct hbk_raid *r, unsigned slot)
 	return rc;
 }
 
+bool hbk_raid_fail_stops(struct hbk_raid *r, unsigned slot)
+{
+	if (slot >= r->n)
+		return false;
+	pthread_mutex_lock(&r->lock);
+	bool stops = raid_tolerable(r) && !raid_tolerable_without(r, slot);
+	pthread_mutex_unlock(&r->lock);
+	return stops;
+}
+
 /* Whether d may join the array: big enough, not in it already.  Under r->lock. */
 static int check_new_disk(const struct hbk_raid *r, struct hbk_disk *d)
 {

@@ -164,8 +164,10 @@ bool raid_member_ok(const struct hbk_raid *r, unsigned i, uint64_t s);
  * the healthy disk it had. */
 struct hbk_disk *raid_member_disk(const struct hbk_raid *r, unsigned i, uint64_t s);
 
-/* Whether the array still has every stripe's data (the level bears its failures). */
+/* Whether the array still has every stripe's data (the level bears its
+ * failures); _without: if member gone failed as well. */
 bool raid_tolerable(const struct hbk_raid *r);
+bool raid_tolerable_without(const struct hbk_raid *r, unsigned gone);
 
 /* Computes P (and Q) of cols[0..k) into cols[k] (and cols[k+1]), len bytes. */
 void raid_gen_parity(const struct hbk_raid *r, uint8_t **cols, uint32_t len);
