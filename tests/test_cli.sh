@@ -52,4 +52,14 @@ echo "$sync" | grep -q '"errors": 0,' || fail "psync bench reported I/O errors: 
 $H bench --ioengine libaio >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad --ioengine not refused"
 $H frobnicate >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown command not refused"
 $H info --driver /nonexistent >/dev/null 2>&1; [ $? -eq 1 ] || fail "missing driver not reported"
+# Bad driver options are refused, the option named: no division by a zero
+# block size, no unit dropped, no count cut to 32 bits.
+for a in bs=0:"bs=0: expected" bs=1024:"bs=1024: expected 512 or 4096" size=4m0000:"size=4m0000: expected" \
+	 size=-1:"size=-1: expected" targets=4294967297:"targets=4294967297: expected 1..64"; do
+	err=$($H info --driver-arg "${a%%:*}" 2>&1); rc=$?
+	[ $rc -eq 1 ] || fail "driver option ${a%%:*} gave status $rc: $err"
+	echo "$err" | grep -q "hbk-ram: ${a#*:}" || fail "driver option ${a%%:*} not named: $err"
+done
+$H bench --lun 4294967296 >/dev/null 2>&1; [ $? -eq 2 ] || fail "--lun past 32 bits not refused"
+$H bench --bs -512 >/dev/null 2>&1; [ $? -eq 2 ] || fail "negative --bs not refused"
 echo "cli ok"

@@ -651,34 +651,34 @@ int cli_bench(int argc, char **argv)
 					ok = true;
 				}
 		} else if (!strcmp(key, "--rwmixread")) {
-			ok = ok && cli_parse_size(v, &num) && num <= 100;
+			ok = ok && hbk_parse_size(v, &num) && num <= 100;
 			o.rwmixread = (unsigned)num;
 		} else if (!strcmp(key, "--bs")) {
-			ok = ok && cli_parse_size(v, &o.bs) && o.bs;
+			ok = ok && hbk_parse_size(v, &o.bs) && o.bs;
 		} else if (!strcmp(key, "--iodepth")) {
-			ok = ok && cli_parse_size(v, &num) && num && num <= 4096;
+			ok = ok && hbk_parse_size(v, &num) && num && num <= 4096;
 			o.iodepth = (unsigned)num;
 		} else if (!strcmp(key, "--ioengine")) {
 			ok = ok && (!strcmp(v, "async") || !strcmp(v, "psync"));
 			o.psync = ok && !strcmp(v, "psync");
 		} else if (!strcmp(key, "--numjobs")) {
-			ok = ok && cli_parse_size(v, &num) && num && num <= 64;
+			ok = ok && hbk_parse_size(v, &num) && num && num <= 64;
 			o.numjobs = (unsigned)num;
 		} else if (!strcmp(key, "--runtime")) {
 			char *end;
 			o.runtime = v ? strtod(v, &end) : 0;
 			ok = ok && *end == 0 && o.runtime > 0;
 		} else if (!strcmp(key, "--size")) {
-			ok = ok && cli_parse_size(v, &o.size) && o.size;
+			ok = ok && hbk_parse_size(v, &o.size) && o.size;
 		} else if (!strcmp(key, "--span")) {
-			ok = ok && cli_parse_size(v, &o.span) && o.span;
+			ok = ok && hbk_parse_size(v, &o.span) && o.span;
 		} else if (!strcmp(key, "--warmup")) {
 			o.warmup = true;
 			ok = true;
 			if (!eq)
 				i--;   /* a flag: it takes no value */
 		} else if (!strcmp(key, "--lun")) {
-			ok = ok && cli_parse_size(v, &num);
+			ok = ok && hbk_parse_size(v, &num) && num <= UINT32_MAX;
 			o.lun = (unsigned)num;
 		} else if (!strcmp(key, "--suite")) {
 			ok = ok && !strcmp(v, "seed");

@@ -40,8 +40,6 @@ const char *cli_option_split(int argc, char **argv, int *i, char *key, size_t si
 /* Opens the controller the options describe in the given mode. */
 int cli_ctl_open(const struct cli_ctl *o, enum hbk_ctl_mode mode, struct hbk_ctl **c);
 
-/* "4k", "1M", "300" -> bytes; returns false on garbage. */
-bool cli_parse_size(const char *s, uint64_t *out);
 
 /* bytes -> "1.5 GiB" into buf. */
 void cli_fmt_capacity(uint64_t bytes, char *buf, size_t size);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/common.h"
 #include "tools/cli.h"
 
 static char default_driver[PATH_MAX + 32];
@@ -33,30 +34,6 @@ void cli_ctl_init(struct cli_ctl *o, const char *argv0)
 	}
 	o->driver = default_driver;
 	o->mode = HBK_MODE_AUTO;
-}
-
-bool cli_parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return false;
-	switch (*end) {
-	case 0: break;
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
-	default: return false;
-	}
-	if (*end == 'i' && end[1] == 'B')
-		end += 2;
-	else if (*end == 'B')
-		end++;
-	if (*end)
-		return false;
-	*out = v;
-	return true;
 }
 
 static const char *value(int argc, char **argv, int *i, const char *name)

@@ -629,7 +629,7 @@ static int parse_args(const struct command *cmd, struct raid_cli *c, int argc, c
 			fprintf(stderr, "hbakit raid: --watch takes seconds\n");
 			return 2;
 		}
-		if (o == O_RATE && !cli_parse_size(optarg, &rate)) {
+		if (o == O_RATE && !hbk_parse_size(optarg, &rate)) {
 			fprintf(stderr, "hbakit raid: --rate takes bytes per second (e.g. 50m)\n");
 			return 2;
 		}

@@ -96,7 +96,7 @@ int cli_serve(int argc, char **argv)
 		else if (!strcmp(key, "--ready-file"))
 			ready = v;
 		else if (!strcmp(key, "--max-connections")) {
-			ok = ok && cli_parse_size(v, &num) && num && num <= 65536;
+			ok = ok && hbk_parse_size(v, &num) && num && num <= 65536;
 			io.max_connections = (unsigned)num;
 		} else
 			ok = false;

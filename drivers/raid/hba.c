@@ -111,14 +111,11 @@ static const struct {
 static int parse_options(struct hba *h)
 {
 	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
-		const char *s = hbk_drv_arg(h->d, options[i].name);
 		uint64_t *v = (uint64_t *)((char *)&h->o + options[i].off);
-		*v = options[i].dflt;
-		if (s && (hbk_raid_spec_size(s, v) || *v < options[i].min || *v > options[i].max)) {
-			fprintf(stderr, "hbk-raid: %s=%s: expected %llu..%llu\n", options[i].name, s,
-				(unsigned long long)options[i].min, (unsigned long long)options[i].max);
-			return -EINVAL;
-		}
+		int err = hbk_drv_arg_num(h->d, options[i].name, options[i].dflt, options[i].min,
+					  options[i].max, v);
+		if (err)
+			return err;
 	}
 	if (h->o.max_transfer % 4096) {
 		fprintf(stderr, "hbk-raid: max-transfer must be a multiple of 4096\n");

@@ -133,18 +133,37 @@ static const struct hbk_scsi_backend_ops mem_ops = {
 
 /* ---- Options ----------------------------------------------------------------- */
 
-static uint64_t parse_size(const char *s, uint64_t dflt)
+/* Reads the options into r; -EINVAL (the option named) for a bad one. */
+static int parse_options(struct ram *r, uint64_t *removable, uint64_t *ro, uint64_t *lbppbe,
+			 uint64_t *max_unmap)
 {
-	if (!s)
-		return dflt;
-	char *end;
-	uint64_t v = strtoull(s, &end, 0);
-	switch (*end) {
-	case 'k': case 'K': v <<= 10; break;
-	case 'm': case 'M': v <<= 20; break;
-	case 'g': case 'G': v <<= 30; break;
+	struct hbk_drv *d = r->d;
+	uint64_t targets, luns, bs, tasks, coalesce;
+	int err = 0;
+	err = err ? err : hbk_drv_arg_num(d, "targets", 1, 1, 64, &targets);
+	err = err ? err : hbk_drv_arg_num(d, "luns", 1, 1, 64, &luns);
+	err = err ? err : hbk_drv_arg_num(d, "bs", 512, 512, 4096, &bs);
+	err = err ? err : hbk_drv_arg_num(d, "size", 256u << 20, bs, UINT64_MAX, &r->size);
+	err = err ? err : hbk_drv_arg_num(d, "tasks", 256, 1, HBK_MAX_TASKS, &tasks);
+	err = err ? err : hbk_drv_arg_num(d, "max-transfer", 1u << 20, 1, UINT64_MAX,
+						    &r->max_transfer);   /* the host checks it */
+	err = err ? err : hbk_drv_arg_num(d, "coalesce", 0, 0, HBK_MAX_BUNDLE, &coalesce);
+	err = err ? err : hbk_drv_arg_num(d, "removable", 0, 0, 1, removable);
+	err = err ? err : hbk_drv_arg_num(d, "ro", 0, 0, 1, ro);
+	err = err ? err : hbk_drv_arg_num(d, "lbppbe", 0, 0, 15, lbppbe);
+	err = err ? err : hbk_drv_arg_num(d, "max-unmap", 0, 0, UINT32_MAX, max_unmap);
+	if (err)
+		return err;
+	if (bs != 512 && bs != 4096) {
+		fprintf(stderr, "hbk-ram: bs=%llu: expected 512 or 4096\n", (unsigned long long)bs);
+		return -EINVAL;
 	}
-	return v;
+	r->ntargets = (unsigned)targets;
+	r->nluns = (unsigned)luns;
+	r->bs = (uint32_t)bs;
+	r->ntasks = (uint32_t)tasks;
+	r->coalesce = (unsigned)coalesce;
+	return 0;
 }
 
 /* ---- Controller ---------------------------------------------------------------- */
@@ -156,22 +175,10 @@ static int ram_init(struct hbk_drv *d)
 {
 	struct ram *r = hbk_drv_priv(d);
 	r->d = d;
-	r->ntargets = (unsigned)parse_size(hbk_drv_arg(d, "targets"), 1);
-	r->nluns = (unsigned)parse_size(hbk_drv_arg(d, "luns"), 1);
-	r->size = parse_size(hbk_drv_arg(d, "size"), 256u << 20);
-	r->bs = (uint32_t)parse_size(hbk_drv_arg(d, "bs"), 512);
-	r->ntasks = (uint32_t)parse_size(hbk_drv_arg(d, "tasks"), 256);
-	r->max_transfer = parse_size(hbk_drv_arg(d, "max-transfer"), 1u << 20);
-	r->coalesce = (unsigned)parse_size(hbk_drv_arg(d, "coalesce"), 0);
-	uint64_t removable = parse_size(hbk_drv_arg(d, "removable"), 0);
-	uint64_t ro = parse_size(hbk_drv_arg(d, "ro"), 0);
-	uint64_t lbppbe = parse_size(hbk_drv_arg(d, "lbppbe"), 0);
-	uint64_t max_unmap = parse_size(hbk_drv_arg(d, "max-unmap"), 0);
-	if (!r->ntargets || r->ntargets > 64 || !r->nluns || r->nluns > 64 ||
-	    r->size < r->bs || !r->ntasks || r->ntasks > HBK_MAX_TASKS ||
-	    r->coalesce > HBK_MAX_BUNDLE || removable > 1 || ro > 1 || lbppbe > 15 ||
-	    max_unmap > UINT32_MAX)
-		return -EINVAL;
+	uint64_t removable, ro, lbppbe, max_unmap;
+	int err = parse_options(r, &removable, &ro, &lbppbe, &max_unmap);
+	if (err)
+		return err;
 	r->max_unmap = (uint32_t)max_unmap;
 	r->removable = removable;
 	r->read_only = ro;
@@ -222,7 +229,7 @@ static int ram_init(struct hbk_drv *d)
 				.lbppbe = (uint8_t)r->lbppbe, .max_unmap_blocks = r->max_unmap,
 				.ops = &mem_ops, .ctx = l,
 			};
-			int err = hbk_scsi_lun_init(&l->lun, &cfg);
+			err = hbk_scsi_lun_init(&l->lun, &cfg);
 			if (err)
 				return err;
 			tg->luns[n] = &l->lun;

@@ -36,6 +36,10 @@ void hbk_log(enum hbk_log_level level, const char *fmt, ...)
 void hbk_log_set_who(const char *who);
 bool hbk_log_enabled(enum hbk_log_level level);
 
+/* parse.c: a size as users write it, "4096", "64k", "1G", "2TiB" (binary
+ * units k m g t).  True and *out, or false on anything else or past 2^64. */
+bool hbk_parse_size(const char *s, uint64_t *out);
+
 /*
  * A one-shot latch carrying a result: a blocking wrapper waits on it, the
  * completion of the asynchronous call it wraps opens it.  A futex word, not

@@ -433,6 +433,21 @@ const char *hbk_drv_arg(struct hbk_drv *d, const char *name)
 	return NULL;
 }
 
+int hbk_drv_arg_num(struct hbk_drv *d, const char *name, uint64_t dflt, uint64_t min,
+		    uint64_t max, uint64_t *out)
+{
+	const char *s = hbk_drv_arg(d, name);
+	uint64_t v = dflt;
+	if (s && (!hbk_parse_size(s, &v) || v < min || v > max)) {
+		fprintf(stderr, "%s: %s=%s: expected %llu..%llu\n", d->ops->name ? d->ops->name : "driver",
+			name, s,
+			(unsigned long long)min, (unsigned long long)max);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
 /* ---- Completions ---------------------------------------------------------- */
 
 void hbk_drv_action_retain(struct hbk_drv_action *a)

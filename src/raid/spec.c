@@ -7,7 +7,6 @@
  * model applied, and the array created or assembled with a per-disk report.
  * Grammar and profiles: docs/raid.md.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -68,25 +67,6 @@ static int bad(struct parse *p, const char *key, const char *value, const char *
 	return -EINVAL;
 }
 
-/* "64k", "1G", "4096": bytes (binary units k, m, g, t).  False on anything
- * else and on overflow. */
-static bool parse_size(const char *v, uint64_t *out)
-{
-	static const char units[] = "kmgt";
-	uint64_t n = 0;
-	const char *c = v;
-	for (; isdigit((unsigned char)*c); c++) {
-		if (n > (UINT64_MAX - 9) / 10)
-			return false;
-		n = n * 10 + (uint64_t)(*c - '0');
-	}
-	const char *u = *c ? strchr(units, tolower((unsigned char)*c)) : NULL;
-	unsigned shift = u ? 10u * (unsigned)(u - units + 1) : 0;
-	if (c == v || (*c && (!u || c[1])) || n > UINT64_MAX >> shift)
-		return false;
-	*out = n << shift;
-	return true;
-}
 
 /* The index of v in names[0..n), or -1. */
 static int pick(const char *v, const char *const *names, unsigned n)
@@ -101,7 +81,7 @@ static int parse_count(struct parse *p, const char *key, const char *v, unsigned
 		       unsigned hi, unsigned *out)
 {
 	uint64_t n;
-	if (!parse_size(v, &n) || n < lo || n > hi)
+	if (!hbk_parse_size(v, &n) || n < lo || n > hi)
 		return bad(p, key, v, "not a number from %u to %u", lo, hi);
 	*out = (unsigned)n;
 	return 0;
@@ -126,7 +106,7 @@ static int parse_disk(struct parse *p, const char *key, const char *v, struct hb
 			return bad(p, key, v, "no %s", d->kind == HBK_RAID_SPEC_FILE ? "path" : "URI");
 		return 0;
 	}
-	if (!parse_size(d->target, &d->size) || d->size % 512 || d->size < DATA_OFFSET + 4096)
+	if (!hbk_parse_size(d->target, &d->size) || d->size % 512 || d->size < DATA_OFFSET + 4096)
 		return bad(p, key, v, "size must be a multiple of 512 above the 1 MiB metadata area");
 	d->target = NULL;
 	return 0;
@@ -182,12 +162,12 @@ static int apply_kv(struct parse *p, const char *item, const char *v, bool user)
 		s->cfg.level = (enum hbk_raid_level)atoi(levels[i]);
 		return 0;
 	case K_CHUNK:
-		if (!parse_size(v, &n) || n < 4096 || n > (1u << 20) || (n & (n - 1)))
+		if (!hbk_parse_size(v, &n) || n < 4096 || n > (1u << 20) || (n & (n - 1)))
 			return bad(p, item, v, "not a power of two from 4k to 1m");
 		s->cfg.chunk = (uint32_t)n;
 		return 0;
 	case K_SIZE:
-		if (!parse_size(v, &s->cfg.member_size) || !s->cfg.member_size)
+		if (!hbk_parse_size(v, &s->cfg.member_size) || !s->cfg.member_size)
 			return bad(p, item, v, "not a size (e.g. 64m, 1g)");
 		return 0;
 	case K_MEMBERS:
@@ -195,7 +175,7 @@ static int apply_kv(struct parse *p, const char *item, const char *v, bool user)
 	case K_SPARES:
 		return parse_count(p, item, v, 0, HBK_RAID_MAX_SPARES, &p->spares);
 	case K_CACHE:
-		if (!parse_size(v, &s->opts.cache_bytes))
+		if (!hbk_parse_size(v, &s->opts.cache_bytes))
 			return bad(p, item, v, "not a size (0 for write-through, e.g. 256m, 1g)");
 		return 0;
 	case K_LATENCY:
@@ -212,7 +192,7 @@ static int apply_kv(struct parse *p, const char *item, const char *v, bool user)
 	case K_WORKERS:
 		return parse_count(p, item, v, 1, 64, &s->opts.workers);
 	case K_RATE:
-		if (!parse_size(v, &s->opts.rebuild_rate))
+		if (!hbk_parse_size(v, &s->opts.rebuild_rate))
 			return bad(p, item, v, "not bytes per second (0 for unlimited, e.g. 100m)");
 		return 0;
 	case K_DISK:
@@ -342,7 +322,7 @@ int hbk_raid_spec_parse(const char *text, struct hbk_raid_spec **out, char *err,
 
 int hbk_raid_spec_size(const char *text, uint64_t *out)
 {
-	return parse_size(text, out) ? 0 : -EINVAL;
+	return hbk_parse_size(text, out) ? 0 : -EINVAL;
 }
 
 void hbk_raid_spec_free(struct hbk_raid_spec *s)
