@@ -157,6 +157,15 @@ expect 0 "state: degraded" "stale" "split brain accepted"
 run status "$M"   # the choice was recorded: the other half is merely stale
 expect 0 "state: degraded" "stale"
 
+# A disk that holds data (not an array's) is overwritten only with --force.
+head -c 2M /dev/urandom > "$D/data"
+sum=$(md5sum < "$D/data")
+run create "level=1,chunk=64k,size=256k,disk=file:$D/data,disk=file:$D/data2"
+expect 1 "1 of the disks hold data (not an hbakit array's): force to overwrite it"
+[ "$(md5sum < "$D/data")" = "$sum" ] || fail "a refused create changed the disk's data"
+run create "level=1,chunk=64k,size=256k,disk=file:$D/data,disk=file:$D/data2" --force
+expect 0 "created raid1"
+
 # Bad specs and options: status 2, the bad key named.
 run status "level=7,disk=file:$D/d0"
 expect 2 "spec: level=7: not a RAID level"

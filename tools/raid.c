@@ -218,7 +218,8 @@ static const char *problem(const struct raid_cli *c, unsigned i, char *buf, size
 	if (!e)
 		return NULL;
 	snprintf(buf, len, "%s%s", c->a.disk[i] ? "" : "cannot open: ",
-		 e == -EEXIST ? "carries hbakit RAID metadata" : e == -ENOSPC ? "too small"
+		 e == -EEXIST ? "carries hbakit RAID metadata" : e == -ENOTEMPTY ? "holds data"
+		 : e == -ENOSPC ? "too small"
 		 : hbk_strerror(e));
 	return buf;
 }

@@ -364,7 +364,9 @@ struct hbk_raid_spec_array {
  * writes metadata without it.  When assembling, blank disks listed as
  * spare= become hot spares.  Returns 0 with a->raid, or -errno with
  * a->message: -EBUSY (a file in use), the error of a disk that could not
- * be opened, -EEXIST (create over metadata without opts.force), -EINVAL
+ * be opened, -EEXIST (create, without opts.force, over metadata or over a
+ * disk that holds data: a byte not zero in its first or last 64 KiB,
+ * error[i] -ENOTEMPTY), -EINVAL
  * (the disks cannot hold the array), and whatever hbk_raid_create or
  * hbk_raid_assemble returned.  *a must be released with
  * hbk_raid_spec_close either way.  Not from a completion callback.

@@ -434,10 +434,36 @@ static bool has_metadata(struct hbk_disk *d)
 	return yes;
 }
 
+/* Whether d holds something: a byte other than zero in its first or last
+ * 64 KiB, where partition tables, filesystems and other RAID metadata put
+ * their labels.  A disk that cannot be read counts as holding data. */
+static bool holds_data(struct hbk_disk *d)
+{
+	enum { PROBE = 64 * 1024 };
+	struct hbk_disk_info di;
+	hbk_disk_info(d, &di);
+	uint64_t len = HBK_MIN((uint64_t)PROBE, di.size - di.size % di.block_size);
+	uint8_t *buf;
+	if (!len || posix_memalign((void **)&buf, 4096, PROBE))
+		return !!len;
+	bool data = false;
+	uint64_t at[2] = { 0, di.size - di.size % di.block_size - len };
+	for (unsigned k = 0; k < 2 && !data; k++) {
+		if (hbk_disk_rw(d, HBK_DISK_READ, buf, at[k], len, 0)) {
+			data = true;
+			break;
+		}
+		for (uint64_t i = 0; i < len && !data; i++)
+			data = buf[i] != 0;
+	}
+	free(buf);
+	return data;
+}
+
 static int create_array(struct hbk_raid_spec_array *a)
 {
 	const struct hbk_raid_spec *s = a->spec_;
-	unsigned unopened = 0, used = 0, small = 0;
+	unsigned unopened = 0, used = 0, full = 0, small = 0;
 	int err = 0;
 	uint64_t need = DATA_OFFSET + HBK_MAX(s->cfg.member_size, s->cfg.chunk);
 	for (unsigned i = 0; i < s->ndisks; i++) {
@@ -451,6 +477,9 @@ static int create_array(struct hbk_raid_spec_array *a)
 		if (has_metadata(a->disk[i]) && !s->opts.force) {
 			a->error[i] = -EEXIST;
 			used++;
+		} else if (!s->opts.force && holds_data(a->disk[i])) {
+			a->error[i] = -ENOTEMPTY;
+			full++;
 		} else if (di.size < need) {
 			a->error[i] = -ENOSPC;
 			small++;
@@ -462,6 +491,9 @@ static int create_array(struct hbk_raid_spec_array *a)
 	if (used)
 		return say(a, -EEXIST, "%u of the disks carry hbakit RAID metadata: force to overwrite it",
 			   used);
+	if (full)
+		return say(a, -EEXIST, "%u of the disks hold data (not an hbakit array's): force to "
+			   "overwrite it", full);
 	if (small)
 		return say(a, -EINVAL, "%u of the disks are too small: the array needs %llu bytes on "
 			   "each (1 MiB of metadata and %s)", small, (unsigned long long)need,
