@@ -156,6 +156,8 @@ static void test_bad_specs(void **state)
 		{ "level=5,size=lots", "spec: size=lots: not a size" },
 		{ "level=5,size=0", "spec: size=0: not a size" },
 		{ "level=5,size=99999999999999999999", "spec: size=99999999999999999999: not a size" },
+		{ "level=5,size=18446744073709486080", "spec: size=18446744073709486080: larger than 1 EiB" },
+		{ "level=5,size=-1m", "spec: size=-1m: not a size" },
 		{ "level=5,size=16777216t", "spec: size=16777216t: not a size" },
 		{ "level=5,size=4mb", "spec: size=4mb: not a size" },
 		{ "level=5,size=4m,members=0", "spec: members=0: not a number from 1 to 32" },

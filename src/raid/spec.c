@@ -169,6 +169,9 @@ static int apply_kv(struct parse *p, const char *item, const char *v, bool user)
 	case K_SIZE:
 		if (!hbk_parse_size(v, &s->cfg.member_size) || !s->cfg.member_size)
 			return bad(p, item, v, "not a size (e.g. 64m, 1g)");
+		/* Past 2^60 the metadata area and the stripe sums would wrap. */
+		if (s->cfg.member_size > 1ull << 60)
+			return bad(p, item, v, "larger than 1 EiB");
 		return 0;
 	case K_MEMBERS:
 		return parse_count(p, item, v, 1, HBK_RAID_MAX_MEMBERS, &p->members);
