@@ -62,4 +62,7 @@ for a in bs=0:"bs=0: expected" bs=1024:"bs=1024: expected 512 or 4096" size=4m00
 done
 $H bench --lun 4294967296 >/dev/null 2>&1; [ $? -eq 2 ] || fail "--lun past 32 bits not refused"
 $H bench --bs -512 >/dev/null 2>&1; [ $? -eq 2 ] || fail "negative --bs not refused"
+for t in inf nan 1e9; do
+	$H bench --runtime $t >/dev/null 2>&1; [ $? -eq 2 ] || fail "--runtime $t not refused"
+done
 echo "cli ok"

@@ -167,6 +167,8 @@ run create "level=1,chunk=64k,size=256k,disk=file:$D/data,disk=file:$D/data2" --
 expect 0 "created raid1"
 
 # Bad specs and options: status 2, the bad key named.
+run status "$S3" --watch nan
+expect 2 "--watch takes seconds"
 run status "level=7,disk=file:$D/d0"
 expect 2 "spec: level=7: not a RAID level"
 run status "$S3,colour=red"

@@ -667,7 +667,8 @@ int cli_bench(int argc, char **argv)
 		} else if (!strcmp(key, "--runtime")) {
 			char *end;
 			o.runtime = v ? strtod(v, &end) : 0;
-			ok = ok && *end == 0 && o.runtime > 0;
+			/* A day at most: no inf or nan, whose cast is undefined. */
+			ok = ok && *end == 0 && o.runtime > 0 && o.runtime <= 86400;
 		} else if (!strcmp(key, "--size")) {
 			ok = ok && hbk_parse_size(v, &o.size) && o.size;
 		} else if (!strcmp(key, "--span")) {

@@ -626,7 +626,8 @@ static int parse_args(const struct command *cmd, struct raid_cli *c, int argc, c
 			return 2;
 		}
 		given |= (unsigned)o;
-		if (o == O_WATCH && ((c->watch = strtod(optarg, &end)) <= 0 || *end)) {
+		if (o == O_WATCH && (!((c->watch = strtod(optarg, &end)) > 0 && c->watch <= 86400) ||
+				     *end)) {
 			fprintf(stderr, "hbakit raid: --watch takes seconds\n");
 			return 2;
 		}
