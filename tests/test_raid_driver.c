@@ -393,6 +393,21 @@ static void bad_options_fail_the_open(void **state)
 		assert_null(c);
 		assert_non_null(strstr(log, "hbk-raid: "));
 	}
+	/* An option given twice: the second was dropped without a word. */
+	static const char *const twice[][3] = {
+		{ "vd=a:1M", "vd=b:2M", "hbk-raid: vd= given more than once" },
+		{ "tasks=8", "tasks=16", "hbk-raid: tasks= given more than once" },
+	};
+	for (size_t i = 0; i < sizeof(twice) / sizeof(twice[0]); i++) {
+		struct hbk_ctl *c = NULL;
+		tl_capture_begin();
+		int err = tl_open(RAID, HBK_MODE_AUTO, (const char *[]){ twice[i][0], twice[i][1], NULL },
+				  0, 0, &c);
+		const char *log = tl_capture_end();
+		assert_true(err < 0);
+		assert_null(c);
+		assert_non_null(strstr(log, twice[i][2]));
+	}
 }
 
 int main(void)

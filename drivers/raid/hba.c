@@ -134,9 +134,17 @@ static int probe(struct hba *h)
 	unsigned narrays = 0;
 	for (int i = 1; i < h->argc; i++) {
 		const char *a = h->argv[i] + (strncmp(h->argv[i], "--", 2) ? 0 : 2);
-		if (!strncmp(a, "array=", 6) && narrays < HBK_DEV_MAX_TARGETS)
-			arrays[narrays++] = a + 6;
+		if (strncmp(a, "array=", 6))
+			continue;
+		if (narrays == HBK_DEV_MAX_TARGETS) {
+			fprintf(stderr, "hbk-raid: more than %u array= drives\n", HBK_DEV_MAX_TARGETS);
+			return -EINVAL;
+		}
+		arrays[narrays++] = a + 6;
 	}
+	/* vd= lists every memory drive at once: a second one would be lost. */
+	if (hbk_drv_arg_repeated(h->d, "vd"))
+		return -EINVAL;
 	const char *vd = hbk_drv_arg(h->d, "vd");
 	int err = storage_open(&h->storage, vd || narrays ? vd : "vd0:256M", arrays, narrays);
 	if (err)

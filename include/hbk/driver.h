@@ -175,11 +175,15 @@ void *hbk_drv_priv(struct hbk_drv *d);
  */
 const char *hbk_drv_arg(struct hbk_drv *d, const char *name);
 
+/* Whether option NAME is given more than once, said on stderr if so (for
+ * an option that may be given once).  Any thread. */
+bool hbk_drv_arg_repeated(struct hbk_drv *d, const char *name);
+
 /*
  * Numeric driver option NAME: its value (a size as "4096", "64k", "1G",
  * binary units) in *out, or dflt when not given.  Returns 0, or -EINVAL
- * for a value that is no number or lies outside [min, max], said on
- * stderr with the option named.  Any thread.
+ * for a value that is no number or lies outside [min, max], or an option
+ * given twice, said on stderr with the option named.  Any thread.
  */
 int hbk_drv_arg_num(struct hbk_drv *d, const char *name, uint64_t dflt, uint64_t min,
 		    uint64_t max, uint64_t *out);

@@ -420,17 +420,31 @@ void *hbk_drv_priv(struct hbk_drv *d)
 	return d->priv;
 }
 
-const char *hbk_drv_arg(struct hbk_drv *d, const char *name)
+/* The value of the k-th (from 0) "NAME=VALUE" or "--NAME=VALUE", or NULL. */
+static const char *arg_nth(struct hbk_drv *d, const char *name, unsigned k)
 {
 	size_t n = strlen(name);
 	for (int i = 1; i < d->argc; i++) {
 		const char *a = d->argv[i];
 		if (a[0] == '-' && a[1] == '-')
 			a += 2;
-		if (!strncmp(a, name, n) && a[n] == '=')
+		if (!strncmp(a, name, n) && a[n] == '=' && !k--)
 			return a + n + 1;
 	}
 	return NULL;
+}
+
+const char *hbk_drv_arg(struct hbk_drv *d, const char *name)
+{
+	return arg_nth(d, name, 0);
+}
+
+bool hbk_drv_arg_repeated(struct hbk_drv *d, const char *name)
+{
+	if (!arg_nth(d, name, 1))
+		return false;
+	fprintf(stderr, "%s: %s= given more than once\n", d->ops->name ? d->ops->name : "driver", name);
+	return true;
 }
 
 int hbk_drv_arg_num(struct hbk_drv *d, const char *name, uint64_t dflt, uint64_t min,
@@ -438,6 +452,8 @@ int hbk_drv_arg_num(struct hbk_drv *d, const char *name, uint64_t dflt, uint64_t
 {
 	const char *s = hbk_drv_arg(d, name);
 	uint64_t v = dflt;
+	if (hbk_drv_arg_repeated(d, name))
+		return -EINVAL;
 	if (s && (!hbk_parse_size(s, &v) || v < min || v > max)) {
 		fprintf(stderr, "%s: %s=%s: expected %llu..%llu\n", d->ops->name ? d->ops->name : "driver",
 			name, s,
