@@ -100,6 +100,17 @@ static void result_str_names(void **state)
 	assert_string_equal(hbk_scsi_result_str(&r, buf, sizeof buf), "SERVICE FAILURE/TASK TIMEOUT");
 	assert_ptr_equal(hbk_scsi_result_str(&r, tiny, sizeof tiny), tiny);
 	assert_int_equal(strlen(tiny), sizeof tiny - 1);
+	r.service = HBK_SR_TASK_COMPLETE;
+	r.status = HBK_STATUS_TASK_ABORTED;
+	assert_string_equal(hbk_scsi_result_str(&r, buf, sizeof buf), "TASK ABORTED");
+	/* What is a status for which service, and what is none. */
+	assert_string_equal(hbk_scsi_status_name(HBK_SR_TASK_COMPLETE, 0x18), "RESERVATION CONFLICT");
+	assert_null(hbk_scsi_status_name(HBK_SR_TASK_COMPLETE, 0x100));
+	assert_null(hbk_scsi_status_name(HBK_SR_TASK_COMPLETE, 0x01));
+	assert_string_equal(hbk_scsi_status_name(HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE, 0xff),
+			    "NO STATUS");
+	assert_null(hbk_scsi_status_name(HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE, 9));
+	assert_null(hbk_scsi_status_name(HBK_SR_FUNCTION_COMPLETE, 0));
 }
 
 static void lun_roundtrip(void **state)

@@ -105,6 +105,14 @@ int hbk_scsi_sense_decode(const uint8_t *sense, size_t len, struct hbk_scsi_resu
  */
 const char *hbk_scsi_result_str(const struct hbk_scsi_result *r, char *buf, size_t size);
 
+/*
+ * The name of a task's status: with service TASK_COMPLETE a SCSI status
+ * byte ("GOOD"), with SERVICE_DELIVERY_OR_TARGET_FAILURE a delivery status
+ * ("DEVICE NOT PRESENT").  NULL for a value that is none (or another
+ * service).  Any thread.
+ */
+const char *hbk_scsi_status_name(uint32_t service, uint32_t status);
+
 /* SAM 8-byte LUN <-> LUN number (peripheral and flat addressing).
  * hbk_scsi_lun_decode returns the LUN number, or UINT64_MAX for an address
  * method the emulation does not serve. */

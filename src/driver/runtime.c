@@ -455,9 +455,9 @@ int hbk_drv_arg_num(struct hbk_drv *d, const char *name, uint64_t dflt, uint64_t
 	if (hbk_drv_arg_repeated(d, name))
 		return -EINVAL;
 	if (s && (!hbk_parse_size(s, &v) || v < min || v > max)) {
-		fprintf(stderr, "%s: %s=%s: expected %llu..%llu\n", d->ops->name ? d->ops->name : "driver",
-			name, s,
-			(unsigned long long)min, (unsigned long long)max);
+		fprintf(stderr, "%s: %s=%s: expected %llu..%llu\n",
+			d->ops->name ? d->ops->name : "driver", name, s, (unsigned long long)min,
+			(unsigned long long)max);
 		return -EINVAL;
 	}
 	*out = v;

@@ -288,17 +288,17 @@ static void plug_end(void)
 	plug.c = NULL;
 }
 
-/* Hands one prepared task on, under this thread's plug if it has one.  A
- * library thread (a callback's submission, a waiting command started). */
-static void enqueue(struct hbk_ctl *c, struct htask *t)
+/* Hands one prepared task on, under this thread's plug if it has one (a
+ * library thread's: a plugged task always goes on, failed there if the
+ * controller is gone).  Returns 0, or with refuse -ENODEV (enqueue_many). */
+static int enqueue(struct hbk_ctl *c, struct htask *t, bool refuse)
 {
-	if (plug.c != c) {
-		enqueue_many(c, &t->index, 1, false);
-		return;
-	}
+	if (plug.c != c)
+		return enqueue_many(c, &t->index, 1, refuse);
 	if (plug.n == PLUG_MAX)
 		plug_flush();
 	plug.index[plug.n++] = t->index;
+	return 0;
 }
 
 int hbk_sam_submit(struct hbk_ctl *c, struct hbk_scsi_cmd *cmd)
@@ -327,12 +327,9 @@ int hbk_sam_submit(struct hbk_ctl *c, struct hbk_scsi_cmd *cmd)
 	set_state(c, t, SLOT_HOST);
 	pthread_mutex_unlock(&c->lock);
 	prepare(c, t, cmd);
-	/* The application's thread: if the controller died meanwhile, refuse
-	 * rather than run done here, where the caller may hold its locks. */
-	if (plug.c != c)
-		return enqueue_many(c, &t->index, 1, true);
-	enqueue(c, t);
-	return 0;
+	/* On the application's thread a controller that died meanwhile is a
+	 * refusal, not done run here, where the caller may hold its locks. */
+	return enqueue(c, t, true);
 }
 
 /* Returns a DONE task to the pool, or straight to the next waiting command. */
@@ -353,28 +350,11 @@ static void finish(struct hbk_ctl *c, struct htask *t)
 	pthread_mutex_unlock(&c->lock);
 	if (next) {
 		prepare(c, t, next);
-		enqueue(c, t);
+		enqueue(c, t, false);
 	}
 }
 
 /* ---- Completion -------------------------------------------------------------- */
-
-/* Whether s is a SCSI status byte (SAM-5 5.3), or with a delivery failure
- * one of the delivery statuses (abi.h). */
-static bool status_valid(uint32_t service, uint32_t s)
-{
-	if (service == HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE)
-		return (s >= HBK_DS_TASK_TIMEOUT && s <= HBK_DS_DELIVERY_FAILURE) ||
-		       s == HBK_DS_NO_STATUS;
-	switch (s) {
-	case HBK_STATUS_GOOD: case HBK_STATUS_CHECK_CONDITION: case HBK_STATUS_CONDITION_MET:
-	case HBK_STATUS_BUSY: case HBK_STATUS_INTERMEDIATE:
-	case HBK_STATUS_INTERMEDIATE_CONDITION_MET: case HBK_STATUS_RESERVATION_CONFLICT:
-	case HBK_STATUS_TASK_SET_FULL: case HBK_STATUS_ACA_ACTIVE: case HBK_STATUS_TASK_ABORTED:
-		return true;
-	}
-	return false;
-}
 
 /* HBK-C05: the fields of a response the host relies on.  NULL if sound. */
 static const char *response_fault(const struct htask *t, const struct hbk_response *r,
@@ -391,7 +371,7 @@ static const char *response_fault(const struct htask *t, const struct hbk_respon
 	if (r->service_response != HBK_SR_TASK_COMPLETE &&
 	    r->service_response != HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE)
 		return "service_response is neither TASK_COMPLETE nor SERVICE_DELIVERY_OR_TARGET_FAILURE";
-	if (!status_valid(r->service_response, r->completion_status))
+	if (!hbk_scsi_status_name(r->service_response, r->completion_status))
 		return r->service_response == HBK_SR_TASK_COMPLETE
 		       ? "completion_status is not a SCSI status"
 		       : "completion_status is not a delivery status";

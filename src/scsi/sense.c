@@ -69,6 +69,7 @@ static const char *status_name(uint8_t status)
 	case HBK_STATUS_RESERVATION_CONFLICT: return "RESERVATION CONFLICT";
 	case HBK_STATUS_TASK_SET_FULL: return "TASK SET FULL";
 	case HBK_STATUS_ACA_ACTIVE: return "ACA ACTIVE";
+	case HBK_STATUS_TASK_ABORTED: return "TASK ABORTED";
 	default: return NULL;
 	}
 }
@@ -84,6 +85,17 @@ static const char *delivery_name(uint8_t status)
 	case HBK_DS_NO_STATUS: return "NO STATUS";
 	default: return NULL;
 	}
+}
+
+const char *hbk_scsi_status_name(uint32_t service, uint32_t status)
+{
+	if (status > 0xff)
+		return NULL;
+	if (service == HBK_SR_TASK_COMPLETE)
+		return status_name((uint8_t)status);
+	if (service == HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE)
+		return delivery_name((uint8_t)status);
+	return NULL;
 }
 
 /*
