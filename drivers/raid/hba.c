@@ -463,7 +463,8 @@ static void tm_replied(struct hba *h, const struct hbk_dev_reply *rep)
 static unsigned complete(struct hba *h, const struct hbk_dev_reply *rep, uint16_t *done, unsigned n)
 {
 	uint32_t index = rep->tag & TAG_INDEX;
-	uint8_t path = index < h->ntasks && !(rep->tag & TM_TAG) &&
+	/* Only the reply of the slot's current frame: the tag has its generation. */
+	uint8_t path = index < h->ntasks &&
 		       rep->tag == atomic_load_explicit(&h->slots[index].frame_tag, memory_order_relaxed)
 		       ? atomic_exchange(&h->slots[index].path, IDLE) : IDLE;
 	if (path == BUNDLED) {
