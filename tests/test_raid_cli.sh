@@ -163,6 +163,7 @@ sum=$(md5sum < "$D/data")
 run create "level=1,chunk=64k,size=256k,disk=file:$D/data,disk=file:$D/data2"
 expect 1 "1 of the disks hold data (not an hbakit array's): force to overwrite it"
 [ "$(md5sum < "$D/data")" = "$sum" ] || fail "a refused create changed the disk's data"
+[ ! -e "$D/data2" ] || fail "a refused create left behind the file it made"
 run create "level=1,chunk=64k,size=256k,disk=file:$D/data,disk=file:$D/data2" --force
 expect 0 "created raid1"
 

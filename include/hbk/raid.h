@@ -350,6 +350,7 @@ struct hbk_raid_spec_array {
 	const struct hbk_raid_spec *spec_;
 	int lock_fd_[HBK_RAID_SPEC_MAX_OPEN];
 	const char *text_[HBK_RAID_SPEC_MAX_OPEN];      /* attached disks: their text (owned) */
+	bool made_[HBK_RAID_SPEC_MAX_OPEN];             /* file created by this open */
 };
 
 /*
@@ -358,7 +359,8 @@ struct hbk_raid_spec_array {
  * locked (flock LOCK_EX|LOCK_NB) for as long as it is open, so a second
  * process gets -EBUSY ("in use by another process").  A file that does not
  * exist is created with size= data bytes (plus the metadata area) in CREATE
- * and AUTO modes when the spec has size=.  A disk that cannot be opened
+ * and AUTO modes when the spec has size=; a create that fails removes the
+ * files it created.  A disk that cannot be opened
  * (error[i]) fails the open, except when assembling with opts.force: then
  * it counts as missing (verdict UNREADABLE) and goes stale, as assembly
  * writes metadata without it.  When assembling, blank disks listed as

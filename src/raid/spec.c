@@ -382,6 +382,7 @@ static int open_file(struct hbk_raid_spec_array *a, unsigned i, const char *path
 			unlink(path);
 			return err;
 		}
+		a->made_[i] = fd >= 0;
 	}
 	if (fd < 0)
 		return -errno;
@@ -396,10 +397,28 @@ static int open_file(struct hbk_raid_spec_array *a, unsigned i, const char *path
 		struct hbk_disk_file_opts fo = { .direct = a->spec_->direct };
 		err = hbk_disk_open_file(path, &fo, out);
 	}
-	if (err)
+	if (err) {
+		if (a->made_[i])
+			unlink(path);
+		a->made_[i] = false;
 		close(fd);
-	else
+	} else {
 		a->lock_fd_[i] = fd;
+	}
+	return err;
+}
+
+/* A create that failed removes the files it made (still locked, so no
+ * other process can have started using them), and leaves the rest as
+ * they were.  Returns err. */
+static int unmake_files(struct hbk_raid_spec_array *a, int err)
+{
+	for (unsigned i = 0; i < a->ndisks && i < a->spec_->ndisks; i++) {
+		if (a->made_[i] && unlink(a->spec_->disk[i].target))
+			hbk_log(HBK_LOG_WARN, "%s: cannot remove the file this create made: %s",
+				a->spec_->disk[i].text, strerror(errno));
+		a->made_[i] = false;
+	}
 	return err;
 }
 
@@ -602,14 +621,16 @@ int hbk_raid_spec_open(const struct hbk_raid_spec *s, enum hbk_raid_spec_mode mo
 		a->ndisks = i;   /* the disks open so far, for same_file() */
 		if (open_disk(a, i, &s->disk[i], create) == -EBUSY) {
 			a->ndisks = i + 1;
-			return -EBUSY;
+			return unmake_files(a, -EBUSY);
 		}
 		any_meta = any_meta || (a->disk[i] && mode == HBK_RAID_SPEC_AUTO && has_metadata(a->disk[i]));
 	}
 	a->ndisks = s->ndisks;
 	a->report.ndisks = s->ndisks;
-	if (mode == HBK_RAID_SPEC_CREATE || (mode == HBK_RAID_SPEC_AUTO && !any_meta))
-		return create_array(a);
+	if (mode == HBK_RAID_SPEC_CREATE || (mode == HBK_RAID_SPEC_AUTO && !any_meta)) {
+		int err = create_array(a);
+		return a->created ? err : unmake_files(a, err);
+	}
 	return assemble_array(a);
 }
 
