@@ -423,6 +423,90 @@ static void test_fail_stops(void **state)
 	}
 }
 
+/* An array that failed comes back under force with the members that
+ * failed last, which saw every acknowledged write; an earlier failed one,
+ * which missed the writes taken without it, never does.  (A RAID 1 fails
+ * only with its last member, whose failure no member is left to record.) */
+static void test_failed_array_forced_back(void **state)
+{
+	(void)state;
+	static const unsigned fails[] = { 1, 2, 2, 3, 2 };   /* all_levels: failures to stop */
+	for (unsigned li = 0; li < HBK_ARRAY_SIZE(all_levels); li++) {
+		const struct level *l = &all_levels[li];
+		struct hbk_disk *d[5];
+		struct hbk_raid_report rep;
+		struct hbk_raid_opts force = { .force = true };
+		struct hbk_raid *r;
+		make_disks(d, l->n);
+		r = create(l, d, NULL);
+		uint64_t size = array_size(r), part = size / 4;
+		write_all(r, 1100);
+		/* Slots 0, 1, 2 fail in turn, a part written after each but the last. */
+		for (unsigned s = 0; s < fails[li]; s++) {
+			assert_int_equal(hbk_raid_fail(r, s), 0);
+			if (s + 1 < fails[li])
+				write_range(r, s * part, (s + 1) * part, 1101 + s);
+		}
+		assert_int_equal(state_of(r), HBK_RAID_FAILED);
+		hbk_raid_close(r);
+		unsigned last = fails[li] - 1;
+
+		if (l->level == HBK_RAID1) {
+			/* No member was left to record the last failure: the
+			 * last disk's superblock still has it in use. */
+			r = assemble(d, l->n, &rep);
+			assert_int_equal(rep.forced, 0);
+			assert_int_equal(rep.disk[last].verdict, HBK_RAID_DISK_MEMBER);
+			check_range(r, 0, part, 1101);
+			check_range(r, part, size, 1100);
+			hbk_raid_close(r);
+			close_disks(d, l->n);
+			continue;
+		}
+		assert_int_equal(hbk_raid_assemble(d, l->n, NULL, &rep, &r), -ENODEV);
+		assert_int_equal(rep.forced, 0);
+		if (last > 0) {
+			/* Without the last one, force has nothing to take. */
+			struct hbk_disk *without[5];
+			unsigned m = 0;
+			for (unsigned i = 0; i < l->n; i++)
+				if (i != last)
+					without[m++] = d[i];
+			assert_int_equal(hbk_raid_assemble(without, m, &force, &rep, &r), -ENODEV);
+			assert_int_equal(rep.forced, 0);
+		}
+		assert_int_equal(hbk_raid_assemble(d, l->n, &force, &rep, &r), 0);
+		assert_int_equal(rep.forced, 1u << last);
+		assert_int_equal(rep.disk[last].verdict, HBK_RAID_DISK_MEMBER);
+		for (unsigned s = 0; s < last; s++)
+			assert_int_equal(rep.disk[s].verdict, HBK_RAID_DISK_STALE);
+		assert_true(rep.dirty);
+		assert_int_equal(state_of(r), last ? HBK_RAID_DEGRADED : HBK_RAID_OPTIMAL);
+		for (unsigned s = 0; s < last; s++)
+			check_range(r, s * part, (s + 1) * part, 1101 + s);
+		check_range(r, last * part, size, 1100);
+		write_range(r, 0, part, 1110);
+		hbk_raid_close(r);
+
+		/* Recorded: the next assembly needs no force. */
+		r = assemble(d, l->n, &rep);
+		assert_int_equal(rep.forced, 0);
+		check_range(r, 0, part, 1110);
+		if (last) {
+			/* The stale ones are put back by a rebuild. */
+			for (unsigned s = 0; s < last; s++)
+				assert_int_equal(hbk_raid_replace(r, s, d[s]), 0);
+			assert_int_equal(hbk_raid_wait(r, 20000), 0);
+			assert_int_equal(state_of(r), HBK_RAID_OPTIMAL);
+			if (l->level != HBK_RAID0)
+				scrub_clean(r);
+			check_range(r, 0, part, 1110);
+		}
+		hbk_raid_close(r);
+		close_disks(d, l->n);
+	}
+}
+
 static void test_bad_requests(void **state)
 {
 	(void)state;
@@ -1697,6 +1781,7 @@ int main(void)
 		cmocka_unit_test(test_healthy_every_level),
 		cmocka_unit_test(test_bad_requests),
 		cmocka_unit_test(test_fail_stops),
+		cmocka_unit_test(test_failed_array_forced_back),
 		cmocka_unit_test(test_degraded_each_member),
 		cmocka_unit_test(test_raid6_two_failures),
 		cmocka_unit_test(test_rebuild_under_io),

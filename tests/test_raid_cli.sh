@@ -157,6 +157,28 @@ expect 0 "state: degraded" "stale" "split brain accepted"
 run status "$M"   # the choice was recorded: the other half is merely stale
 expect 0 "state: degraded" "stale"
 
+# A RAID 5 stopped by a forced second failure comes back only forced, with
+# the member that failed last (it saw every acknowledged write), never the
+# one that failed first.
+F=$(spec f0 f1 f2)
+run create "$F,size=2m"
+expect 0 "created raid5"
+"$PAT" pattern write "$F" 11 || fail "pattern write (f)"
+run fail "$F" 0
+expect 0 "slot 0 failed: the array is degraded"
+"$PAT" pattern write "$F" 12 || fail "pattern write (f, degraded)"
+run fail "$F" 1 --force
+expect 1 "slot 1 failed: the array is failed"
+run status "$F"
+expect 1 "too many members missing"
+run status "$(spec f0 gone f2)" --force
+expect 1 "too many members missing"
+run status "$F" --force
+expect 0 "forced: member 1" "state: degraded" "stale"
+"$PAT" pattern verify "$F" 12 || fail "pattern verify after the forced assembly"
+run status "$F"   # recorded: no force needed from now on
+expect 0 "state: degraded"
+
 # A disk that holds data (not an array's) is overwritten only with --force.
 head -c 2M /dev/urandom > "$D/data"
 sum=$(md5sum < "$D/data")

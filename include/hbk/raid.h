@@ -58,7 +58,8 @@ struct hbk_raid_opts {
 	uint32_t workers;          /* threads for parity and degraded I/O (0: 4) */
 	uint64_t rebuild_rate;     /* bytes/s per rebuild or resync, 0: unlimited */
 	uint32_t clean_delay_ms;   /* idle time before the array is marked clean (0: 200) */
-	bool force;                /* assemble a dirty RAID 5/6 that is also degraded */
+	bool force;                /* assemble a dirty RAID 5/6 that is also degraded,
+				    * or a failed array with its last failed members */
 	bool accept_split_brain;   /* assemble past a split brain: keep the newest
 				    * generation's side, drop the other's for good */
 	const uint8_t *uuid;       /* assemble: only this array; NULL: the one most disks hold */
@@ -105,6 +106,9 @@ struct hbk_raid_report {
 	 * has in use: it ran the array on its own after the two parted (a
 	 * split brain), and may hold acknowledged writes the array does not. */
 	bool split_brain;
+	/* bit i: slot i's disk had failed, and opts->force took it back
+	 * because the array could not run without it (see hbk_raid_assemble). */
+	uint32_t forced;
 };
 
 /*
@@ -121,7 +125,14 @@ struct hbk_raid_report {
  * records the choice, so the other side's disks are merely stale from then
  * on unless they run on their own again).  force does not cover a split
  * brain: it is given for a missing disk or a dirty array, and accepting a
- * split brain drops acknowledged writes.
+ * split brain drops acknowledged writes.  With opts->force, an array that
+ * failed (too many members failed to run) takes back the members that
+ * failed last, as mdadm's --force does, when that lets it run: only
+ * disks of the newest generation among the failed, whose own superblock
+ * records every other slot still missing as failed (or that failed in the
+ * same round), so each saw every write the array acknowledged.  Each comes
+ * back under a new disk UUID (report->forced), and the array resyncs:
+ * writes that were in flight when it failed may have torn their stripes.
  */
 int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 		      const struct hbk_raid_opts *opts, struct hbk_raid_report *report,
@@ -212,8 +223,8 @@ int hbk_raid_fail(struct hbk_raid *r, unsigned slot);
 
 /*
  * Whether failing member slot (hbk_raid_fail) would stop the array: leave
- * it without the members its level needs, FAILED, which no assembly takes
- * again.  false for a bad slot.  Any thread.
+ * it without the members its level needs, FAILED, which only a forced
+ * assembly takes back (hbk_raid_assemble).  false for a bad slot.  Any thread.
  */
 bool hbk_raid_fail_stops(struct hbk_raid *r, unsigned slot);
 

@@ -446,6 +446,79 @@ static void dismiss(struct hbk_raid *r, const struct raid_sb *s)
 	d->gen = s->generation + 1;
 }
 
+/*
+ * Forced assembly of an array that failed: takes back, as active members,
+ * the disks that failed last, when the array cannot run without them.  A
+ * disk qualifies when its slot in the authoritative superblock a is failed
+ * and still names it, it did not run the array on its own, its generation
+ * is the newest among such disks (the last round before its failure: an
+ * older one missed writes the array went on to acknowledge), and its own
+ * superblock records every other slot still missing as failed, unless that
+ * slot's disk failed in the same round and is taken back too.  Such a disk
+ * holds every write acknowledged up to its failure, and the array failed
+ * with it, acknowledging nothing after.  Each comes back under a new disk
+ * UUID, as a disk that left must (so a stale superblock that recorded its
+ * failure is no split brain).  None is taken back unless the array then
+ * runs.  Returns how many were taken back.  Before the array runs.
+ */
+static unsigned take_back_failed(struct hbk_raid *r, const struct raid_sb *sb, unsigned n,
+				 const struct raid_sb *a, struct hbk_disk *const *disks,
+				 struct hbk_raid_report *rep)
+{
+	bool cand[HBK_RAID_MAX_DISKS] = { false };
+	uint64_t last = 0;
+	for (unsigned i = 0; i < n; i++) {
+		const struct raid_sb *s = &sb[i];
+		cand[i] = rep->disk[i].verdict == HBK_RAID_DISK_STALE && s->role != ROLE_SPARE &&
+			  s->slot < r->n && !atomic_load(&r->m[s->slot].disk) &&
+			  a->slot_state[s->slot] == HBK_RAID_MEMBER_FAILED &&
+			  !memcmp(a->slot_uuid[s->slot], s->disk_uuid, 16) && !ran_without(s, a);
+		if (cand[i])
+			last = HBK_MAX(last, s->generation);
+	}
+	uint32_t peers = 0;   /* slots of the candidates of the last round */
+	for (unsigned i = 0; i < n; i++) {
+		cand[i] = cand[i] && sb[i].generation == last;
+		if (cand[i])
+			peers |= 1u << sb[i].slot;
+	}
+	unsigned take[HBK_RAID_MAX_DISKS], taken = 0;
+	for (unsigned i = 0; i < n; i++) {
+		const struct raid_sb *s = &sb[i];
+		bool saw_all = cand[i] && !atomic_load(&r->m[s->slot].disk);
+		for (unsigned k = 0; k < r->n && saw_all; k++)
+			saw_all = k == s->slot || atomic_load(&r->m[k].disk) || (peers & (1u << k)) ||
+				  s->slot_state[k] == HBK_RAID_MEMBER_FAILED;
+		if (saw_all) {
+			atomic_store(&r->m[s->slot].disk, disks[i]);
+			atomic_store(&r->m[s->slot].state, HBK_RAID_MEMBER_ACTIVE);
+			take[taken++] = i;
+		}
+	}
+	bool runs = raid_tolerable(r);
+	for (unsigned t = 0; t < taken; t++) {
+		unsigned i = take[t], slot = sb[i].slot;
+		struct member *m = &r->m[slot];
+		if (!runs) {
+			/* Not enough to run: all stay out. */
+			atomic_store(&m->disk, NULL);
+			atomic_store(&m->state, HBK_RAID_MEMBER_FAILED);
+			continue;
+		}
+		raid_uuid(m->uuid);
+		atomic_store(&m->rebuilt, 0);
+		rep->disk[i].verdict = HBK_RAID_DISK_MEMBER;
+		rep->disk[i].slot = (int)slot;
+		rep->forced |= 1u << slot;
+		struct hbk_disk_info di;
+		hbk_disk_info(disks[i], &di);
+		hbk_log(HBK_LOG_WARN, "raid: forced: member %u (%s), failed after generation %llu, "
+			"is taken back as it was then; resyncing, as writes in flight when it failed "
+			"may have torn their stripes", slot, di.name, (unsigned long long)last);
+	}
+	return runs ? taken : 0;
+}
+
 /* Sorts the disks carrying the chosen array's superblocks (verdicts in
  * rep).  Returns the index of the authoritative superblock, -1 if none. */
 static int sort_disks(const struct raid_sb *sb, unsigned n, int pick, struct hbk_raid_report *rep)
@@ -561,6 +634,8 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 		atomic_store(&m->rebuilt, rebuilding ? sb[i].rebuilt / r->chunk * r->chunk : 0);
 		atomic_store(&m->state, rebuilding ? HBK_RAID_MEMBER_REBUILDING : HBK_RAID_MEMBER_ACTIVE);
 	}
+	if (!raid_tolerable(r) && opts && opts->force && take_back_failed(r, sb, n, a, disks, rep))
+		rep->dirty = true;
 	for (unsigned i = 0; i < r->n; i++)
 		if (!atomic_load(&r->m[i].disk)) {
 			rep->missing |= 1u << i;
