@@ -536,6 +536,11 @@ static void test_bad_requests(void **state)
 
 	struct hbk_raid_config cfg = { .level = HBK_RAID5, .chunk = CHUNK };
 	assert_int_equal(hbk_raid_create(&cfg, d, 2, NULL, &r), -EINVAL);
+	/* A cache the machine cannot hold would take acknowledged writes
+	 * with it when the process is killed for memory. */
+	struct hbk_raid_opts huge = { .cache_bytes = UINT64_MAX / 2 };
+	assert_int_equal(hbk_raid_create(&cfg, d, 3, &huge, &r), -E2BIG);
+	assert_int_equal(hbk_raid_assemble(d, 3, &huge, NULL, &r), -E2BIG);
 	cfg.chunk = 3 * KiB;
 	assert_int_equal(hbk_raid_create(&cfg, d, 3, NULL, &r), -EINVAL);
 	struct hbk_disk *same[3] = { d[0], d[1], d[0] };

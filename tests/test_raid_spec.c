@@ -164,6 +164,7 @@ static void test_bad_specs(void **state)
 		{ "level=5,size=4m,members=33", "spec: members=33: not a number from 1 to 32" },
 		{ "level=5,size=4m,spares=9", "spec: spares=9: not a number from 0 to 8" },
 		{ "level=5,size=4m,cache=big", "spec: cache=big: not a size" },
+		{ "level=5,size=4m,cache=4096t", "spec: cache=4096t: larger than half of this machine's memory" },
 		{ "level=5,size=4m,latency=floppy", "spec: latency=floppy: not a latency model" },
 		{ "level=5,size=4m,direct=maybe", "spec: direct=maybe: not auto, on or off" },
 		{ "level=5,size=4m,workers=0", "spec: workers=0: not a number from 1 to 64" },

@@ -54,7 +54,8 @@ struct hbk_raid_config {
 
 /* How it runs; not persistent. */
 struct hbk_raid_opts {
-	uint64_t cache_bytes;      /* write-back cache; 0: write-through */
+	uint64_t cache_bytes;      /* write-back cache; 0: write-through; at most half
+				    * the machine's memory (create, assemble: -E2BIG) */
 	uint32_t workers;          /* threads for parity and degraded I/O (0: 4) */
 	uint64_t rebuild_rate;     /* bytes/s per rebuild or resync, 0: unlimited */
 	uint32_t clean_delay_ms;   /* idle time before the array is marked clean (0: 200) */

@@ -267,6 +267,8 @@ int hbk_raid_create(const struct hbk_raid_config *cfg, struct hbk_disk *const *m
 {
 	if (!n || n > HBK_RAID_MAX_MEMBERS)
 		return -EINVAL;
+	if (opts && opts->cache_bytes > raid_cache_limit())
+		return -E2BIG;
 	struct hbk_raid *r = raid_new(opts);
 	if (!r)
 		return -ENOMEM;
@@ -581,6 +583,8 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 	*rep = (struct hbk_raid_report){ .ndisks = n };
 	if (!n || n > HBK_RAID_MAX_DISKS)
 		return -EINVAL;
+	if (opts && opts->cache_bytes > raid_cache_limit())
+		return -E2BIG;
 	if (posix_memalign((void **)&sb, 4096, sizeof(*sb) * n))
 		return -ENOMEM;
 	for (unsigned i = 0; i < n; i++) {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "raid/raid_priv.h"
 
@@ -326,6 +327,12 @@ struct hbk_raid *raid_new(const struct hbk_raid_opts *opts)
 	r->clean_delay_ms = opts && opts->clean_delay_ms ? opts->clean_delay_ms : 200;
 	r->block_size = 512;
 	return r;
+}
+
+uint64_t raid_cache_limit(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page / 2 : UINT64_MAX;
 }
 
 int raid_run(struct hbk_raid *r, const struct hbk_raid_opts *opts)

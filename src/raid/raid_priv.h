@@ -257,6 +257,10 @@ void raid_destroy(struct hbk_raid *r);
 
 /* Random bytes for UUIDs. */
 void raid_uuid(uint8_t *out);
+/* The largest write-back cache allowed: half the machine's memory.  A cache
+ * the kernel cannot back gets the process killed with acknowledged writes
+ * in it. */
+uint64_t raid_cache_limit(void);
 
 /* ---- meta.c: the on-disk superblock ----------------------------------------------------- */
 

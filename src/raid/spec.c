@@ -180,6 +180,8 @@ static int apply_kv(struct parse *p, const char *item, const char *v, bool user)
 	case K_CACHE:
 		if (!hbk_parse_size(v, &s->opts.cache_bytes))
 			return bad(p, item, v, "not a size (0 for write-through, e.g. 256m, 1g)");
+		if (s->opts.cache_bytes > raid_cache_limit())
+			return bad(p, item, v, "larger than half of this machine's memory");
 		return 0;
 	case K_LATENCY:
 		if ((i = pick(v, models, HBK_ARRAY_SIZE(models))) < 0)
