@@ -60,6 +60,13 @@ for a in bs=0:"bs=0: expected" bs=1024:"bs=1024: expected 512 or 4096" size=4m00
 	[ $rc -eq 1 ] || fail "driver option ${a%%:*} gave status $rc: $err"
 	echo "$err" | grep -q "hbk-ram: ${a#*:}" || fail "driver option ${a%%:*} not named: $err"
 done
+# LUN memory past what the machine has is refused, not left to the OOM
+# killer; a RAM disk whose memory takes seconds to populate still starts
+# (it populates in the background, not in INIT_CONTROLLER).
+err=$($H info --driver-arg size=64t 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$err" | grep -q "hbk-ram: size=70368744177664: 1 LUNs of that size need more than" ||
+	fail "a LUN past the machine's memory: status $rc: $err"
+out=$($H info --driver-arg size=2g 2>&1) && echo "$out" | grep -q "2.0 GiB" || fail "a 2 GiB RAM disk did not start: $out"
 $H bench --lun 4294967296 >/dev/null 2>&1; [ $? -eq 2 ] || fail "--lun past 32 bits not refused"
 $H bench --bs -512 >/dev/null 2>&1; [ $? -eq 2 ] || fail "negative --bs not refused"
 for t in inf nan 1e9; do

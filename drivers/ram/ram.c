@@ -12,15 +12,18 @@
  * and the medium of every LUN: removable=1 (START STOP UNIT ejects and loads
  * it), ro=1 (write protected), lbppbe=N (2^N logical blocks per physical
  * block, 0..15), max-unmap=N (blocks one UNMAP may name, 0: no limit).
+ * The LUNs together take at most three quarters of the machine's memory.
  * LOGICAL UNIT RESET and TARGET RESET reset the emulation's
  * LUN state (unit attentions, RESERVE(6), medium removal prevention), and
  * the loss of an I_T nexus ends what the LUNs kept for it.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/mman.h>
 
 #include "hbk/driver.h"
@@ -75,6 +78,11 @@ struct ram {
 	/* per-task path: the task copied out of the call, and its handle */
 	struct hbk_task *tasks;
 	struct hbk_drv_action **actions;
+
+	/* Populates the LUNs' memory in the background (see populate_main). */
+	pthread_t populate;
+	bool populate_up;
+	_Atomic bool populate_stop;
 
 	pthread_mutex_t lock;           /* guards the pending list */
 	struct pending *pend;           /* ring of ntasks entries */
@@ -158,6 +166,16 @@ static int parse_options(struct ram *r, uint64_t *removable, uint64_t *ro, uint6
 		fprintf(stderr, "hbk-ram: bs=%llu: expected 512 or 4096\n", (unsigned long long)bs);
 		return -EINVAL;
 	}
+	/* The LUNs' memory is taken up front; more than the machine has would
+	 * bring the OOM killer instead of an error. */
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	uint64_t phys = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : UINT64_MAX;
+	if (r->size > phys / 4 * 3 / (targets * luns)) {
+		fprintf(stderr, "hbk-ram: size=%llu: %llu LUNs of that size need more than three "
+			"quarters of this machine's %llu MiB of memory\n", (unsigned long long)r->size,
+			(unsigned long long)(targets * luns), (unsigned long long)(phys >> 20));
+		return -EINVAL;
+	}
 	r->ntargets = (unsigned)targets;
 	r->nluns = (unsigned)luns;
 	r->bs = (uint32_t)bs;
@@ -209,15 +227,13 @@ static int ram_init(struct hbk_drv *d)
 			l->size = r->size / r->bs * r->bs;
 			l->bs = r->bs;
 			/* Huge pages where the kernel allows them (random 4 KiB I/O
-			 * over the disk would miss the TLB on every access), then
-			 * populated up front, as a RAM disk reserves its memory. */
+			 * over the disk would miss the TLB on every access),
+			 * populated in the background (populate_main). */
 			l->mem = mmap(NULL, l->size, PROT_READ | PROT_WRITE,
 				      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 			if (l->mem == MAP_FAILED)
 				return -ENOMEM;
 			madvise(l->mem, l->size, MADV_HUGEPAGE);
-			if (madvise(l->mem, l->size, MADV_POPULATE_WRITE))
-				memset(l->mem, 0, l->size);
 			snprintf(l->serial, sizeof(l->serial), "RAM%04u%04u", t, n);
 			struct hbk_scsi_lun_cfg cfg = {
 				.vendor = "HBAKIT", .product = "RAM DISK", .revision = "1.0",
@@ -287,9 +303,39 @@ static int ram_map_bundled(struct hbk_drv *d, struct hbk_drv_mem *cmds,
 	return r->cmds && r->resps ? 0 : -ENOMEM;
 }
 
+/*
+ * Faults every LUN's memory in, writable, as a RAM disk reserves its memory,
+ * so I/O does not pay page faults (zeroing a huge page) as it first touches
+ * the disk.  In the background from START: populating gigabytes takes
+ * seconds here (2 GiB: over 4 s of system time), longer than the host waits
+ * for INIT_CONTROLLER.  I/O meanwhile is safe: populating leaves a page's
+ * contents as they are.  Its own thread, ended at stop.
+ */
+static void *populate_main(void *arg)
+{
+	struct ram *r = arg;
+	enum { STEP = 64 << 20 };
+	for (unsigned i = 0; i < r->ntargets * r->nluns; i++) {
+		struct ram_lun *l = &r->luns[i];
+		for (uint64_t off = 0; off < l->size && !atomic_load(&r->populate_stop); off += STEP) {
+			size_t len = (size_t)HBK_MIN((uint64_t)STEP, l->size - off);
+			if (!madvise(l->mem + off, len, MADV_POPULATE_WRITE))
+				continue;
+			if (errno != EINVAL)
+				return NULL;   /* out of memory: pages come as I/O touches them */
+			/* A kernel before 5.14: touch each page for writing,
+			 * keeping what I/O may already have written there. */
+			for (size_t k = 0; k < len; k += 4096)
+				__atomic_fetch_add(l->mem + off + k, 0, __ATOMIC_RELAXED);
+		}
+	}
+	return NULL;
+}
+
 static int ram_start(struct hbk_drv *d)
 {
 	struct ram *r = hbk_drv_priv(d);
+	r->populate_up = !pthread_create(&r->populate, NULL, populate_main, r);
 	/* Target creation waits for discovery I/O, which needs the Default
 	 * queue this call runs on: do it from the auxiliary queue. */
 	hbk_drv_queue_dispatch(r->aux, &r->create_work);
@@ -482,9 +528,18 @@ static void ram_nexus_loss(struct hbk_drv *d, uint64_t target, uint64_t initiato
 		hbk_scsi_nexus_loss(&r->targets[target], initiator);
 }
 
+/* Ends populate_main; at stop, and before the memory goes. */
+static void populate_end(struct ram *r)
+{
+	atomic_store(&r->populate_stop, true);
+	if (r->populate_up)
+		pthread_join(r->populate, NULL);
+	r->populate_up = false;
+}
+
 static void ram_stop(struct hbk_drv *d)
 {
-	(void)d;
+	populate_end(hbk_drv_priv(d));
 }
 
 static const struct hbk_drv_ops ram_ops = {
@@ -513,6 +568,7 @@ int main(int argc, char **argv)
 {
 	static struct ram r;
 	int rc = hbk_drv_main(&ram_ops, &r, argc, argv);
+	populate_end(&r);
 	for (unsigned i = 0; r.luns && i < r.ntargets * r.nluns; i++) {
 		if (r.luns[i].mem && r.luns[i].mem != MAP_FAILED)
 			munmap(r.luns[i].mem, r.luns[i].size);
