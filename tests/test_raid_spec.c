@@ -350,7 +350,14 @@ static void test_open_errors(void **state)
 
 	/* Creating needs every disk, and files are created only with size=. */
 	s = files_spec("1", "m0 gone", "");
-	open_expect(s, HBK_RAID_SPEC_CREATE, -ENOENT, "1 of the disks cannot be opened (a missing file", &a);
+	open_expect(s, HBK_RAID_SPEC_CREATE, -ENOENT, "No such file or directory); a missing file is created only with size=", &a);
+	hbk_raid_spec_close(&a);
+	hbk_raid_spec_free(s);
+
+	/* Memory disks past what the machine has are refused, and said so. */
+	s = parse_ok("level=1,disk=mem:64t,disk=mem:2m");
+	open_expect(s, HBK_RAID_SPEC_CREATE, -ENOMEM,
+		    "1 of the disks cannot be opened (mem:64t: Cannot allocate memory)", &a);
 	hbk_raid_spec_close(&a);
 	hbk_raid_spec_free(s);
 

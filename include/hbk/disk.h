@@ -95,7 +95,9 @@ int hbk_disk_open_file(const char *path, const struct hbk_disk_file_opts *opts,
 		       struct hbk_disk **out);
 
 /* A disk in anonymous memory (committed when written), size a multiple of
- * 512; reads of unwritten ranges give zeros.  Returns 0 or -ENOMEM. */
+ * 512; reads of unwritten ranges give zeros.  Returns 0, or -ENOMEM (also
+ * when the memory disks open in this process would pass three quarters of
+ * the machine's memory).  Any thread. */
 int hbk_disk_open_mem(uint64_t size, struct hbk_disk **out);
 
 /* A disk that reads zeros and discards writes.  Returns 0 or -ENOMEM. */

@@ -6,10 +6,12 @@
  * writes, for measuring everything but the media.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "disk/disk_priv.h"
 
@@ -40,11 +42,30 @@ static void mem_submit(struct hbk_disk *d, struct hbk_disk_io *io)
 	disk_complete(d, io, 0);
 }
 
+/* Bytes of every memory disk open in this process.  They are committed
+ * as they are written, so more than the machine has would end in the OOM
+ * killer, and with it the data of every disk; past three quarters of the
+ * machine's memory, an open is refused. */
+static _Atomic uint64_t mem_open_bytes;
+
+static bool mem_reserve(uint64_t size)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	uint64_t limit = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page / 4 * 3 : UINT64_MAX;
+	uint64_t was = atomic_fetch_add(&mem_open_bytes, size);
+	if (was + size >= was && was + size <= limit)
+		return true;
+	atomic_fetch_sub(&mem_open_bytes, size);
+	return false;
+}
+
 static void mem_close(struct hbk_disk *d)
 {
 	struct mem_disk *m = (struct mem_disk *)d;
-	if (m->data)
+	if (m->data) {
 		munmap(m->data, d->info.size);
+		atomic_fetch_sub(&mem_open_bytes, d->info.size);
+	}
 	free(m);
 }
 
@@ -58,9 +79,14 @@ static int open_mem(uint64_t size, bool null, struct hbk_disk **out)
 	if (!m)
 		return -ENOMEM;
 	if (!null) {
+		if (!mem_reserve(size)) {
+			free(m);
+			return -ENOMEM;
+		}
 		m->data = mmap(NULL, size, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (m->data == MAP_FAILED) {
+			atomic_fetch_sub(&mem_open_bytes, size);
 			free(m);
 			return -ENOMEM;
 		}

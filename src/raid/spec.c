@@ -487,14 +487,16 @@ static bool holds_data(struct hbk_disk *d)
 static int create_array(struct hbk_raid_spec_array *a)
 {
 	const struct hbk_raid_spec *s = a->spec_;
-	unsigned unopened = 0, used = 0, full = 0, small = 0;
+	unsigned unopened = 0, used = 0, full = 0, small = 0, first = 0;
 	int err = 0;
 	uint64_t need = DATA_OFFSET + HBK_MAX(s->cfg.member_size, s->cfg.chunk);
 	for (unsigned i = 0; i < s->ndisks; i++) {
 		struct hbk_disk_info di;
 		if (!a->disk[i]) {
-			err = err ? err : a->error[i];
-			unopened++;
+			if (!unopened++) {
+				err = a->error[i];
+				first = i;
+			}
 			continue;
 		}
 		hbk_disk_info(a->disk[i], &di);
@@ -510,8 +512,10 @@ static int create_array(struct hbk_raid_spec_array *a)
 		}
 	}
 	if (unopened)
-		return say(a, err, "cannot create the array: %u of the disks cannot be opened%s", unopened,
-			   s->cfg.member_size ? "" : " (a missing file is created only with size=)");
+		return say(a, err, "cannot create the array: %u of the disks cannot be opened (%s: %s)%s",
+			   unopened, s->disk[first].text, hbk_strerror(err),
+			   err == -ENOENT && !s->cfg.member_size ?
+			   "; a missing file is created only with size=" : "");
 	if (used)
 		return say(a, -EEXIST, "%u of the disks carry hbakit RAID metadata: force to overwrite it",
 			   used);
