@@ -122,6 +122,14 @@ static inline uint64_t hbk_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The machine's physical memory in bytes (UINT64_MAX if it cannot be
+ * told), for bounds on what the process commits to memory. */
+static inline uint64_t hbk_mem_physical(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : UINT64_MAX;
+}
+
 /* A cheap clock (a few ms of resolution) for deadlines, not for latency. */
 static inline uint64_t hbk_coarse_ns(void)
 {

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include "disk/disk_priv.h"
 
@@ -50,8 +49,7 @@ static _Atomic uint64_t mem_open_bytes;
 
 static bool mem_reserve(uint64_t size)
 {
-	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-	uint64_t limit = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page / 4 * 3 : UINT64_MAX;
+	uint64_t limit = hbk_mem_physical() / 4 * 3;
 	uint64_t was = atomic_fetch_add(&mem_open_bytes, size);
 	if (was + size >= was && was + size <= limit)
 		return true;

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <unistd.h>
 
 #include "raid/raid_priv.h"
 
@@ -331,8 +330,7 @@ struct hbk_raid *raid_new(const struct hbk_raid_opts *opts)
 
 uint64_t raid_cache_limit(void)
 {
-	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-	return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page / 2 : UINT64_MAX;
+	return hbk_mem_physical() / 2;
 }
 
 int raid_run(struct hbk_raid *r, const struct hbk_raid_opts *opts)
