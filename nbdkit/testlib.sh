@@ -38,13 +38,17 @@ NBDKIT_ENV=(env)
 # nbd_start NAME [KEY=VALUE...]: serves the plugin on $T/NAME.sock; sets
 # SOCK, LOG and NBD_PID (nbdkit's own pid: the subshell execs it, so the
 # driver is NBD_PID's child).  Fails if the socket does not appear in 10 s.
+# With NBD_SETSID set, nbdkit leads a session and process group of its own
+# (NBD_PID is its id), as a server started from a terminal leads the
+# foreground group.
 nbd_start() {
 	local name=$1 i
 	shift
 	SOCK=$T/$name.sock
 	LOG=$T/$name.log
 	FAIL_LOG=$LOG
-	exec "${NBDKIT_ENV[@]}" nbdkit -f --exit-with-parent -U "$SOCK" "$PLUGIN" "$@" >"$LOG" 2>&1 &
+	exec ${NBD_SETSID:+setsid} "${NBDKIT_ENV[@]}" nbdkit -f --exit-with-parent -U "$SOCK" "$PLUGIN" "$@" \
+		>"$LOG" 2>&1 &
 	NBD_PID=$!
 	for i in $(seq 200); do
 		[ -S "$SOCK" ] && return 0
@@ -67,11 +71,12 @@ stuck_in_exit() {
 		[ "$(find "/proc/$NBD_PID/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)" -le 2 ]
 }
 
-# nbd_stop: SIGTERM; nbdkit must close the controller and exit within 10 s.
-# Prints nbdkit's log.
+# nbd_stop [SIGNAL [WHO]]: SIGTERM (or SIGNAL) to nbdkit (or WHO, such as
+# its process group, -$NBD_PID); nbdkit must close the controller and exit
+# within 10 s.  Prints nbdkit's log.
 nbd_stop() {
 	local i
-	kill -TERM "$NBD_PID" 2>/dev/null
+	kill "-${1:-TERM}" -- "${2:-$NBD_PID}" 2>/dev/null
 	for i in $(seq 100); do
 		# gone, or a zombie waiting for this shell to reap it
 		if [ ! -d "/proc/$NBD_PID" ] || [ "$(cut -d' ' -f3 "/proc/$NBD_PID/stat" 2>/dev/null)" = Z ]; then
@@ -82,7 +87,7 @@ nbd_stop() {
 			kill -KILL "$NBD_PID"
 			break
 		fi
-		[ "$i" -eq 100 ] && { kill -KILL "$NBD_PID"; fail "nbdkit did not exit within 10 s of SIGTERM"; }
+		[ "$i" -eq 100 ] && { kill -KILL "$NBD_PID"; fail "nbdkit did not exit within 10 s of SIG${1:-TERM}"; }
 		sleep 0.1
 	done
 	wait "$NBD_PID" 2>/dev/null

@@ -51,7 +51,10 @@ struct hbk_ctl_opts {
  * the start-up sequence of the controller model.  Returns 0 and *out, or
  * -errno (the reason is logged: a contract rule, a missing constraint, a
  * driver that died).  Returns once the driver has created its first targets
- * (or settle_ms passed).  Any thread; the controller is then shared by all.
+ * (or settle_ms passed).  A spawned driver runs in a process group of its
+ * own, so a terminal's Ctrl-C reaches the application, which closes the
+ * controller, and not the driver.  Any thread; the controller is then
+ * shared by all.
  */
 int hbk_ctl_open(const struct hbk_ctl_opts *opts, struct hbk_ctl **out);
 

@@ -385,7 +385,14 @@ static int spawn_driver(struct hbk_ctl *c)
 	posix_spawnattr_init(&sa);
 	posix_spawnattr_setsigmask(&sa, &none);
 	posix_spawnattr_setsigdefault(&sa, &stops);
-	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	/* A process group of its own: a terminal's Ctrl-C (SIGINT to the
+	 * foreground group) reaches the application, which stops the driver
+	 * cleanly (its cache destaged), and not the driver, which it would
+	 * kill with acknowledged writes in that cache.  A driver whose host
+	 * dies stops itself when the sockets close. */
+	posix_spawnattr_setpgroup(&sa, 0);
+	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+					  POSIX_SPAWN_SETPGROUP);
 	int err = -posix_spawn(&c->pid, c->opts.driver, &fa, &sa, (char *const *)argv, environ);
 	posix_spawnattr_destroy(&sa);
 	posix_spawn_file_actions_destroy(&fa);
