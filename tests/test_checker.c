@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -944,6 +945,148 @@ static void test_c12_region_cannot_shrink(void **state)
 	assert_contains(out, "truncating the shared region: Operation not permitted");
 }
 
+/* ---- Past the runtime's calls (tests/drivers/stray) ------------------------------ */
+
+/* Opens the stray driver with fault=KIND (and one more argument). */
+static struct hbk_lun *open_stray(const char *kind, enum hbk_ctl_mode mode, const char *more)
+{
+	char fault[64];
+	snprintf(fault, sizeof(fault), "fault=%s", kind);
+	const char *args[] = { fault, more, NULL };
+	return open_lun("stray", mode, args, 0, 0);
+}
+
+/* A stray store adds a completion ring entry naming a READ's slot, whose
+ * response is still the earlier task's.  The host refuses it (the tag is
+ * not the task's) instead of ending the READ with that response; the READ
+ * completes properly after, and the runtime, finding the tail moved under
+ * it, says so and goes on from there. */
+static void test_c03_stray_ring_entry_with_stale_response(void **state)
+{
+	(void)state;
+	static _Alignas(4096) uint8_t wbuf[BS], rbuf[BS];
+	capture_begin();
+	struct hbk_lun *l = open_stray("ring_tail", HBK_MODE_BUNDLED, NULL);
+	tl_fill(wbuf, TRIGGER, 1, BS, 5);
+	assert_int_equal(tl_rw(l, true, TRIGGER, 1, wbuf), 0);
+	memset(rbuf, 0, sizeof(rbuf));
+	assert_int_equal(tl_rw(l, false, TRIGGER, 1, rbuf), 0);
+	assert_true(tl_check(rbuf, TRIGGER, 1, BS, 5));
+	good_io(l, 0, 1);
+	good_io(l, 64, 2);
+	assert_true(wait_viol(3, 2));
+	assert_true(hbk_ctl_alive(ctl));
+	const char *out = capture_end();
+	assert_contains(out, "with an earlier task's response");
+	assert_contains(out, "something else wrote into the shared region");
+}
+
+/* The seed's HBK-C04: ParallelTaskCompletion given the bundled handle.
+ * The runtime names it before reading anything through the handle. */
+static void test_c04_per_task_completion_with_bundled_handle(void **state)
+{
+	(void)state;
+	capture_begin();
+	struct hbk_lun *l = open_stray("per_task_for_bundled", HBK_MODE_BUNDLED, NULL);
+	good_io(l, TRIGGER, 3);
+	assert_true(wait_viol(4, 1));
+	assert_int_equal(viol(7), 0);
+	const char *out = capture_end();
+	assert_contains(out, "ParallelTaskCompletion with the bundled completion handle");
+}
+
+static void test_c07_per_task_completion_without_handle(void **state)
+{
+	(void)state;
+	capture_begin();
+	struct hbk_lun *l = open_stray("null_action", HBK_MODE_PER_TASK, NULL);
+	good_io(l, TRIGGER, 4);
+	assert_true(wait_viol(7, 1));
+	const char *out = capture_end();
+	assert_contains(out, "ParallelTaskCompletion with no handle");
+}
+
+/* A VIOLATION for a rule the runtime never reports is forged: not counted
+ * under that rule, and the driver is cut off. */
+static void test_c12_forged_violation(void **state)
+{
+	(void)state;
+	static _Alignas(4096) uint8_t buf[BS];
+	capture_begin();
+	struct hbk_lun *l = open_stray("forge_violation", HBK_MODE_AUTO, NULL);
+	good_io(l, 0, 1);
+	(void)tl_rw(l, false, TRIGGER, 1, buf);
+	assert_true(wait_viol(12, 1));
+	assert_int_equal(viol(2), 0);
+	const char *out = capture_end();
+	assert_contains(out, "VIOLATION of rule 2, which the driver runtime never reports");
+	assert_dead(l);
+}
+
+/* A helper the driver forked dies with it at close: it would keep the
+ * arena mapped (the driver leads a process group of its own). */
+static void test_close_ends_the_drivers_helpers(void **state)
+{
+	(void)state;
+	char pidfile[64], arg[80], stat[64], st[256];
+	snprintf(pidfile, sizeof(pidfile), "/tmp/hbk-stray-%d.pid", (int)getpid());
+	snprintf(arg, sizeof(arg), "pidfile=%s", pidfile);
+	struct hbk_lun *l = open_stray("fork_helper", HBK_MODE_AUTO, arg);
+	good_io(l, TRIGGER, 6);
+	FILE *f = fopen(pidfile, "r");
+	assert_non_null(f);
+	int pid = 0;
+	assert_int_equal(fscanf(f, "%d", &pid), 1);
+	fclose(f);
+	unlink(pidfile);
+	assert_int_equal(kill(pid, 0), 0);
+	hbk_ctl_close(ctl);
+	ctl = NULL;
+	/* Gone, or a zombie waiting for its new parent. */
+	snprintf(stat, sizeof(stat), "/proc/%d/stat", pid);
+	bool ended = false;
+	for (unsigned i = 0; i < 500 && !ended; i++) {
+		f = fopen(stat, "r");
+		ended = !f || (fgets(st, sizeof(st), f) && strstr(st, ") Z "));
+		if (f)
+			fclose(f);
+		if (!ended)
+			usleep(10000);
+	}
+	assert_true(ended);
+}
+
+/* Not a driver's mistake: an I/O without a done callback is refused, not
+ * called through a NULL pointer when it completes. */
+static void test_blk_io_without_done_refused(void **state)
+{
+	(void)state;
+	static _Alignas(4096) uint8_t buf[BS];
+	struct hbk_lun *l = open_stray("none", HBK_MODE_AUTO, NULL);
+	struct hbk_blk_io io;
+	memset(&io, 0, sizeof(io));
+	io.lun = l;
+	io.op = HBK_BLK_READ;
+	io.nblocks = 1;
+	io.buf = buf;
+	assert_int_equal(hbk_blk_submit(&io), -EINVAL);
+	good_io(l, 0, 7);
+}
+
+/* More queue bindings than HELLO carries (and the host checks): the
+ * driver does not start. */
+static void test_c01_too_many_bindings(void **state)
+{
+	(void)state;
+	const char *args[] = { "fault=bindings17", NULL };
+	capture_begin();
+	int rc = open_drv("stray", HBK_MODE_AUTO, args, 0, 0);
+	const char *out = capture_end();
+	assert_int_not_equal(rc, 0);
+	assert_null(ctl);
+	assert_contains(out, "17 queue bindings: at most 16");
+}
+
 /* ---- Main ------------------------------------------------------------------------ */
 
 #define T(f) cmocka_unit_test_teardown(f, teardown)
@@ -1008,6 +1151,13 @@ int main(void)
 		T(test_c12_call_flood),
 		T(test_c12_garbage_count_40_is_c03),
 		T(test_c12_garbage_indices_out_of_range_are_c03),
+		T(test_c03_stray_ring_entry_with_stale_response),
+		T(test_c04_per_task_completion_with_bundled_handle),
+		T(test_c07_per_task_completion_without_handle),
+		T(test_c12_forged_violation),
+		T(test_close_ends_the_drivers_helpers),
+		T(test_c01_too_many_bindings),
+		T(test_blk_io_without_done_refused),
 		T(test_c12_ring_indices_out_of_range_are_c03),
 		T(test_c12_region_cannot_shrink),
 	};

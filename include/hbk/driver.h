@@ -153,7 +153,8 @@ struct hbk_drv_ops {
 	/* Last call: stop the hardware; nothing is outstanding any more. */
 	void (*stop)(struct hbk_drv *d);
 
-	/* Entry points bound to queues other than Default, ended by entry 0. */
+	/* Entry points bound to queues other than Default, ended by entry 0; at
+	 * most HBK_MAX_BINDINGS (16), or the runtime does not start. */
 	const struct hbk_drv_binding *bindings;
 };
 

@@ -221,7 +221,7 @@ struct hbk_blk_io {
  * SYNCHRONIZE CACHE(16), or UNMAP.  A part answered with a unit attention
  * (a reset, say) is sent again, up to 4 times per I/O.  done runs once when every part ended;
  * io->error maps the SCSI result to an errno (hbk_blk_errno).  Returns 0 or
- * -errno (then done is not called).  Any thread.
+ * -errno (then done is not called; -EINVAL without a done).  Any thread.
  */
 int hbk_blk_submit(struct hbk_blk_io *io);
 

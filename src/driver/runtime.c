@@ -7,6 +7,7 @@
  * this side can see (handle reference counts) is checked here and reported to
  * the host, which logs it with the rest of the contract checker.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -125,6 +126,7 @@ static void report(struct hbk_drv *d, unsigned rule, const char *fmt, ...)
 
 static void report(struct hbk_drv *d, unsigned rule, const char *fmt, ...)
 {
+	assert(HBK_RUNTIME_RULES >> rule & 1);
 	struct hbk_msg_violation v;
 	memset(&v, 0, sizeof(v));
 	hbk_msg_init(&v.hdr, HBK_MSG_VIOLATION, 0, sizeof(v));
@@ -509,8 +511,19 @@ static bool stale_response(const struct hbk_response *resp, uint64_t issued)
 int hbk_drv_task_complete(struct hbk_drv *d, struct hbk_drv_action *a,
 			  const struct hbk_response *resp)
 {
-	if (!a || a->d != d)
+	/* The seed's mistake: the bundled handle given to the per-task
+	 * completion.  Told apart before anything is read through it. */
+	if ((void *)a == (void *)&d->bundled) {
+		report(d, 4, "ParallelTaskCompletion with the bundled completion handle: a bundled "
+		       "task completes with BundledParallelTaskCompletion");
 		return -EINVAL;
+	}
+	if (!a || !d->actions || a < d->actions || a >= d->actions + d->nactions ||
+	    (uintptr_t)((char *)a - (char *)d->actions) % sizeof(*a)) {
+		report(d, 7, "ParallelTaskCompletion with %s: complete with the handle "
+		       "process_task gave you", a ? "a pointer that is no task's handle" : "no handle");
+		return -EINVAL;
+	}
 	if (!atomic_load(&a->refs)) {
 		report(d, 7, "ParallelTaskCompletion with the handle of task %u after its last release "
 		       "(retain the handle before returning REQUEST_IN_PROCESS)", a->index);
@@ -522,7 +535,8 @@ int hbk_drv_task_complete(struct hbk_drv *d, struct hbk_drv_action *a,
 	if (stale_response(resp, atomic_load(&a->tag))) {
 		report(d, 7, "ParallelTaskCompletion of task %u with the response of an earlier "
 		       "task on its slot (task_tag %llu; the task at the driver has %llu): "
-		       "completed twice (complete each task once)", a->index,
+		       "completed twice, or its response not filled (complete each task "
+		       "once, with hbk_drv_response_fill)", a->index,
 		       (unsigned long long)resp->task_tag, (unsigned long long)atomic_load(&a->tag));
 		return -EALREADY;
 	}
@@ -586,7 +600,8 @@ int hbk_drv_bundled_complete(struct hbk_drv *d, struct hbk_drv_bundled_action *a
 				   atomic_load_explicit(&d->slot_tag[index[i]], memory_order_relaxed))) {
 			report(d, 3, "BundledParallelTaskCompletion of slot %u whose response is an "
 			       "earlier task's (task_tag %llu; the task at the driver has %llu): "
-			       "completed twice (complete each slot once)", index[i],
+			       "completed twice, or its response not filled (complete each slot "
+			       "once, with hbk_drv_response_fill)", index[i],
 			       (unsigned long long)d->region.resps[index[i]].task_tag,
 			       (unsigned long long)atomic_load(&d->slot_tag[index[i]]));
 			continue;
@@ -608,6 +623,17 @@ int hbk_drv_bundled_complete(struct hbk_drv *d, struct hbk_drv_bundled_action *a
 	uint32_t cap = d->region.cring_entries;
 	pthread_mutex_lock(&d->cring_lock);
 	uint32_t tail = d->cring_tail;
+	uint32_t shared = __atomic_load_n(&ring->tail, __ATOMIC_RELAXED);
+	if (shared != tail) {
+		/* Only this function writes the tail: another value is a stray
+		 * store into the shared region.  The host has read up to it,
+		 * so entries go on from there. */
+		pthread_mutex_unlock(&d->cring_lock);
+		report(d, 3, "the completion ring's tail is %u where BundledParallelTaskCompletion "
+		       "left it at %u: something else wrote into the shared region", shared, tail);
+		pthread_mutex_lock(&d->cring_lock);
+		tail = d->cring_tail = __atomic_load_n(&ring->tail, __ATOMIC_RELAXED);
+	}
 	/* Acquire: pairs with the host's release store of head, made once it
 	 * copied the entries out, so they may be overwritten. */
 	uint32_t head = __atomic_load_n(&ring->head, __ATOMIC_ACQUIRE);
@@ -1265,6 +1291,19 @@ int hbk_drv_main(const struct hbk_drv_ops *ops, void *priv, int argc, char **arg
 		hbk_log(HBK_LOG_ERR, "usage: %s (--call-fd N --event-fd M | --listen PATH) [NAME=VALUE...]",
 			argv[0]);
 		goto free_d;
+	}
+	/* A helper the driver starts must not hold the channels open: the host
+	 * sees the driver's death as their end. */
+	fcntl(d->call_fd, F_SETFD, FD_CLOEXEC);
+	fcntl(d->event_fd, F_SETFD, FD_CLOEXEC);
+	/* HELLO reports HBK_MAX_BINDINGS bindings, and the host checks what it
+	 * is told (HBK-C01): one past them would run unchecked. */
+	unsigned nbind = 0;
+	for (const struct hbk_drv_binding *b = ops->bindings; b && b->entry; b++)
+		nbind++;
+	if (nbind > HBK_MAX_BINDINGS) {
+		hbk_log(HBK_LOG_ERR, "%u queue bindings: at most %u", nbind, HBK_MAX_BINDINGS);
+		goto close_fds;
 	}
 	struct hbk_drv_queue *def = queue_new(d, HBK_QUEUE_NAME_DEFAULT);
 	if (!def)

@@ -103,6 +103,8 @@ int hbk_blk_submit(struct hbk_blk_io *io)
 	io->error = 0;
 	io->ua_retries = 0;
 	memset(&io->result, 0, sizeof(io->result));
+	if (!io->done)
+		return -EINVAL;
 	if (atomic_load(&io->lun->gone))
 		return -ENODEV;
 	uint64_t nblocks = atomic_load_explicit(&io->lun->nblocks, memory_order_relaxed);

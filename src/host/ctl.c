@@ -112,7 +112,7 @@ void hbk_ctl_driver_failed(struct hbk_ctl *c, uint8_t status, unsigned rule, con
 		/* A spawned driver that misbehaved is ended so it cannot write
 		 * into the arena any more. */
 		if (pid > 0)
-			kill(pid, SIGKILL);
+			kill(-pid, SIGKILL);   /* its group: helpers it forked too */
 	}
 	/* The sockets are cut so no thread waits on the driver. */
 	shutdown(c->call_fd, SHUT_RDWR);
@@ -328,8 +328,16 @@ static void *event_thread(void *arg)
 			break;
 		case HBK_MSG_VIOLATION:
 			m.viol.text[sizeof(m.viol.text) - 1] = 0;
-			hbk_chk_violation(c, m.viol.rule, "reported by the driver runtime: %s", m.viol.text);
-			break;
+			if (m.viol.rule < 32 && (HBK_RUNTIME_RULES >> m.viol.rule & 1)) {
+				hbk_chk_violation(c, m.viol.rule, "reported by the driver runtime: %s",
+						  m.viol.text);
+				break;
+			}
+			hbk_ctl_driver_failed(c, HBK_DS_DELIVERY_FAILURE, 12,
+					      "VIOLATION of rule %u, which the driver runtime never "
+					      "reports (a forged message); the connection is cut. Fix: "
+					      "send only through the hbk_drv_* calls", m.viol.rule);
+			return NULL;
 		default:
 			if (m.hdr.type >= HBK_MSG_CREATE_TARGET && !(m.hdr.flags & HBK_MSGF_REPLY)) {
 				if (!queue_driver_call(c, &m, (size_t)n))
@@ -717,8 +725,18 @@ close_c:
 
 /* ---- Teardown ------------------------------------------------------------- */
 
+/* Whether the spawned driver exited, without reaping it: until it is
+ * reaped, its pid (and its process group's id) stays taken. */
+static bool exited(pid_t pid)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	return !waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) && si.si_pid == pid;
+}
+
 /* Waits for a spawned driver to exit: up to exit_timeout_ms when it
- * answered STOP (grace), else not at all; then kills it. */
+ * answered STOP (grace), else not at all; then kills what is left of its
+ * process group and reaps it. */
 static void reap_driver(struct hbk_ctl *c, bool grace)
 {
 	if (c->pid <= 0)
@@ -733,7 +751,7 @@ static void reap_driver(struct hbk_ctl *c, bool grace)
 	uint64_t end = start + (grace ? (uint64_t)c->opts.exit_timeout_ms * 1000000 : 0);
 	bool told = false;
 	while (!gone && hbk_now_ns() < end) {
-		gone = waitpid(pid, NULL, WNOHANG) == pid;
+		gone = exited(pid);
 		if (!gone)
 			usleep(10000);
 		if (!gone && !told && hbk_now_ns() - start > 2000000000ull) {
@@ -745,15 +763,15 @@ static void reap_driver(struct hbk_ctl *c, bool grace)
 	if (!gone && grace) {
 		hbk_log(HBK_LOG_WARN, "driver did not exit within %u ms of STOP; killing it",
 			c->opts.exit_timeout_ms);
-	} else if (!gone) {
-		gone = waitpid(pid, NULL, WNOHANG) == pid;
-		if (!gone)
-			hbk_log(HBK_LOG_WARN, "driver did not answer STOP; killing it");
+	} else if (!gone && !exited(pid)) {
+		hbk_log(HBK_LOG_WARN, "driver did not answer STOP; killing it");
 	}
-	if (!gone) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-	}
+	/* The whole process group: the driver if it still runs, and any
+	 * helper it forked, which would otherwise keep the arena mapped.  The
+	 * driver is not reaped yet, so its group's id cannot have been taken
+	 * by another process. */
+	kill(-pid, SIGKILL);
+	waitpid(pid, NULL, 0);
 	pthread_mutex_lock(&c->lock);
 	c->pid = 0;
 	pthread_mutex_unlock(&c->lock);

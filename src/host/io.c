@@ -364,6 +364,7 @@ static const char *response_fault(const struct htask *t, const struct hbk_respon
 		return "version is not 1";
 	if (r->controller_task_id != t->task_id)
 		return "controller_task_id is not the task's id";
+
 	if (r->bytes_transferred > requested)
 		return "bytes_transferred exceeds the requested transfer count";
 	if (r->sense_len > HBK_SENSE_MAX)
@@ -446,6 +447,26 @@ static const char *path_name(unsigned p)
  * completion ring (via names which).  Every slot is checked against the
  * host's own state; the callbacks of all of them run under one plug.
  */
+/*
+ * Whether the response r names an earlier issue of t's slot (its tag is
+ * another's; hbk_drv_response_fill copies the tag, and 0 is a driver that
+ * leaves it): left in the slot by the task before, so a completion with it
+ * is none of this task's (a stray ring entry, a second completion).  It is
+ * refused and the task stays at the driver.  c->lock held.
+ */
+static bool stale_completion(struct hbk_ctl *c, const struct htask *t, uint64_t tag,
+			     unsigned rule, const char *via)
+{
+	if (!tag || tag == t->tag)
+		return false;
+	hbk_chk_violation(c, rule, "%s of slot %u with an earlier task's response (task_tag %llu; "
+			  "the task at the driver has %llu): a stale ring entry or a second "
+			  "completion; refused, the task stays with the driver. Fix: fill the "
+			  "response for each task (hbk_drv_response_fill) and complete it once",
+			  via, t->index, (unsigned long long)tag, (unsigned long long)t->tag);
+	return true;
+}
+
 static void bundled_done(struct hbk_ctl *c, const uint16_t *index, unsigned n, const char *via)
 {
 	struct htask *done[HBK_MAX_TASKS];
@@ -483,6 +504,9 @@ static void bundled_done(struct hbk_ctl *c, const uint16_t *index, unsigned n, c
 					  "hbk_drv_task_complete", via, idx, path_name(t->path));
 			continue;
 		}
+		if (stale_completion(c, t, __atomic_load_n(&c->region.resps[idx].task_tag,
+							   __ATOMIC_RELAXED), 3, via))
+			continue;
 		set_state(c, t, SLOT_DONE);
 		done[k++] = t;
 	}
@@ -635,6 +659,10 @@ static void parallel_done(struct hbk_ctl *c, uint32_t idx, const struct hbk_resp
 		hbk_chk_violation(c, 4, "%s for slot %u, whose task arrived by %s; refused. Fix: "
 				  "complete bundled slots with hbk_drv_bundled_complete", via, idx,
 				  path_name(t->path));
+		return;
+	}
+	if (stale_completion(c, t, r->task_tag, 7, via)) {
+		pthread_mutex_unlock(&c->lock);
 		return;
 	}
 	set_state(c, t, SLOT_DONE);
