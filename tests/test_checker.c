@@ -1056,6 +1056,36 @@ static void test_close_ends_the_drivers_helpers(void **state)
 	assert_true(ended);
 }
 
+/* The seed's deadlock in the forms HBK-C02's Default-queue check does not
+ * see: a start entry point that waits for its own target's creation (the
+ * creation's INIT_TARGET needs the call channel START holds), and a driver
+ * that holds I/O until create target returned (the creation waits for that
+ * I/O).  Both are named as C02, not only as a hung driver or no LUN. */
+static void test_c02_start_waits_for_its_target(void **state)
+{
+	(void)state;
+	const char *args[] = { "fault=start_waits", NULL };
+	capture_begin();
+	int rc = open_drv("stray", HBK_MODE_BUNDLED, args, 500, 0);
+	const char *out = capture_end();
+	assert_int_not_equal(rc, 0);
+	assert_null(ctl);
+	assert_contains(out, "HBK-C02 START is stuck while a CREATE_TARGET is in progress");
+}
+
+static void test_c02_io_held_until_target_created(void **state)
+{
+	(void)state;
+	const char *args[] = { "fault=hold_until_created", NULL };
+	capture_begin();
+	int rc = open_drv("stray", HBK_MODE_BUNDLED, args, 0, 0);
+	assert_true(wait_viol(2, 1));
+	const char *out = capture_end();
+	assert_int_equal(rc, 0);
+	assert_int_equal(hbk_ctl_lun_count(ctl), 0);
+	assert_contains(out, "the open's wait for the first LUN is stuck while a CREATE_TARGET");
+}
+
 /* Not a driver's mistake: an I/O without a done callback is refused, not
  * called through a NULL pointer when it completes. */
 static void test_blk_io_without_done_refused(void **state)
@@ -1158,6 +1188,8 @@ int main(void)
 		T(test_close_ends_the_drivers_helpers),
 		T(test_c01_too_many_bindings),
 		T(test_blk_io_without_done_refused),
+		T(test_c02_start_waits_for_its_target),
+		T(test_c02_io_held_until_target_created),
 		T(test_c12_ring_indices_out_of_range_are_c03),
 		T(test_c12_region_cannot_shrink),
 	};

@@ -27,6 +27,29 @@ static const char *const cons_name[HBK_CONS_COUNT] = {
 	"min segment alignment", "addressable bit count", "data alignment mask",
 };
 
+/*
+ * HBK-C02 beyond a CREATE_TARGET called on Default: the driver stopped
+ * answering (what: a call, or the open's wait for its first LUN) while a
+ * CREATE_TARGET of its is still in progress.  That creation waits for its
+ * target's discovery I/O and INIT_TARGET, which the driver serves; a driver
+ * that waits for the creation in turn (in its start entry point, on the
+ * queue its completions or INIT_TARGET need, or holding I/O until create
+ * target returns) has deadlocked, as the seed's did.  Any thread.
+ */
+static void c02_if_creating(struct hbk_ctl *c, const char *what)
+{
+	pthread_mutex_lock(&c->lun_lock);
+	unsigned creating = c->creating;
+	pthread_mutex_unlock(&c->lun_lock);
+	if (creating)
+		hbk_chk_violation(c, 2, "%s is stuck while a CREATE_TARGET is in progress: creating "
+				  "a target waits for its discovery I/O and INIT_TARGET, which the "
+				  "driver is not serving, so the driver waits on itself. Fix: serve any "
+				  "I/O before creating targets, and create them from a queue that "
+				  "neither a waiting entry point, INIT_TARGET nor completions need",
+				  what);
+}
+
 /* ---- The call channel ----------------------------------------------------- */
 
 int hbk_ctl_call(struct hbk_ctl *c, void *msg, size_t len, int pass_fd,
@@ -56,6 +79,8 @@ int hbk_ctl_call(struct hbk_ctl *c, void *msg, size_t len, int pass_fd,
 		err = n < 0 ? n : 0;
 	}
 	pthread_mutex_unlock(&c->call_lock);
+	if (err == -ETIMEDOUT)
+		c02_if_creating(c, hbk_msg_name(type));
 	if (err == -ETIMEDOUT)
 		hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_RESPONDING, 12,
 				      "the driver did not answer %s within %u ms: it is hung; "
@@ -650,7 +675,10 @@ static void settle(struct hbk_ctl *c)
 				       .tv_nsec = (long)(wake % 1000000000ull) };
 		pthread_cond_timedwait(&c->lun_cond, &c->lun_lock, &ts);
 	}
+	bool stuck = !c->nluns && c->creating && !c->dead;
 	pthread_mutex_unlock(&c->lun_lock);
+	if (stuck)
+		c02_if_creating(c, "the open's wait for the first LUN");
 }
 
 static struct hbk_ctl *ctl_new(const struct hbk_ctl_opts *opts)

@@ -15,8 +15,14 @@
  *                        reports, sent raw;
  *   fork_helper          forks a helper that sleeps, and writes its pid to
  *                        the file pidfile=PATH names;
- *   bindings17           starts with 17 queue bindings (refused at start).
+ *   bindings17           starts with 17 queue bindings (refused at start);
+ *   start_waits          its start entry point has the AuxiliaryQueue
+ *                        create the target, and waits for that;
+ *   hold_until_created   holds every I/O until create target returned, so
+ *                        the target's discovery never ends (the seed's
+ *                        logical deadlock).
  */
+#include <semaphore.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -94,13 +100,49 @@ static bool complete(struct tdrv *t, struct tdrv_io *io)
 	return false;
 }
 
-static const struct tdrv_hooks hooks = { .complete = complete };
+/* ---- Waiting on its own target's creation -------------------------------- */
+
+static sem_t created;
+static struct hbk_drv_work create_work;
+static struct tdrv *the;
+static _Atomic bool target_ready;
+
+static void create_target(struct hbk_drv_work *w)
+{
+	(void)w;
+	hbk_drv_create_target(the->d, 0);
+	atomic_store(&target_ready, true);
+	sem_post(&created);
+}
+
+static int start(struct tdrv *t)
+{
+	the = t;
+	sem_init(&created, 0, 0);
+	hbk_drv_work_init(&create_work, create_target);
+	hbk_drv_queue_dispatch(t->aux, &create_work);
+	if (is(t, "start_waits"))
+		sem_wait(&created);
+	return 0;
+}
+
+static void process_bundled(struct hbk_drv *d, const uint16_t *index, uint16_t count,
+			    struct hbk_drv_bundled_action *action)
+{
+	struct tdrv *t = tdrv_of(d);
+	if (is(t, "hold_until_created") && !atomic_load(&target_ready))
+		return;   /* "not ready": never completed */
+	tdrv_ops.process_bundled(d, index, count, action);
+}
+
+static const struct tdrv_hooks hooks = { .complete = complete, .start = start };
 
 int main(int argc, char **argv)
 {
 	static struct hbk_drv_binding many[18];
 	struct hbk_drv_ops ops = tdrv_ops;
 	ops.name = "stray";
+	ops.process_bundled = process_bundled;
 	for (int i = 1; i < argc; i++)
 		if (!strcmp(argv[i], "fault=bindings17")) {
 			for (int k = 0; k < 17; k++)
