@@ -55,7 +55,9 @@ $H info --driver /nonexistent >/dev/null 2>&1; [ $? -eq 1 ] || fail "missing dri
 # Bad driver options are refused, the option named: no division by a zero
 # block size, no unit dropped, no count cut to 32 bits.
 for a in bs=0:"bs=0: expected" bs=1024:"bs=1024: expected 512 or 4096" size=4m0000:"size=4m0000: expected" \
-	 size=-1:"size=-1: expected" targets=4294967297:"targets=4294967297: expected 1..64"; do
+	 size=-1:"size=-1: expected" targets=4294967297:"targets=4294967297: expected 1..64" \
+	 sise=1G:"sise=1G: not an option of this driver" size:"size: not NAME=VALUE" \
+	 size=1000:"size=1000: not a multiple of the block size (512)"; do
 	err=$($H info --driver-arg "${a%%:*}" 2>&1); rc=$?
 	[ $rc -eq 1 ] || fail "driver option ${a%%:*} gave status $rc: $err"
 	echo "$err" | grep -q "hbk-ram: ${a#*:}" || fail "driver option ${a%%:*} not named: $err"

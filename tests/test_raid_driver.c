@@ -397,6 +397,8 @@ static void bad_options_fail_the_open(void **state)
 	static const char *const twice[][3] = {
 		{ "vd=a:1M", "vd=b:2M", "hbk-raid: vd= given more than once" },
 		{ "tasks=8", "tasks=16", "hbk-raid: tasks= given more than once" },
+		/* A mistyped option was ignored, the default taken instead. */
+		{ "vd=a:1M", "coalesce-cont=1", "hbk-raid: coalesce-cont=1: not an option of this driver" },
 	};
 	for (size_t i = 0; i < sizeof(twice) / sizeof(twice[0]); i++) {
 		struct hbk_ctl *c = NULL;

@@ -59,8 +59,6 @@ struct opts {
 
 struct hba {
 	struct hbk_drv *d;
-	int argc;                       /* the command line, for repeated options */
-	char **argv;
 	struct opts o;
 	struct storage storage;
 	struct hbk_dev *dev;            /* the card */
@@ -128,24 +126,24 @@ static int parse_options(struct hba *h)
  * for the card being in its slot), then probes it as a driver would. */
 static int probe(struct hba *h)
 {
-	/* array= may be repeated (hbk_drv_arg finds the first only); each
-	 * value is NAME:SPEC, the spec's commas kept as they are. */
+	/* array= may be repeated; each value is NAME:SPEC, the spec's commas
+	 * kept as they are. */
 	const char *arrays[HBK_DEV_MAX_TARGETS];
 	unsigned narrays = 0;
-	for (int i = 1; i < h->argc; i++) {
-		const char *a = h->argv[i] + (strncmp(h->argv[i], "--", 2) ? 0 : 2);
-		if (strncmp(a, "array=", 6))
-			continue;
+	for (const char *a; (a = hbk_drv_arg_nth(h->d, "array", narrays));) {
 		if (narrays == HBK_DEV_MAX_TARGETS) {
 			fprintf(stderr, "hbk-raid: more than %u array= drives\n", HBK_DEV_MAX_TARGETS);
 			return -EINVAL;
 		}
-		arrays[narrays++] = a + 6;
+		arrays[narrays++] = a;
 	}
 	/* vd= lists every memory drive at once: a second one would be lost. */
 	if (hbk_drv_arg_repeated(h->d, "vd"))
 		return -EINVAL;
 	const char *vd = hbk_drv_arg(h->d, "vd");
+	/* Every option is read by now: a mistyped one is refused. */
+	if (hbk_drv_args_check(h->d))
+		return -EINVAL;
 	int err = storage_open(&h->storage, vd || narrays ? vd : "vd0:256M", arrays, narrays);
 	if (err)
 		return err;
@@ -718,8 +716,6 @@ static const struct hbk_drv_ops hba_ops = {
 int main(int argc, char **argv)
 {
 	static struct hba h;
-	h.argc = argc;
-	h.argv = argv;
 	int rc = hbk_drv_main(&hba_ops, &h, argc, argv);
 	teardown(&h);
 	return rc;

@@ -162,8 +162,17 @@ static int parse_options(struct ram *r, uint64_t *removable, uint64_t *ro, uint6
 	err = err ? err : hbk_drv_arg_num(d, "max-unmap", 0, 0, UINT32_MAX, max_unmap);
 	if (err)
 		return err;
+	if (!err)
+		err = hbk_drv_args_check(d);   /* a mistyped option is refused, not left out */
+	if (err)
+		return err;
 	if (bs != 512 && bs != 4096) {
 		fprintf(stderr, "hbk-ram: bs=%llu: expected 512 or 4096\n", (unsigned long long)bs);
+		return -EINVAL;
+	}
+	if (r->size % bs) {
+		fprintf(stderr, "hbk-ram: size=%llu: not a multiple of the block size (%llu)\n",
+			(unsigned long long)r->size, (unsigned long long)bs);
 		return -EINVAL;
 	}
 	/* The LUNs' memory is taken up front; more than the machine has would

@@ -176,6 +176,20 @@ void *hbk_drv_priv(struct hbk_drv *d);
  */
 const char *hbk_drv_arg(struct hbk_drv *d, const char *name);
 
+/* The value of the k-th (from 0) option NAME, for an option that may be
+ * given more than once, or NULL.  Any thread. */
+const char *hbk_drv_arg_nth(struct hbk_drv *d, const char *name, unsigned k);
+
+/*
+ * Checks that every driver option on the command line was asked for by an
+ * hbk_drv_arg* call so far: a driver that reads its options in
+ * init_controller calls it last there, so a mistyped option is refused
+ * instead of silently left out.  Returns 0, or -EINVAL with the first
+ * option nobody asked for (or one that is not NAME=VALUE) said on stderr.
+ * Any thread.
+ */
+int hbk_drv_args_check(struct hbk_drv *d);
+
 /* Whether option NAME is given more than once, said on stderr if so (for
  * an option that may be given once).  Any thread. */
 bool hbk_drv_arg_repeated(struct hbk_drv *d, const char *name);

@@ -84,6 +84,7 @@ struct hbk_drv {
 	void *priv;
 	int argc;
 	char **argv;
+	_Atomic bool *asked;          /* argv[i] is the runtime's or was asked for */
 	int call_fd, event_fd;
 	struct hbk_region region;
 	bool have_region;
@@ -422,23 +423,47 @@ void *hbk_drv_priv(struct hbk_drv *d)
 	return d->priv;
 }
 
-/* The value of the k-th (from 0) "NAME=VALUE" or "--NAME=VALUE", or NULL. */
+/* The value of the k-th (from 0) "NAME=VALUE" or "--NAME=VALUE", or NULL.
+ * Every NAME= argument counts as asked for (hbk_drv_args_check). */
 static const char *arg_nth(struct hbk_drv *d, const char *name, unsigned k)
 {
 	size_t n = strlen(name);
+	const char *v = NULL;
 	for (int i = 1; i < d->argc; i++) {
 		const char *a = d->argv[i];
 		if (a[0] == '-' && a[1] == '-')
 			a += 2;
-		if (!strncmp(a, name, n) && a[n] == '=' && !k--)
-			return a + n + 1;
+		if (strncmp(a, name, n) || a[n] != '=')
+			continue;
+		if (d->asked)
+			atomic_store_explicit(&d->asked[i], true, memory_order_relaxed);
+		if (!v && !k--)
+			v = a + n + 1;
 	}
-	return NULL;
+	return v;
 }
 
 const char *hbk_drv_arg(struct hbk_drv *d, const char *name)
 {
 	return arg_nth(d, name, 0);
+}
+
+const char *hbk_drv_arg_nth(struct hbk_drv *d, const char *name, unsigned k)
+{
+	return arg_nth(d, name, k);
+}
+
+int hbk_drv_args_check(struct hbk_drv *d)
+{
+	for (int i = 1; i < d->argc; i++) {
+		if (d->asked && atomic_load_explicit(&d->asked[i], memory_order_relaxed))
+			continue;
+		const char *eq = strchr(d->argv[i], '=');
+		fprintf(stderr, "%s: %s: %s\n", d->ops->name ? d->ops->name : "driver", d->argv[i],
+			eq && eq != d->argv[i] ? "not an option of this driver" : "not NAME=VALUE");
+		return -EINVAL;
+	}
+	return 0;
 }
 
 bool hbk_drv_arg_repeated(struct hbk_drv *d, const char *name)
@@ -457,9 +482,9 @@ int hbk_drv_arg_num(struct hbk_drv *d, const char *name, uint64_t dflt, uint64_t
 	if (hbk_drv_arg_repeated(d, name))
 		return -EINVAL;
 	if (s && (!hbk_parse_size(s, &v) || v < min || v > max)) {
-		fprintf(stderr, "%s: %s=%s: expected %llu..%llu\n",
-			d->ops->name ? d->ops->name : "driver", name, s, (unsigned long long)min,
-			(unsigned long long)max);
+		fprintf(stderr, "%s: %s=%s: expected %llu..%llu (a whole number, binary units "
+			"allowed: 64k, 1G)\n", d->ops->name ? d->ops->name : "driver", name, s,
+			(unsigned long long)min, (unsigned long long)max);
 		return -EINVAL;
 	}
 	*out = v;
@@ -1270,14 +1295,22 @@ int hbk_drv_main(const struct hbk_drv_ops *ops, void *priv, int argc, char **arg
 	hbk_log_set_who(ops->name ? ops->name : "driver");
 
 	const char *listen_path = NULL;
+	d->asked = calloc((size_t)(argc > 0 ? argc : 1), sizeof(*d->asked));
+	if (!d->asked) {
+		free(d);
+		return 1;
+	}
 	for (int i = 1; i < argc; i++) {
 		const char *v;
+		int first = i;
 		if ((v = opt_value(argc, argv, &i, "--call-fd")))
 			d->call_fd = atoi(v);
 		else if ((v = opt_value(argc, argv, &i, "--event-fd")))
 			d->event_fd = atoi(v);
 		else if ((v = opt_value(argc, argv, &i, "--listen")))
 			listen_path = v;
+		for (int k = first; v && k <= i; k++)
+			d->asked[k] = true;   /* the runtime's own */
 	}
 	int rc = 1;
 	if (listen_path) {
@@ -1348,6 +1381,7 @@ free_d:
 	free(d->slot_at_driver);
 	free(d->slot_tag);
 	free(d->actions);
+	free(d->asked);
 	pthread_mutex_destroy(&d->queues_lock);
 	pthread_mutex_destroy(&d->call_lock);
 	pthread_mutex_destroy(&d->cring_lock);
