@@ -1285,6 +1285,15 @@ static void test_dirty_degraded_needs_force(void **state)
 
 	assert_int_equal(hbk_raid_assemble(d, 3, NULL, &rep, &r), -EUCLEAN);
 	assert_true(rep.dirty);
+	/* Whole, it resyncs; closed cleanly before the resync is through, its
+	 * superblock says CLEAN with the resync's offset, and degraded it
+	 * still needs force: past that offset a stripe may be torn. */
+	struct hbk_raid_opts slow = { .rebuild_rate = 64 * KiB };
+	assert_int_equal(hbk_raid_assemble(d, 4, &slow, &rep, &r), 0);
+	assert_true(rep.dirty);
+	hbk_raid_close(r);
+	assert_int_equal(hbk_raid_assemble(d, 3, NULL, &rep, &r), -EUCLEAN);
+	assert_true(rep.dirty);
 	struct hbk_raid_opts o = { .force = true };
 	assert_int_equal(hbk_raid_assemble(d, 3, &o, &rep, &r), 0);
 	assert_int_equal(state_of(r), HBK_RAID_DEGRADED);

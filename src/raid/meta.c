@@ -661,9 +661,15 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 			"accept_split_brain to keep generation %llu's side and record the choice)",
 			(unsigned long long)rep->generation, (unsigned long long)rep->generation);
 		err = -EUCLEAN;
-	} else if (rep->dirty && r->np && degraded && !(opts && opts->force)) {
-		hbk_log(HBK_LOG_ERR, "raid: dirty and degraded: the parity cannot be trusted to "
-			"rebuild (assemble with force to accept)");
+	} else if (r->np && degraded && atomic_load(&r->resync_pos) < r->member_size &&
+		   !(opts && opts->force)) {
+		/* Dirty now, or dirty before and its resync not finished since
+		 * (a clean close in between records CLEAN with the resync's
+		 * offset): past that offset a stripe may be torn, and its
+		 * parity would rebuild the missing member wrong. */
+		hbk_log(HBK_LOG_ERR, "raid: degraded and not resynced since a crash: the parity "
+			"cannot be trusted to rebuild (assemble with force to accept)");
+		rep->dirty = true;
 		err = -EUCLEAN;
 	} else {
 		/* Past an accepted split brain: the disks that went on alone
@@ -677,6 +683,16 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 		for (unsigned i = 0; i < n && rep->split_brain; i++)
 			if (rep->disk[i].verdict == HBK_RAID_DISK_STALE && ran_without(&sb[i], a))
 				dismiss(r, &sb[i]);
+		/* Forced past an unfinished resync while degraded: the parity
+		 * is taken as it is (no resync can run without the missing
+		 * member), and recorded so, as mdadm's --force does. */
+		if (r->np && degraded && atomic_load(&r->resync_pos) < r->member_size) {
+			hbk_log(HBK_LOG_WARN, "raid: forced: degraded and not resynced; the parity is "
+				"taken as it is, so a member rebuilt from it may be wrong where a crash "
+				"tore a stripe past member byte %llu",
+				(unsigned long long)atomic_load(&r->resync_pos));
+			atomic_store(&r->resync_pos, r->member_size);
+		}
 		r->clean = !rep->dirty;
 		err = raid_run(r, opts);
 	}

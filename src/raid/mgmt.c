@@ -60,6 +60,11 @@ void raid_fail_locked(struct hbk_raid *r, unsigned i, const struct hbk_disk *d, 
 		hbk_disk_info(cur, &di);
 	hbk_log(HBK_LOG_WARN, "raid: member %u (%s) failed: %s%s", i, di.name, why,
 		atomic_load(&r->failed) ? "; the array has FAILED" : "");
+	uint64_t synced = atomic_load(&r->resync_pos);
+	if (r->np && synced < r->member_size && !atomic_load(&r->failed))
+		hbk_log(HBK_LOG_WARN, "raid: the resync had reached member byte %llu of %llu: past "
+			"it, a stripe torn by a crash is rebuilt wrong from its parity",
+			(unsigned long long)synced, (unsigned long long)r->member_size);
 	pthread_cond_signal(&r->mgmt_cond);
 }
 
