@@ -179,6 +179,21 @@ expect 0 "forced: member 1" "state: degraded" "stale"
 run status "$F"   # recorded: no force needed from now on
 expect 0 "state: degraded"
 
+# The driver's array= creates an array whose files are missing, but never
+# a member file missing from an array that exists: it is refused, not made
+# blank (which would leave the real disk stale once it is back).
+G=$(spec g0 g1 g2)
+"$H" info --driver "$BUILD/drivers/hbk-raid" --driver-arg "array=g:$G,size=2m" >/dev/null 2>&1 ||
+	fail "array= did not create the array"
+mv "$D/g1" "$D/g1.moved"
+out=$("$H" info --driver "$BUILD/drivers/hbk-raid" --driver-arg "array=g:$G,size=2m" 2>&1) &&
+	fail "array= ran with a member file missing: $out"
+echo "$out" | grep -q "1 of the disks cannot be opened" || fail "missing member not named: $out"
+[ ! -e "$D/g1" ] || fail "array= made the missing member file"
+mv "$D/g1.moved" "$D/g1"
+run status "$G"
+expect 0 "state: optimal"
+
 # A disk that holds data (not an array's) is overwritten only with --force.
 head -c 2M /dev/urandom > "$D/data"
 sum=$(md5sum < "$D/data")
