@@ -335,14 +335,26 @@ static void test_nbd(void **state)
 	for (int i = 0; i < 65536; i++)
 		assert_int_equal(buf[i], 0);   /* nbdkit memory trims to zeros */
 	assert_true(same(buf + 65536, 65536, MiB - 65536, 6));
+	/* A discard that must read back as zeros (HBK_DISK_ZERO, as the RAID
+	 * layer's mirrors and parity send): an NBD disk does not promise that
+	 * its trims zero, so it writes zeros. */
+	struct hbk_disk_stats st0, st1;
+	hbk_disk_stats(d, &st0);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_DISCARD, NULL, 65536, 65536, HBK_DISK_ZERO), 0);
+	hbk_disk_stats(d, &st1);
+	assert_int_equal(st1.write_bytes - st0.write_bytes, 65536);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 0, MiB, 0), 0);
+	for (int i = 0; i < 2 * 65536; i++)
+		assert_int_equal(buf[i], 0);
+	assert_true(same(buf + 2 * 65536, 2 * 65536, MiB - 2 * 65536, 6));
 	hbk_disk_close(d);
 
 	/* The same export through an NBD URI. */
 	char uri[128];
 	snprintf(uri, sizeof(uri), "nbd+unix:///?socket=%s", sock);
 	assert_int_equal(hbk_disk_open_nbd(uri, &d), 0);
-	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 65536, 4096, 0), 0);
-	assert_true(same(buf, 65536, 4096, 6));
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 2 * 65536, 4096, 0), 0);
+	assert_true(same(buf, 2 * 65536, 4096, 6));
 
 	/* The server dies: I/O fails, nothing hangs. */
 	kill(pid, SIGKILL);

@@ -24,7 +24,9 @@ enum hbk_disk_op {
 };
 
 /* hbk_disk_io.flags */
-#define HBK_DISK_FUA 0x1u  /* WRITE: durable when done is called */
+#define HBK_DISK_FUA  0x1u /* WRITE: durable when done is called */
+#define HBK_DISK_ZERO 0x2u /* DISCARD: the range must read back as zeros (a disk
+			    * whose discards do not zero writes zeros instead) */
 
 /*
  * One I/O, owned by the caller and untouched by the disk layer once done
@@ -35,7 +37,7 @@ enum hbk_disk_op {
  */
 struct hbk_disk_io {
 	uint8_t op;                /* enum hbk_disk_op */
-	uint32_t flags;            /* HBK_DISK_FUA */
+	uint32_t flags;            /* HBK_DISK_FUA, HBK_DISK_ZERO */
 	uint64_t offset;
 	uint64_t len;
 	void *buf;                 /* READ/WRITE: len bytes */

@@ -213,25 +213,33 @@ static void zeros_alloc(void)
 		zeros = NULL;
 }
 
+/* Does discard io as a write of zeros, in pieces (done with err if the
+ * disk cannot be written). */
+static void write_zeros(struct hbk_disk *d, struct hbk_disk_io *io, int err)
+{
+	pthread_once(&zeros_once, zeros_alloc);
+	if (!zeros || d->info.read_only) {
+		io->done(io, err);
+		return;
+	}
+	submit_pieces(d, io, HBK_DISK_WRITE, piece_max(d, ZEROS_LEN), zeros);
+}
+
 /*
  * A discard the device refused (result, an error): where the disk promises
  * that discarded blocks read as zeros (the RAID layer keeps copies and
  * parity consistent on that promise) it becomes a write of zeros, which
- * fails only as a write does; elsewhere it succeeds, as a discard is
- * advisory.  Either way a refused discard alone never fails a disk.
+ * fails only as a write does, as it does when the caller needs zeros
+ * (HBK_DISK_ZERO); elsewhere it succeeds, as a discard is advisory.
+ * Either way a refused discard alone never fails a disk.
  */
 static void discard_refused(struct hbk_disk *d, struct hbk_disk_io *io, int result)
 {
-	if (!d->info.discard_zeroes) {
+	if (!d->info.discard_zeroes && !(io->flags & HBK_DISK_ZERO)) {
 		io->done(io, 0);
 		return;
 	}
-	pthread_once(&zeros_once, zeros_alloc);
-	if (!zeros || d->info.read_only) {
-		io->done(io, result);
-		return;
-	}
-	submit_pieces(d, io, HBK_DISK_WRITE, piece_max(d, ZEROS_LEN), zeros);
+	write_zeros(d, io, result);
 }
 
 static void finish(struct hbk_disk *d, struct hbk_disk_io *io, int result)
@@ -406,6 +414,11 @@ void hbk_disk_submit(struct hbk_disk *d, struct hbk_disk_io *io)
 	if (err) {
 		disk_count(d, ST_ERRORS, 1);
 		io->done(io, err);
+		return;
+	}
+	if (io->op == HBK_DISK_DISCARD && (io->flags & HBK_DISK_ZERO) &&
+	    !(d->info.discard && d->info.discard_zeroes)) {
+		write_zeros(d, io, -EROFS);   /* its discards would not read back zeros */
 		return;
 	}
 	if (io->op != HBK_DISK_FLUSH && d->info.max_io && io->len > d->info.max_io) {

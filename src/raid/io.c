@@ -332,8 +332,8 @@ static int parity_write(struct ctx *x, struct hbk_raid_io *io, uint64_t s)
 	return -EIO;
 }
 
-/* Discards whole stripes when every member reads discarded ranges as zeros
- * (then P and Q of the zeros are zeros too); partial stripes keep their data. */
+/* Discards whole stripes, each member's chunk reading back as zeros (then
+ * P and Q of the zeros are zeros too); partial stripes keep their data. */
 static int parity_discard(struct ctx *x, struct hbk_raid_io *io, uint64_t s)
 {
 	struct hbk_raid *r = x->r;
@@ -346,7 +346,8 @@ static int parity_discard(struct ctx *x, struct hbk_raid_io *io, uint64_t s)
 		struct hbk_disk *d = raid_member_disk(r, i, s);
 		if (!d)
 			return 0;
-		n = add_mio(x, n, i, d, HBK_DISK_DISCARD, 0, DATA_OFFSET + s * r->chunk, r->chunk, NULL);
+		n = add_mio(x, n, i, d, HBK_DISK_DISCARD, HBK_DISK_ZERO, DATA_OFFSET + s * r->chunk,
+			    r->chunk, NULL);
 	}
 	raid_batch_run(x, n);
 	return 0;
@@ -693,17 +694,21 @@ static int check(const struct hbk_raid *r, const struct hbk_raid_io *io)
 }
 
 /* Whether discards reach the members: at RAID 0 when every member takes
- * them, elsewhere only when every member reads them back as zeros, so the
- * copies and the parity stay consistent. */
+ * them; elsewhere always, as HBK_DISK_ZERO (a member whose discards do not
+ * zero writes zeros), so the copies and the parity stay consistent and a
+ * volume that promised zeros (LBPRZ) keeps the promise whatever spare or
+ * replacement joined since. */
 static bool discard_ok(const struct hbk_raid *r)
 {
+	if (r->level != HBK_RAID0)
+		return true;
 	for (unsigned i = 0; i < r->n; i++) {
 		struct hbk_disk *d = atomic_load_explicit(&r->m[i].disk, memory_order_acquire);
 		struct hbk_disk_info di;
 		if (!d)
 			continue;
 		hbk_disk_info(d, &di);
-		if (!di.discard || (r->level != HBK_RAID0 && !di.discard_zeroes))
+		if (!di.discard)
 			return false;
 	}
 	return true;

@@ -230,7 +230,8 @@ unsigned raid_plan_max(const struct hbk_raid *r, uint64_t a0, uint64_t len)
 /* Adds a piece for member i, merged into that member's previous I/O when it
  * continues it on the disk and in the buffer. */
 static unsigned add_piece(struct mio *out, unsigned n, int *last, unsigned i, struct hbk_disk *d,
-			  const struct hbk_raid_io *io, uint64_t moff, uint64_t len, uint8_t *buf)
+			  const struct hbk_raid_io *io, uint32_t flags, uint64_t moff, uint64_t len,
+			  uint8_t *buf)
 {
 	if (last[i] >= 0) {
 		struct hbk_disk_io *p = &out[last[i]].d;
@@ -240,7 +241,7 @@ static unsigned add_piece(struct mio *out, unsigned n, int *last, unsigned i, st
 			return n;
 		}
 	}
-	out[n] = (struct mio){ .member = i, .disk = d, .d = { .op = io->op, .flags = io->flags,
+	out[n] = (struct mio){ .member = i, .disk = d, .d = { .op = io->op, .flags = flags,
 			       .offset = moff, .len = len, .buf = buf } };
 	last[i] = (int)n;
 	return n + 1;
@@ -252,6 +253,10 @@ int raid_plan(const struct hbk_raid *r, const struct hbk_raid_io *io, uint64_t a
 	int last[HBK_RAID_MAX_MEMBERS];
 	unsigned n = 0, cp[HBK_RAID_MAX_MEMBERS];
 	uint64_t sync_stripe = atomic_load(&r->resync_pos) / r->chunk;
+	/* A discard of mirrors must leave the copies equal: each reads it back
+	 * as zeros (written as zeros where a disk's discards do not zero). */
+	uint32_t flags = io->flags | (io->op == HBK_DISK_DISCARD && r->level != HBK_RAID0 ?
+				      HBK_DISK_ZERO : 0);
 	memset(last, -1, sizeof(last));
 	for (uint64_t a = a0; a < a1;) {
 		uint64_t s = a / r->stripe_bytes, in = a % r->chunk;
@@ -268,7 +273,7 @@ int raid_plan(const struct hbk_raid *r, const struct hbk_raid_io *io, uint64_t a
 				unsigned i = cp[(start + j) % nc];
 				struct hbk_disk *d = raid_member_disk(r, i, s);
 				if (d && n < max) {
-					n = add_piece(out, n, last, i, d, io, moff, len, buf);
+					n = add_piece(out, n, last, i, d, io, flags, moff, len, buf);
 					used = 1;
 				}
 			}
@@ -278,7 +283,7 @@ int raid_plan(const struct hbk_raid *r, const struct hbk_raid_io *io, uint64_t a
 			for (unsigned j = 0; j < nc; j++) {
 				struct hbk_disk *d = raid_member_disk(r, cp[j], s);
 				if (d && n < max) {
-					n = add_piece(out, n, last, cp[j], d, io, moff, len, buf);
+					n = add_piece(out, n, last, cp[j], d, io, flags, moff, len, buf);
 					used++;
 				}
 			}
