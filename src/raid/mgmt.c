@@ -547,6 +547,10 @@ int hbk_raid_scrub(struct hbk_raid *r, bool repair, struct hbk_raid_scrub *out)
 		}
 	}
 	raid_ctx_free(&x);
+	/* Repairs are written without FUA: "repaired" means on the media,
+	 * so the members flush before it is said. */
+	if (!rc && out->repaired)
+		rc = hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0);
 	return rc;
 }
 
