@@ -935,8 +935,12 @@ static void test_scrub_finds_corruption(void **state)
 		assert_int_equal(sc.stripes, MEMBER / CHUNK);
 		assert_int_equal(sc.mismatches, 1);
 		assert_int_equal(sc.first_mismatch, stripe);
+		struct hbk_disk_stats before, after;
+		hbk_disk_stats(d[victim], &before);
 		assert_int_equal(hbk_raid_scrub(r, true, &sc), 0);
 		assert_int_equal(sc.repaired, 1);
+		hbk_disk_stats(d[victim], &after);
+		assert_true(after.flushes > before.flushes);   /* repaired means on the media */
 		scrub_clean(r);
 		check_all(r, 700 + li);
 		free(buf);
