@@ -624,9 +624,10 @@ int hbk_raid_spec_open(const struct hbk_raid_spec *s, enum hbk_raid_spec_mode mo
 	uint64_t create = mode != HBK_RAID_SPEC_ASSEMBLE && s->cfg.member_size ?
 			  DATA_OFFSET + s->cfg.member_size : 0;
 	bool any_meta = false;
-	/* AUTO makes no file before it knows it creates: a member file
+	/* AUTO makes no disk= file before it knows it creates: a member file
 	 * missing from an existing array (renamed, not mounted) would
-	 * otherwise come back blank and the array run degraded. */
+	 * otherwise come back blank and the array run degraded.  A missing
+	 * spare= file is made either way: it is asked for as a blank disk. */
 	uint64_t first = mode == HBK_RAID_SPEC_CREATE ? create : 0;
 	for (unsigned i = 0; i < s->ndisks; i++) {
 		a->ndisks = i;   /* the disks open so far, for same_file() */
@@ -646,6 +647,9 @@ int hbk_raid_spec_open(const struct hbk_raid_spec *s, enum hbk_raid_spec_mode mo
 		int err = create_array(a);
 		return a->created ? err : unmake_files(a, err);
 	}
+	for (unsigned i = s->nmembers; create && i < s->ndisks; i++)
+		if (!a->disk[i] && a->error[i] == -ENOENT && open_disk(a, i, &s->disk[i], create) == -EBUSY)
+			return unmake_files(a, -EBUSY);
 	return assemble_array(a);
 }
 
