@@ -90,7 +90,11 @@ $(PROBE): $(BUILD)/bench/disk-batch-probe.o
 
 TEST_LIB  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/lib/*.c))
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_LIB) $(BUILD)/libhbk.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(LDFLAGS) $(TEST_WRAP) -o $@ $^ $(LDLIBS) -lcmocka
+
+# test_device_sched forces schedules at the card's internal calls: the
+# symbols it wraps (the test defines __wrap_SYMBOL, calls __real_SYMBOL).
+$(BUILD)/tests/test_device_sched: TEST_WRAP := -Wl,--wrap=hbk_dev_read32
 
 # The main job: the story's experiment on its controller, the emulated RAID
 # card (drivers/raid) with an LSI 3108-class RAID 5 of four HDD-model memory

@@ -33,12 +33,20 @@ int hbk_dev_post(struct hbk_dev_port *p, const struct hbk_dev_frame *f, unsigned
 {
 	if (!n)
 		return 0;
+	if (n > p->entries)
+		return -EAGAIN;
 	uint32_t first = atomic_load_explicit(&p->reserve, memory_order_relaxed);
 	do {
 		/* Acquire: pairs with the firmware's release store of REQ_CI once
 		 * it copied frames out, so slots below REQ_CI + entries are free
 		 * to overwrite. */
-		if (first + n - hbk_dev_read32(p->dev, HBK_DEV_REG_REQ_CI) > p->entries)
+		uint32_t ci = hbk_dev_read32(p->dev, HBK_DEV_REG_REQ_CI);
+		/* Signed: REQ_CI is read after first, so other producers may
+		 * have reserved past first meanwhile and the card taken their
+		 * frames.  first is then behind REQ_CI (no room is missing),
+		 * and the exchange below fails and tries again with the
+		 * current reserve; once it succeeds, first >= REQ_CI. */
+		if ((int32_t)(first + n - ci) > (int32_t)p->entries)
 			return -EAGAIN;
 	} while (!atomic_compare_exchange_weak_explicit(&p->reserve, &first, first + n,
 							memory_order_relaxed, memory_order_relaxed));
