@@ -94,7 +94,8 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_LIB) $(BUILD)/libhbk.a
 
 # test_device_sched forces schedules at the card's internal calls: the
 # symbols it wraps (the test defines __wrap_SYMBOL, calls __real_SYMBOL).
-$(BUILD)/tests/test_device_sched: TEST_WRAP := -Wl,--wrap=hbk_dev_read32
+$(BUILD)/tests/test_device_sched: TEST_WRAP := -Wl,--wrap=hbk_dev_read32 \
+	-Wl,--wrap=dev_post_reply
 
 # The main job: the story's experiment on its controller, the emulated RAID
 # card (drivers/raid) with an LSI 3108-class RAID 5 of four HDD-model memory

@@ -1,15 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The emulated RAID controller under schedules forced at link time: this
- * test is linked with -Wl,--wrap=hbk_dev_read32 (every call from the
- * driver's side, port.c, comes here first), so it can run another party's
- * step at the one point where a race would have it: another producer
- * posting between a producer's reservation and its look at REQ_CI.  Each
- * wrapper does nothing until a test arms it.
+ * test is linked with -Wl,--wrap for hbk_dev_read32 (every call from the
+ * driver's side, port.c, comes here first) and dev_post_reply (every reply
+ * the firmware posts from firmware.c), so it can run another party's step
+ * at the one point where a race would have it: another producer posting
+ * between a producer's reservation and its look at REQ_CI; the driver
+ * reaping a reply and posting more frames between the firmware posting
+ * that reply and freeing its context.  Each wrapper does nothing until a
+ * test arms it.
  */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +28,8 @@
 
 uint32_t __real_hbk_dev_read32(struct hbk_dev *dev, uint32_t reg);
 uint32_t __wrap_hbk_dev_read32(struct hbk_dev *dev, uint32_t reg);
+void __real_dev_post_reply(struct hbk_dev *dev, unsigned q, const struct hbk_dev_reply *rep);
+void __wrap_dev_post_reply(struct hbk_dev *dev, unsigned q, const struct hbk_dev_reply *rep);
 
 struct rig {
 	struct hbk_vol *vol[2];
@@ -66,10 +72,55 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* TEST UNIT READY for target 0. */
+/* TEST UNIT READY for target t. */
+static struct hbk_dev_frame tur_on(uint32_t tag, uint32_t t)
+{
+	return (struct hbk_dev_frame){ .tag = tag, .function = HBK_DEV_FN_SCSI_IO, .target = t,
+				       .cdb_len = 6 };
+}
+
 static struct hbk_dev_frame tur(uint32_t tag)
 {
-	return (struct hbk_dev_frame){ .tag = tag, .function = HBK_DEV_FN_SCSI_IO, .cdb_len = 6 };
+	return tur_on(tag, 0);
+}
+
+/* READ(16)/WRITE(16) of n blocks at lba of target t into buf. */
+static struct hbk_dev_frame rw(uint32_t tag, uint32_t t, bool write, uint64_t lba, uint32_t n,
+			       void *buf)
+{
+	struct hbk_dev_frame f = { .tag = tag, .function = HBK_DEV_FN_SCSI_IO, .target = t,
+				   .cdb_len = 16, .dir = write ? HBK_DIR_WRITE : HBK_DIR_READ,
+				   .data_addr = (uintptr_t)buf, .data_len = n * BS };
+	f.cdb[0] = write ? 0x8a : 0x88;
+	for (int i = 0; i < 8; i++)
+		f.cdb[2 + i] = (uint8_t)(lba >> (56 - 8 * i));
+	for (int i = 0; i < 4; i++)
+		f.cdb[10 + i] = (uint8_t)(n >> (24 - 8 * i));
+	return f;
+}
+
+/* COMPARE AND WRITE of block 0 of target t: compare with zeros, write
+ * zeros (buf: 2 zeroed blocks). */
+static struct hbk_dev_frame caw(uint32_t tag, uint32_t t, void *buf)
+{
+	struct hbk_dev_frame f = { .tag = tag, .function = HBK_DEV_FN_SCSI_IO, .target = t,
+				   .cdb_len = 16, .dir = HBK_DIR_WRITE,
+				   .data_addr = (uintptr_t)buf, .data_len = 2 * BS };
+	f.cdb[0] = 0x89;
+	f.cdb[13] = 1;
+	return f;
+}
+
+static struct hbk_dev_frame abort_task(uint32_t tag, uint32_t t, uint32_t abort_tag)
+{
+	return (struct hbk_dev_frame){ .tag = tag, .function = HBK_DEV_FN_TASK_MGMT,
+				       .tm_type = HBK_DEV_TM_ABORT_TASK, .target = t,
+				       .tm_tag = abort_tag };
+}
+
+static void post(struct rig *r, struct hbk_dev_frame f)
+{
+	assert_int_equal(hbk_dev_post(&r->port, &f, 1), 0);
 }
 
 /* Collects n replies from queue 0 (2 s at most). */
@@ -134,10 +185,156 @@ static void post_behind_another_producer(void **state)
 	rig_down(&r);
 }
 
+/* ---- A reply, then its context freed ------------------------------------------ */
+
+static atomic_uint stop_after;    /* armed: the firmware stops after posting this tag's reply */
+static sem_t reply_out, reply_go;
+
+void __wrap_dev_post_reply(struct hbk_dev *dev, unsigned q, const struct hbk_dev_reply *rep)
+{
+	__real_dev_post_reply(dev, q, rep);
+	uint32_t tag = atomic_load(&stop_after);
+	if (tag && rep->tag == tag) {
+		atomic_store(&stop_after, 0);
+		sem_post(&reply_out);    /* the driver may reap it now */
+		while (sem_wait(&reply_go))
+			;  /* EINTR */
+	}
+}
+
+/* Arms the stop after the reply of `tag`. */
+static void stop_after_reply(uint32_t tag)
+{
+	assert_int_equal(sem_init(&reply_out, 0, 0), 0);
+	assert_int_equal(sem_init(&reply_go, 0, 0), 0);
+	atomic_store(&stop_after, tag);
+}
+
+/* After the test, its firmware gone. */
+static void stop_disarmed(void)
+{
+	sem_destroy(&reply_out);
+	sem_destroy(&reply_go);
+}
+
+/* Waits (5 s at most) until the firmware stopped after that reply. */
+static void reply_is_out(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	int err;
+	while ((err = sem_timedwait(&reply_out, &ts)) && errno == EINTR)
+		;
+	assert_int_equal(err, 0);
+}
+
+/* Collects n replies, which must be: tag `write` TERMINATED, tag `tm` OK
+ * with one task terminated, and the others GOOD. */
+static void expect_replies(struct rig *r, unsigned n, uint32_t write, uint32_t tm)
+{
+	struct hbk_dev_reply rep[8];
+	assert_int_equal(collect(r, rep, n), n);
+	for (unsigned i = 0; i < n; i++) {
+		if (rep[i].tag == write) {
+			assert_int_equal(rep[i].status, HBK_DEV_ST_TERMINATED);
+		} else if (rep[i].tag == tm) {
+			assert_int_equal(rep[i].status, HBK_DEV_ST_OK);
+			assert_int_equal(rep[i].terminated, 1);
+		} else {
+			assert_int_equal(rep[i].status, HBK_DEV_ST_OK);
+			assert_int_equal(rep[i].scsi_status, HBK_STATUS_GOOD);
+		}
+	}
+}
+
+/*
+ * One firmware thread, two credits.  A WRITE is held in its volume; a READ
+ * replies, and before the thread frees the READ's context the driver reaps
+ * that reply and posts a COMPARE AND WRITE and an ABORT TASK for the WRITE,
+ * which wait in the ring for a free context.  Freeing it lets both in: the
+ * abort cancels the WRITE, and the same thread takes the COMPARE AND WRITE,
+ * which waits for that WRITE to end.  The WRITE's end must not wait for a
+ * free firmware thread (there is none): every reply comes, with no other
+ * doorbell to help it.
+ */
+static void context_freed_in_a_batch_lets_an_abort_in(void **state)
+{
+	(void)state;
+	struct rig r;
+	rig_up(&r, 2, 1);
+	assert_int_equal(hbk_dev_vol_mem_hold(r.vol[0], 100), 0);
+	post(&r, rw(1, 0, true, 96, 8, r.buf));           /* held */
+	stop_after_reply(2);
+	post(&r, rw(2, 0, false, 0, 8, r.buf + 4096));    /* after the WRITE, on the one thread */
+	reply_is_out();
+	struct hbk_dev_reply rep;
+	assert_int_equal(hbk_dev_reap(&r.port, 0, &rep, 1), 1);
+	assert_int_equal(rep.tag, 2);
+	post(&r, caw(3, 0, r.buf + 8192));
+	post(&r, abort_task(0x900, 0, 1));
+	assert_int_equal(hbk_dev_read32(r.dev, HBK_DEV_REG_REQ_CI), 2);  /* both wait */
+	sem_post(&reply_go);
+	expect_replies(&r, 3, 1, 0x900);
+	rig_down(&r);
+	stop_disarmed();
+}
+
+struct lifter {
+	struct hbk_vol *v;
+};
+
+static void *lift_hold(void *arg)
+{
+	hbk_dev_vol_mem_hold(((struct lifter *)arg)->v, UINT64_MAX);
+	return NULL;
+}
+
+/*
+ * The same outside a firmware thread's batch: one firmware thread, three
+ * credits.  A WRITE is held on drive 0, a READ on drive 1, and the thread
+ * waits in a COMPARE AND WRITE on drive 0 for the WRITE.  A TEST UNIT
+ * READY and an ABORT TASK for the WRITE wait in the ring.  Another thread
+ * lifts drive 1's hold: the READ completes there, and the driver reaps its
+ * reply before that thread frees its context, which lets both frames in.
+ * The abort cancels the WRITE, whose end must not wait for the firmware
+ * thread: that thread waits for it.
+ */
+static void context_freed_outside_a_batch_lets_an_abort_in(void **state)
+{
+	(void)state;
+	struct rig r;
+	rig_up(&r, 3, 1);
+	assert_int_equal(hbk_dev_vol_mem_hold(r.vol[0], 100), 0);
+	assert_int_equal(hbk_dev_vol_mem_hold(r.vol[1], 3), 0);
+	post(&r, rw(1, 0, true, 96, 8, r.buf));           /* held */
+	post(&r, rw(2, 1, false, 0, 8, r.buf + 4096));    /* held */
+	post(&r, caw(3, 0, r.buf + 8192));                /* waits for the WRITE */
+	usleep(100000);                                   /* the thread is in it */
+	post(&r, tur_on(4, 1));
+	post(&r, abort_task(0x900, 0, 1));
+	assert_int_equal(hbk_dev_read32(r.dev, HBK_DEV_REG_REQ_CI), 3);  /* both wait */
+	stop_after_reply(2);
+	struct lifter l = { .v = r.vol[1] };
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, lift_hold, &l), 0);
+	reply_is_out();
+	struct hbk_dev_reply rep;
+	assert_int_equal(hbk_dev_reap(&r.port, 0, &rep, 1), 1);
+	assert_int_equal(rep.tag, 2);
+	sem_post(&reply_go);
+	pthread_join(th, NULL);
+	expect_replies(&r, 4, 1, 0x900);
+	rig_down(&r);
+	stop_disarmed();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(post_behind_another_producer),
+		cmocka_unit_test(context_freed_in_a_batch_lets_an_abort_in),
+		cmocka_unit_test(context_freed_outside_a_batch_lets_an_abort_in),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -112,7 +112,17 @@ unsigned dev_ctx_end(struct hbk_dev *dev, struct fw_ctx *c, bool terminated)
 	}
 	/* Frames that waited for a free context (their credits came back
 	 * before this context did) are taken now, not at the next doorbell. */
-	return dev->ci != dev->pi ? fetch(dev) : 0;
+	if (dev->ci == dev->pi)
+		return 0;
+	unsigned wake = fetch(dev);
+	/* A task management frame among them may have cancelled an
+	 * asynchronous command: it ends here, as after a doorbell.  Left on
+	 * dev->ended it would wait for a free firmware thread, and there may
+	 * be none: the one that runs this may take next a COMPARE AND WRITE
+	 * that waits for the very write cancelled, and the others may wait
+	 * likewise. */
+	fw_end_cancelled(dev);
+	return wake;
 }
 
 static bool tm_matches(const struct hbk_dev_frame *tm, const struct fw_ctx *c, uint64_t lun)
@@ -425,6 +435,7 @@ void hbk_dev_write32(struct hbk_dev *dev, uint32_t reg, uint32_t val)
 		if (dev->state == HBK_DEV_READY)
 			set_state(dev, HBK_DEV_OPERATIONAL);
 		unsigned w = fetch(dev);
+		fw_end_cancelled(dev);   /* as for the doorbell */
 		pthread_mutex_unlock(&dev->lock);
 		dev_wake(dev, w);
 	} else if (reg >= HBK_DEV_REG_RQ(0) && reg < HBK_DEV_REG_RQ(dev->nqueues)) {

@@ -31,9 +31,10 @@
  * only submits its volume I/O (avio) and the reply is posted by whoever
  * drops the last of `refs`: the volume I/O's completion, the submitting
  * thread, or task management cancelling it (which queues the end on
- * dev->ended, as it holds dev->lock, for whichever thread next drops the
- * lock in fw_end_cancelled: a firmware thread, or the one that rang the
- * doorbell or reset the device).  Either way
+ * dev->ended, as it holds dev->lock, for the thread that fetched the task
+ * management frame to end in fw_end_cancelled before it drops the lock:
+ * the one that rang the doorbell, consumed replies, enabled or reset the
+ * device, or freed the context the frame waited for).  Either way
  * the reply is posted once, before the context goes FREE.
  */
 enum ctx_state { CTX_FREE = 0, CTX_QUEUED, CTX_EXEC, CTX_WAIT };
@@ -136,9 +137,11 @@ void dev_reg_set(struct hbk_dev *dev, uint32_t reg, uint32_t val);
 void dev_post_reply(struct hbk_dev *dev, unsigned q, const struct hbk_dev_reply *r);
 
 /* An I/O context's reply is posted: free it, tell the task management
- * waiting for it and take frames that waited for a context.  Returns how
- * many firmware threads to wake for those (dev_wake, once dev->lock is
- * released).  dev->lock held. */
+ * waiting for it and take frames that waited for a context, ending (in
+ * fw_end_cancelled) what a task management frame among them cancelled.
+ * Returns how many firmware threads to wake for those (dev_wake, once
+ * dev->lock is released).  dev->lock held; released and taken again inside
+ * while such an end runs. */
 unsigned dev_ctx_end(struct hbk_dev *dev, struct fw_ctx *c, bool terminated);
 
 /* Wakes n idle firmware threads.  Without dev->lock (a thread woken under

@@ -324,8 +324,10 @@ static bool frame_valid(const struct hbk_dev *dev, const struct hbk_dev_frame *f
 	       (!f->data_len || (f->data_addr && f->data_addr % HBK_DEV_DMA_ALIGN == 0));
 }
 
-/* Ends the contexts this thread replied for in its batch.  dev->lock held;
- * returns the threads to wake (dev_ctx_end). */
+/* Ends the contexts this thread replied for in its batch, and the
+ * asynchronous commands cancelled by a task management frame that one of
+ * them let in.  dev->lock held, released and taken again inside
+ * dev_ctx_end for those; returns the threads to wake (dev_ctx_end). */
 static unsigned end_replied(struct hbk_dev *dev)
 {
 	unsigned wake = 0;
