@@ -6,7 +6,8 @@
  * integrity on memory and RAID drives, the card's transfer limit, bundled
  * completions carrying many slots under load, a task abort that reaches
  * the controller, a LUN reset ending held I/O with TASK ABORTED, I/O stuck
- * past task management leaving the other drives served, teardown with I/O stuck in the card, arrays given by
+ * past task management leaving the other drives served, teardown with I/O stuck in the card
+ * (cancelled, never carried out into buffers the host gave back), arrays given by
  * specs (array=, next to vd=), and bad options.  tests/test_raid_integrity.c
  * takes arrays of files through every failure.
  */
@@ -14,6 +15,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "common/common.h"
@@ -316,6 +318,58 @@ static void teardown_fails_io_in_flight(void **state)
 	tl_load_free(&ld);
 }
 
+/* The application takes its buffer back once its task has failed. */
+static void reuse_buffer(struct hbk_scsi_cmd *cmd)
+{
+	memset(cmd->buf, 0xbb, cmd->len);
+	flag_done(cmd);
+}
+
+/*
+ * Close with a READ held in the card, its hold stuck or not: the host
+ * fails the READ, whose application reuses the buffer at once, and only
+ * then does STOP reach the driver.  The card's reset cancels the held
+ * READ: nothing lands in the buffer afterwards (the buffer is in the
+ * arena, for the card to DMA into; a second mapping of its page keeps it
+ * readable once the controller is closed), and the stuck hold does not
+ * keep the reset waiting.
+ */
+static void teardown_cancels_held_io(void **state)
+{
+	for (int stuck = 0; stuck < 2; stuck++) {
+		tl_capture_begin();
+		struct hbk_ctl *c = open_raid(path_of(state), (const char *[]){
+			"vd=v:16M", "hold-lba=8", stuck ? "hold-stuck=1" : "hold-stuck=0", NULL }, 0);
+		struct hbk_lun *l = hbk_ctl_lun(c, 0);
+		uint8_t *buf = hbk_ctl_buf_alloc(c, 4096);
+		assert_non_null(buf);
+		assert_int_equal((uintptr_t)buf % 4096, 0);
+		uint8_t *alias = mremap(buf, 0, 4096, MREMAP_MAYMOVE);
+		assert_true(alias != MAP_FAILED);
+		memset(buf, 0x5a, 4096);
+		assert_int_equal(tl_rw(l, true, 0, 8, buf), 0);     /* blocks 0..7: data */
+		memset(buf, 0, 4096);
+		atomic_int done = 0;
+		struct hbk_scsi_cmd cmd = { .lun = l, .cdb = { 0x28, 0, 0, 0, 0, 1, 0, 0, 8, 0 },
+					    .cdb_len = 10, .dir = HBK_DIR_READ, .buf = buf, .len = 4096,
+					    .done = reuse_buffer, .priv = &done };
+		assert_int_equal(hbk_sam_submit(c, &cmd), 0);       /* blocks 1..8: held */
+		usleep(100000);
+		assert_int_equal(atomic_load(&done), 0);
+		hbk_ctl_close(c);
+		const char *log = tl_capture_end();
+		assert_int_equal(atomic_load(&done), 1);
+		assert_int_equal(cmd.result.status, HBK_DS_DEVICE_NOT_PRESENT);
+		for (unsigned i = 0; i < 4096; i++)
+			if (alias[i] != 0xbb)
+				fail_msg("stuck=%d: byte %u of the failed READ's buffer is %#x after "
+					 "close: the card moved data into it", stuck, i, alias[i]);
+		munmap(alias, 4096);
+		assert_null(strstr(log, "killing it"));   /* STOP answered, the driver exited */
+		assert_null(strstr(log, "HBK-C"));
+	}
+}
+
 /*
  * array=NAME:SPEC, repeated, after the vd= drives: each spec is one drive,
  * commas and colons and all; thin only where the array honours UNMAP.
@@ -423,6 +477,7 @@ int main(void)
 		BOTH_PATHS(lun_reset_ends_io_with_task_aborted),
 		cmocka_unit_test(stuck_io_leaves_other_drives_served),
 		BOTH_PATHS(teardown_fails_io_in_flight),
+		BOTH_PATHS(teardown_cancels_held_io),
 		cmocka_unit_test(arrays_from_specs),
 		cmocka_unit_test(reservations_are_kept_per_initiator),
 		cmocka_unit_test(bad_options_fail_the_open),

@@ -19,7 +19,7 @@
  * hold-lba=LBA (fault injection: I/O touching that block of a memory drive
  * hangs until aborted), hold-stuck=0|1 (1: aborting it does not work
  * either, as with a member disk that never answers; stopping the driver
- * lifts the hold).
+ * cancels it all the same).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -662,11 +662,15 @@ static void hba_stop(struct hbk_drv *d)
 	pthread_mutex_lock(&h->life);
 	h->running = false;
 	pthread_mutex_unlock(&h->life);
-	/* The injected hang ends with the driver: a reset waits for every
-	 * I/O the card started, and a stuck one would never end. */
+	/* The injected hang ends with the driver, as a hung I/O ends at a
+	 * reset: cancelled, never performed.  The host has failed its tasks
+	 * already, and their buffers are the application's again, so lifting
+	 * the hold, which carries the I/O out, would move data into them.  A
+	 * stuck hold refuses the cancel, and the reset, which waits for every
+	 * I/O the card started, would wait for ever: it comes unstuck first. */
 	for (unsigned i = 0; h->o.hold_lba != UINT64_MAX && i < h->storage.nvols; i++)
 		if (!h->storage.spec[i])
-			hbk_dev_vol_mem_hold(h->storage.vol[i], UINT64_MAX);
+			hbk_dev_vol_mem_stick(h->storage.vol[i], false);
 	if (h->dev)
 		hbk_dev_write32(h->dev, HBK_DEV_REG_CONTROL, HBK_DEV_CTL_RESET);
 	irq_stop(h);
