@@ -287,6 +287,61 @@ static void stuck_io_leaves_other_drives_served(void **state)
 	assert_non_null(strstr(log, "not sent, the card still holds 4 unanswered task management frames"));
 }
 
+struct tmf_call {
+	struct hbk_ctl *c;
+	uint32_t result;
+	atomic_int done;
+};
+
+static void *lun_reset_a(void *arg)
+{
+	struct tmf_call *t = arg;
+	t->result = (uint32_t)hbk_sam_tmf(t->c, 0, 0, HBK_TMF_LUN_RESET, NULL);
+	atomic_store(&t->done, 1);
+	return NULL;
+}
+
+/*
+ * While a LOGICAL UNIT RESET for drive a waits at the card for an I/O stuck
+ * there, a READ on drive b, with a 500 ms timeout, completes in time: the
+ * reset's wait holds no queue the I/O needs.  On the bundled path it
+ * completes while the reset still waits (1.5 s); on the per-task path the
+ * host's call channel, one call at a time, holds the READ behind the
+ * reset's call, which the driver keeps short there.
+ */
+static void task_management_leaves_other_drives_flowing(void **state)
+{
+	struct hbk_ctl *c = open_raid(path_of(state), (const char *[]){ "vd=a:16M,b:16M",
+				      "hold-lba=2048", "hold-stuck=1", NULL }, 60000);
+	struct hbk_lun *a = lun_of(c, 0), *b = lun_of(c, 1);
+	uint8_t held[8 * BS], buf[8 * BS];
+	atomic_int done = 0;
+	struct hbk_scsi_cmd stuck = { .lun = a, .cdb = { 0x28, 0, 0, 0, 0x07, 0xfc, 0, 0, 8, 0 },
+				      .cdb_len = 10, .dir = HBK_DIR_READ, .buf = held, .len = sizeof(held),
+				      .done = flag_done, .priv = &done };
+	assert_int_equal(hbk_sam_submit(c, &stuck), 0);   /* LBA 2044..2051: stuck */
+	usleep(200000);
+	struct tmf_call t = { .c = c };
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, lun_reset_a, &t), 0);
+	usleep(50000);                                     /* the reset is at the card */
+	struct hbk_scsi_cmd rd = { .lun = b, .cdb = { 0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0 },
+				   .cdb_len = 10, .dir = HBK_DIR_READ, .buf = buf, .len = sizeof(buf),
+				   .timeout_ms = 500 };
+	assert_int_equal(hbk_sam_exec(c, &rd), 0);
+	assert_int_equal(rd.result.service, HBK_SR_TASK_COMPLETE);
+	assert_int_equal(rd.result.status, HBK_STATUS_GOOD);
+	if (path_of(state) == HBK_MODE_BUNDLED)
+		assert_int_equal(atomic_load(&t.done), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(t.result, HBK_SR_FUNCTION_REJECTED);
+	struct hbk_ctl_stats st;
+	hbk_ctl_stats(c, &st);
+	assert_int_equal(st.timeouts, 0);
+	assert_int_equal(atomic_load(&done), 0);
+	hbk_ctl_close(c);
+}
+
 static uint64_t two_held(unsigned i)
 {
 	return i < 2 ? 0 : spread(i);  /* the first two touch the held block 0 */
@@ -337,7 +392,6 @@ static void reuse_buffer(struct hbk_scsi_cmd *cmd)
 static void teardown_cancels_held_io(void **state)
 {
 	for (int stuck = 0; stuck < 2; stuck++) {
-		tl_capture_begin();
 		struct hbk_ctl *c = open_raid(path_of(state), (const char *[]){
 			"vd=v:16M", "hold-lba=8", stuck ? "hold-stuck=1" : "hold-stuck=0", NULL }, 0);
 		struct hbk_lun *l = hbk_ctl_lun(c, 0);
@@ -356,6 +410,7 @@ static void teardown_cancels_held_io(void **state)
 		assert_int_equal(hbk_sam_submit(c, &cmd), 0);       /* blocks 1..8: held */
 		usleep(100000);
 		assert_int_equal(atomic_load(&done), 0);
+		tl_capture_begin();
 		hbk_ctl_close(c);
 		const char *log = tl_capture_end();
 		assert_int_equal(atomic_load(&done), 1);
@@ -476,6 +531,7 @@ int main(void)
 		BOTH_PATHS(task_abort_reaches_the_controller),
 		BOTH_PATHS(lun_reset_ends_io_with_task_aborted),
 		cmocka_unit_test(stuck_io_leaves_other_drives_served),
+		BOTH_PATHS(task_management_leaves_other_drives_flowing),
 		BOTH_PATHS(teardown_fails_io_in_flight),
 		BOTH_PATHS(teardown_cancels_held_io),
 		cmocka_unit_test(arrays_from_specs),

@@ -7,7 +7,8 @@
  * (eventfds) are event sources of the InterruptQueue, whose handler drains
  * the reply queues and completes bundled slots many per call, per-task
  * tasks one by one, each by the path it came.  Task management goes to the
- * card as frames.
+ * card as frames, from a queue of its own (TaskManagementQueue), so that
+ * I/O keeps flowing while it waits for the card's answer.
  * Targets are created from the AuxiliaryQueue, once the firmware runs and
  * the interrupts are armed.
  *
@@ -36,6 +37,12 @@
 #define TM_TAG      0x80000000u  /* task-management frames */
 #define TAG_INDEX   0xffffu      /* I/O frames: the pool index, generation << 16 */
 #define TM_WAIT_MS  1500         /* well inside the host's call time limit */
+/* On the per-task path every I/O call waits behind a task management call
+ * on the host's call channel (one call at a time), so the wait there is
+ * short: well inside any task's timeout.  The card answers at once what it
+ * can cancel; what it cannot is rejected as after the long wait. */
+#define TM_WAIT_PER_TASK_MS 100
+#define TM_QUEUE    "TaskManagementQueue"
 #define REAP_BATCH  64
 
 enum path { IDLE = 0, PER_TASK = 1, BUNDLED = 2 };
@@ -65,15 +72,22 @@ struct hba {
 	struct hbk_dev_port port;
 	uint32_t ntasks, ntargets, nqueues, max_xfer, align;
 
-	struct hbk_drv_queue *aux, *intr;
+	struct hbk_drv_queue *aux, *intr, *tmq;
 	struct hbk_drv_work create_work, intr_work;
 	unsigned irqs_attached;         /* vectors attached to the InterruptQueue */
 
-	struct hbk_task *cmds;          /* bundled path: the shared slots */
+	struct hbk_task *cmds;          /* bundled path: the shared slots (NULL: per-task path) */
 	struct hbk_response *resps;
 	struct hbk_drv_bundled_action *bundled;
 	struct slot *slots;
 	pthread_mutex_t slot_lock;
+	/* Held from the moment the I/O entry points mark slots at the card
+	 * until their frames are posted, and by task management while it
+	 * looks for its task and posts its frame: task management runs on a
+	 * queue of its own, and without it could find a task whose frame is
+	 * not in the ring yet, and post its own first (the card would find
+	 * nothing to end, and the task would run after the abort completed). */
+	pthread_mutex_t post_lock;
 
 	pthread_mutex_t life;           /* held while completing */
 	bool running;                   /* between start and stop: completions may go up */
@@ -182,6 +196,7 @@ static int hba_init(struct hbk_drv *d)
 	struct hba *h = hbk_drv_priv(d);
 	h->d = d;
 	pthread_mutex_init(&h->slot_lock, NULL);
+	pthread_mutex_init(&h->post_lock, NULL);
 	pthread_mutex_init(&h->life, NULL);
 	pthread_mutex_init(&h->tm_lock, NULL);
 	pthread_condattr_t ca;
@@ -198,8 +213,9 @@ static int hba_init(struct hbk_drv *d)
 		return err;
 	h->aux = hbk_drv_queue_create(d, HBK_QUEUE_NAME_AUX);
 	h->intr = hbk_drv_queue_create(d, HBK_QUEUE_NAME_INTERRUPT);
+	h->tmq = hbk_drv_queue_create(d, TM_QUEUE);
 	h->slots = calloc(h->ntasks, sizeof(*h->slots));
-	if (!h->aux || !h->intr || !h->slots)
+	if (!h->aux || !h->intr || !h->tmq || !h->slots)
 		return -ENOMEM;
 
 	/* What the card can do, as its registers say: one data pointer per
@@ -330,9 +346,8 @@ static bool build_frame(struct hba *h, const struct hbk_task *t, uint16_t index,
 	struct slot *s = &h->slots[index];
 	uint32_t gen = (atomic_load_explicit(&s->frame_tag, memory_order_relaxed) >> 16) + 1;
 	uint32_t tag = index | (gen & (~TM_TAG >> 16)) << 16;
-	/* Seq_cst, task_tag first: hba_abort_task reads frame_tag, task_tag,
-	 * then frame_tag again, so a pair it accepts is one use's.  The
-	 * frame's post publishes them to the interrupt handler. */
+	/* Task management reads them under post_lock, which the caller
+	 * holds; the frame's post publishes them to the interrupt handler. */
 	atomic_store(&s->task_tag, t->task_tag);
 	atomic_store(&s->frame_tag, tag);
 	*f = (struct hbk_dev_frame){
@@ -382,7 +397,9 @@ static uint32_t hba_process_task(struct hbk_drv *d, const struct hbk_task *task,
 	uint16_t index = (uint16_t)hbk_drv_action_index(action);
 	struct slot *s = &h->slots[index];
 	struct hbk_dev_frame f;
+	pthread_mutex_lock(&h->post_lock);
 	if (!build_frame(h, task, index, &f)) {
+		pthread_mutex_unlock(&h->post_lock);
 		hbk_drv_response_fill(resp, task, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE,
 				      HBK_DS_DELIVERY_FAILURE, 0, NULL, 0);
 		return HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE;
@@ -395,9 +412,12 @@ static uint32_t hba_process_task(struct hbk_drv *d, const struct hbk_task *task,
 	s->action = action;
 	pthread_mutex_unlock(&h->slot_lock);
 	atomic_store(&s->path, PER_TASK);
-	if (hbk_dev_post(&h->port, &f, 1) == 0)
+	int err = hbk_dev_post(&h->port, &f, 1);
+	if (err)
+		atomic_store(&s->path, IDLE);  /* the ring is full: cannot happen within credits */
+	pthread_mutex_unlock(&h->post_lock);
+	if (!err)
 		return HBK_SR_REQUEST_IN_PROCESS;
-	atomic_store(&s->path, IDLE);  /* the ring is full: cannot happen within credits */
 	hbk_drv_action_release(action);
 	hbk_drv_response_fill(resp, task, HBK_SR_TASK_COMPLETE, HBK_STATUS_TASK_SET_FULL, 0, NULL, 0);
 	return HBK_SR_TASK_COMPLETE;
@@ -415,6 +435,7 @@ static void hba_process_bundled(struct hbk_drv *d, const uint16_t *index, uint16
 	struct hbk_dev_frame f[HBK_MAX_BUNDLE];
 	uint16_t posted[HBK_MAX_BUNDLE], failed[HBK_MAX_BUNDLE];
 	unsigned n = 0, nfailed = 0;
+	pthread_mutex_lock(&h->post_lock);
 	for (unsigned i = 0; i < count; i++) {
 		const struct hbk_task *t = &h->cmds[index[i]];
 		if (build_frame(h, t, index[i], &f[n])) {
@@ -434,6 +455,7 @@ static void hba_process_bundled(struct hbk_drv *d, const uint16_t *index, uint16
 			failed[nfailed++] = posted[i];
 		}
 	}
+	pthread_mutex_unlock(&h->post_lock);
 	if (nfailed)
 		hbk_drv_bundled_complete(d, action, failed, (uint16_t)nfailed);
 }
@@ -535,30 +557,58 @@ static const char *const tm_name[] = {
 	[HBK_DEV_TM_TARGET_RESET] = "TARGET RESET", [HBK_DEV_TM_NEXUS_LOSS] = "I_T NEXUS LOSS",
 };
 
+/* The frame tag of the task whose task_tag is tag, if it is at the card
+ * (or its frame is about to be).  post_lock held, so that no slot is being
+ * filled; a task that ends meanwhile leaves its frame tag until the slot
+ * carries the next one. */
+static bool find_frame(struct hba *h, uint64_t tag, uint32_t *frame)
+{
+	for (uint32_t i = 0; tag && i < h->ntasks; i++) {
+		struct slot *s = &h->slots[i];
+		if (atomic_load(&s->task_tag) == tag && atomic_load(&s->path) != IDLE) {
+			*frame = atomic_load(&s->frame_tag);
+			return true;
+		}
+	}
+	return false;
+}
+
 /*
  * Sends one task-management frame and waits for the card's answer, which
- * comes after the replies of every task it terminated.  task is the frame
- * tag to abort (ABORT TASK) or the initiator whose nexus ended (NEXUS LOSS).
- * A function the card does not answer in TM_WAIT_MS is rejected, but its
- * frame stays at the card, holding one of its HBK_DEV_TM_SLOTS contexts
- * until the I/O it waits for ends: with all of them held, a further frame
- * would stop the request ring behind it, I/O to every drive with it, so
- * it is rejected without being sent.  Default queue (one at a time).
+ * comes after the replies of every task it terminated.  task is the
+ * task_tag of the task to abort (ABORT TASK: its frame's tag goes to the
+ * card, which ends that frame only, so a task that ends meanwhile, and the
+ * next one its slot carries, are left alone; a task not at the card is
+ * complete, its completion on its way) or the initiator whose nexus ended
+ * (NEXUS LOSS).
+ * A function the card does not answer in TM_WAIT_MS (TM_WAIT_PER_TASK_MS
+ * on the per-task path) is rejected, but its frame stays at the card,
+ * holding one of its HBK_DEV_TM_SLOTS contexts until the I/O it waits for
+ * ends: with all of them held, a further frame would stop the request ring
+ * behind it, I/O to every drive with it, so it is rejected without being
+ * sent.  TaskManagementQueue (one at a time), so that the wait keeps no
+ * I/O entry point off the Default queue.
  */
 static uint32_t tm(struct hba *h, uint8_t type, uint64_t target, uint64_t lun, uint64_t task)
 {
-	if (target >= h->ntargets)
-		return HBK_SR_FUNCTION_REJECTED;
 	struct hbk_dev_frame f = { .function = HBK_DEV_FN_TASK_MGMT, .tm_type = type,
 				   .target = (uint32_t)target };
+	pthread_mutex_lock(&h->post_lock);
+	if (type == HBK_DEV_TM_ABORT_TASK && !find_frame(h, task, &f.tm_tag)) {
+		pthread_mutex_unlock(&h->post_lock);
+		return HBK_SR_FUNCTION_COMPLETE;
+	}
+	if (target >= h->ntargets) {
+		pthread_mutex_unlock(&h->post_lock);
+		return HBK_SR_FUNCTION_REJECTED;
+	}
 	if (type == HBK_DEV_TM_NEXUS_LOSS)
 		f.initiator = task;
-	else
-		f.tm_tag = (uint32_t)task;
 	hbk_scsi_lun_encode(lun, f.lun);
 	pthread_mutex_lock(&h->tm_lock);
 	if (h->tm_out >= HBK_DEV_TM_SLOTS) {
 		pthread_mutex_unlock(&h->tm_lock);
+		pthread_mutex_unlock(&h->post_lock);
 		fprintf(stderr, "hbk-raid: %s target %llu lun %llu: not sent, the card still holds "
 			"%u unanswered task management frames\n", tm_name[type],
 			(unsigned long long)target, (unsigned long long)lun, HBK_DEV_TM_SLOTS);
@@ -570,11 +620,13 @@ static uint32_t tm(struct hba *h, uint8_t type, uint64_t target, uint64_t lun, u
 	if (!err)
 		h->tm_out++;
 	pthread_mutex_unlock(&h->tm_lock);
+	pthread_mutex_unlock(&h->post_lock);
 
+	long wait_ms = h->cmds ? TM_WAIT_MS : TM_WAIT_PER_TASK_MS;
 	struct timespec end;
 	clock_gettime(CLOCK_MONOTONIC, &end);
-	end.tv_sec += TM_WAIT_MS / 1000;
-	end.tv_nsec += TM_WAIT_MS % 1000 * 1000000L;
+	end.tv_sec += wait_ms / 1000;
+	end.tv_nsec += wait_ms % 1000 * 1000000L;
 	if (end.tv_nsec >= 1000000000L) {
 		end.tv_sec++;
 		end.tv_nsec -= 1000000000L;
@@ -602,18 +654,7 @@ static uint32_t tm(struct hba *h, uint8_t type, uint64_t target, uint64_t lun, u
 
 static uint32_t hba_abort_task(struct hbk_drv *d, uint64_t target, uint64_t lun, uint64_t tag)
 {
-	struct hba *h = hbk_drv_priv(d);
-	/* The slot holding that task now, and its frame's tag: the card ends
-	 * that frame only, so a task that ends meanwhile, and the next one its
-	 * slot carries, are left alone. */
-	for (uint32_t i = 0; tag && i < h->ntasks; i++) {
-		struct slot *s = &h->slots[i];
-		uint32_t frame = atomic_load(&s->frame_tag);
-		if (atomic_load(&s->task_tag) == tag && atomic_load(&s->path) != IDLE &&
-		    atomic_load(&s->frame_tag) == frame)
-			return tm(h, HBK_DEV_TM_ABORT_TASK, target, lun, frame);
-	}
-	return HBK_SR_FUNCTION_COMPLETE;  /* not at the card: its completion is on its way */
+	return tm(hbk_drv_priv(d), HBK_DEV_TM_ABORT_TASK, target, lun, tag);
 }
 
 static uint32_t hba_abort_task_set(struct hbk_drv *d, uint64_t target, uint64_t lun)
@@ -689,10 +730,24 @@ static void teardown(struct hba *h)
 	storage_close(&h->storage);
 	free(h->slots);
 	pthread_mutex_destroy(&h->slot_lock);
+	pthread_mutex_destroy(&h->post_lock);
 	pthread_mutex_destroy(&h->life);
 	pthread_mutex_destroy(&h->tm_lock);
 	pthread_cond_destroy(&h->tm_cond);
 }
+
+/* Task management waits at the card (tm) on a queue of its own: on the
+ * Default queue it would hold process_bundled, and I/O to every drive,
+ * for as long. */
+static const struct hbk_drv_binding hba_bindings[] = {
+	{ .entry = HBK_MSG_ABORT_TASK, .queue = TM_QUEUE },
+	{ .entry = HBK_MSG_ABORT_TASK_SET, .queue = TM_QUEUE },
+	{ .entry = HBK_MSG_CLEAR_TASK_SET, .queue = TM_QUEUE },
+	{ .entry = HBK_MSG_LUN_RESET, .queue = TM_QUEUE },
+	{ .entry = HBK_MSG_TARGET_RESET, .queue = TM_QUEUE },
+	{ .entry = HBK_MSG_NEXUS_LOSS, .queue = TM_QUEUE },
+	{ 0 },
+};
 
 static const struct hbk_drv_ops hba_ops = {
 	.name = "hbk-raid",
@@ -715,6 +770,7 @@ static const struct hbk_drv_ops hba_ops = {
 	.target_reset = hba_target_reset,
 	.nexus_loss = hba_nexus_loss,
 	.stop = hba_stop,
+	.bindings = hba_bindings,
 };
 
 int main(int argc, char **argv)
