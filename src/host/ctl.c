@@ -79,15 +79,14 @@ int hbk_ctl_call(struct hbk_ctl *c, void *msg, size_t len, int pass_fd,
 		err = n < 0 ? n : 0;
 	}
 	pthread_mutex_unlock(&c->call_lock);
-	if (err == -ETIMEDOUT)
+	if (err == -ETIMEDOUT) {
 		c02_if_creating(c, hbk_msg_name(type));
-	if (err == -ETIMEDOUT)
 		hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_RESPONDING, 12,
 				      "the driver did not answer %s within %u ms: it is hung; "
 				      "outstanding I/O is failed. Fix: return from every entry "
 				      "point promptly and defer slow work to a queue",
 				      hbk_msg_name(type), c->opts.call_timeout_ms);
-	else if (err == -EBADMSG)
+	} else if (err == -EBADMSG)
 		hbk_ctl_driver_failed(c, HBK_DS_DELIVERY_FAILURE, 12,
 				      "malformed reply to %s: %s; the connection is cut. Fix: "
 				      "answer calls only through hbk_drv_main", hbk_msg_name(type), why);
