@@ -103,7 +103,12 @@ $(BUILD)/tests/test_device_sched: TEST_WRAP := -Wl,--wrap=hbk_dev_read32 \
 # bundled path, one table (about 2 minutes).  The story's runs were served
 # from cache (their 4 KiB random figures are far beyond four disks), so the
 # I/O covers 512 MiB that a warm-up read has brought into the card's cache.
-run: deps all
+#
+# run, check and test install the Debian packages first (deps) and only then
+# build, in a make of their own: as prerequisites side by side, `make -j`
+# would start compiling before apt-get had put the headers in place.
+run: deps
+	$(MAKE) --no-print-directory all
 	$(BUILD)/hbakit bench --suite seed --driver $(BUILD)/drivers/hbk-raid \
 	    --driver-arg array=r5:profile=lsi3108-raid5 --runtime 5 --span 512M --warmup
 
@@ -120,15 +125,20 @@ check: deps
 	$(MAKE) --no-print-directory -j$(JOBS) CC=clang BUILD=build/clang WERROR=-Werror all
 	tests/run.sh build build/san-address-undefined build/san-thread
 else
-check: deps all
+check: deps
+	$(MAKE) --no-print-directory all
 	tests/run.sh $(BUILD)
 endif
 
-test: deps all
+test: deps
+	$(MAKE) --no-print-directory all
 	tests/run.sh $(BUILD)
 
+# DEPS=true skips the package check, for a build whose packages are managed
+# otherwise.
+DEPS    ?= tools/deps.sh
 deps:
-	@tools/deps.sh
+	@$(DEPS)
 
 clean:
 	rm -rf build

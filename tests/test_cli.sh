@@ -74,4 +74,29 @@ $H bench --bs -512 >/dev/null 2>&1; [ $? -eq 2 ] || fail "negative --bs not refu
 for t in inf nan 1e9; do
 	$H bench --runtime $t >/dev/null 2>&1; [ $? -eq 2 ] || fail "--runtime $t not refused"
 done
+# `make -j4 run` installs the packages before it compiles anything: with
+# a stand-in deps that takes a second and then leaves a mark, and a
+# stand-in compiler and archiver that fail without the mark (and otherwise
+# write scripts that exit 0, the run's bench among them).
+if command -v make >/dev/null; then
+	M=$(mktemp -d)
+	cat >"$M/deps" <<-EOS
+	#!/bin/sh
+	sleep 1; touch "$M/deps-done"
+	EOS
+	cat >"$M/cc" <<-EOS
+	#!/bin/sh
+	[ -e "$M/deps-done" ] || { echo "compiled before deps ended" >"$M/early"; exit 1; }
+	out=; prev=
+	for a; do [ "\$prev" = -o ] && out=\$a; prev=\$a; done
+	[ "\$1" = rcs ] && out=\$2
+	mkdir -p "\$(dirname "\$out")" && printf '#!/bin/sh\nexit 0\n' >"\$out" && chmod +x "\$out"
+	EOS
+	chmod +x "$M/deps" "$M/cc"
+	(cd "$(dirname "$0")/.." && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -j4 --no-print-directory \
+		BUILD="$M/b" CC="$M/cc" AR="$M/cc" DEPS="$M/deps" run) >"$M/log" 2>&1; rc=$?
+	why="$(cat "$M/early" 2>/dev/null) $(tail -5 "$M/log")"
+	rm -rf "$M"
+	[ $rc -eq 0 ] || fail "make -j4 run with stand-in tools: $why"
+fi
 echo "cli ok"
