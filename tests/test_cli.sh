@@ -74,6 +74,27 @@ $H bench --bs -512 >/dev/null 2>&1; [ $? -eq 2 ] || fail "negative --bs not refu
 for t in inf nan 1e9; do
 	$H bench --runtime $t >/dev/null 2>&1; [ $? -eq 2 ] || fail "--runtime $t not refused"
 done
+# tools/deps.sh, as a user who is not root on a machine with nothing
+# installed (stand-in id and dpkg-query), names every package and fails:
+# make's (a fresh Debian 12 has none) and those of the tools the test and
+# bench scripts run (pgrep, ss, python3) among them.
+F=$(mktemp -d)
+printf '#!/bin/sh\nexit 1\n' >"$F/dpkg-query"
+printf '#!/bin/sh\necho 1000\n' >"$F/id"
+chmod +x "$F/dpkg-query" "$F/id"
+out=$(cd "$(dirname "$0")/.." && PATH="$F:$PATH" tools/deps.sh 2>&1); rc=$?
+rm -rf "$F"
+[ $rc -eq 1 ] || fail "deps.sh with nothing installed, not root: status $rc"
+for p in build-essential libcmocka-dev nbdkit fio libiscsi-bin procps iproute2 python3; do
+	echo "$out" | grep -q "^deps: missing Debian packages: .*\b$p\b" || fail "deps.sh does not name $p: $out"
+done
+# The README's quick start runs deps.sh before make (make comes with its
+# packages), and .ci/run runs the README's test command.
+quick=$(sed -n '/^## Quick start/,/^## /p' "$(dirname "$0")/../README.md")
+ci=$(grep -vE '^(#|$|set |cd |export )' "$(dirname "$0")/../.ci/run")
+echo "$quick" | grep -qxE 'tools/deps.sh && make run +#.*' || fail "the quick start's make run does not run deps.sh first"
+echo "$quick" | grep -qF "$ci " || fail ".ci/run runs '$ci', not the README's test command"
+echo "$ci" | grep -qx 'tools/deps.sh && make check' || fail ".ci/run runs '$ci'"
 # `make -j4 run` installs the packages before it compiles anything: with
 # a stand-in deps that takes a second and then leaves a mark, and a
 # stand-in compiler and archiver that fail without the mark (and otherwise
