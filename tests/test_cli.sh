@@ -50,7 +50,33 @@ echo "$sync" | grep -qE '"slots_per_call": \{"1": [1-9][0-9]*, "2": [0-9]+, "3-4
 	|| fail "psync with 3 jobs must give calls of 1 to 3 slots: $sync"
 echo "$sync" | grep -q '"errors": 0,' || fail "psync bench reported I/O errors: $sync"
 $H bench --ioengine libaio >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad --ioengine not refused"
-$H frobnicate >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown command not refused"
+# An explicit --help (or -h) prints the usage on stdout with status 0; a
+# bad word prints it on stderr with status 2, after naming the word.
+for c in "" bench info raid serve "serve iscsi"; do
+	for h in --help -h; do
+		out=$($H $c $h 2>/dev/null); rc=$?
+		[ $rc -eq 0 ] && echo "$out" | grep -q "^usage: hbakit" || fail "hbakit $c $h: status $rc, stdout: $out"
+	done
+done
+usage_err() {   # usage_err MESSAGE ARG...: status 2, MESSAGE and the usage on stderr, nothing on stdout
+	local want=$1 out err rc
+	shift
+	out=$($H "$@" 2>/dev/null)
+	err=$($H "$@" 2>&1 >/dev/null); rc=$?
+	[ $rc -eq 2 ] && [ -z "$out" ] && echo "$err" | grep -qF -- "$want" && echo "$err" | grep -q "^usage: hbakit" ||
+		fail "hbakit $*: status $rc, stdout '$out', stderr: $err"
+}
+usage_err "hbakit: unknown command 'frobnicate'" frobnicate
+usage_err "hbakit: unknown option '--version'" --version
+usage_err "hbakit raid: unknown command 'frob'" raid frob level=1
+usage_err "hbakit info: unknown option '--bogus'" info --bogus
+usage_err "hbakit info: unexpected argument 'extra'" info extra
+usage_err "hbakit bench: unknown option '--bogus'" bench --bogus=1
+usage_err "hbakit bench: --bs: bad value '0'" bench --bs 0
+usage_err "hbakit serve: unknown protocol 'nfs'" serve nfs
+usage_err "hbakit serve iscsi: unknown option '--bogus'" serve iscsi --bogus
+err=$($H info --driver 2>&1); rc=$?
+[ $rc -eq 2 ] && echo "$err" | grep -qF "hbakit info: --driver needs a value" || fail "info --driver: status $rc: $err"
 $H info --driver /nonexistent >/dev/null 2>&1; [ $? -eq 1 ] || fail "missing driver not reported"
 # Bad driver options are refused, the option named: no division by a zero
 # block size, no unit dropped, no count cut to 32 bits.

@@ -216,5 +216,9 @@ expect 2 "--json is not an option of this command"
 run fail "$S3"
 expect 2 "usage: hbakit raid fail SPEC SLOT|DISK"
 run frobnicate
-expect 2 "usage: hbakit raid COMMAND"
+expect 2 "hbakit raid: unknown command 'frobnicate'" "usage: hbakit raid COMMAND"
+out=$("$H" raid --help 2>/dev/null); rc=$?
+expect 0 "usage: hbakit raid COMMAND" "exit status: 0 done"
+out=$("$H" raid status --help 2>/dev/null); rc=$?
+expect 0 "hbakit raid status SPEC"
 echo "raid cli ok"

@@ -594,9 +594,9 @@ static int run_suite(const struct bench_opts *base)
 	return rc;
 }
 
-static void bench_usage(void)
+static void bench_usage(FILE *f)
 {
-	fprintf(stderr,
+	fprintf(f,
 		"usage: hbakit bench [options]\n"
 		"  --rw read|write|randread|randwrite|randrw|rw   (randread)\n"
 		"  --rwmixread PCT        reads in a mixed workload (50)\n"
@@ -625,10 +625,14 @@ int cli_bench(int argc, char **argv)
 {
 	struct bench_opts o = { .rw = RW_RANDREAD, .rwmixread = 50, .bs = 4096, .iodepth = 32,
 				.numjobs = 1, .runtime = 5, .both = true, .name = "randread" };
-	cli_ctl_init(&o.ctl, argv[0]);
+	cli_ctl_init(&o.ctl, argv[0], "hbakit bench");
 	static const char *const rw_names[] = { "read", "write", "randread", "randwrite", "randrw", "rw" };
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
+		if (cli_is_help(a)) {
+			bench_usage(stdout);
+			return 0;
+		}
 		int r = cli_ctl_option(&o.ctl, argc, argv, &i);
 		if (r < 0)
 			return 2;
@@ -637,8 +641,13 @@ int cli_bench(int argc, char **argv)
 				o.both = o.ctl.mode == HBK_MODE_AUTO;
 			continue;
 		}
-		char key[32];
-		bool eq = strchr(a, '=') != NULL;
+		if (a[0] != '-') {
+			cli_bad_arg("hbakit bench", a);
+			bench_usage(stderr);
+			return 2;
+		}
+		char key[64];
+		bool eq = strchr(a, '=') != NULL, known = true;
 		const char *v = cli_option_split(argc, argv, &i, key, sizeof(key));
 		bool ok = v != NULL;
 		uint64_t num = 0;
@@ -688,12 +697,16 @@ int cli_bench(int argc, char **argv)
 			ok = ok && (!strcmp(v, "normal") || !strcmp(v, "json"));
 			o.json = ok && !strcmp(v, "json");
 		} else {
-			ok = false;
+			ok = known = false;
 		}
 		if (!ok) {
-			if (strcmp(key, "--help"))
-				fprintf(stderr, "hbakit bench: bad option or value: %s\n", a);
-			bench_usage();
+			if (!known)
+				cli_bad_arg("hbakit bench", key);
+			else if (!v)
+				fprintf(stderr, "hbakit bench: %s needs a value\n", key);
+			else
+				fprintf(stderr, "hbakit bench: %s: bad value '%s'\n", key, v);
+			bench_usage(stderr);
 			return 2;
 		}
 	}

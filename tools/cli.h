@@ -16,6 +16,7 @@
 #define CLI_MAX_DRIVER_ARGS 32
 
 struct cli_ctl {
+	const char *who;          /* "hbakit bench": what the messages start with */
 	const char *driver;
 	const char *attach;
 	const char *driver_args[CLI_MAX_DRIVER_ARGS + 1];
@@ -24,8 +25,9 @@ struct cli_ctl {
 	int32_t poll_us;          /* --poll-us: ring polling; 0 default, < 0 off */
 };
 
-/* Sets the defaults: the ram driver installed next to this executable. */
-void cli_ctl_init(struct cli_ctl *o, const char *argv0);
+/* Sets the defaults: the ram driver installed next to this executable;
+ * who names the command in messages. */
+void cli_ctl_init(struct cli_ctl *o, const char *argv0, const char *who);
 
 /* Consumes a controller option at argv[*i] (advancing *i past its value).
  * Returns 1 if it was one, 0 if not, -1 on a bad value (message printed). */
@@ -36,6 +38,14 @@ int cli_ctl_option(struct cli_ctl *o, int argc, char **argv, int *i);
  * or NULL when it has none; a separate value moves *i past it.  --help
  * takes no value. */
 const char *cli_option_split(int argc, char **argv, int *i, char *key, size_t size);
+
+/* Whether a is --help or -h: the usage on stdout, exit status 0. */
+bool cli_is_help(const char *a);
+
+/* Says what is wrong with argument a, which no option of the command took:
+ * "WHO: unknown option 'a'" (or "unexpected argument", for a word that is
+ * no option). */
+void cli_bad_arg(const char *who, const char *a);
 
 /* Opens the controller the options describe in the given mode. */
 int cli_ctl_open(const struct cli_ctl *o, enum hbk_ctl_mode mode, struct hbk_ctl **c);

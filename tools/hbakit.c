@@ -17,9 +17,10 @@
 
 static char default_driver[PATH_MAX + 32];
 
-void cli_ctl_init(struct cli_ctl *o, const char *argv0)
+void cli_ctl_init(struct cli_ctl *o, const char *argv0, const char *who)
 {
 	memset(o, 0, sizeof(*o));
+	o->who = who;
 	/* The ram driver is built next to this executable: build/drivers/hbk-ram. */
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -60,9 +61,27 @@ const char *cli_option_split(int argc, char **argv, int *i, char *key, size_t si
 	return *i < argc ? argv[*i] : NULL;
 }
 
+bool cli_is_help(const char *a)
+{
+	return !strcmp(a, "--help") || !strcmp(a, "-h");
+}
+
+void cli_bad_arg(const char *who, const char *a)
+{
+	fprintf(stderr, "%s: %s '%s'\n", who, a[0] == '-' && a[1] ? "unknown option" :
+		"unexpected argument", a);
+}
+
 int cli_ctl_option(struct cli_ctl *o, int argc, char **argv, int *i)
 {
+	static const char *const names[] = { "--driver", "--attach", "--driver-arg", "--poll-us",
+					     "--mode" };
 	const char *v;
+	for (unsigned k = 0; k < HBK_ARRAY_SIZE(names); k++)
+		if (!strcmp(argv[*i], names[k]) && *i + 1 == argc) {
+			fprintf(stderr, "%s: %s needs a value\n", o->who, names[k]);
+			return -1;
+		}
 	if ((v = value(argc, argv, i, "--driver"))) {
 		o->driver = v;
 	} else if ((v = value(argc, argv, i, "--attach"))) {
@@ -70,7 +89,7 @@ int cli_ctl_option(struct cli_ctl *o, int argc, char **argv, int *i)
 		o->driver = NULL;
 	} else if ((v = value(argc, argv, i, "--driver-arg"))) {
 		if (o->ndriver_args == CLI_MAX_DRIVER_ARGS) {
-			fprintf(stderr, "hbakit: too many --driver-arg\n");
+			fprintf(stderr, "%s: too many --driver-arg\n", o->who);
 			return -1;
 		}
 		o->driver_args[o->ndriver_args++] = v;
@@ -78,7 +97,7 @@ int cli_ctl_option(struct cli_ctl *o, int argc, char **argv, int *i)
 		char *end;
 		long us = strtol(v, &end, 10);
 		if (*end || us < -1 || us > 1000000) {
-			fprintf(stderr, "hbakit: --poll-us takes microseconds, or -1 for never\n");
+			fprintf(stderr, "%s: --poll-us takes microseconds, or -1 for never\n", o->who);
 			return -1;
 		}
 		o->poll_us = us ? (int32_t)us : -1;
@@ -90,7 +109,7 @@ int cli_ctl_option(struct cli_ctl *o, int argc, char **argv, int *i)
 		else if (!strcmp(v, "auto") || !strcmp(v, "both"))
 			o->mode = HBK_MODE_AUTO;
 		else {
-			fprintf(stderr, "hbakit: --mode takes per-task, bundled or both\n");
+			fprintf(stderr, "%s: --mode takes per-task, bundled or both\n", o->who);
 			return -1;
 		}
 	} else {
@@ -127,17 +146,27 @@ void cli_fmt_capacity(uint64_t bytes, char *buf, size_t size)
 	snprintf(buf, size, "%.1f %s", v, unit[u]);
 }
 
+static void info_usage(FILE *f)
+{
+	fprintf(f, "usage: hbakit info [--driver PATH | --attach SOCKET] [--driver-arg K=V]... "
+		"[--mode auto|bundled|per-task] [--poll-us N]\n");
+}
+
 int cli_info(int argc, char **argv)
 {
 	struct cli_ctl o;
-	cli_ctl_init(&o, argv[0]);
+	cli_ctl_init(&o, argv[0], "hbakit info");
 	for (int i = 1; i < argc; i++) {
+		if (cli_is_help(argv[i])) {
+			info_usage(stdout);
+			return 0;
+		}
 		int r = cli_ctl_option(&o, argc, argv, &i);
 		if (r < 0)
 			return 2;
 		if (!r) {
-			fprintf(stderr, "usage: hbakit info [--driver PATH | --attach SOCKET] "
-				"[--driver-arg K=V]... [--mode per-task|bundled]\n");
+			cli_bad_arg("hbakit info", argv[i]);
+			info_usage(stderr);
 			return 2;
 		}
 	}
@@ -164,12 +193,12 @@ int cli_info(int argc, char **argv)
 	return n ? 0 : 1;
 }
 
-static void usage(void)
+static void usage(FILE *f)
 {
-	fprintf(stderr,
+	fprintf(f,
 		"usage: hbakit COMMAND [options]\n"
 		"  bench   measure a controller: per-task vs bundled path (hbakit bench --help)\n"
-		"  info    list the controller's targets and LUNs\n"
+		"  info    list the controller's targets and LUNs (hbakit info --help)\n"
 		"  raid    create, inspect and repair RAID arrays of disks (hbakit raid --help)\n"
 		"  serve   serve the controller's LUNs: hbakit serve iscsi (hbakit serve --help)\n");
 }
@@ -177,8 +206,12 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		usage();
+		usage(stderr);
 		return 2;
+	}
+	if (cli_is_help(argv[1])) {
+		usage(stdout);
+		return 0;
 	}
 	if (!strcmp(argv[1], "bench"))
 		return cli_bench(argc - 1, argv + 1);
@@ -188,6 +221,10 @@ int main(int argc, char **argv)
 		return cli_raid(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "serve"))
 		return cli_serve(argc - 1, argv + 1);
-	usage();
+	if (argv[1][0] == '-')
+		fprintf(stderr, "hbakit: unknown option '%s'\n", argv[1]);
+	else
+		fprintf(stderr, "hbakit: unknown command '%s'\n", argv[1]);
+	usage(stderr);
 	return 2;
 }

@@ -574,12 +574,12 @@ static const struct command commands[] = {
 	  "check SPEC [--repair] [--force] [--accept-split-brain]" },
 };
 
-static int usage(void)
+static int usage(FILE *f, int rc)
 {
-	fprintf(stderr, "usage: hbakit raid COMMAND SPEC [operands] [options]\n");
+	fprintf(f, "usage: hbakit raid COMMAND SPEC [operands] [options]\n");
 	for (unsigned i = 0; i < HBK_ARRAY_SIZE(commands); i++)
-		fprintf(stderr, "  hbakit raid %s\n", commands[i].usage);
-	fprintf(stderr,
+		fprintf(f, "  hbakit raid %s\n", commands[i].usage);
+	fprintf(f,
 		"SPEC: level=5,chunk=64k,disk=file:/var/tmp/d0.img,...,spare=file:...  or\n"
 		"      profile=raid0-2hdd | profile=lsi3108-raid5 [,key=value]...  (docs/raid.md)\n"
 		"  --assume-clean   create: the disks are consistent already (zeroed): no resync\n"
@@ -595,7 +595,7 @@ static int usage(void)
 		"  --watch SECONDS  status again every SECONDS until interrupted\n"
 		"  --repair         check: rewrite the parity or copies that disagree\n"
 		"exit status: 0 done, 1 failed, 2 usage, 3 check found mismatches, 130 interrupted\n");
-	return 2;
+	return rc;
 }
 
 /* Parses the options and operands of command cmd into c.  Returns 0 or 2. */
@@ -661,11 +661,21 @@ static int parse_args(const struct command *cmd, struct raid_cli *c, int argc, c
 int cli_raid(int argc, char **argv)
 {
 	const struct command *cmd = NULL;
-	for (unsigned i = 0; argc > 1 && i < HBK_ARRAY_SIZE(commands); i++)
+	if (argc < 2)
+		return usage(stderr, 2);
+	for (unsigned i = 0; i < HBK_ARRAY_SIZE(commands); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			cmd = &commands[i];
-	if (!cmd)
-		return usage();
+	if (!cmd && cli_is_help(argv[1]))
+		return usage(stdout, 0);
+	if (!cmd) {
+		fprintf(stderr, "hbakit raid: unknown %s '%s'\n", argv[1][0] == '-' ? "option" : "command",
+			argv[1]);
+		return usage(stderr, 2);
+	}
+	for (int i = 2; i < argc; i++)
+		if (cli_is_help(argv[i]))
+			return usage(stdout, 0);
 	struct raid_cli c = { 0 };
 	int rc = parse_args(cmd, &c, argc - 1, argv + 1);
 	if (rc)

@@ -19,9 +19,9 @@
 #include "hbk/iscsi.h"
 #include "tools/cli.h"
 
-static void serve_usage(void)
+static void serve_usage(FILE *f)
 {
-	fprintf(stderr,
+	fprintf(f,
 		"usage: hbakit serve iscsi [options]\n"
 		"  --driver PATH          driver executable (the ram driver)\n"
 		"  --driver-arg K=V       option for the driver, repeatable\n"
@@ -60,26 +60,42 @@ static int write_ready(const char *path, const char *addr, uint16_t port)
 
 int cli_serve(int argc, char **argv)
 {
+	if (argc >= 2 && cli_is_help(argv[1])) {
+		serve_usage(stdout);
+		return 0;
+	}
 	if (argc < 2 || strcmp(argv[1], "iscsi")) {
-		if (argc < 2 || (strcmp(argv[1], "--help") && strcmp(argv[1], "-h")))
+		if (argc < 2)
 			fprintf(stderr, "hbakit serve: the protocol to serve is 'iscsi'\n");
-		serve_usage();
+		else
+			fprintf(stderr, "hbakit serve: unknown protocol '%s': the protocol to serve is "
+				"'iscsi'\n", argv[1]);
+		serve_usage(stderr);
 		return 2;
 	}
 	struct cli_ctl ctl;
 	struct hbk_iscsi_opts io = { .listen = "127.0.0.1:3260" };
 	const char *ready = NULL;
-	cli_ctl_init(&ctl, argv[0]);
+	cli_ctl_init(&ctl, argv[0], "hbakit serve iscsi");
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i];
+		if (cli_is_help(a)) {
+			serve_usage(stdout);
+			return 0;
+		}
 		int r = cli_ctl_option(&ctl, argc, argv, &i);
 		if (r < 0)
 			return 2;
 		if (r)
 			continue;
-		char key[32];
+		if (a[0] != '-') {
+			cli_bad_arg("hbakit serve iscsi", a);
+			serve_usage(stderr);
+			return 2;
+		}
+		char key[64];
 		const char *v = cli_option_split(argc, argv, &i, key, sizeof(key));
-		bool ok = v != NULL;
+		bool ok = v != NULL, known = true;
 		uint64_t num = 0;
 		if (!strcmp(key, "--listen"))
 			io.listen = v;
@@ -99,11 +115,15 @@ int cli_serve(int argc, char **argv)
 			ok = ok && hbk_parse_size(v, &num) && num && num <= 65536;
 			io.max_connections = (unsigned)num;
 		} else
-			ok = false;
+			ok = known = false;
 		if (!ok) {
-			if (strcmp(key, "--help"))
-				fprintf(stderr, "hbakit serve iscsi: bad option or value: %s\n", a);
-			serve_usage();
+			if (!known)
+				cli_bad_arg("hbakit serve iscsi", key);
+			else if (!v)
+				fprintf(stderr, "hbakit serve iscsi: %s needs a value\n", key);
+			else
+				fprintf(stderr, "hbakit serve iscsi: %s: bad value '%s'\n", key, v);
+			serve_usage(stderr);
 			return 2;
 		}
 	}
