@@ -75,6 +75,20 @@ usage_err "hbakit bench: unknown option '--bogus'" bench --bogus=1
 usage_err "hbakit bench: --bs: bad value '0'" bench --bs 0
 usage_err "hbakit serve: unknown protocol 'nfs'" serve nfs
 usage_err "hbakit serve iscsi: unknown option '--bogus'" serve iscsi --bogus
+# serve iscsi: a --listen address that cannot be is refused before the
+# driver starts (a missing driver would give status 1); --mode names the
+# words of the command at hand.
+for l in 127.0.0.1 127.0.0.1:99999 :3260 "[::1" no-such-host.invalid:3260; do
+	err=$($H serve iscsi --driver /nonexistent --listen "$l" 2>&1); rc=$?
+	[ $rc -eq 2 ] && echo "$err" | grep -qF "hbakit serve iscsi: --listen $l: " ||
+		fail "serve iscsi --listen $l: status $rc: $err"
+done
+err=$($H serve iscsi --mode both 2>&1); rc=$?
+[ $rc -eq 2 ] && echo "$err" | grep -qF "hbakit serve iscsi: --mode takes auto, bundled or per-task, not 'both'" ||
+	fail "serve iscsi --mode both: status $rc: $err"
+err=$($H bench --mode auto 2>&1); rc=$?
+[ $rc -eq 2 ] && echo "$err" | grep -qF "hbakit bench: --mode takes per-task, bundled or both, not 'auto'" ||
+	fail "bench --mode auto: status $rc: $err"
 err=$($H info --driver 2>&1); rc=$?
 [ $rc -eq 2 ] && echo "$err" | grep -qF "hbakit info: --driver needs a value" || fail "info --driver: status $rc: $err"
 $H info --driver /nonexistent >/dev/null 2>&1; [ $? -eq 1 ] || fail "missing driver not reported"

@@ -626,6 +626,7 @@ int cli_bench(int argc, char **argv)
 	struct bench_opts o = { .rw = RW_RANDREAD, .rwmixread = 50, .bs = 4096, .iodepth = 32,
 				.numjobs = 1, .runtime = 5, .both = true, .name = "randread" };
 	cli_ctl_init(&o.ctl, argv[0], "hbakit bench");
+	o.ctl.mode_both = true;
 	static const char *const rw_names[] = { "read", "write", "randread", "randwrite", "randrw", "rw" };
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];

@@ -17,6 +17,7 @@
 
 struct cli_ctl {
 	const char *who;          /* "hbakit bench": what the messages start with */
+	bool mode_both;           /* --mode takes per-task|bundled|both (bench), else auto|bundled|per-task */
 	const char *driver;
 	const char *attach;
 	const char *driver_args[CLI_MAX_DRIVER_ARGS + 1];

@@ -8,6 +8,7 @@
  * accepting, ends the sessions, closes the controller and exits 0.
  */
 #include <errno.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,6 +37,60 @@ static void serve_usage(FILE *f)
 		"  --ready-file PATH      once listening, write \"ADDR PORT\" there\n"
 		"  --max-connections N    connections at once (%d)\n",
 		HBK_ISCSI_MAX_CONNECTIONS);
+}
+
+/*
+ * Checks a --listen address before anything starts: "ADDR:PORT" or
+ * "[ADDR]:PORT" with a port from 0 to 65535 and an address that resolves
+ * (as hbk_iscsi_start will take it).  Returns false with why filled in.
+ * A failure to resolve that may pass (a name server not answering) is left
+ * for the start to report.
+ */
+static bool good_listen(const char *spec, char *why, size_t size)
+{
+	char host[256];
+	const char *port, *end;
+	size_t hlen;
+	if (spec[0] == '[') {
+		end = strchr(spec, ']');
+		if (!end || end[1] != ':') {
+			snprintf(why, size, "want [ADDR]:PORT");
+			return false;
+		}
+		hlen = (size_t)(end - spec - 1);
+		spec++;
+		port = end + 2;
+	} else {
+		end = strrchr(spec, ':');
+		if (!end || strchr(spec, ':') != end) {
+			snprintf(why, size, "want ADDR:PORT (or [IPV6]:PORT)");
+			return false;
+		}
+		hlen = (size_t)(end - spec);
+		port = end + 1;
+	}
+	size_t plen = strspn(port, "0123456789");
+	if (!hlen || hlen >= sizeof(host)) {
+		snprintf(why, size, "no address before the port");
+		return false;
+	}
+	if (!plen || port[plen] || plen > 5 || atoi(port) > 65535) {
+		snprintf(why, size, "the port must be a number from 0 to 65535");
+		return false;
+	}
+	memcpy(host, spec, hlen);
+	host[hlen] = 0;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *ai;
+	int gai = getaddrinfo(host, port, &hints, &ai);
+	if (!gai) {
+		freeaddrinfo(ai);
+		return true;
+	}
+	if (gai == EAI_AGAIN || gai == EAI_MEMORY || gai == EAI_SYSTEM)
+		return true;
+	snprintf(why, size, "%s", gai_strerror(gai));
+	return false;
 }
 
 /* Writes "ADDR PORT\n" to path through a temporary file and a rename, so a
@@ -131,6 +186,11 @@ int cli_serve(int argc, char **argv)
 	    (io.mutual_user && !io.chap_user)) {
 		fprintf(stderr, "hbakit serve iscsi: --chap-user and --chap-secret go together, "
 			"as do the --mutual-chap-* pair, which needs the first pair\n");
+		return 2;
+	}
+	char why[128];
+	if (!good_listen(io.listen, why, sizeof(why))) {
+		fprintf(stderr, "hbakit serve iscsi: --listen %s: %s\n", io.listen, why);
 		return 2;
 	}
 
