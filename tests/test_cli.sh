@@ -50,6 +50,23 @@ echo "$sync" | grep -qE '"slots_per_call": \{"1": [1-9][0-9]*, "2": [0-9]+, "3-4
 	|| fail "psync with 3 jobs must give calls of 1 to 3 slots: $sync"
 echo "$sync" | grep -q '"errors": 0,' || fail "psync bench reported I/O errors: $sync"
 $H bench --ioengine libaio >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad --ioengine not refused"
+# A driver started with --listen serves one host, once: bench --attach
+# refuses both paths and the suite before it attaches, and then runs the
+# path it is given.
+A=$(mktemp -d)
+"$BUILD/drivers/hbk-ram" --listen "$A/ram.sock" size=8M 2>"$A/driver.log" &
+drv=$!
+for _ in $(seq 200); do [ -S "$A/ram.sock" ] && break; sleep 0.05; done
+for args in "" "--mode both" "--suite seed"; do
+	err=$($H bench --attach "$A/ram.sock" $args --runtime 0.3 2>&1); rc=$?
+	[ $rc -eq 2 ] && echo "$err" | grep -q "serves one host" || fail "bench --attach $args: status $rc: $err"
+done
+out=$($H bench --attach "$A/ram.sock" --mode bundled --runtime 0.3 2>&1) ||
+	fail "bench --attach --mode bundled: $out $(cat "$A/driver.log")"
+echo "$out" | grep -q "^bundled: randread" || fail "bench --attach --mode bundled: $out"
+wait "$drv" || fail "the attached driver exited $?"
+rm -rf "$A"
+
 # An explicit --help (or -h) prints the usage on stdout with status 0; a
 # bad word prints it on stderr with status 2, after naming the word.
 for c in "" bench info raid serve "serve iscsi"; do

@@ -610,10 +610,12 @@ static void bench_usage(FILE *f)
 		"  --span BYTES           I/O only to the first BYTES of the LUN (all of it)\n"
 		"  --warmup               read the span once before each measured run, so a\n"
 		"                         controller cache holds it (each run starts the driver)\n"
-		"  --mode per-task|bundled|both   (both)\n"
+		"  --mode per-task|bundled|both   (both: a driver for each path in turn)\n"
 		"  --driver PATH          driver executable (the ram driver)\n"
 		"  --driver-arg K=V       option for the driver, repeatable\n"
-		"  --attach SOCKET        use a driver started with --listen\n"
+		"  --attach SOCKET        use a driver started with --listen SOCKET; it serves\n"
+		"                         one host and exits, so one run: give --mode per-task\n"
+		"                         or bundled (no both, no --suite)\n"
 		"  --lun N                LUN index (0)\n"
 		"  --poll-us N            bundled: poll the completion ring N us before\n"
 		"                         sleeping (100; 0 or -1: never)\n"
@@ -710,6 +712,18 @@ int cli_bench(int argc, char **argv)
 			bench_usage(stderr);
 			return 2;
 		}
+	}
+	/* A driver started with --listen serves the first host that attaches
+	 * and exits when it leaves: one run, on one path. */
+	if (o.ctl.attach && o.suite) {
+		fprintf(stderr, "hbakit bench: --suite starts a driver for each of its runs; it cannot "
+			"--attach (a driver started with --listen serves one host)\n");
+		return 2;
+	}
+	if (o.ctl.attach && o.both) {
+		fprintf(stderr, "hbakit bench: a driver started with --listen serves one host, one run: "
+			"with --attach give --mode per-task or --mode bundled\n");
+		return 2;
 	}
 	if (o.span && o.span < o.bs) {
 		fprintf(stderr, "hbakit bench: --span must hold at least one block of --bs\n");
