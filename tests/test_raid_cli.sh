@@ -204,6 +204,32 @@ expect 1 "1 of the disks hold data (not an hbakit array's): force to overwrite i
 run create "level=1,chunk=64k,size=256k,disk=file:$D/data,disk=file:$D/data2" --force
 expect 0 "created raid1"
 
+# The README's array= example, its files in $D: it makes its missing
+# member files (size=) and the driver serves the array.
+RAIDDRV=$BUILD/drivers/hbk-raid
+ex=$(grep -o 'array=r0:[^` ]*' "$(dirname "$0")/../README.md" | head -1 | sed "s|/var/tmp/|$D/ex-|g")
+echo "$ex" | grep -q "size=" || fail "the README's array= example has no size=: $ex"
+out=$("$H" info --driver "$RAIDDRV" --driver-arg "$ex" 2>&1) || fail "the README's array= example: $out"
+echo "$out" | grep -q "HBK0-VD0-r0" || fail "the README's array= example serves no r0: $out"
+[ -f "$D/ex-d0.img" ] && [ -f "$D/ex-d1.img" ] || fail "the README's array= example made no files"
+# docs/device.md: a replacement given as spare= to the driver must exist,
+# unless the spec has size=, which makes it.
+R="level=1,chunk=64k,disk=file:$D/r0,disk=file:$D/r1"
+run create "$R,size=1m"
+expect 0 "created raid1"
+run fail "$R" 1
+expect 0 "slot 1 failed: the array is degraded"
+out=$("$H" info --driver "$RAIDDRV" --driver-arg "array=r1:$R,spare=file:$D/rs" 2>&1) &&
+	fail "the driver started with a missing spare= file and no size=: $out"
+echo "$out" | grep -q "1 of the disks cannot be opened" || fail "a missing spare= file: $out"
+out=$("$H" info --driver "$RAIDDRV" --driver-arg "array=r1:$R,size=1m,spare=file:$D/rs" 2>&1) ||
+	fail "the driver with a missing spare= file and size=: $out"
+run rebuild "$R,spare=file:$D/rs"   # goes on with what the driver began, if it has not ended
+expect 0 "the array is optimal"
+run status "$R,spare=file:$D/rs"
+expect 0 "state: optimal"
+echo "$out" | grep -q "^1 .*member .*active .*file:$D/rs$" || fail "the spare did not take slot 1"
+
 # Bad specs and options: status 2, the bad key named.
 run status "$S3" --watch nan
 expect 2 "--watch takes seconds"
