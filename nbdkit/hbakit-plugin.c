@@ -118,8 +118,20 @@ static int hbakit_config(const char *key, const char *value)
 		return nbdkit_parse_uint32_t(key, value, &task_timeout_ms);
 	if (!strcmp(key, "settle"))
 		return nbdkit_parse_uint32_t(key, value, &settle_ms);
-	if (!strcmp(key, "poll"))
-		return nbdkit_parse_int32_t(key, value, &poll_us);
+	if (!strcmp(key, "poll")) {
+		/* As hbakit's --poll-us: 0 or -1 never polls.  (In hbk_ctl_opts 0
+		 * is the library's default, which leaving poll out gives.) */
+		if (nbdkit_parse_int32_t(key, value, &poll_us) == -1)
+			return -1;
+		if (poll_us < -1 || poll_us > 1000000) {
+			nbdkit_error("poll takes microseconds up to 1000000, or 0 or -1 for never, "
+				     "not '%s'", value);
+			return -1;
+		}
+		if (!poll_us)
+			poll_us = -1;
+		return 0;
+	}
 	if (!strcmp(key, "driver-arg")) {
 		if (!strchr(value, '=') || ndriver_args == MAX_DRIVER_ARGS) {
 			nbdkit_error("driver-arg takes K=V, at most %d times", MAX_DRIVER_ARGS);
@@ -184,7 +196,8 @@ static int hbakit_config_complete(void)
 	"mode=bundled|per-task|auto  I/O path (default auto: bundled if the driver takes it).\n" \
 	"lun=N|lunN|tTlL      The default export (default: the first LUN).\n" \
 	"call-timeout=MS task-timeout=MS settle=MS  Controller timeouts (0: library default).\n" \
-	"poll=US              Completion ring polling before the event thread sleeps (-1: never)."
+	"poll=US              Completion ring polling before the event thread sleeps\n" \
+	"                     (default 100; 0 or -1: never)."
 
 /* ---- Opening and closing the controller (after nbdkit forks) ------------------- */
 
@@ -213,8 +226,14 @@ static int hbakit_after_fork(void)
 		return -1;
 	}
 	memset(zeroes, 0, ZERO_LEN);
-	nbdkit_debug("hbakit: controller %s on the %s path, %u LUN(s)", hbk_ctl_driver_name(ctl),
-		     hbk_ctl_bundled(ctl) ? "bundled" : "per-task", hbk_ctl_lun_count(ctl));
+	char poll[32] = "the library's default";
+	if (poll_us < 0)
+		snprintf(poll, sizeof(poll), "never");
+	else if (poll_us)
+		snprintf(poll, sizeof(poll), "%" PRId32 " us", poll_us);
+	nbdkit_debug("hbakit: controller %s on the %s path, %u LUN(s), completion ring polling: %s",
+		     hbk_ctl_driver_name(ctl), hbk_ctl_bundled(ctl) ? "bundled" : "per-task",
+		     hbk_ctl_lun_count(ctl), poll);
 	return 0;
 }
 
@@ -225,8 +244,9 @@ static void hbakit_cleanup(void)
 	struct hbk_ctl_stats s;
 	hbk_ctl_stats(ctl, &s);
 	nbdkit_debug("hbakit: %" PRIu64 " tasks in %" PRIu64 " calls, %" PRIu64 " failed by the "
-		     "host, %" PRIu64 " timeouts, %lu I/O errors", s.tasks, s.io_calls,
-		     s.failed_by_host, s.timeouts, __atomic_load_n(&io_errors, __ATOMIC_RELAXED));
+		     "host, %" PRIu64 " timeouts, %lu I/O errors, %" PRIu64 " completion ring polls",
+		     s.tasks, s.io_calls, s.failed_by_host, s.timeouts,
+		     __atomic_load_n(&io_errors, __ATOMIC_RELAXED), s.ring_polls);
 	if (zeroes_in_arena)
 		hbk_ctl_buf_free(ctl, zeroes);
 	else
