@@ -34,7 +34,8 @@ run status "$S"
 expect 0 "raid5 of 4 members, chunk 64.0 KiB, 12.0 MiB" "state: optimal" "cache: write-through"
 [ "$(echo "$out" | grep -c 'member  active')" -eq 4 ] || fail "4 active members expected"
 run status --json "$S"
-expect 0 '"state": "optimal"' '"level": "raid5"' '"verdict": "member"'
+expect 0 '"state": "optimal"' '"level": "raid5"' '"verdict": "member"' \
+	'{"slot": 0, "role": "member", "state": "active", "generation": '
 
 "$PAT" pattern write "$S" 7 || fail "pattern write"
 "$PAT" pattern verify "$S" 7 || fail "pattern verify"
@@ -50,6 +51,10 @@ run fail "$S" 2
 expect 1 "slot 2: failing it would leave the raid5 without the members it needs"
 run status "$S"
 expect 0 "state: degraded" "(missing)" "stale"
+# JSON as the table: the failed slot has no generation and no disk.
+run status --json "$S"
+expect 0 '{"slot": 1, "role": "member", "state": "failed", "generation": null, "rebuilt": 0, "disk": null}' \
+	'"verdict": "stale"'
 "$PAT" pattern verify "$S" 7 || fail "pattern verify, degraded"
 run check "$S"
 expect 0 "the array is degraded: no redundancy to compare" "0 unreadable"

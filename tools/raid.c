@@ -247,9 +247,17 @@ static void print_json(const struct raid_cli *c, const struct hbk_raid_status *s
 	       (unsigned long long)st->rebuild_done, (unsigned long long)st->rebuild_total,
 	       (unsigned long long)st->cache_bytes, (unsigned long long)st->cache_dirty, st->spares);
 	for (unsigned s = 0; s < st->members; s++) {
-		printf("%s\n  {\"slot\": %u, \"state\": \"%s\", \"rebuilt\": %llu, \"disk\": ", s ? "," : "",
-		       s, member_state_name(st->member[s].state), (unsigned long long)st->member[s].rebuilt);
-		json_str(disk_name(c, st->member[s].disk, name, sizeof(name)));
+		/* As the table's row: a slot without a disk, or failed, has no
+		 * generation (null where the table shows "-"). */
+		const char *d = disk_name(c, st->member[s].disk, name, sizeof(name));
+		printf("%s\n  {\"slot\": %u, \"role\": \"member\", \"state\": \"%s\", \"generation\": ",
+		       s ? "," : "", s, member_state_name(st->member[s].state));
+		if (d && st->member[s].state != HBK_RAID_MEMBER_FAILED)
+			printf("%llu", (unsigned long long)st->generation);
+		else
+			fputs("null", stdout);
+		printf(", \"rebuilt\": %llu, \"disk\": ", (unsigned long long)st->member[s].rebuilt);
+		json_str(d);
 		putchar('}');
 	}
 	printf("],\n \"disks\": [");
