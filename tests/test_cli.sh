@@ -36,6 +36,19 @@ bad=$($H bench --driver "$BUILD/tests/drivers/over_release" --mode bundled --rw 
 	--bs 4k --iodepth 4 --runtime 0.3 2>/dev/null) || fail "over_release bench exit $?"
 echo "$bad" | grep -q "contract violations: HBK-C06 x" || fail "bench hides violations: $bad"
 
+# The seed suite: seven rows (the psync one last), the table's header
+# first in a log that takes stderr too, before the drivers' lines.  (Files,
+# not memory disks: the random writes of parallel jobs meet on the same
+# blocks, which on a memory disk is two memcpy at once, a race to TSan.)
+A=$(mktemp -d)
+suite=$($H bench --suite seed --runtime 0.1 --driver "$BUILD/drivers/hbk-raid" \
+	--driver-arg "array=r:level=0,size=8m,disk=file:$A/m0,disk=file:$A/m1" 2>&1) ||
+	fail "suite exit $?: $suite"
+rm -rf "$A"
+echo "$suite"
+echo "$suite" | head -1 | grep -q "^workload  *jobs  *per-task" || fail "the suite's header is not first"
+[ "$(echo "$suite" | grep -cE '^[0-9].* [0-9.]+x ')" -eq 7 ] || fail "the suite has not 7 rows"
+echo "$suite" | grep -q "^4k rw70/30 psync " || fail "the suite has no psync row"
 $H bench --rw sideways >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad --rw not refused"
 $H bench --bs 0 >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad --bs not refused"
 $H bench --span 2k >/dev/null 2>&1; [ $? -eq 2 ] || fail "--span below --bs not refused"

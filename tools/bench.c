@@ -552,6 +552,7 @@ static int run_suite(const struct bench_opts *base)
 		       "workload", "jobs", "per-task", "MiB/s", "bundled", "MiB/s", "ratio");
 	else
 		printf("{\"suite\": \"seed\", \"results\": [\n");
+	fflush(stdout);   /* before the first driver's lines on stderr, in a shared log too */
 	for (unsigned k = 0; k < HBK_ARRAY_SIZE(seed_jobs); k++) {
 		const struct seed_job *sj = &seed_jobs[k];
 		struct bench_opts o = *base;
