@@ -23,38 +23,15 @@
 #include "hbk/device.h"
 #include "hbk/raid.h"
 #include "tests/lib/testlib.h"
+#include "tests/lib/devrig.h"
 
 #define BS 512u
 #define MiB (1024u * 1024u)
 
-struct rig {
-	struct hbk_vol *vol[2];
-	struct hbk_dev *dev;
-	struct hbk_dev_port port;
-	uint8_t *buf;                 /* 64 page-aligned pages for data */
-};
-
+/* Three firmware threads, coalescing as the card's defaults. */
 static void rig_up(struct rig *r, uint32_t credits, uint32_t queues)
 {
-	memset(r, 0, sizeof(*r));
-	assert_int_equal(hbk_dev_vol_mem("zero", 4 * MiB, BS, &r->vol[0]), 0);
-	assert_int_equal(hbk_dev_vol_mem("one", 4 * MiB, BS, &r->vol[1]), 0);
-	struct hbk_dev_config cfg = { .vols = r->vol, .nvols = 2, .credits = credits,
-				      .queues = queues, .threads = 3 };
-	assert_int_equal(hbk_dev_create(&cfg, &r->dev), 0);
-	assert_int_equal(hbk_dev_read32(r->dev, HBK_DEV_REG_STATUS), HBK_DEV_READY);
-	assert_int_equal(hbk_dev_port_init(&r->port, r->dev), 0);
-	hbk_dev_write32(r->dev, HBK_DEV_REG_CONTROL, HBK_DEV_CTL_ENABLE);
-	assert_int_equal(hbk_dev_read32(r->dev, HBK_DEV_REG_STATUS), HBK_DEV_OPERATIONAL);
-	assert_int_equal(posix_memalign((void **)&r->buf, 4096, 64 * 4096), 0);
-}
-
-static void rig_down(struct rig *r)
-{
-	hbk_dev_destroy(r->dev);
-	hbk_dev_vol_close(r->vol[0]);
-	hbk_dev_vol_close(r->vol[1]);
-	free(r->buf);
+	rig_up_with(r, credits, queues, 3, false);
 }
 
 static uint64_t now_ms(void)

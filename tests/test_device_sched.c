@@ -22,6 +22,7 @@
 
 #include "hbk/device.h"
 #include "tests/lib/testlib.h"
+#include "tests/lib/devrig.h"
 
 #define BS 512u
 #define MiB (1024u * 1024u)
@@ -31,38 +32,10 @@ uint32_t __wrap_hbk_dev_read32(struct hbk_dev *dev, uint32_t reg);
 void __real_dev_post_reply(struct hbk_dev *dev, unsigned q, const struct hbk_dev_reply *rep);
 void __wrap_dev_post_reply(struct hbk_dev *dev, unsigned q, const struct hbk_dev_reply *rep);
 
-struct rig {
-	struct hbk_vol *vol[2];
-	struct hbk_dev *dev;
-	struct hbk_dev_port port;
-	uint8_t *buf;                 /* 16 page-aligned pages for data */
-};
-
-/* A card of two 4 MiB memory drives with `credits` I/O credits and
- * `threads` firmware threads, enabled, one reply queue that interrupts on
- * every reply. */
+/* One reply queue that interrupts on every reply. */
 static void rig_up(struct rig *r, uint32_t credits, uint32_t threads)
 {
-	memset(r, 0, sizeof(*r));
-	assert_int_equal(hbk_dev_vol_mem("zero", 4 * MiB, BS, &r->vol[0]), 0);
-	assert_int_equal(hbk_dev_vol_mem("one", 4 * MiB, BS, &r->vol[1]), 0);
-	struct hbk_dev_config cfg = { .vols = r->vol, .nvols = 2, .credits = credits,
-				      .threads = threads };
-	assert_int_equal(hbk_dev_create(&cfg, &r->dev), 0);
-	assert_int_equal(hbk_dev_port_init(&r->port, r->dev), 0);
-	hbk_dev_write32(r->dev, HBK_DEV_REG_IRQ_USEC(0), 0);
-	hbk_dev_write32(r->dev, HBK_DEV_REG_CONTROL, HBK_DEV_CTL_ENABLE);
-	assert_int_equal(hbk_dev_read32(r->dev, HBK_DEV_REG_STATUS), HBK_DEV_OPERATIONAL);
-	assert_int_equal(posix_memalign((void **)&r->buf, 4096, 16 * 4096), 0);
-	memset(r->buf, 0, 16 * 4096);
-}
-
-static void rig_down(struct rig *r)
-{
-	hbk_dev_destroy(r->dev);
-	hbk_dev_vol_close(r->vol[0]);
-	hbk_dev_vol_close(r->vol[1]);
-	free(r->buf);
+	rig_up_with(r, credits, 0, threads, true);
 }
 
 static uint64_t now_ms(void)
