@@ -485,18 +485,6 @@ static void abort_task_terminates_a_held_io(void **state)
 	rig_down(&r);
 }
 
-/* COMPARE AND WRITE of one block at lba 0 of target t: compare with zeros,
- * write zeros (buf: 2 zeroed blocks). */
-static struct hbk_dev_frame caw_frame(uint32_t tag, uint32_t t, void *buf)
-{
-	struct hbk_dev_frame f = { .tag = tag, .function = HBK_DEV_FN_SCSI_IO, .target = t,
-				   .cdb_len = 16, .dir = HBK_DIR_WRITE,
-				   .data_addr = (uintptr_t)buf, .data_len = 2 * BS };
-	f.cdb[0] = 0x89;
-	f.cdb[13] = 1;
-	return f;
-}
-
 /* Firmware threads waiting inside COMPARE AND WRITE (for a write in flight
  * on their LUN) are not running: a READ for another drive still gets a
  * thread; and when task management aborts the write they wait for, its

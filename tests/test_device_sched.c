@@ -72,18 +72,6 @@ static struct hbk_dev_frame rw(uint32_t tag, uint32_t t, bool write, uint64_t lb
 	return f;
 }
 
-/* COMPARE AND WRITE of block 0 of target t: compare with zeros, write
- * zeros (buf: 2 zeroed blocks). */
-static struct hbk_dev_frame caw(uint32_t tag, uint32_t t, void *buf)
-{
-	struct hbk_dev_frame f = { .tag = tag, .function = HBK_DEV_FN_SCSI_IO, .target = t,
-				   .cdb_len = 16, .dir = HBK_DIR_WRITE,
-				   .data_addr = (uintptr_t)buf, .data_len = 2 * BS };
-	f.cdb[0] = 0x89;
-	f.cdb[13] = 1;
-	return f;
-}
-
 static struct hbk_dev_frame abort_task(uint32_t tag, uint32_t t, uint32_t abort_tag)
 {
 	return (struct hbk_dev_frame){ .tag = tag, .function = HBK_DEV_FN_TASK_MGMT,
@@ -244,7 +232,7 @@ static void context_freed_in_a_batch_lets_an_abort_in(void **state)
 	struct hbk_dev_reply rep;
 	assert_int_equal(hbk_dev_reap(&r.port, 0, &rep, 1), 1);
 	assert_int_equal(rep.tag, 2);
-	post(&r, caw(3, 0, r.buf + 8192));
+	post(&r, caw_frame(3, 0, r.buf + 8192));
 	post(&r, abort_task(0x900, 0, 1));
 	assert_int_equal(hbk_dev_read32(r.dev, HBK_DEV_REG_REQ_CI), 2);  /* both wait */
 	sem_post(&reply_go);
@@ -282,7 +270,7 @@ static void context_freed_outside_a_batch_lets_an_abort_in(void **state)
 	assert_int_equal(hbk_dev_vol_mem_hold(r.vol[1], 3), 0);
 	post(&r, rw(1, 0, true, 96, 8, r.buf));           /* held */
 	post(&r, rw(2, 1, false, 0, 8, r.buf + 4096));    /* held */
-	post(&r, caw(3, 0, r.buf + 8192));                /* waits for the WRITE */
+	post(&r, caw_frame(3, 0, r.buf + 8192));                /* waits for the WRITE */
 	usleep(100000);                                   /* the thread is in it */
 	post(&r, tur_on(4, 1));
 	post(&r, abort_task(0x900, 0, 1));

@@ -217,6 +217,18 @@ static void flag_done(struct hbk_scsi_cmd *cmd)
 	atomic_store((atomic_int *)cmd->priv, 1);
 }
 
+/* Submits a READ of LBA 2044..2051 on l into buf (8 blocks), which a
+ * driver started with hold-lba=2048 holds in the card; *done is set when
+ * it ends. */
+static void submit_held_read(struct hbk_ctl *c, struct hbk_scsi_cmd *cmd, struct hbk_lun *l,
+			     uint8_t *buf, atomic_int *done)
+{
+	*cmd = (struct hbk_scsi_cmd){ .lun = l, .cdb = { 0x28, 0, 0, 0, 0x07, 0xfc, 0, 0, 8, 0 },
+				      .cdb_len = 10, .dir = HBK_DIR_READ, .buf = buf, .len = 8 * BS,
+				      .done = flag_done, .priv = done };
+	assert_int_equal(hbk_sam_submit(c, cmd), 0);
+}
+
 /*
  * A LUN RESET while an I/O hangs in the card: the card terminates it and
  * the command ends with TASK ABORTED (the control page says TAS 1), as
@@ -231,10 +243,8 @@ static void lun_reset_ends_io_with_task_aborted(void **state)
 	struct hbk_lun *l = hbk_ctl_lun(c, 0);
 	uint8_t buf[8 * BS];
 	atomic_int done = 0;
-	struct hbk_scsi_cmd cmd = { .lun = l, .cdb = { 0x28, 0, 0, 0, 0x07, 0xfc, 0, 0, 8, 0 },
-				    .cdb_len = 10, .dir = HBK_DIR_READ, .buf = buf, .len = sizeof(buf),
-				    .done = flag_done, .priv = &done };
-	assert_int_equal(hbk_sam_submit(c, &cmd), 0);   /* LBA 2044..2051: held */
+	struct hbk_scsi_cmd cmd;
+	submit_held_read(c, &cmd, l, buf, &done);
 	usleep(100000);
 	assert_int_equal(atomic_load(&done), 0);
 	assert_int_equal(hbk_sam_tmf(c, 0, 0, HBK_TMF_LUN_RESET, NULL), HBK_SR_FUNCTION_COMPLETE);
@@ -264,10 +274,8 @@ static void stuck_io_leaves_other_drives_served(void **state)
 	struct hbk_lun *a = lun_of(c, 0), *b = lun_of(c, 1);
 	uint8_t held[8 * BS], buf[8 * BS];
 	atomic_int done = 0;
-	struct hbk_scsi_cmd cmd = { .lun = a, .cdb = { 0x28, 0, 0, 0, 0x07, 0xfc, 0, 0, 8, 0 },
-				    .cdb_len = 10, .dir = HBK_DIR_READ, .buf = held, .len = sizeof(held),
-				    .done = flag_done, .priv = &done };
-	assert_int_equal(hbk_sam_submit(c, &cmd), 0);   /* LBA 2044..2051: stuck */
+	struct hbk_scsi_cmd cmd;
+	submit_held_read(c, &cmd, a, held, &done);     /* stuck */
 	usleep(200000);                                   /* in the volume, past cancel */
 	for (unsigned i = 0; i < 4; i++)
 		assert_int_equal(hbk_sam_tmf(c, 0, 0, HBK_TMF_LUN_RESET, NULL), HBK_SR_FUNCTION_REJECTED);
@@ -316,10 +324,8 @@ static void task_management_leaves_other_drives_flowing(void **state)
 	struct hbk_lun *a = lun_of(c, 0), *b = lun_of(c, 1);
 	uint8_t held[8 * BS], buf[8 * BS];
 	atomic_int done = 0;
-	struct hbk_scsi_cmd stuck = { .lun = a, .cdb = { 0x28, 0, 0, 0, 0x07, 0xfc, 0, 0, 8, 0 },
-				      .cdb_len = 10, .dir = HBK_DIR_READ, .buf = held, .len = sizeof(held),
-				      .done = flag_done, .priv = &done };
-	assert_int_equal(hbk_sam_submit(c, &stuck), 0);   /* LBA 2044..2051: stuck */
+	struct hbk_scsi_cmd stuck;
+	submit_held_read(c, &stuck, a, held, &done);     /* stuck */
 	usleep(200000);
 	struct tmf_call t = { .c = c };
 	pthread_t th;

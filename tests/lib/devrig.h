@@ -43,6 +43,18 @@ static void rig_up_with(struct rig *r, uint32_t credits, uint32_t queues, uint32
 	memset(r->buf, 0, RIG_PAGES * 4096);
 }
 
+/* COMPARE AND WRITE of one block at lba 0 of target t: compare with zeros,
+ * write zeros (buf: 2 zeroed blocks). */
+static struct hbk_dev_frame caw_frame(uint32_t tag, uint32_t t, void *buf)
+{
+	struct hbk_dev_frame f = { .tag = tag, .function = HBK_DEV_FN_SCSI_IO, .target = t,
+				   .cdb_len = 16, .dir = HBK_DIR_WRITE,
+				   .data_addr = (uintptr_t)buf, .data_len = 2 * RIG_BS };
+	f.cdb[0] = 0x89;
+	f.cdb[13] = 1;
+	return f;
+}
+
 static void rig_down(struct rig *r)
 {
 	hbk_dev_destroy(r->dev);
