@@ -1103,6 +1103,24 @@ static void test_blk_io_without_done_refused(void **state)
 	good_io(l, 0, 7);
 }
 
+/* The driver dies while a helper it forked keeps its channels open: the
+ * host sees the exit itself, not only through the task's timeout. */
+static void test_c12_driver_dies_behind_a_forked_helper(void **state)
+{
+	(void)state;
+	capture_begin();
+	struct hbk_lun *l = open_stray("fork_and_die", HBK_MODE_AUTO, NULL);
+	good_io(l, 0, 1);
+	struct aio *a = aio_write(0, l, TRIGGER);
+	assert_true(aio_wait(a, 3000));   /* the task timeout is 30 s */
+	assert_int_equal(a->io.error, -ENODEV);
+	assert_int_equal(a->io.result.status, HBK_DS_DEVICE_NOT_PRESENT);
+	assert_true(wait_viol(12, 1));
+	const char *out = capture_end();
+	assert_contains(out, "went away");
+	assert_dead(l);
+}
+
 /* More queue bindings than HELLO carries (and the host checks): the
  * driver does not start. */
 static void test_c01_too_many_bindings(void **state)
@@ -1187,6 +1205,7 @@ int main(void)
 		T(test_c12_forged_violation),
 		T(test_close_ends_the_drivers_helpers),
 		T(test_c01_too_many_bindings),
+		T(test_c12_driver_dies_behind_a_forked_helper),
 		T(test_blk_io_without_done_refused),
 		T(test_c02_start_waits_for_its_target),
 		T(test_c02_io_held_until_target_created),

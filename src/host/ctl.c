@@ -752,9 +752,7 @@ close_c:
 
 /* ---- Teardown ------------------------------------------------------------- */
 
-/* Whether the spawned driver exited, without reaping it: until it is
- * reaped, its pid (and its process group's id) stays taken. */
-static bool exited(pid_t pid)
+bool hbk_ctl_driver_exited(pid_t pid)
 {
 	siginfo_t si;
 	memset(&si, 0, sizeof(si));
@@ -778,7 +776,7 @@ static void reap_driver(struct hbk_ctl *c, bool grace)
 	uint64_t end = start + (grace ? (uint64_t)c->opts.exit_timeout_ms * 1000000 : 0);
 	bool told = false;
 	while (!gone && hbk_now_ns() < end) {
-		gone = exited(pid);
+		gone = hbk_ctl_driver_exited(pid);
 		if (!gone)
 			usleep(10000);
 		if (!gone && !told && hbk_now_ns() - start > 2000000000ull) {
@@ -790,7 +788,7 @@ static void reap_driver(struct hbk_ctl *c, bool grace)
 	if (!gone && grace) {
 		hbk_log(HBK_LOG_WARN, "driver did not exit within %u ms of STOP; killing it",
 			c->opts.exit_timeout_ms);
-	} else if (!gone && !exited(pid)) {
+	} else if (!gone && !hbk_ctl_driver_exited(pid)) {
 		hbk_log(HBK_LOG_WARN, "driver did not answer STOP; killing it");
 	}
 	/* The whole process group: the driver if it still runs, and any

@@ -151,6 +151,10 @@ int hbk_ctl_call(struct hbk_ctl *c, void *msg, size_t len, int pass_fd,
 		 void *reply, size_t reply_len);
 int hbk_ctl_call_simple(struct hbk_ctl *c, unsigned type, const uint64_t *arg,
 			unsigned nargs, uint64_t *val);
+/* Whether the spawned driver process pid exited, without reaping it
+ * (its pid, and its process group's id, stay taken until reaped).  Any
+ * thread. */
+bool hbk_ctl_driver_exited(pid_t pid);
 /* Cuts off a driver that died, hung or broke the protocol: counts and logs
  * the rule (HBK-C11 or HBK-C12), kills a spawned driver, fails all I/O. */
 void hbk_ctl_driver_failed(struct hbk_ctl *c, uint8_t status, unsigned rule, const char *fmt, ...)

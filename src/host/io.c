@@ -839,6 +839,16 @@ void *hbk_io_timer(void *arg)
 					      "defer slow work to a queue", c->opts.call_timeout_ms);
 			return NULL;
 		}
+		/* The channels' end is how the host sees a driver die, unless a
+		 * helper it forked (without exec) keeps them open. */
+		pid_t pid = c->pid;
+		if (pid > 0 && hbk_ctl_driver_exited(pid)) {
+			pthread_mutex_unlock(&c->lock);
+			hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_PRESENT, 12,
+					      "the driver process went away (it exited); outstanding "
+					      "I/O is failed with DeviceNotPresent");
+			return NULL;
+		}
 		for (uint32_t i = 0; i < c->ntasks && n < HBK_ARRAY_SIZE(step); i++) {
 			struct htask *t = &c->tasks[i];
 			if (t->state != SLOT_DRIVER)

@@ -15,6 +15,8 @@
  *                        reports, sent raw;
  *   fork_helper          forks a helper that sleeps, and writes its pid to
  *                        the file pidfile=PATH names;
+ *   fork_and_die         forks a helper that sleeps (holding the channels
+ *                        open), then exits;
  *   bindings17           starts with 17 queue bindings (refused at start);
  *   start_waits          its start entry point has the AuxiliaryQueue
  *                        create the target, and waits for that;
@@ -83,6 +85,13 @@ static bool complete(struct tdrv *t, struct tdrv_io *io)
 		snprintf(v.text, sizeof(v.text), "forged");
 		tdrv_send_raw(t, &v, sizeof(v));
 		return false;
+	}
+	if (is(t, "fork_and_die")) {
+		if (fork() == 0) {
+			sleep(60);
+			_exit(0);
+		}
+		_exit(1);
 	}
 	if (is(t, "fork_helper")) {
 		pid_t pid = fork();
