@@ -667,8 +667,9 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 		 * (a clean close in between records CLEAN with the resync's
 		 * offset): past that offset a stripe may be torn, and its
 		 * parity would rebuild the missing member wrong. */
-		hbk_log(HBK_LOG_ERR, "raid: degraded and not resynced since a crash: the parity "
-			"cannot be trusted to rebuild (assemble with force to accept)");
+		hbk_log(HBK_LOG_ERR, "raid: degraded, and its resync (after a crash, or since it "
+			"was created) has not finished: the parity cannot be trusted to rebuild "
+			"(assemble with force to accept)");
 		rep->dirty = true;
 		err = -EUCLEAN;
 	} else {

@@ -595,9 +595,9 @@ static int assemble_array(struct hbk_raid_spec_array *a)
 			   "then be replaced)",
 			   (unsigned long long)rep.generation, (unsigned long long)rep.generation);
 	if (err == -EUCLEAN)
-		return say(a, err, "degraded, and not resynced since it was last shut down uncleanly: "
-			   "the parity cannot be trusted to rebuild the missing member (force to "
-			   "assemble anyway)");
+		return say(a, err, "degraded, and its resync (after a crash, or since it was created) "
+			   "has not finished: the parity cannot be trusted to rebuild the missing "
+			   "member (force to assemble anyway)");
 	if (err)
 		return say(a, err, "cannot assemble the array: %s", hbk_strerror(err));
 	/* Blank disks listed as spares join as hot spares. */
