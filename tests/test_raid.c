@@ -507,6 +507,121 @@ static void test_failed_array_forced_back(void **state)
 	}
 }
 
+/* Reads the whole array and checks every byte is c. */
+static void check_fill(struct hbk_raid *r, char c)
+{
+	uint64_t size = array_size(r);
+	uint8_t *buf = aligned(size);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_READ, buf, 0, size, 0), 0);
+	for (uint64_t i = 0; i < size; i++)
+		if (buf[i] != (uint8_t)c)
+			fail_msg("byte %llu is 0x%02x, not '%c'", (unsigned long long)i, buf[i], c);
+	free(buf);
+}
+
+static void write_fill(struct hbk_raid *r, char c, uint64_t len)
+{
+	uint8_t *buf = aligned(len);
+	memset(buf, c, len);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 0, len, 0), 0);
+	free(buf);
+}
+
+/* Where force takes nothing back, or only what holds every acknowledged
+ * write: two disks of the same last generation where one would do (which
+ * failed first, missing writes, cannot be told), a replacement that was
+ * still rebuilding, and disks an accepted split brain dismissed. */
+static void test_forced_back_only_what_is_certain(void **state)
+{
+	(void)state;
+	struct hbk_raid_opts force = { .force = true };
+	struct hbk_raid_report rep;
+	struct hbk_raid *r;
+	struct hbk_disk *d[4];
+
+	/* RAID 5 of 3: a write fails member 0 and is redone degraded; the
+	 * round recording that fails member 1's superblock write, and the
+	 * array with it.  The write is not acknowledged, and members 0 and 1
+	 * share the last generation: neither is taken. */
+	make_disks(d, 3);
+	struct hbk_raid_opts slow_clean = { .clean_delay_ms = 600000 };
+	struct hbk_raid_config cfg = { .level = HBK_RAID5, .chunk = CHUNK, .assume_clean = true };
+	assert_int_equal(hbk_raid_create(&cfg, d, 3, &slow_clean, &r), 0);
+	write_fill(r, 'A', array_size(r));
+	unsigned x = raid_col_member(r, 0, 0), y = raid_col_member(r, 0, 1);
+	struct hbk_disk_fault dead = { .fail_all = true }, one_more = { .write_budget = 1 };
+	hbk_disk_inject(d[x], &dead);
+	hbk_disk_inject(d[y], &one_more);
+	uint8_t *buf = aligned(CHUNK);
+	memset(buf, 'B', CHUNK);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 0, CHUNK, 0), -EIO);
+	free(buf);
+	assert_int_equal(state_of(r), HBK_RAID_FAILED);
+	hbk_raid_close(r);
+	hbk_disk_inject(d[x], NULL);
+	hbk_disk_inject(d[y], NULL);
+	assert_int_equal(hbk_raid_assemble(d, 3, &force, &rep, &r), -ENODEV);
+	assert_int_equal(rep.forced, 0);
+	close_disks(d, 3);
+
+	/* RAID 5 of 3: slot 0's replacement (disk 3) fails mid-rebuild, and
+	 * the round recording it fails slot 2.  Slot 2 comes back; the half
+	 * rebuilt disk 3 does not. */
+	make_disks(d, 4);
+	struct hbk_raid_opts slow_rebuild = { .rebuild_rate = 32 * KiB };
+	assert_int_equal(hbk_raid_create(&cfg, d, 3, &slow_rebuild, &r), 0);
+	write_fill(r, 'A', array_size(r));
+	assert_int_equal(hbk_raid_fail(r, 0), 0);
+	assert_int_equal(hbk_raid_replace(r, 0, d[3]), 0);
+	usleep(300000);
+	assert_int_equal(state_of(r), HBK_RAID_REBUILDING);
+	hbk_disk_inject(d[2], &one_more);
+	assert_int_equal(hbk_raid_fail(r, 0), 0);
+	assert_int_equal(state_of(r), HBK_RAID_FAILED);
+	hbk_raid_close(r);
+	hbk_disk_inject(d[2], NULL);
+	struct hbk_disk *as[3] = { d[3], d[1], d[2] };
+	assert_int_equal(hbk_raid_assemble(as, 3, &force, &rep, &r), 0);
+	assert_int_equal(rep.forced, 1u << 2);
+	assert_int_equal(state_of(r), HBK_RAID_DEGRADED);
+	check_fill(r, 'A');
+	hbk_raid_close(r);
+	close_disks(d, 4);
+
+	/* RAID 10 of 4: {0,2} and {1,3} each ran alone; the split brain is
+	 * accepted for {1,3}, which then loses slot 1.  Forced, {0,2,3} is
+	 * refused: 0 and 2 were dismissed, their data is the dropped side's. */
+	make_disks(d, 4);
+	struct hbk_raid_opts quick = { .clean_delay_ms = 20 };
+	struct hbk_raid_config cfg10 = { .level = HBK_RAID10, .chunk = CHUNK, .assume_clean = true };
+	assert_int_equal(hbk_raid_create(&cfg10, d, 4, &quick, &r), 0);
+	uint64_t size = array_size(r);
+	write_fill(r, 'A', size);
+	hbk_raid_close(r);
+	struct hbk_raid_opts alone = { .clean_delay_ms = 20, .force = true };
+	struct hbk_disk *s1[2] = { d[0], d[2] }, *s2[2] = { d[1], d[3] };
+	assert_int_equal(hbk_raid_assemble(s1, 2, &alone, &rep, &r), 0);
+	write_fill(r, 'S', size);
+	hbk_raid_close(r);
+	assert_int_equal(hbk_raid_assemble(s2, 2, &alone, &rep, &r), 0);
+	for (int i = 0; i < 5; i++) {
+		write_fill(r, 'K', size);
+		usleep(100000);
+	}
+	hbk_raid_close(r);
+	struct hbk_raid_opts accept = { .clean_delay_ms = 20, .accept_split_brain = true };
+	assert_int_equal(hbk_raid_assemble(d, 4, &accept, &rep, &r), 0);
+	assert_true(rep.split_brain);
+	write_fill(r, 'W', size);
+	assert_int_equal(hbk_raid_fail(r, 1), 0);
+	assert_int_equal(state_of(r), HBK_RAID_FAILED);
+	hbk_raid_close(r);
+	struct hbk_disk *rest[3] = { d[0], d[2], d[3] };
+	assert_int_equal(hbk_raid_assemble(rest, 3, &force, &rep, &r), -ENODEV);
+	assert_int_equal(rep.forced, 0);
+	close_disks(d, 4);
+}
+
 static void test_bad_requests(void **state)
 {
 	(void)state;
@@ -1800,6 +1915,7 @@ int main(void)
 		cmocka_unit_test(test_bad_requests),
 		cmocka_unit_test(test_fail_stops),
 		cmocka_unit_test(test_failed_array_forced_back),
+		cmocka_unit_test(test_forced_back_only_what_is_certain),
 		cmocka_unit_test(test_degraded_each_member),
 		cmocka_unit_test(test_raid6_two_failures),
 		cmocka_unit_test(test_rebuild_under_io),

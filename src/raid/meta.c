@@ -225,10 +225,14 @@ void raid_meta_write_locked(struct hbk_raid *r)
 	}
 	pthread_cond_broadcast(&r->cond);
 	if (ready) {
+		/* A round that left the array FAILED acknowledges nothing: the
+		 * members that hold those writes are no longer all in use, and a
+		 * forced assembly may not take back the ones that do. */
+		bool failed = atomic_load(&r->failed);
 		pthread_mutex_unlock(&r->lock);
 		while (ready) {
 			struct hbk_raid_io *next = ready->next_;
-			ready->done(ready, ready->result_);
+			ready->done(ready, failed ? -EIO : ready->result_);
 			ready = next;
 		}
 		pthread_mutex_lock(&r->lock);
@@ -451,17 +455,21 @@ static void dismiss(struct hbk_raid *r, const struct raid_sb *s)
 /*
  * Forced assembly of an array that failed: takes back, as active members,
  * the disks that failed last, when the array cannot run without them.  A
- * disk qualifies when its slot in the authoritative superblock a is failed
- * and still names it, it did not run the array on its own, its generation
- * is the newest among such disks (the last round before its failure: an
- * older one missed writes the array went on to acknowledge), and its own
- * superblock records every other slot still missing as failed, unless that
- * slot's disk failed in the same round and is taken back too.  Such a disk
- * holds every write acknowledged up to its failure, and the array failed
- * with it, acknowledging nothing after.  Each comes back under a new disk
- * UUID, as a disk that left must (so a stale superblock that recorded its
- * failure is no split brain).  None is taken back unless the array then
- * runs.  Returns how many were taken back.  Before the array runs.
+ * disk qualifies when it was an active member (not a replacement still
+ * rebuilding), its slot in the authoritative superblock a is failed and
+ * still names it, it is no split brain and was not dismissed by one, its
+ * generation is the newest among such disks (the last round before its
+ * failure: an older one missed writes the array went on to acknowledge),
+ * and its own superblock records every other slot still missing as failed
+ * or rebuilding (holding no data of its own yet), unless that slot's disk
+ * is of the same newest generation and is taken back too.  Such a disk holds every write acknowledged up to its failure,
+ * and the array failed with it, acknowledging nothing after.  When more
+ * disks share the newest generation than the array needs, nothing tells
+ * which of them failed first (and missed writes), so none is taken.  Each
+ * comes back under a new disk UUID, as a disk that left must (so a stale
+ * superblock that recorded its failure is no split brain).  None is taken
+ * back unless the array then runs.  Returns how many were taken back.
+ * Before the array runs.
  */
 static unsigned take_back_failed(struct hbk_raid *r, const struct raid_sb *sb, unsigned n,
 				 const struct raid_sb *a, struct hbk_disk *const *disks,
@@ -471,18 +479,22 @@ static unsigned take_back_failed(struct hbk_raid *r, const struct raid_sb *sb, u
 	uint64_t last = 0;
 	for (unsigned i = 0; i < n; i++) {
 		const struct raid_sb *s = &sb[i];
-		cand[i] = rep->disk[i].verdict == HBK_RAID_DISK_STALE && s->role != ROLE_SPARE &&
+		cand[i] = rep->disk[i].verdict == HBK_RAID_DISK_STALE && s->role == ROLE_ACTIVE &&
 			  s->slot < r->n && !atomic_load(&r->m[s->slot].disk) &&
 			  a->slot_state[s->slot] == HBK_RAID_MEMBER_FAILED &&
-			  !memcmp(a->slot_uuid[s->slot], s->disk_uuid, 16) && !ran_without(s, a);
+			  !memcmp(a->slot_uuid[s->slot], s->disk_uuid, 16) && !ran_without(s, a) &&
+			  !dismissal(a, s->disk_uuid);
 		if (cand[i])
 			last = HBK_MAX(last, s->generation);
 	}
-	uint32_t peers = 0;   /* slots of the candidates of the last round */
+	uint32_t peers = 0;   /* slots of the candidates of the newest generation */
+	unsigned npeers = 0;
 	for (unsigned i = 0; i < n; i++) {
 		cand[i] = cand[i] && sb[i].generation == last;
-		if (cand[i])
+		if (cand[i] && !(peers & (1u << sb[i].slot))) {
 			peers |= 1u << sb[i].slot;
+			npeers++;
+		}
 	}
 	unsigned take[HBK_RAID_MAX_DISKS], taken = 0;
 	for (unsigned i = 0; i < n; i++) {
@@ -490,19 +502,29 @@ static unsigned take_back_failed(struct hbk_raid *r, const struct raid_sb *sb, u
 		bool saw_all = cand[i] && !atomic_load(&r->m[s->slot].disk);
 		for (unsigned k = 0; k < r->n && saw_all; k++)
 			saw_all = k == s->slot || atomic_load(&r->m[k].disk) || (peers & (1u << k)) ||
-				  s->slot_state[k] == HBK_RAID_MEMBER_FAILED;
+				  s->slot_state[k] != HBK_RAID_MEMBER_ACTIVE;
 		if (saw_all) {
 			atomic_store(&r->m[s->slot].disk, disks[i]);
 			atomic_store(&r->m[s->slot].state, HBK_RAID_MEMBER_ACTIVE);
 			take[taken++] = i;
 		}
 	}
-	bool runs = raid_tolerable(r);
+	/* Every peer is needed, or their order of failure matters. */
+	bool runs = taken == npeers && raid_tolerable(r);
+	for (unsigned t = 0; t < taken && runs; t++) {
+		atomic_store(&r->m[sb[take[t]].slot].state, HBK_RAID_MEMBER_FAILED);
+		runs = !raid_tolerable(r);
+		atomic_store(&r->m[sb[take[t]].slot].state, HBK_RAID_MEMBER_ACTIVE);
+	}
+	if (!runs && taken)
+		hbk_log(HBK_LOG_ERR, "raid: forced: %u disk(s) failed last, at generation %llu, and "
+			"the array %s; none is taken back", taken, (unsigned long long)last,
+			raid_tolerable(r) ? "needs fewer of them than that, so which failed first "
+			"(missing writes) cannot be told" : "cannot run even with them");
 	for (unsigned t = 0; t < taken; t++) {
 		unsigned i = take[t], slot = sb[i].slot;
 		struct member *m = &r->m[slot];
 		if (!runs) {
-			/* Not enough to run: all stay out. */
 			atomic_store(&m->disk, NULL);
 			atomic_store(&m->state, HBK_RAID_MEMBER_FAILED);
 			continue;
