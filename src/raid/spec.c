@@ -378,10 +378,16 @@ static int open_file(struct hbk_raid_spec_array *a, unsigned i, const char *path
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT && create_size) {
 		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		/* Locked at once: the file is this open's to remove only while no
+		 * other process can have taken it up. */
+		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB)) {
+			close(fd);
+			return say(a, -EBUSY, "%s: in use by another process", disk_text(a, i));
+		}
 		if (fd >= 0 && ftruncate(fd, (off_t)create_size)) {
 			int err = -errno;
-			close(fd);
 			unlink(path);
+			close(fd);
 			return err;
 		}
 		a->made_[i] = fd >= 0;
