@@ -1086,6 +1086,19 @@ static void test_c02_io_held_until_target_created(void **state)
 	assert_contains(out, "the open's wait for the first LUN is stuck while a CREATE_TARGET");
 }
 
+/* A driver that is slow, not stuck (each task takes 1.5 s): the open may
+ * give up waiting for the LUN, but no deadlock is claimed. */
+static void test_c02_not_for_a_slow_driver(void **state)
+{
+	(void)state;
+	const char *args[] = { "delay-us=1500000", NULL };
+	capture_begin();
+	int rc = open_drv("stall", HBK_MODE_BUNDLED, args, 0, 0);
+	capture_end();
+	assert_int_equal(rc, 0);
+	assert_int_equal(viol(2), 0);
+}
+
 /* Not a driver's mistake: an I/O without a done callback is refused, not
  * called through a NULL pointer when it completes. */
 static void test_blk_io_without_done_refused(void **state)
@@ -1209,6 +1222,7 @@ int main(void)
 		T(test_blk_io_without_done_refused),
 		T(test_c02_start_waits_for_its_target),
 		T(test_c02_io_held_until_target_created),
+		T(test_c02_not_for_a_slow_driver),
 		T(test_c12_ring_indices_out_of_range_are_c03),
 		T(test_c12_region_cannot_shrink),
 	};

@@ -663,6 +663,7 @@ static int startup(struct hbk_ctl *c)
 static void settle(struct hbk_ctl *c)
 {
 	uint64_t end = hbk_now_ns() + (uint64_t)c->opts.settle_ms * 1000000ull;
+	uint64_t completed = atomic_load(&c->st_completions);
 	pthread_mutex_lock(&c->lun_lock);
 	for (;;) {
 		uint64_t now = hbk_now_ns();
@@ -674,7 +675,9 @@ static void settle(struct hbk_ctl *c)
 				       .tv_nsec = (long)(wake % 1000000000ull) };
 		pthread_cond_timedwait(&c->lun_cond, &c->lun_lock, &ts);
 	}
-	bool stuck = !c->nluns && c->creating && !c->dead;
+	/* Stuck, not slow: nothing the driver was given came back meanwhile. */
+	bool stuck = !c->nluns && c->creating && !c->dead &&
+		     atomic_load(&c->st_completions) == completed;
 	pthread_mutex_unlock(&c->lun_lock);
 	if (stuck)
 		c02_if_creating(c, "the open's wait for the first LUN");
