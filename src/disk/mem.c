@@ -50,11 +50,12 @@ static _Atomic uint64_t mem_open_bytes;
 static bool mem_reserve(uint64_t size)
 {
 	uint64_t limit = hbk_mem_physical() / 4 * 3;
-	uint64_t was = atomic_fetch_add(&mem_open_bytes, size);
-	if (was + size >= was && was + size <= limit)
-		return true;
-	atomic_fetch_sub(&mem_open_bytes, size);
-	return false;
+	uint64_t was = atomic_load(&mem_open_bytes);
+	do {
+		if (size > limit || was > limit - size)
+			return false;
+	} while (!atomic_compare_exchange_weak(&mem_open_bytes, &was, was + size));
+	return true;
 }
 
 static void mem_close(struct hbk_disk *d)

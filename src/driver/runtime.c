@@ -651,13 +651,18 @@ int hbk_drv_bundled_complete(struct hbk_drv *d, struct hbk_drv_bundled_action *a
 	uint32_t shared = __atomic_load_n(&ring->tail, __ATOMIC_RELAXED);
 	if (shared != tail) {
 		/* Only this function writes the tail: another value is a stray
-		 * store into the shared region.  The host has read up to it,
-		 * so entries go on from there. */
+		 * store into the shared region.  Moved ahead, the host may have
+		 * read up to it, so entries go on from there; moved back, the
+		 * entries past it are published and not yet read, and the next
+		 * tail covers them again. */
 		pthread_mutex_unlock(&d->cring_lock);
 		report(d, 3, "the completion ring's tail is %u where BundledParallelTaskCompletion "
 		       "left it at %u: something else wrote into the shared region", shared, tail);
 		pthread_mutex_lock(&d->cring_lock);
-		tail = d->cring_tail = __atomic_load_n(&ring->tail, __ATOMIC_RELAXED);
+		shared = __atomic_load_n(&ring->tail, __ATOMIC_RELAXED);
+		if ((int32_t)(shared - d->cring_tail) > 0)
+			d->cring_tail = shared;
+		tail = d->cring_tail;
 	}
 	/* Acquire: pairs with the host's release store of head, made once it
 	 * copied the entries out, so they may be overwritten. */

@@ -116,6 +116,23 @@ int hbk_ctl_call_simple(struct hbk_ctl *c, unsigned type, const uint64_t *arg,
 
 /* ---- Driver failure ------------------------------------------------------- */
 
+bool hbk_ctl_driver_exited(pid_t pid)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	int rc = waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT);
+	/* ECHILD: the application reaps its children itself, and did. */
+	return rc ? errno == ECHILD : si.si_pid == pid;
+}
+
+/* Whether the driver is still ours to signal: not reaped by anyone (its pid
+ * and its process group's id cannot have been reused). */
+static bool driver_unreaped(pid_t pid)
+{
+	siginfo_t si;
+	return !waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT);
+}
+
 void hbk_ctl_driver_failed(struct hbk_ctl *c, uint8_t status, unsigned rule, const char *fmt, ...)
 {
 	pthread_mutex_lock(&c->lock);
@@ -135,7 +152,7 @@ void hbk_ctl_driver_failed(struct hbk_ctl *c, uint8_t status, unsigned rule, con
 		hbk_chk_violation(c, rule, "%s", text);
 		/* A spawned driver that misbehaved is ended so it cannot write
 		 * into the arena any more. */
-		if (pid > 0)
+		if (pid > 0 && driver_unreaped(pid))
 			kill(-pid, SIGKILL);   /* its group: helpers it forked too */
 	}
 	/* The sockets are cut so no thread waits on the driver. */
@@ -755,12 +772,6 @@ close_c:
 
 /* ---- Teardown ------------------------------------------------------------- */
 
-bool hbk_ctl_driver_exited(pid_t pid)
-{
-	siginfo_t si;
-	memset(&si, 0, sizeof(si));
-	return !waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) && si.si_pid == pid;
-}
 
 /* Waits for a spawned driver to exit: up to exit_timeout_ms when it
  * answered STOP (grace), else not at all; then kills what is left of its
@@ -795,11 +806,13 @@ static void reap_driver(struct hbk_ctl *c, bool grace)
 		hbk_log(HBK_LOG_WARN, "driver did not answer STOP; killing it");
 	}
 	/* The whole process group: the driver if it still runs, and any
-	 * helper it forked, which would otherwise keep the arena mapped.  The
-	 * driver is not reaped yet, so its group's id cannot have been taken
-	 * by another process. */
-	kill(-pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	 * helper it forked, which would otherwise keep the arena mapped.  Only
+	 * while the driver is not reaped: then its group's id cannot have been
+	 * taken by another process. */
+	if (driver_unreaped(pid)) {
+		kill(-pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
 	pthread_mutex_lock(&c->lock);
 	c->pid = 0;
 	pthread_mutex_unlock(&c->lock);
