@@ -704,12 +704,7 @@ int cli_bench(int argc, char **argv)
 			ok = known = false;
 		}
 		if (!ok) {
-			if (!known)
-				cli_bad_arg("hbakit bench", key);
-			else if (!v)
-				fprintf(stderr, "hbakit bench: %s needs a value\n", key);
-			else
-				fprintf(stderr, "hbakit bench: %s: bad value '%s'\n", key, v);
+			cli_bad_option("hbakit bench", key, v, known);
 			bench_usage(stderr);
 			return 2;
 		}

@@ -48,6 +48,10 @@ bool cli_is_help(const char *a);
  * no option). */
 void cli_bad_arg(const char *who, const char *a);
 
+/* Says what is wrong with option key (value v, NULL when it had none):
+ * unknown (cli_bad_arg), missing its value, or a bad value. */
+void cli_bad_option(const char *who, const char *key, const char *v, bool known);
+
 /* Opens the controller the options describe in the given mode. */
 int cli_ctl_open(const struct cli_ctl *o, enum hbk_ctl_mode mode, struct hbk_ctl **c);
 

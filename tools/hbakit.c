@@ -72,6 +72,16 @@ void cli_bad_arg(const char *who, const char *a)
 		"unexpected argument", a);
 }
 
+void cli_bad_option(const char *who, const char *key, const char *v, bool known)
+{
+	if (!known)
+		cli_bad_arg(who, key);
+	else if (!v)
+		fprintf(stderr, "%s: %s needs a value\n", who, key);
+	else
+		fprintf(stderr, "%s: %s: bad value '%s'\n", who, key, v);
+}
+
 int cli_ctl_option(struct cli_ctl *o, int argc, char **argv, int *i)
 {
 	static const char *const names[] = { "--driver", "--attach", "--driver-arg", "--poll-us",

@@ -172,12 +172,7 @@ int cli_serve(int argc, char **argv)
 		} else
 			ok = known = false;
 		if (!ok) {
-			if (!known)
-				cli_bad_arg("hbakit serve iscsi", key);
-			else if (!v)
-				fprintf(stderr, "hbakit serve iscsi: %s needs a value\n", key);
-			else
-				fprintf(stderr, "hbakit serve iscsi: %s: bad value '%s'\n", key, v);
+			cli_bad_option("hbakit serve iscsi", key, v, known);
 			serve_usage(stderr);
 			return 2;
 		}
