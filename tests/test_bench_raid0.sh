@@ -7,7 +7,8 @@
 # delay (its IOPS, and but for no delay their share of no delay's), and
 # refuse a bad command line
 # (status 2) and a file it cannot open (status 1, naming the reason).  One short
-# round of the script must print fio's and hbakit's IOPS and their ratio.
+# round of the script must print fio's IOPS, and hbakit's IOPS, CPU per I/O
+# and ratio to fio, as configured and with polled disks.
 # Figures from one second mean nothing and are not checked; that the bench
 # runs and measures both sides is.  The probe runs in every build; the
 # script on the plain build only, as the other benches.
@@ -45,5 +46,7 @@ out=$(timeout 120 bench/raid0-vs-fio.sh --rounds 1 --runtime 1 --size 16M --dir 
 	fail "raid0-vs-fio.sh exit $?: $out"
 echo "$out"
 echo "$out" | grep -qE "^ +32 +[0-9]+ +[0-9]+ " || fail "the script did not print the probe"
-echo "$out" | grep -qE "^1 +[1-9][0-9]* +[1-9][0-9]* +[0-9]+\.[0-9]{2}$" || fail "no round with a ratio"
+num='[1-9][0-9]* +[0-9]+\.[0-9] +[0-9]+\.[0-9]{2}'   # IOPS, CPU us per I/O, ratio
+echo "$out" | grep -qE "^1 +[1-9][0-9]* +$num +$num$" ||
+	fail "no round with both hbakit runs and their ratios"
 echo "raid0 bench ok"

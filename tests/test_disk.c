@@ -184,11 +184,13 @@ static void test_null_reads_zeros(void **state)
 
 /* ---- Files through io_uring ---------------------------------------------------------------- */
 
-static void file_roundtrip(const char *dir, enum hbk_disk_direct mode, bool *direct)
+static void file_roundtrip_opts(const char *dir, enum hbk_disk_direct mode, bool *direct,
+			       uint32_t poll_ms, uint32_t queue_depth)
 {
 	char path[256];
 	snprintf(path, sizeof(path), "%s/hbk-disk-test-%d", dir, (int)getpid());
-	struct hbk_disk_file_opts o = { .direct = mode, .create_size = 8 * MiB };
+	struct hbk_disk_file_opts o = { .direct = mode, .create_size = 8 * MiB, .poll_ms = poll_ms,
+					.queue_depth = queue_depth };
 	struct hbk_disk *d;
 	int rc = hbk_disk_open_file(path, &o, &d);
 	if (rc) {
@@ -232,6 +234,11 @@ static void file_roundtrip(const char *dir, enum hbk_disk_direct mode, bool *dir
 	unlink(path);
 }
 
+static void file_roundtrip(const char *dir, enum hbk_disk_direct mode, bool *direct)
+{
+	file_roundtrip_opts(dir, mode, direct, 0, 0);
+}
+
 static void test_file_direct(void **state)
 {
 	(void)state;
@@ -245,6 +252,121 @@ static void test_file_direct(void **state)
 	assert_false(direct);
 	file_roundtrip("/dev/shm", HBK_DISK_DIRECT_AUTO, &direct);
 	printf("# /dev/shm (tmpfs): O_DIRECT %s\n", direct ? "accepted by this kernel" : "refused");
+}
+
+/* How many io_uring polling threads (iou-sqp-PID) this process has. */
+static unsigned pollers(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "cat /proc/%d/task/*/comm | grep -c '^iou-sqp'", (int)getpid());
+	FILE *f = popen(cmd, "r");
+	unsigned n = 0;
+	assert_non_null(f);
+	if (fscanf(f, "%u", &n) != 1)
+		n = 0;
+	pclose(f);
+	return n;
+}
+
+struct polled_job {
+	struct hbk_disk *disk[2];
+	unsigned id;
+};
+
+/* One of several threads putting I/O on two polled disks at once: 64
+ * parallel writes into this thread's own blocks of each, then reads. */
+static void *polled_job(void *arg)
+{
+	struct polled_job *j = arg;
+	enum { N = 64, BS = 4096 };
+	uint8_t *buf = aligned(2 * N * BS);
+	struct hbk_disk_io ios[2 * N];
+	for (unsigned i = 0; i < 2 * N; i++) {
+		uint64_t off = ((uint64_t)(i / 2) * 8 + j->id) * BS;
+		fill(buf + i * BS, off, BS, 10 + j->id);
+		ios[i] = (struct hbk_disk_io){ .op = HBK_DISK_WRITE, .offset = off, .len = BS,
+					       .buf = buf + i * BS };
+	}
+	struct multi m = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 2 * N, 0 };
+	for (unsigned i = 0; i < 2 * N; i++) {
+		ios[i].done = multi_done;
+		ios[i].priv = &m;
+		hbk_disk_submit(j->disk[i % 2], &ios[i]);
+	}
+	pthread_mutex_lock(&m.lock);
+	while (m.left)
+		pthread_cond_wait(&m.cond, &m.lock);
+	pthread_mutex_unlock(&m.lock);
+	unsigned bad = m.errors;
+	memset(buf, 0, 2 * N * BS);
+	m.left = 2 * N;
+	for (unsigned i = 0; i < 2 * N; i++) {
+		ios[i].op = HBK_DISK_READ;
+		hbk_disk_submit(j->disk[i % 2], &ios[i]);
+	}
+	pthread_mutex_lock(&m.lock);
+	while (m.left)
+		pthread_cond_wait(&m.cond, &m.lock);
+	pthread_mutex_unlock(&m.lock);
+	bad += m.errors;
+	for (unsigned i = 0; i < 2 * N; i++)
+		bad += !same(buf + i * BS, ios[i].offset, BS, 10 + j->id);
+	free(buf);
+	return (void *)(uintptr_t)bad;
+}
+
+/*
+ * Polled files: the round trip of the other file tests (a queue of 4
+ * entries for 64 I/Os in flight, so submitters wait for room), then two
+ * disks served by one kernel poller while four threads put I/O on both at
+ * once; the poller outlives the disk that started it and ends with the last.
+ */
+static void test_file_polled(void **state)
+{
+	(void)state;
+	bool direct;
+	file_roundtrip_opts("/var/tmp", HBK_DISK_DIRECT_AUTO, &direct, 5, 4);
+	file_roundtrip_opts("/var/tmp", HBK_DISK_DIRECT_OFF, &direct, 5, 0);
+	for (int i = 0; i < 200 && pollers(); i++)   /* their pollers end on their own time */
+		usleep(10000);
+
+	char p[3][256];
+	struct hbk_disk *d[3];
+	struct hbk_disk_file_opts o = { .create_size = 8 * MiB, .poll_ms = 5 };
+	for (unsigned i = 0; i < 2; i++) {
+		snprintf(p[i], sizeof(p[i]), "/var/tmp/hbk-disk-polled%u-%d", i, (int)getpid());
+		assert_int_equal(hbk_disk_open_file(p[i], &o, &d[i]), 0);
+	}
+	assert_int_equal(pollers(), 1);
+	pthread_t t[4];
+	struct polled_job jobs[4];
+	for (unsigned i = 0; i < 4; i++) {
+		jobs[i] = (struct polled_job){ .disk = { d[0], d[1] }, .id = i };
+		assert_int_equal(pthread_create(&t[i], NULL, polled_job, &jobs[i]), 0);
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		void *bad;
+		pthread_join(t[i], &bad);
+		assert_int_equal((uintptr_t)bad, 0);
+	}
+	hbk_disk_close(d[0]);   /* the poller's first disk */
+	snprintf(p[2], sizeof(p[2]), "/var/tmp/hbk-disk-polled2-%d", (int)getpid());
+	assert_int_equal(hbk_disk_open_file(p[2], &o, &d[2]), 0);
+	assert_int_equal(pollers(), 1);
+	jobs[0] = (struct polled_job){ .disk = { d[1], d[2] }, .id = 5 };
+	assert_null(polled_job(&jobs[0]));
+	struct hbk_disk_stats st;
+	hbk_disk_stats(d[2], &st);   /* the new disk polls too: no kernel entries */
+	assert_true(st.submitted >= 128 && st.submit_calls == 0);
+	hbk_disk_stats(d[1], &st);
+	assert_true(st.submitted >= 4 * 128 && st.submit_calls == 0);
+	hbk_disk_close(d[1]);
+	hbk_disk_close(d[2]);
+	for (int i = 0; i < 200 && pollers(); i++)
+		usleep(10000);
+	assert_int_equal(pollers(), 0);
+	for (unsigned i = 0; i < 3; i++)
+		unlink(p[i]);
 }
 
 /* A filesystem refusing O_DIRECT, as tmpfs did before Linux 6.6. */
@@ -742,6 +864,7 @@ int main(void)
 		cmocka_unit_test(test_null_reads_zeros),
 		cmocka_unit_test(test_file_direct),
 		cmocka_unit_test(test_file_direct_fallback),
+		cmocka_unit_test(test_file_polled),
 		cmocka_unit_test(test_nbd),
 		cmocka_unit_test(test_nbd_fua_without_server_fua),
 		cmocka_unit_test(test_nbd_longer_than_max_io),

@@ -47,7 +47,7 @@ static void test_good_specs(void **state)
 	(void)state;
 	struct hbk_raid_spec *s = parse_ok("level=5,chunk=128k,cache=64m,disk=file:/var/tmp/d0.img,"
 		"disk=/var/tmp/d1.img,disk=./d2.img,disk=mem:65m,spare=nbd:nbd+unix:///?socket=/s,"
-		"spare=null:2g,latency=ssd,direct=off,workers=2,rebuild-rate=100m,size=32m");
+		"spare=null:2g,latency=ssd,direct=off,poll=20,workers=2,rebuild-rate=100m,size=32m");
 	assert_int_equal(s->cfg.level, HBK_RAID5);
 	assert_int_equal(s->cfg.chunk, 128 * 1024);
 	assert_int_equal(s->cfg.member_size, 32 * MiB);
@@ -56,6 +56,7 @@ static void test_good_specs(void **state)
 	assert_int_equal(s->opts.rebuild_rate, 100 * MiB);
 	assert_int_equal(s->latency.model, HBK_DISK_MODEL_SSD);
 	assert_int_equal(s->direct, HBK_DISK_DIRECT_OFF);
+	assert_int_equal(s->poll_ms, 20);
 	assert_int_equal(s->nmembers, 4);
 	assert_int_equal(s->ndisks, 6);
 	assert_int_equal(s->disk[0].kind, HBK_RAID_SPEC_FILE);
@@ -167,6 +168,7 @@ static void test_bad_specs(void **state)
 		{ "level=5,size=4m,cache=4096t", "spec: cache=4096t: larger than half of this machine's memory" },
 		{ "level=5,size=4m,latency=floppy", "spec: latency=floppy: not a latency model" },
 		{ "level=5,size=4m,direct=maybe", "spec: direct=maybe: not auto, on or off" },
+		{ "level=5,size=4m,poll=1001", "spec: poll=1001: not a number from 0 to 1000" },
 		{ "level=5,size=4m,workers=0", "spec: workers=0: not a number from 1 to 64" },
 		{ "level=5,size=4m,rebuild-rate=fast", "spec: rebuild-rate=fast: not bytes per second" },
 		{ "level=1,disk=tape:/dev/st0", "spec: disk=tape:/dev/st0: not a disk" },
@@ -294,8 +296,9 @@ static void test_open_files(void **state)
 	assert_int_equal(hbk_raid_rw(a.raid, HBK_DISK_WRITE, buf, 0, MiB / 2, 0), 0);
 	hbk_raid_spec_close(&a);
 
-	/* Reassembled, in another order: every disk's role comes from its metadata. */
-	struct hbk_raid_spec *t = files_spec("5", "+s0 d2 d0 d1", "");
+	/* Reassembled, in another order: every disk's role comes from its
+	 * metadata.  With polled disks this time: the same data. */
+	struct hbk_raid_spec *t = files_spec("5", "+s0 d2 d0 d1", "poll=5");
 	assert_int_equal(hbk_raid_spec_open(t, HBK_RAID_SPEC_AUTO, &a), 0);
 	assert_false(a.created);
 	assert_int_equal(a.report.disk[0].slot, 2);   /* disk= first: d2 d0 d1, then s0 */

@@ -81,13 +81,19 @@ struct hbk_disk_file_opts {
 	uint64_t create_size;      /* > 0: create or resize a regular file to this size */
 	uint32_t queue_depth;      /* io_uring submission entries (default 128); more I/O
 				    * than that goes in several calls, never refused */
+	uint32_t poll_ms;          /* > 0: the submitting threads put their I/O on the
+				    * ring themselves and a kernel thread, shared by every
+				    * polling disk of the process, polls it, sleeping after
+				    * poll_ms without I/O (IORING_SETUP_SQPOLL; where the
+				    * kernel refuses it, a warning and no polling) */
 	bool read_only;
 };
 
 /*
  * Opens a regular file or a block device, served by one io_uring per disk
  * and its ring thread, the only thread that enters it: submitters queue to
- * it, it submits in batches and runs the completions.  opts may be NULL
+ * it, it submits in batches and runs the completions (polled, opts->poll_ms,
+ * the submitters fill the ring and the ring thread only completes).  opts may be NULL
  * (defaults).  Returns 0 and *out, or -errno (-ENOENT, -EINVAL for a file of
  * size 0 without create_size, -EINVAL when DIRECT_ON and O_DIRECT is
  * refused, the -errno of a ring or thread that could not be set up).  Any

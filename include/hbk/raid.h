@@ -308,6 +308,7 @@ struct hbk_raid_spec {
 	struct hbk_raid_opts opts;   /* cache_bytes, workers, rebuild_rate */
 	struct hbk_disk_latency latency;  /* model NONE: none */
 	enum hbk_disk_direct direct;
+	unsigned poll_ms;          /* poll=: file and block-device disks' poll_ms */
 	unsigned nmembers;         /* disk[0..nmembers): members in slot order */
 	unsigned ndisks;           /* disk[nmembers..ndisks): hot spares */
 	struct hbk_raid_spec_disk disk[HBK_RAID_MAX_DISKS];

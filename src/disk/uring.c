@@ -14,6 +14,15 @@
  * when an aligned probe read works (the alignment it needed becomes the
  * block size), the page cache otherwise.  Discard punches a hole in a file
  * and issues BLKDISCARD on a block device.
+ *
+ * With polling (poll_ms > 0) a kernel thread takes the entries off the
+ * ring (IORING_SETUP_SQPOLL), one for every polling disk of the process
+ * (IORING_SETUP_ATTACH_WQ to a small anchor ring), and runs their
+ * completion work too.  Submitters then put their I/O on the ring
+ * themselves, under the disk's sq_lock, and no thread is woken to submit:
+ * the disk starts on a read as soon as it is queued.  The ring thread only
+ * reaps.  The poller spins while I/O flows and sleeps poll_ms after the
+ * last, so it costs a CPU while the disk is busy: the card's own processor.
  */
 #include <errno.h>
 #include <linux/falloc.h>
@@ -37,7 +46,12 @@ struct uring_disk {
 	int fd;
 	bool blockdev;
 	uint32_t entries;
-	struct io_uring ring;        /* the ring thread's alone */
+	struct io_uring ring;        /* the ring thread's alone; polling: its submission
+				      * side under sq_lock, its completion side the ring
+				      * thread's */
+	uint32_t poll_ms;            /* 0, or a kernel thread polls the ring (above) */
+	pthread_mutex_t sq_lock;     /* polling: the submission side of ring */
+	atomic_uint handed;          /* polling: I/O put on the ring (see queue()) */
 	int efd;                     /* kicks, and the kernel's completion signal */
 	/* Submitted I/O not yet on the ring, newest first (linked by next_). */
 	_Atomic(struct hbk_disk_io *) pending;
@@ -60,12 +74,29 @@ static void kick(struct uring_disk *u)
 	}
 }
 
+static void prep(struct uring_disk *u, struct hbk_disk_io *io);
+
 /*
  * Hands what is left of io to the ring thread and wakes it, unless the
- * calling thread's plug holds the kick back.  Any thread.
+ * calling thread's plug holds the kick back.  Polling: puts it on the ring
+ * at once, for the kernel's poller (a plug has nothing to save there).
+ * Any thread.
  */
 static void queue(struct uring_disk *u, struct hbk_disk_io *io)
 {
+	if (u->poll_ms) {
+		pthread_mutex_lock(&u->sq_lock);
+		prep(u, io);
+		/* Release: pairs with the acquire in reap_batch().  The kernel
+		 * orders the submission before its completion already, through
+		 * the rings' own barriers, but out of the sanitizers' sight;
+		 * this makes the hand-off of io's fields one they see. */
+		atomic_fetch_add_explicit(&u->handed, 1, memory_order_release);
+		io_uring_submit(&u->ring);   /* wakes the poller only if it sleeps */
+		pthread_mutex_unlock(&u->sq_lock);
+		disk_count(&u->d, ST_SUBMITTED, 1);
+		return;
+	}
 	struct hbk_disk_io *head = atomic_load_explicit(&u->pending, memory_order_relaxed);
 	do
 		io->next_ = head;
@@ -130,12 +161,19 @@ static void enter(struct uring_disk *u)
 	}
 }
 
-/* Puts what is left of io on the ring.  Ring thread. */
+/* Puts what is left of io on the ring.  Ring thread; polling: any thread,
+ * under sq_lock. */
 static void prep(struct uring_disk *u, struct hbk_disk_io *io)
 {
 	struct io_uring_sqe *sqe;
-	while (!(sqe = io_uring_get_sqe(&u->ring)))
-		enter(u);   /* the ring is full: make room */
+	while (!(sqe = io_uring_get_sqe(&u->ring))) {   /* the ring is full: make room */
+		if (u->poll_ms) {
+			io_uring_submit(&u->ring);
+			io_uring_sqring_wait(&u->ring);   /* until the poller took some */
+		} else {
+			enter(u);
+		}
+	}
 	void *buf = (uint8_t *)io->buf + io->moved_;
 	uint64_t off = io->offset + io->moved_;
 	unsigned len = (unsigned)(io->len - io->moved_);
@@ -222,6 +260,8 @@ static unsigned reap_batch(struct uring_disk *u)
 	struct io_uring_cqe *cqes[REAP_BATCH];
 	struct { struct hbk_disk_io *io; int res; } done[REAP_BATCH];
 	unsigned n = io_uring_peek_batch_cqe(&u->ring, cqes, REAP_BATCH);
+	if (n && u->poll_ms)   /* acquire: pairs with the release in queue() */
+		(void)atomic_load_explicit(&u->handed, memory_order_acquire);
 	for (unsigned i = 0; i < n; i++) {
 		done[i].io = io_uring_cqe_get_data(cqes[i]);
 		done[i].res = cqes[i]->res;
@@ -235,20 +275,72 @@ static unsigned reap_batch(struct uring_disk *u)
 	return n;
 }
 
-/* Sets up the ring on this thread, so that it is the ring's issuer. */
+/* The polling disks' shared kernel poller lives as long as its anchor ring,
+ * which the first polling disk sets up and the last one closes. */
+static pthread_mutex_t anchor_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct io_uring anchor;      /* under anchor_lock */
+static unsigned anchor_users;       /* under anchor_lock */
+
+/* Sets up ring as one more ring of the shared poller.  Returns 0 or -errno
+ * (the kernel has no SQPOLL for this process, ...).  Ring thread. */
+static int poll_setup(struct uring_disk *u)
+{
+	pthread_mutex_lock(&anchor_lock);
+	int err = 0;
+	if (!anchor_users) {
+		struct io_uring_params ap = { .flags = IORING_SETUP_SQPOLL, .sq_thread_idle = u->poll_ms };
+		err = io_uring_queue_init_params(2, &anchor, &ap);
+	}
+	if (!err) {
+		struct io_uring_params p = {
+			.flags = IORING_SETUP_SQPOLL | IORING_SETUP_ATTACH_WQ,
+			.sq_thread_idle = u->poll_ms,
+			.wq_fd = (uint32_t)anchor.ring_fd,
+		};
+		err = io_uring_queue_init_params(u->entries, &u->ring, &p);
+		if (!err)
+			anchor_users++;
+		else if (!anchor_users)
+			io_uring_queue_exit(&anchor);
+	}
+	pthread_mutex_unlock(&anchor_lock);
+	return err;
+}
+
+static void poll_release(void)
+{
+	pthread_mutex_lock(&anchor_lock);
+	if (!--anchor_users)
+		io_uring_queue_exit(&anchor);
+	pthread_mutex_unlock(&anchor_lock);
+}
+
+/* Sets up the ring on this thread, so that it is the ring's issuer (without
+ * polling). */
 static int ring_setup(struct uring_disk *u)
 {
 	struct io_uring_params p = {
 		.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
 	};
-	int err = io_uring_queue_init_params(u->entries, &u->ring, &p);
-	if (err == -EINVAL)   /* a kernel before 6.1: completion work as it comes */
-		err = io_uring_queue_init(u->entries, &u->ring, 0);
+	int err = 0;
+	if (u->poll_ms && (err = poll_setup(u))) {
+		hbk_log(HBK_LOG_WARN, "disk %s: no kernel polling here (%s): the ring thread "
+			"submits", u->d.info.name, hbk_strerror(err));
+		u->poll_ms = 0;
+	}
+	if (!u->poll_ms) {
+		err = io_uring_queue_init_params(u->entries, &u->ring, &p);
+		if (err == -EINVAL)   /* a kernel before 6.1: completion work as it comes */
+			err = io_uring_queue_init(u->entries, &u->ring, 0);
+	}
 	if (err)
 		return err;
 	err = io_uring_register_eventfd(&u->ring, u->efd);
-	if (err)
+	if (err) {
 		io_uring_queue_exit(&u->ring);
+		if (u->poll_ms)
+			poll_release();
+	}
 	return err;
 }
 
@@ -261,8 +353,10 @@ static void *uring_main(void *arg)
 	if (err)
 		return NULL;
 	for (;;) {
-		take_pending(u);
-		enter(u);
+		if (!u->poll_ms) {   /* polling: the submitters and the kernel's poller do this */
+			take_pending(u);
+			enter(u);
+		}
 		if (reap_batch(u))
 			continue;
 		/* Nothing came back: sleep until a kick or a completion.  Seq_cst
@@ -280,6 +374,8 @@ static void *uring_main(void *arg)
 		atomic_store(&u->sleeping, false);
 	}
 	io_uring_queue_exit(&u->ring);
+	if (u->poll_ms)
+		poll_release();
 	return NULL;
 }
 
@@ -291,6 +387,7 @@ static void uring_close(struct hbk_disk *d)
 	if (write(u->efd, &one, sizeof(one)) < 0)
 		hbk_log(HBK_LOG_ERR, "disk %s: eventfd: %s", d->info.name, strerror(errno));
 	pthread_join(u->thread, NULL);
+	pthread_mutex_destroy(&u->sq_lock);
 	close(u->efd);
 	close(u->fd);
 	free(u);
@@ -411,6 +508,8 @@ int hbk_disk_open_file(const char *path, const struct hbk_disk_file_opts *opts,
 	u->fd = fd;
 	u->blockdev = blockdev;
 	u->entries = o.queue_depth ? o.queue_depth : 128;
+	u->poll_ms = o.poll_ms;
+	pthread_mutex_init(&u->sq_lock, NULL);
 	atomic_init(&u->pending, NULL);
 	atomic_init(&u->sleeping, false);
 	atomic_init(&u->stop, false);
@@ -423,6 +522,7 @@ int hbk_disk_open_file(const char *path, const struct hbk_disk_file_opts *opts,
 	}
 	if (err) {
 		pthread_mutex_destroy(&u->d.lock);
+		pthread_mutex_destroy(&u->sq_lock);
 		close(u->efd);
 		free(u);
 		goto close_fd;

@@ -30,9 +30,9 @@ static const struct {
 };
 
 enum key { K_PROFILE, K_LEVEL, K_CHUNK, K_SIZE, K_MEMBERS, K_SPARES, K_CACHE, K_LATENCY,
-	   K_DIRECT, K_WORKERS, K_RATE, K_DISK, K_SPARE, K_COUNT };
+	   K_DIRECT, K_POLL, K_WORKERS, K_RATE, K_DISK, K_SPARE, K_COUNT };
 static const char *const key_name[K_COUNT] = { "profile", "level", "chunk", "size", "members",
-	"spares", "cache", "latency", "direct", "workers", "rebuild-rate", "disk", "spare" };
+	"spares", "cache", "latency", "direct", "poll", "workers", "rebuild-rate", "disk", "spare" };
 
 static const char *const kind_prefix[] = { [HBK_RAID_SPEC_FILE] = "file:",
 	[HBK_RAID_SPEC_MEM] = "mem:", [HBK_RAID_SPEC_NULL] = "null:", [HBK_RAID_SPEC_NBD] = "nbd:" };
@@ -141,7 +141,7 @@ static int apply_kv(struct parse *p, const char *item, const char *v, bool user)
 	int k = pick(item, key_name, K_COUNT);
 	if (k < 0)
 		return bad(p, item, v, "unknown key (profile, level, chunk, size, members, spares, cache, "
-			   "latency, direct, workers, rebuild-rate, disk, spare)");
+			   "latency, direct, poll, workers, rebuild-rate, disk, spare)");
 	if (k != K_DISK && k != K_SPARE && k != K_PROFILE && (p->seen & (1u << k)))
 		return bad(p, item, v, "given twice");
 	p->seen |= 1u << k;
@@ -194,6 +194,8 @@ static int apply_kv(struct parse *p, const char *item, const char *v, bool user)
 			return bad(p, item, v, "not auto, on or off");
 		s->direct = (enum hbk_disk_direct)i;
 		return 0;
+	case K_POLL:
+		return parse_count(p, item, v, 0, 1000, &s->poll_ms);
 	case K_WORKERS:
 		return parse_count(p, item, v, 1, 64, &s->opts.workers);
 	case K_RATE:
@@ -402,7 +404,8 @@ static int open_file(struct hbk_raid_spec_array *a, unsigned i, const char *path
 	else if (!err && flock(fd, LOCK_EX | LOCK_NB))
 		err = errno == EWOULDBLOCK ? say(a, -EBUSY, "%s: in use by another process", t) : -errno;
 	if (!err) {
-		struct hbk_disk_file_opts fo = { .direct = a->spec_->direct };
+		struct hbk_disk_file_opts fo = { .direct = a->spec_->direct,
+						 .poll_ms = a->spec_->poll_ms };
 		err = hbk_disk_open_file(path, &fo, out);
 	}
 	if (err) {
