@@ -218,6 +218,36 @@ static void naca_refused(void **state)
 	assert_invalid_field(f);
 }
 
+/* ACA is not supported: INQUIRY says NormACA 0, and the usage data of every
+ * command treats NACA (and the rest of the CONTROL byte) as reserved. */
+static void naca_not_in_usage_data(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t inq[6], rsoc[12] = { HBK_SCSI_OP_MAINTENANCE_IN, HBK_SCSI_SA_REPORT_OPCODES, 0x03 };
+	static const uint8_t ops[] = {
+		HBK_SCSI_OP_TEST_UNIT_READY, HBK_SCSI_OP_READ10, HBK_SCSI_OP_READ16,
+		HBK_SCSI_OP_READ12, HBK_SCSI_OP_PR_IN, HBK_SCSI_OP_MAINTENANCE_IN,
+	};
+
+	inquiry_cdb(inq, false, 0, 96);
+	run_in(f, 0, inq, 6, 96);
+	assert_good(f);
+	assert_int_equal(f->buf[3] & 0x20, 0);             /* NormACA */
+	put_be32(rsoc + 6, 64);
+	for (size_t i = 0; i < sizeof ops; i++) {
+		unsigned len;
+
+		rsoc[3] = ops[i];
+		put_be16(rsoc + 4, ops[i] == HBK_SCSI_OP_MAINTENANCE_IN ?
+			 HBK_SCSI_SA_REPORT_OPCODES : 0);
+		run_in(f, 0, rsoc, 12, 64);
+		assert_good(f);
+		assert_int_equal(f->buf[1] & 0x07, 0x03);
+		len = get_be16(f->buf + 2);
+		assert_int_equal(f->buf[4 + len - 1] & 0x04, 0);   /* NACA */
+	}
+}
+
 /* ---- INQUIRY ----------------------------------------------------------------- */
 
 static void inquiry_standard(void **state)
@@ -1179,6 +1209,7 @@ int main(void)
 		T(unknown_opcode),
 		T(short_cdb_refused),
 		T(naca_refused),
+		T(naca_not_in_usage_data),
 		T(inquiry_standard),
 		T(inquiry_truncated_to_allocation_length),
 		T(inquiry_never_overruns_buffer),

@@ -19,8 +19,10 @@
 
 #include "scsi/scsi_priv.h"
 
-#define HBK_CONTROL_NACA  0x04  /* control byte: ACA is not supported */
-#define CTL               HBK_CONTROL_NACA  /* usage of the control byte */
+/* Usage of the CONTROL byte: none.  ACA is not supported (INQUIRY NormACA
+ * 0), so NACA is treated as reserved: NACA 1 is INVALID FIELD IN CDB, and
+ * the usage data shows the bit as 0 (SPC-4 6.35.3, SAM-5 5.3). */
+#define CTL               0x00
 #define HBK_TIMEOUTS_LEN  12    /* command timeouts descriptor */
 
 enum command_flags {
@@ -161,13 +163,13 @@ static bool served(const struct command *cmd, const struct hbk_scsi_lun *lun)
 	return !(cmd->flags & THIN) || (lun && lun_thin(lun));
 }
 
-/* Bits the command does not use must be zero; ACA is not supported. */
+/* Bits the command does not use must be zero (NACA among them: see CTL). */
 static bool fields_valid(const struct command *cmd, const uint8_t *cdb)
 {
 	for (unsigned i = 1; i < cmd->cdb_len; i++)
 		if (cdb[i] & ~cmd->usage[i])
 			return false;
-	return !(cdb[cmd->cdb_len - 1] & HBK_CONTROL_NACA);
+	return true;
 }
 
 static bool conflicts(const struct command *cmd, const struct cmd_ctx *c)
