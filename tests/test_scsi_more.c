@@ -892,6 +892,60 @@ static void removable_prevention(void **state)
 }
 
 /* A LUN with a fixed medium keeps refusing LOEJ (sbc.c). */
+/* REQUEST SENSE of `it` in both formats: GOOD, with sense key `key` and
+ * ASC/ASCQ `asc_ascq` as its parameter data. */
+static void expect_polled_sense(struct fixture *f, uint64_t it, uint8_t key, uint16_t asc_ascq)
+{
+	uint8_t rs[6] = { HBK_SCSI_OP_REQUEST_SENSE, 0, 0, 0, 252 }, data[252];
+
+	run_as(f, it, 0, rs, 6, data, sizeof data, HBK_DIR_READ);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 18);
+	assert_int_equal(data[0], 0x70);
+	assert_int_equal(data[2] & 0x0f, key);
+	assert_int_equal(data[12], asc_ascq >> 8);
+	assert_int_equal(data[13], asc_ascq & 0xff);
+	rs[1] = 0x01;                                      /* descriptor format */
+	run_as(f, it, 0, rs, 6, data, sizeof data, HBK_DIR_READ);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 8);
+	assert_int_equal(data[0], 0x72);
+	assert_int_equal(data[1] & 0x0f, key);
+	assert_int_equal(data[2], asc_ascq >> 8);
+	assert_int_equal(data[3], asc_ascq & 0xff);
+}
+
+/* A stopped LUN (or one without a medium) says so to REQUEST SENSE as
+ * TEST UNIT READY does: the pollable sense data of SPC-4 5.11.2; a pending
+ * unit attention still comes first. */
+static void request_sense_polls_readiness(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t rs[6] = { HBK_SCSI_OP_REQUEST_SENSE, 0, 0, 0, 18 };
+
+	reconfigure(f, cfg_removable);
+	expect_polled_sense(f, A, HBK_SK_NO_SENSE, 0);
+	start_stop_as(f, A, 0x00);                         /* stop */
+	assert_good(f);
+	tur_as(f, A);
+	assert_check(f, HBK_SK_NOT_READY, HBK_ASC_NOT_READY_INIT_REQUIRED);
+	expect_polled_sense(f, A, HBK_SK_NOT_READY, HBK_ASC_NOT_READY_INIT_REQUIRED);
+	expect_polled_sense(f, B, HBK_SK_NOT_READY, HBK_ASC_NOT_READY_INIT_REQUIRED);
+	hbk_scsi_lun_reset(&f->mem);
+	run_as(f, A, 0, rs, 6, f->buf, 18, HBK_DIR_READ);
+	assert_good(f);
+	assert_int_equal(f->buf[2] & 0x0f, HBK_SK_UNIT_ATTENTION);
+	expect_polled_sense(f, A, HBK_SK_NOT_READY, HBK_ASC_NOT_READY_INIT_REQUIRED);
+	start_stop_as(f, A, 0x02);                         /* eject */
+	assert_good(f);
+	tur_as(f, A);
+	assert_check(f, HBK_SK_NOT_READY, HBK_ASC_MEDIUM_NOT_PRESENT);
+	expect_polled_sense(f, A, HBK_SK_NOT_READY, HBK_ASC_MEDIUM_NOT_PRESENT);
+	start_stop_as(f, A, 0x03);                         /* load and start */
+	assert_good(f);
+	expect_polled_sense(f, A, HBK_SK_NO_SENSE, 0);
+}
+
 static void fixed_medium_refuses_loej(void **state)
 {
 	struct fixture *f = *state;
@@ -1081,6 +1135,7 @@ int main(void)
 		T(ua_concurrent),
 		T(removable_load_and_eject),
 		T(removable_prevention),
+		T(request_sense_polls_readiness),
 		T(fixed_medium_refuses_loej),
 		T(read_only_refuses_writes),
 		T(physical_block_exponent),

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Primary commands of the block-target emulation (SPC-5): TEST UNIT READY,
- * REQUEST SENSE (a pending unit attention first), INQUIRY with its VPD pages
- * (supported pages, unit serial number, device identification, and the
- * SBC-4 block limits, block device characteristics and logical block
- * provisioning pages, which describe the LUN's configuration and backend)
- * and REPORT LUNS.
+ * REQUEST SENSE (a pending unit attention first, then the LUN's readiness),
+ * INQUIRY with its VPD pages (supported pages, unit serial number, device
+ * identification, and the SBC-4 block limits, block device characteristics
+ * and logical block provisioning pages, which describe the LUN's
+ * configuration and backend) and REPORT LUNS.
  */
 #include <pthread.h>
 #include <stddef.h>
@@ -33,6 +33,7 @@ uint32_t hbk_spc_request_sense(struct cmd_ctx *c)
 	bool desc = c->cdb[1] & 0x01;
 
 	uint16_t ua = c->lun ? hbk_ua_take(c->lun, c->initiator) : 0;
+	unsigned state = c->lun ? lun_state(c->lun) : 0;
 
 	if (!c->lun) {
 		hbk_scsi_sense_fixed(sense, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_LUN_NOT_SUPPORTED);
@@ -40,6 +41,12 @@ uint32_t hbk_spc_request_sense(struct cmd_ctx *c)
 		/* SPC-5 5.12: a pending unit attention is the sense data, and
 		 * reporting it clears it. */
 		hbk_scsi_sense_fixed(sense, HBK_SK_UNIT_ATTENTION, ua);
+	} else if (state & (HBK_LUN_NO_MEDIUM | HBK_LUN_STOPPED)) {
+		/* Pollable sense data (SPC-5 5.12.2, SBC-4 4.20): a LUN that
+		 * cannot serve the medium says why, as TEST UNIT READY does. */
+		hbk_scsi_sense_fixed(sense, HBK_SK_NOT_READY,
+				     state & HBK_LUN_NO_MEDIUM ? HBK_ASC_MEDIUM_NOT_PRESENT
+							       : HBK_ASC_NOT_READY_INIT_REQUIRED);
 	} else {
 		/* Every CHECK CONDITION carries its sense data (autosense, which
 		 * every transport here delivers), and delivering it clears it:
