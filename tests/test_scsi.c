@@ -248,6 +248,59 @@ static void naca_not_in_usage_data(void **state)
 	}
 }
 
+/* INVALID FIELD IN CDB and IN PARAMETER LIST say where the field is (SPC-4
+ * 4.5.2.4.2): the byte and the bit, in the CDB or in the parameter data. */
+static void invalid_field_has_field_pointer(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[16], prin[10] = { HBK_SCSI_OP_PR_IN, 0x05 }, inq[6];
+	uint8_t msel[6] = { HBK_SCSI_OP_MODE_SELECT6, 0x10, 0, 0, 24 }, page[24] = { 0 };
+	uint8_t prout[10] = { HBK_SCSI_OP_PR_OUT, HBK_PR_REGISTER }, param[24] = { 0 };
+
+	cdb10(cdb, HBK_SCSI_OP_READ10, 0, 1);
+	cdb[6] = 0x40;                                     /* reserved bit by GROUP NUMBER */
+	run_in(f, 0, cdb, 10, sizeof f->buf);
+	assert_invalid_field(f);
+	assert_field_pointer(f, true, 6, 6);
+	cdb10(cdb, HBK_SCSI_OP_READ10, 0, 1);
+	cdb[9] = 0x04;                                     /* NACA */
+	run_in(f, 0, cdb, 10, sizeof f->buf);
+	assert_invalid_field(f);
+	assert_field_pointer(f, true, 9, 2);
+	run_in(f, 0, prin, 10, 0);                         /* no such service action */
+	assert_invalid_field(f);
+	assert_field_pointer(f, true, 1, 4);
+	cdb10(cdb, HBK_SCSI_OP_READ10, 0, 257);            /* above MAXIMUM TRANSFER LENGTH */
+	run_in(f, 0, cdb, 10, sizeof f->buf);
+	assert_invalid_field(f);
+	assert_field_pointer(f, true, 7, 7);
+	cdb16(cdb, HBK_SCSI_OP_WRITE16, 0, 1);
+	cdb[1] = 0x20;                                     /* WRPROTECT */
+	run(f, 0, cdb, 16, f->buf, MEM_BS, HBK_DIR_WRITE);
+	assert_invalid_field(f);
+	assert_field_pointer(f, true, 1, 7);
+	inquiry_cdb(inq, true, 0x99, 255);                 /* no such VPD page */
+	run_in(f, 0, inq, 6, 255);
+	assert_invalid_field(f);
+	assert_field_pointer(f, true, 2, 7);
+	page[4] = 0x08;                                    /* caching page, */
+	page[5] = 18;
+	page[6] = 0x04 | 0x01;                             /* WCE kept, RCD not changeable */
+	run(f, 0, msel, 6, page, sizeof page, HBK_DIR_WRITE);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INVALID_FIELD_IN_PARAM);
+	assert_field_pointer(f, false, 6, 0);
+	put_be32(prout + 5, sizeof param);
+	put_be64(param + 8, 0x1234);
+	param[20] = 0x08;                                  /* SPEC_I_PT */
+	run(f, 0, prout, 10, param, sizeof param, HBK_DIR_WRITE);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INVALID_FIELD_IN_PARAM);
+	assert_field_pointer(f, false, 20, 3);
+	cdb10(cdb, HBK_SCSI_OP_READ10, MEM_BLOCKS, 1);     /* no field to point at */
+	run_in(f, 0, cdb, 10, sizeof f->buf);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_LBA_OUT_OF_RANGE);
+	assert_int_equal(f->r.sense[15] & 0x80, 0);
+}
+
 /* ---- INQUIRY ----------------------------------------------------------------- */
 
 static void inquiry_standard(void **state)
@@ -1210,6 +1263,7 @@ int main(void)
 		T(short_cdb_refused),
 		T(naca_refused),
 		T(naca_not_in_usage_data),
+		T(invalid_field_has_field_pointer),
 		T(inquiry_standard),
 		T(inquiry_truncated_to_allocation_length),
 		T(inquiry_never_overruns_buffer),

@@ -277,6 +277,15 @@ static inline void assert_invalid_field(const struct fixture *f)
 	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INVALID_FIELD_IN_CDB);
 }
 
+/* The sense data points at bit `bit` of byte `byte` of the CDB (cdb) or
+ * of the parameter list: SKSV, C/D, BPV, BIT POINTER, FIELD POINTER. */
+static inline void assert_field_pointer(const struct fixture *f, bool cdb, unsigned byte,
+					unsigned bit)
+{
+	assert_int_equal(f->r.sense[15], 0x80 | (cdb ? 0x40 : 0) | 0x08 | bit);
+	assert_int_equal(get_be16(f->r.sense + 16), byte);
+}
+
 static inline void assert_conflict(const struct fixture *f)
 {
 	assert_int_equal(f->r.status, HBK_STATUS_RESERVATION_CONFLICT);

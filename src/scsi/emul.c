@@ -163,13 +163,17 @@ static bool served(const struct command *cmd, const struct hbk_scsi_lun *lun)
 	return !(cmd->flags & THIN) || (lun && lun_thin(lun));
 }
 
-/* Bits the command does not use must be zero (NACA among them: see CTL). */
-static bool fields_valid(const struct command *cmd, const uint8_t *cdb)
+/* Bits the command does not use must be zero (NACA among them: see CTL):
+ * INVALID FIELD IN CDB pointing at the first such bit, or 0. */
+static uint32_t check_fields(struct cmd_ctx *c, const struct command *cmd)
 {
-	for (unsigned i = 1; i < cmd->cdb_len; i++)
-		if (cdb[i] & ~cmd->usage[i])
-			return false;
-	return true;
+	for (unsigned i = 1; i < cmd->cdb_len; i++) {
+		unsigned extra = c->cdb[i] & ~cmd->usage[i] & 0xffu;
+
+		if (extra)
+			return invalid_field(c, i, 31u - (unsigned)__builtin_clz(extra));
+	}
+	return 0;
 }
 
 static bool conflicts(const struct command *cmd, const struct cmd_ctx *c)
@@ -201,12 +205,12 @@ static uint32_t dispatch(struct cmd_ctx *c, unsigned cdb_len)
 	if (cdb_len < cmd->cdb_len)
 		return HBK_CC_INVALID_FIELD;
 	if ((cmd->flags & HAS_SA) && !(cmd = find_sa(cmd, c->cdb[1] & 0x1f)))
-		return HBK_CC_INVALID_FIELD;
+		return invalid_field(c, 1, 4);  /* SERVICE ACTION */
 	/* Without a medium, what a medium command's fields say does not matter. */
 	if (c->lun && (lun_state(c->lun) & HBK_LUN_NO_MEDIUM) && (cmd->flags & (MEDIA | MEDIUM)))
 		return HBK_CC(HBK_SK_NOT_READY, HBK_ASC_MEDIUM_NOT_PRESENT);
-	if (!fields_valid(cmd, c->cdb))
-		return HBK_CC_INVALID_FIELD;
+	if ((cc = check_fields(c, cmd)))
+		return cc;
 	if (c->lun) {
 		state = lun_state(c->lun);
 		if ((state & HBK_LUN_RESERVED6) && hbk_reserve6_conflict(c->lun, c->initiator, c->cdb))
@@ -273,7 +277,7 @@ static uint32_t report_one(struct cmd_ctx *c, bool rctd, unsigned option)
 		bool has_sa = cmd->flags & HAS_SA;
 
 		if ((option == 1 && has_sa) || (option == 2 && !has_sa))
-			return HBK_CC_INVALID_FIELD;
+			return invalid_field(c, 2, 2);  /* REPORTING OPTIONS */
 		if (has_sa)
 			cmd = find_sa(cmd, get_be16(c->cdb + 4));
 	}
@@ -298,7 +302,7 @@ uint32_t hbk_emul_report_opcodes(struct cmd_ctx *c)
 	unsigned option = c->cdb[2] & 0x07;
 
 	if (option > 3)
-		return HBK_CC_INVALID_FIELD;
+		return invalid_field(c, 2, 2);          /* REPORTING OPTIONS */
 	data_in_begin(c, get_be32(c->cdb + 6));
 	return option ? report_one(c, rctd, option) : report_all(c, rctd);
 }
@@ -308,11 +312,11 @@ uint32_t hbk_emul_report_opcodes(struct cmd_ctx *c)
 /*
  * The reply to a command that ended with cc (0, HBK_CC_CONFLICT,
  * HBK_CC_CONDITION_MET or a packed CHECK CONDITION) having moved `bytes`;
- * info, when info_valid, goes to the sense INFORMATION field.  A CHECK
- * CONDITION is remembered for REQUEST SENSE when the LUN exists.  Both
- * entry points end here.
+ * info, when info_valid, goes to the sense INFORMATION field, and sks
+ * (non-zero: a field pointer, see invalid_field) to the SENSE KEY SPECIFIC
+ * bytes of an ILLEGAL REQUEST.  Both entry points end here.
  */
-static void reply(uint32_t cc, uint64_t bytes, bool info_valid, uint64_t info,
+static void reply(uint32_t cc, uint64_t bytes, bool info_valid, uint64_t info, uint32_t sks,
 		  struct hbk_scsi_reply *out)
 {
 	memset(out, 0, offsetof(struct hbk_scsi_reply, sense));
@@ -331,6 +335,10 @@ static void reply(uint32_t cc, uint64_t bytes, bool info_valid, uint64_t info,
 	if (info_valid && info <= UINT32_MAX) {
 		out->sense[0] |= 0x80;          /* VALID: INFORMATION holds info */
 		put_be32(out->sense + 3, (uint32_t)info);
+	}
+	if (sks && (uint8_t)(cc >> 16) == HBK_SK_ILLEGAL_REQUEST) {
+		out->sense[15] = (uint8_t)(sks >> 16);  /* SKSV, C/D, BPV, BIT POINTER */
+		put_be16(out->sense + 16, (uint16_t)sks); /* FIELD POINTER */
 	}
 }
 
@@ -355,7 +363,7 @@ void hbk_scsi_exec(struct hbk_scsi_target *t, const struct hbk_scsi_req *req,
 	struct cmd_ctx c = cmd_init(t, req);
 	uint32_t cc = dispatch(&c, req->cdb_len);
 
-	reply(cc, c.bytes, c.info_valid, c.info, out);
+	reply(cc, c.bytes, c.info_valid, c.info, c.sks, out);
 }
 
 /* ---- Asynchronous READ and WRITE ------------------------------------------------ */
@@ -458,7 +466,7 @@ static void aio_start(struct hbk_scsi_aio *aio)
 			return;         /* held back: the COMPARE AND WRITE starts it */
 		if (hbk_write_conflict(lun, aio->initiator_)) {
 			gate_leave(lun);
-			reply(HBK_CC_CONFLICT, 0, false, 0, aio->out);
+			reply(HBK_CC_CONFLICT, 0, false, 0, 0, aio->out);
 			aio->done(aio);
 			return;
 		}
@@ -508,7 +516,7 @@ int hbk_scsi_exec_async(struct hbk_scsi_target *t, const struct hbk_scsi_req *re
 	c.aio = aio;
 	cc = dispatch(&c, req->cdb_len);
 	if (!c.async) {         /* refused by a check, or nothing to move */
-		reply(cc, c.bytes, c.info_valid, c.info, aio->out);
+		reply(cc, c.bytes, c.info_valid, c.info, c.sks, aio->out);
 		aio->done(aio);
 		return 0;
 	}
@@ -524,7 +532,7 @@ void hbk_scsi_aio_end(struct hbk_scsi_aio *aio, int result)
 
 	if (write)
 		gate_leave(lun);
-	reply(cc, cc ? 0 : aio->bytes_, false, 0, aio->out);
+	reply(cc, cc ? 0 : aio->bytes_, false, 0, 0, aio->out);
 	aio->done(aio);
 }
 

@@ -120,7 +120,7 @@ uint32_t hbk_mode_sense(struct cmd_ctx *c)
 	if (pc == PC_SAVED)
 		return HBK_CC(HBK_SK_ILLEGAL_REQUEST, HBK_ASC_SAVING_PARAMS_NOT_SUPPORTED);
 	if (subpage && !(code == 0x3f && subpage == 0xff))
-		return HBK_CC_INVALID_FIELD;
+		return invalid_field(c, 3, 7);          /* SUBPAGE CODE */
 	if (bd)
 		block_descriptor(&c->lun->cfg, d + n, llba, pc == PC_CHANGEABLE);
 	n += bd;
@@ -131,7 +131,7 @@ uint32_t hbk_mode_sense(struct cmd_ctx *c)
 		found = true;
 	}
 	if (!found)
-		return HBK_CC_INVALID_FIELD;
+		return invalid_field(c, 2, 5);          /* PAGE CODE */
 	if (ten) {
 		put_be16(d, (uint16_t)(n - 2));
 		d[3] = devspec;
@@ -148,49 +148,65 @@ uint32_t hbk_mode_sense(struct cmd_ctx *c)
 	return 0;
 }
 
-/* A block descriptor in MODE SELECT may only restate the block size and the
- * capacity (or give 0 blocks: keep the capacity). */
-static uint32_t check_descriptor(const struct hbk_scsi_lun_cfg *cfg, const uint8_t *d,
-				 size_t len, bool llba)
+/* The most significant bit in which a and b differ (they do). */
+static unsigned top_diff_bit(uint8_t a, uint8_t b)
+{
+	return 31u - (unsigned)__builtin_clz((unsigned)(a ^ b));
+}
+
+/* A block descriptor in MODE SELECT (at byte `at` of the parameter list,
+ * whose header gives its length at byte len_at) may only restate the block
+ * size and the capacity (or give 0 blocks: keep the capacity). */
+static uint32_t check_descriptor(struct cmd_ctx *c, const uint8_t *d, size_t at, size_t len,
+				 size_t len_at, bool llba)
 {
 	uint8_t want[16] = { 0 };
+	size_t half = llba ? 8 : 4;
 
 	if (len == 0)
 		return 0;
 	if (len != (llba ? 16u : 8u))
-		return HBK_CC_INVALID_PARAM;
-	block_descriptor(cfg, want, llba, false);
-	if (memcmp(d + (llba ? 8 : 4), want + (llba ? 8 : 4), llba ? 8 : 4))
-		return HBK_CC_INVALID_PARAM;    /* block length (and reserved bytes) */
-	if (memcmp(d, want, llba ? 8 : 4) && memcmp(d, (uint8_t[8]){ 0 }, llba ? 8 : 4))
-		return HBK_CC_INVALID_PARAM;    /* number of blocks */
+		return invalid_param(c, (unsigned)len_at, 7);  /* BLOCK DESCRIPTOR LENGTH */
+	block_descriptor(&c->lun->cfg, want, llba, false);
+	/* Block length (and reserved bytes): the first byte that differs. */
+	for (size_t i = half; i < 2 * half; i++)
+		if (d[i] != want[i])
+			return invalid_param(c, (unsigned)(at + i), top_diff_bit(d[i], want[i]));
+	if (memcmp(d, want, half) && memcmp(d, (uint8_t[8]){ 0 }, half))
+		return invalid_param(c, (unsigned)at, 7);      /* NUMBER OF BLOCKS */
 	return 0;
 }
 
 /*
- * Checks one page of a MODE SELECT parameter list (room bytes left) against
- * the current values cur: only changeable bits may differ (the PS bit is
- * ignored).  Takes its changeable parameters into *v and its length into
- * *len.
+ * Checks one page of a MODE SELECT parameter list (at byte `at`, room bytes
+ * left) against the current values cur: only changeable bits may differ
+ * (the PS bit is ignored).  Takes its changeable parameters into *v and its
+ * length into *len.
  */
-static uint32_t take_page(const uint8_t *p, size_t room, const struct mode_values *cur,
-			  struct mode_values *v, size_t *len)
+static uint32_t take_page(struct cmd_ctx *c, size_t at, size_t room,
+			  const struct mode_values *cur, struct mode_values *v, size_t *len)
 {
+	const uint8_t *p = c->buf + at;
 	uint8_t want[HBK_MODE_PAGE_MAX] = { 0 }, mask[HBK_MODE_PAGE_MAX] = { 0 };
 	const struct mode_page *pg;
 
 	if (room < 2)
 		return HBK_CC_PARAM_LENGTH;
-	pg = p[0] & 0x40 ? NULL : find_page(p[0] & 0x3f);   /* no subpages */
-	if (!pg || p[1] != pg->len - 2)
-		return HBK_CC_INVALID_PARAM;
+	if (p[0] & 0x40)                                    /* SPF: no subpages */
+		return invalid_param(c, (unsigned)at, 6);
+	pg = find_page(p[0] & 0x3f);
+	if (!pg)
+		return invalid_param(c, (unsigned)at, 5);   /* PAGE CODE */
+	if (p[1] != pg->len - 2)
+		return invalid_param(c, (unsigned)at + 1, 7);       /* PAGE LENGTH */
 	if (room < pg->len)
 		return HBK_CC_PARAM_LENGTH;
 	build_page(pg, cur, want, false);
 	build_page(pg, cur, mask, true);
 	for (size_t i = 2; i < pg->len; i++)
 		if ((p[i] ^ want[i]) & ~mask[i])
-			return HBK_CC_INVALID_PARAM;
+			return invalid_param(c, (unsigned)(at + i),
+					     top_diff_bit(p[i] & ~mask[i], want[i] & ~mask[i]));
 	if (pg->take)
 		pg->take(v, p);
 	*len = pg->len;
@@ -211,8 +227,10 @@ uint32_t hbk_mode_select(struct cmd_ctx *c)
 	struct mode_values cur, v;
 	uint32_t cc;
 
-	if ((c->cdb[1] & 0x11) != 0x10)
-		return HBK_CC_INVALID_FIELD;
+	if (!(c->cdb[1] & 0x10))
+		return invalid_field(c, 1, 4);          /* PF */
+	if (c->cdb[1] & 0x01)
+		return invalid_field(c, 1, 0);          /* SP */
 	if (len == 0)
 		return 0;
 	if (len < hdr)
@@ -222,14 +240,14 @@ uint32_t hbk_mode_select(struct cmd_ctx *c)
 	bd = ten ? get_be16(p + 6) : p[3];
 	if (hdr + bd > len)
 		return HBK_CC_PARAM_LENGTH;
-	cc = check_descriptor(&lun->cfg, p + hdr, bd, ten && (p[4] & 0x01));
+	cc = check_descriptor(c, p + hdr, hdr, bd, ten ? 6 : 3, ten && (p[4] & 0x01));
 	if (cc)
 		return cc;
 	/* Under the lock, so that concurrent MODE SELECTs apply one by one. */
 	pthread_mutex_lock(&lun->lock);
 	cur = v = current_values(lun);
 	for (size_t off = hdr + bd; off < len; off += page_len) {
-		cc = take_page(p + off, len - off, &cur, &v, &page_len);
+		cc = take_page(c, off, len - off, &cur, &v, &page_len);
 		if (cc)
 			break;
 	}

@@ -253,7 +253,7 @@ uint32_t hbk_pr_prevent_allow(struct cmd_ctx *c)
 	uint32_t cc = 0;
 
 	if (c->cdb[4] & 0x02)           /* PREVENT 10b and 11b are obsolete */
-		return HBK_CC_INVALID_FIELD;
+		return invalid_field(c, 4, 1);
 	pthread_mutex_lock(&lun->lock);
 	n = prevent ? nexus_get(lun, c->initiator) : nexus_find(lun, c->initiator);
 	if (n) {
@@ -345,7 +345,7 @@ uint32_t hbk_pr_in(struct cmd_ctx *c)
 	size_t n;
 
 	if (sa >= sizeof pr_in_replies / sizeof pr_in_replies[0])
-		return HBK_CC_INVALID_FIELD;
+		return invalid_field(c, 1, 4);          /* SERVICE ACTION */
 	pthread_mutex_lock(&lun->lock);
 	n = pr_in_replies[sa](lun, d);
 	if (sa != HBK_PR_REPORT_CAPABILITIES) {
@@ -464,16 +464,22 @@ uint32_t hbk_pr_out(struct cmd_ctx *c)
 	uint32_t cc;
 
 	/* RESERVE, RELEASE and PREEMPT need LU_SCOPE and a type. */
-	if (!reg && sa != HBK_PR_CLEAR && ((c->cdb[2] >> 4) || !type_valid(type)))
-		return HBK_CC_INVALID_FIELD;
+	if (!reg && sa != HBK_PR_CLEAR && (c->cdb[2] >> 4))
+		return invalid_field(c, 2, 7);          /* SCOPE */
+	if (!reg && sa != HBK_PR_CLEAR && !type_valid(type))
+		return invalid_field(c, 2, 3);          /* TYPE */
 	if (get_be32(c->cdb + 5) != PR_OUT_PARAM_LEN)
 		return HBK_CC_PARAM_LENGTH;
 	if (c->out_len < PR_OUT_PARAM_LEN)
 		return HBK_CC_INVALID_FIELD;
 	key = get_be64(p);
 	sa_key = get_be64(p + 8);
-	if ((p[20] & PR_SPEC_I_PT) || (reg && (p[20] & (PR_ALL_TG_PT | PR_APTPL))))
-		return HBK_CC_INVALID_PARAM;
+	if (p[20] & PR_SPEC_I_PT)
+		return invalid_param(c, 20, 3);
+	if (reg && (p[20] & PR_ALL_TG_PT))
+		return invalid_param(c, 20, 2);
+	if (reg && (p[20] & PR_APTPL))
+		return invalid_param(c, 20, 0);
 
 	/* PREEMPT AND ABORT ends the preempted nexuses' tasks: with the write
 	 * lock held alone, every write that passed its reservation check has
@@ -496,6 +502,8 @@ uint32_t hbk_pr_out(struct cmd_ctx *c)
 		cc = pr_preempt(lun, c->initiator, sa_key, type);
 	lun_state_set(lun, HBK_LUN_RESERVED, lun->pr_type != 0);
 	pthread_mutex_unlock(&lun->lock);
+	if (cc == HBK_CC_INVALID_PARAM)         /* PREEMPT's SERVICE ACTION RESERVATION KEY 0 */
+		c->sks = sks_field_pointer(false, 8, 7);
 	if (fence)
 		hbk_writes_admit(lun);
 	if (!cc)

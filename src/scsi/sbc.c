@@ -28,6 +28,7 @@ struct block_range {
 	uint32_t nblocks;
 	bool     fua;
 	uint8_t  protect;
+	uint8_t  len_at;        /* the CDB byte the length starts at */
 };
 
 static struct block_range decode_range(const uint8_t *cdb)
@@ -38,19 +39,23 @@ static struct block_range decode_range(const uint8_t *cdb)
 	case 0: /* 6-byte: 21-bit LBA, and length 0 means 256 blocks */
 		r.lba = get_be24(cdb + 1) & 0x1fffff;
 		r.nblocks = cdb[4] ? cdb[4] : 256;
+		r.len_at = 4;
 		return r;
 	case 1: /* 10-byte (groups 1 and 2) */
 	case 2:
 		r.lba = get_be32(cdb + 2);
 		r.nblocks = get_be16(cdb + 7);
+		r.len_at = 7;
 		break;
 	case 5: /* 12-byte */
 		r.lba = get_be32(cdb + 2);
 		r.nblocks = get_be32(cdb + 6);
+		r.len_at = 6;
 		break;
 	default: /* 16-byte */
 		r.lba = get_be64(cdb + 2);
 		r.nblocks = get_be32(cdb + 10);
+		r.len_at = 10;
 		break;
 	}
 	r.fua = cdb[1] & 0x08;
@@ -60,17 +65,17 @@ static struct block_range decode_range(const uint8_t *cdb)
 
 /* A transfer: no protection information, on the medium, within the
  * maximum transfer length. */
-static uint32_t check_transfer(const struct cmd_ctx *c, const struct block_range *r)
+static uint32_t check_transfer(struct cmd_ctx *c, const struct block_range *r)
 {
 	uint32_t max = c->lun->cfg.max_xfer_blocks;
 	uint32_t cc;
 
 	if (r->protect)
-		return HBK_CC_INVALID_FIELD;
+		return invalid_field(c, 1, 7);          /* RDPROTECT, WRPROTECT, VRPROTECT */
 	cc = check_range(c->lun, r->lba, r->nblocks);
 	if (cc)
 		return cc;
-	return max && r->nblocks > max ? HBK_CC_INVALID_FIELD : 0;
+	return max && r->nblocks > max ? invalid_field(c, r->len_at, 7) : 0;
 }
 
 /* The initiator's buffer must hold len bytes in the command's direction. */
@@ -231,7 +236,7 @@ uint32_t hbk_sbc_verify(struct cmd_ctx *c)
 	uint32_t cc;
 
 	if (bytchk == 2)
-		return HBK_CC_INVALID_FIELD;
+		return invalid_field(c, 1, 2);          /* BYTCHK */
 	cc = check_transfer(c, &r);
 	if (cc || r.nblocks == 0)
 		return cc;
@@ -253,7 +258,7 @@ uint32_t hbk_sbc_write_verify(struct cmd_ctx *c)
 	uint32_t cc;
 
 	if (c->cdb[1] & 0x04)           /* BYTCHK 1xb is reserved */
-		return HBK_CC_INVALID_FIELD;
+		return invalid_field(c, 1, 2);
 	cc = check_transfer(c, &r);
 	if (cc || r.nblocks == 0)
 		return cc;
@@ -318,15 +323,17 @@ uint32_t hbk_sbc_write_same(struct cmd_ctx *c)
 	uint64_t n = r.nblocks;
 	int err;
 
-	if (r.protect || (flags & 0x10))
-		return HBK_CC_INVALID_FIELD;
+	if (r.protect)
+		return invalid_field(c, 1, 7);          /* WRPROTECT */
+	if (flags & 0x10)
+		return invalid_field(c, 1, 4);          /* ANCHOR */
 	if (n == 0) {
 		if (r.lba >= lun->cfg.nblocks)
 			return HBK_CC_LBA_OUT_OF_RANGE;
 		n = lun->cfg.nblocks - r.lba;
 	}
 	if (n > lun_ws_limit(lun))
-		return HBK_CC_INVALID_FIELD;
+		return invalid_field(c, r.len_at, 7);   /* NUMBER OF LOGICAL BLOCKS */
 	r.nblocks = (uint32_t)n;
 	cc = check_range(lun, r.lba, r.nblocks);
 	if (!cc && !ndob)
@@ -363,12 +370,12 @@ uint32_t hbk_sbc_compare_write(struct cmd_ctx *c)
 	size_t half = (size_t)n * lun->cfg.block_size;
 
 	if (c->cdb[1] >> 5)             /* WRPROTECT: no protection information */
-		return HBK_CC_INVALID_FIELD;
+		return invalid_field(c, 1, 7);
 	cc = check_range(lun, lba, n);
 	if (cc)
 		return cc;
 	if (n > lun_caw_limit(lun))
-		return HBK_CC_INVALID_FIELD;
+		return invalid_field(c, 13, 7);         /* NUMBER OF LOGICAL BLOCKS */
 	cc = exact_data_out(c, 2 * (uint64_t)half);
 	if (cc || n == 0)
 		return cc;
@@ -412,7 +419,7 @@ uint32_t hbk_sbc_unmap(struct cmd_ctx *c)
 	int err;
 
 	if (c->cdb[1] & 0x01)           /* ANCHOR: ANC_SUP is 0 */
-		return HBK_CC_INVALID_FIELD;
+		return invalid_field(c, 1, 0);
 	if (param_len == 0)
 		return 0;
 	if (param_len < 8)
@@ -425,7 +432,7 @@ uint32_t hbk_sbc_unmap(struct cmd_ctx *c)
 		count = param_len - 8u;
 	count /= 16;
 	if (count > max_desc)
-		return HBK_CC_INVALID_PARAM;
+		return invalid_param(c, 2, 7);          /* UNMAP BLOCK DESCRIPTOR DATA LENGTH */
 	desc = c->buf + 8;
 	/* Check every descriptor before unmapping any. */
 	for (size_t i = 0; i < count; i++) {
@@ -560,7 +567,9 @@ uint32_t hbk_sbc_start_stop(struct cmd_ctx *c)
 
 	if (pc || mod) {
 		if (!power_condition_valid(pc, mod))
-			return HBK_CC_INVALID_FIELD;
+			return !pc || power_condition_valid(pc, 0) ?
+			       invalid_field(c, 3, 3) :        /* POWER CONDITION MODIFIER */
+			       invalid_field(c, 4, 7);         /* POWER CONDITION */
 		if (pc != 0x7)
 			lun_state_set(lun, HBK_LUN_STOPPED, false);
 		return 0;
@@ -568,7 +577,7 @@ uint32_t hbk_sbc_start_stop(struct cmd_ctx *c)
 	if (loej) {
 		if (!start && hbk_pr_removal_prevented(lun))
 			return HBK_CC(HBK_SK_ILLEGAL_REQUEST, HBK_ASC_MEDIUM_REMOVAL_PREVENTED);
-		return HBK_CC_INVALID_FIELD;
+		return invalid_field(c, 4, 1);          /* LOEJ */
 	}
 	if (!start && !no_flush && lun->cfg.ops->flush) {
 		err = lun->cfg.ops->flush(lun->cfg.ctx);

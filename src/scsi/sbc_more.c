@@ -29,19 +29,20 @@ bool hbk_sbc_cfg_valid(const struct hbk_scsi_lun_cfg *cfg)
 	       cfg->atomic_granularity <= limit && cfg->atomic_alignment <= cfg->nblocks;
 }
 
-/* WRPROTECT-style field 0, the blocks on the medium, at most max of them
- * (0: no limit).  The checks, in this order, of every write below. */
-static uint32_t check_transfer(const struct hbk_scsi_lun *lun, unsigned protect, uint64_t lba,
-			       uint64_t nblocks, uint32_t max)
+/* WRPROTECT (CDB byte 1) 0, the blocks on the medium, at most max of them
+ * (0: no limit; the length starts at CDB byte len_at).  The checks, in
+ * this order, of every write below. */
+static uint32_t check_transfer(struct cmd_ctx *c, uint64_t lba, uint64_t nblocks, uint32_t max,
+			       unsigned len_at)
 {
 	uint32_t cc;
 
-	if (protect)
-		return HBK_CC_INVALID_FIELD;
-	cc = check_range(lun, lba, nblocks);
+	if (c->cdb[1] >> 5)
+		return invalid_field(c, 1, 7);
+	cc = check_range(c->lun, lba, nblocks);
 	if (cc)
 		return cc;
-	return max && nblocks > max ? HBK_CC_INVALID_FIELD : 0;
+	return max && nblocks > max ? invalid_field(c, len_at, 7) : 0;
 }
 
 /* With WCE 0 the cache is write-through: every write is FUA. */
@@ -94,7 +95,7 @@ uint32_t hbk_sbc_orwrite(struct cmd_ctx *c)
 	bool fua = write_fua(lun, c->cdb[1] & 0x08);
 	uint8_t *tmp;
 
-	cc = check_transfer(lun, c->cdb[1] >> 5, lba, nblocks, cfg->max_xfer_blocks);
+	cc = check_transfer(c, lba, nblocks, cfg->max_xfer_blocks, 10);
 	if (cc || nblocks == 0)
 		return cc;
 	if ((uint64_t)nblocks * bs > c->out_len)
@@ -148,12 +149,13 @@ uint32_t hbk_sbc_write_atomic(struct cmd_ctx *c)
 	uint64_t len = (uint64_t)nblocks * cfg->block_size;
 	int err;
 
-	cc = check_transfer(lun, c->cdb[1] >> 5, lba, nblocks, cfg_atomic_limit(cfg));
+	cc = check_transfer(c, lba, nblocks, cfg_atomic_limit(cfg), 12);
 	if (cc)
 		return cc;
-	if ((cfg->atomic_alignment && lba % cfg->atomic_alignment) ||
-	    (cfg->atomic_granularity && nblocks % cfg->atomic_granularity))
-		return HBK_CC_INVALID_FIELD;
+	if (cfg->atomic_alignment && lba % cfg->atomic_alignment)
+		return invalid_field(c, 2, 7);          /* LOGICAL BLOCK ADDRESS */
+	if (cfg->atomic_granularity && nblocks % cfg->atomic_granularity)
+		return invalid_field(c, 12, 7);         /* TRANSFER LENGTH */
 	if (nblocks == 0)
 		return 0;
 	if (len > c->out_len)
@@ -185,7 +187,7 @@ uint32_t hbk_sbc_read_defect_data(struct cmd_ctx *c)
 	uint8_t d[8] = { 0 };
 
 	if ((req & 0x07) == HBK_DEFECT_FORMAT_RESERVED)
-		return HBK_CC_INVALID_FIELD;
+		return invalid_field(c, twelve ? 1 : 2, 2);     /* DEFECT LIST FORMAT */
 	d[1] = req & 0x1f;      /* PLISTV = REQ_PLIST, GLISTV = REQ_GLIST, the format */
 	data_in_begin(c, twelve ? get_be32(c->cdb + 6) : get_be16(c->cdb + 7));
 	emit(c, d, twelve ? 8 : 4);     /* DEFECT LIST LENGTH 0 */

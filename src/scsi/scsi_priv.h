@@ -137,6 +137,9 @@ struct cmd_ctx {
 	uint64_t bytes;             /* moved into or out of buf */
 	uint64_t info;              /* sense INFORMATION field, when info_valid */
 	bool     info_valid;
+	/* SENSE KEY SPECIFIC field pointer of an INVALID FIELD (sense bytes
+	 * 15-17, SPC-5 4.4.2.4.2), 0 for none; see invalid_field. */
+	uint32_t sks;
 	/* hbk_scsi_exec_async: READ and WRITE, once checked, describe their
 	 * transfer in aio and set async instead of calling the backend. */
 	struct hbk_scsi_aio *aio;
@@ -198,6 +201,33 @@ static inline uint32_t lun_caw_limit(const struct hbk_scsi_lun *lun)
 	if (!lun->cfg.max_xfer_blocks || max > HBK_SCSI_CAW_MAX)
 		return HBK_SCSI_CAW_MAX;
 	return max ? max : 1;
+}
+
+/* The sense-key specific bytes of a field pointer: SKSV, C/D (the CDB, else
+ * the parameter list), BPV with the bit, then the byte. */
+static inline uint32_t sks_field_pointer(bool cdb, unsigned byte, unsigned bit)
+{
+	return (0x80u | (cdb ? 0x40u : 0) | 0x08u | (bit & 0x07u)) << 16 | (byte & 0xffffu);
+}
+
+/*
+ * INVALID FIELD IN CDB, pointing the initiator at bit `bit` of CDB byte
+ * `byte`: the most significant bit of the offending field (SPC-5
+ * 4.4.2.4.2), or the offending bit of a reserved one.  Returns the packed
+ * CHECK CONDITION for the handler to return.
+ */
+static inline uint32_t invalid_field(struct cmd_ctx *c, unsigned byte, unsigned bit)
+{
+	c->sks = sks_field_pointer(true, byte, bit);
+	return HBK_CC_INVALID_FIELD;
+}
+
+/* INVALID FIELD IN PARAMETER LIST at bit `bit` of byte `byte` of the
+ * parameter data, as invalid_field. */
+static inline uint32_t invalid_param(struct cmd_ctx *c, unsigned byte, unsigned bit)
+{
+	c->sks = sks_field_pointer(false, byte, bit);
+	return HBK_CC_INVALID_PARAM;
 }
 
 static inline void data_in_begin(struct cmd_ctx *c, uint64_t alloc_len)

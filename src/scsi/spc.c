@@ -219,7 +219,7 @@ uint32_t hbk_spc_inquiry(struct cmd_ctx *c)
 	size_t len;
 
 	if (!evpd && c->cdb[2])         /* a page without EVPD */
-		return HBK_CC_INVALID_FIELD;
+		return invalid_field(c, 2, 7);
 	if (evpd && !c->lun)
 		return HBK_CC_LUN_NOT_SUPPORTED;
 	data_in_begin(c, get_be16(c->cdb + 3));
@@ -227,7 +227,7 @@ uint32_t hbk_spc_inquiry(struct cmd_ctx *c)
 		return inquiry_standard(c);
 	page = find_vpd(c->lun, c->cdb[2]);
 	if (!page)
-		return HBK_CC_INVALID_FIELD;
+		return invalid_field(c, 2, 7);          /* PAGE CODE */
 	len = page->build(c->lun, p);
 	p[0] = HBK_PDT_DISK;
 	p[1] = page->code;
@@ -244,8 +244,10 @@ uint32_t hbk_spc_report_luns(struct cmd_ctx *c)
 	uint32_t limit = 0, count = 0;
 
 	/* 0: all LUNs, 1: well-known LUNs only (there are none), 2: both. */
-	if (alloc_len < 16 || select > 2)
-		return HBK_CC_INVALID_FIELD;
+	if (select > 2)
+		return invalid_field(c, 2, 7);          /* SELECT REPORT */
+	if (alloc_len < 16)
+		return invalid_field(c, 6, 7);          /* ALLOCATION LENGTH */
 	if (t && t->luns && select != 1)
 		limit = t->lun_count < HBK_SCSI_LUN_FLAT_MAX ? t->lun_count : HBK_SCSI_LUN_FLAT_MAX;
 	for (uint32_t i = 0; i < limit; i++)
