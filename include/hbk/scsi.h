@@ -244,8 +244,10 @@ struct hbk_scsi_lun {
 	/* RESERVE(6) (SPC-2): the holder, while state has the reserved bit. */
 	uint64_t reserve6_holder;
 	/* Unit attentions: slots [0, ua_count) in use; ua_clock is the next
-	 * one to reuse when all are. */
+	 * one to reuse when all are.  ua_seq is odd while a slot changes hands
+	 * (under lock), so a lookup without the lock can tell it raced one. */
 	atomic_uint ua_count;
+	atomic_uint ua_seq;
 	uint32_t ua_clock;
 	bool ua_gave_up;           /* a nexus was dropped from the table (lun->lock) */
 	struct hbk_scsi_ua_slot ua[HBK_SCSI_UA_MAX];

@@ -6,8 +6,10 @@
  * reservation and mode page changes other files report.  Every LUN keeps a
  * small table of the I_T nexuses that have sent it commands, each with a
  * mask of the conditions not reported to it yet; a command looks its nexus
- * up without a lock (the table only changes under lun->lock) and takes the
- * lock only when something is pending or the nexus is new.  A condition is
+ * up without a lock (the table only changes under lun->lock, and a
+ * sequence count tells a lookup that a slot changed hands meanwhile) and
+ * takes the lock only when something is pending, the nexus is new or the
+ * lookup raced a change.  A condition is
  * reported once, as CHECK CONDITION with UNIT ATTENTION, on the nexus' next
  * command other than INQUIRY, REPORT LUNS and REQUEST SENSE (which returns
  * it as sense data and clears it).  The emulation establishes no power-on
@@ -23,6 +25,12 @@
 #include <pthread.h>
 
 #include "scsi/scsi_priv.h"
+
+/* Where a test may act between a lookup without the lock and its use
+ * (tests/test_scsi_ua.c builds this file with its own definition). */
+#ifndef UA_TEST_POINT
+#define UA_TEST_POINT(lun) ((void)(lun))
+#endif
 
 /* ASC/ASCQ of each HBK_UA_* bit, lowest bit first: that is the order of
  * precedence in which pending conditions are reported (29h first). */
@@ -40,6 +48,7 @@ static const uint16_t ua_codes[] = {
 void hbk_ua_init(struct hbk_scsi_lun *lun)
 {
 	atomic_init(&lun->ua_count, 0u);
+	atomic_init(&lun->ua_seq, 0u);
 	lun->ua_clock = 0;
 	lun->ua_gave_up = false;
 	for (unsigned i = 0; i < HBK_SCSI_UA_MAX; i++) {
@@ -50,10 +59,10 @@ void hbk_ua_init(struct hbk_scsi_lun *lun)
 
 /*
  * The slot of `it`, or NULL.  Without lun->lock the answer may be stale (a
- * slot reused or moved meanwhile), which costs at most a visit to the
- * locked path; under the lock it is exact.  Acquire: pairs with the release
- * stores of slot_fill, so a slot's pending mask is at least as new as the
- * initiator found in it.
+ * slot reused or moved meanwhile): hbk_ua_check then finds ua_seq moved
+ * and takes the locked path; under the lock it is exact.  Acquire: pairs
+ * with the release stores of slot_fill, so a slot's pending mask is at
+ * least as new as the initiator found in it.
  */
 static struct hbk_scsi_ua_slot *slot_find(struct hbk_scsi_lun *lun, uint64_t it)
 {
@@ -63,6 +72,22 @@ static struct hbk_scsi_ua_slot *slot_find(struct hbk_scsi_lun *lun, uint64_t it)
 		if (atomic_load_explicit(&lun->ua[i].initiator, memory_order_acquire) == it)
 			return &lun->ua[i];
 	return NULL;
+}
+
+/*
+ * Called (lun->lock held) before and after slots change hands: a slot
+ * filled for another nexus, the last slot moved into a freed one.  A
+ * lookup without the lock that overlaps the change sees ua_seq differ
+ * before and after it.  The slot stores in between are release stores,
+ * so a lookup whose acquire loads see any of them sees the first call's
+ * store when it loads ua_seq again; the second call's store is a release,
+ * paired with the acquire load of ua_seq that starts a lookup.
+ */
+static void slots_change(struct hbk_scsi_lun *lun)
+{
+	unsigned seq = atomic_load_explicit(&lun->ua_seq, memory_order_relaxed);
+
+	atomic_store_explicit(&lun->ua_seq, seq + 1, memory_order_release);
 }
 
 static void slot_fill(struct hbk_scsi_ua_slot *s, uint64_t it, unsigned pending)
@@ -80,10 +105,14 @@ static struct hbk_scsi_ua_slot *slot_add(struct hbk_scsi_lun *lun, uint64_t it)
 	struct hbk_scsi_ua_slot *s;
 
 	if (n < HBK_SCSI_UA_MAX) {
+		/* A lookup that read ua_count before a slot_remove may still
+		 * scan this slot: it sees the change. */
+		slots_change(lun);
 		s = &lun->ua[n];
 		slot_fill(s, it, lun->ua_gave_up ? HBK_UA_FORGOTTEN : 0);
 		/* Release: the slot is filled before readers may scan it. */
 		atomic_store_explicit(&lun->ua_count, n + 1, memory_order_release);
+		slots_change(lun);
 		return s;
 	}
 	unsigned victim = lun->ua_clock;
@@ -99,7 +128,9 @@ static struct hbk_scsi_ua_slot *slot_add(struct hbk_scsi_lun *lun, uint64_t it)
 	lun->ua_clock = (victim + 1) % HBK_SCSI_UA_MAX;
 	lun->ua_gave_up = true;
 	s = &lun->ua[victim];
+	slots_change(lun);
 	slot_fill(s, it, HBK_UA_FORGOTTEN);
+	slots_change(lun);
 	return s;
 }
 
@@ -119,10 +150,19 @@ static uint16_t slot_take(struct hbk_scsi_ua_slot *s)
 
 uint32_t hbk_ua_check(struct hbk_scsi_lun *lun, uint64_t initiator, bool report)
 {
-	struct hbk_scsi_ua_slot *s = slot_find(lun, initiator);
+	/* Acquire: pairs with the release store of slots_change's second
+	 * call, so the slots changed before it are seen as changed. */
+	unsigned seq = atomic_load_explicit(&lun->ua_seq, memory_order_acquire);
+	struct hbk_scsi_ua_slot *s = seq & 1 ? NULL : slot_find(lun, initiator);
 	uint16_t code = 0;
 
-	if (s && (!report || !atomic_load_explicit(&s->pending, memory_order_acquire)))
+	UA_TEST_POINT(lun);
+	/* The slot found holds the nexus' own mask only if no slot changed
+	 * hands meanwhile: a slot moved and refilled would otherwise pair
+	 * this initiator with another's mask.  The loads of the slot are
+	 * acquire, so ua_seq is loaded again after them. */
+	if (s && (!report || !atomic_load_explicit(&s->pending, memory_order_acquire)) &&
+	    atomic_load_explicit(&lun->ua_seq, memory_order_relaxed) == seq)
 		return 0;       /* known, nothing to report: the common case */
 	pthread_mutex_lock(&lun->lock);
 	s = slot_find(lun, initiator);
@@ -212,10 +252,12 @@ static void slot_remove(struct hbk_scsi_lun *lun, uint64_t it)
 	if (!s)
 		return;
 	last = &lun->ua[n - 1];
+	slots_change(lun);
 	if (s != last)
 		slot_fill(s, atomic_load_explicit(&last->initiator, memory_order_relaxed),
 			  atomic_load_explicit(&last->pending, memory_order_relaxed));
 	atomic_store_explicit(&lun->ua_count, n - 1, memory_order_release);
+	slots_change(lun);
 	if (lun->ua_clock >= n - 1)
 		lun->ua_clock = 0;
 }
