@@ -5,7 +5,7 @@
  * healthy, degraded with each member failed in turn, during a rebuild onto a
  * hot spare and after a simulated power cut and reassembly; scrub after a
  * random write load and against injected corruption; metadata verdicts
- * (missing, stale, foreign, blank, bad CRC, dirty and degraded); the
+ * (missing, stale, foreign, blank, bad CRC or torn, dirty and degraded); the
  * write-back cache; and a member dying in the middle of a write.
  */
 #include <stdarg.h>
@@ -1129,13 +1129,13 @@ static void test_metadata_verdicts(void **state)
 	assert_int_equal(rep.disk[3].slot, 1);
 	hbk_raid_close(r1);
 
-	/* A bad CRC makes a disk foreign, never a member. */
+	/* A bad CRC makes a disk damaged, never a member. */
 	uint8_t *sb = aligned(4096);
 	assert_int_equal(hbk_disk_rw(d[3], HBK_DISK_READ, sb, 0, 4096, 0), 0);
 	sb[2000] ^= 1;
 	assert_int_equal(hbk_disk_rw(d[3], HBK_DISK_WRITE, sb, 0, 4096, 0), 0);
 	r = assemble(d, 4, &rep);
-	assert_int_equal(rep.disk[3].verdict, HBK_RAID_DISK_FOREIGN);
+	assert_int_equal(rep.disk[3].verdict, HBK_RAID_DISK_DAMAGED);
 	assert_int_equal(rep.missing, 1u << 3);
 	check_all(r, 800);
 	hbk_raid_close(r);
@@ -1601,6 +1601,86 @@ static void test_rebuilt_member_is_flushed_first(void **state)
 		hbk_disk_close(d[i]);
 }
 
+/* d's superblock: the first `keep` bytes as in `now`, the rest as in `before`
+ * (a superblock write torn by a crash). */
+static void sb_tear(struct hbk_disk *d, const uint8_t *now, const uint8_t *before, unsigned keep)
+{
+	uint8_t *sb = aligned(4096);
+	memcpy(sb, now, keep);
+	memcpy(sb + keep, before + keep, 4096 - keep);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, sb, 0, 4096, 0), 0);
+	free(sb);
+}
+
+/* A superblock torn by a crash (its first sector from the newest round,
+ * the rest from an older one, so the CRC fails while the magic and the
+ * array UUID are intact) is reported as damaged metadata on its member,
+ * never as foreign and never used: the array runs without that member
+ * (degraded), the disk can be put back by a rebuild, and with too many
+ * members damaged assembly refuses. */
+static void test_torn_superblock_is_damaged(void **state)
+{
+	(void)state;
+	struct hbk_disk *d[5];
+	struct hbk_raid_report rep;
+	uint8_t *before = aligned(4096), *now = aligned(4096);
+	make_disks(d, 5);
+	struct hbk_raid *r = create(&all_levels[2], d, NULL);   /* RAID 5 of 4 */
+	write_all(r, 950);
+	assert_int_equal(hbk_raid_fail(r, 3), 0);
+	assert_int_equal(hbk_disk_rw(d[1], HBK_DISK_READ, before, 0, 4096, 0), 0);
+	/* A round that changes the slot table past the first sector. */
+	assert_int_equal(hbk_raid_replace(r, 3, d[4]), 0);
+	assert_int_equal(hbk_raid_wait(r, 20000), 0);
+	hbk_raid_close(r);
+	assert_int_equal(hbk_disk_rw(d[1], HBK_DISK_READ, now, 0, 4096, 0), 0);
+	assert_memory_not_equal(now + 512, before + 512, 4096 - 512);
+	sb_tear(d[1], now, before, 512);
+
+	struct hbk_disk *all[5] = { d[0], d[1], d[2], d[3], d[4] };
+	r = assemble(all, 5, &rep);
+	assert_int_equal(rep.disk[1].verdict, HBK_RAID_DISK_DAMAGED);
+	assert_int_equal(rep.disk[1].slot, 1);
+	assert_int_equal(rep.disk[1].generation, 0);
+	assert_int_equal(rep.ndamaged, 1);
+	assert_int_equal(rep.nforeign, 0);
+	assert_int_equal(rep.disk[3].verdict, HBK_RAID_DISK_STALE);
+	assert_int_equal(rep.disk[4].slot, 3);
+	assert_int_equal(rep.missing, 1u << 1);
+	assert_int_equal(state_of(r), HBK_RAID_DEGRADED);
+	check_all(r, 950);
+	/* Put back as a stale disk is: rebuilt. */
+	assert_int_equal(hbk_raid_replace(r, 1, d[1]), 0);
+	assert_int_equal(hbk_raid_wait(r, 20000), 0);
+	assert_int_equal(state_of(r), HBK_RAID_OPTIMAL);
+	hbk_raid_close(r);
+	r = assemble(all, 5, &rep);
+	assert_int_equal(rep.ndamaged, 0);
+	assert_int_equal(rep.disk[1].verdict, HBK_RAID_DISK_MEMBER);
+	check_all(r, 950);
+	hbk_raid_close(r);
+
+	/* Two members damaged (the second half of each superblock stale): a
+	 * RAID 5 cannot run without both, and assembly refuses. */
+	for (int i = 0; i < 2; i++) {
+		struct hbk_disk *v = d[i == 0 ? 0 : 2];
+		assert_int_equal(hbk_disk_rw(v, HBK_DISK_READ, now, 0, 4096, 0), 0);
+		memcpy(before, now, 4096);
+		before[3000] ^= 0x5a;
+		sb_tear(v, now, before, 2048);
+	}
+	assert_int_equal(hbk_raid_assemble(all, 5, NULL, &rep, &r), -ENODEV);
+	assert_int_equal(rep.disk[0].verdict, HBK_RAID_DISK_DAMAGED);
+	assert_int_equal(rep.disk[0].slot, 0);
+	assert_int_equal(rep.disk[2].verdict, HBK_RAID_DISK_DAMAGED);
+	assert_int_equal(rep.disk[2].slot, 2);
+	assert_int_equal(rep.ndamaged, 2);
+	assert_int_equal(rep.nforeign, 0);
+	free(before);
+	free(now);
+	close_disks(d, 5);
+}
+
 /* Rewrites bytes [off, off + len) of d's superblock with v, checksum and all. */
 static void sb_patch(struct hbk_disk *d, unsigned off, const void *v, unsigned len)
 {
@@ -1927,6 +2007,7 @@ int main(void)
 		cmocka_unit_test(test_scrub_after_random_load),
 		cmocka_unit_test(test_scrub_finds_corruption),
 		cmocka_unit_test(test_metadata_verdicts),
+		cmocka_unit_test(test_torn_superblock_is_damaged),
 		cmocka_unit_test(test_dirty_degraded_needs_force),
 		cmocka_unit_test(test_split_brain_is_refused),
 		cmocka_unit_test(test_replaced_disk_is_no_split_brain),

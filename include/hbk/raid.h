@@ -81,9 +81,11 @@ enum hbk_raid_verdict {
 	HBK_RAID_DISK_MEMBER = 0,  /* used in its slot */
 	HBK_RAID_DISK_SPARE = 1,   /* used as a hot spare */
 	HBK_RAID_DISK_STALE = 2,   /* this array's, but an older generation: not used */
-	HBK_RAID_DISK_FOREIGN = 3, /* another array's, bad CRC, bad version or inconsistent */
+	HBK_RAID_DISK_FOREIGN = 3, /* another array's, bad version or inconsistent */
 	HBK_RAID_DISK_BLANK = 4,   /* no hbakit metadata */
 	HBK_RAID_DISK_UNREADABLE = 5,
+	HBK_RAID_DISK_DAMAGED = 6, /* hbakit metadata failing its CRC (a superblock torn by a
+				    * crash, or corrupt): not used, as a stale disk */
 };
 
 /* What assembly found; filled even when it fails. */
@@ -94,11 +96,12 @@ struct hbk_raid_report {
 	unsigned ndisks;
 	struct {
 		uint8_t verdict;       /* enum hbk_raid_verdict */
-		int slot;              /* MEMBER: its slot; else -1 */
+		int slot;              /* MEMBER: its slot; DAMAGED: the slot the newest
+					* metadata lists its disk in, if any; else -1 */
 		uint64_t generation;   /* 0 when there is no valid metadata */
 	} disk[HBK_RAID_MAX_DISKS];
 	uint32_t missing;          /* bit i: slot i has no usable disk */
-	unsigned nmissing, nstale, nforeign, nblank;
+	unsigned nmissing, nstale, nforeign, nblank, ndamaged;
 	/* Members whose superblock is one round behind the newest that
 	 * still lists them as they are: a metadata round was cut short (a
 	 * crash while writing it).  They are used, and the array resyncs. */
@@ -114,8 +117,9 @@ struct hbk_raid_report {
 
 /*
  * Assembles the array found on disks[0..n), in any order.  Every disk gets
- * a verdict in *report (which may be NULL); stale, foreign and blank disks
- * are logged and never used.  Missing slots run degraded (and are rebuilt
+ * a verdict in *report (which may be NULL); stale, foreign, blank and
+ * damaged disks are logged and never used (a damaged member's slot is
+ * missing, as a stale one's).  Missing slots run degraded (and are rebuilt
  * onto a spare if one is found).  An array that was not shut down cleanly
  * gets a background resync.  Returns 0 and *out; -ENODEV when no metadata
  * was found or too many members are missing for the level; -EUCLEAN without

@@ -311,16 +311,23 @@ int hbk_raid_create(const struct hbk_raid_config *cfg, struct hbk_disk *const *m
 /* ---- Assemble ------------------------------------------------------------------------------- */
 
 /* Reads and checks disk d's superblock into sb (host byte order).  Returns
- * the verdict: MEMBER when valid, BLANK, FOREIGN or UNREADABLE. */
+ * the verdict: MEMBER when valid, BLANK, FOREIGN, DAMAGED (our format, a
+ * checksum that does not match: only the UUIDs in sb may be looked at, as
+ * they were on disk) or UNREADABLE. */
 static enum hbk_raid_verdict sb_read(struct hbk_disk *d, struct raid_sb *sb)
 {
 	if (hbk_disk_rw(d, HBK_DISK_READ, sb, 0, SB_SIZE, 0))
 		return HBK_RAID_DISK_UNREADABLE;
 	if (memcmp(sb->magic, SB_MAGIC, sizeof(sb->magic)))
 		return HBK_RAID_DISK_BLANK;
-	if (le32toh(sb->crc) != sb_crc(sb) || le32toh(sb->version) != SB_VERSION ||
-	    le32toh(sb->sb_size) != SB_SIZE)
+	if (le32toh(sb->version) != SB_VERSION || le32toh(sb->sb_size) != SB_SIZE)
 		return HBK_RAID_DISK_FOREIGN;
+	/* Our magic and format with a bad checksum: most likely a superblock
+	 * torn by a crash during a metadata round (part of the new one on
+	 * disk, part of the old).  Nothing in it can be trusted, but it is
+	 * no other array's: assembly says so, and treats the disk as stale. */
+	if (le32toh(sb->crc) != sb_crc(sb))
+		return HBK_RAID_DISK_DAMAGED;
 	sb->generation = le64toh(sb->generation);
 	sb->flags = le32toh(sb->flags);
 	sb->level = le32toh(sb->level);
@@ -550,10 +557,13 @@ static int sort_disks(const struct raid_sb *sb, unsigned n, int pick, struct hbk
 	uint64_t newest = 0;
 	int auth = -1;
 	for (unsigned i = 0; i < n; i++)
-		if (rep->disk[i].verdict == HBK_RAID_DISK_MEMBER) {
+		if (rep->disk[i].verdict == HBK_RAID_DISK_MEMBER ||
+		    rep->disk[i].verdict == HBK_RAID_DISK_DAMAGED) {
+			/* A damaged superblock naming another array is that
+			 * array's business: foreign here. */
 			if (memcmp(sb[i].array_uuid, sb[pick].array_uuid, 16))
 				rep->disk[i].verdict = HBK_RAID_DISK_FOREIGN;
-			else if (sb[i].generation > newest)
+			else if (rep->disk[i].verdict == HBK_RAID_DISK_MEMBER && sb[i].generation > newest)
 				newest = sb[i].generation;
 		}
 	/* The newest superblock of a member (not a spare) tells who is who. */
@@ -565,6 +575,14 @@ static int sort_disks(const struct raid_sb *sb, unsigned n, int pick, struct hbk
 		return -1;
 	const struct raid_sb *a = &sb[auth];
 	for (unsigned i = 0; i < n; i++) {
+		if (rep->disk[i].verdict == HBK_RAID_DISK_DAMAGED) {
+			/* Never used; its slot, if the newest metadata lists
+			 * its disk UUID, is reported so the member is named. */
+			for (unsigned k = 0; k < a->members && k < HBK_RAID_MAX_MEMBERS; k++)
+				if (!memcmp(a->slot_uuid[k], sb[i].disk_uuid, 16))
+					rep->disk[i].slot = (int)k;
+			continue;
+		}
 		if (rep->disk[i].verdict != HBK_RAID_DISK_MEMBER)
 			continue;
 		const struct raid_sb *s = &sb[i];
@@ -673,9 +691,13 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 	bool degraded = false;
 	for (unsigned i = 0; i < r->n; i++)
 		degraded |= member_state(r, i) != HBK_RAID_MEMBER_ACTIVE;
+	unsigned ndamaged = 0;
+	for (unsigned i = 0; i < n; i++)
+		ndamaged += rep->disk[i].verdict == HBK_RAID_DISK_DAMAGED && rep->disk[i].slot >= 0;
 	if (!raid_tolerable(r)) {
-		hbk_log(HBK_LOG_ERR, "raid: too many members missing to assemble the %s",
-			hbk_raid_level_name(r->level));
+		hbk_log(HBK_LOG_ERR, "raid: too many members missing to assemble the %s%s",
+			hbk_raid_level_name(r->level),
+			ndamaged ? " (members with damaged metadata, below, count as missing)" : "");
 	} else if (rep->split_brain && !(opts && opts->accept_split_brain)) {
 		hbk_log(HBK_LOG_ERR, "raid: split brain: a stale disk (below) ran the array on its "
 			"own after parting from generation %llu's disks, which ran it without that "
@@ -726,7 +748,19 @@ report:
 		rep->nstale += v == HBK_RAID_DISK_STALE;
 		rep->nforeign += v == HBK_RAID_DISK_FOREIGN;
 		rep->nblank += v == HBK_RAID_DISK_BLANK;
-		if (v != HBK_RAID_DISK_MEMBER && v != HBK_RAID_DISK_SPARE) {
+		rep->ndamaged += v == HBK_RAID_DISK_DAMAGED;
+		if (v == HBK_RAID_DISK_DAMAGED) {
+			struct hbk_disk_info di;
+			hbk_disk_info(disks[i], &di);
+			if (rep->disk[i].slot >= 0)
+				hbk_log(HBK_LOG_WARN, "raid: disk %s has damaged metadata on member %d "
+					"(its superblock fails its checksum: torn by a crash, or corrupt): "
+					"not used; the slot is missing until it is replaced (a rebuild)",
+					di.name, rep->disk[i].slot);
+			else
+				hbk_log(HBK_LOG_WARN, "raid: disk %s has damaged metadata (its superblock "
+					"fails its checksum: torn by a crash, or corrupt): not used", di.name);
+		} else if (v != HBK_RAID_DISK_MEMBER && v != HBK_RAID_DISK_SPARE) {
 			struct hbk_disk_info di;
 			hbk_disk_info(disks[i], &di);
 			hbk_log(HBK_LOG_WARN, "raid: disk %s is %s (generation %llu of %llu): not used",

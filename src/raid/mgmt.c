@@ -30,7 +30,8 @@ const char *hbk_raid_state_name(enum hbk_raid_state s)
 
 const char *hbk_raid_verdict_name(enum hbk_raid_verdict v)
 {
-	static const char *const n[] = { "member", "spare", "stale", "foreign", "blank", "unreadable" };
+	static const char *const n[] = { "member", "spare", "stale", "foreign", "blank", "unreadable",
+					      "damaged" };
 	return (unsigned)v < HBK_ARRAY_SIZE(n) ? n[v] : "?";
 }
 
