@@ -96,6 +96,8 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_LIB) $(BUILD)/libhbk.a
 # symbols it wraps (the test defines __wrap_SYMBOL, calls __real_SYMBOL).
 $(BUILD)/tests/test_device_sched: TEST_WRAP := -Wl,--wrap=hbk_dev_read32 \
 	-Wl,--wrap=dev_post_reply
+# test_raid fails chosen writes the cache sends to the RAID engine.
+$(BUILD)/tests/test_raid: TEST_WRAP := -Wl,--wrap=raid_engine_submit
 
 # The main job: the story's experiment on its controller, the emulated RAID
 # card (drivers/raid) with an LSI 3108-class RAID 5 of four HDD-model memory

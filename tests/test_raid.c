@@ -1513,6 +1513,105 @@ static void test_write_back_cache(void **state)
 	free(buf);
 }
 
+/* The engine under the cache, wrapped (Makefile: --wrap): while
+ * engine_write_failures is non-zero, that many writes reaching the engine
+ * fail with -EIO and change nothing, as a destage the engine cannot carry
+ * out (out of memory, say) while the array itself stays usable. */
+void __real_raid_engine_submit(struct hbk_raid *r, struct hbk_raid_io *io);
+void __wrap_raid_engine_submit(struct hbk_raid *r, struct hbk_raid_io *io);
+static atomic_uint engine_write_failures;
+
+void __wrap_raid_engine_submit(struct hbk_raid *r, struct hbk_raid_io *io)
+{
+	unsigned n = atomic_load(&engine_write_failures);
+	while (io->op == HBK_DISK_WRITE && n &&
+	       !atomic_compare_exchange_weak(&engine_write_failures, &n, n - 1))
+		;
+	if (io->op == HBK_DISK_WRITE && n) {
+		io->done(io, -EIO);
+		return;
+	}
+	__real_raid_engine_submit(r, io);
+}
+
+/* A destage that lost data is reported to the flush and the FUA write
+ * that cover it, once: later writes and flushes succeed. */
+static void test_cache_destage_error_reported_once(void **state)
+{
+	(void)state;
+	struct hbk_disk *d[2];
+	uint8_t *buf = aligned(4 * KiB);
+	make_disks(d, 2);
+	struct hbk_raid *r = create(&all_levels[1], d, &(struct hbk_raid_opts){ .cache_bytes = 256 * KiB });
+	fill(buf, 0, 4 * KiB, 1100);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 0, 4 * KiB, 0), 0);
+	atomic_store(&engine_write_failures, 1);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), -EIO);
+	assert_int_equal(atomic_load(&engine_write_failures), 0);
+
+	/* Told once: what came after is on the members, and a flush says so. */
+	fill(buf, 8 * KiB, 4 * KiB, 1101);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 8 * KiB, 4 * KiB, 0), 0);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+	/* A FUA write over a dirty line waits for its destage, and succeeds. */
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 8 * KiB, 4 * KiB, 0), 0);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 8 * KiB, 4 * KiB, HBK_DISK_FUA), 0);
+
+	/* A FUA write whose data a failed destage lost is told, and so is the
+	 * next flush (the FUA write speaks only for its own data). */
+	fill(buf, 16 * KiB, 4 * KiB, 1102);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 16 * KiB, 4 * KiB, 0), 0);
+	atomic_store(&engine_write_failures, 1);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 16 * KiB, 4 * KiB, HBK_DISK_FUA), -EIO);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), -EIO);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+	fill(buf, 16 * KiB, 4 * KiB, 1103);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 16 * KiB, 4 * KiB, 0), 0);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+	assert_int_equal(state_of(r), HBK_RAID_OPTIMAL);
+	hbk_raid_close(r);
+
+	/* The members hold what was written after the losses. */
+	struct hbk_raid_report rep;
+	r = assemble(d, 2, &rep);
+	check_range(r, 8 * KiB, 12 * KiB, 1101);
+	check_range(r, 16 * KiB, 20 * KiB, 1103);
+	hbk_raid_close(r);
+	close_disks(d, 2);
+	free(buf);
+}
+
+/* A member that fails under a destage costs no data on a redundant level:
+ * the engine writes without it, and neither that flush nor later ones, nor
+ * those after it is replaced and rebuilt, report an error. */
+static void test_cache_member_failure_not_reported(void **state)
+{
+	(void)state;
+	struct hbk_disk *d[3];
+	uint8_t *buf = aligned(4 * KiB);
+	make_disks(d, 3);
+	struct hbk_raid *r = create(&all_levels[1], d, &(struct hbk_raid_opts){ .cache_bytes = 256 * KiB });
+	fill(buf, 0, 4 * KiB, 1110);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 0, 4 * KiB, 0), 0);
+	hbk_disk_inject(d[1], &(struct hbk_disk_fault){ .fail_all = true });
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+	assert_int_equal(state_of(r), HBK_RAID_DEGRADED);
+	fill(buf, 8 * KiB, 4 * KiB, 1111);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 8 * KiB, 4 * KiB, 0), 0);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+	assert_int_equal(hbk_raid_replace(r, 1, d[2]), 0);
+	assert_int_equal(hbk_raid_wait(r, 20000), 0);
+	assert_int_equal(state_of(r), HBK_RAID_OPTIMAL);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 8 * KiB, 4 * KiB, 0), 0);
+	assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+	check_range(r, 0, 4 * KiB, 1110);
+	hbk_raid_close(r);
+	hbk_disk_inject(d[1], NULL);
+	close_disks(d, 3);
+	free(buf);
+}
+
 /* Reads [off, off + len) in 4 KiB reads and checks them against seed. */
 static void read_4k(struct hbk_raid *r, uint64_t off, uint64_t len, uint32_t seed)
 {
@@ -2013,6 +2112,8 @@ int main(void)
 		cmocka_unit_test(test_replaced_disk_is_no_split_brain),
 		cmocka_unit_test(test_split_brain_edges),
 		cmocka_unit_test(test_write_back_cache),
+		cmocka_unit_test(test_cache_destage_error_reported_once),
+		cmocka_unit_test(test_cache_member_failure_not_reported),
 		cmocka_unit_test(test_read_cache),
 		cmocka_unit_test(test_cache_write_order_around_pass),
 		cmocka_unit_test(test_no_rmw_before_resync),

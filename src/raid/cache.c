@@ -25,6 +25,13 @@
  * in flight.
  * Clean lines (destaged, or filled by reads) stay until room is needed, and
  * are then evicted least recently used first.
+ *
+ * A destage the engine fails lost data (a member error the array's
+ * redundancy covers never reaches the cache: the engine writes without that
+ * member and succeeds).  The loss is reported to the flushes and FUA writes
+ * that cover the writes it carried, until a flush covering all of them has
+ * been told; then it is forgotten, and a later flush reports only a later
+ * loss.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -53,6 +60,7 @@ struct destage {
 	struct hbk_raid_io io;
 	struct cache *c;
 	uint64_t seq;                  /* the oldest write it carries */
+	uint64_t last;                 /* no write after this one is in it (c->wseq then) */
 	struct destage *next;
 	unsigned nlines;
 	struct line *lines[MAX_DESTAGE / LINE + 1];
@@ -100,7 +108,11 @@ struct cache {
 	void *spare[MAX_INFLIGHT];
 	unsigned nspare;
 	uint64_t wseq;                 /* writes absorbed so far */
-	int error;                     /* a destage failed: flushes report it */
+	/* Destages failed: the writes in [lost_first, lost_last] may be lost.
+	 * A flush or FUA write covering lost_first reports error; a flush
+	 * covering lost_last too clears it. */
+	int error;
+	uint64_t lost_first, lost_last;
 	struct hbk_raid_io *parked_head, *parked_tail;  /* writes waiting, in order */
 	struct hbk_raid_io *reads;     /* reads waiting for a destage of their lines */
 	struct hbk_raid_io *flushes;   /* flushes and FUA writes waiting for seq_ */
@@ -515,6 +527,8 @@ static void destage_done(struct hbk_raid_io *io, int result)
 	struct cache *c = d->c;
 	pthread_mutex_lock(&c->lock);
 	if (result) {
+		c->lost_first = c->error ? HBK_MIN(c->lost_first, d->seq) : d->seq;
+		c->lost_last = c->error ? HBK_MAX(c->lost_last, d->last) : d->last;
 		c->error = result;
 		hbk_log(HBK_LOG_ERR, "raid cache: destage of %llu bytes at %llu failed: %s",
 			(unsigned long long)io->len, (unsigned long long)io->offset, hbk_strerror(result));
@@ -566,7 +580,7 @@ static struct destage *build_destage(struct cache *c)
 		free(d);
 		return NULL;
 	}
-	*d = (struct destage){ .c = c, .seq = l->seq };
+	*d = (struct destage){ .c = c, .seq = l->seq, .last = c->wseq };
 	unsigned s = (unsigned)__builtin_ctz(l->dirty);
 	uint64_t start = l->no * LINE + s * SECT, len = 0;
 	while (l && !l->busy && len < MAX_DESTAGE) {
@@ -612,7 +626,7 @@ static uint64_t oldest_unsaved(const struct cache *c)
 struct flush_wait {
 	struct hbk_raid_io flush;
 	struct hbk_raid_io *io;
-	int error;
+	int error;                     /* a destage that lost writes it covers */
 };
 
 static void flush_done(struct hbk_raid_io *f, int result)
@@ -667,7 +681,15 @@ static void *flusher_main(void *arg)
 			}
 		}
 		if (ready) {
+			/* Every write a ready flush covers has ended, so a
+			 * destage failing later carries none of them.  A flush
+			 * told of every loss clears it; a FUA write, which
+			 * speaks for its own data only, does not. */
 			int error = c->error;
+			uint64_t first = c->lost_first;
+			for (const struct hbk_raid_io *io = ready; io && c->error; io = io->next_)
+				if (io->op == HBK_DISK_FLUSH && io->seq_ >= c->lost_last)
+					c->error = 0;
 			pthread_mutex_unlock(&c->lock);
 			while (ready) {
 				struct hbk_raid_io *io = ready;
@@ -677,7 +699,7 @@ static void *flusher_main(void *arg)
 					io->done(io, -ENOMEM);
 					continue;
 				}
-				*w = (struct flush_wait){ .io = io, .error = error,
+				*w = (struct flush_wait){ .io = io, .error = io->seq_ >= first ? error : 0,
 					.flush = { .op = HBK_DISK_FLUSH, .done = flush_done } };
 				w->flush.priv = w;
 				raid_engine_submit(c->r, &w->flush);
