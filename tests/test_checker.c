@@ -1134,6 +1134,37 @@ static void test_c12_driver_dies_behind_a_forked_helper(void **state)
 	assert_dead(l);
 }
 
+/* The driver closes its own event channel while the runtime's reader waits
+ * on it: the host sees the channel hang up at once (not the task's 30 s
+ * timeout), names what happened and fails the outstanding I/O. */
+static void c12_closed_event_channel(enum hbk_ctl_mode mode)
+{
+	capture_begin();
+	struct hbk_lun *l = open_stray("close_events", mode, NULL);
+	good_io(l, 0, 1);
+	struct aio *a = aio_write(0, l, TRIGGER);
+	assert_true(aio_wait(a, 3000));   /* the task timeout is 30 s */
+	assert_int_equal(a->io.error, -ENODEV);
+	assert_int_equal(a->io.result.service, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE);
+	assert_int_equal(a->io.result.status, HBK_DS_DEVICE_NOT_PRESENT);
+	assert_true(wait_viol(12, 1));
+	const char *out = capture_end();
+	assert_contains(out, "the driver closed its event channel");
+	assert_dead(l);
+}
+
+static void test_c12_driver_closes_its_event_channel_bundled(void **state)
+{
+	(void)state;
+	c12_closed_event_channel(HBK_MODE_BUNDLED);
+}
+
+static void test_c12_driver_closes_its_event_channel_per_task(void **state)
+{
+	(void)state;
+	c12_closed_event_channel(HBK_MODE_PER_TASK);
+}
+
 /* More queue bindings than HELLO carries (and the host checks): the
  * driver does not start. */
 static void test_c01_too_many_bindings(void **state)
@@ -1219,6 +1250,8 @@ int main(void)
 		T(test_close_ends_the_drivers_helpers),
 		T(test_c01_too_many_bindings),
 		T(test_c12_driver_dies_behind_a_forked_helper),
+		T(test_c12_driver_closes_its_event_channel_bundled),
+		T(test_c12_driver_closes_its_event_channel_per_task),
 		T(test_blk_io_without_done_refused),
 		T(test_c02_start_waits_for_its_target),
 		T(test_c02_io_held_until_target_created),

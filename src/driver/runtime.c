@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -715,6 +716,9 @@ void hbk_drv_response_fill(struct hbk_response *r, const struct hbk_task *t,
 
 /* ---- Driver -> host calls ------------------------------------------------- */
 
+/* How often the event reader checks that the event channel is still open. */
+#define EVENT_CHECK_MS 50
+
 static void *event_reader(void *arg)
 {
 	hbk_thread_name("hbk-drv-events");
@@ -724,7 +728,35 @@ static void *event_reader(void *arg)
 		struct hbk_msg_reply reply;
 		uint8_t raw[HBK_MSG_MAX];
 	} m;
+	/* The channel's identity, to tell it from a file that took its number
+	 * after the driver closed it. */
+	struct stat own;
+	if (fstat(d->event_fd, &own))
+		memset(&own, 0, sizeof(own));
 	for (;;) {
+		/*
+		 * A bounded wait, never a blocking recv: a driver that closes
+		 * the event channel under this thread closes only its number,
+		 * and a blocked recv would keep the socket open, so the host
+		 * would never see it hang up and its I/O would wait for the
+		 * task timeouts.  Every EVENT_CHECK_MS the channel is checked
+		 * and, once gone, this thread lets go of it.
+		 */
+		struct pollfd p = { .fd = d->event_fd, .events = POLLIN };
+		int r = poll(&p, 1, EVENT_CHECK_MS);
+		if (r < 0 && errno != EINTR)
+			break;
+		if (r <= 0 || p.revents & POLLNVAL) {
+			struct stat now;
+			if (fstat(d->event_fd, &now) || now.st_dev != own.st_dev ||
+			    now.st_ino != own.st_ino) {
+				hbk_log(HBK_LOG_ERR, "the event channel (fd %d) was closed under the "
+					"runtime: no completion can reach the host any more. Never "
+					"close a descriptor the runtime owns", d->event_fd);
+				break;
+			}
+			continue;
+		}
 		const char *why = NULL;
 		int n = hbk_msg_recv(d->event_fd, &m, sizeof(m), -1, NULL, &why);
 		if (n == -EBADMSG) {

@@ -315,6 +315,29 @@ static bool drain_ring(struct hbk_ctl *c)
 	return false;
 }
 
+/*
+ * The event channel ended: whether the spawned driver closed it and runs on,
+ * rather than died (a dying process closes its descriptors a moment before
+ * it can be waited for, so it is given up to 100 ms to show as exited).
+ * False for a driver the host did not spawn, or once the host is closing
+ * the controller or cut the driver off.  Event thread.
+ */
+static bool channel_closed(struct hbk_ctl *c)
+{
+	pthread_mutex_lock(&c->lock);
+	bool ending = c->closing || c->dead;   /* the host ended it: nothing to tell */
+	pthread_mutex_unlock(&c->lock);
+	pid_t pid = c->pid;
+	if (pid <= 0 || ending)
+		return false;
+	for (int i = 0; i < 100; i++) {
+		if (hbk_ctl_driver_exited(pid))
+			return false;
+		usleep(1000);
+	}
+	return true;
+}
+
 static void *event_thread(void *arg)
 {
 	hbk_thread_name("hbk-events");
@@ -350,9 +373,18 @@ static void *event_thread(void *arg)
 			break;
 		}
 		if (n < 0) {
-			hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_PRESENT, 12,
-					      "the driver process went away (%s); outstanding "
-					      "I/O is failed with DeviceNotPresent", hbk_strerror(n));
+			if (channel_closed(c))
+				hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_PRESENT, 12,
+						      "the driver closed its event channel (%s) while "
+						      "its process runs on: no completion can reach "
+						      "the host; outstanding I/O is failed with "
+						      "DeviceNotPresent. Fix: never close a descriptor "
+						      "the driver runtime owns", hbk_strerror(n));
+			else
+				hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_PRESENT, 12,
+						      "the driver process went away (%s); outstanding "
+						      "I/O is failed with DeviceNotPresent",
+						      hbk_strerror(n));
 			break;
 		}
 		switch (m.hdr.type) {

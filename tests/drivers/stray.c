@@ -17,6 +17,9 @@
  *                        the file pidfile=PATH names;
  *   fork_and_die         forks a helper that sleeps (holding the channels
  *                        open), then exits;
+ *   close_events         closes its own event channel (while the runtime's
+ *                        reader waits on it) and keeps the task, which it
+ *                        could no longer complete;
  *   bindings17           starts with 17 queue bindings (refused at start);
  *   start_waits          its start entry point has the AuxiliaryQueue
  *                        create the target, and waits for that;
@@ -85,6 +88,10 @@ static bool complete(struct tdrv *t, struct tdrv_io *io)
 		snprintf(v.text, sizeof(v.text), "forged");
 		tdrv_send_raw(t, &v, sizeof(v));
 		return false;
+	}
+	if (is(t, "close_events")) {
+		close(t->event_fd);
+		return true;
 	}
 	if (is(t, "fork_and_die")) {
 		if (fork() == 0) {
