@@ -572,6 +572,46 @@ static void test_c07_late_double_completion(void **state)
 	late_double_case(HBK_MODE_PER_TASK, 7, "with the response of an earlier task on its slot");
 }
 
+/*
+ * A driver that completes a task without filling its response
+ * (tests/drivers/noresp): the slot's response, or the one it passes, is an
+ * earlier task's, so the runtime refuses the completion and the task stays
+ * at the driver, which no longer thinks it holds it.  It does not wait out
+ * its 30 s timeout: one escalation grace period (2 s) after the refusal,
+ * ABORT TASK gets it back and the application sees TaskTimeoutOccurred.
+ */
+static void noresp_case(enum hbk_ctl_mode mode, unsigned rule, const char *logged)
+{
+	capture_begin();
+	struct hbk_lun *l = open_lun("noresp", mode, NULL, 0, 0);
+	good_io(l, 0, 1);
+	uint64_t t0 = now_ms();
+	struct aio *a = aio_write(0, l, TRIGGER);
+	assert_true(aio_wait(a, 4000));
+	assert_true(now_ms() - t0 >= 1500);       /* a late double's task gets its grace */
+	assert_int_equal(a->io.result.service, HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE);
+	assert_int_equal(a->io.result.status, HBK_DS_TASK_TIMEOUT);
+	assert_true(wait_viol(rule, 1));
+	assert_int_equal(viol(11), 1);
+	assert_true(hbk_ctl_alive(ctl));
+	good_io(l, 64, 2);
+	const char *out = capture_end();
+	assert_contains(out, logged);
+	assert_contains(out, "escalating with ABORT_TASK");
+}
+
+static void test_c03_completion_without_response_escalates_soon(void **state)
+{
+	(void)state;
+	noresp_case(HBK_MODE_BUNDLED, 3, "whose response is an earlier task's");
+}
+
+static void test_c07_completion_without_response_escalates_soon(void **state)
+{
+	(void)state;
+	noresp_case(HBK_MODE_PER_TASK, 7, "with the response of an earlier task on its slot");
+}
+
 /* ---- HBK-C08: missing HBA constraint ------------------------------------------- */
 
 static void c08_case(const char *omit, const char *key)
@@ -1217,6 +1257,8 @@ int main(void)
 		T(test_c07_handle_used_after_last_release),
 		T(test_c03_late_double_completion),
 		T(test_c07_late_double_completion),
+		T(test_c03_completion_without_response_escalates_soon),
+		T(test_c07_completion_without_response_escalates_soon),
 		T(test_c08_missing_data_alignment_mask),
 		T(test_c08_missing_max_byte_count_read),
 		T(test_c09_accepted_without_mapping),

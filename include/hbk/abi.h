@@ -518,9 +518,12 @@ struct hbk_msg_violation {
 	struct hbk_msg_hdr hdr;
 	uint16_t rule;        /* n of HBK-Cnn */
 	uint16_t rsvd[3];
-	char     text[200];   /* NUL-terminated */
+	uint64_t task_tag;    /* the task at the driver whose completion was
+			       * refused (its response an earlier task's), or 0 */
+	char     text[192];   /* NUL-terminated */
 };
 static_assert(sizeof(struct hbk_msg_violation) == 224, "");
+static_assert(__builtin_offsetof(struct hbk_msg_violation, task_tag) == 24, "");
 /* The rules the runtime catches on its side, bit n for HBK-Cnn: slots
  * (C03), paths (C04), the bundled handle (C06), per-task handles (C07).
  * The host counts a VIOLATION for no other rule. */

@@ -123,22 +123,44 @@ static __thread struct hbk_drv_queue *cur_queue;
 
 /* ---- Violation reports ---------------------------------------------------- */
 
-static void report(struct hbk_drv *d, unsigned rule, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void report(struct hbk_drv *d, unsigned rule, const char *fmt, ...)
+static void vreport(struct hbk_drv *d, unsigned rule, uint64_t task_tag, const char *fmt,
+		    va_list ap)
 {
 	assert(HBK_RUNTIME_RULES >> rule & 1);
 	struct hbk_msg_violation v;
 	memset(&v, 0, sizeof(v));
 	hbk_msg_init(&v.hdr, HBK_MSG_VIOLATION, 0, sizeof(v));
 	v.rule = (uint16_t)rule;
-	va_list ap;
-	va_start(ap, fmt);
+	v.task_tag = task_tag;
 	vsnprintf(v.text, sizeof(v.text), fmt, ap);
-	va_end(ap);
 	hbk_log(HBK_LOG_WARN, "HBK-C%02u refused in the driver runtime: %s", rule, v.text);
 	hbk_msg_send(d->event_fd, &v, sizeof(v), -1);
+}
+
+static void report(struct hbk_drv *d, unsigned rule, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void report(struct hbk_drv *d, unsigned rule, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport(d, rule, 0, fmt, ap);
+	va_end(ap);
+}
+
+/* A refused completion of the task with task_tag, which is still at the
+ * driver: the host learns which task, so that it need not wait out the
+ * task's whole timeout for it (a driver that completed it without filling
+ * its response never gives it back by itself). */
+static void report_task(struct hbk_drv *d, unsigned rule, uint64_t task_tag, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void report_task(struct hbk_drv *d, unsigned rule, uint64_t task_tag, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport(d, rule, task_tag, fmt, ap);
+	va_end(ap);
 }
 
 /* ---- Dispatch queues ------------------------------------------------------ */
@@ -559,7 +581,7 @@ int hbk_drv_task_complete(struct hbk_drv *d, struct hbk_drv_action *a,
 	 * slot by the time a second completion arrives, and would take it for
 	 * the new task's. */
 	if (stale_response(resp, atomic_load(&a->tag))) {
-		report(d, 7, "ParallelTaskCompletion of task %u with the response of an earlier "
+		report_task(d, 7, atomic_load(&a->tag), "ParallelTaskCompletion of task %u with the response of an earlier "
 		       "task on its slot (task_tag %llu; the task at the driver has %llu): "
 		       "completed twice, or its response not filled (complete each task "
 		       "once, with hbk_drv_response_fill)", a->index,
@@ -621,15 +643,16 @@ int hbk_drv_bundled_complete(struct hbk_drv *d, struct hbk_drv_bundled_action *a
 	uint16_t ok[HBK_MAX_BUNDLE];
 	unsigned nok = 0;
 	for (unsigned i = 0; i < count; i++) {
+		uint64_t issued = index[i] < d->region.slots ?
+			atomic_load_explicit(&d->slot_tag[index[i]], memory_order_relaxed) : 0;
 		if (index[i] < d->region.slots &&
-		    stale_response(&d->region.resps[index[i]],
-				   atomic_load_explicit(&d->slot_tag[index[i]], memory_order_relaxed))) {
-			report(d, 3, "BundledParallelTaskCompletion of slot %u whose response is an "
-			       "earlier task's (task_tag %llu; the task at the driver has %llu): "
-			       "completed twice, or its response not filled (complete each slot "
-			       "once, with hbk_drv_response_fill)", index[i],
-			       (unsigned long long)d->region.resps[index[i]].task_tag,
-			       (unsigned long long)atomic_load(&d->slot_tag[index[i]]));
+		    stale_response(&d->region.resps[index[i]], issued)) {
+			report_task(d, 3, issued, "BundledParallelTaskCompletion of slot %u whose "
+				    "response is an earlier task's (task_tag %llu; the task at the "
+				    "driver has %llu): completed twice, or its response not filled "
+				    "(complete each slot once, with hbk_drv_response_fill)", index[i],
+				    (unsigned long long)d->region.resps[index[i]].task_tag,
+				    (unsigned long long)issued);
 			continue;
 		}
 		if (index[i] < d->region.slots &&

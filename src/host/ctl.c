@@ -404,6 +404,8 @@ static void *event_thread(void *arg)
 			if (m.viol.rule < 32 && (HBK_RUNTIME_RULES >> m.viol.rule & 1)) {
 				hbk_chk_violation(c, m.viol.rule, "reported by the driver runtime: %s",
 						  m.viol.text);
+				if (m.viol.task_tag)
+					hbk_io_completion_refused(c, m.viol.task_tag);
 				break;
 			}
 			hbk_ctl_driver_failed(c, HBK_DS_DELIVERY_FAILURE, 12,

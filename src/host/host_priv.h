@@ -179,6 +179,11 @@ bool hbk_io_ring_poll(struct hbk_ctl *c);
 void hbk_io_ring_awake(struct hbk_ctl *c);
 void hbk_io_parallel_completion(struct hbk_ctl *c, const struct hbk_msg_completion *m);
 void hbk_io_fail_all(struct hbk_ctl *c, uint8_t status);
+/* The driver runtime refused a completion of the task with this task_tag
+ * (its response was an earlier task's): if that task is still at the
+ * driver, its escalation starts one grace period from now at the latest.
+ * Event thread. */
+void hbk_io_completion_refused(struct hbk_ctl *c, uint64_t tag);
 
 /* discover.c */
 int hbk_disc_create_target(struct hbk_ctl *c, uint64_t target);

@@ -442,6 +442,38 @@ static const char *path_name(unsigned p)
 	return p == PATH_BUNDLED ? "the bundled path" : "the per-task path";
 }
 
+/* The grace period between two steps of a timed-out task's escalation. */
+static uint64_t escalation_grace_ns(const struct hbk_ctl *c)
+{
+	return HBK_MIN(HBK_MAX((uint64_t)c->opts.task_timeout_ms, 200ull), 2000ull) * 1000000ull;
+}
+
+/*
+ * A completion of t, at the driver, was refused: its response was an
+ * earlier task's.  Either the driver repeated an earlier task's completion
+ * (it still holds t and will complete it) or it completed t without filling
+ * its response, and then never gives it back by itself.  t cannot end
+ * upstream before the driver gives it back (the driver may still move its
+ * data), but it need not wait out its whole timeout either: it is given one
+ * escalation grace period from now, after which the escalation starts.
+ * c->lock held.
+ */
+static void refused_task_due(struct hbk_ctl *c, struct htask *t)
+{
+	uint64_t due = hbk_coarse_ns() + escalation_grace_ns(c);
+	if (t->state == SLOT_DRIVER && !t->timed_out && t->deadline_ns > due)
+		t->deadline_ns = due;
+}
+
+void hbk_io_completion_refused(struct hbk_ctl *c, uint64_t tag)
+{
+	uint32_t idx = (uint32_t)tag - 1u;    /* the tag's low half is the index + 1 */
+	pthread_mutex_lock(&c->lock);
+	if (idx < c->ntasks && c->tasks[idx].tag == tag)
+		refused_task_due(c, &c->tasks[idx]);
+	pthread_mutex_unlock(&c->lock);
+}
+
 /*
  * Bundled completions of n slots, from a BUNDLED_COMPLETION message or the
  * completion ring (via names which).  Every slot is checked against the
@@ -454,11 +486,12 @@ static const char *path_name(unsigned p)
  * is none of this task's (a stray ring entry, a second completion).  It is
  * refused and the task stays at the driver.  c->lock held.
  */
-static bool stale_completion(struct hbk_ctl *c, const struct htask *t, uint64_t tag,
+static bool stale_completion(struct hbk_ctl *c, struct htask *t, uint64_t tag,
 			     unsigned rule, const char *via)
 {
 	if (!tag || tag == t->tag)
 		return false;
+	refused_task_due(c, t);
 	hbk_chk_violation(c, rule, "%s of slot %u with an earlier task's response (task_tag %llu; "
 			  "the task at the driver has %llu): a stale ring entry or a second "
 			  "completion; refused, the task stays with the driver. Fix: fill the "
@@ -808,7 +841,7 @@ void *hbk_io_timer(void *arg)
 {
 	hbk_thread_name("hbk-task-timer");
 	struct hbk_ctl *c = arg;
-	uint64_t grace = HBK_MIN(HBK_MAX((uint64_t)c->opts.task_timeout_ms, 200ull), 2000ull) * 1000000ull;
+	uint64_t grace = escalation_grace_ns(c);
 	for (;;) {
 		pthread_mutex_lock(&c->timer_lock);
 		struct timespec ts;
