@@ -796,6 +796,58 @@ static void test_c11_ignored_escalation_declares_hung(void **state)
 	assert_dead(l);
 }
 
+/*
+ * A reset answered FUNCTION COMPLETE while the driver keeps a task it
+ * covers (tests/drivers/drop_task ignore=lie) is reported at once, from
+ * the reset itself, not only once the escalation has run out.  Nothing
+ * timed out here: the task timeout is 30 s.
+ */
+static void c11_reset_keeps(enum hbk_ctl_mode mode, enum hbk_tmf op, const char *logged)
+{
+	static const char *const args[] = { "ignore=lie", NULL };
+	capture_begin();
+	struct hbk_lun *l = open_lun("drop_task", mode, args, 0, 0);
+	good_io(l, 0, 1);
+	struct aio *a = aio_write(0, l, TRIGGER);
+	good_io(l, 64, 2);                 /* taken after the write: the write is at the driver */
+	assert_int_equal(hbk_sam_tmf(ctl, 0, 0, op, NULL), HBK_SR_FUNCTION_COMPLETE);
+	assert_true(wait_viol(11, 1));
+	assert_false(aio_wait(a, 0));      /* still held */
+	assert_int_equal(viol(11), 1);
+	const char *out = capture_end();
+	assert_contains(out, "HBK-C11");
+	assert_contains(out, logged);
+	assert_contains(out, "answered FUNCTION COMPLETE but kept 1 task(s) it covers");
+}
+
+static void test_c11_lun_reset_complete_but_task_kept(void **state)
+{
+	(void)state;
+	c11_reset_keeps(HBK_MODE_BUNDLED, HBK_TMF_LUN_RESET, "LUN RESET of target 0 lun 0 answered");
+}
+
+static void test_c11_target_reset_complete_but_task_kept_per_task(void **state)
+{
+	(void)state;
+	c11_reset_keeps(HBK_MODE_PER_TASK, HBK_TMF_TARGET_RESET, "TARGET RESET of target 0 answered");
+}
+
+/* A reset that gives the task back (ignore=abort) before answering
+ * FUNCTION COMPLETE is no violation. */
+static void test_c11_lun_reset_giving_tasks_back_is_sound(void **state)
+{
+	(void)state;
+	static const char *const args[] = { "ignore=abort", NULL };
+	struct hbk_lun *l = open_lun("drop_task", HBK_MODE_AUTO, args, 0, 0);
+	struct aio *a = aio_write(0, l, TRIGGER);
+	good_io(l, 64, 2);                 /* taken after the write: the write is at the driver */
+	assert_int_equal(hbk_sam_tmf(ctl, 0, 0, HBK_TMF_LUN_RESET, NULL), HBK_SR_FUNCTION_COMPLETE);
+	assert_true(aio_wait(a, WAIT_MS));
+	assert_int_equal(a->io.error, 0);
+	good_io(l, 128, 3);
+	assert_int_equal(viol(11), 0);
+}
+
 /* ---- HBK-C12: the driver dies, hangs or sends garbage ---------------------------- */
 
 static void c12_crash(const char *how, unsigned n)
@@ -1271,6 +1323,9 @@ int main(void)
 		T(test_c11_timeout_returned_on_abort),
 		T(test_c11_timeout_returned_on_lun_reset),
 		T(test_c11_ignored_escalation_declares_hung),
+		T(test_c11_lun_reset_complete_but_task_kept),
+		T(test_c11_target_reset_complete_but_task_kept_per_task),
+		T(test_c11_lun_reset_giving_tasks_back_is_sound),
 		T(test_c12_driver_exits_mid_io),
 		T(test_c12_driver_aborts_mid_io),
 		T(test_c12_driver_hangs_in_process_bundled),

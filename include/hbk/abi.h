@@ -525,9 +525,10 @@ struct hbk_msg_violation {
 static_assert(sizeof(struct hbk_msg_violation) == 224, "");
 static_assert(__builtin_offsetof(struct hbk_msg_violation, task_tag) == 24, "");
 /* The rules the runtime catches on its side, bit n for HBK-Cnn: slots
- * (C03), paths (C04), the bundled handle (C06), per-task handles (C07).
- * The host counts a VIOLATION for no other rule. */
-#define HBK_RUNTIME_RULES ((1u << 3) | (1u << 4) | (1u << 6) | (1u << 7))
+ * (C03), paths (C04), the bundled handle (C06), per-task handles (C07), a
+ * reset answered FUNCTION COMPLETE while tasks it covers are still at the
+ * driver (C11).  The host counts a VIOLATION for no other rule. */
+#define HBK_RUNTIME_RULES ((1u << 3) | (1u << 4) | (1u << 6) | (1u << 7) | (1u << 11))
 
 /* Largest message either side ever sends or accepts. */
 #define HBK_MSG_MAX  sizeof(struct hbk_msg_hello_reply)

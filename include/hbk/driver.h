@@ -134,7 +134,10 @@ struct hbk_drv_ops {
 	/* Task management: return HBK_SR_FUNCTION_COMPLETE or _REJECTED
 	 * (default: REJECTED).  abort_task's tag is the task's task_tag,
 	 * unique per issue: a task that has ended, even one whose slot carries
-	 * another task now, is not found, and the function is complete. */
+	 * another task now, is not found, and the function is complete.  A
+	 * LUN or target reset answers FUNCTION COMPLETE only once every task
+	 * it covers has been completed: the runtime reports (HBK-C11) one the
+	 * driver still holds then. */
 	uint32_t (*abort_task)(struct hbk_drv *d, uint64_t target, uint64_t lun, uint64_t tag);
 	uint32_t (*abort_task_set)(struct hbk_drv *d, uint64_t target, uint64_t lun);
 	uint32_t (*clear_aca)(struct hbk_drv *d, uint64_t target, uint64_t lun);

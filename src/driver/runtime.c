@@ -24,6 +24,7 @@
 
 #include "common/common.h"
 #include "hbk/driver.h"
+#include "hbk/scsi.h"
 
 #define MAX_QUEUES   16
 #define MAX_WAITERS  8
@@ -62,6 +63,7 @@ struct hbk_drv_action {
 	atomic_uint refs;       /* 0: released, the handle is dead */
 	atomic_bool at_driver;  /* its task arrived and has not been completed */
 	_Atomic uint64_t tag;   /* that task's task_tag */
+	uint64_t target, lun;   /* and its nexus, for the resets' check; call server */
 };
 
 struct hbk_drv_bundled_action {
@@ -133,7 +135,8 @@ static void vreport(struct hbk_drv *d, unsigned rule, uint64_t task_tag, const c
 	v.rule = (uint16_t)rule;
 	v.task_tag = task_tag;
 	vsnprintf(v.text, sizeof(v.text), fmt, ap);
-	hbk_log(HBK_LOG_WARN, "HBK-C%02u refused in the driver runtime: %s", rule, v.text);
+	hbk_log(HBK_LOG_WARN, "HBK-C%02u %s in the driver runtime: %s", rule,
+		rule == 11 ? "caught" : "refused", v.text);
 	hbk_msg_send(d->event_fd, &v, sizeof(v), -1);
 }
 
@@ -1011,6 +1014,8 @@ static void do_process_task(struct hbk_drv *d, const struct hbk_msg_task *m,
 	 * driver's release of the previous cycle has run. */
 	atomic_fetch_add(&a->refs, 1);
 	atomic_store(&a->tag, m->task.task_tag);
+	a->target = m->task.target_id;
+	a->lun = hbk_scsi_lun_decode(m->task.lun);
 	atomic_store(&a->at_driver, true);
 	memset(&r->resp, 0, sizeof(r->resp));
 	r->service_response = d->ops->process_task ?
@@ -1137,6 +1142,91 @@ static void submitter_stop(struct hbk_drv *d)
 	d->submitter_started = false;
 }
 
+/* A task at the driver when a reset began: a per-task pool index or a
+ * bundled slot, and the issue it carried. */
+struct held {
+	uint32_t index;
+	bool bundled;
+	uint64_t tag;
+};
+
+/* Whether the driver still holds that issue of the task. */
+static bool still_held(struct hbk_drv *d, const struct held *h)
+{
+	if (h->bundled)
+		return atomic_load(&d->slot_at_driver[h->index]) &&
+		       atomic_load(&d->slot_tag[h->index]) == h->tag;
+	return atomic_load(&d->actions[h->index].at_driver) &&
+	       atomic_load(&d->actions[h->index].tag) == h->tag;
+}
+
+/* The tasks at the driver that a reset of target covers: of its LUN lun,
+ * or all of the target's with lun UINT64_MAX.  h has room for every
+ * action and slot.  Returns their count.  Call server. */
+static unsigned held_under(struct hbk_drv *d, uint64_t target, uint64_t lun, struct held *h)
+{
+	unsigned n = 0;
+	for (uint32_t i = 0; i < d->nactions; i++) {
+		const struct hbk_drv_action *a = &d->actions[i];
+		if (atomic_load(&a->at_driver) && a->target == target &&
+		    (lun == UINT64_MAX || a->lun == lun))
+			h[n++] = (struct held){ i, false, atomic_load(&a->tag) };
+	}
+	if (!atomic_load_explicit(&d->bundled_mapped, memory_order_acquire))
+		return n;
+	for (uint32_t i = 0; i < d->region.slots; i++) {
+		/* The slot's command is the host's, unchanged while the slot is
+		 * at the driver (the seq_cst load orders it after the
+		 * submitter's taking of the slot). */
+		const struct hbk_task *k = &d->region.cmds[i];
+		if (atomic_load(&d->slot_at_driver[i]) && k->target_id == target &&
+		    (lun == UINT64_MAX || hbk_scsi_lun_decode(k->lun) == lun))
+			h[n++] = (struct held){ i, true, atomic_load(&d->slot_tag[i]) };
+	}
+	return n;
+}
+
+/*
+ * LUN RESET (lun) or TARGET RESET (lun UINT64_MAX) through reset, checked:
+ * a reset that answers FUNCTION COMPLETE has ended every task it covers,
+ * so one that the driver held when the reset began and holds still is
+ * reported (HBK-C11) at once, before the host's escalation goes on.  Tasks
+ * that came after the reset began are none of its business.  Call server.
+ */
+static uint32_t reset_checked(struct hbk_drv *d, const char *name, uint64_t target, uint64_t lun,
+			      uint32_t (*reset)(struct hbk_drv *, uint64_t, uint64_t))
+{
+	size_t room = (size_t)d->nactions + (d->have_region ? d->region.slots : 0);
+	struct held *h = malloc((room ? room : 1) * sizeof(*h));
+	unsigned n = h ? held_under(d, target, lun, h) : 0;
+	uint32_t sr = reset(d, target, lun == UINT64_MAX ? 0 : lun);
+	unsigned kept = 0;
+	const struct held *first = NULL;
+	for (unsigned i = 0; sr == HBK_SR_FUNCTION_COMPLETE && i < n; i++)
+		if (still_held(d, &h[i])) {
+			first = first ? first : &h[i];
+			kept++;
+		}
+	char what[64];
+	if (lun == UINT64_MAX)
+		snprintf(what, sizeof(what), "%s of target %llu", name, (unsigned long long)target);
+	else
+		snprintf(what, sizeof(what), "%s of target %llu lun %llu", name,
+			 (unsigned long long)target, (unsigned long long)lun);
+	if (kept)
+		report(d, 11, "%s answered FUNCTION COMPLETE but kept %u task(s) it covers (%s %u): "
+		       "end them all before answering, or answer REJECTED", what, kept,
+		       first->bundled ? "slot" : "task", first->index);
+	free(h);
+	return sr;
+}
+
+static uint32_t target_reset(struct hbk_drv *d, uint64_t target, uint64_t lun)
+{
+	(void)lun;
+	return d->ops->target_reset(d, target);
+}
+
 static uint64_t tmf(const struct hbk_drv_ops *o, struct hbk_drv *d, unsigned type, const uint64_t *a)
 {
 	uint32_t (*f2)(struct hbk_drv *, uint64_t, uint64_t) = NULL;
@@ -1144,11 +1234,14 @@ static uint64_t tmf(const struct hbk_drv_ops *o, struct hbk_drv *d, unsigned typ
 	case HBK_MSG_ABORT_TASK:
 		return o->abort_task ? o->abort_task(d, a[0], a[1], a[2]) : HBK_SR_FUNCTION_REJECTED;
 	case HBK_MSG_TARGET_RESET:
-		return o->target_reset ? o->target_reset(d, a[0]) : HBK_SR_FUNCTION_REJECTED;
+		return o->target_reset ? reset_checked(d, "TARGET RESET", a[0], UINT64_MAX, target_reset)
+				       : HBK_SR_FUNCTION_REJECTED;
+	case HBK_MSG_LUN_RESET:
+		return o->lun_reset ? reset_checked(d, "LUN RESET", a[0], a[1], o->lun_reset)
+				    : HBK_SR_FUNCTION_REJECTED;
 	case HBK_MSG_ABORT_TASK_SET: f2 = o->abort_task_set; break;
 	case HBK_MSG_CLEAR_ACA: f2 = o->clear_aca; break;
 	case HBK_MSG_CLEAR_TASK_SET: f2 = o->clear_task_set; break;
-	case HBK_MSG_LUN_RESET: f2 = o->lun_reset; break;
 	}
 	return f2 ? f2(d, a[0], a[1]) : HBK_SR_FUNCTION_REJECTED;
 }

@@ -3,7 +3,9 @@
  * HBK-C11: never completes a WRITE at LBA >= 4242 on its own.  It gives the
  * task back (with its real response) when task management reaches it:
  * ignore=none (default) on ABORT TASK, ignore=abort on LUN RESET,
- * ignore=all never, so the host must escalate to the end.
+ * ignore=all never, so the host must escalate to the end.  ignore=lie
+ * refuses ABORT TASK and answers LUN RESET and TARGET RESET with FUNCTION
+ * COMPLETE, keeping the task all the same.
  */
 #include <pthread.h>
 #include <string.h>
@@ -34,6 +36,8 @@ static uint32_t give_back(struct hbk_drv *d, const char *step)
 	if (!strcmp(ignore, "all") || (!strcmp(step, "lun") && !strcmp(ignore, "none")) ||
 	    (!strcmp(step, "abort") && strcmp(ignore, "none")))
 		return HBK_SR_FUNCTION_REJECTED;
+	if (!strcmp(ignore, "lie"))
+		return HBK_SR_FUNCTION_COMPLETE;
 	pthread_mutex_lock(&lock);
 	bool had = holding;
 	struct tdrv_io io = held;
@@ -56,6 +60,14 @@ static uint32_t lun_reset(struct hbk_drv *d, uint64_t target, uint64_t lun)
 	return give_back(d, "lun");
 }
 
+static uint32_t target_reset(struct hbk_drv *d, uint64_t target)
+{
+	(void)target;
+	if (strcmp(tdrv_arg(tdrv_of(d), "ignore", "none"), "lie"))
+		return HBK_SR_FUNCTION_REJECTED;
+	return give_back(d, "target");
+}
+
 static const struct tdrv_hooks hooks = { .complete = complete };
 
 int main(int argc, char **argv)
@@ -64,5 +76,6 @@ int main(int argc, char **argv)
 	ops.name = "drop_task";
 	ops.abort_task = abort_task;
 	ops.lun_reset = lun_reset;
+	ops.target_reset = target_reset;
 	return tdrv_main(argc, argv, &ops, &hooks);
 }
