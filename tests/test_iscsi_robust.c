@@ -15,7 +15,8 @@
  * with --max-connections 4.  After each, the target must have answered
  * with a Reject or a login reject or dropped the connection (never
  * executed the bad PDU), and a fresh session must still work: login, TEST
- * UNIT READY and a READ(10) of the known data.  The unsolicited Data-Out of
+ * UNIT READY and a READ(10) of the known data.  A command that arrives
+ * ahead of a CmdSN gap must wait until the gap fills.  The unsolicited Data-Out of
  * writes the target ignored (a duplicate CmdSN, one outside the window, one
  * an ABORT TASK took before it came) or rejected (too many immediate
  * commands) must be dropped quietly, the session going on.  Writes and
@@ -1439,6 +1440,96 @@ static void cmdsn_outside_the_window_is_not_executed(void **state)
 	healthy();
 }
 
+/* A WRITE(10) of blocks at lba from buf, all of it immediate data, with
+ * CmdSN cmdsn and task tag itt; nothing is awaited. */
+static void write_imm(struct sess *s, uint32_t itt, uint32_t cmdsn, uint32_t lba, uint16_t blocks,
+		      const uint8_t *buf)
+{
+	uint8_t cdb[10] = { 0x2a, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16), (uint8_t)(lba >> 8),
+			    (uint8_t)lba, 0, (uint8_t)(blocks >> 8), (uint8_t)blocks, 0 };
+	uint32_t len = (uint32_t)blocks * BS;
+	assert_true(s->immediate_data && len <= s->first_burst && len <= s->send_mrdsl);
+	uint8_t h[BHS];
+	cmd_header(s, h, cdb, sizeof(cdb), true, len, itt);
+	put32(h + 24, cmdsn);
+	assert_int_equal(send_pdu(s, h, buf, len, 0), 0);
+}
+
+/* RFC 7143 4.2.2.1: a command that arrives ahead of a CmdSN gap waits,
+ * within the window, until the gap fills; one beyond MaxCmdSN is ignored.
+ * CmdSN N + 1 (a write) comes first and must not run; then N (a read),
+ * and both complete. */
+static void command_ahead_of_a_gap_waits(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	uint32_t lba = SCRATCH(17), far = SCRATCH(17) + 64;
+	login_ok(&s, NULL);
+	write_verify(&s, lba, 8, 0x1700);
+	write_verify(&s, far, 8, 0x1710);
+	uint8_t w[8 * BS], far_w[8 * BS], rd[8 * BS];
+	tl_fill(w, lba, 8, BS, 0x1701);
+	tl_fill(far_w, far, 8, BS, 0x1711);
+	uint32_t n = s.cmdsn, read_itt = s.itt++, write_itt = s.itt++, far_itt = s.itt++;
+	write_imm(&s, write_itt, n + 1, lba, 8, w);
+	/* Beyond MaxCmdSN: ignored, gap or not. */
+	write_imm(&s, far_itt, s.maxcmdsn + 1, far, 8, far_w);
+	struct pdu p;
+	int rc = recv_pdu(&s, &p, QUIET_MS);
+	if (rc == R_PDU) {
+		unsigned op = p.h[0] & 0x3f;
+		uint32_t itt = get32(p.h + 16);
+		pdu_free(&p);
+		fail_msg("opcode 0x%02x for task 0x%x came while CmdSN %u was missing", op, itt, n);
+	}
+	assert_int_equal(rc, R_TIMEOUT);
+
+	/* CmdSN N fills the gap. */
+	uint8_t cdb[10] = { 0x28, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16), (uint8_t)(lba >> 8),
+			    (uint8_t)lba, 0, 0, 8, 0 };
+	uint8_t h[BHS];
+	cmd_header(&s, h, cdb, sizeof(cdb), false, sizeof(rd), read_itt);
+	put32(h + 24, n);
+	assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
+	s.cmdsn = n + 2;
+	bool read_done = false, write_done = false;
+	uint32_t got = 0;
+	while (!read_done || !write_done) {
+		assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
+		unsigned op = p.h[0] & 0x3f;
+		uint32_t itt = get32(p.h + 16);
+		if (itt == read_itt && op == OP_DATA_IN) {
+			assert_true(get32(p.h + 40) + p.dlen <= sizeof(rd));
+			memcpy(rd + get32(p.h + 40), p.data, p.dlen);
+			got += p.dlen;
+			if (p.h[1] & 0x01) {
+				assert_int_equal(p.h[3], 0);
+				read_done = true;
+			}
+		} else if (itt == read_itt && op == OP_SCSI_RSP) {
+			fail_msg("READ(10) with CmdSN %u: status 0x%02x", n, p.h[3]);
+		} else if (itt == write_itt && op == OP_SCSI_RSP) {
+			assert_int_equal(p.h[2], 0);
+			assert_int_equal(p.h[3], 0);
+			write_done = true;
+		} else {
+			fail_msg("opcode 0x%02x for task 0x%x", op, itt);
+		}
+		pdu_free(&p);
+	}
+	assert_int_equal(got, sizeof(rd));
+	rc = recv_pdu(&s, &p, QUIET_MS);
+	if (rc == R_PDU) {
+		pdu_free(&p);
+		fail_msg("an answer came for the command beyond MaxCmdSN");
+	}
+	assert_true(holds(&s, lba, 8, 0x1701));
+	assert_true(holds(&s, far, 8, 0x1710));
+	logout(&s);
+	healthy();
+}
+
 /* A write whose first Data-Out answering an R2T is spoilt by fault: the
  * target must refuse it (Reject, dropped connection, or a failed command)
  * and never write outside the command's blocks. */
@@ -2314,6 +2405,7 @@ int main(void)
 		cmocka_unit_test(huge_ahs_is_refused),
 		cmocka_unit_test(truncated_pdu_then_close),
 		cmocka_unit_test(cmdsn_outside_the_window_is_not_executed),
+		cmocka_unit_test(command_ahead_of_a_gap_waits),
 		cmocka_unit_test(dataout_with_wrong_ttt),
 		cmocka_unit_test(dataout_with_wrong_offset),
 		cmocka_unit_test(dataout_with_wrong_datasn),

@@ -207,6 +207,8 @@ void hbk_iscsi_task_free(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 	c->ntasks--;
 	if (t->immediate)
 		c->nimmediate--;
+	if (t->held)
+		c->nheld--;
 	credit(c, t);
 	if (t->waiting)
 		wait_del(c, t);
@@ -373,6 +375,9 @@ struct hbk_iscsi_task *hbk_iscsi_cmd_begin(struct hbk_iscsi_conn *c, const struc
 	 * TASK took before it came, RFC 7143 11.5.1: its CmdSN is taken) has
 	 * unsolicited Data-Out on its way: that is dropped quietly. */
 	bool unsol = wr && !final;
+	/* A non-immediate command past ExpCmdSN arrived ahead of a gap: it
+	 * waits until the commands before it came (RFC 7143 4.2.2.1). */
+	bool ahead = !imm && cmdsn != c->win.exp;
 	if (!imm && !hbk_iscsi_window_take(&c->win, cmdsn)) {
 		hbk_log(HBK_LOG_INFO, "iSCSI %s: SCSI Command with CmdSN %u outside [%u, %u]: "
 			"ignored", c->peer, cmdsn, c->win.exp, c->win.max);
@@ -417,6 +422,8 @@ struct hbk_iscsi_task *hbk_iscsi_cmd_begin(struct hbk_iscsi_conn *c, const struc
 	t->cmdsn = cmdsn;
 	t->edtl = edtl;
 	t->immediate = imm;
+	t->held = ahead;
+	c->nheld += ahead;
 	t->read = rd;
 	t->write = wr;
 	t->state = HBK_ISCSI_TASK_DATA_OUT;
@@ -553,7 +560,7 @@ static void advance(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 			hbk_iscsi_cmd_drained(c, t);
 		return;
 	}
-	if (t->unsol_open)
+	if (t->unsol_open || t->held)
 		return;
 	if (t->fail_key) {
 		/* Known to fail before it ran: answered once the unsolicited
@@ -577,6 +584,22 @@ void hbk_iscsi_cmd_ready(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t, uin
 	t->received = imm;
 	t->stall_ns = hbk_coarse_ns();
 	advance(c, t);
+}
+
+void hbk_iscsi_cmd_release(struct hbk_iscsi_conn *c)
+{
+	while (c->nheld && !c->closing) {
+		struct hbk_iscsi_task *first = NULL;
+		for (struct hbk_iscsi_task *t = c->tasks; t; t = t->next)
+			if (t->held && hbk_iscsi_sn_lt(t->cmdsn, c->win.exp) &&
+			    (!first || hbk_iscsi_sn_lt(t->cmdsn, first->cmdsn)))
+				first = t;
+		if (!first)
+			return;
+		first->held = false;
+		c->nheld--;
+		advance(c, first);
+	}
 }
 
 static void bad_data_out(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t, const char *what,

@@ -462,6 +462,9 @@ static void pdu_done(struct hbk_iscsi_conn *c)
 		}
 		break;
 	}
+	/* Once a PDU that took a CmdSN is done, the commands it let past a
+	 * gap follow it, in CmdSN order. */
+	hbk_iscsi_cmd_release(c);
 	rx_reset(rx);
 }
 

@@ -703,6 +703,7 @@ struct hbk_iscsi_task {
 	bool streaming;             /* its Data-In/response stream is in the send queue */
 	bool credited;              /* its CmdSN's credit went back to the window */
 	bool waiting;               /* waits for an arena buffer */
+	bool held;                  /* arrived ahead of a CmdSN gap: runs once the gap fills */
 	uint64_t seq;               /* arrival order on the connection */
 	uint8_t lun_raw[8];
 	uint32_t itt, cmdsn, edtl;
@@ -830,6 +831,7 @@ struct hbk_iscsi_conn {
 	unsigned ntasks, nimmediate;
 	unsigned host_outstanding;
 	unsigned wait_buf;              /* tasks waiting for an arena buffer */
+	unsigned nheld;                 /* tasks held ahead of a CmdSN gap */
 	uint64_t buf_bytes;             /* buffers its tasks hold, arena and heap */
 	uint64_t task_seq;
 	/* Recently aborted tasks, and writes ignored or rejected before they
@@ -909,6 +911,10 @@ void hbk_iscsi_cmd_stream(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t,
 void hbk_iscsi_task_free(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t);
 /* Retries tasks waiting for an arena buffer. */
 void hbk_iscsi_cmd_retry_buffers(struct hbk_iscsi_conn *c);
+/* After a PDU that may have advanced ExpCmdSN: tasks held ahead of a gap
+ * that is now filled go on, in CmdSN order (RFC 7143 4.2.2.1).  On the
+ * connection's thread. */
+void hbk_iscsi_cmd_release(struct hbk_iscsi_conn *c);
 /* Finds a live task by ITT. */
 struct hbk_iscsi_task *hbk_iscsi_task_find(struct hbk_iscsi_conn *c, uint32_t itt);
 /* Drops a task that has not reached the controller (abort, teardown). */
