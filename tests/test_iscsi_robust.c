@@ -19,7 +19,8 @@
  * ahead of a CmdSN gap must wait until the gap fills.  The unsolicited Data-Out of
  * writes the target ignored (a duplicate CmdSN, one outside the window, one
  * an ABORT TASK took before it came) or rejected (too many immediate
- * commands) must be dropped quietly, the session going on.  Writes and
+ * commands, or the ITT of a live write) must be dropped quietly, the
+ * session (and the live write) going on.  Writes and
  * reads are also checked for correctness through every data path of the
  * protocol (immediate data, unsolicited Data-Out, R2T, multi-PDU Data-In;
  * burst lengths offered in either order), with CRC32C digests, and
@@ -2343,6 +2344,62 @@ static void rejected_write_drops_its_data_out(void **state)
 	session_goes_on(&s, lba + N, 1, 0x1000);
 }
 
+/* A write that reuses the ITT of a live write is rejected (07, task in
+ * progress), and its unsolicited Data-Out, which carries that ITT too, is
+ * dropped: the live write still takes the Data-Out its R2T asked for and
+ * completes, and the rejected one writes nothing. */
+static void rejected_duplicate_itt_leaves_the_live_task_alone(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	uint32_t lba = SCRATCH(18), dup_lba = SCRATCH(18) + 64;
+	unsol_session(&s, lba, 16, 0x1800);
+	write_verify(&s, dup_lba, 8, 0x1810);
+	uint8_t w[16 * BS], dup_w[8 * BS];
+	tl_fill(w, lba, 16, BS, 0x1801);
+	tl_fill(dup_w, dup_lba, 8, BS, 0x1811);
+
+	/* The live write: F set, no unsolicited data, so all of it by R2T. */
+	uint8_t cdb[10] = { 0x2a, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16), (uint8_t)(lba >> 8),
+			    (uint8_t)lba, 0, 0, 16, 0 };
+	uint8_t h[BHS];
+	uint32_t itt = s.itt++;
+	cmd_header(&s, h, cdb, sizeof(cdb), true, sizeof(w), itt);
+	s.cmdsn++;
+	assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
+	struct pdu p;
+	assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
+	assert_int_equal(p.h[0] & 0x3f, OP_R2T);
+	assert_int_equal(get32(p.h + 16), itt);
+	uint32_t ttt = get32(p.h + 20), r2t_off = get32(p.h + 40), r2t_len = get32(p.h + 44);
+	pdu_free(&p);
+	assert_int_equal(r2t_off, 0);
+	assert_int_equal(r2t_len, sizeof(w));
+
+	/* The duplicate, with its unsolicited Data-Out. */
+	unsol_write(&s, itt, s.cmdsn, false, dup_lba, 8, dup_w);
+	s.cmdsn++;
+	assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
+	assert_int_equal(p.h[0] & 0x3f, OP_REJECT);
+	assert_int_equal(p.h[2], 0x07);
+	pdu_free(&p);
+
+	/* The live write's data, as its R2T asked. */
+	assert_int_equal(send_dataout(&s, itt, ttt, 0, 0, w, sizeof(w), true, 0), 0);
+	int rc = recv_pdu(&s, &p, IO_MS);
+	if (rc != R_PDU)
+		fail_msg("the live write did not complete (%s)", rc == R_CLOSED ? "connection dropped" :
+			 "no answer");
+	assert_int_equal(p.h[0] & 0x3f, OP_SCSI_RSP);
+	assert_int_equal(get32(p.h + 16), itt);
+	assert_int_equal(p.h[2], 0);
+	assert_int_equal(p.h[3], 0);
+	pdu_free(&p);
+	assert_true(holds(&s, lba, 16, 0x1801));
+	session_goes_on(&s, dup_lba, 8, 0x1810);
+}
+
 /* A server of its own with --max-connections 4: a fifth connection is
  * refused, or waits until one of the four is gone. */
 static void max_connections_is_enforced(void **state)
@@ -2426,6 +2483,7 @@ int main(void)
 		cmocka_unit_test(pre_aborted_write_drops_its_data_out),
 		cmocka_unit_test(ignored_write_drops_its_data_out),
 		cmocka_unit_test(rejected_write_drops_its_data_out),
+		cmocka_unit_test(rejected_duplicate_itt_leaves_the_live_task_alone),
 		cmocka_unit_test(max_connections_is_enforced),
 		cmocka_unit_test(server_exits_cleanly_on_sigterm),
 	};

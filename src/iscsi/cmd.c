@@ -191,6 +191,14 @@ static void credit(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 	t->credited = true;
 }
 
+/* Data-Out still on its way for ITT itt, which names no task (any more),
+ * is dropped quietly. */
+static void aborted_add(struct hbk_iscsi_conn *c, uint32_t itt)
+{
+	if (itt != HBK_ISCSI_NO_TAG)
+		c->aborted_itt[c->aborted_pos++ % HBK_ARRAY_SIZE(c->aborted_itt)] = itt;
+}
+
 void hbk_iscsi_task_free(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 {
 	if (t->streaming) {
@@ -210,20 +218,14 @@ void hbk_iscsi_task_free(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 	if (t->held)
 		c->nheld--;
 	credit(c, t);
+	if (t->dup_open)
+		aborted_add(c, t->itt);  /* the rest of a rejected duplicate's data */
 	if (t->waiting)
 		wait_del(c, t);
 	if (t->buf)
 		buf_put(c, t);
 	free(t->stash);
 	free(t);
-}
-
-/* Data-Out still on its way for ITT itt, which names no task (any more),
- * is dropped quietly. */
-static void aborted_add(struct hbk_iscsi_conn *c, uint32_t itt)
-{
-	if (itt != HBK_ISCSI_NO_TAG)
-		c->aborted_itt[c->aborted_pos++ % HBK_ARRAY_SIZE(c->aborted_itt)] = itt;
 }
 
 void hbk_iscsi_task_drop(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
@@ -406,8 +408,21 @@ struct hbk_iscsi_task *hbk_iscsi_cmd_begin(struct hbk_iscsi_conn *c, const struc
 	if (rej) {
 		if (!imm)
 			hbk_iscsi_window_credit(&c->win);
-		if (unsol)
+		if (unsol && rej == HBK_ISCSI_REJECT_TASK_IN_PROGRESS) {
+			/* Its Data-Out carries the live task's ITT: told apart
+			 * by its own offset and DataSN, and dropped. */
+			struct hbk_iscsi_task *live = hbk_iscsi_task_find(c, itt);
+			if (live->dup_open) {
+				hbk_iscsi_conn_close(c, false, "two commands reuse the ITT of a live task");
+				return NULL;
+			}
+			live->dup_open = true;
+			live->dup_off = dlen;
+			live->dup_datasn = 0;
+			live->dup_end = HBK_MIN(edtl, c->p.first_burst);
+		} else if (unsol) {
 			aborted_add(c, itt);
+		}
 		hbk_iscsi_send_reject(c, h, (enum hbk_iscsi_reject)rej);
 		return NULL;
 	}
@@ -630,6 +645,17 @@ uint8_t *hbk_iscsi_data_out_begin(struct hbk_iscsi_conn *c, const struct hbk_isc
 		char why[96];
 		snprintf(why, sizeof(why), "Data-Out for unknown task 0x%08x", itt);
 		hbk_iscsi_conn_close(c, false, why);
+		return NULL;
+	}
+	if (ttt == HBK_ISCSI_NO_TAG && t->dup_open && off == t->dup_off && datasn == t->dup_datasn &&
+	    !(t->state == HBK_ISCSI_TASK_DATA_OUT && t->unsol_open && off == t->received &&
+	      datasn == t->unsol_datasn)) {
+		/* The unsolicited data of a rejected command that reused this
+		 * ITT; when it could be this task's own, it is taken as that. */
+		t->dup_off += dlen;
+		t->dup_datasn++;
+		if ((q->flags & HBK_ISCSI_FLAG_FINAL) || t->dup_off >= t->dup_end)
+			t->dup_open = false;
 		return NULL;
 	}
 	if (t->state != HBK_ISCSI_TASK_DATA_OUT || !t->write) {

@@ -722,6 +722,11 @@ struct hbk_iscsi_task {
 	uint32_t ttt;               /* of the outstanding R2T; 0xffffffff: none */
 	uint32_t r2tsn, r2t_off, r2t_len, r2t_datasn;
 	uint64_t stall_ns;          /* when data-out was last awaited or received */
+	/* A rejected command that reused this task's ITT announced
+	 * unsolicited Data-Out: that sequence (offset, DataSN, end) is
+	 * dropped, not taken as this task's. */
+	bool dup_open;
+	uint32_t dup_off, dup_datasn, dup_end;
 	/* a failure known before execution: answered once the data-out ended */
 	uint8_t fail_key;
 	uint16_t fail_asc;
