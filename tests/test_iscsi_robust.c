@@ -24,9 +24,10 @@
  * reads are also checked for correctness through every data path of the
  * protocol (immediate data, unsolicited Data-Out, R2T, multi-PDU Data-In;
  * burst lengths offered in either order), with CRC32C digests, and
- * persistent reservations across two sessions.  At the end the server must
- * still run and exit 0 on SIGTERM.  Every wait is bounded by a
- * poll() timeout, so nothing can hang.
+ * persistent reservations across two sessions; an INQUIRY whose
+ * allocation length is above the expected length reports the overflow.
+ * At the end the server must still run and exit 0 on SIGTERM.  Every wait
+ * is bounded by a poll() timeout, so nothing can hang.
  *
  * HBK_ISCSI_PORT (and HBK_ISCSI_IQN, HBK_ISCSI_LUN) run the protocol cases
  * against a target already listening on 127.0.0.1 instead; the cases that
@@ -667,6 +668,7 @@ struct result {
 	enum outcome out;
 	int status;                     /* SCSI status of OUT_RESPONSE */
 	uint8_t response, sense_key, asc, ascq, reject_reason;
+	uint8_t flags;                  /* of the PDU with the status: O (0x04), U (0x02) */
 	uint32_t residual;
 };
 
@@ -697,6 +699,7 @@ static void fill_response(struct result *r, const struct pdu *p)
 	r->out = OUT_RESPONSE;
 	r->response = p->h[2];
 	r->status = p->h[3];
+	r->flags = p->h[1];
 	r->residual = get32(p->h + 44);
 	if (r->status == 2 && p->dlen >= 2 + 14) {
 		const uint8_t *sense = p->data + 2;
@@ -886,6 +889,7 @@ static void scsi_cmd(struct sess *s, const uint8_t *cdb, unsigned cdb_len, bool 
 			if (p.h[1] & 0x01) {         /* status in the last Data-In */
 				r->out = OUT_RESPONSE;
 				r->status = p.h[3];
+				r->flags = p.h[1];
 				r->residual = get32(p.h + 44);
 				pdu_free(&p);
 				if (r->status == 0 && in_off != len - (p.h[1] & 0x02 ? r->residual : 0)) {
@@ -1529,6 +1533,39 @@ static void command_ahead_of_a_gap_waits(void **state)
 	assert_true(holds(&s, far, 8, 0x1710));
 	logout(&s);
 	healthy();
+}
+
+/* RFC 7143 11.4.5: an INQUIRY whose allocation length (96) is above the
+ * Expected Data Transfer Length (36) returns the 36 bytes the initiator
+ * expects, with the O bit and, as residual, what did not fit. */
+static void inquiry_overflow_is_reported(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	login_ok(&s, NULL);
+	tur_ok(&s);
+	uint8_t full[255], part[96];
+	uint8_t cdb[6] = { 0x12, 0, 0, 0, 255, 0 };
+	struct result r;
+	scsi_cmd(&s, cdb, 6, false, full, sizeof(full), F_NONE, &r);
+	expect_good(&r, "INQUIRY of 255 bytes");
+	uint32_t n = 5u + full[4];              /* the standard data's length */
+	printf("# standard INQUIRY data: %u bytes\n", n);
+	assert_true(n > 36);
+	assert_false(r.flags & 0x04);
+
+	cdb[4] = 96;
+	memset(part, 0xee, sizeof(part));
+	scsi_cmd(&s, cdb, 6, false, part, 36, F_NONE, &r);
+	expect_good(&r, "INQUIRY of 96 bytes with an EDTL of 36");
+	if (!(r.flags & 0x04) || (r.flags & 0x02))
+		fail_msg("INQUIRY with allocation length 96, EDTL 36: flags 0x%02x, residual %u; "
+			 "expected O and residual %u", r.flags, r.residual, (n < 96 ? n : 96) - 36);
+	assert_int_equal(r.residual, (n < 96 ? n : 96) - 36);
+	assert_memory_equal(part, full, 36);
+	assert_int_equal(part[36], 0xee);
+	logout(&s);
 }
 
 /* A write whose first Data-Out answering an R2T is spoilt by fault: the
@@ -2463,6 +2500,7 @@ int main(void)
 		cmocka_unit_test(truncated_pdu_then_close),
 		cmocka_unit_test(cmdsn_outside_the_window_is_not_executed),
 		cmocka_unit_test(command_ahead_of_a_gap_waits),
+		cmocka_unit_test(inquiry_overflow_is_reported),
 		cmocka_unit_test(dataout_with_wrong_ttt),
 		cmocka_unit_test(dataout_with_wrong_offset),
 		cmocka_unit_test(dataout_with_wrong_datasn),

@@ -52,6 +52,38 @@ bool hbk_iscsi_cdb_blocks(const uint8_t *cdb, uint32_t *blocks, bool *write)
 	}
 }
 
+/*
+ * The allocation length of the data-in CDBs that carry one (SPC-5 4.2.5.6),
+ * and READ CAPACITY(10)'s fixed 8 bytes, so that a reply longer than the
+ * initiator expects is seen and reported as overflow.  False for any other
+ * CDB.
+ */
+static bool cdb_alloc_len(const uint8_t *cdb, uint32_t *len)
+{
+	switch (cdb[0]) {
+	case 0x03: case 0x1a:                   /* REQUEST SENSE, MODE SENSE(6) */
+		*len = cdb[4];
+		return true;
+	case 0x12: case 0x1c:                   /* INQUIRY, RECEIVE DIAGNOSTIC RESULTS */
+		*len = get_be16(cdb + 3);
+		return true;
+	case 0x25:                              /* READ CAPACITY(10) */
+		*len = 8;
+		return true;
+	case 0x4d: case 0x5a: case 0x5e:        /* LOG SENSE, MODE SENSE(10), PERSISTENT RESERVE IN */
+		*len = get_be16(cdb + 7);
+		return true;
+	case 0xa0: case 0xa3:                   /* REPORT LUNS, MAINTENANCE IN */
+		*len = get_be32(cdb + 6);
+		return true;
+	case 0x9e:                              /* SERVICE ACTION IN(16) */
+		*len = get_be32(cdb + 10);
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* Cuts a write CDB's transfer length to blocks.  False when it cannot say
  * that number (WRITE(6) has no zero). */
 static bool cdb_cut(uint8_t *cdb, uint32_t blocks)
@@ -297,6 +329,14 @@ static void plan(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 	}
 	if (t->read) {
 		uint64_t need = t->cdb_known ? HBK_MAX(t->cdb_bytes, (uint64_t)e) : e;
+		uint32_t alloc;
+		if (!t->cdb_known && e <= HBK_ISCSI_MAX_XFER && cdb_alloc_len(t->cmd.cdb, &alloc) &&
+		    alloc > e) {
+			/* Room for what the allocation length allows (up to
+			 * HBK_ISCSI_PEEK_MAX), to tell overflow. */
+			t->alloc_known = true;
+			need = HBK_MAX((uint64_t)e, HBK_MIN((uint64_t)alloc, HBK_ISCSI_PEEK_MAX));
+		}
 		if (need > HBK_ISCSI_MAX_XFER) {
 			fail(t, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INVALID_FIELD_IN_CDB);
 			return;
@@ -304,7 +344,7 @@ static void plan(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 		/* Reads of more than the initiator takes run whole; only the
 		 * part it takes is sent. */
 		t->buf_len = need;
-		t->sub_len = t->cdb_known ? t->cdb_bytes : e;
+		t->sub_len = t->cdb_known ? t->cdb_bytes : need;
 		t->sub_dir = t->sub_len ? HBK_DIR_READ : HBK_DIR_NONE;
 		return;
 	}
@@ -808,6 +848,11 @@ static uint8_t residual(const struct hbk_iscsi_task *t, uint32_t *count)
 		return 0;
 	if (t->cdb_known && t->cdb_bytes > t->edtl) {
 		*count = (uint32_t)HBK_MIN(t->cdb_bytes - t->edtl, (uint64_t)UINT32_MAX);
+		return HBK_ISCSI_RSP_OVERFLOW;
+	}
+	if (t->alloc_known && r->bytes > t->edtl) {
+		/* The LUN returned more than the initiator expected. */
+		*count = (uint32_t)HBK_MIN(r->bytes - t->edtl, (uint64_t)UINT32_MAX);
 		return HBK_ISCSI_RSP_OVERFLOW;
 	}
 	uint64_t moved;

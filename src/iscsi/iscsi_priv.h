@@ -333,6 +333,7 @@ static inline uint32_t hbk_iscsi_pad4(uint32_t n)
 #define HBK_ISCSI_OUR_FIRST_BURST  262144u
 #define HBK_ISCSI_MAX_XFER         (32u << 20)  /* larger commands: CHECK CONDITION */
 #define HBK_ISCSI_CONN_BUF_MAX     (16u << 20)  /* command buffers one connection holds */
+#define HBK_ISCSI_PEEK_MAX         65536u   /* data-in taken beyond the EDTL to tell overflow */
 #define HBK_ISCSI_MAX_IMMEDIATE    32u      /* immediate SCSI commands outstanding */
 #define HBK_ISCSI_MAX_DEPTH        512u
 #define HBK_ISCSI_MAX_TMFS         8u       /* task management functions in progress */
@@ -708,6 +709,7 @@ struct hbk_iscsi_task {
 	uint8_t lun_raw[8];
 	uint32_t itt, cmdsn, edtl;
 	bool cdb_known;             /* cdb_bytes is the CDB's own transfer length */
+	bool alloc_known;           /* a data-in CDB's allocation length exceeds the EDTL */
 	uint64_t cdb_bytes;
 	uint8_t *buf;               /* arena (or heap) buffer, buf_len bytes */
 	uint64_t buf_len;
