@@ -2437,6 +2437,89 @@ static void rejected_duplicate_itt_leaves_the_live_task_alone(void **state)
 	session_goes_on(&s, dup_lba, 8, 0x1810);
 }
 
+/* A Logout (close the session) while 16 reads of 1 MiB still stream their
+ * Data-In: the Logout Response comes (RFC 7143 11.15: after it nothing
+ * more), whatever of the reads came before it is in order, the connection
+ * then closes, and the target goes on. */
+static void logout_while_reads_stream(void **state)
+{
+	(void)state;
+	need_server();
+	static const char *const keys[] = { "MaxRecvDataSegmentLength=4096", NULL };
+	struct sess s;
+	login_ok(&s, &(struct login_opts){ .keys = keys });
+	tur_ok(&s);
+	/* 16 MiB in all: more than the socket buffers hold. */
+	enum { READS = 16, BLOCKS = 2048 };
+	uint32_t first = s.itt, next[READS] = { 0 }, pdus = 0, done = 0;
+	bool status[READS] = { false };
+	for (unsigned i = 0; i < READS; i++) {
+		uint32_t lba = i * BLOCKS;
+		uint8_t cdb[10] = { 0x28, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16),
+				    (uint8_t)(lba >> 8), (uint8_t)lba, 0, BLOCKS >> 8, BLOCKS & 0xff, 0 };
+		uint8_t h[BHS];
+		cmd_header(&s, h, cdb, sizeof(cdb), false, BLOCKS * BS, s.itt++);
+		s.cmdsn++;
+		assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
+	}
+	struct pdu p;
+	assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
+	assert_int_equal(p.h[0] & 0x3f, OP_DATA_IN);
+	uint32_t k = get32(p.h + 16) - first;
+	assert_true(k < READS);
+	assert_int_equal(get32(p.h + 40), 0);
+	next[k] = p.dlen;
+	pdus++;
+	pdu_free(&p);
+
+	uint8_t lo[BHS] = { IMMEDIATE | OP_LOGOUT, 0x80 };
+	uint32_t lo_itt = s.itt++;
+	put32(lo + 16, lo_itt);
+	put32(lo + 24, s.cmdsn);
+	put32(lo + 28, s.expstatsn);
+	assert_int_equal(send_pdu(&s, lo, NULL, 0, 0), 0);
+	bool logged_out = false;
+	for (;;) {
+		int rc = recv_pdu(&s, &p, IO_MS);
+		if (rc == R_CLOSED)
+			break;
+		if (rc != R_PDU)
+			fail_msg("%s after %u Data-In PDUs%s", rc == R_TIMEOUT ? "no answer and no close" :
+				 proto_err, pdus, logged_out ? " and the Logout Response" : "");
+		unsigned op = p.h[0] & 0x3f;
+		uint32_t t = get32(p.h + 16), off = get32(p.h + 40);
+		bool s_bit = p.h[1] & 0x01;
+		uint8_t response = p.h[2];
+		pdu_free(&p);
+		if (logged_out)
+			fail_msg("opcode 0x%02x came after the Logout Response", op);
+		k = t - first;
+		if (op == OP_LOGOUT_RSP) {
+			assert_int_equal(t, lo_itt);
+			assert_int_equal(response, 0);
+			logged_out = true;
+		} else if (op == OP_DATA_IN && k < READS && !status[k]) {
+			if (off != next[k])
+				fail_msg("Data-In of task 0x%x at offset %u, expected %u", t, off, next[k]);
+			next[k] += get24(p.h + 5);
+			pdus++;
+			status[k] = s_bit;
+			done += s_bit;
+		} else if (op == OP_SCSI_RSP && k < READS && !status[k]) {
+			status[k] = true;
+			done++;
+		} else {
+			fail_msg("opcode 0x%02x for task 0x%x", op, t);
+		}
+	}
+	if (!logged_out)
+		fail_msg("the connection closed without a Logout Response");
+	printf("# logout during %u reads: %u Data-In PDUs, %u reads ended, then the Logout Response\n",
+	       READS, pdus, done);
+	sess_close(&s);
+	healthy();
+}
+
 /* A server of its own with --max-connections 4: a fifth connection is
  * refused, or waits until one of the four is gone. */
 static void max_connections_is_enforced(void **state)
@@ -2522,6 +2605,7 @@ int main(void)
 		cmocka_unit_test(ignored_write_drops_its_data_out),
 		cmocka_unit_test(rejected_write_drops_its_data_out),
 		cmocka_unit_test(rejected_duplicate_itt_leaves_the_live_task_alone),
+		cmocka_unit_test(logout_while_reads_stream),
 		cmocka_unit_test(max_connections_is_enforced),
 		cmocka_unit_test(server_exits_cleanly_on_sigterm),
 	};
