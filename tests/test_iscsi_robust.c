@@ -2381,6 +2381,48 @@ static void rejected_write_drops_its_data_out(void **state)
 	session_goes_on(&s, lba + N, 1, 0x1000);
 }
 
+/* The late Data-Out of an aborted write is dropped however many writes
+ * were dropped after it, as long as their Data-Out came whole: here 600
+ * ignored writes (a duplicate CmdSN) with their data come between an
+ * ABORT TASK and the aborted write's unsolicited Data-Out. */
+static void aborted_write_data_out_after_many_others(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	uint32_t lba = SCRATCH(19);
+	unsol_session(&s, lba, 8, 0x1900);
+	uint8_t w[8 * BS];
+	tl_fill(w, lba, 8, BS, 0x1901);
+	uint8_t cdb[10] = { 0x2a, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16), (uint8_t)(lba >> 8),
+			    (uint8_t)lba, 0, 0, 8, 0 }, h[BHS];
+	uint32_t itt = s.itt++;
+	cmd_header(&s, h, cdb, sizeof(cdb), true, sizeof(w), itt);
+	h[1] &= (uint8_t)~0x80;                 /* its unsolicited Data-Out is to follow */
+	s.cmdsn++;
+	assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
+
+	uint8_t tm[BHS] = { 0x02 | IMMEDIATE, 0x80 | 1 };   /* ABORT TASK */
+	lun_bytes(tm);
+	uint32_t tm_itt = s.itt++;
+	put32(tm + 16, tm_itt);
+	put32(tm + 20, itt);
+	put32(tm + 24, s.cmdsn);
+	put32(tm + 28, s.expstatsn);
+	put32(tm + 32, s.cmdsn - 1);
+	assert_int_equal(send_pdu(&s, tm, NULL, 0, 0), 0);
+	struct pdu p;
+	assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
+	assert_int_equal(p.h[0] & 0x3f, OP_TMF_RSP);
+	assert_int_equal(p.h[2], 0);
+	pdu_free(&p);
+
+	for (unsigned i = 0; i < 600; i++)
+		unsol_write(&s, s.itt++, s.cmdsn - 1, false, lba, 8, w);
+	assert_int_equal(send_dataout(&s, itt, NO_TAG, 0, 0, w, sizeof(w), true, 0), 0);
+	session_goes_on(&s, lba, 8, 0x1900);
+}
+
 /* A write that reuses the ITT of a live write is rejected (07, task in
  * progress), and its unsolicited Data-Out, which carries that ITT too, is
  * dropped: the live write still takes the Data-Out its R2T asked for and
@@ -2605,6 +2647,7 @@ int main(void)
 		cmocka_unit_test(ignored_write_drops_its_data_out),
 		cmocka_unit_test(rejected_write_drops_its_data_out),
 		cmocka_unit_test(rejected_duplicate_itt_leaves_the_live_task_alone),
+		cmocka_unit_test(aborted_write_data_out_after_many_others),
 		cmocka_unit_test(logout_while_reads_stream),
 		cmocka_unit_test(max_connections_is_enforced),
 		cmocka_unit_test(server_exits_cleanly_on_sigterm),

@@ -224,11 +224,22 @@ static void credit(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 }
 
 /* Data-Out still on its way for ITT itt, which names no task (any more),
- * is dropped quietly. */
+ * is dropped quietly.  A free entry is taken; only when there is none is
+ * an older one forgotten (in turn). */
 static void aborted_add(struct hbk_iscsi_conn *c, uint32_t itt)
 {
-	if (itt != HBK_ISCSI_NO_TAG)
-		c->aborted_itt[c->aborted_pos++ % HBK_ARRAY_SIZE(c->aborted_itt)] = itt;
+	const unsigned n = HBK_ARRAY_SIZE(c->aborted_itt);
+	if (itt == HBK_ISCSI_NO_TAG)
+		return;
+	for (unsigned k = 0; k < n; k++) {
+		unsigned i = (c->aborted_pos + k) % n;
+		if (c->aborted_itt[i] == HBK_ISCSI_NO_TAG) {
+			c->aborted_itt[i] = itt;
+			c->aborted_pos = i + 1;
+			return;
+		}
+	}
+	c->aborted_itt[c->aborted_pos++ % n] = itt;
 }
 
 void hbk_iscsi_task_free(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
@@ -262,7 +273,7 @@ void hbk_iscsi_task_free(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 
 void hbk_iscsi_task_drop(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 {
-	if (t->state == HBK_ISCSI_TASK_DATA_OUT)
+	if (hbk_iscsi_cmd_transferring(t))
 		aborted_add(c, t->itt);
 	hbk_iscsi_task_free(c, t);
 }
@@ -680,8 +691,14 @@ uint8_t *hbk_iscsi_data_out_begin(struct hbk_iscsi_conn *c, const struct hbk_isc
 	struct hbk_iscsi_task *t = hbk_iscsi_task_find(c, itt);
 	if (!t) {
 		for (unsigned i = 0; i < HBK_ARRAY_SIZE(c->aborted_itt); i++)
-			if (c->aborted_itt[i] == itt && itt != HBK_ISCSI_NO_TAG)
-				return NULL;    /* for a task aborted meanwhile */
+			if (c->aborted_itt[i] == itt && itt != HBK_ISCSI_NO_TAG) {
+				/* For a task aborted meanwhile.  Its sequence ends
+				 * with F: the entry goes, so the list holds only
+				 * what is still due. */
+				if (q->flags & HBK_ISCSI_FLAG_FINAL)
+					c->aborted_itt[i] = HBK_ISCSI_NO_TAG;
+				return NULL;
+			}
 		char why[96];
 		snprintf(why, sizeof(why), "Data-Out for unknown task 0x%08x", itt);
 		hbk_iscsi_conn_close(c, false, why);

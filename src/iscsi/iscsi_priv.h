@@ -841,9 +841,10 @@ struct hbk_iscsi_conn {
 	unsigned nheld;                 /* tasks held ahead of a CmdSN gap */
 	uint64_t buf_bytes;             /* buffers its tasks hold, arena and heap */
 	uint64_t task_seq;
-	/* Recently aborted tasks, and writes ignored or rejected before they
-	 * became tasks, whose late Data-Out is dropped: room for as many as
-	 * can be outstanding, so a reset of a full window forgets none;
+	/* Aborted tasks that still had Data-Out due, and writes ignored or
+	 * rejected before they became tasks, whose late Data-Out is dropped;
+	 * an entry goes when its sequence ends (F).  Room for as many as can
+	 * be outstanding, so a reset of a full window forgets none;
 	 * HBK_ISCSI_NO_TAG when empty. */
 	uint32_t aborted_itt[HBK_ISCSI_MAX_DEPTH + HBK_ISCSI_MAX_IMMEDIATE];
 	unsigned aborted_pos;
