@@ -1953,6 +1953,53 @@ static void arena_hog(struct sess *h, uint32_t lba)
 	assert_int_equal(send_pdu(h, hdr, NULL, 0, 0), 0);
 }
 
+/* Commands too large for a connection's share of the arena take heap
+ * memory, but the target's heap buffers have one budget (64 MiB): with two
+ * writes of 32 MiB waiting for their data, a third session's one gets no
+ * R2T (its buffer is not allocated) until one of the two is gone. */
+static void heap_buffers_have_one_budget(void **state)
+{
+	(void)state;
+	need_server();
+	if (external)
+		skip();                 /* the budget is this target's */
+	static const char *const keys[] = { "InitialR2T=Yes", "ImmediateData=No", NULL };
+	enum { N = 3 };
+	struct sess s[N];
+	for (unsigned i = 0; i < N; i++) {
+		login_ok(&s[i], &(struct login_opts){ .keys = keys });
+		tur_ok(&s[i]);
+	}
+	for (unsigned i = 0; i < N; i++) {
+		uint8_t cdb[16] = { 0x8a }, h[BHS];
+		put32(cdb + 6, 0);
+		put32(cdb + 10, 65536);         /* 32 MiB, never sent */
+		cmd_header(&s[i], h, cdb, 16, true, 32u << 20, s[i].itt++);
+		s[i].cmdsn++;
+		assert_int_equal(send_pdu(&s[i], h, NULL, 0, 0), 0);
+		struct pdu p;
+		int rc = recv_pdu(&s[i], &p, i < N - 1 ? IO_MS : QUIET_MS);
+		if (i < N - 1) {
+			assert_int_equal(rc, R_PDU);
+			assert_int_equal(p.h[0] & 0x3f, OP_R2T);
+			pdu_free(&p);
+		} else if (rc == R_PDU) {
+			unsigned op = p.h[0] & 0x3f;
+			pdu_free(&p);
+			fail_msg("a third 32 MiB heap buffer: opcode 0x%02x came at once", op);
+		}
+	}
+	/* The first session goes: the third one's write gets its buffer. */
+	sess_close(&s[0]);
+	struct pdu p;
+	assert_int_equal(recv_pdu(&s[N - 1], &p, IO_MS), R_PDU);
+	assert_int_equal(p.h[0] & 0x3f, OP_R2T);
+	pdu_free(&p);
+	for (unsigned i = 1; i < N; i++)
+		sess_close(&s[i]);
+	healthy();
+}
+
 /* A write with immediate data and a data digest arrives while the arena is
  * full, and the digest comes only after a buffer was freed: the data must
  * still reach the LUN (it is taken as received only once its digest is). */
@@ -2639,6 +2686,7 @@ int main(void)
 		cmocka_unit_test(logins_with_garbage_are_refused),
 		cmocka_unit_test(connection_flood),
 		cmocka_unit_test(one_session_cannot_hold_every_buffer),
+		cmocka_unit_test(heap_buffers_have_one_budget),
 		cmocka_unit_test(immediate_data_waits_for_its_digest),
 		cmocka_unit_test(unread_replies_do_not_pile_up),
 		cmocka_unit_test(persistent_reservation_across_two_sessions),

@@ -177,8 +177,11 @@ static void wait_del(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
  * every other session needs.  When the arena is full and none of it is held
  * by this target (so no free would ever make room), or the command alone is
  * larger than the share, a heap buffer, which the host copies through its
- * bounce memory.  NULL: wait for a free (another connection's, or this
- * one's when it is over its share).
+ * bounce memory, within the heap budget of every connection together
+ * (HBK_ISCSI_HEAP_MAX), so initiators that announce large commands on many
+ * connections cannot make the target take memory without bound.  NULL: wait
+ * for a free (another connection's, or this one's when it is over its
+ * share).
  */
 static uint8_t *buf_get(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t, uint64_t len)
 {
@@ -195,10 +198,16 @@ static uint8_t *buf_get(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t, uint
 	} else if (c->buf_bytes) {
 		return NULL;
 	}
+	if (atomic_fetch_add(&s->heap_held, len) + len > HBK_ISCSI_HEAP_MAX) {
+		atomic_fetch_sub(&s->heap_held, len);
+		return NULL;
+	}
 	p = aligned_alloc(4096, (len + 4095) & ~(uint64_t)4095);
 	t->heap = p != NULL;
 	if (p)
 		c->buf_bytes += len;
+	else
+		atomic_fetch_sub(&s->heap_held, len);
 	return p;
 }
 
@@ -207,11 +216,12 @@ static void buf_put(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 	c->buf_bytes -= t->buf_len;
 	if (t->heap) {
 		free(t->buf);
+		atomic_fetch_sub(&c->srv->heap_held, t->buf_len);
 	} else {
 		hbk_ctl_buf_free(c->srv->ctl, t->buf);
 		atomic_fetch_sub(&c->srv->arena_held, t->buf_len);
-		hbk_iscsi_buf_freed(c->srv);
 	}
+	hbk_iscsi_buf_freed(c->srv);
 	t->buf = NULL;
 }
 

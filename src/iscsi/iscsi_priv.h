@@ -333,6 +333,7 @@ static inline uint32_t hbk_iscsi_pad4(uint32_t n)
 #define HBK_ISCSI_OUR_FIRST_BURST  262144u
 #define HBK_ISCSI_MAX_XFER         (32u << 20)  /* larger commands: CHECK CONDITION */
 #define HBK_ISCSI_CONN_BUF_MAX     (16u << 20)  /* command buffers one connection holds */
+#define HBK_ISCSI_HEAP_MAX         (64u << 20)  /* heap command buffers of all connections */
 #define HBK_ISCSI_PEEK_MAX         65536u   /* data-in taken beyond the EDTL to tell overflow */
 #define HBK_ISCSI_MAX_IMMEDIATE    32u      /* immediate SCSI commands outstanding */
 #define HBK_ISCSI_MAX_DEPTH        512u
@@ -634,6 +635,7 @@ struct hbk_iscsi {
 	atomic_bool stopping;
 	atomic_uint buf_waiters;    /* connections holding commands for want of arena */
 	atomic_ullong arena_held;   /* arena bytes held by commands of every connection */
+	atomic_ullong heap_held;    /* heap buffer bytes held by commands of every connection */
 };
 
 /* The target id named by an iSCSI name "<prefix>:t<N>"; -ENOENT otherwise,
