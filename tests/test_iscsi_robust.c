@@ -2000,6 +2000,72 @@ static void heap_buffers_have_one_budget(void **state)
 	healthy();
 }
 
+/* A command that waits for a buffer keeps its unsolicited data aside; what
+ * one connection keeps so is bounded (4 MiB): with its share of the arena
+ * held, 24 writes of 256 KiB announce their unsolicited data and send it;
+ * 16 wait, and the 8 beyond the bound answer TASK SET FULL. */
+static void waiting_writes_keep_bounded_data_aside(void **state)
+{
+	(void)state;
+	need_server();
+	if (external)
+		skip();                 /* the bound is this target's */
+	static const char *const keys[] = { "InitialR2T=No", "ImmediateData=No",
+					    "FirstBurstLength=262144", "MaxBurstLength=1048576", NULL };
+	struct sess s;
+	login_ok(&s, &(struct login_opts){ .keys = keys });
+	tur_ok(&s);
+	assert_int_equal(s.first_burst, 262144);
+	assert_true(s.send_mrdsl >= 262144);
+	/* 16 MiB of the arena, its data never sent. */
+	uint8_t cdb16[16] = { 0x8a }, h[BHS];
+	put32(cdb16 + 6, 0);
+	put32(cdb16 + 10, 32768);
+	uint32_t hog = s.itt++;
+	cmd_header(&s, h, cdb16, 16, true, 16u << 20, hog);
+	s.cmdsn++;
+	assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
+
+	enum { N = 24, WAITING = 16, BLOCKS = 512 };
+	uint8_t *w = calloc(1, BLOCKS * BS);
+	assert_non_null(w);
+	uint32_t first = s.itt;
+	for (unsigned i = 0; i < N; i++) {
+		uint32_t lba = 32768 + i * BLOCKS;
+		uint8_t cdb[10] = { 0x2a, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16),
+				    (uint8_t)(lba >> 8), (uint8_t)lba, 0, BLOCKS >> 8, BLOCKS & 0xff, 0 };
+		uint32_t itt = s.itt++;
+		cmd_header(&s, h, cdb, sizeof(cdb), true, BLOCKS * BS, itt);
+		h[1] &= (uint8_t)~0x80;
+		s.cmdsn++;
+		assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
+		assert_int_equal(send_dataout(&s, itt, NO_TAG, 0, 0, w, BLOCKS * BS, true, 0), 0);
+	}
+	free(w);
+	unsigned full = 0;
+	for (;;) {
+		struct pdu p;
+		int rc = recv_pdu(&s, &p, full < N - WAITING ? IO_MS : QUIET_MS);
+		if (rc == R_TIMEOUT && full == N - WAITING)
+			break;
+		if (rc != R_PDU)
+			fail_msg("%u of %u writes over the bound answered, then %s", full, N - WAITING,
+				 rc == R_TIMEOUT ? "nothing" : "the connection closed");
+		unsigned op = p.h[0] & 0x3f;
+		uint32_t itt = get32(p.h + 16);
+		uint8_t status = p.h[3];
+		pdu_free(&p);
+		if (op == OP_R2T && itt == hog)
+			continue;
+		if (op != OP_SCSI_RSP || itt - first < WAITING || itt - first >= N || status != 0x28)
+			fail_msg("opcode 0x%02x status 0x%02x for write %u", op, status, itt - first);
+		full++;
+	}
+	printf("# %u writes waiting, %u answered TASK SET FULL\n", WAITING, full);
+	sess_close(&s);
+	healthy();
+}
+
 /* A write with immediate data and a data digest arrives while the arena is
  * full, and the digest comes only after a buffer was freed: the data must
  * still reach the LUN (it is taken as received only once its digest is). */
@@ -2687,6 +2753,7 @@ int main(void)
 		cmocka_unit_test(connection_flood),
 		cmocka_unit_test(one_session_cannot_hold_every_buffer),
 		cmocka_unit_test(heap_buffers_have_one_budget),
+		cmocka_unit_test(waiting_writes_keep_bounded_data_aside),
 		cmocka_unit_test(immediate_data_waits_for_its_digest),
 		cmocka_unit_test(unread_replies_do_not_pile_up),
 		cmocka_unit_test(persistent_reservation_across_two_sessions),

@@ -277,6 +277,7 @@ void hbk_iscsi_task_free(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 		wait_del(c, t);
 	if (t->buf)
 		buf_put(c, t);
+	c->stash_bytes -= t->stash_len;
 	free(t->stash);
 	free(t);
 }
@@ -532,12 +533,20 @@ struct hbk_iscsi_task *hbk_iscsi_cmd_begin(struct hbk_iscsi_conn *c, const struc
 		t->buf = buf_get(c, t, t->buf_len);
 		if (!t->buf) {
 			uint32_t keep = t->unsol_open ? t->unsol_end : dlen;
-			if (keep && !(t->stash = malloc(keep))) {
-				hbk_iscsi_task_free(c, t);
-				hbk_iscsi_conn_close(c, false, "out of memory");
-				return NULL;
+			if (c->stash_bytes + keep > HBK_ISCSI_STASH_MAX) {
+				/* No room to keep its data aside: once that data
+				 * is in (and dropped), TASK SET FULL. */
+				t->full = true;
+			} else {
+				if (keep && !(t->stash = malloc(keep))) {
+					hbk_iscsi_task_free(c, t);
+					hbk_iscsi_conn_close(c, false, "out of memory");
+					return NULL;
+				}
+				t->stash_len = keep;
+				c->stash_bytes += keep;
+				wait_add(c, t);
 			}
-			wait_add(c, t);
 		}
 	}
 	if (dlen)
@@ -638,6 +647,15 @@ static void advance(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 	}
 	if (t->unsol_open || t->held)
 		return;
+	if (t->full) {
+		struct hbk_scsi_cmd *cmd = &t->cmd;
+		memset(&cmd->result, 0, sizeof(cmd->result));
+		cmd->result.service = HBK_SR_TASK_COMPLETE;
+		cmd->result.status = HBK_STATUS_TASK_SET_FULL;
+		cmd->sense_len = 0;
+		hbk_iscsi_cmd_reply(c, t);
+		return;
+	}
 	if (t->fail_key) {
 		/* Known to fail before it ran: answered once the unsolicited
 		 * data is in, no R2T asks for more. */
@@ -813,6 +831,8 @@ void hbk_iscsi_cmd_retry_buffers(struct hbk_iscsi_conn *c)
 			memcpy(p, oldest->stash, oldest->received);
 			free(oldest->stash);
 			oldest->stash = NULL;
+			c->stash_bytes -= oldest->stash_len;
+			oldest->stash_len = 0;
 		}
 		wait_del(c, oldest);
 		advance(c, oldest);

@@ -334,6 +334,7 @@ static inline uint32_t hbk_iscsi_pad4(uint32_t n)
 #define HBK_ISCSI_MAX_XFER         (32u << 20)  /* larger commands: CHECK CONDITION */
 #define HBK_ISCSI_CONN_BUF_MAX     (16u << 20)  /* command buffers one connection holds */
 #define HBK_ISCSI_HEAP_MAX         (64u << 20)  /* heap command buffers of all connections */
+#define HBK_ISCSI_STASH_MAX        (4u << 20)   /* data one connection keeps for waiting commands */
 #define HBK_ISCSI_PEEK_MAX         65536u   /* data-in taken beyond the EDTL to tell overflow */
 #define HBK_ISCSI_MAX_IMMEDIATE    32u      /* immediate SCSI commands outstanding */
 #define HBK_ISCSI_MAX_DEPTH        512u
@@ -718,6 +719,8 @@ struct hbk_iscsi_task {
 	uint64_t sub_len;           /* bytes handed to the controller */
 	uint8_t sub_dir;            /* enum hbk_dir handed to the controller */
 	uint8_t *stash;             /* unsolicited data kept while waiting for a buffer */
+	uint32_t stash_len;
+	bool full;                  /* no buffer and no room for a stash: TASK SET FULL */
 	/* data-out */
 	uint32_t received;          /* bytes of data-out in place, from offset 0 */
 	uint32_t unsol_end;         /* unsolicited data may reach this offset */
@@ -842,6 +845,7 @@ struct hbk_iscsi_conn {
 	unsigned wait_buf;              /* tasks waiting for an arena buffer */
 	unsigned nheld;                 /* tasks held ahead of a CmdSN gap */
 	uint64_t buf_bytes;             /* buffers its tasks hold, arena and heap */
+	uint64_t stash_bytes;           /* unsolicited data its waiting tasks keep aside */
 	uint64_t task_seq;
 	/* Aborted tasks that still had Data-Out due, and writes ignored or
 	 * rejected before they became tasks, whose late Data-Out is dropped;
