@@ -390,6 +390,74 @@ static void task_management_aborts_queued_commands(void **state)
 	free(buf);
 }
 
+/*
+ * Resets while the ram driver is busy: 32 WRITEs of 1 MiB at the driver,
+ * then LUN RESET, and in the next round TARGET RESET, on both paths.  A
+ * reset answers FUNCTION COMPLETE only once no task it covers is left at
+ * the driver: the driver runtime reports none kept (HBK-C11, logged before
+ * the answer goes back), and every command comes back, once: executed,
+ * ended by the unit attention the reset set, or aborted at the host.
+ */
+static bool capturing;
+
+/* Teardown: gives stderr back if a failed assertion left it captured. */
+static int capture_off(void **state)
+{
+	(void)state;
+	if (capturing)
+		tl_capture_end();
+	capturing = false;
+	return 0;
+}
+
+static void resets_under_load_leave_no_task_at_the_driver(void **state)
+{
+	(void)state;
+	enum { N = 32, ROUNDS = 4, BLOCKS = (1u << 20) / 512 };
+	for (int mode = HBK_MODE_PER_TASK; mode <= HBK_MODE_BUNDLED; mode++) {
+		tl_capture_begin();   /* before the driver starts: its log too */
+		capturing = true;
+		struct hbk_ctl *c = open_ram((enum hbk_ctl_mode)mode,
+					     (const char *[]){ "size=64M", NULL });
+		struct hbk_lun *l = hbk_ctl_lun(c, 0);
+		struct hbk_scsi_cmd *cmd = calloc(N, sizeof(*cmd));
+		uint8_t *buf = hbk_ctl_buf_alloc(c, (size_t)N << 20);   /* zero copy */
+		assert_true(cmd && buf);
+		for (unsigned round = 0; round < ROUNDS; round++) {
+			atomic_uint done = 0;
+			for (unsigned i = 0; i < N; i++) {
+				uint32_t lba = i * BLOCKS;
+				cmd[i] = (struct hbk_scsi_cmd){
+					.lun = l, .cdb = { 0x2a, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16),
+							   (uint8_t)(lba >> 8), (uint8_t)lba, 0,
+							   (uint8_t)(BLOCKS >> 8), (uint8_t)BLOCKS, 0 },
+					.cdb_len = 10, .dir = HBK_DIR_WRITE, .buf = buf + ((size_t)i << 20),
+					.len = 1u << 20, .done = count_done, .priv = &done };
+				assert_int_equal(hbk_sam_submit(c, &cmd[i]), 0);
+			}
+			enum hbk_tmf op = round % 2 ? HBK_TMF_TARGET_RESET : HBK_TMF_LUN_RESET;
+			assert_int_equal(hbk_sam_tmf(c, 0, 0, op, NULL), HBK_SR_FUNCTION_COMPLETE);
+			for (int ms = 0; ms < 5000 && atomic_load(&done) < N; ms++)
+				usleep(1000);
+			assert_int_equal(atomic_load(&done), N);
+			for (unsigned i = 0; i < N; i++) {
+				uint8_t st = cmd[i].result.status;
+				assert_int_equal(cmd[i].result.service, HBK_SR_TASK_COMPLETE);
+				assert_true(st == HBK_STATUS_GOOD || st == HBK_STATUS_CHECK_CONDITION ||
+					    st == HBK_STATUS_TASK_ABORTED);
+			}
+		}
+		struct hbk_ctl_stats s;
+		hbk_ctl_stats(c, &s);
+		for (unsigned r = 0; r < HBK_RULES; r++)
+			assert_int_equal(s.violations[r], 0);
+		hbk_ctl_close(c);
+		capturing = false;
+		assert_null(strstr(tl_capture_end(), "HBK-C11"));
+		free(cmd);
+	}
+}
+
 /* A unit attention (the LUN was reset) ends a command unexecuted: block
  * I/O sends it again, a few times at most. */
 static void block_io_retries_after_a_unit_attention(void **state)
@@ -1014,6 +1082,7 @@ int main(void)
 		cmocka_unit_test(prepared_ring_wraps),
 		cmocka_unit_test(a_busy_driver_takes_what_piled_up_in_one_batch),
 		cmocka_unit_test(task_management_aborts_queued_commands),
+		cmocka_unit_test_teardown(resets_under_load_leave_no_task_at_the_driver, capture_off),
 		cmocka_unit_test(reservations_are_kept_per_initiator),
 		cmocka_unit_test(block_io_retries_after_a_unit_attention),
 		cmocka_unit_test(per_task_path_sends_one_task_per_call),

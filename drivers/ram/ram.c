@@ -13,7 +13,8 @@
  * it), ro=1 (write protected), lbppbe=N (2^N logical blocks per physical
  * block, 0..15), max-unmap=N (blocks one UNMAP may name, 0: no limit).
  * The LUNs together take at most three quarters of the machine's memory.
- * LOGICAL UNIT RESET and TARGET RESET reset the emulation's
+ * Task management answers once every task at the driver has completed;
+ * LOGICAL UNIT RESET and TARGET RESET then reset the emulation's
  * LUN state (unit attentions, RESERVE(6), medium removal prevention), and
  * the loss of an I_T nexus ends what the LUNs kept for it.
  */
@@ -84,10 +85,12 @@ struct ram {
 	bool populate_up;
 	_Atomic bool populate_stop;
 
-	pthread_mutex_t lock;           /* guards the pending list */
+	pthread_mutex_t lock;           /* guards the pending list and busy */
 	struct pending *pend;           /* ring of ntasks entries */
 	uint32_t head, tail;
 	struct taken *batch;            /* the interrupt handler's copy */
+	bool busy;                      /* it holds tasks taken, not all completed */
+	pthread_cond_t idle;            /* signalled when it gave them all back */
 };
 
 /* ---- Memory backend ---------------------------------------------------------- */
@@ -222,6 +225,7 @@ static int ram_init(struct hbk_drv *d)
 	if (!r->aux || !r->intr || !r->pend || !r->batch || !r->tasks || !r->actions || !r->targets || !r->luns)
 		return -ENOMEM;
 	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->idle, NULL);
 	hbk_drv_work_init(&r->create_work, create_targets);
 	hbk_drv_work_init(&r->intr_work, interrupt);
 
@@ -471,6 +475,7 @@ static void interrupt(struct hbk_drv_work *w)
 			}
 		}
 		r->head = r->tail;
+		r->busy |= n != 0;
 		pthread_mutex_unlock(&r->lock);
 		if (!n)
 			break;
@@ -497,26 +502,50 @@ static void interrupt(struct hbk_drv_work *w)
 	}
 	if (ndone)
 		hbk_drv_bundled_complete(r->d, r->bundled, done, (uint16_t)ndone);
+	pthread_mutex_lock(&r->lock);
+	r->busy = false;
+	pthread_cond_broadcast(&r->idle);
+	pthread_mutex_unlock(&r->lock);
 }
 
-/* Task management: nothing is ever stuck in memory, so every function is
- * complete at once; a task at the driver completes on its own, shortly.
- * The resets also reset the emulation's state of the LUNs they cover. */
+/*
+ * Waits until the interrupt handler has completed every task at the driver:
+ * those pending and those it took.  Each was raised when it was queued, and
+ * none comes meanwhile: the I/O entry points and task management all run
+ * on the Default queue (ram binds none), never on the InterruptQueue, so
+ * this cannot wait for itself.  Task management only, on the Default queue.
+ */
+static void drain(struct ram *r)
+{
+	pthread_mutex_lock(&r->lock);
+	while (r->head != r->tail || r->busy)
+		pthread_cond_wait(&r->idle, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Task management: nothing is ever stuck in memory, so every function lets
+ * the tasks at the driver complete (they finish before the function takes
+ * effect, as SAM allows) and is then complete: none it covers is left at
+ * the driver when it answers.  The resets also reset the emulation's state
+ * of the LUNs they cover. */
 static uint32_t ram_abort_task(struct hbk_drv *d, uint64_t target, uint64_t lun, uint64_t tag)
 {
-	(void)d; (void)target; (void)lun; (void)tag;
+	(void)target; (void)lun; (void)tag;
+	drain(hbk_drv_priv(d));
 	return HBK_SR_FUNCTION_COMPLETE;
 }
 
 static uint32_t ram_tmf_lun(struct hbk_drv *d, uint64_t target, uint64_t lun)
 {
-	(void)d; (void)target; (void)lun;
+	(void)target; (void)lun;
+	drain(hbk_drv_priv(d));
 	return HBK_SR_FUNCTION_COMPLETE;
 }
 
 static uint32_t ram_lun_reset(struct hbk_drv *d, uint64_t target, uint64_t lun)
 {
 	struct ram *r = hbk_drv_priv(d);
+	drain(r);
 	if (target < r->ntargets && lun < r->nluns)
 		hbk_scsi_lun_reset(r->targets[target].luns[lun]);
 	return HBK_SR_FUNCTION_COMPLETE;
@@ -525,6 +554,7 @@ static uint32_t ram_lun_reset(struct hbk_drv *d, uint64_t target, uint64_t lun)
 static uint32_t ram_target_reset(struct hbk_drv *d, uint64_t target)
 {
 	struct ram *r = hbk_drv_priv(d);
+	drain(r);
 	if (target < r->ntargets)
 		hbk_scsi_target_reset(&r->targets[target]);
 	return HBK_SR_FUNCTION_COMPLETE;
