@@ -4,7 +4,9 @@
  * every bundled or per-task call take N µs to return, which keeps the host's
  * sender busy while a test prepares more tasks; with slow-below=LBA, only
  * calls carrying a READ or WRITE below that LBA are delayed, so one
- * controller can be slow and then fast again.  A call that carries a task
+ * controller can be slow and then fast again.  hold-us=N (0) keeps every
+ * task N µs on the InterruptQueue before it completes, so tasks stay at the
+ * driver after the call that brought them returned.  A call that carries a task
  * at LBA >= 4242 never returns at all (the call server sleeps forever), so
  * the host's call times out: HBK-C12.
  */
@@ -50,11 +52,23 @@ static uint32_t process_task(struct hbk_drv *d, const struct hbk_task *task,
 	return tdrv_ops.process_task(d, task, resp, action);
 }
 
+/* On the InterruptQueue: holds the task hold-us, then lets the base complete it. */
+static bool hold(struct tdrv *t, struct tdrv_io *io)
+{
+	(void)io;
+	unsigned us = (unsigned)atoi(tdrv_arg(t, "hold-us", "0"));
+	if (us)
+		usleep(us);
+	return false;
+}
+
+static const struct tdrv_hooks hooks = { .complete = hold };
+
 int main(int argc, char **argv)
 {
 	struct hbk_drv_ops ops = tdrv_ops;
 	ops.name = "stall";
 	ops.process_bundled = process_bundled;
 	ops.process_task = process_task;
-	return tdrv_main(argc, argv, &ops, NULL);
+	return tdrv_main(argc, argv, &ops, &hooks);
 }

@@ -211,6 +211,7 @@ static int base_init(struct hbk_drv *d)
 	if (!t->aux || !t->intr)
 		return -ENOMEM;
 	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->idle, NULL);
 	pthread_mutex_init(&t->defer_lock, NULL);
 	hbk_drv_work_init(&t->defer_work, defer_run);
 	hbk_drv_work_init(&t->create_work, create_targets);
@@ -362,6 +363,9 @@ static void interrupt(struct hbk_drv_work *w)
 		bool empty = t->head == t->tail;
 		if (!empty)
 			io = t->pend[t->head++ % TDRV_TASKS];
+		t->busy = !empty;      /* the task taken before is completed (or kept) */
+		if (empty)
+			pthread_cond_broadcast(&t->idle);
 		pthread_mutex_unlock(&t->lock);
 		if (empty)
 			return;
@@ -371,9 +375,22 @@ static void interrupt(struct hbk_drv_work *w)
 	}
 }
 
+/*
+ * LUN RESET: answers once the InterruptQueue has completed every task the
+ * base holds (pending, or taken and running), so none the reset covers is
+ * left at the driver; what a hook keeps stays the hook's.  Each task was
+ * raised when it was queued, and none comes meanwhile: the I/O entry points
+ * and this one run on the Default queue (unless a driver binds them
+ * elsewhere, never to the InterruptQueue), so the wait is not for itself.
+ */
 static uint32_t base_lun_reset(struct hbk_drv *d, uint64_t target, uint64_t lun)
 {
-	(void)d; (void)target; (void)lun;
+	struct tdrv *t = hbk_drv_priv(d);
+	(void)target; (void)lun;
+	pthread_mutex_lock(&t->lock);
+	while (t->head != t->tail || t->busy)
+		pthread_cond_wait(&t->idle, &t->lock);
+	pthread_mutex_unlock(&t->lock);
 	return HBK_SR_FUNCTION_COMPLETE;
 }
 

@@ -85,9 +85,11 @@ struct tdrv {
 
 	/* Everything a task needs travels by value in the ring, so the
 	 * InterruptQueue shares nothing with the entry points but the lock. */
-	pthread_mutex_t lock;          /* guards the pending ring and bundled */
+	pthread_mutex_t lock;          /* guards the pending ring, busy and bundled */
 	struct tdrv_io pend[TDRV_TASKS];
 	uint32_t head, tail;
+	bool busy;                     /* the InterruptQueue holds a task it took */
+	pthread_cond_t idle;           /* signalled when it found the ring empty */
 	/* tdrv_defer: kept tasks, and the thread that raises their work on
 	 * the InterruptQueue when they come due (stopped by STOP). */
 	pthread_mutex_t defer_lock;
