@@ -5,7 +5,8 @@
  * both paths: discovery of the virtual drives (INQUIRY and VPD), data
  * integrity on memory and RAID drives, the card's transfer limit, bundled
  * completions carrying many slots under load, a task abort that reaches
- * the controller, a LUN reset ending held I/O with TASK ABORTED, I/O stuck
+ * the controller, a LUN reset ending held I/O with TASK ABORTED, a reset
+ * covering a bundled call still on its way to the card, I/O stuck
  * past task management leaving the other drives served, teardown with I/O stuck in the card
  * (cancelled, never carried out into buffers the host gave back), arrays given by
  * specs (array=, next to vd=), and bad options.  tests/test_raid_integrity.c
@@ -255,6 +256,45 @@ static void lun_reset_ends_io_with_task_aborted(void **state)
 	assert_int_equal(cmd.result.status, HBK_STATUS_TASK_ABORTED);
 	assert_true(hbk_ctl_alive(c));
 	hbk_ctl_close(c);
+}
+
+/*
+ * A LUN RESET or TARGET RESET that comes while a bundled call is on its way
+ * to the card (its slots at the driver, their frames not posted yet: the
+ * driver started with post-delay-us) covers that WRITE too: the reset
+ * answers FUNCTION COMPLETE once the WRITE is back, and the driver runtime
+ * reports no task kept (HBK-C11, logged before the answer goes back).
+ */
+static void reset_covers_a_bundled_call_on_its_way(void **state)
+{
+	(void)state;
+	static const enum hbk_tmf ops[] = { HBK_TMF_LUN_RESET, HBK_TMF_TARGET_RESET };
+	for (unsigned i = 0; i < 2; i++) {
+		tl_capture_begin();
+		struct hbk_ctl *c = open_raid(HBK_MODE_BUNDLED, (const char *[]){ "vd=v:16M",
+					      "post-delay-us=300000", NULL }, 0);
+		uint8_t buf[8 * BS];
+		tl_fill(buf, 0, 8, BS, 5);
+		atomic_int done = 0;
+		struct hbk_scsi_cmd cmd = { .lun = hbk_ctl_lun(c, 0),
+					    .cdb = { 0x2a, 0, 0, 0, 0, 0, 0, 0, 8, 0 }, .cdb_len = 10,
+					    .dir = HBK_DIR_WRITE, .buf = buf, .len = sizeof(buf),
+					    .done = flag_done, .priv = &done };
+		assert_int_equal(hbk_sam_submit(c, &cmd), 0);
+		usleep(100000);                        /* the call waits before posting */
+		int sr = hbk_sam_tmf(c, 0, 0, ops[i], NULL);
+		for (int ms = 0; ms < 2000 && !atomic_load(&done); ms++)
+			usleep(1000);
+		struct hbk_ctl_stats st;
+		hbk_ctl_stats(c, &st);
+		hbk_ctl_close(c);
+		const char *log = tl_capture_end();
+		assert_int_equal(sr, HBK_SR_FUNCTION_COMPLETE);
+		assert_int_equal(atomic_load(&done), 1);
+		assert_int_equal(cmd.result.service, HBK_SR_TASK_COMPLETE);
+		assert_int_equal(st.violations[11], 0);
+		assert_null(strstr(log, "HBK-C11"));
+	}
 }
 
 /*
@@ -536,6 +576,7 @@ int main(void)
 		cmocka_unit_test(bundled_completions_carry_many_slots),
 		BOTH_PATHS(task_abort_reaches_the_controller),
 		BOTH_PATHS(lun_reset_ends_io_with_task_aborted),
+		cmocka_unit_test(reset_covers_a_bundled_call_on_its_way),
 		cmocka_unit_test(stuck_io_leaves_other_drives_served),
 		BOTH_PATHS(task_management_leaves_other_drives_flowing),
 		BOTH_PATHS(teardown_fails_io_in_flight),

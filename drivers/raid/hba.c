@@ -20,7 +20,9 @@
  * hold-lba=LBA (fault injection: I/O touching that block of a memory drive
  * hangs until aborted), hold-stuck=0|1 (1: aborting it does not work
  * either, as with a member disk that never answers; stopping the driver
- * cancels it all the same).
+ * cancels it all the same), post-delay-us=T (fault injection: a bundled
+ * call that carries a WRITE waits T µs before it posts its frames, as a
+ * driver thread preempted there).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -61,7 +63,7 @@ struct slot {
 
 struct opts {
 	uint64_t tasks, queues, threads, max_transfer, coalesce_count, coalesce_us, coalesce_idle;
-	uint64_t hold_lba, hold_stuck;
+	uint64_t hold_lba, hold_stuck, post_delay_us;
 };
 
 struct hba {
@@ -98,6 +100,10 @@ struct hba {
 	uint32_t tm_out;                /* TM frames at the card, given up on or not */
 	bool tm_done;
 	struct hbk_dev_reply tm_reply;
+	/* Task management's pass through the Default queue (default_passed). */
+	struct hbk_drv_queue *defq;
+	struct hbk_drv_work pass_work;
+	bool passed;                    /* under tm_lock */
 };
 
 #define HBA(w, field) ((struct hba *)((char *)(w) - offsetof(struct hba, field)))
@@ -118,6 +124,7 @@ static const struct {
 	{ "coalesce-idle", 1, 0, 1, offsetof(struct opts, coalesce_idle) },
 	{ "hold-lba", UINT64_MAX, 0, UINT64_MAX, offsetof(struct opts, hold_lba) },
 	{ "hold-stuck", 0, 0, 1, offsetof(struct opts, hold_stuck) },
+	{ "post-delay-us", 0, 0, 10000000, offsetof(struct opts, post_delay_us) },
 };
 
 static int parse_options(struct hba *h)
@@ -190,6 +197,7 @@ static int probe(struct hba *h)
 
 static void create_targets(struct hbk_drv_work *w);
 static void interrupt(struct hbk_drv_work *w);
+static void pass(struct hbk_drv_work *w);
 
 static int hba_init(struct hbk_drv *d)
 {
@@ -206,6 +214,7 @@ static int hba_init(struct hbk_drv *d)
 	pthread_condattr_destroy(&ca);
 	hbk_drv_work_init(&h->create_work, create_targets);
 	hbk_drv_work_init(&h->intr_work, interrupt);
+	hbk_drv_work_init(&h->pass_work, pass);
 	int err = parse_options(h);
 	if (!err)
 		err = probe(h);
@@ -214,8 +223,9 @@ static int hba_init(struct hbk_drv *d)
 	h->aux = hbk_drv_queue_create(d, HBK_QUEUE_NAME_AUX);
 	h->intr = hbk_drv_queue_create(d, HBK_QUEUE_NAME_INTERRUPT);
 	h->tmq = hbk_drv_queue_create(d, TM_QUEUE);
+	h->defq = hbk_drv_queue_find(d, HBK_QUEUE_NAME_DEFAULT);
 	h->slots = calloc(h->ntasks, sizeof(*h->slots));
-	if (!h->aux || !h->intr || !h->tmq || !h->slots)
+	if (!h->aux || !h->intr || !h->tmq || !h->defq || !h->slots)
 		return -ENOMEM;
 
 	/* What the card can do, as its registers say: one data pointer per
@@ -435,6 +445,11 @@ static void hba_process_bundled(struct hbk_drv *d, const uint16_t *index, uint16
 	struct hbk_dev_frame f[HBK_MAX_BUNDLE];
 	uint16_t posted[HBK_MAX_BUNDLE], failed[HBK_MAX_BUNDLE];
 	unsigned n = 0, nfailed = 0;
+	for (unsigned i = 0; h->o.post_delay_us && i < count; i++)
+		if (h->cmds[index[i]].cdb[0] == 0x2a || h->cmds[index[i]].cdb[0] == 0x8a) {
+			usleep((useconds_t)h->o.post_delay_us);
+			break;
+		}
 	pthread_mutex_lock(&h->post_lock);
 	for (unsigned i = 0; i < count; i++) {
 		const struct hbk_task *t = &h->cmds[index[i]];
@@ -573,6 +588,36 @@ static bool find_frame(struct hba *h, uint64_t tag, uint32_t *frame)
 	return false;
 }
 
+/* On the Default queue: tells default_passed that it got through. */
+static void pass(struct hbk_drv_work *w)
+{
+	struct hba *h = HBA(w, pass_work);
+	pthread_mutex_lock(&h->tm_lock);
+	h->passed = true;
+	pthread_cond_broadcast(&h->tm_cond);
+	pthread_mutex_unlock(&h->tm_lock);
+}
+
+/*
+ * Waits until a work item gets through the Default queue, where
+ * process_bundled runs: the runtime hands slots to the driver (they are at
+ * the driver from then on) under that queue's exec lock, before the call
+ * that posts their frames, so once the item ran every slot handed over
+ * before has its frame in the ring.  A bundled call is short (it only
+ * posts), so the wait is too.  TaskManagementQueue, one at a time.
+ */
+static void default_passed(struct hba *h)
+{
+	pthread_mutex_lock(&h->tm_lock);
+	h->passed = false;
+	pthread_mutex_unlock(&h->tm_lock);
+	hbk_drv_queue_dispatch(h->defq, &h->pass_work);  /* never queued already: one at a time */
+	pthread_mutex_lock(&h->tm_lock);
+	while (!h->passed)
+		pthread_cond_wait(&h->tm_cond, &h->tm_lock);
+	pthread_mutex_unlock(&h->tm_lock);
+}
+
 /*
  * Sends one task-management frame and waits for the card's answer, which
  * comes after the replies of every task it terminated.  task is the
@@ -587,12 +632,16 @@ static bool find_frame(struct hba *h, uint64_t tag, uint32_t *frame)
  * ends: with all of them held, a further frame would stop the request ring
  * behind it, I/O to every drive with it, so it is rejected without being
  * sent.  TaskManagementQueue (one at a time), so that the wait keeps no
- * I/O entry point off the Default queue.
+ * I/O entry point off the Default queue.  The frame goes after those of
+ * every task at the driver when the function began (default_passed): a
+ * bundled call the runtime had started may not have posted them yet, and
+ * the card would not end tasks it has not seen.
  */
 static uint32_t tm(struct hba *h, uint8_t type, uint64_t target, uint64_t lun, uint64_t task)
 {
 	struct hbk_dev_frame f = { .function = HBK_DEV_FN_TASK_MGMT, .tm_type = type,
 				   .target = (uint32_t)target };
+	default_passed(h);
 	pthread_mutex_lock(&h->post_lock);
 	if (type == HBK_DEV_TM_ABORT_TASK && !find_frame(h, task, &f.tm_tag)) {
 		pthread_mutex_unlock(&h->post_lock);
