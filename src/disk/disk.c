@@ -7,6 +7,7 @@
  * the RAID layer may want to vary lives here.
  */
 #include <errno.h>
+#include <sched.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,7 @@ void disk_init(struct hbk_disk *d, const struct disk_ops *ops, const char *kind,
 	pthread_mutex_init(&d->lock, NULL);
 	atomic_init(&d->slow, false);
 	atomic_init(&d->inflight, 0);
+	atomic_init(&d->submitting, 0);
 	for (int i = 0; i < ST_COUNT; i++)
 		atomic_init(&d->n[i], 0);
 }
@@ -408,7 +410,7 @@ static int apply_fault(struct hbk_disk *d, struct hbk_disk_io *io)
 	return io->len ? 0 : f->error;
 }
 
-void hbk_disk_submit(struct hbk_disk *d, struct hbk_disk_io *io)
+static void submit(struct hbk_disk *d, struct hbk_disk_io *io)
 {
 	int err = check(d, io);
 	if (err) {
@@ -475,6 +477,17 @@ void hbk_disk_submit(struct hbk_disk *d, struct hbk_disk_io *io)
 	d->ops->submit(d, io);
 }
 
+void hbk_disk_submit(struct hbk_disk *d, struct hbk_disk_io *io)
+{
+	/* The I/O may end, and the disk be closed by whoever waited for it,
+	 * before this thread has left the backend's submit: close waits for
+	 * d->submitting to fall to 0.  Seq_cst, so the count is up before the
+	 * I/O is published; release at the end: pairs with close's acquire. */
+	atomic_fetch_add(&d->submitting, 1);
+	submit(d, io);
+	atomic_fetch_sub_explicit(&d->submitting, 1, memory_order_release);
+}
+
 void disk_complete(struct hbk_disk *d, struct hbk_disk_io *io, int result)
 {
 	if (!result)
@@ -511,6 +524,10 @@ void hbk_disk_close(struct hbk_disk *d)
 	if (!d)
 		return;
 	plug_forget(d);
+	/* Acquire: pairs with the release in hbk_disk_submit; a submitter
+	 * is at most a few instructions from leaving. */
+	while (atomic_load_explicit(&d->submitting, memory_order_acquire))
+		sched_yield();
 	unsigned n = atomic_load(&d->inflight);
 	if (n)
 		hbk_log(HBK_LOG_ERR, "disk %s closed with %u I/Os in flight", d->info.name, n);

@@ -48,6 +48,7 @@ struct hbk_disk {
 	uint64_t written;             /* bytes written since the fault was set */
 	struct latency *lat;          /* NULL: completions are not delayed */
 	atomic_uint inflight;
+	atomic_uint submitting;       /* threads inside hbk_disk_submit (hbk_disk_close) */
 	_Atomic uint64_t n[ST_COUNT]; /* statistics, indexed by enum disk_stat */
 };
 
