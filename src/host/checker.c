@@ -15,18 +15,24 @@ void hbk_chk_violation(struct hbk_ctl *c, unsigned rule, const char *fmt, ...)
 {
 	if (rule >= HBK_RULES)
 		rule = 0;
-	unsigned long long n = atomic_fetch_add_explicit(&c->st_viol[rule], 1, memory_order_relaxed) + 1;
-	if (n > LOG_FIRST && n % 1000)
-		return;
-	char text[768];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
-	if (n > LOG_FIRST)
-		hbk_log(HBK_LOG_ERR, "HBK-C%02u (%llu times so far) %s", rule, n, text);
-	else
-		hbk_log(HBK_LOG_ERR, "HBK-C%02u %s", rule, text);
+	/* Logged first and counted after, so whoever sees the count (the
+	 * statistics) finds the line already written.  Two threads reporting
+	 * the same rule at once may both log one number or miss a thousandth:
+	 * the thinning is approximate, the count exact. */
+	unsigned long long n = atomic_load_explicit(&c->st_viol[rule], memory_order_relaxed) + 1;
+	if (n <= LOG_FIRST || !(n % 1000)) {
+		char text[768];
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(text, sizeof(text), fmt, ap);
+		va_end(ap);
+		if (n > LOG_FIRST)
+			hbk_log(HBK_LOG_ERR, "HBK-C%02u (%llu times so far) %s", rule, n, text);
+		else
+			hbk_log(HBK_LOG_ERR, "HBK-C%02u %s", rule, text);
+	}
+	/* Release: a reader's acquire load of the count sees the line. */
+	atomic_fetch_add_explicit(&c->st_viol[rule], 1, memory_order_release);
 }
 
 const char *hbk_chk_history(const struct htask *t, char *buf, size_t size)
