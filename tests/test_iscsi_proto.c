@@ -3,7 +3,8 @@
  * Tests of the iSCSI target's protocol pieces that need no network
  * (src/iscsi): Basic Header Segment checks per phase and opcode, the CRC32C
  * digest against the vectors of RFC 3720 B.4, the CmdSN window and serial
- * number arithmetic across the 2^32 wrap, key=value parsing and the
+ * number arithmetic across the 2^32 wrap, the stall limit of a command held
+ * on a CmdSN gap, key=value parsing and the
  * negotiation of every key (bad, unknown, duplicate, out of range, wrong
  * stage, discovery), CHAP value coding and the CHAP exchange against MD5
  * vectors, CDB transfer lengths and the I_T nexus identity.
@@ -16,6 +17,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "iscsi/iscsi_priv.h"
@@ -301,6 +303,37 @@ static void test_window_wraps(void **state)
 	assert_false(hbk_iscsi_window_take(&w, 0xffffffff)); /* now behind */
 	assert_false(hbk_iscsi_window_take(&w, 0x7e));
 	assert_true(hbk_iscsi_window_take(&w, 0x7d));
+}
+
+/* A command held ahead of a CmdSN gap that does not fill stalls the
+ * connection after HBK_ISCSI_STALL_MS, like awaited Data-Out; once the gap
+ * filled, a command held behind the ones before it does not. */
+static void test_held_gap_stalls(void **state)
+{
+	(void)state;
+	struct hbk_iscsi_conn *c = calloc(1, sizeof(*c));
+	struct hbk_iscsi_task *t = calloc(1, sizeof(*t));
+	assert_non_null(c);
+	assert_non_null(t);
+	hbk_iscsi_window_init(&c->win, 10, 16);
+	assert_true(hbk_iscsi_window_take(&c->win, 11));     /* the gap is at 10 */
+	t->conn = c;
+	t->cmdsn = 11;
+	t->held = true;
+	t->state = HBK_ISCSI_TASK_DATA_OUT;
+	t->ttt = 0xffffffffu;
+	t->stall_ns = 1000;
+	c->tasks = t;
+	c->ntasks = c->nheld = 1;
+	uint64_t limit = t->stall_ns + HBK_ISCSI_STALL_MS * 1000000ull;
+	assert_null(hbk_iscsi_cmd_stalled(c, limit));
+	const char *why = hbk_iscsi_cmd_stalled(c, limit + 1);
+	assert_non_null(why);
+	assert_non_null(strstr(why, "gap"));
+	assert_true(hbk_iscsi_window_take(&c->win, 10));     /* the gap fills */
+	assert_null(hbk_iscsi_cmd_stalled(c, limit + 1));
+	free(t);
+	free(c);
 }
 
 /* ---- Text and negotiation ----------------------------------------------------------------- */
@@ -911,6 +944,7 @@ int main(void)
 		cmocka_unit_test(test_window_outside_and_duplicates),
 		cmocka_unit_test(test_window_gap),
 		cmocka_unit_test(test_window_wraps),
+		cmocka_unit_test(test_held_gap_stalls),
 		cmocka_unit_test(test_text_next),
 		cmocka_unit_test(test_text_next_malformed),
 		cmocka_unit_test(test_parse_number),

@@ -2066,6 +2066,48 @@ static void waiting_writes_keep_bounded_data_aside(void **state)
 	healthy();
 }
 
+/* Commands held ahead of a CmdSN gap take no buffer until the gap fills:
+ * two sessions that each leave a 32 MiB READ one CmdSN past a gap they
+ * never fill must not hold the heap budget (64 MiB), so a third session's
+ * 32 MiB write still gets its R2T. */
+static void held_commands_take_no_buffer(void **state)
+{
+	(void)state;
+	need_server();
+	if (external)
+		skip();                 /* the budget is this target's */
+	static const char *const keys[] = { "InitialR2T=Yes", "ImmediateData=No", NULL };
+	enum { N = 3 };
+	struct sess s[N];
+	for (unsigned i = 0; i < N; i++) {
+		login_ok(&s[i], &(struct login_opts){ .keys = keys });
+		tur_ok(&s[i]);
+	}
+	for (unsigned i = 0; i < N - 1; i++) {
+		uint8_t cdb[16] = { 0x88 }, h[BHS];
+		put32(cdb + 10, 65536);         /* 32 MiB read */
+		cmd_header(&s[i], h, cdb, 16, false, 32u << 20, s[i].itt++);
+		put32(h + 24, s[i].cmdsn + 1);  /* ahead of a gap at s[i].cmdsn */
+		assert_int_equal(send_pdu(&s[i], h, NULL, 0, 0), 0);
+	}
+	sleep_ms(300);
+	uint8_t cdb[16] = { 0x8a }, h[BHS];
+	put32(cdb + 10, 65536);                 /* 32 MiB write */
+	cmd_header(&s[2], h, cdb, 16, true, 32u << 20, s[2].itt++);
+	s[2].cmdsn++;
+	assert_int_equal(send_pdu(&s[2], h, NULL, 0, 0), 0);
+	struct pdu p;
+	int rc = recv_pdu(&s[2], &p, IO_MS);
+	if (rc != R_PDU)
+		fail_msg("no R2T for a 32 MiB write while two reads wait on a CmdSN gap");
+	unsigned op = p.h[0] & 0x3f;
+	pdu_free(&p);
+	assert_int_equal(op, OP_R2T);
+	for (unsigned i = 0; i < N; i++)
+		sess_close(&s[i]);
+	healthy();
+}
+
 /* A write with immediate data and a data digest arrives while the arena is
  * full, and the digest comes only after a buffer was freed: the data must
  * still reach the LUN (it is taken as received only once its digest is). */
@@ -2753,6 +2795,7 @@ int main(void)
 		cmocka_unit_test(connection_flood),
 		cmocka_unit_test(one_session_cannot_hold_every_buffer),
 		cmocka_unit_test(heap_buffers_have_one_budget),
+		cmocka_unit_test(held_commands_take_no_buffer),
 		cmocka_unit_test(waiting_writes_keep_bounded_data_aside),
 		cmocka_unit_test(immediate_data_waits_for_its_digest),
 		cmocka_unit_test(unread_replies_do_not_pile_up),

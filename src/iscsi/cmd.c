@@ -530,7 +530,10 @@ struct hbk_iscsi_task *hbk_iscsi_cmd_begin(struct hbk_iscsi_conn *c, const struc
 		t->unsol_end = c->p.initial_r2t ? dlen : HBK_MIN(edtl, c->p.first_burst);
 	}
 	if (!t->fail_key && t->buf_len) {
-		t->buf = buf_get(c, t, t->buf_len);
+		/* A held command takes its buffer only once it is released, so
+		 * commands waiting on a gap that may never fill hold no buffer
+		 * another session needs; until then its data is kept aside. */
+		t->buf = ahead ? NULL : buf_get(c, t, t->buf_len);
 		if (!t->buf) {
 			uint32_t keep = t->unsol_open ? t->unsol_end : dlen;
 			if (c->stash_bytes + keep > HBK_ISCSI_STASH_MAX) {
@@ -545,7 +548,8 @@ struct hbk_iscsi_task *hbk_iscsi_cmd_begin(struct hbk_iscsi_conn *c, const struc
 				}
 				t->stash_len = keep;
 				c->stash_bytes += keep;
-				wait_add(c, t);
+				if (!ahead)
+					wait_add(c, t);
 			}
 		}
 	}
@@ -680,18 +684,39 @@ void hbk_iscsi_cmd_ready(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t, uin
 	advance(c, t);
 }
 
+/* Gives a task the buffer it waited for, its data kept aside moved into
+ * it.  False when there is none yet. */
+static bool buf_take(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
+{
+	uint8_t *p = buf_get(c, t, t->buf_len);
+	if (!p)
+		return false;
+	t->buf = p;
+	if (t->stash) {
+		memcpy(p, t->stash, t->received);
+		free(t->stash);
+		t->stash = NULL;
+		c->stash_bytes -= t->stash_len;
+		t->stash_len = 0;
+	}
+	return true;
+}
+
 void hbk_iscsi_cmd_release(struct hbk_iscsi_conn *c)
 {
 	while (c->nheld && !c->closing) {
 		struct hbk_iscsi_task *first = NULL;
 		for (struct hbk_iscsi_task *t = c->tasks; t; t = t->next)
-			if (t->held && hbk_iscsi_sn_lt(t->cmdsn, c->win.exp) &&
-			    (!first || hbk_iscsi_sn_lt(t->cmdsn, first->cmdsn)))
+			if (t->held && (!first || hbk_iscsi_sn_lt(t->cmdsn, first->cmdsn)))
 				first = t;
-		if (!first)
-			return;
+		if (!first || !hbk_iscsi_sn_lt(first->cmdsn, c->win.exp))
+			return;         /* the gap before it is still open */
+		if (hbk_iscsi_rx_busy(c, first))
+			return;         /* its data is being read to where it is kept */
 		first->held = false;
 		c->nheld--;
+		if (!first->fail_key && !first->full && first->buf_len && !buf_take(c, first))
+			wait_add(c, first);
 		advance(c, first);
 	}
 }
@@ -823,30 +848,26 @@ void hbk_iscsi_cmd_retry_buffers(struct hbk_iscsi_conn *c)
 		 * ever by smaller ones. */
 		if (!oldest || hbk_iscsi_rx_busy(c, oldest))
 			return;
-		uint8_t *p = buf_get(c, oldest, oldest->buf_len);
-		if (!p)
+		if (!buf_take(c, oldest))
 			return;
-		oldest->buf = p;
-		if (oldest->stash) {
-			memcpy(p, oldest->stash, oldest->received);
-			free(oldest->stash);
-			oldest->stash = NULL;
-			c->stash_bytes -= oldest->stash_len;
-			oldest->stash_len = 0;
-		}
 		wait_del(c, oldest);
 		advance(c, oldest);
 	}
 }
 
-bool hbk_iscsi_cmd_stalled(struct hbk_iscsi_conn *c, uint64_t now)
+const char *hbk_iscsi_cmd_stalled(const struct hbk_iscsi_conn *c, uint64_t now)
 {
-	for (struct hbk_iscsi_task *t = c->tasks; t; t = t->next)
-		if (t->state == HBK_ISCSI_TASK_DATA_OUT && !t->waiting &&
-		    (t->unsol_open || t->ttt != HBK_ISCSI_NO_TAG) &&
-		    now > t->stall_ns + HBK_ISCSI_STALL_MS * 1000000ull)
-			return true;
-	return false;
+	for (const struct hbk_iscsi_task *t = c->tasks; t; t = t->next) {
+		if (t->state != HBK_ISCSI_TASK_DATA_OUT || t->waiting ||
+		    now <= t->stall_ns + HBK_ISCSI_STALL_MS * 1000000ull)
+			continue;
+		if (t->unsol_open || t->ttt != HBK_ISCSI_NO_TAG)
+			return "data-out stalled";
+		/* The commands before it never came. */
+		if (t->held && !hbk_iscsi_sn_lt(t->cmdsn, c->win.exp))
+			return "a CmdSN gap did not fill";
+	}
+	return NULL;
 }
 
 /* ---- Data-In and status ---------------------------------------------------------------------- */

@@ -462,10 +462,11 @@ static void pdu_done(struct hbk_iscsi_conn *c)
 		}
 		break;
 	}
-	/* Once a PDU that took a CmdSN is done, the commands it let past a
-	 * gap follow it, in CmdSN order. */
-	hbk_iscsi_cmd_release(c);
 	rx_reset(rx);
+	/* Once a PDU that took a CmdSN is done, the commands it let past a
+	 * gap follow it, in CmdSN order (after the reset: none of them is
+	 * being read into any more). */
+	hbk_iscsi_cmd_release(c);
 }
 
 /* The header (and AHS, and header digest) is in: decide where the data goes. */
@@ -703,14 +704,15 @@ static void events(struct hbk_iscsi_conn *c)
 static void check_timeouts(struct hbk_iscsi_conn *c)
 {
 	uint64_t now = hbk_coarse_ns(), stall = HBK_ISCSI_STALL_MS * 1000000ull;
+	const char *why;
 	if (c->phase == HBK_ISCSI_PHASE_LOGIN && now > c->login_deadline_ns)
 		hbk_iscsi_conn_close(c, false, "login timeout");
 	else if (rx_partial(c->rx) && now > c->rx->progress_ns + stall)
 		hbk_iscsi_conn_close(c, false, "a PDU stalled half-way");
 	else if (c->tx_blocked && now > c->tx_stall_ns + stall)
 		hbk_iscsi_conn_close(c, false, "the initiator stopped reading");
-	else if (hbk_iscsi_cmd_stalled(c, now))
-		hbk_iscsi_conn_close(c, false, "data-out stalled");
+	else if ((why = hbk_iscsi_cmd_stalled(c, now)))
+		hbk_iscsi_conn_close(c, false, why);
 	else if (c->close_after_tx && now > c->close_deadline_ns)
 		c->fatal = true;
 }

@@ -707,7 +707,7 @@ struct hbk_iscsi_task {
 	bool streaming;             /* its Data-In/response stream is in the send queue */
 	bool credited;              /* its CmdSN's credit went back to the window */
 	bool waiting;               /* waits for an arena buffer */
-	bool held;                  /* arrived ahead of a CmdSN gap: runs once the gap fills */
+	bool held;                  /* arrived ahead of a CmdSN gap: no buffer, runs once the gap fills */
 	uint64_t seq;               /* arrival order on the connection */
 	uint8_t lun_raw[8];
 	uint32_t itt, cmdsn, edtl;
@@ -926,15 +926,17 @@ void hbk_iscsi_task_free(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t);
 /* Retries tasks waiting for an arena buffer. */
 void hbk_iscsi_cmd_retry_buffers(struct hbk_iscsi_conn *c);
 /* After a PDU that may have advanced ExpCmdSN: tasks held ahead of a gap
- * that is now filled go on, in CmdSN order (RFC 7143 4.2.2.1).  On the
- * connection's thread. */
+ * that is now filled go on, in CmdSN order (RFC 7143 4.2.2.1), each taking
+ * its buffer then (or waiting for one).  On the connection's thread. */
 void hbk_iscsi_cmd_release(struct hbk_iscsi_conn *c);
 /* Finds a live task by ITT. */
 struct hbk_iscsi_task *hbk_iscsi_task_find(struct hbk_iscsi_conn *c, uint32_t itt);
 /* Drops a task that has not reached the controller (abort, teardown). */
 void hbk_iscsi_task_drop(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t);
-/* Tasks waiting too long for their data-out: true if the connection stalls. */
-bool hbk_iscsi_cmd_stalled(struct hbk_iscsi_conn *c, uint64_t now);
+/* Tasks waiting too long for their data-out, or held ahead of a CmdSN gap
+ * that does not fill: the reason the connection stalls, NULL when it does
+ * not (the string is static).  On the connection's thread. */
+const char *hbk_iscsi_cmd_stalled(const struct hbk_iscsi_conn *c, uint64_t now);
 /* Whether task t still awaits Data-Out it asked for: an R2T's, or the rest
  * of its unsolicited burst. */
 bool hbk_iscsi_cmd_transferring(const struct hbk_iscsi_task *t);
