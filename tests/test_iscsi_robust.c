@@ -2108,6 +2108,98 @@ static void held_commands_take_no_buffer(void **state)
 	healthy();
 }
 
+/* RFC 7143 4.2.2.1: commands reach the LUN in CmdSN order.  ORDERED READ
+ * N + 2 arrives ahead of the gap at N + 1; ORDERED WRITE N + 1 (immediate
+ * data, the same blocks) then fills it but must wait for a buffer (a 16 MiB
+ * write, N, holds the connection's share).  Once N is aborted, WRITE N + 1
+ * must run first and the read return its data. */
+static void held_command_waits_for_the_one_before_it(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	login_ok(&s, NULL);
+	uint32_t lba = SCRATCH(20);
+	write_verify(&s, lba, 8, 0x2000);       /* old data */
+	uint8_t w[8 * BS], rd[8 * BS];
+	tl_fill(w, lba, 8, BS, 0x2001);         /* new data */
+	assert_true(s.immediate_data && sizeof(w) <= s.first_burst && sizeof(w) <= s.send_mrdsl);
+	uint32_t n = s.cmdsn, hog = s.itt++, witt = s.itt++, ritt = s.itt++;
+	uint8_t h[BHS];
+
+	/* N: 16 MiB write, no data sent, holds the connection's share. */
+	uint8_t hcdb[16] = { 0x8a };
+	put32(hcdb + 10, 32768);
+	cmd_header(&s, h, hcdb, 16, true, 16u << 20, hog);
+	assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
+	struct pdu p;
+	assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
+	assert_int_equal(p.h[0] & 0x3f, OP_R2T);
+	pdu_free(&p);
+
+	/* N + 2: ORDERED READ, ahead of the gap. */
+	uint8_t rcdb[10] = { 0x28, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16), (uint8_t)(lba >> 8),
+			     (uint8_t)lba, 0, 0, 8, 0 };
+	cmd_header(&s, h, rcdb, sizeof(rcdb), false, sizeof(rd), ritt);
+	h[1] = (uint8_t)((h[1] & ~7) | 2);      /* ORDERED */
+	put32(h + 24, n + 2);
+	assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
+
+	/* N + 1: ORDERED WRITE with immediate data; it waits for a buffer. */
+	uint8_t wcdb[10] = { 0x2a, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16), (uint8_t)(lba >> 8),
+			     (uint8_t)lba, 0, 0, 8, 0 };
+	cmd_header(&s, h, wcdb, sizeof(wcdb), true, sizeof(w), witt);
+	h[1] = (uint8_t)((h[1] & ~7) | 2);      /* ORDERED */
+	put32(h + 24, n + 1);
+	assert_int_equal(send_pdu(&s, h, w, sizeof(w), 0), 0);
+	s.cmdsn = n + 3;
+	assert_int_equal(recv_pdu(&s, &p, 300), R_TIMEOUT);
+
+	/* ABORT TASK N: its buffer frees. */
+	uint8_t tm[BHS] = { 0x02 | IMMEDIATE, 0x80 | 1 };
+	lun_bytes(tm);
+	uint32_t tm_itt = s.itt++;
+	put32(tm + 16, tm_itt);
+	put32(tm + 20, hog);
+	put32(tm + 24, s.cmdsn);
+	put32(tm + 28, s.expstatsn);
+	put32(tm + 32, n);                      /* RefCmdSN */
+	assert_int_equal(send_pdu(&s, tm, NULL, 0, 0), 0);
+
+	bool tm_done = false, read_done = false, write_done = false;
+	uint32_t got = 0;
+	while (!tm_done || !read_done || !write_done) {
+		assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
+		unsigned op = p.h[0] & 0x3f;
+		uint32_t itt = get32(p.h + 16);
+		if (itt == tm_itt && op == OP_TMF_RSP) {
+			assert_int_equal(p.h[2], 0);    /* function complete */
+			tm_done = true;
+		} else if (itt == ritt && op == OP_DATA_IN) {
+			if (!write_done)
+				fail_msg("READ with CmdSN %u sent data before WRITE %u ended", n + 2, n + 1);
+			assert_true(get32(p.h + 40) + p.dlen <= sizeof(rd));
+			memcpy(rd + get32(p.h + 40), p.data, p.dlen);
+			got += p.dlen;
+			if (p.h[1] & 0x01) {
+				assert_int_equal(p.h[3], 0);
+				read_done = true;
+			}
+		} else if (itt == witt && op == OP_SCSI_RSP) {
+			assert_int_equal(p.h[2], 0);
+			assert_int_equal(p.h[3], 0);
+			write_done = true;
+		} else {
+			fail_msg("opcode 0x%02x for task 0x%x", op, itt);
+		}
+		pdu_free(&p);
+	}
+	assert_int_equal(got, sizeof(rd));
+	assert_true(tl_check(rd, lba, 8, BS, 0x2001));
+	logout(&s);
+	healthy();
+}
+
 /* A write with immediate data and a data digest arrives while the arena is
  * full, and the digest comes only after a buffer was freed: the data must
  * still reach the LUN (it is taken as received only once its digest is). */
@@ -2796,6 +2888,7 @@ int main(void)
 		cmocka_unit_test(one_session_cannot_hold_every_buffer),
 		cmocka_unit_test(heap_buffers_have_one_budget),
 		cmocka_unit_test(held_commands_take_no_buffer),
+		cmocka_unit_test(held_command_waits_for_the_one_before_it),
 		cmocka_unit_test(waiting_writes_keep_bounded_data_aside),
 		cmocka_unit_test(immediate_data_waits_for_its_digest),
 		cmocka_unit_test(unread_replies_do_not_pile_up),

@@ -711,6 +711,11 @@ void hbk_iscsi_cmd_release(struct hbk_iscsi_conn *c)
 				first = t;
 		if (!first || !hbk_iscsi_sn_lt(first->cmdsn, c->win.exp))
 			return;         /* the gap before it is still open */
+		/* Every command before it has its buffer: one still waiting
+		 * for it would be overtaken. */
+		for (struct hbk_iscsi_task *t = c->tasks; t; t = t->next)
+			if (t->waiting && !t->immediate && hbk_iscsi_sn_lt(t->cmdsn, first->cmdsn))
+				return;
 		if (hbk_iscsi_rx_busy(c, first))
 			return;         /* its data is being read to where it is kept */
 		first->held = false;
@@ -846,13 +851,13 @@ void hbk_iscsi_cmd_retry_buffers(struct hbk_iscsi_conn *c)
 				oldest = t;
 		/* In arrival order, so a large command is not passed over for
 		 * ever by smaller ones. */
-		if (!oldest || hbk_iscsi_rx_busy(c, oldest))
-			return;
-		if (!buf_take(c, oldest))
-			return;
+		if (!oldest || hbk_iscsi_rx_busy(c, oldest) || !buf_take(c, oldest))
+			break;
 		wait_del(c, oldest);
 		advance(c, oldest);
 	}
+	/* Commands held behind one that waited may go on now. */
+	hbk_iscsi_cmd_release(c);
 }
 
 const char *hbk_iscsi_cmd_stalled(const struct hbk_iscsi_conn *c, uint64_t now)

@@ -809,7 +809,7 @@ static void *conn_main(void *arg)
 			events(c);
 		if (!c->closing && (p[1].revents & (POLLIN | POLLERR | POLLHUP)))
 			rx_input(c);
-		if (c->wait_buf)
+		if (c->wait_buf || c->nheld)
 			hbk_iscsi_cmd_retry_buffers(c);
 		if (!c->fatal && tx_flush(c)) {
 			hbk_iscsi_conn_close(c, false, "send failed");

@@ -923,11 +923,14 @@ void hbk_iscsi_cmd_stream(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t,
 			  struct hbk_iscsi_tx *tx);
 /* Frees a task no longer at the controller (buffer, links, credit). */
 void hbk_iscsi_task_free(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t);
-/* Retries tasks waiting for an arena buffer. */
+/* Retries tasks waiting for an arena buffer, then releases the held tasks
+ * that may go on.  On the connection's thread. */
 void hbk_iscsi_cmd_retry_buffers(struct hbk_iscsi_conn *c);
-/* After a PDU that may have advanced ExpCmdSN: tasks held ahead of a gap
- * that is now filled go on, in CmdSN order (RFC 7143 4.2.2.1), each taking
- * its buffer then (or waiting for one).  On the connection's thread. */
+/* After a PDU that may have advanced ExpCmdSN, or a buffer given to a
+ * waiting task: tasks held ahead of a gap that is now filled go on, in
+ * CmdSN order (RFC 7143 4.2.2.1), each once every command before it has
+ * its buffer, taking its own then (or waiting for one).  On the
+ * connection's thread. */
 void hbk_iscsi_cmd_release(struct hbk_iscsi_conn *c);
 /* Finds a live task by ITT. */
 struct hbk_iscsi_task *hbk_iscsi_task_find(struct hbk_iscsi_conn *c, uint32_t itt);
