@@ -121,12 +121,25 @@ uint64_t hbk_iscsi_nexus_id(const char *initiator_name, const uint8_t isid[6])
 #define NEXUS_WAIT_MS   5000    /* the most a login waits for the end of its nexus' last session */
 #define NEXUS_POLL_MS   5
 
+/* Whether o's initiator has hung up (a dropped connection, or one closed
+ * after its logout) though o's thread may not have seen it yet.  s->lock
+ * held: the teardown closes the socket under it. */
+static bool peer_gone(const struct hbk_iscsi_conn *o)
+{
+	struct pollfd p = { .fd = o->fd, .events = POLLRDHUP };
+	return o->fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 /*
  * A session of the same I_T nexus that is ending (reinstated, dropped)
  * still has to tell the controller that the nexus is gone: the new session
  * waits for that (RFC 7143 6.3.5), or the loss would erase what the new
- * session establishes at the LUN.  Bounded: the old session only waits for
- * its commands at the controller to end.
+ * session establishes at the LUN.  So does the new session of an initiator
+ * whose other session (another ISID, so another nexus) it has already
+ * dropped or logged out of: it expects the LUN to have forgotten what that
+ * nexus held (a prevention of medium removal, a RESERVE), and the old
+ * connection's thread may not have seen the hang-up yet.  Bounded: the old
+ * session only waits for its commands at the controller to end.
  */
 static void wait_nexus_lost(struct hbk_iscsi *s, struct hbk_iscsi_conn *c)
 {
@@ -134,7 +147,9 @@ static void wait_nexus_lost(struct hbk_iscsi *s, struct hbk_iscsi_conn *c)
 		bool busy = false;
 		pthread_mutex_lock(&s->lock);
 		for (struct hbk_iscsi_conn *o = s->conns; o && !busy; o = o->next)
-			busy = o != c && o->nexus_held && o->nexus == c->nexus && o->target == c->target;
+			busy = o != c && o->nexus_held && o->target == c->target &&
+			       (o->nexus == c->nexus ||
+				(!strcmp(o->initiator_name, c->initiator_name) && peer_gone(o)));
 		pthread_mutex_unlock(&s->lock);
 		if (!busy)
 			return;
