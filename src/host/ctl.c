@@ -326,8 +326,8 @@ static bool channel_closed(struct hbk_ctl *c)
 {
 	pthread_mutex_lock(&c->lock);
 	bool ending = c->closing || c->dead;   /* the host ended it: nothing to tell */
+	pid_t pid = c->pid;                    /* close reaps it and clears it under the lock */
 	pthread_mutex_unlock(&c->lock);
-	pid_t pid = c->pid;
 	if (pid <= 0 || ending)
 		return false;
 	for (int i = 0; i < 100; i++) {
