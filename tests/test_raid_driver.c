@@ -178,6 +178,38 @@ static void bundled_completions_carry_many_slots(void **state)
 	hbk_ctl_close(c);
 }
 
+/*
+ * Interrupt moderation: with one I/O at a time, a reply interrupts at once,
+ * although the configured count is 32 and neither the card going idle
+ * (coalesce-idle=0) nor the time limit (1 s) would fire it soon.  With the
+ * count fixed (coalesce-adaptive=0), the same reply waits out the limit.
+ */
+static void a_lone_reply_interrupts_at_once(void **state)
+{
+	(void)state;
+	static const char *const slow[] = { "vd=v:16M", "coalesce-idle=0", "coalesce-us=1000000", NULL };
+	uint64_t t0 = hbk_now_ns();
+	struct hbk_ctl *c = open_raid(HBK_MODE_BUNDLED, slow, 0);
+	assert_int_equal(hbk_ctl_lun_count(c), 1);  /* discovery's replies waited for nothing */
+	struct hbk_lun *l = hbk_ctl_lun(c, 0);
+	uint8_t buf[8 * BS];
+	for (unsigned i = 0; i < 8; i++) {
+		tl_fill(buf, 8 * i, 8, BS, 4);
+		assert_int_equal(tl_rw(l, true, 8 * i, 8, buf), 0);
+		assert_int_equal(tl_rw(l, false, 8 * i, 8, buf), 0);
+		assert_true(tl_check(buf, 8 * i, 8, BS, 4));
+	}
+	assert_true(hbk_now_ns() - t0 < 4000000000ull);  /* not 16 times the 1 s limit */
+	hbk_ctl_close(c);
+
+	c = open_raid(HBK_MODE_BUNDLED, (const char *[]){ "vd=v:16M", "coalesce-idle=0",
+			"coalesce-us=300000", "coalesce-adaptive=0", NULL }, 0);
+	t0 = hbk_now_ns();
+	assert_int_equal(tl_rw(hbk_ctl_lun(c, 0), false, 0, 8, buf), 0);
+	assert_true(hbk_now_ns() - t0 >= 250000000ull);
+	hbk_ctl_close(c);
+}
+
 /* ---- Task management and teardown ------------------------------------------------------ */
 
 /*
@@ -574,6 +606,7 @@ int main(void)
 		BOTH_PATHS(data_survives_roundtrip),
 		cmocka_unit_test(io_is_split_at_the_card_limit),
 		cmocka_unit_test(bundled_completions_carry_many_slots),
+		cmocka_unit_test(a_lone_reply_interrupts_at_once),
 		BOTH_PATHS(task_abort_reaches_the_controller),
 		BOTH_PATHS(lun_reset_ends_io_with_task_aborted),
 		cmocka_unit_test(reset_covers_a_bundled_call_on_its_way),

@@ -17,6 +17,8 @@
  * at most the card's credits), queues=N reply queues (1), fw-threads=N (16),
  * max-transfer=BYTES (1M), coalesce-count=N (32), coalesce-us=T (100),
  * coalesce-idle=0|1 (1: a reply that leaves the card idle interrupts at once),
+ * coalesce-adaptive=0|1 (1: the count follows the frames at the card, up to
+ * coalesce-count; see moderate()),
  * hold-lba=LBA (fault injection: I/O touching that block of a memory drive
  * hangs until aborted), hold-stuck=0|1 (1: aborting it does not work
  * either, as with a member disk that never answers; stopping the driver
@@ -32,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/common.h"
 #include "drivers/raid/hba.h"
 #include "hbk/driver.h"
 #include "hbk/scsi.h"
@@ -63,6 +66,7 @@ struct slot {
 
 struct opts {
 	uint64_t tasks, queues, threads, max_transfer, coalesce_count, coalesce_us, coalesce_idle;
+	uint64_t coalesce_adaptive;
 	uint64_t hold_lba, hold_stuck, post_delay_us;
 };
 
@@ -90,6 +94,12 @@ struct hba {
 	 * not in the ring yet, and post its own first (the card would find
 	 * nothing to end, and the task would run after the abort completed). */
 	pthread_mutex_t post_lock;
+
+	/* Interrupt moderation (moderate()): I/O frames posted, by the entry
+	 * points under post_lock, and reaped, by the interrupt handler; the
+	 * coalescing count last written, interrupt handler only. */
+	_Atomic uint32_t frames_posted;
+	uint32_t frames_reaped, irq_load, irq_count;
 
 	pthread_mutex_t life;           /* held while completing */
 	bool running;                   /* between start and stop: completions may go up */
@@ -122,6 +132,7 @@ static const struct {
 	{ "coalesce-count", 32, 1, 1024, offsetof(struct opts, coalesce_count) },
 	{ "coalesce-us", 100, 0, 1000000, offsetof(struct opts, coalesce_us) },
 	{ "coalesce-idle", 1, 0, 1, offsetof(struct opts, coalesce_idle) },
+	{ "coalesce-adaptive", 1, 0, 1, offsetof(struct opts, coalesce_adaptive) },
 	{ "hold-lba", UINT64_MAX, 0, UINT64_MAX, offsetof(struct opts, hold_lba) },
 	{ "hold-stuck", 0, 0, 1, offsetof(struct opts, hold_stuck) },
 	{ "post-delay-us", 0, 0, 10000000, offsetof(struct opts, post_delay_us) },
@@ -289,8 +300,10 @@ static int hba_map_bundled(struct hbk_drv *d, struct hbk_drv_mem *cmds,
 static int hba_start(struct hbk_drv *d)
 {
 	struct hba *h = hbk_drv_priv(d);
+	/* Adaptive: nothing is at the card yet, so every reply interrupts. */
+	h->irq_count = h->o.coalesce_adaptive ? 1 : (uint32_t)h->o.coalesce_count;
 	for (unsigned q = 0; q < h->nqueues; q++) {
-		hbk_dev_write32(h->dev, HBK_DEV_REG_IRQ_COUNT(q), (uint32_t)h->o.coalesce_count);
+		hbk_dev_write32(h->dev, HBK_DEV_REG_IRQ_COUNT(q), h->irq_count);
 		hbk_dev_write32(h->dev, HBK_DEV_REG_IRQ_USEC(q), (uint32_t)h->o.coalesce_us);
 		hbk_dev_write32(h->dev, HBK_DEV_REG_IRQ_FLAGS(q),
 				h->o.coalesce_idle ? HBK_DEV_IRQ_IDLE : 0);
@@ -425,6 +438,8 @@ static uint32_t hba_process_task(struct hbk_drv *d, const struct hbk_task *task,
 	int err = hbk_dev_post(&h->port, &f, 1);
 	if (err)
 		atomic_store(&s->path, IDLE);  /* the ring is full: cannot happen within credits */
+	else
+		atomic_fetch_add_explicit(&h->frames_posted, 1, memory_order_relaxed);  /* see moderate */
 	pthread_mutex_unlock(&h->post_lock);
 	if (!err)
 		return HBK_SR_REQUEST_IN_PROCESS;
@@ -469,6 +484,8 @@ static void hba_process_bundled(struct hbk_drv *d, const uint16_t *index, uint16
 					      HBK_STATUS_TASK_SET_FULL, 0, NULL, 0);
 			failed[nfailed++] = posted[i];
 		}
+	} else {
+		atomic_fetch_add_explicit(&h->frames_posted, n, memory_order_relaxed);  /* see moderate */
 	}
 	pthread_mutex_unlock(&h->post_lock);
 	if (nfailed)
@@ -526,6 +543,42 @@ static unsigned complete(struct hba *h, const struct hbk_dev_reply *rep, uint16_
 }
 
 /*
+ * Interrupt moderation, as Linux's dynamic interrupt moderation does for
+ * network cards: before each drain the handler sets every reply queue's
+ * coalescing count to a quarter of the I/O frames at the card, rounded up
+ * to a power of two (so that the register changes only when the load
+ * does), between 1 and coalesce-count.  The load is the peak of recent
+ * drains, decaying by an eighth a drain: right after a drain the host holds
+ * most of the tasks, and the count must not follow that dip.  With few
+ * frames at the card a reply interrupts at once: its submitter is waiting,
+ * and the next reply may be a whole round trip away (with a fixed count,
+ * four synchronous jobs each waited for the card to go idle or for the
+ * time limit).  With many, a quarter of them come soon, and one interrupt
+ * carries them all.  Interrupt handler only.
+ */
+static void moderate(struct hba *h)
+{
+	if (!h->o.coalesce_adaptive)
+		return;
+	/* Relaxed: an estimate, which only decides how soon to interrupt.  An
+	 * entry point counts its frames after posting them, so a reply can be
+	 * reaped first: the difference may be briefly negative. */
+	int32_t at_card = (int32_t)(atomic_load_explicit(&h->frames_posted, memory_order_relaxed) -
+				    h->frames_reaped);
+	uint32_t now = at_card > 0 ? (uint32_t)at_card : 0;
+	h->irq_load = HBK_MAX(now, h->irq_load - (h->irq_load + 7) / 8);
+	uint32_t quarter = h->irq_load / 4;
+	uint32_t want = quarter > 1 ? 1u << (32 - __builtin_clz(quarter - 1)) : 1;
+	if (want > h->o.coalesce_count)
+		want = (uint32_t)h->o.coalesce_count;
+	if (want == h->irq_count)
+		return;
+	h->irq_count = want;
+	for (unsigned q = 0; q < h->nqueues; q++)
+		hbk_dev_write32(h->dev, HBK_DEV_REG_IRQ_COUNT(q), want);
+}
+
+/*
  * The interrupt handler, on the InterruptQueue: drains every reply queue,
  * handing credits back as it goes, and completes what it found.  Bundled
  * slots go up 32 per completion call; what the card coalesced into one
@@ -539,11 +592,14 @@ static void interrupt(struct hbk_drv_work *w)
 	unsigned ndone = 0;
 	bool tm_seen = false;
 	pthread_mutex_lock(&h->life);
+	if (h->running)
+		moderate(h);
 	for (unsigned q = 0; h->running && q < h->nqueues; q++) {
 		unsigned n;
 		while ((n = hbk_dev_reap(&h->port, q, rep, REAP_BATCH)))
 			for (unsigned i = 0; i < n; i++) {
 				if (rep[i].function != HBK_DEV_FN_TASK_MGMT) {
+					h->frames_reaped++;
 					ndone = complete(h, &rep[i], done, ndone);
 				} else {
 					if (tm_seen)    /* one at a time: an older one, late */
