@@ -778,6 +778,15 @@ static void test_c11_timeout_returned_on_lun_reset(void **state)
 	c11_case("ignore=abort", "escalating with LUN_RESET", 2);
 }
 
+/* An ABORT TASK answered FUNCTION COMPLETE while the driver keeps the task
+ * is reported from the abort itself; the escalation goes on to the LUN
+ * RESET, which gives the task back. */
+static void test_c11_abort_complete_but_task_kept(void **state)
+{
+	(void)state;
+	c11_case("ignore=lie-abort", "answered FUNCTION COMPLETE but kept the task", 2);
+}
+
 static void test_c11_ignored_escalation_declares_hung(void **state)
 {
 	(void)state;
@@ -1322,6 +1331,7 @@ int main(void)
 		T(test_c10_bundled_completion_after_stop),
 		T(test_c11_timeout_returned_on_abort),
 		T(test_c11_timeout_returned_on_lun_reset),
+		T(test_c11_abort_complete_but_task_kept),
 		T(test_c11_ignored_escalation_declares_hung),
 		T(test_c11_lun_reset_complete_but_task_kept),
 		T(test_c11_target_reset_complete_but_task_kept_per_task),

@@ -63,6 +63,7 @@ struct hbk_drv_action {
 	atomic_uint refs;       /* 0: released, the handle is dead */
 	atomic_bool at_driver;  /* its task arrived and has not been completed */
 	_Atomic uint64_t tag;   /* that task's task_tag */
+	_Atomic uint64_t refused; /* the task_tag of an issue whose completion was refused */
 	uint64_t target, lun;   /* and its nexus, for the resets' check; call server */
 };
 
@@ -102,6 +103,8 @@ struct hbk_drv {
 	struct hbk_drv_bundled_action bundled;
 	atomic_bool *slot_at_driver;  /* per bundled slot: issued, not yet completed */
 	_Atomic uint64_t *slot_tag;   /* per bundled slot: the issued task's task_tag */
+	_Atomic uint64_t *slot_refused; /* per bundled slot: the task_tag of an issue
+					 * whose completion was refused */
 	struct hbk_drv_mem cmd_mem, resp_mem;
 	atomic_bool bundled_mapped;
 	bool started, stopped;      /* START succeeded, STOP served; call server only */
@@ -584,6 +587,7 @@ int hbk_drv_task_complete(struct hbk_drv *d, struct hbk_drv_action *a,
 	 * slot by the time a second completion arrives, and would take it for
 	 * the new task's. */
 	if (stale_response(resp, atomic_load(&a->tag))) {
+		atomic_store(&a->refused, atomic_load(&a->tag));
 		report_task(d, 7, atomic_load(&a->tag), "ParallelTaskCompletion of task %u with the response of an earlier "
 		       "task on its slot (task_tag %llu; the task at the driver has %llu): "
 		       "completed twice, or its response not filled (complete each task "
@@ -650,6 +654,7 @@ int hbk_drv_bundled_complete(struct hbk_drv *d, struct hbk_drv_bundled_action *a
 			atomic_load_explicit(&d->slot_tag[index[i]], memory_order_relaxed) : 0;
 		if (index[i] < d->region.slots &&
 		    stale_response(&d->region.resps[index[i]], issued)) {
+			atomic_store(&d->slot_refused[index[i]], issued);
 			report_task(d, 3, issued, "BundledParallelTaskCompletion of slot %u whose "
 				    "response is an earlier task's (task_tag %llu; the task at the "
 				    "driver has %llu): completed twice, or its response not filled "
@@ -946,11 +951,14 @@ static int do_share_region(struct hbk_drv *d, int fd)
 		return err;
 	d->slot_at_driver = calloc(d->region.slots, sizeof(*d->slot_at_driver));
 	d->slot_tag = calloc(d->region.slots, sizeof(*d->slot_tag));
-	if (!d->slot_at_driver || !d->slot_tag) {
+	d->slot_refused = calloc(d->region.slots, sizeof(*d->slot_refused));
+	if (!d->slot_at_driver || !d->slot_tag || !d->slot_refused) {
 		free(d->slot_at_driver);
 		free(d->slot_tag);
+		free(d->slot_refused);
 		d->slot_at_driver = NULL;
 		d->slot_tag = NULL;
+		d->slot_refused = NULL;
 		hbk_region_unmap(&d->region);
 		return -ENOMEM;
 	}
@@ -1150,14 +1158,18 @@ struct held {
 	uint64_t tag;
 };
 
-/* Whether the driver still holds that issue of the task. */
+/* Whether the driver still holds that issue of the task, and by its own
+ * choice: an issue whose completion the runtime refused (HBK-C03, C07) is
+ * held too, but the driver believes it done, and that report said so. */
 static bool still_held(struct hbk_drv *d, const struct held *h)
 {
 	if (h->bundled)
 		return atomic_load(&d->slot_at_driver[h->index]) &&
-		       atomic_load(&d->slot_tag[h->index]) == h->tag;
-	return atomic_load(&d->actions[h->index].at_driver) &&
-	       atomic_load(&d->actions[h->index].tag) == h->tag;
+		       atomic_load(&d->slot_tag[h->index]) == h->tag &&
+		       atomic_load(&d->slot_refused[h->index]) != h->tag;
+	const struct hbk_drv_action *a = &d->actions[h->index];
+	return atomic_load(&a->at_driver) && atomic_load(&a->tag) == h->tag &&
+	       atomic_load(&a->refused) != h->tag;
 }
 
 /* The tasks at the driver that a reset of target covers: of its LUN lun,
@@ -1186,6 +1198,16 @@ static unsigned held_under(struct hbk_drv *d, uint64_t target, uint64_t lun, str
 	return n;
 }
 
+/* held_under into a new array (NULL, with *n 0, when out of memory: the
+ * function then runs unchecked).  The caller frees it.  Call server. */
+static struct held *held_now(struct hbk_drv *d, uint64_t target, uint64_t lun, unsigned *n)
+{
+	size_t room = (size_t)d->nactions + (d->have_region ? d->region.slots : 0);
+	struct held *h = malloc((room ? room : 1) * sizeof(*h));
+	*n = h ? held_under(d, target, lun, h) : 0;
+	return h;
+}
+
 /*
  * LUN RESET (lun) or TARGET RESET (lun UINT64_MAX) through reset, checked:
  * a reset that answers FUNCTION COMPLETE has ended every task it covers,
@@ -1196,9 +1218,8 @@ static unsigned held_under(struct hbk_drv *d, uint64_t target, uint64_t lun, str
 static uint32_t reset_checked(struct hbk_drv *d, const char *name, uint64_t target, uint64_t lun,
 			      uint32_t (*reset)(struct hbk_drv *, uint64_t, uint64_t))
 {
-	size_t room = (size_t)d->nactions + (d->have_region ? d->region.slots : 0);
-	struct held *h = malloc((room ? room : 1) * sizeof(*h));
-	unsigned n = h ? held_under(d, target, lun, h) : 0;
+	unsigned n;
+	struct held *h = held_now(d, target, lun, &n);
 	uint32_t sr = reset(d, target, lun == UINT64_MAX ? 0 : lun);
 	unsigned kept = 0;
 	const struct held *first = NULL;
@@ -1221,6 +1242,33 @@ static uint32_t reset_checked(struct hbk_drv *d, const char *name, uint64_t targ
 	return sr;
 }
 
+/*
+ * ABORT TASK through the driver, checked as resets are: FUNCTION COMPLETE
+ * says the task has ended, so a driver that answers it while still holding
+ * the task it held when the abort began is reported (HBK-C11) at once.
+ * Call server.
+ */
+static uint32_t abort_checked(struct hbk_drv *d, uint64_t target, uint64_t lun, uint64_t tag)
+{
+	unsigned n, named = 0;
+	struct held *h = held_now(d, target, lun, &n);
+	for (unsigned i = 0; i < n; i++)
+		if (h[i].tag == tag)
+			h[named++] = h[i];
+	uint32_t sr = d->ops->abort_task(d, target, lun, tag);
+	for (unsigned i = 0; sr == HBK_SR_FUNCTION_COMPLETE && i < named; i++)
+		if (still_held(d, &h[i])) {
+			report(d, 11, "ABORT TASK of task %#llx on target %llu lun %llu answered "
+			       "FUNCTION COMPLETE but kept the task (%s %u): end it before "
+			       "answering, or answer REJECTED", (unsigned long long)tag,
+			       (unsigned long long)target, (unsigned long long)lun,
+			       h[i].bundled ? "slot" : "task", h[i].index);
+			break;
+		}
+	free(h);
+	return sr;
+}
+
 static uint32_t target_reset(struct hbk_drv *d, uint64_t target, uint64_t lun)
 {
 	(void)lun;
@@ -1232,7 +1280,7 @@ static uint64_t tmf(const struct hbk_drv_ops *o, struct hbk_drv *d, unsigned typ
 	uint32_t (*f2)(struct hbk_drv *, uint64_t, uint64_t) = NULL;
 	switch (type) {
 	case HBK_MSG_ABORT_TASK:
-		return o->abort_task ? o->abort_task(d, a[0], a[1], a[2]) : HBK_SR_FUNCTION_REJECTED;
+		return o->abort_task ? abort_checked(d, a[0], a[1], a[2]) : HBK_SR_FUNCTION_REJECTED;
 	case HBK_MSG_TARGET_RESET:
 		return o->target_reset ? reset_checked(d, "TARGET RESET", a[0], UINT64_MAX, target_reset)
 				       : HBK_SR_FUNCTION_REJECTED;
@@ -1533,6 +1581,7 @@ free_d:
 		hbk_region_unmap(&d->region);
 	free(d->slot_at_driver);
 	free(d->slot_tag);
+	free(d->slot_refused);
 	free(d->actions);
 	free(d->asked);
 	pthread_mutex_destroy(&d->queues_lock);

@@ -5,7 +5,9 @@
  * ignore=none (default) on ABORT TASK, ignore=abort on LUN RESET,
  * ignore=all never, so the host must escalate to the end.  ignore=lie
  * refuses ABORT TASK and answers LUN RESET and TARGET RESET with FUNCTION
- * COMPLETE, keeping the task all the same.
+ * COMPLETE, keeping the task all the same; ignore=lie-abort answers ABORT
+ * TASK with FUNCTION COMPLETE, keeping the task, and gives it back on LUN
+ * RESET.
  */
 #include <pthread.h>
 #include <string.h>
@@ -33,6 +35,8 @@ static uint32_t give_back(struct hbk_drv *d, const char *step)
 {
 	struct tdrv *t = tdrv_of(d);
 	const char *ignore = tdrv_arg(t, "ignore", "none");
+	if (!strcmp(ignore, "lie-abort") && !strcmp(step, "abort"))
+		return HBK_SR_FUNCTION_COMPLETE;
 	if (!strcmp(ignore, "all") || (!strcmp(step, "lun") && !strcmp(ignore, "none")) ||
 	    (!strcmp(step, "abort") && strcmp(ignore, "none")))
 		return HBK_SR_FUNCTION_REJECTED;
