@@ -11,7 +11,7 @@
  * mismatches, PDUs before login, logins with garbage keys, a client that
  * closes in the middle of Data-Out, a flood of idle and half-sent
  * connections (the ones over the connection limit must go at once, the
- * rest at the login timeout), and a fifth connection to a server started
+ * rest at the login timeout, 3 s here), and a fifth connection to a server started
  * with --max-connections 4.  After each, the target must have answered
  * with a Reject or a login reject or dropped the connection (never
  * executed the bad PDU), and a fresh session must still work: login, TEST
@@ -71,6 +71,14 @@ enum {
 #define IO_MS 10000
 #define REFUSE_MS 5000
 #define QUIET_MS 1000
+
+/* The shared server's --login-timeout: the connection flood waits it out
+ * (and fails if it takes the default 10 s); well above the second the
+ * flood's at-once check takes, it still tells a connection closed at once
+ * from one closed at its timeout. */
+#define LOGIN_TIMEOUT_MS 3000
+#define STR(x) #x
+#define XSTR(x) STR(x)
 
 /* LBA layout: the known data every health check reads; each case writes
  * its own scratch area (SCRATCH(n)) with a guard zone behind it. */
@@ -1103,7 +1111,8 @@ static int group_setup(void **state)
 		snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/hbk-iscsi-robust.XXXXXX");
 		if (!mkdtemp(tmp_dir))
 			return -1;
-		srv_pid = server_start(NULL, &srv_port);
+		const char *args[] = { "--login-timeout", XSTR(LOGIN_TIMEOUT_MS), NULL };
+		srv_pid = server_start(args, &srv_port);
 		if (srv_pid < 0)
 			return -1;
 	}
@@ -1897,7 +1906,7 @@ static void connection_flood(void **state)
 				 HBK_ISCSI_MAX_CONNECTIONS);
 	}
 	/* The rest never log in: they go when the login timeout expires. */
-	uint64_t t0 = now_ms(), limit = external ? 0 : HBK_ISCSI_LOGIN_TIMEOUT_MS + 10000;
+	uint64_t t0 = now_ms(), limit = external ? 0 : LOGIN_TIMEOUT_MS + 5000;
 	while (closed < N && now_ms() - t0 < limit) {
 		sleep_ms(200);
 		closed = count_closed(fds, N, gone);

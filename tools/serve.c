@@ -35,8 +35,9 @@ static void serve_usage(FILE *f)
 		"  --mutual-chap-user U --mutual-chap-secret S\n"
 		"                         the target's credentials for mutual CHAP\n"
 		"  --ready-file PATH      once listening, write \"ADDR PORT\" there\n"
-		"  --max-connections N    connections at once (%d)\n",
-		HBK_ISCSI_MAX_CONNECTIONS);
+		"  --max-connections N    connections at once (%d)\n"
+		"  --login-timeout MS     a login not done by then is closed (%d)\n",
+		HBK_ISCSI_MAX_CONNECTIONS, HBK_ISCSI_LOGIN_TIMEOUT_MS);
 }
 
 /*
@@ -169,6 +170,9 @@ int cli_serve(int argc, char **argv)
 		else if (!strcmp(key, "--max-connections")) {
 			ok = ok && hbk_parse_size(v, &num) && num && num <= 65536;
 			io.max_connections = (unsigned)num;
+		} else if (!strcmp(key, "--login-timeout")) {
+			ok = ok && hbk_parse_size(v, &num) && num && num <= 3600000;
+			io.login_timeout_ms = (uint32_t)num;
 		} else
 			ok = known = false;
 		if (!ok) {
