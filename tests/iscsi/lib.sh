@@ -53,7 +53,7 @@ iscsi_start() {
 	exec "$HBAKIT" serve iscsi --listen 127.0.0.1:0 --ready-file "$ready" \
 		"${drv[@]}" "$@" >"$ISCSI_LOG" 2>&1 &
 	ISCSI_PID=$!
-	for ((i = 0; i < ISCSI_START_TIMEOUT * 20; i++)); do
+	for ((i = 0; i < ISCSI_START_TIMEOUT * 50; i++)); do
 		if [ -s "$ready" ]; then
 			read -r _ ISCSI_PORT <"$ready"
 			[ -n "$ISCSI_PORT" ] && [ "$ISCSI_PORT" -gt 0 ] 2>/dev/null ||
@@ -61,7 +61,7 @@ iscsi_start() {
 			return 0
 		fi
 		alive "$ISCSI_PID" || { wait "$ISCSI_PID"; fail "$name: hbakit serve iscsi $* exited ($?) before it was ready"; }
-		sleep 0.05
+		sleep 0.02
 	done
 	fail "$name: hbakit serve iscsi $* not ready within ${ISCSI_START_TIMEOUT}s"
 }
@@ -96,9 +96,9 @@ iscsi_stop() {
 	local i rc
 	[ -n "$ISCSI_PID" ] || return 0
 	kill -TERM "$ISCSI_PID" 2>/dev/null
-	for ((i = 0; i < ISCSI_STOP_TIMEOUT * 10; i++)); do
+	for ((i = 0; i < ISCSI_STOP_TIMEOUT * 50; i++)); do
 		alive "$ISCSI_PID" || break
-		sleep 0.1
+		sleep 0.02
 	done
 	if alive "$ISCSI_PID"; then
 		iscsi_threads "$ISCSI_PID" >>"$ISCSI_LOG"
@@ -215,7 +215,9 @@ cu_run() {
 	case $fam in *.MultipathIO) urls+=("$url") ;; esac
 	local opts=(-d)
 	[ "${CU_SANITIZE:-0}" = 1 ] && opts+=(-S)
-	timeout -k 5 "${CU_TIMEOUT:-90}" iscsi-test-cu "${opts[@]}" -t "$fam" "${urls[@]}" >"$out.raw" 2>&1
+	# --foreground: in the caller's process group, so that tests/run.sh's
+	# time limit ends it too (a run left behind retries its dead target).
+	timeout --foreground -k 5 "${CU_TIMEOUT:-90}" iscsi-test-cu "${opts[@]}" -t "$fam" "${urls[@]}" >"$out.raw" 2>&1
 	rc=$?
 	# A killed or crashed run has no summary; say why in the raw output.
 	[ "$rc" -ge 124 ] && echo "cu_run: iscsi-test-cu exit status $rc" >>"$out.raw"
@@ -240,25 +242,57 @@ cu_lun_args() {
 # process on a fresh LUN: the command FRESH runs before each family with the
 # family as its argument and sets CU_URL (it starts a server or replaces the
 # LUN), the command STOP after it.  Writes OUT/FAMILY.res and OUT/FAMILY.res.raw (cu_run) and prints one
-# line per family.  When CU_DEADLINE (a time from `date +%s`) has passed,
+# line per family, in the order given.  When CU_DEADLINE (a time from `date +%s`) has passed,
 # the families left are not run and each counts as one failed pseudo-test,
-# FAMILY.<not-run>, so the totals cannot look clean.
+# FAMILY.<not-run>, so the totals cannot look clean.  CU_JOBS (1) families
+# run at once, each in a subshell of its own: only for a FRESH that starts
+# a server of the family's own (a name of its own for iscsi_start), never
+# for one that replaces the LUN of a shared one.  A family whose FRESH or
+# STOP fails (a server that did not start or did not exit 0) fails the
+# caller, its output shown.
 cu_suite() {
-	local fresh=$1 stop=$2 out=$3 fam p f s
+	local fresh=$1 stop=$2 out=$3 fam jobs=${CU_JOBS:-1} pid bad=
 	shift 3
 	mkdir -p "$out"
 	for fam; do
 		if [ -n "${CU_DEADLINE:-}" ] && [ "$(date +%s)" -ge "$CU_DEADLINE" ]; then
 			printf 'test %s.<not-run> failed time budget used up\nsummary 0 1 0\n' "$fam" >"$out/$fam.res"
-			printf '  %-34s not run: time budget used up\n' "$fam"
+			printf '  %-34s not run: time budget used up\n' "$fam" >"$out/$fam.line"
+			[ "$jobs" -le 1 ] && cat "$out/$fam.line"
 			continue
 		fi
-		CU_URL=
-		$fresh "$fam"
-		read -r _ p f s < <(cu_run "$CU_URL" "$fam" "$out/$fam.res")
-		$stop
-		printf '  %-34s %3d passed %3d failed %3d skipped\n' "$fam" "$p" "$f" "$s"
+		if [ "$jobs" -le 1 ]; then
+			cu_family "$fresh" "$stop" "$out" "$fam"
+			continue
+		fi
+		while [ "${#CU_JOB_PIDS[@]}" -ge "$jobs" ]; do
+			wait -n -p pid "${CU_JOB_PIDS[@]}" || bad=1
+			mapfile -t CU_JOB_PIDS < <(printf '%s\n' "${CU_JOB_PIDS[@]}" | grep -vx "$pid")
+		done
+		( trap '[ -n "$ISCSI_PID" ] && kill -KILL "$ISCSI_PID" 2>/dev/null' EXIT
+		  trap 'exit 1' INT TERM
+		  cu_family "$fresh" "$stop" "$out" "$fam" ) >"$out/$fam.line" 2>&1 &
+		CU_JOB_PIDS+=("$!")
 	done
+	for pid in "${CU_JOB_PIDS[@]}"; do
+		wait "$pid" || bad=1
+	done
+	CU_JOB_PIDS=()
+	[ "$jobs" -le 1 ] && return 0
+	for fam; do
+		cat "$out/$fam.line"
+	done
+	[ -z "$bad" ] || fail "a family's server did not start or stop cleanly (above)"
+}
+
+# cu_family FRESH STOP OUT FAMILY: one family of cu_suite; prints its line.
+cu_family() {
+	local fresh=$1 stop=$2 out=$3 fam=$4 p f s
+	CU_URL=
+	$fresh "$fam"
+	read -r _ p f s < <(cu_run "$CU_URL" "$fam" "$out/$fam.res")
+	$stop
+	printf '  %-34s %3d passed %3d failed %3d skipped\n' "$fam" "$p" "$f" "$s"
 }
 
 # cu_totals OUT: "P F S" over every family run into OUT.
@@ -297,7 +331,13 @@ cu_compare() {
 		}'
 }
 
+CU_JOB_PIDS=()
 cleanup() {
+	local pid
+	for pid in "${CU_JOB_PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null
+		{ wait "$pid"; } 2>/dev/null
+	done
 	if [ -n "$ISCSI_PID" ]; then
 		kill -KILL "$ISCSI_PID" 2>/dev/null
 		{ wait "$ISCSI_PID"; } 2>/dev/null
