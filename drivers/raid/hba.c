@@ -24,7 +24,8 @@
  * either, as with a member disk that never answers; stopping the driver
  * cancels it all the same), post-delay-us=T (fault injection: a bundled
  * call that carries a WRITE waits T µs before it posts its frames, as a
- * driver thread preempted there).
+ * driver thread preempted there), tm-wait-ms=T (1500: how long a task
+ * management function waits for the card's answer on the bundled path).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -41,7 +42,7 @@
 
 #define TM_TAG      0x80000000u  /* task-management frames */
 #define TAG_INDEX   0xffffu      /* I/O frames: the pool index, generation << 16 */
-#define TM_WAIT_MS  1500         /* well inside the host's call time limit */
+#define TM_WAIT_MS  1500         /* default tm-wait-ms: well inside the host's call time limit */
 /* On the per-task path every I/O call waits behind a task management call
  * on the host's call channel (one call at a time), so the wait there is
  * short: well inside any task's timeout.  The card answers at once what it
@@ -67,7 +68,7 @@ struct slot {
 struct opts {
 	uint64_t tasks, queues, threads, max_transfer, coalesce_count, coalesce_us, coalesce_idle;
 	uint64_t coalesce_adaptive;
-	uint64_t hold_lba, hold_stuck, post_delay_us;
+	uint64_t hold_lba, hold_stuck, post_delay_us, tm_wait_ms;
 };
 
 struct hba {
@@ -136,6 +137,7 @@ static const struct {
 	{ "hold-lba", UINT64_MAX, 0, UINT64_MAX, offsetof(struct opts, hold_lba) },
 	{ "hold-stuck", 0, 0, 1, offsetof(struct opts, hold_stuck) },
 	{ "post-delay-us", 0, 0, 10000000, offsetof(struct opts, post_delay_us) },
+	{ "tm-wait-ms", TM_WAIT_MS, 10, 60000, offsetof(struct opts, tm_wait_ms) },
 };
 
 static int parse_options(struct hba *h)
@@ -682,7 +684,7 @@ static void default_passed(struct hba *h)
  * next one its slot carries, are left alone; a task not at the card is
  * complete, its completion on its way) or the initiator whose nexus ended
  * (NEXUS LOSS).
- * A function the card does not answer in TM_WAIT_MS (TM_WAIT_PER_TASK_MS
+ * A function the card does not answer in tm-wait-ms (TM_WAIT_PER_TASK_MS
  * on the per-task path) is rejected, but its frame stays at the card,
  * holding one of its HBK_DEV_TM_SLOTS contexts until the I/O it waits for
  * ends: with all of them held, a further frame would stop the request ring
@@ -727,7 +729,7 @@ static uint32_t tm(struct hba *h, uint8_t type, uint64_t target, uint64_t lun, u
 	pthread_mutex_unlock(&h->tm_lock);
 	pthread_mutex_unlock(&h->post_lock);
 
-	long wait_ms = h->cmds ? TM_WAIT_MS : TM_WAIT_PER_TASK_MS;
+	long wait_ms = h->cmds ? (long)h->o.tm_wait_ms : TM_WAIT_PER_TASK_MS;
 	struct timespec end;
 	clock_gettime(CLOCK_MONOTONIC, &end);
 	end.tv_sec += wait_ms / 1000;
