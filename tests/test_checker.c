@@ -75,6 +75,18 @@ static int open_drv(const char *name, enum hbk_ctl_mode mode, const char *const 
 	return tl_open(rel, mode, args, call_ms, task_ms, &ctl);
 }
 
+/* open_drv with the open's wait for the first LUN (settle_ms) given, for
+ * the cases that wait it out: tl_open's is 3 s. */
+static int open_drv_settle(const char *name, enum hbk_ctl_mode mode, const char *const *args,
+			   uint32_t settle_ms)
+{
+	char rel[128];
+	snprintf(rel, sizeof(rel), "tests/drivers/%s", name);
+	struct hbk_ctl_opts o = { .driver = tl_path(rel), .driver_args = args, .mode = mode,
+				  .settle_ms = settle_ms };
+	return hbk_ctl_open(&o, &ctl);
+}
+
 /* Opens and requires a controller with its LUN. */
 static struct hbk_lun *open_lun(const char *name, enum hbk_ctl_mode mode, const char *const *args,
 				uint32_t call_ms, uint32_t task_ms)
@@ -1179,7 +1191,7 @@ static void test_c02_io_held_until_target_created(void **state)
 	(void)state;
 	const char *args[] = { "fault=hold_until_created", NULL };
 	capture_begin();
-	int rc = open_drv("stray", HBK_MODE_BUNDLED, args, 0, 0);
+	int rc = open_drv_settle("stray", HBK_MODE_BUNDLED, args, 1000);   /* stuck: any wait ends so */
 	assert_true(wait_viol(2, 1));
 	const char *out = capture_end();
 	assert_int_equal(rc, 0);
@@ -1187,14 +1199,15 @@ static void test_c02_io_held_until_target_created(void **state)
 	assert_contains(out, "the open's wait for the first LUN is stuck while a CREATE_TARGET");
 }
 
-/* A driver that is slow, not stuck (each task takes 1.5 s): the open may
- * give up waiting for the LUN, but no deadlock is claimed. */
+/* A driver that is slow, not stuck (each task takes 0.5 s, a third of the
+ * open's 1.5 s wait for the LUN): the open may give up waiting for the
+ * LUN, but no deadlock is claimed. */
 static void test_c02_not_for_a_slow_driver(void **state)
 {
 	(void)state;
-	const char *args[] = { "delay-us=1500000", NULL };
+	const char *args[] = { "delay-us=500000", NULL };
 	capture_begin();
-	int rc = open_drv("stall", HBK_MODE_BUNDLED, args, 0, 0);
+	int rc = open_drv_settle("stall", HBK_MODE_BUNDLED, args, 1500);
 	capture_end();
 	assert_int_equal(rc, 0);
 	assert_int_equal(viol(2), 0);
