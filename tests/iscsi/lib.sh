@@ -285,14 +285,16 @@ cu_suite() {
 	[ -z "$bad" ] || fail "a family's server did not start or stop cleanly (above)"
 }
 
-# cu_family FRESH STOP OUT FAMILY: one family of cu_suite; prints its line.
+# cu_family FRESH STOP OUT FAMILY: one family of cu_suite; prints its line,
+# with its wall time, FRESH and STOP included.
 cu_family() {
-	local fresh=$1 stop=$2 out=$3 fam=$4 p f s
+	local fresh=$1 stop=$2 out=$3 fam=$4 p f s t0=$EPOCHREALTIME
 	CU_URL=
 	$fresh "$fam"
 	read -r _ p f s < <(cu_run "$CU_URL" "$fam" "$out/$fam.res")
 	$stop
-	printf '  %-34s %3d passed %3d failed %3d skipped\n' "$fam" "$p" "$f" "$s"
+	printf '  %-34s %3d passed %3d failed %3d skipped %5.1fs\n' "$fam" "$p" "$f" "$s" \
+		"$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')"
 }
 
 # cu_totals OUT: "P F S" over every family run into OUT.
