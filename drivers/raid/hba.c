@@ -547,7 +547,8 @@ static unsigned complete(struct hba *h, const struct hbk_dev_reply *rep, uint16_
 /*
  * Interrupt moderation, as Linux's dynamic interrupt moderation does for
  * network cards: before each drain the handler sets every reply queue's
- * coalescing count to a quarter of the I/O frames at the card, rounded up
+ * coalescing count to a quarter of its share of the I/O frames at the
+ * card, rounded up
  * to a power of two (so that the register changes only when the load
  * does), between 1 and coalesce-count.  The load is the peak of recent
  * drains, decaying by an eighth a drain: right after a drain the host holds
@@ -567,7 +568,9 @@ static void moderate(struct hba *h)
 	 * reaped first: the difference may be briefly negative. */
 	int32_t at_card = (int32_t)(atomic_load_explicit(&h->frames_posted, memory_order_relaxed) -
 				    h->frames_reaped);
-	uint32_t now = at_card > 0 ? (uint32_t)at_card : 0;
+	/* Frames spread over the reply queues (index mod queues): each
+	 * queue's count goes by its share. */
+	uint32_t now = at_card > 0 ? (uint32_t)at_card / h->nqueues : 0;
 	h->irq_load = HBK_MAX(now, h->irq_load - (h->irq_load + 7) / 8);
 	uint32_t quarter = h->irq_load / 4;
 	uint32_t want = quarter > 1 ? 1u << (32 - __builtin_clz(quarter - 1)) : 1;
@@ -703,6 +706,12 @@ static uint32_t tm(struct hba *h, uint8_t type, uint64_t target, uint64_t lun, u
 	pthread_mutex_lock(&h->post_lock);
 	if (type == HBK_DEV_TM_ABORT_TASK && !find_frame(h, task, &f.tm_tag)) {
 		pthread_mutex_unlock(&h->post_lock);
+		/* Not at the card: done, or its reply taken by a drain that has
+		 * not handed it up yet (the handler marks the slot idle first).
+		 * The drain runs under life: once it is over, the task is
+		 * completed, and FUNCTION COMPLETE is true. */
+		pthread_mutex_lock(&h->life);
+		pthread_mutex_unlock(&h->life);
 		return HBK_SR_FUNCTION_COMPLETE;
 	}
 	if (target >= h->ntargets) {
