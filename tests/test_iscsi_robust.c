@@ -1090,6 +1090,19 @@ static const char *expect_refusal(struct sess *s, const char *what)
 	return desc;
 }
 
+/* Before a login completes, the shared server closes a connection after
+ * LOGIN_TIMEOUT_MS whatever it was sent, so a refusal there (a Reject, a
+ * Login reject or a drop) counts only if it came well before that: a
+ * target that ignored the PDU would otherwise pass.  t0 is when the PDU
+ * went out. */
+static void refused_before_login_timeout(uint64_t t0, const char *what)
+{
+	uint64_t took = now_ms() - t0;
+	if (took >= LOGIN_TIMEOUT_MS * 2 / 3)
+		fail_msg("%s: refused only after %llu ms, near the %d ms login timeout: ignored, "
+			 "not refused", what, (unsigned long long)took, LOGIN_TIMEOUT_MS);
+}
+
 /* ---- setup ------------------------------------------------------------ */
 
 static int group_setup(void **state)
@@ -1801,8 +1814,11 @@ static void pdus_before_login_are_refused(void **state)
 			put32(h + 16, 1);
 			put32(h + 20, NO_TAG);
 		}
+		uint64_t t0 = now_ms();
 		assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
-		expect_refusal(&s, i == 0 ? "SCSI command before login" : "NOP-Out before login");
+		const char *what = i == 0 ? "SCSI command before login" : "NOP-Out before login";
+		expect_refusal(&s, what);
+		refused_before_login_timeout(t0, what);
 		sess_close(&s);
 	}
 	healthy();
@@ -1818,9 +1834,11 @@ static void logins_with_garbage_are_refused(void **state)
 	for (size_t i = 0; i < sizeof(junk); i++)
 		junk[i] = (uint8_t)(i * 37 + 11);
 	junk[100] = 0;
+	uint64_t t0 = now_ms();
 	int rc = login(&s, &(struct login_opts){ .raw = junk, .raw_len = sizeof(junk) });
 	printf("# binary login text: %d (0x%04x)\n", rc, rc > 0 ? rc : 0);
 	assert_true(rc == LOGIN_CLOSED || (rc > 0 && rc >> 8 == 2));
+	refused_before_login_timeout(t0, "binary login text");
 	sess_close(&s);
 	/* Keys without '=' and a key of 5000 bytes. */
 	char text[6000];
@@ -1829,25 +1847,33 @@ static void logins_with_garbage_are_refused(void **state)
 	memset(text + n, 'K', 5000);
 	n += 5000;
 	text[n++] = 0;
+	t0 = now_ms();
 	rc = login(&s, &(struct login_opts){ .raw = text, .raw_len = n });
 	printf("# malformed keys: %d (0x%04x)\n", rc, rc > 0 ? rc : 0);
 	assert_true(rc == LOGIN_CLOSED || (rc > 0 && rc >> 8 == 2));
+	refused_before_login_timeout(t0, "malformed keys");
 	sess_close(&s);
 	/* No InitiatorName. */
 	static const char noname[] = "SessionType=Normal\0AuthMethod=None";
+	t0 = now_ms();
 	rc = login(&s, &(struct login_opts){ .raw = noname, .raw_len = sizeof(noname) });
 	printf("# no InitiatorName: %d (0x%04x)\n", rc, rc > 0 ? rc : 0);
 	assert_true(rc == LOGIN_CLOSED || (rc > 0 && rc >> 8 == 2));
+	refused_before_login_timeout(t0, "no InitiatorName");
 	sess_close(&s);
 	/* A target that does not exist. */
+	t0 = now_ms();
 	rc = login(&s, &(struct login_opts){ .target = "iqn.2026-11.org.hbakit:t99" });
 	printf("# unknown target: %d (0x%04x)\n", rc, rc > 0 ? rc : 0);
 	assert_true(rc == LOGIN_CLOSED || (rc > 0 && rc >> 8 == 2));
+	refused_before_login_timeout(t0, "unknown target");
 	sess_close(&s);
 	/* A protocol version the target cannot speak. */
+	t0 = now_ms();
 	rc = login(&s, &(struct login_opts){ .version_min = 0x7f });
 	printf("# unsupported version: %d (0x%04x)\n", rc, rc > 0 ? rc : 0);
 	assert_true(rc == LOGIN_CLOSED || (rc > 0 && rc >> 8 == 2));
+	refused_before_login_timeout(t0, "unsupported version");
 	sess_close(&s);
 	/* Unknown but well-formed keys are answered NotUnderstood; the login
 	 * goes on. */
