@@ -548,11 +548,11 @@ static unsigned complete(struct hba *h, const struct hbk_dev_reply *rep, uint16_
  * Interrupt moderation, as Linux's dynamic interrupt moderation does for
  * network cards: before each drain the handler sets every reply queue's
  * coalescing count to a quarter of its share of the I/O frames at the
- * card, rounded up
- * to a power of two (so that the register changes only when the load
- * does), between 1 and coalesce-count.  The load is the peak of recent
- * drains, decaying by an eighth a drain: right after a drain the host holds
- * most of the tasks, and the count must not follow that dip.  With few
+ * card, rounded up to a power of two (so that the register changes only
+ * when the load does), between 1 and coalesce-count.  The load is the
+ * peak of recent drains, decaying by an eighth a drain: right after a
+ * drain the host holds most of the tasks, and the count must not follow
+ * that dip.  With few
  * frames at the card a reply interrupts at once: its submitter is waiting,
  * and the next reply may be a whole round trip away (with a fixed count,
  * four synchronous jobs each waited for the card to go idle or for the
