@@ -270,15 +270,18 @@ static void submit_held_read(struct hbk_ctl *c, struct hbk_scsi_cmd *cmd, struct
  * handler has taken but not yet handed up is no longer at the card, and
  * the abort must not answer FUNCTION COMPLETE before the completion is on
  * its way (the runtime would report HBK-C11 for a task kept).  Rounds of
- * 32 READs, the last one aborted as soon as it is sent.
+ * READs, the last one aborted as soon as it is sent; the handler waits
+ * 2 ms between taking replies and completing their tasks
+ * (drain-delay-us), so that the abort comes in that gap.
  */
 static void abort_racing_completion_is_no_violation(void **state)
 {
 	(void)state;
 	tl_capture_begin();   /* a line per abort the card does */
-	struct hbk_ctl *c = open_raid(HBK_MODE_BUNDLED, (const char *[]){ "vd=v:16M", NULL }, 0);
+	struct hbk_ctl *c = open_raid(HBK_MODE_BUNDLED, (const char *[]){ "vd=v:16M",
+				      "drain-delay-us=2000", NULL }, 0);
 	struct hbk_lun *l = hbk_ctl_lun(c, 0);
-	enum { N = 32, ROUNDS = 2000 };
+	enum { N = 8, ROUNDS = 200 };
 	static struct hbk_scsi_cmd cmd[N];
 	static atomic_int done[N];
 	uint8_t *buf = malloc((size_t)N * BS);

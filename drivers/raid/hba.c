@@ -24,7 +24,9 @@
  * either, as with a member disk that never answers; stopping the driver
  * cancels it all the same), post-delay-us=T (fault injection: a bundled
  * call that carries a WRITE waits T µs before it posts its frames, as a
- * driver thread preempted there), tm-wait-ms=T (1500: how long a task
+ * driver thread preempted there), drain-delay-us=T (fault injection: the
+ * interrupt handler waits T µs between taking replies and handing their
+ * tasks up, as a handler preempted there), tm-wait-ms=T (1500: how long a task
  * management function waits for the card's answer on the bundled path).
  */
 #include <errno.h>
@@ -68,7 +70,7 @@ struct slot {
 struct opts {
 	uint64_t tasks, queues, threads, max_transfer, coalesce_count, coalesce_us, coalesce_idle;
 	uint64_t coalesce_adaptive;
-	uint64_t hold_lba, hold_stuck, post_delay_us, tm_wait_ms;
+	uint64_t hold_lba, hold_stuck, post_delay_us, drain_delay_us, tm_wait_ms;
 };
 
 struct hba {
@@ -137,6 +139,7 @@ static const struct {
 	{ "hold-lba", UINT64_MAX, 0, UINT64_MAX, offsetof(struct opts, hold_lba) },
 	{ "hold-stuck", 0, 0, 1, offsetof(struct opts, hold_stuck) },
 	{ "post-delay-us", 0, 0, 10000000, offsetof(struct opts, post_delay_us) },
+	{ "drain-delay-us", 0, 0, 10000000, offsetof(struct opts, drain_delay_us) },
 	{ "tm-wait-ms", TM_WAIT_MS, 10, 60000, offsetof(struct opts, tm_wait_ms) },
 };
 
@@ -614,6 +617,8 @@ static void interrupt(struct hbk_drv_work *w)
 				}
 			}
 	}
+	if (ndone && h->o.drain_delay_us)
+		usleep((useconds_t)h->o.drain_delay_us);
 	if (ndone)
 		hbk_drv_bundled_complete(h->d, h->bundled, done, (uint16_t)ndone);
 	/* Last: the card posts the replies of the tasks a task management
