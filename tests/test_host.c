@@ -590,6 +590,63 @@ static unsigned ring_rw(struct hbk_lun *l, uint64_t lba, unsigned n)
 	return bad;
 }
 
+/* GET LBA STATUS from lba: the descriptors' (start, count, status) into d
+ * (up to max), their number returned. */
+static unsigned lba_status(struct hbk_ctl *c, struct hbk_lun *l, uint64_t lba,
+			   uint64_t (*d)[3], unsigned max)
+{
+	uint8_t buf[8 + 16 * 8] = { 0 };
+	struct hbk_scsi_cmd cmd = { .lun = l, .cdb = { 0x9e, 0x12 }, .cdb_len = 16,
+				    .dir = HBK_DIR_READ, .buf = buf, .len = sizeof(buf) };
+	for (int i = 0; i < 8; i++)
+		cmd.cdb[2 + i] = (uint8_t)(lba >> (56 - 8 * i));
+	cmd.cdb[13] = sizeof(buf);
+	assert_int_equal(hbk_sam_exec(c, &cmd), 0);
+	assert_true(hbk_scsi_ok(&cmd.result));
+	unsigned n = ((unsigned)buf[0] << 24 | buf[1] << 16 | buf[2] << 8 | buf[3]) - 4;
+	n = n / 16 < max ? n / 16 : max;
+	for (unsigned i = 0; i < n; i++) {
+		const uint8_t *p = buf + 8 + 16 * i;
+		d[i][0] = d[i][1] = 0;
+		for (int k = 0; k < 8; k++)
+			d[i][0] = d[i][0] << 8 | p[k];
+		for (int k = 8; k < 12; k++)
+			d[i][1] = d[i][1] << 8 | p[k];
+		d[i][2] = p[12] & 0xf;
+	}
+	return n;
+}
+
+/* The ram LUN is thin with zero reclaim: blocks never written and blocks
+ * written with zeros are deallocated (1), others mapped (0), in extents
+ * that cross the 64-block words of its written-block map. */
+static void ram_lba_status_follows_the_data(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = open_ram(HBK_MODE_AUTO, (const char *[]){ "size=1G", NULL });
+	struct hbk_lun *l = hbk_ctl_lun(c, 0);
+	uint64_t d[8][3], total = (1ull << 30) / 512;
+	assert_int_equal(lba_status(c, l, 0, d, 8), 1);
+	assert_true(d[0][0] == 0 && d[0][1] == total && d[0][2] == 1);
+	uint8_t buf[200 * 512];
+	memset(buf, 0xa5, sizeof(buf));
+	assert_int_equal(tl_rw(l, true, 100, 200, buf), 0);     /* 100..299 mapped */
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(tl_rw(l, true, 150, 20, buf), 0);      /* 150..169 zero again */
+	assert_int_equal(lba_status(c, l, 0, d, 8), 5);
+	static const uint64_t want[5][3] = {
+		{ 0, 100, 1 }, { 100, 50, 0 }, { 150, 20, 1 }, { 170, 130, 0 }, { 300, 0, 1 },
+	};
+	for (unsigned i = 0; i < 5; i++) {
+		assert_int_equal(d[i][0], want[i][0]);
+		assert_int_equal(d[i][1], i < 4 ? want[i][1] : total - 300);
+		assert_int_equal(d[i][2], want[i][2]);
+	}
+	assert_int_equal(lba_status(c, l, 101, d, 1), 1);       /* from inside an extent */
+	assert_true(d[0][0] == 101 && d[0][1] == 49 && d[0][2] == 0);
+	hbk_ctl_close(c);
+}
+
 static void completion_ring_doorbell_wakes_a_sleeping_host(void **state)
 {
 	(void)state;
@@ -1100,6 +1157,7 @@ int main(void)
 		cmocka_unit_test(block_io_retries_after_a_unit_attention),
 		cmocka_unit_test(per_task_path_sends_one_task_per_call),
 		cmocka_unit_test(iodepth_one_sends_one_slot_per_call),
+		cmocka_unit_test(ram_lba_status_follows_the_data),
 		cmocka_unit_test(completion_ring_doorbell_wakes_a_sleeping_host),
 		cmocka_unit_test(completion_ring_under_polling_and_load),
 		cmocka_unit_test(ring_polling_follows_how_soon_completions_come),

@@ -49,6 +49,9 @@ struct taken {
 
 struct ram_lun {
 	uint8_t *mem;
+	/* A bit per block, set by every write: blocks never written are zero,
+	 * so GET LBA STATUS reads their bits, not their bytes. */
+	_Atomic uint64_t *written;
 	uint64_t size;
 	uint32_t bs;
 	struct hbk_scsi_lun lun;
@@ -106,6 +109,14 @@ static int mem_write(void *ctx, uint64_t lba, uint32_t n, const void *buf, bool 
 {
 	struct ram_lun *l = ctx;
 	(void)fua;
+	/* Relaxed: the bits only let GET LBA STATUS skip blocks, and one that
+	 * runs beside a write to the same blocks may see either state. */
+	for (uint64_t b = lba; b < lba + n;) {
+		unsigned shift = b % 64, k = HBK_MIN(64 - shift, (unsigned)(lba + n - b));
+		uint64_t mask = (k == 64 ? ~0ull : (1ull << k) - 1) << shift;
+		atomic_fetch_or_explicit(&l->written[b / 64], mask, memory_order_relaxed);
+		b += k;
+	}
 	memcpy(l->mem + lba * l->bs, buf, (size_t)n * l->bs);
 	return 0;
 }
@@ -119,19 +130,31 @@ static int mem_unmap(void *ctx, uint64_t lba, uint64_t n)
 
 static bool block_zero(const struct ram_lun *l, uint64_t lba)
 {
+	if (!(atomic_load_explicit(&l->written[lba / 64], memory_order_relaxed) >> lba % 64 & 1))
+		return true;
 	const uint8_t *p = l->mem + lba * l->bs;
 	return p[0] == 0 && memcmp(p, p + 1, l->bs - 1) == 0;
 }
 
 /* Thin with zero reclaim: an all-zero block counts as deallocated, since it
- * reads back the same either way (LBPRZ). */
+ * reads back the same either way (LBPRZ).  A zero run skips 64 blocks
+ * never written at a time. */
 static int mem_lba_status(void *ctx, uint64_t lba, uint32_t *n, bool *mapped)
 {
 	struct ram_lun *l = ctx;
 	bool zero = block_zero(l, lba);
 	uint32_t run = 1;
-	while (run < *n && block_zero(l, lba + run) == zero)
+	while (run < *n) {
+		uint64_t b = lba + run;
+		if (zero && b % 64 == 0 && *n - run >= 64 &&
+		    !atomic_load_explicit(&l->written[b / 64], memory_order_relaxed)) {
+			run += 64;
+			continue;
+		}
+		if (block_zero(l, b) != zero)
+			break;
 		run++;
+	}
 	*n = run;
 	*mapped = !zero;
 	return 0;
@@ -247,6 +270,9 @@ static int ram_init(struct hbk_drv *d)
 			if (l->mem == MAP_FAILED)
 				return -ENOMEM;
 			madvise(l->mem, l->size, MADV_HUGEPAGE);
+			l->written = calloc((l->size / r->bs + 63) / 64, sizeof(*l->written));
+			if (!l->written)
+				return -ENOMEM;
 			snprintf(l->serial, sizeof(l->serial), "RAM%04u%04u", t, n);
 			struct hbk_scsi_lun_cfg cfg = {
 				.vendor = "HBAKIT", .product = "RAM DISK", .revision = "1.0",
@@ -611,6 +637,7 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; r.luns && i < r.ntargets * r.nluns; i++) {
 		if (r.luns[i].mem && r.luns[i].mem != MAP_FAILED)
 			munmap(r.luns[i].mem, r.luns[i].size);
+		free(r.luns[i].written);
 		if (r.luns[i].lun.cfg.ops)
 			hbk_scsi_lun_fini(&r.luns[i].lun);
 	}
