@@ -439,6 +439,28 @@ static void test_attach_and_spares(void **state)
 	hbk_raid_spec_free(f);
 }
 
+/* A file attached after the report's last entry (one per disk of a full
+ * spec), attached again: refused as in the array, without reading a report
+ * entry that does not exist. */
+static void test_attach_past_the_report(void **state)
+{
+	(void)state;
+	struct hbk_raid_spec_array a;
+	struct hbk_raid_spec *s = parse_ok("level=1,disk=mem:2m,disk=mem:2m");
+	assert_int_equal(hbk_raid_spec_open(s, HBK_RAID_SPEC_CREATE, &a), 0);
+	struct hbk_disk *d = NULL;
+	while (a.ndisks < HBK_RAID_MAX_DISKS)
+		assert_int_equal(hbk_raid_spec_attach(&a, "null:2m", &d), 0);
+	char path[128];
+	snprintf(path, sizeof(path), "file:%s/late", dir);
+	assert_int_equal(hbk_raid_spec_attach(&a, path, &d), 0);
+	assert_int_equal(a.ndisks, HBK_RAID_MAX_DISKS + 1);
+	assert_int_equal(hbk_raid_spec_attach(&a, path, &d), -EINVAL);
+	assert_non_null(strstr(a.message, "already in the array"));
+	hbk_raid_spec_close(&a);
+	hbk_raid_spec_free(s);
+}
+
 /* ---- The shell test's helper ------------------------------------------------------------------------ */
 
 static int pattern(const char *what, const char *text, const char *seed_text)
@@ -490,6 +512,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_open_files),
 		cmocka_unit_test(test_open_errors),
 		cmocka_unit_test(test_attach_and_spares),
+		cmocka_unit_test(test_attach_past_the_report),
 	};
 	return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }

@@ -683,9 +683,13 @@ int hbk_raid_spec_attach(struct hbk_raid_spec_array *a, const char *text, struct
 		free(copy);
 		if (err)
 			return err;
-		/* One of the spec's disks: usable unless the array uses it. */
+		/* An attached disk is in the array; one of the spec's disks is
+		 * usable unless the array uses it.  The report has an entry for
+		 * the spec's disks only. */
+		if ((unsigned)other >= s->ndisks)
+			return say(a, -EINVAL, "%s: already in the array", text);
 		uint8_t v = a->report.disk[other].verdict;
-		if ((unsigned)other >= s->ndisks || v == HBK_RAID_DISK_MEMBER || v == HBK_RAID_DISK_SPARE)
+		if (v == HBK_RAID_DISK_MEMBER || v == HBK_RAID_DISK_SPARE)
 			return say(a, -EINVAL, "%s: already in the array", text);
 		if (v == HBK_RAID_DISK_FOREIGN && !s->opts.force)
 			return say(a, -EEXIST, "%s: carries another array's metadata; force to overwrite it",
