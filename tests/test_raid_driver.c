@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -628,6 +629,21 @@ static void bad_options_fail_the_open(void **state)
 		assert_null(c);
 		assert_non_null(strstr(log, "hbk-raid: "));
 	}
+	/* A vd= entry too long for the parser's copy: its tail (here the
+	 * block size) was cut off and the rest taken, a 512-byte drive. */
+	char vd[160];
+	int n = snprintf(vd, sizeof(vd), "vd=v:");
+	while (n < 5 + 122)
+		vd[n++] = '0';
+	snprintf(vd + n, sizeof(vd) - (size_t)n, "16M:4096");
+	struct hbk_ctl *lc = NULL;
+	tl_capture_begin();
+	int lerr = tl_open(RAID, HBK_MODE_AUTO, (const char *[]){ vd, NULL }, 0, 0, &lc);
+	const char *llog = tl_capture_end();
+	if (lc)
+		hbk_ctl_close(lc);
+	assert_true(lerr < 0);
+	assert_non_null(strstr(llog, ": too long"));
 	/* An option given twice: the second was dropped without a word. */
 	static const char *const twice[][3] = {
 		{ "vd=a:1M", "vd=b:2M", "hbk-raid: vd= given more than once" },

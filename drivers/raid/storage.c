@@ -107,7 +107,8 @@ static int open_vd(struct storage *s, char *vd)
 {
 	char copy[128], *f[5];
 	int n = 0;
-	snprintf(copy, sizeof(copy), "%s", vd);
+	if ((size_t)snprintf(copy, sizeof(copy), "%s", vd) >= sizeof(copy))
+		return bad("vd", vd, "too long");
 	for (char *save, *tok = strtok_r(copy, ":", &save); tok && n < 5; tok = strtok_r(NULL, ":", &save))
 		f[n++] = tok;
 	if (s->nvols == HBK_DEV_MAX_TARGETS)
