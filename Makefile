@@ -115,7 +115,7 @@ run: deps
 	    --driver-arg array=r5:profile=lsi3108-raid5 --runtime 5 --span 512M --warmup
 
 # `make check`: the whole suite in every variant (plain, ASan+UBSan, TSan)
-# plus a clang -Werror build, with one closing line for all of it.
+# plus a clang -Werror build and `make lint`, with one closing line for all of it.
 # `make check SANITIZE=...` runs one sanitizer variant; `make test` the plain one.
 # The builds use every core (JOBS); the tests run one build at a time.
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
@@ -125,6 +125,7 @@ check: deps
 	$(MAKE) --no-print-directory -j$(JOBS) SANITIZE=address,undefined all
 	$(MAKE) --no-print-directory -j$(JOBS) SANITIZE=thread all
 	$(MAKE) --no-print-directory -j$(JOBS) CC=clang BUILD=build/clang WERROR=-Werror all
+	$(MAKE) --no-print-directory lint
 	tests/run.sh build build/san-address-undefined build/san-thread
 else
 check: deps
@@ -143,8 +144,9 @@ deps:
 	@$(DEPS)
 
 # `make lint`: cppcheck over the sources (about 5 s), clean apart from the
-# false positives tools/cppcheck.supp lists with their reasons; not part of
-# `make check`.  Needs the cppcheck package (Debian 12: 2.10).
+# false positives tools/cppcheck.supp lists with their reasons; the full
+# `make check` runs it before the tests.  Needs the cppcheck package
+# (Debian 12: 2.10), which tools/deps.sh installs.
 LINT_DIRS := src drivers nbdkit tools bench
 lint:
 	@command -v cppcheck >/dev/null || { echo "lint: cppcheck is not installed" >&2; exit 1; }
