@@ -347,6 +347,12 @@ static int run_mode(const struct bench_opts *o, enum hbk_ctl_mode mode, struct r
 	struct job *jobs = calloc(o->numjobs, sizeof(*jobs));
 	atomic_ullong *lat = calloc(LAT_BUCKETS, sizeof(*lat));
 	err = jobs && lat && lun_ios ? 0 : -ENOMEM;
+	/* Every job's lock and condition first, so the clean-up below destroys
+	 * only initialised ones whichever set-up step fails. */
+	for (unsigned k = 0; jobs && k < o->numjobs; k++) {
+		pthread_mutex_init(&jobs[k].lock, NULL);
+		pthread_cond_init(&jobs[k].cond, NULL);
+	}
 	for (unsigned k = 0; !err && k < o->numjobs; k++) {
 		struct job *j = &jobs[k];
 		j->o = o;
@@ -356,8 +362,6 @@ static int run_mode(const struct bench_opts *o, enum hbk_ctl_mode mode, struct r
 		/* Random jobs share the LUN; sequential jobs get a region each. */
 		j->span_ios = is_random(o->rw) ? lun_ios : HBK_MAX(lun_ios / o->numjobs, 1);
 		j->first_io = is_random(o->rw) ? 0 : k * j->span_ios;
-		pthread_mutex_init(&j->lock, NULL);
-		pthread_cond_init(&j->cond, NULL);
 		j->slots = calloc(depth, sizeof(*j->slots));
 		if (!j->slots) {
 			err = -ENOMEM;
