@@ -13,7 +13,9 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -869,6 +871,65 @@ static void test_c11_lun_reset_giving_tasks_back_is_sound(void **state)
 	assert_int_equal(viol(11), 0);
 }
 
+/*
+ * Task management bound to a queue of its own (tests/drivers/reset_race)
+ * runs while the submitter is still handing slots to process_bundled on
+ * the Default queue.  A reset that begins then cannot cover a task the
+ * driver has not received: its FUNCTION COMPLETE is no violation, and the
+ * task, handed over after the reset, completes normally.
+ */
+static void test_c11_reset_during_hand_over_is_sound(void **state)
+{
+	(void)state;
+	int sig[2];
+	assert_int_equal(pipe(sig), 0);
+	/* Inherited by the driver (not close-on-exec), above the descriptors
+	 * 3 and 4 its channels take there. */
+	int w = fcntl(sig[1], F_DUPFD, 10);
+	assert_true(w >= 10);
+	close(sig[1]);
+	char fdarg[32];
+	snprintf(fdarg, sizeof(fdarg), "signal-fd=%d", w);
+	const char *const args[] = { "how=gate", fdarg, NULL };
+	capture_begin();
+	struct hbk_lun *l = open_lun("reset_race", HBK_MODE_BUNDLED, args, 0, 0);
+	close(w);
+	good_io(l, 0, 1);
+	struct aio *a = aio_write(0, l, TRIGGER);
+	struct pollfd p = { .fd = sig[0], .events = POLLIN };
+	char b;
+	assert_int_equal(poll(&p, 1, WAIT_MS), 1); /* process_bundled has the write */
+	assert_int_equal(read(sig[0], &b, 1), 1);
+	close(sig[0]);
+	assert_int_equal(hbk_sam_tmf(ctl, 0, 0, HBK_TMF_LUN_RESET, NULL), HBK_SR_FUNCTION_COMPLETE);
+	assert_true(aio_wait(a, WAIT_MS));
+	assert_int_equal(a->io.error, 0);
+	good_io(l, 64, 2);
+	assert_int_equal(viol(11), 0);
+	const char *out = capture_end();
+	if (strstr(out, "HBK-C11"))
+		fail_msg("unexpected HBK-C11 in the log:\n%s", out);
+}
+
+/* The same driver answering a reset FUNCTION COMPLETE while it keeps a
+ * task it had received (how=lie): reported, whatever queue the reset
+ * runs on. */
+static void test_c11_reset_on_own_queue_keeping_a_task(void **state)
+{
+	(void)state;
+	static const char *const args[] = { "how=lie", NULL };
+	capture_begin();
+	struct hbk_lun *l = open_lun("reset_race", HBK_MODE_BUNDLED, args, 0, 0);
+	struct aio *a = aio_write(0, l, TRIGGER);
+	good_io(l, 64, 2);                 /* taken after the write: the write is at the driver */
+	assert_int_equal(hbk_sam_tmf(ctl, 0, 0, HBK_TMF_LUN_RESET, NULL), HBK_SR_FUNCTION_COMPLETE);
+	assert_true(wait_viol(11, 1));
+	assert_true(aio_wait(a, WAIT_MS)); /* the driver completes it later all the same */
+	assert_int_equal(viol(11), 1);
+	const char *out = capture_end();
+	assert_contains(out, "LUN RESET of target 0 lun 0 answered FUNCTION COMPLETE but kept 1 task(s)");
+}
+
 /* ---- HBK-C12: the driver dies, hangs or sends garbage ---------------------------- */
 
 static void c12_crash(const char *how, unsigned n)
@@ -1349,6 +1410,8 @@ int main(void)
 		T(test_c11_lun_reset_complete_but_task_kept),
 		T(test_c11_target_reset_complete_but_task_kept_per_task),
 		T(test_c11_lun_reset_giving_tasks_back_is_sound),
+		T(test_c11_reset_during_hand_over_is_sound),
+		T(test_c11_reset_on_own_queue_keeping_a_task),
 		T(test_c12_driver_exits_mid_io),
 		T(test_c12_driver_aborts_mid_io),
 		T(test_c12_driver_hangs_in_process_bundled),

@@ -102,6 +102,8 @@ struct hbk_drv {
 	uint32_t dma_alignment;     /* as the driver's DMA spec declared */
 	struct hbk_drv_bundled_action bundled;
 	atomic_bool *slot_at_driver;  /* per bundled slot: issued, not yet completed */
+	atomic_bool *slot_arriving;   /* per bundled slot: in a process_bundled call
+				       * that has not returned yet */
 	_Atomic uint64_t *slot_tag;   /* per bundled slot: the issued task's task_tag */
 	_Atomic uint64_t *slot_refused; /* per bundled slot: the task_tag of an issue
 					 * whose completion was refused */
@@ -952,13 +954,16 @@ static int do_share_region(struct hbk_drv *d, int fd)
 	d->slot_at_driver = calloc(d->region.slots, sizeof(*d->slot_at_driver));
 	d->slot_tag = calloc(d->region.slots, sizeof(*d->slot_tag));
 	d->slot_refused = calloc(d->region.slots, sizeof(*d->slot_refused));
-	if (!d->slot_at_driver || !d->slot_tag || !d->slot_refused) {
+	d->slot_arriving = calloc(d->region.slots, sizeof(*d->slot_arriving));
+	if (!d->slot_at_driver || !d->slot_tag || !d->slot_refused || !d->slot_arriving) {
 		free(d->slot_at_driver);
 		free(d->slot_tag);
 		free(d->slot_refused);
+		free(d->slot_arriving);
 		d->slot_at_driver = NULL;
 		d->slot_tag = NULL;
 		d->slot_refused = NULL;
+		d->slot_arriving = NULL;
 		hbk_region_unmap(&d->region);
 		return -ENOMEM;
 	}
@@ -1057,9 +1062,16 @@ static int do_process_bundled(struct hbk_drv *d, const uint16_t *index, unsigned
 		 * slot's completion, which reads it. */
 		atomic_store_explicit(&d->slot_tag[index[i]], d->region.cmds[index[i]].task_tag,
 				      memory_order_relaxed);
+		/* Both sequentially consistent, arriving first, against
+		 * held_under's loads in the opposite order: a reset that sees
+		 * the slot at the driver sees it arriving until
+		 * process_bundled has returned. */
+		atomic_store(&d->slot_arriving[index[i]], true);
 		atomic_store(&d->slot_at_driver[index[i]], true);
 	}
 	d->ops->process_bundled(d, index, (uint16_t)count, &d->bundled);
+	for (unsigned i = 0; i < count; i++)
+		atomic_store(&d->slot_arriving[index[i]], false);
 	return 0;
 }
 
@@ -1172,9 +1184,20 @@ static bool still_held(struct hbk_drv *d, const struct held *h)
 	       atomic_load(&a->refused) != h->tag;
 }
 
-/* The tasks at the driver that a reset of target covers: of its LUN lun,
+/*
+ * The tasks at the driver that a reset of target covers: of its LUN lun,
  * or all of the target's with lun UINT64_MAX.  h has room for every
- * action and slot.  Returns their count.  Call server. */
+ * action and slot.  Returns their count.  Call server.
+ *
+ * A task counts once the entry point that handed it over has returned.  A
+ * bundled slot still inside process_bundled (on the Default queue, while
+ * task management bound to another queue runs here) is left out: the
+ * driver may not have seen it yet, so a reset cannot be expected to have
+ * ended it, and it may complete after the reset answers, as a task that
+ * arrived after it would.  If it is never completed, its timeout still
+ * catches it.  A per-task task needs no such care: PROCESS_TASK and task
+ * management are both calls, served one at a time by this thread.
+ */
 static unsigned held_under(struct hbk_drv *d, uint64_t target, uint64_t lun, struct held *h)
 {
 	unsigned n = 0;
@@ -1191,7 +1214,8 @@ static unsigned held_under(struct hbk_drv *d, uint64_t target, uint64_t lun, str
 		 * at the driver (the seq_cst load orders it after the
 		 * submitter's taking of the slot). */
 		const struct hbk_task *k = &d->region.cmds[i];
-		if (atomic_load(&d->slot_at_driver[i]) && k->target_id == target &&
+		if (atomic_load(&d->slot_at_driver[i]) && !atomic_load(&d->slot_arriving[i]) &&
+		    k->target_id == target &&
 		    (lun == UINT64_MAX || hbk_scsi_lun_decode(k->lun) == lun))
 			h[n++] = (struct held){ i, true, atomic_load(&d->slot_tag[i]) };
 	}
@@ -1582,6 +1606,7 @@ free_d:
 	free(d->slot_at_driver);
 	free(d->slot_tag);
 	free(d->slot_refused);
+	free(d->slot_arriving);
 	free(d->actions);
 	free(d->asked);
 	pthread_mutex_destroy(&d->queues_lock);
