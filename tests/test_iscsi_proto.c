@@ -7,7 +7,8 @@
  * on a CmdSN gap, key=value parsing and the
  * negotiation of every key (bad, unknown, duplicate, out of range, wrong
  * stage, discovery), CHAP value coding and the CHAP exchange against MD5
- * vectors, CDB transfer lengths and the I_T nexus identity.
+ * vectors, CDB transfer lengths, the I_T nexus identity and the iSCSI
+ * TransportIDs READ FULL STATUS reports.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -930,6 +931,70 @@ static void test_nexus_id(void **state)
 	assert_true(hbk_iscsi_nexus_id("", isid) != 0);
 }
 
+/* A READ FULL STATUS descriptor of key with the emulation's SAS form of id. */
+static uint32_t sas_desc(uint8_t *d, uint64_t key, uint64_t id)
+{
+	memset(d, 0, 48);
+	put_be64(d, key);
+	put_be16(d + 18, 1);
+	put_be32(d + 20, 24);
+	d[24] = 0x06;
+	put_be64(d + 28, id);
+	return 48;
+}
+
+/* The target turns the SAS form of an iSCSI port it knows into that port's
+ * iSCSI TransportID; other descriptors, and a list cut short, stay. */
+static void test_pr_full_status_rewrite(void **state)
+{
+	(void)state;
+	static const uint8_t isid[6] = { 0x00, 0x02, 0x3d, 0x00, 0x00, 0x01 };
+	static const char name[] = "iqn.2004-10.com.example:host1";
+	static const char want[] = "iqn.2004-10.com.example:host1,i,0x00023d000001";
+	struct hbk_iscsi s;
+	memset(&s, 0, sizeof(s));
+	pthread_mutex_init(&s.lock, NULL);
+	struct hbk_iscsi_port port = { .nexus = hbk_iscsi_nexus_id(name, isid) };
+	memcpy(port.isid, isid, sizeof(isid));
+	snprintf(port.name, sizeof(port.name), "%s", name);
+	s.ports = &port;
+	s.nports = s.ports_cap = 1;
+
+	static uint8_t buf[HBK_ISCSI_PR_FULL_ROOM];
+	uint32_t n = 8;
+	n += sas_desc(buf + n, 0x11, 0x5000c50000000001ull);   /* not an iSCSI port here */
+	n += sas_desc(buf + n, 0x22, port.nexus);
+	put_be32(buf, 7);
+	put_be32(buf + 4, n - 8);
+	uint8_t copy[8 + 96];
+	memcpy(copy, buf, n);
+
+	/* Cut short (the header counts more than came): left alone. */
+	assert_int_equal(hbk_iscsi_pr_full_status(&s, buf, n - 1, sizeof(buf)), n - 1);
+	assert_memory_equal(buf, copy, n);
+
+	uint32_t len = hbk_iscsi_pr_full_status(&s, buf, n, sizeof(buf));
+	uint32_t tid = 4 + ((sizeof(want) + 3) & ~3u);
+	assert_int_equal(len, 8 + 48 + 24 + tid);
+	assert_int_equal(get_be32(buf), 7);
+	assert_int_equal(get_be32(buf + 4), len - 8);
+	assert_memory_equal(buf + 8, copy + 8, 48);             /* unknown: unchanged */
+	const uint8_t *d = buf + 56;
+	assert_memory_equal(d, copy + 56, 20);                  /* key, flags, port */
+	assert_int_equal(get_be32(d + 20), tid);
+	assert_int_equal(d[24], 0x45);
+	assert_int_equal(get_be16(d + 26), tid - 4);
+	assert_memory_equal(d + 28, want, sizeof(want));        /* with its NUL */
+	for (uint32_t i = 4 + sizeof(want); i < tid; i++)
+		assert_int_equal(d[24 + i], 0);
+
+	/* No room for the longer list: left alone. */
+	memcpy(buf, copy, n);
+	assert_int_equal(hbk_iscsi_pr_full_status(&s, buf, n, n + 8), n);
+	assert_memory_equal(buf, copy, n);
+	pthread_mutex_destroy(&s.lock);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -968,6 +1033,7 @@ int main(void)
 		cmocka_unit_test(test_chap_bad_algorithm_and_order),
 		cmocka_unit_test(test_cdb_blocks),
 		cmocka_unit_test(test_nexus_id),
+		cmocka_unit_test(test_pr_full_status_rewrite),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1194,6 +1194,86 @@ static void login_and_io_work(void **state)
 	healthy();
 }
 
+/* PERSISTENT RESERVE OUT REGISTER (or unregister, sa_key 0) of key on s. */
+static void pr_register(struct sess *s, uint64_t key, uint64_t sa_key)
+{
+	uint8_t cdb[10] = { 0x5f, 0x00, 0, 0, 0, 0, 0, 0, 24, 0 };
+	uint8_t param[24] = { 0 };
+	for (unsigned i = 0; i < 8; i++) {
+		param[i] = (uint8_t)(key >> (56 - 8 * i));
+		param[8 + i] = (uint8_t)(sa_key >> (56 - 8 * i));
+	}
+	struct result r;
+	scsi_cmd(s, cdb, sizeof(cdb), true, param, sizeof(param), F_NONE, &r);
+	expect_good(&r, "PERSISTENT RESERVE OUT REGISTER");
+}
+
+/* PERSISTENT RESERVE IN READ FULL STATUS with allocation length len. */
+static void pr_full_status(struct sess *s, uint8_t *buf, uint16_t len)
+{
+	uint8_t cdb[10] = { 0x5e, 0x03, 0, 0, 0, 0, 0, (uint8_t)(len >> 8), (uint8_t)len, 0 };
+	struct result r;
+	memset(buf, 0xee, len);
+	scsi_cmd(s, cdb, sizeof(cdb), false, buf, len, F_NONE, &r);
+	expect_good(&r, "PERSISTENT RESERVE IN READ FULL STATUS");
+}
+
+/*
+ * READ FULL STATUS names a registrant that registered over iSCSI by its
+ * iSCSI initiator port (SPC-5 7.6.4.6: protocol identifier 5h, format 01b,
+ * "<name>,i,0x<ISID>" NUL-terminated and padded to a multiple of 4, at
+ * least 20 bytes), and the allocation length cuts that list, not the
+ * emulation's.
+ */
+static void pr_full_status_names_the_iscsi_port(void **state)
+{
+	(void)state;
+	need_server();
+	static const char name[] = "iqn.2026-11.org.hbakit.test:pr-full-status";
+	const uint64_t key = 0x1122334455667788ull;
+	unsigned seq = isid_seq;
+	struct sess s;
+	login_ok(&s, &(struct login_opts){ .initiator = name });
+	char want[256];
+	snprintf(want, sizeof(want), "%s,i,0x8048424b%02x%02x", name, (seq >> 8) & 0xff, seq & 0xff);
+	pr_register(&s, 0, key);
+
+	uint8_t buf[1024];
+	pr_full_status(&s, buf, sizeof(buf));
+	uint32_t total = 8 + get32(buf + 4);
+	assert_true(total <= sizeof(buf));
+	const uint8_t *e = NULL;
+	for (uint32_t off = 8; off + 24 <= total; off += 24 + get32(buf + off + 20)) {
+		uint64_t k = 0;
+		for (unsigned i = 0; i < 8; i++)
+			k = k << 8 | buf[off + i];
+		if (k == key)
+			e = buf + off;
+	}
+	assert_non_null(e);
+	uint32_t tid_len = get32(e + 20);
+	const uint8_t *tid = e + 24;
+	printf("# TransportID: %u bytes, byte 0 0x%02x, \"%.*s\"\n", tid_len, tid[0],
+	       (int)(tid_len > 4 ? tid_len - 4 : 0), (const char *)tid + 4);
+	assert_int_equal(tid[0], 0x45);                   /* FORMAT 01b, iSCSI */
+	assert_int_equal(tid_len % 4, 0);
+	assert_true(tid_len >= 20);
+	assert_int_equal(tid[2] << 8 | tid[3], tid_len - 4);  /* ADDITIONAL LENGTH */
+	assert_true(strlen(want) + 1 <= tid_len - 4);
+	assert_memory_equal(tid + 4, want, strlen(want) + 1);
+	for (uint32_t i = 4 + (uint32_t)strlen(want) + 1; i < tid_len; i++)
+		assert_int_equal(tid[i], 0);                 /* padding */
+
+	/* A short allocation length: the header still counts the whole list. */
+	uint8_t head[16];
+	pr_full_status(&s, head, sizeof(head));
+	assert_int_equal(get32(head + 4), total - 8);
+
+	pr_register(&s, key, 0);
+	logout(&s);
+	healthy();
+}
+
 /* Writes through every data path the protocol has and reads them back. */
 static void writes_and_reads_through_every_data_path(void **state)
 {
@@ -2906,6 +2986,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(login_and_io_work),
+		cmocka_unit_test(pr_full_status_names_the_iscsi_port),
 		cmocka_unit_test(writes_and_reads_through_every_data_path),
 		cmocka_unit_test(first_burst_never_above_max_burst),
 		cmocka_unit_test(first_burst_offered_before_max_burst),

@@ -352,6 +352,21 @@ static void plan(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 	if (t->read) {
 		uint64_t need = t->cdb_known ? HBK_MAX(t->cdb_bytes, (uint64_t)e) : e;
 		uint32_t alloc;
+		if (!t->cdb_known && e <= HBK_ISCSI_MAX_XFER && t->cmd.cdb[0] == 0x5e &&
+		    (t->cmd.cdb[1] & 0x1f) == 0x03) {
+			/* PERSISTENT RESERVE IN READ FULL STATUS: the whole list,
+			 * whose TransportIDs the target rewrites
+			 * (hbk_iscsi_pr_full_status), then cut to the
+			 * initiator's allocation length. */
+			t->pr_full = true;
+			t->pr_alloc = get_be16(t->cmd.cdb + 7);
+			t->alloc_known = t->pr_alloc > e;
+			put_be16(t->cmd.cdb + 7, HBK_ISCSI_PR_FULL_ASK);
+			t->buf_len = HBK_MAX((uint64_t)e, HBK_ISCSI_PR_FULL_ROOM);
+			t->sub_len = HBK_ISCSI_PR_FULL_ASK;
+			t->sub_dir = HBK_DIR_READ;
+			return;
+		}
 		if (!t->cdb_known && e <= HBK_ISCSI_MAX_XFER && cdb_alloc_len(t->cmd.cdb, &alloc) &&
 		    alloc > e) {
 			/* Room for what the allocation length allows (up to
@@ -888,6 +903,13 @@ void hbk_iscsi_cmd_host_done(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 	if (c->closing) {
 		hbk_iscsi_task_free(c, t);
 		return;
+	}
+	struct hbk_scsi_result *r = &t->cmd.result;
+	if (t->pr_full && r->service == HBK_SR_TASK_COMPLETE) {
+		uint32_t n = (uint32_t)HBK_MIN(r->bytes, t->sub_len);
+		if (hbk_scsi_ok(r))
+			n = hbk_iscsi_pr_full_status(c->srv, t->buf, n, (uint32_t)t->buf_len);
+		r->bytes = HBK_MIN(n, t->pr_alloc);
 	}
 	hbk_iscsi_cmd_reply(c, t);
 }

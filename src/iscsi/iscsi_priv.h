@@ -614,6 +614,21 @@ int hbk_iscsi_chap_step(struct hbk_iscsi_chap *c, const struct hbk_iscsi_creds *
 
 struct hbk_iscsi_conn;
 
+/*
+ * An initiator port that logged in a normal session: what its I_T nexus
+ * identity (hbk_iscsi_nexus_id) was made of, kept past the session because
+ * registrations outlive it.  The SCSI emulation knows the port only by that
+ * 64-bit identity; the target turns it back into the port's iSCSI
+ * TransportID where the emulation reports one (READ FULL STATUS).
+ */
+struct hbk_iscsi_port {
+	uint64_t nexus;
+	uint8_t isid[6];
+	char name[HBK_ISCSI_NAME_MAX + 1];
+};
+
+#define HBK_ISCSI_PORTS_MAX 256u  /* ports remembered; later ones keep the SAS form */
+
 struct hbk_iscsi {
 	struct hbk_ctl *ctl;
 	int lfd;                    /* listening socket */
@@ -633,6 +648,8 @@ struct hbk_iscsi {
 	struct hbk_iscsi_conn *conns;
 	unsigned nconns;
 	uint16_t next_tsih;
+	struct hbk_iscsi_port *ports; /* grows to HBK_ISCSI_PORTS_MAX; under lock */
+	unsigned nports, ports_cap;
 	atomic_bool stopping;
 	atomic_uint buf_waiters;    /* connections holding commands for want of arena */
 	atomic_ullong arena_held;   /* arena bytes held by commands of every connection */
@@ -655,6 +672,24 @@ struct hbk_lun *hbk_iscsi_find_lun(struct hbk_iscsi *s, uint64_t target, uint64_
  * "<InitiatorName>,i,0x<ISID in 12 hex digits>", never 0.  Pure.
  */
 uint64_t hbk_iscsi_nexus_id(const char *initiator_name, const uint8_t isid[6]);
+
+/* PERSISTENT RESERVE IN READ FULL STATUS asks the LUN for this many bytes,
+ * whatever the initiator's allocation length (the SCSI emulation's longest
+ * answer is 8 + 48 bytes a registrant), and its buffer holds this many:
+ * the answer grows when iSCSI TransportIDs replace the SAS ones. */
+#define HBK_ISCSI_PR_FULL_ASK   (8u + 64u * 48u)
+#define HBK_ISCSI_PR_FULL_ROOM  (8u + 64u * 272u)
+
+/*
+ * Rewrites a whole READ FULL STATUS parameter list (len bytes in buf, room
+ * for cap): each descriptor whose TransportID is the SAS form of the
+ * identity of an iSCSI initiator port this target has seen becomes that
+ * port's iSCSI TransportID (SPC-5 7.6.4.6, format 01b: "<name>,i,0x<ISID>",
+ * NUL-terminated, padded to a multiple of 4), and the ADDITIONAL LENGTH
+ * follows.  A list cut short, malformed, or that would not fit in cap is
+ * left alone.  Returns the list's length.  Takes s->lock; any thread.
+ */
+uint32_t hbk_iscsi_pr_full_status(struct hbk_iscsi *s, uint8_t *buf, uint32_t len, uint32_t cap);
 
 /*
  * Registers a connection that completed its login as a session: assigns a
@@ -713,6 +748,8 @@ struct hbk_iscsi_task {
 	uint32_t itt, cmdsn, edtl;
 	bool cdb_known;             /* cdb_bytes is the CDB's own transfer length */
 	bool alloc_known;           /* a data-in CDB's allocation length exceeds the EDTL */
+	bool pr_full;               /* READ FULL STATUS, asked for HBK_ISCSI_PR_FULL_ASK bytes */
+	uint32_t pr_alloc;          /* its own allocation length */
 	uint64_t cdb_bytes;
 	uint8_t *buf;               /* arena (or heap) buffer, buf_len bytes */
 	uint64_t buf_len;

@@ -116,6 +116,102 @@ uint64_t hbk_iscsi_nexus_id(const char *initiator_name, const uint8_t isid[6])
 	return h ? h : 1;
 }
 
+/* Remembers the initiator port of c's normal session.  s->lock held. */
+static void port_note(struct hbk_iscsi *s, const struct hbk_iscsi_conn *c)
+{
+	for (unsigned i = 0; i < s->nports; i++)
+		if (s->ports[i].nexus == c->nexus && !memcmp(s->ports[i].isid, c->isid, 6) &&
+		    !strcmp(s->ports[i].name, c->initiator_name))
+			return;
+	if (s->nports == s->ports_cap) {
+		unsigned cap = s->ports_cap ? 2 * s->ports_cap : 8;
+		struct hbk_iscsi_port *p;
+		if (cap > HBK_ISCSI_PORTS_MAX ||
+		    !(p = realloc(s->ports, cap * sizeof(*p))))
+			return;         /* READ FULL STATUS shows it in the SAS form */
+		s->ports = p;
+		s->ports_cap = cap;
+	}
+	struct hbk_iscsi_port *p = &s->ports[s->nports++];
+	p->nexus = c->nexus;
+	memcpy(p->isid, c->isid, sizeof(p->isid));
+	snprintf(p->name, sizeof(p->name), "%s", c->initiator_name);
+}
+
+/* The iSCSI TransportID of the port whose identity is nexus, into tid (room
+ * for 4 + 244 bytes); 0 when no port of this target has that identity (it
+ * may be another front end's, or the host's own).  s->lock held. */
+static uint32_t port_tid(const struct hbk_iscsi *s, uint64_t nexus, uint8_t *tid)
+{
+	const struct hbk_iscsi_port *p = NULL;
+	for (unsigned i = 0; i < s->nports && !p; i++)
+		if (s->ports[i].nexus == nexus)
+			p = &s->ports[i];
+	if (!p)
+		return 0;
+	char text[HBK_ISCSI_NAME_MAX + 32];
+	int n = snprintf(text, sizeof(text), "%s,i,0x%02x%02x%02x%02x%02x%02x", p->name,
+			 p->isid[0], p->isid[1], p->isid[2], p->isid[3], p->isid[4], p->isid[5]);
+	uint32_t body = ((uint32_t)n + 1 + 3) & ~3u;    /* NUL-terminated, a multiple of 4 */
+	if (body < 16)
+		body = 16;                              /* at least 20 bytes in all */
+	memset(tid, 0, 4 + body);
+	tid[0] = 0x40 | 0x05;                           /* FORMAT 01b, PROTOCOL iSCSI */
+	put_be16(tid + 2, (uint16_t)body);              /* ADDITIONAL LENGTH */
+	memcpy(tid + 4, text, (size_t)n);
+	return 4 + body;
+}
+
+uint32_t hbk_iscsi_pr_full_status(struct hbk_iscsi *s, uint8_t *buf, uint32_t len, uint32_t cap)
+{
+	if (len < 8 || 8 + (uint64_t)get_be32(buf + 4) != len)
+		return len;             /* cut short (or not the list at all) */
+	uint8_t *out = malloc(cap);
+	if (!out)
+		return len;
+	uint32_t n = 8;
+	bool changed = false, fits = true;
+	pthread_mutex_lock(&s->lock);
+	for (uint32_t off = 8; off < len && fits;) {
+		if (len - off < 24 || get_be32(buf + off + 20) > len - off - 24) {
+			fits = false;   /* malformed */
+			break;
+		}
+		uint32_t tlen = get_be32(buf + off + 20);
+		const uint8_t *tid = buf + off + 24;
+		uint8_t itid[4 + 248];
+		uint32_t ilen = 0;
+		/* The emulation's SAS form: FORMAT 00b, protocol 6h, the
+		 * identity as the SAS ADDRESS (bytes 4..11). */
+		if (tlen == 24 && tid[0] == 0x06)
+			ilen = port_tid(s, get_be64(tid + 4), itid);
+		uint32_t dlen = 24 + (ilen ? ilen : tlen);
+		if (dlen > cap - n) {
+			fits = false;
+			break;
+		}
+		memcpy(out + n, buf + off, 24);
+		if (ilen) {
+			put_be32(out + n + 20, ilen);   /* ADDITIONAL DESCRIPTOR LENGTH */
+			memcpy(out + n + 24, itid, ilen);
+			changed = true;
+		} else {
+			memcpy(out + n + 24, tid, tlen);
+		}
+		n += dlen;
+		off += 24 + tlen;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (fits && changed) {
+		memcpy(out, buf, 8);
+		put_be32(out + 4, n - 8);               /* ADDITIONAL LENGTH */
+		memcpy(buf, out, n);
+		len = n;
+	}
+	free(out);
+	return len;
+}
+
 /* ---- Sessions -------------------------------------------------------------------------- */
 
 #define NEXUS_WAIT_MS   5000    /* the most a login waits for the end of its nexus' last session */
@@ -200,6 +296,8 @@ int hbk_iscsi_session_register(struct hbk_iscsi *s, struct hbk_iscsi_conn *c)
 		while (!c->tsih || tsih_in_use(s, c->tsih));
 	c->registered = true;
 	c->nexus_held = c->session_type == HBK_ISCSI_SESSION_NORMAL;
+	if (c->nexus_held)
+		port_note(s, c);
 	pthread_mutex_unlock(&s->lock);
 	if (c->nexus_held)
 		wait_nexus_lost(s, c);
@@ -396,6 +494,7 @@ static void free_server(struct hbk_iscsi *s)
 	if (s->efd >= 0)
 		close(s->efd);
 	free(s->iqn_prefix);
+	free(s->ports);
 	free(s->creds.user);
 	free(s->creds.secret);
 	free(s->creds.mutual_user);
