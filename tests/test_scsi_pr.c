@@ -225,6 +225,29 @@ static void pr_out_parameter_checks(void **state)
 	assert_invalid_field(f);
 }
 
+/* REGISTER with SPEC_I_PT as an initiator sends it, its parameter list
+ * longer than 24 bytes by the TransportIDs it carries (here one iSCSI
+ * TransportID, SPC-5 6.16.3): refused for the bit the LUN does not
+ * support, not for the length that bit makes right. */
+static void pr_out_spec_i_pt_with_transport_ids(void **state)
+{
+	struct fixture *f = *state;
+	static const char port[] = "iqn.2004-10.com.example:host2,i,0x00023d000001";
+	uint8_t cdb[10] = { HBK_SCSI_OP_PR_OUT, HBK_PR_REGISTER }, p[24 + 4 + 52] = { 0 };
+	uint8_t *tid = p + 28;
+
+	put_be32(cdb + 5, sizeof p);
+	put_be64(p + 8, KA);
+	p[20] = 0x08;                                      /* SPEC_I_PT */
+	put_be32(p + 24, 52);                              /* TRANSPORTID PARAMETER DATA LENGTH */
+	tid[0] = 0x45;                                     /* iSCSI, FORMAT 01b */
+	put_be16(tid + 2, 48);
+	memcpy(tid + 4, port, sizeof port);
+	run_as(f, A, 0, cdb, 10, p, sizeof p, HBK_DIR_WRITE);
+	assert_check(f, HBK_SK_ILLEGAL_REQUEST, HBK_ASC_INVALID_FIELD_IN_PARAM);
+	assert_int_equal(generation(f), 0);
+}
+
 /* ---- RESERVE and RELEASE -------------------------------------------------------------- */
 
 static void reserve_and_read_reservation(void **state)
@@ -645,6 +668,7 @@ int main(void)
 		T(register_replaces_and_drops),
 		T(register_table_full),
 		T(pr_out_parameter_checks),
+		T(pr_out_spec_i_pt_with_transport_ids),
 		T(reserve_and_read_reservation),
 		T(reserve_conflicts),
 		T(reserve_type_and_scope_checked),

@@ -468,14 +468,17 @@ uint32_t hbk_pr_out(struct cmd_ctx *c)
 		return invalid_field(c, 2, 7);          /* SCOPE */
 	if (!reg && sa != HBK_PR_CLEAR && !type_valid(type))
 		return invalid_field(c, 2, 3);          /* TYPE */
+	/* SPEC_I_PT makes a longer list right (its TransportIDs follow), so
+	 * the bit, which the LUN does not support, is what is refused. */
+	if (get_be32(c->cdb + 5) >= PR_OUT_PARAM_LEN && c->out_len >= PR_OUT_PARAM_LEN &&
+	    (p[20] & PR_SPEC_I_PT))
+		return invalid_param(c, 20, 3);
 	if (get_be32(c->cdb + 5) != PR_OUT_PARAM_LEN)
 		return HBK_CC_PARAM_LENGTH;
 	if (c->out_len < PR_OUT_PARAM_LEN)
 		return HBK_CC_INVALID_FIELD;
 	key = get_be64(p);
 	sa_key = get_be64(p + 8);
-	if (p[20] & PR_SPEC_I_PT)
-		return invalid_param(c, 20, 3);
 	if (reg && (p[20] & PR_ALL_TG_PT))
 		return invalid_param(c, 20, 2);
 	if (reg && (p[20] & PR_APTPL))
