@@ -250,6 +250,8 @@ struct hbk_ctl_stats {
 	uint64_t violations[HBK_RULES];
 	uint64_t timeouts;
 	uint64_t failed_by_host;      /* completed by the host: driver dead, teardown */
+	uint64_t timer_wakes;         /* wake-ups of the host's task timer thread (kept
+				       * by hbk_ctl_stats_reset) */
 };
 
 /* Copies the counters into *out (each read atomically, the set not as one

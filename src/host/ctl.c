@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -682,6 +683,9 @@ static int startup(struct hbk_ctl *c)
 			return -EAGAIN;
 		c->sender_up = true;
 	}
+	c->timer_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->timer_efd < 0)
+		return -errno;
 	if (pthread_create(&c->timer, NULL, hbk_io_timer, c))
 		return -EAGAIN;
 	c->timer_up = true;
@@ -766,8 +770,8 @@ static struct hbk_ctl *ctl_new(const struct hbk_ctl_opts *opts)
 	pthread_mutex_init(&c->lun_lock, NULL);
 	pthread_cond_init(&c->lun_cond, &ca);
 	pthread_mutex_init(&c->buf_lock, NULL);
-	pthread_mutex_init(&c->timer_lock, NULL);
-	pthread_cond_init(&c->timer_cond, &ca);
+	c->timer_efd = -1;
+	c->timer_wake_ns = UINT64_MAX;
 	pthread_condattr_destroy(&ca);
 	return c;
 }
@@ -869,9 +873,7 @@ void hbk_ctl_close(struct hbk_ctl *c)
 	pthread_mutex_unlock(&c->lock);
 	if (c->sender_up)
 		pthread_join(c->sender, NULL);
-	pthread_mutex_lock(&c->timer_lock);
-	pthread_cond_broadcast(&c->timer_cond);
-	pthread_mutex_unlock(&c->timer_lock);
+	hbk_io_timer_kick(c);
 	if (c->timer_up)
 		pthread_join(c->timer, NULL);
 
@@ -914,8 +916,8 @@ void hbk_ctl_close(struct hbk_ctl *c)
 	pthread_mutex_destroy(&c->lun_lock);
 	pthread_cond_destroy(&c->lun_cond);
 	pthread_mutex_destroy(&c->buf_lock);
-	pthread_mutex_destroy(&c->timer_lock);
-	pthread_cond_destroy(&c->timer_cond);
+	if (c->timer_efd >= 0)
+		close(c->timer_efd);
 	free(c);
 }
 
@@ -954,6 +956,7 @@ void hbk_ctl_stats(struct hbk_ctl *c, struct hbk_ctl_stats *s)
 	s->driver_wakes = atomic_load(&c->st_wakes);
 	s->ring_polls = atomic_load(&c->st_polls);
 	s->ring_polls_caught = atomic_load(&c->st_polls_caught);
+	s->timer_wakes = atomic_load(&c->st_timer_wakes);
 	for (unsigned i = 0; i < HBK_HIST_BUCKETS; i++)
 		s->hist[i] = atomic_load(&c->st_hist[i]);
 	/* Bundled batches are counted by the driver runtime, in the ring. */

@@ -128,14 +128,17 @@ struct hbk_ctl {
 
 	pthread_t sender, reader, control, timer;
 	bool sender_up, reader_up, control_up, timer_up;
-	pthread_mutex_t timer_lock;
-	pthread_cond_t timer_cond;
-	uint32_t sring_seen_head;       /* timer thread: the driver's head when last moved */
-	uint64_t sring_moved_ns;        /* and when, or when the ring was last empty */
+	/* The task timer sleeps in poll until timer_wake_ns (UINT64_MAX:
+	 * until kicked); writing timer_efd kicks it.  Under lock. */
+	int timer_efd;
+	uint64_t timer_wake_ns;
+	bool sring_watch;               /* the timer watches the submission ring's head */
+	uint32_t sring_seen_head;       /* the driver's head when last seen to move */
+	uint64_t sring_moved_ns;        /* and when that was seen */
 
 	/* statistics, relaxed atomics */
 	atomic_ullong st_calls, st_tasks, st_completions, st_msgs, st_doorbells, st_timeouts,
-		      st_failed, st_wakes, st_polls, st_polls_caught;
+		      st_failed, st_wakes, st_polls, st_polls_caught, st_timer_wakes;
 	atomic_ullong st_hist[HBK_HIST_BUCKETS];
 	atomic_ullong st_sring_base[HBK_HIST_BUCKETS];  /* the ring's hist at the last reset */
 	atomic_ullong st_viol[HBK_RULES];
@@ -165,6 +168,10 @@ int hbk_io_init(struct hbk_ctl *c);
 void hbk_io_fini(struct hbk_ctl *c);
 void *hbk_io_sender(void *arg);
 void *hbk_io_timer(void *arg);
+
+/* Wakes the task timer thread at once (to see that the controller stops).
+ * Any thread. */
+void hbk_io_timer_kick(struct hbk_ctl *c);
 void hbk_io_bundled_completion(struct hbk_ctl *c, const struct hbk_msg_slots *m);
 /* The completion ring, event thread only.  drain: completes what the driver
  * published; returns the count, or -EPROTO when the driver's tail is past

@@ -9,8 +9,12 @@
  * I/O when the driver is gone.
  */
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "host/host_priv.h"
 
@@ -61,8 +65,41 @@ void hbk_io_fini(struct hbk_ctl *c)
 }
 
 /* Under c->lock. */
+/* ---- Waking the task timer --------------------------------------------------- */
+
+void hbk_io_timer_kick(struct hbk_ctl *c)
+{
+	uint64_t one = 1;
+	/* A full counter (never, at one a kick) still leaves it readable. */
+	if (c->timer_efd >= 0 && write(c->timer_efd, &one, sizeof(one)) < 0)
+		return;
+}
+
+/* Something comes due at when (coarse ns): wakes the timer if it sleeps
+ * past that.  c->lock held, which orders this against the timer's choice
+ * of timer_wake_ns; a kick between that choice and its poll leaves the
+ * eventfd readable, so poll returns at once. */
+static void timer_due(struct hbk_ctl *c, uint64_t when)
+{
+	if (when >= c->timer_wake_ns)
+		return;
+	c->timer_wake_ns = when;
+	hbk_io_timer_kick(c);
+}
+
+/* How often the timer looks at the submission ring's head while entries
+ * wait in it: a hung submitter is caught within call_timeout_ms and a
+ * quarter of it. */
+static uint64_t sring_check_ns(const struct hbk_ctl *c)
+{
+	return HBK_MAX((uint64_t)c->opts.call_timeout_ms * 1000000ull / 4, 1000000ull);
+}
+
+/* c->lock held. */
 static void set_state(struct hbk_ctl *c, struct htask *t, enum slot_state s)
 {
+	if (s == SLOT_DRIVER)
+		timer_due(c, t->deadline_ns);   /* the driver has it: its timeout runs */
 	if ((t->state == SLOT_FREE) != (s == SLOT_FREE))
 		atomic_store_explicit(&c->busy, c->busy_n += s == SLOT_FREE ? -1 : 1,
 				      memory_order_relaxed);
@@ -218,6 +255,16 @@ static void post_bundled(struct hbk_ctl *c, const uint32_t *index, unsigned n)
 		ring->entry[(c->sring_tail + i) & (cap - 1)] = (uint16_t)index[i];
 	}
 	c->sring_tail += n;
+	if (!c->sring_watch) {
+		/* The timer watches the driver's head while entries wait
+		 * (submitter_hung), from now. */
+		c->sring_watch = true;
+		/* Acquire: pairs with the submitter's release store of
+		 * the head (only a sample; nothing is read through it). */
+		c->sring_seen_head = __atomic_load_n(&ring->head, __ATOMIC_ACQUIRE);
+		c->sring_moved_ns = hbk_coarse_ns();
+		timer_due(c, c->sring_moved_ns + sring_check_ns(c));
+	}
 	/* Release: the command slots (filled by prepare) and the entries are
 	 * visible to the driver once it sees the tail (pairs with the
 	 * submitter's acquire load).  Sequentially consistent as well, with
@@ -461,8 +508,10 @@ static uint64_t escalation_grace_ns(const struct hbk_ctl *c)
 static void refused_task_due(struct hbk_ctl *c, struct htask *t)
 {
 	uint64_t due = hbk_coarse_ns() + escalation_grace_ns(c);
-	if (t->state == SLOT_DRIVER && !t->timed_out && t->deadline_ns > due)
+	if (t->state == SLOT_DRIVER && !t->timed_out && t->deadline_ns > due) {
 		t->deadline_ns = due;
+		timer_due(c, due);
+	}
 }
 
 void hbk_io_completion_refused(struct hbk_ctl *c, uint64_t tag)
@@ -820,49 +869,92 @@ void hbk_io_fail_all(struct hbk_ctl *c, uint8_t status)
 
 /* ---- Timeouts (HBK-C11) -------------------------------------------------------- */
 
-/* True when entries have waited in the submission ring, with the driver's
+/*
+ * True when entries have waited in the submission ring, with the driver's
  * head not moving, for longer than the call timeout: the ring's form of a
- * call not answered.  Timer thread, c->lock held (for sring_tail). */
-static bool submitter_hung(struct hbk_ctl *c, uint64_t now)
+ * call not answered.  The ring is watched only while entries wait in it
+ * (post_bundled starts the watch); *next is lowered to the next look.
+ * Timer thread, c->lock held (for sring_tail).
+ */
+static bool submitter_hung(struct hbk_ctl *c, uint64_t now, uint64_t *next)
 {
+	if (!c->sring_watch)
+		return false;
 	/* Acquire: pairs with the submitter's release store of the head. */
 	uint32_t head = __atomic_load_n(&c->region.sring->head, __ATOMIC_ACQUIRE);
-	if (head != c->sring_seen_head || head == c->sring_tail || !c->sring_moved_ns) {
-		c->sring_seen_head = head;
-		c->sring_moved_ns = now;
+	if (head == c->sring_tail) {
+		c->sring_watch = false;         /* nothing waits */
 		return false;
 	}
-	return now - c->sring_moved_ns > (uint64_t)c->opts.call_timeout_ms * 1000000ull;
+	if (head != c->sring_seen_head) {
+		c->sring_seen_head = head;
+		c->sring_moved_ns = now;
+	} else if (now - c->sring_moved_ns > (uint64_t)c->opts.call_timeout_ms * 1000000ull) {
+		return true;
+	}
+	*next = HBK_MIN(*next, now + sring_check_ns(c));
+	return false;
 }
 
 static const unsigned tmf_of_stage[] = { 0, HBK_MSG_ABORT_TASK, HBK_MSG_LUN_RESET, HBK_MSG_TARGET_RESET };
 
+/* Without a pidfd for the driver (an old kernel), how often the timer asks
+ * whether it exited. */
+#define EXIT_POLL_NS 50000000ull
+
+/*
+ * Sleeps until next (coarse ns; UINT64_MAX: until kicked), a kick, or the
+ * driver's exit (pidfd readable).  Returns whether the pidfd was readable.
+ * Timer thread.
+ */
+static bool timer_sleep(struct hbk_ctl *c, int pidfd, uint64_t next)
+{
+	int ms = -1;
+	if (next != UINT64_MAX) {
+		uint64_t now = hbk_coarse_ns();
+		/* Rounded up, and one more: the coarse clock may lag by a tick. */
+		ms = next <= now ? 0 : (int)HBK_MIN((next - now) / 1000000u + 2, (uint64_t)INT_MAX);
+	}
+	struct pollfd p[2] = { { .fd = c->timer_efd, .events = POLLIN },
+			       { .fd = pidfd, .events = POLLIN } };
+	if (ms && poll(p, pidfd >= 0 ? 2 : 1, ms) < 0)
+		p[1].revents = 0;
+	uint64_t v;
+	if (read(c->timer_efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		hbk_log(HBK_LOG_WARN, "task timer: eventfd: %s", strerror(errno));
+	atomic_fetch_add_explicit(&c->st_timer_wakes, 1, memory_order_relaxed);
+	return ms && pidfd >= 0 && p[1].revents;
+}
+
+/*
+ * The task timer: sleeps until the earliest of the next task timeout, the
+ * next escalation step of a timed-out task and, while entries wait in the
+ * submission ring, the next look at its head; a task handed to the driver
+ * with an earlier deadline (set_state, timer_due) or the ring's first entry
+ * kicks it.  An idle controller's timer does not wake at all.  A spawned
+ * driver's exit wakes it through a pidfd (without one: every 50 ms).
+ */
 void *hbk_io_timer(void *arg)
 {
 	hbk_thread_name("hbk-task-timer");
 	struct hbk_ctl *c = arg;
 	uint64_t grace = escalation_grace_ns(c);
+	pthread_mutex_lock(&c->lock);
+	pid_t pid = c->pid;
+	pthread_mutex_unlock(&c->lock);
+	int pidfd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+	uint64_t next = 0;
 	for (;;) {
-		pthread_mutex_lock(&c->timer_lock);
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += 50000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&c->timer_cond, &c->timer_lock, &ts);
-		pthread_mutex_unlock(&c->timer_lock);
+		bool exited = timer_sleep(c, pidfd, next);
 
 		uint64_t now = hbk_coarse_ns();
+		next = UINT64_MAX;
 		struct { uint32_t idx, sends; uint8_t stage; uint64_t target, lun, tag; } step[16];
 		unsigned n = 0;
 		pthread_mutex_lock(&c->lock);
-		if (c->stopping || c->dead) {
-			pthread_mutex_unlock(&c->lock);
-			return NULL;
-		}
-		if (c->bundled && submitter_hung(c, now)) {
+		if (c->stopping || c->dead)
+			break;
+		if (c->bundled && submitter_hung(c, now, &next)) {
 			pthread_mutex_unlock(&c->lock);
 			hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_RESPONDING, 12,
 					      "the driver took no bundled task off the submission "
@@ -870,31 +962,47 @@ void *hbk_io_timer(void *arg)
 					      "or blocking its queue); outstanding I/O is failed. "
 					      "Fix: return from every entry point promptly and "
 					      "defer slow work to a queue", c->opts.call_timeout_ms);
-			return NULL;
+			pthread_mutex_lock(&c->lock);
+			break;
 		}
 		/* The channels' end is how the host sees a driver die, unless a
 		 * helper it forked (without exec) keeps them open. */
-		pid_t pid = c->pid;
+		pid = c->pid;
 		if (pid > 0 && hbk_ctl_driver_exited(pid)) {
 			pthread_mutex_unlock(&c->lock);
 			hbk_ctl_driver_failed(c, HBK_DS_DEVICE_NOT_PRESENT, 12,
 					      "the driver process went away (it exited); outstanding "
 					      "I/O is failed with DeviceNotPresent");
-			return NULL;
+			pthread_mutex_lock(&c->lock);
+			break;
 		}
-		for (uint32_t i = 0; i < c->ntasks && n < HBK_ARRAY_SIZE(step); i++) {
+		if (exited && pidfd >= 0) {
+			/* Readable, yet waitid does not see the exit: ask it
+			 * every 50 ms instead of spinning on the pidfd. */
+			close(pidfd);
+			pidfd = -1;
+		}
+		if (pid > 0 && pidfd < 0)
+			next = HBK_MIN(next, now + EXIT_POLL_NS);
+		for (uint32_t i = 0; i < c->ntasks; i++) {
 			struct htask *t = &c->tasks[i];
 			if (t->state != SLOT_DRIVER)
 				continue;
 			bool due = t->timed_out ? now - t->stage_ns > grace : now > t->deadline_ns;
-			if (!due)
+			if (!due || n == HBK_ARRAY_SIZE(step)) {
+				/* The first moment it is due (at once, when this
+				 * pass has no room left for it). */
+				next = HBK_MIN(next, !due ? (t->timed_out ? t->stage_ns + grace
+									  : t->deadline_ns) + 1 : now);
 				continue;
+			}
 			if (!t->timed_out) {
 				t->timed_out = true;
 				atomic_fetch_add(&c->st_timeouts, 1);
 			}
 			t->tmo_stage++;
 			t->stage_ns = now;
+			next = HBK_MIN(next, now + grace + 1);
 			/* From the host's own copies: the slot is driver-writable. */
 			step[n].idx = i;
 			step[n].sends = t->sends;
@@ -904,6 +1012,7 @@ void *hbk_io_timer(void *arg)
 			step[n].tag = t->tag;
 			n++;
 		}
+		c->timer_wake_ns = next;
 		pthread_mutex_unlock(&c->lock);
 
 		for (unsigned i = 0; i < n; i++) {
@@ -924,7 +1033,8 @@ void *hbk_io_timer(void *arg)
 						      "driver is declared hung and all outstanding I/O "
 						      "fails. Fix: complete or give back every task when "
 						      "task management asks", step[i].idx);
-				return NULL;
+				pthread_mutex_lock(&c->lock);
+				goto out;
 			}
 			unsigned type = tmf_of_stage[step[i].stage];
 			hbk_chk_violation(c, 11, "task %u (target %llu lun %llu) overran its timeout; "
@@ -937,6 +1047,13 @@ void *hbk_io_timer(void *arg)
 			hbk_ctl_call_simple(c, type, a, 3, NULL);
 		}
 	}
+out:
+	/* Gone for good: no kick need reach it any more. */
+	c->timer_wake_ns = 0;
+	pthread_mutex_unlock(&c->lock);
+	if (pidfd >= 0)
+		close(pidfd);
+	return NULL;
 }
 
 /* ---- Task management --------------------------------------------------------------- */
