@@ -995,6 +995,27 @@ static void test_c11_idle_timer_sleeps_and_still_fires(void **state)
 	assert_contains(out, "escalating with ABORT_TASK");
 }
 
+/* Tasks handed over one after another with a short timeout: the timer wakes
+ * when one can come due, not for every task handed over (each kicked it
+ * while their deadlines fell in the coarse tick of its last pass). */
+static void test_c11_busy_timer_is_not_kicked_per_task(void **state)
+{
+	(void)state;
+	static const char *const args[] = { "ignore=none", NULL };
+	struct hbk_lun *l = open_lun("drop_task", HBK_MODE_AUTO, args, 0, 200);
+	struct hbk_ctl_stats s0, s1;
+	hbk_ctl_stats(ctl, &s0);
+	unsigned n = 0;
+	for (uint64_t end = now_ms() + 1000; now_ms() < end; n++)
+		good_io(l, n % 64, n);
+	hbk_ctl_stats(ctl, &s1);
+	uint64_t wakes = s1.timer_wakes - s0.timer_wakes;
+	printf("# %u I/Os in 1 s, task timeout 200 ms: %llu timer wake-ups\n", n,
+	       (unsigned long long)wakes);
+	/* One a deadline that passes (five in the second) and the first task. */
+	assert_true(wakes <= 20);
+}
+
 /* ---- HBK-C12: the driver dies, hangs or sends garbage ---------------------------- */
 
 static void c12_crash(const char *how, unsigned n)
@@ -1478,6 +1499,7 @@ int main(void)
 		T(test_c11_reset_during_hand_over_is_sound),
 		T(test_c11_reset_on_own_queue_keeping_a_task),
 		T(test_c11_idle_timer_sleeps_and_still_fires),
+		T(test_c11_busy_timer_is_not_kicked_per_task),
 		T(test_c12_driver_exits_mid_io),
 		T(test_c12_driver_aborts_mid_io),
 		T(test_c12_driver_hangs_in_process_bundled),

@@ -98,8 +98,12 @@ static uint64_t sring_check_ns(const struct hbk_ctl *c)
 /* c->lock held. */
 static void set_state(struct hbk_ctl *c, struct htask *t, enum slot_state s)
 {
+	/* The driver has it: its timeout runs.  Due the tick after its
+	 * deadline, as the timer itself counts (a task is late once now is
+	 * past the deadline), so the tasks handed over within one coarse
+	 * tick of the timer's last pass do not kick it each. */
 	if (s == SLOT_DRIVER)
-		timer_due(c, t->deadline_ns);   /* the driver has it: its timeout runs */
+		timer_due(c, t->deadline_ns + 1);
 	if ((t->state == SLOT_FREE) != (s == SLOT_FREE))
 		atomic_store_explicit(&c->busy, c->busy_n += s == SLOT_FREE ? -1 : 1,
 				      memory_order_relaxed);
@@ -510,7 +514,7 @@ static void refused_task_due(struct hbk_ctl *c, struct htask *t)
 	uint64_t due = hbk_coarse_ns() + escalation_grace_ns(c);
 	if (t->state == SLOT_DRIVER && !t->timed_out && t->deadline_ns > due) {
 		t->deadline_ns = due;
-		timer_due(c, due);
+		timer_due(c, due + 1);
 	}
 }
 
