@@ -1225,21 +1225,12 @@ static void pr_full_status(struct sess *s, uint8_t *buf, uint16_t len)
  * least 20 bytes), and the allocation length cuts that list, not the
  * emulation's.
  */
-static void pr_full_status_names_the_iscsi_port(void **state)
+/* READ FULL STATUS through s: the descriptor of key names the port by the
+ * iSCSI TransportID want ("<name>,i,0x<ISID>"); returns the list's length. */
+static uint32_t assert_iscsi_tid(struct sess *s, uint64_t key, const char *want)
 {
-	(void)state;
-	need_server();
-	static const char name[] = "iqn.2026-11.org.hbakit.test:pr-full-status";
-	const uint64_t key = 0x1122334455667788ull;
-	unsigned seq = isid_seq;
-	struct sess s;
-	login_ok(&s, &(struct login_opts){ .initiator = name });
-	char want[256];
-	snprintf(want, sizeof(want), "%s,i,0x8048424b%02x%02x", name, (seq >> 8) & 0xff, seq & 0xff);
-	pr_register(&s, 0, key);
-
 	uint8_t buf[1024];
-	pr_full_status(&s, buf, sizeof(buf));
+	pr_full_status(s, buf, sizeof(buf));
 	uint32_t total = 8 + get32(buf + 4);
 	assert_true(total <= sizeof(buf));
 	const uint8_t *e = NULL;
@@ -1257,12 +1248,38 @@ static void pr_full_status_names_the_iscsi_port(void **state)
 	       (int)(tid_len > 4 ? tid_len - 4 : 0), (const char *)tid + 4);
 	assert_int_equal(tid[0], 0x45);                   /* FORMAT 01b, iSCSI */
 	assert_int_equal(tid_len % 4, 0);
-	assert_true(tid_len >= 20);
+	assert_true(tid_len >= 24);
 	assert_int_equal(tid[2] << 8 | tid[3], tid_len - 4);  /* ADDITIONAL LENGTH */
 	assert_true(strlen(want) + 1 <= tid_len - 4);
 	assert_memory_equal(tid + 4, want, strlen(want) + 1);
 	for (uint32_t i = 4 + (uint32_t)strlen(want) + 1; i < tid_len; i++)
 		assert_int_equal(tid[i], 0);                 /* padding */
+	return total;
+}
+
+static void pr_full_status_names_the_iscsi_port(void **state)
+{
+	(void)state;
+	need_server();
+	static const char name[] = "iqn.2026-11.org.hbakit.test:pr-full-status";
+	const uint64_t key = 0x1122334455667788ull;
+	/* First more ports than the target remembers, each a new ISID that
+	 * logs in and sends a PERSISTENT RESERVE OUT (a REGISTER of key 0,
+	 * which changes nothing): the port that registers next is still named
+	 * by its iSCSI TransportID. */
+	for (unsigned i = 0; i < 300; i++) {
+		struct sess o;
+		login_ok(&o, &(struct login_opts){ .initiator = "iqn.2026-11.org.hbakit.test:churn" });
+		pr_register(&o, 0, 0);
+		logout(&o);
+	}
+	unsigned seq = isid_seq;
+	struct sess s;
+	login_ok(&s, &(struct login_opts){ .initiator = name });
+	char want[256];
+	snprintf(want, sizeof(want), "%s,i,0x8048424b%02x%02x", name, (seq >> 8) & 0xff, seq & 0xff);
+	pr_register(&s, 0, key);
+	uint32_t total = assert_iscsi_tid(&s, key, want);
 
 	/* A short allocation length: the header still counts the whole list. */
 	uint8_t head[16];

@@ -339,6 +339,13 @@ static void plan(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 		fail(t, HBK_SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_IU);   /* bidirectional */
 		return;
 	}
+	if (t->cmd.cdb[0] == 0x5f && c->nexus_held) {
+		/* PERSISTENT RESERVE OUT: a port that may register stays
+		 * known, for READ FULL STATUS. */
+		pthread_mutex_lock(&c->srv->lock);
+		hbk_iscsi_port_note(c->srv, c);
+		pthread_mutex_unlock(&c->srv->lock);
+	}
 	if (!t->read && !t->write) {
 		if (e)
 			fail(t, HBK_SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_IU);

@@ -615,7 +615,7 @@ int hbk_iscsi_chap_step(struct hbk_iscsi_chap *c, const struct hbk_iscsi_creds *
 struct hbk_iscsi_conn;
 
 /*
- * An initiator port that logged in a normal session: what its I_T nexus
+ * An initiator port that sent PERSISTENT RESERVE OUT: what its I_T nexus
  * identity (hbk_iscsi_nexus_id) was made of, kept past the session because
  * registrations outlive it.  The SCSI emulation knows the port only by that
  * 64-bit identity; the target turns it back into the port's iSCSI
@@ -623,11 +623,13 @@ struct hbk_iscsi_conn;
  */
 struct hbk_iscsi_port {
 	uint64_t nexus;
+	uint64_t used;              /* hbk_iscsi.port_clock when last noted */
 	uint8_t isid[6];
 	char name[HBK_ISCSI_NAME_MAX + 1];
 };
 
-#define HBK_ISCSI_PORTS_MAX 256u  /* ports remembered; later ones keep the SAS form */
+#define HBK_ISCSI_PORTS_MAX 256u  /* ports remembered; past that the least
+				   * recently noted one is forgotten */
 
 struct hbk_iscsi {
 	struct hbk_ctl *ctl;
@@ -650,6 +652,7 @@ struct hbk_iscsi {
 	uint16_t next_tsih;
 	struct hbk_iscsi_port *ports; /* grows to HBK_ISCSI_PORTS_MAX; under lock */
 	unsigned nports, ports_cap;
+	uint64_t port_clock;        /* ticks at each port_note; under lock */
 	atomic_bool stopping;
 	atomic_uint buf_waiters;    /* connections holding commands for want of arena */
 	atomic_ullong arena_held;   /* arena bytes held by commands of every connection */
@@ -679,6 +682,11 @@ uint64_t hbk_iscsi_nexus_id(const char *initiator_name, const uint8_t isid[6]);
  * the answer grows when iSCSI TransportIDs replace the SAS ones. */
 #define HBK_ISCSI_PR_FULL_ASK   (8u + 64u * 48u)
 #define HBK_ISCSI_PR_FULL_ROOM  (8u + 64u * 272u)
+
+/* Remembers c's initiator port (name, ISID, identity) for READ FULL STATUS,
+ * at each PERSISTENT RESERVE OUT it sends; a full table forgets the port
+ * noted least recently.  s->lock held; any thread. */
+void hbk_iscsi_port_note(struct hbk_iscsi *s, const struct hbk_iscsi_conn *c);
 
 /*
  * Rewrites a whole READ FULL STATUS parameter list (len bytes in buf, room

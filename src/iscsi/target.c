@@ -116,23 +116,36 @@ uint64_t hbk_iscsi_nexus_id(const char *initiator_name, const uint8_t isid[6])
 	return h ? h : 1;
 }
 
-/* Remembers the initiator port of c's normal session.  s->lock held. */
-static void port_note(struct hbk_iscsi *s, const struct hbk_iscsi_conn *c)
+/* Remembers the initiator port of c's normal session at each PERSISTENT
+ * RESERVE OUT it sends: only a port that sent one can hold a registration,
+ * so logins (an initiator may take a new ISID for every one) do not fill
+ * the table.  A full table forgets the port noted least recently; READ
+ * FULL STATUS shows a forgotten port in the SAS form.  s->lock held. */
+void hbk_iscsi_port_note(struct hbk_iscsi *s, const struct hbk_iscsi_conn *c)
 {
-	for (unsigned i = 0; i < s->nports; i++)
+	struct hbk_iscsi_port *p = NULL;
+	for (unsigned i = 0; i < s->nports && !p; i++)
 		if (s->ports[i].nexus == c->nexus && !memcmp(s->ports[i].isid, c->isid, 6) &&
 		    !strcmp(s->ports[i].name, c->initiator_name))
-			return;
-	if (s->nports == s->ports_cap) {
+			p = &s->ports[i];
+	if (!p && s->nports == s->ports_cap) {
 		unsigned cap = s->ports_cap ? 2 * s->ports_cap : 8;
-		struct hbk_iscsi_port *p;
-		if (cap > HBK_ISCSI_PORTS_MAX ||
-		    !(p = realloc(s->ports, cap * sizeof(*p))))
-			return;         /* READ FULL STATUS shows it in the SAS form */
-		s->ports = p;
-		s->ports_cap = cap;
+		if (cap <= HBK_ISCSI_PORTS_MAX && (p = realloc(s->ports, cap * sizeof(*p)))) {
+			s->ports = p;
+			s->ports_cap = cap;
+			p = NULL;
+		} else if (s->nports) {
+			p = &s->ports[0];
+			for (unsigned i = 1; i < s->nports; i++)
+				if (s->ports[i].used < p->used)
+					p = &s->ports[i];
+		} else {
+			return;
+		}
 	}
-	struct hbk_iscsi_port *p = &s->ports[s->nports++];
+	if (!p)
+		p = &s->ports[s->nports++];
+	p->used = ++s->port_clock;
 	p->nexus = c->nexus;
 	memcpy(p->isid, c->isid, sizeof(p->isid));
 	snprintf(p->name, sizeof(p->name), "%s", c->initiator_name);
@@ -153,8 +166,8 @@ static uint32_t port_tid(const struct hbk_iscsi *s, uint64_t nexus, uint8_t *tid
 	int n = snprintf(text, sizeof(text), "%s,i,0x%02x%02x%02x%02x%02x%02x", p->name,
 			 p->isid[0], p->isid[1], p->isid[2], p->isid[3], p->isid[4], p->isid[5]);
 	uint32_t body = ((uint32_t)n + 1 + 3) & ~3u;    /* NUL-terminated, a multiple of 4 */
-	if (body < 16)
-		body = 16;                              /* at least 20 bytes in all */
+	if (body < 20)
+		body = 20;                              /* ADDITIONAL LENGTH at least 20 */
 	memset(tid, 0, 4 + body);
 	tid[0] = 0x40 | 0x05;                           /* FORMAT 01b, PROTOCOL iSCSI */
 	put_be16(tid + 2, (uint16_t)body);              /* ADDITIONAL LENGTH */
@@ -296,8 +309,6 @@ int hbk_iscsi_session_register(struct hbk_iscsi *s, struct hbk_iscsi_conn *c)
 		while (!c->tsih || tsih_in_use(s, c->tsih));
 	c->registered = true;
 	c->nexus_held = c->session_type == HBK_ISCSI_SESSION_NORMAL;
-	if (c->nexus_held)
-		port_note(s, c);
 	pthread_mutex_unlock(&s->lock);
 	if (c->nexus_held)
 		wait_nexus_lost(s, c);
