@@ -126,6 +126,8 @@ check: deps
 	$(MAKE) --no-print-directory -j$(JOBS) SANITIZE=thread all
 	$(MAKE) --no-print-directory -j$(JOBS) CC=clang BUILD=build/clang WERROR=-Werror all
 	$(MAKE) --no-print-directory lint
+	@if $(FUZZ_PROBE); then $(MAKE) --no-print-directory -j$(JOBS) fuzz-build; \
+	else echo "clang has no libFuzzer runtime: the fuzz harnesses are not built"; fi
 	tests/run.sh build build/san-address-undefined build/san-thread
 else
 check: deps
@@ -136,6 +138,46 @@ endif
 test: deps
 	$(MAKE) --no-print-directory all
 	tests/run.sh $(BUILD)
+
+# Coverage-guided fuzzing (docs/fuzzing.md): every parser that
+# takes bytes from outside the process has a libFuzzer harness in
+# tests/fuzz/.  The library is built again with clang, ASan, UBSan and
+# libFuzzer's coverage hooks into build/fuzz; `make fuzz` runs each harness
+# for FUZZ_SECONDS on a copy of its seed corpus (tests/fuzz/corpus/TARGET),
+# one at a time, and fails naming the reproducer of any crash;
+# `make fuzz-build` only builds them (tests/test_fuzz_corpus.sh replays the
+# checked-in corpus with them in `make check`).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=c17 -D_GNU_SOURCE $(WARN) -O1 -g -pthread -I. -Iinclude -Isrc \
+                -MMD -MP $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS    := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+# Whether FUZZ_CC links a fuzzer (clang's libFuzzer runtime is installed).
+FUZZ_PROBE   := printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n)\
+                { (void)d; return (int)(n - n); }\n' | \
+                $(FUZZ_CC) -fsanitize=fuzzer -x c -o /dev/null - >/dev/null 2>&1
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/libhbk.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/libhbk.a
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+# fuzz_iscsi_conn serves the ram driver of the plain build.
+fuzz: fuzz-build $(BUILD)/drivers/hbk-ram
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 # DEPS=true skips the package check, for a build whose packages are managed
 # otherwise.
@@ -157,6 +199,6 @@ lint:
 clean:
 	rm -rf build
 
-.PHONY: all run check test deps clean lint
+.PHONY: all run check test deps clean lint fuzz fuzz-build
 .SECONDARY:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
