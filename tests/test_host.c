@@ -362,8 +362,10 @@ static void close_without_violations(struct hbk_ctl *c)
 }
 
 /*
- * 70 reads on a driver whose calls take 300 ms, that holds each task 2 ms
- * more on its InterruptQueue and that pools 64 tasks: 6 wait at the host.
+ * 70 reads on a driver whose calls carrying them take 300 ms, that holds
+ * each task 2 ms more on its InterruptQueue and that pools 64 tasks: 6 wait
+ * at the host.  Only READs and WRITEs are slow (slow-below): the open's
+ * discovery, a dozen calls with none, does not wait 300 ms on each.
  * Task management takes waiting commands off the queue (TASK ABORTED,
  * without the driver) and reaches the driver for the rest, which answers a
  * LUN RESET once it has given back every task it held: no HBK-C11 report.
@@ -376,7 +378,8 @@ static void task_management_aborts_queued_commands(void **state)
 	tl_capture_begin();   /* before the driver starts: its log too */
 	capturing = true;
 	assert_int_equal(tl_open("tests/drivers/stall", HBK_MODE_BUNDLED,
-				 (const char *[]){ "delay-us=300000", "hold-us=2000", NULL },
+				 (const char *[]){ "delay-us=300000", "slow-below=4096",
+						   "hold-us=2000", NULL },
 				 0, 0, &c), 0);
 	struct hbk_lun *l = hbk_ctl_lun(c, 0);
 	struct hbk_scsi_cmd *cmd = calloc(N, sizeof(*cmd));
