@@ -67,10 +67,15 @@ enum {
 #define NO_TAG 0xffffffffu
 #define BS 512u
 
-/* Timeouts (ms): an answer, a refusal, and "nothing should come". */
+/* Timeouts (ms): an answer, a refusal, and "nothing should come".  What
+ * must not come is, in a target that got it wrong, the answer to a command
+ * that went out with or before others that were answered meanwhile (or
+ * an R2T or status a loopback target sends within milliseconds): 300 ms is
+ * far beyond that, even under TSan on a loaded machine, and a case waits it
+ * out only after the target showed it is serving. */
 #define IO_MS 10000
 #define REFUSE_MS 5000
-#define QUIET_MS 1000
+#define QUIET_MS 300
 
 /* The shared server's --login-timeout: the connection flood waits it out
  * (and fails if it takes the default 10 s); well above the second the
