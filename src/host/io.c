@@ -951,11 +951,14 @@ void *hbk_io_timer(void *arg)
 	for (;;) {
 		bool exited = timer_sleep(c, pidfd, next);
 
-		uint64_t now = hbk_coarse_ns();
 		next = UINT64_MAX;
 		struct { uint32_t idx, sends; uint8_t stage; uint64_t target, lun, tag; } step[16];
 		unsigned n = 0;
 		pthread_mutex_lock(&c->lock);
+		/* Read under the lock: post_bundled stamps the start of a ring
+		 * watch under it, and a now from before the lock could precede
+		 * that stamp (the watch would look hung for ever). */
+		uint64_t now = hbk_coarse_ns();
 		if (c->stopping || c->dead)
 			break;
 		if (c->bundled && submitter_hung(c, now, &next)) {
