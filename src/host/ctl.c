@@ -833,13 +833,22 @@ static void reap_driver(struct hbk_ctl *c, bool grace)
 	 * soon as it is gone rather than at the next 10 ms look, which each
 	 * close paid.  Without pidfd_open (Linux before 5.3), the looks. */
 	int pidfd = grace ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
-	while (!gone && hbk_now_ns() < end) {
+	uint64_t now;
+	while (!gone && (now = hbk_now_ns()) < end) {
 		gone = hbk_ctl_driver_exited(pid);
+		/* In slices of at most 100 ms, for the note at 2 s, and never
+		 * past the limit. */
+		int ms = (int)HBK_MIN((end - now + 999999) / 1000000, 100u);
 		if (!gone && pidfd >= 0) {
 			struct pollfd p = { .fd = pidfd, .events = POLLIN };
-			poll(&p, 1, 100);   /* in slices, for the note at 2 s and the limit */
+			if (poll(&p, 1, ms) > 0 && !hbk_ctl_driver_exited(pid)) {
+				/* Readable, yet waitid does not see the exit (a
+				 * tracer holds the process): looks, not a spin. */
+				close(pidfd);
+				pidfd = -1;
+			}
 		} else if (!gone) {
-			usleep(10000);
+			usleep((useconds_t)HBK_MIN(ms, 10) * 1000);
 		}
 		if (!gone && !told && hbk_now_ns() - start > 2000000000ull) {
 			hbk_log(HBK_LOG_INFO, "waiting for the driver to finish after STOP "
