@@ -175,9 +175,10 @@ $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/libhbk.a
 
 fuzz-build: $(FUZZ_BINS)
 
-# fuzz_iscsi_conn serves the ram driver of the plain build.
+# fuzz_iscsi_conn serves this build's ram driver (`make fuzz
+# SANITIZE=address,undefined`: one under ASan and UBSan).
 fuzz: fuzz-build $(BUILD)/drivers/hbk-ram
-	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+	HBK_FUZZ_DRIVER=$(BUILD)/drivers/hbk-ram tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 # DEPS=true skips the package check, for a build whose packages are managed
 # otherwise.
@@ -201,4 +202,4 @@ clean:
 
 .PHONY: all run check test deps clean lint fuzz fuzz-build
 .SECONDARY:
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) $(FUZZ_BUILD) -name '*.d' 2>/dev/null | sort -u)

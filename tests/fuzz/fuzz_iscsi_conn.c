@@ -9,6 +9,13 @@
  * target answers until it closes the connection (at most 2 s), so every
  * PDU the stream holds reaches the connection's state machine on the
  * target's own threads, in this process, under the sanitizers.
+ *
+ * The SCSI commands run in the driver process, under whatever sanitizers
+ * its build has (`make fuzz` passes the one of $(BUILD)).  A driver that
+ * dies is a crash of the input that killed it: the harness aborts.  The
+ * controller lives for the whole run, so what one input leaves behind
+ * (LUN data, registrations, reservations, unit attentions) is there for
+ * the next: a crash may need the inputs before it to reproduce.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -120,5 +127,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 	}
 	close(fd);
+	if (!hbk_ctl_alive(ctl)) {
+		fprintf(stderr, "fuzz_iscsi_conn: the driver behind the target died\n");
+		abort();
+	}
 	return 0;
 }
