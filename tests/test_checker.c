@@ -12,7 +12,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -931,40 +930,6 @@ static void test_c11_reset_on_own_queue_keeping_a_task(void **state)
 	assert_contains(out, "LUN RESET of target 0 lun 0 answered FUNCTION COMPLETE but kept 1 task(s)");
 }
 
-/* Voluntary context switches of this process's task timer thread (the
- * one controller's "hbk-task-timer"): one per wake-up of its sleep. */
-static uint64_t timer_switches(void)
-{
-	DIR *dir = opendir("/proc/self/task");
-	assert_non_null(dir);
-	uint64_t n = UINT64_MAX;
-	unsigned found = 0;
-	for (struct dirent *e; (e = readdir(dir)) != NULL;) {
-		if (e->d_name[0] == '.')
-			continue;
-		char path[300], line[128];
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		FILE *f = fopen(path, "r");
-		bool timer = f && fgets(line, sizeof(line), f) && !strcmp(line, "hbk-task-timer\n");
-		if (f)
-			fclose(f);
-		if (!timer)
-			continue;
-		found++;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
-		f = fopen(path, "r");
-		assert_non_null(f);
-		while (fgets(line, sizeof(line), f))
-			if (!strncmp(line, "voluntary_ctxt_switches:", 24))
-				n = strtoull(line + 24, NULL, 10);
-		fclose(f);
-	}
-	closedir(dir);
-	assert_int_equal(found, 1);
-	assert_true(n != UINT64_MAX);
-	return n;
-}
-
 /*
  * An idle controller's task timer sleeps: with no task at the driver and
  * nothing in the submission ring it does not wake at all.  A task that
@@ -978,9 +943,11 @@ static void test_c11_idle_timer_sleeps_and_still_fires(void **state)
 	struct hbk_lun *l = open_lun("drop_task", HBK_MODE_AUTO, args, 400, 300);
 	good_io(l, 0, 1);
 	usleep(800 * 1000);                /* past every deadline the I/O left */
-	uint64_t before = timer_switches();
+	struct hbk_ctl_stats s0, s1;
+	hbk_ctl_stats(ctl, &s0);
 	usleep(1000 * 1000);
-	uint64_t wakes = timer_switches() - before;
+	hbk_ctl_stats(ctl, &s1);
+	uint64_t wakes = s1.timer_wakes - s0.timer_wakes;
 	printf("# timer wake-ups in 1 s idle: %llu\n", (unsigned long long)wakes);
 	assert_true(wakes <= 1);
 	uint64_t t0 = now_ms();

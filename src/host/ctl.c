@@ -128,6 +128,11 @@ bool hbk_ctl_driver_exited(pid_t pid)
 	return rc ? errno == ECHILD : si.si_pid == pid;
 }
 
+int hbk_ctl_driver_pidfd(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
 /* Whether the driver is still ours to signal: not reaped by anyone (its pid
  * and its process group's id cannot have been reused). */
 static bool driver_unreaped(pid_t pid)
@@ -832,7 +837,7 @@ static void reap_driver(struct hbk_ctl *c, bool grace)
 	/* The driver's exit makes its pidfd readable: the close returns as
 	 * soon as it is gone rather than at the next 10 ms look, which each
 	 * close paid.  Without pidfd_open (Linux before 5.3), the looks. */
-	int pidfd = grace ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+	int pidfd = grace ? hbk_ctl_driver_pidfd(pid) : -1;
 	uint64_t now;
 	while (!gone && (now = hbk_now_ns()) < end) {
 		gone = hbk_ctl_driver_exited(pid);

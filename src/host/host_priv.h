@@ -158,6 +158,11 @@ int hbk_ctl_call_simple(struct hbk_ctl *c, unsigned type, const uint64_t *arg,
  * (its pid, and its process group's id, stay taken until reaped).  Any
  * thread. */
 bool hbk_ctl_driver_exited(pid_t pid);
+/* A pidfd of the spawned driver process pid (close-on-exec; readable once
+ * it exits, then hbk_ctl_driver_exited tells, unless a tracer holds it), or
+ * -1 where the kernel has no pidfd_open (before 5.3).  The caller closes
+ * it.  Any thread. */
+int hbk_ctl_driver_pidfd(pid_t pid);
 /* Cuts off a driver that died, hung or broke the protocol: counts and logs
  * the rule (HBK-C11 or HBK-C12), kills a spawned driver, fails all I/O. */
 void hbk_ctl_driver_failed(struct hbk_ctl *c, uint8_t status, unsigned rule, const char *fmt, ...)

@@ -13,7 +13,6 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "host/host_priv.h"
@@ -64,15 +63,17 @@ void hbk_io_fini(struct hbk_ctl *c)
 		hbk_region_unmap(&c->region);
 }
 
-/* Under c->lock. */
 /* ---- Waking the task timer --------------------------------------------------- */
 
 void hbk_io_timer_kick(struct hbk_ctl *c)
 {
 	uint64_t one = 1;
-	/* A full counter (never, at one a kick) still leaves it readable. */
-	if (c->timer_efd >= 0 && write(c->timer_efd, &one, sizeof(one)) < 0)
+	if (c->timer_efd < 0)
 		return;
+	/* A write that fails finds the counter full (never, at one a kick),
+	 * which leaves it readable all the same. */
+	ssize_t n = write(c->timer_efd, &one, sizeof(one));
+	(void)n;
 }
 
 /* Something comes due at when (coarse ns): wakes the timer if it sleeps
@@ -946,7 +947,7 @@ void *hbk_io_timer(void *arg)
 	pthread_mutex_lock(&c->lock);
 	pid_t pid = c->pid;
 	pthread_mutex_unlock(&c->lock);
-	int pidfd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+	int pidfd = pid > 0 ? hbk_ctl_driver_pidfd(pid) : -1;
 	uint64_t next = 0;
 	for (;;) {
 		bool exited = timer_sleep(c, pidfd, next);
