@@ -69,6 +69,46 @@ static void mode_sense6_llbaa_refused(void **state)
 	assert_invalid_field(f);
 }
 
+/* SUBPAGE CODE FFh with one page code asks for that page and all its
+ * subpages (SPC-5 table "Mode page codes and subpage codes"): the page,
+ * since neither served page has subpages.  Subpages 01h-FEh of a page
+ * stay unsupported, and so does 3Fh with them. */
+static void mode_sense_one_page_all_subpages(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t cdb[10];
+
+	mode_sense_cdb(cdb, true, 0x08, 0x08);             /* DBD, caching page */
+	cdb[3] = 0xff;
+	run_in(f, 0, cdb, 10, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 8 + 20);
+	assert_int_equal(get_be16(f->buf), 8 + 20 - 2);
+	assert_int_equal(f->buf[8], 0x08);
+	assert_int_equal(f->buf[9], 0x12);
+	mode_sense_cdb(cdb, false, 0x08, 0x0a);            /* DBD, control page */
+	cdb[3] = 0xff;
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_good(f);
+	assert_int_equal(f->r.bytes, 4 + 12);
+	assert_int_equal(f->buf[4], 0x0a);
+	mode_sense_cdb(cdb, false, 0x08, 0x1c);            /* a page not served */
+	cdb[3] = 0xff;
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_invalid_field(f);
+	assert_field_pointer(f, true, 2, 5);
+	mode_sense_cdb(cdb, false, 0x08, 0x08);
+	cdb[3] = 0xfe;
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_invalid_field(f);
+	assert_field_pointer(f, true, 3, 7);
+	mode_sense_cdb(cdb, false, 0x08, 0x3f);
+	cdb[3] = 0x01;
+	run_in(f, 0, cdb, 6, sizeof f->buf);
+	assert_invalid_field(f);
+	assert_field_pointer(f, true, 3, 7);
+}
+
 static void mode_sense_changeable_block_descriptor_is_zero(void **state)
 {
 	struct fixture *f = *state;
@@ -536,6 +576,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(mode_sense10_long_lba_descriptor),
 		T(mode_sense6_llbaa_refused),
+		T(mode_sense_one_page_all_subpages),
 		T(mode_sense_changeable_block_descriptor_is_zero),
 		T(mode_select6_clears_wce_writes_go_through),
 		T(mode_select10_sets_wce_back),

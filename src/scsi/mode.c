@@ -119,7 +119,9 @@ uint32_t hbk_mode_sense(struct cmd_ctx *c)
 
 	if (pc == PC_SAVED)
 		return HBK_CC(HBK_SK_ILLEGAL_REQUEST, HBK_ASC_SAVING_PARAMS_NOT_SUPPORTED);
-	if (subpage && !(code == 0x3f && subpage == 0xff))
+	/* No page has subpages: subpage 00h, or FFh (the page, or every page,
+	 * with all its subpages: only the page itself). */
+	if (subpage && subpage != 0xff)
 		return invalid_field(c, 3, 7);          /* SUBPAGE CODE */
 	if (bd)
 		block_descriptor(&c->lun->cfg, d + n, llba, pc == PC_CHANGEABLE);
