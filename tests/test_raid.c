@@ -1612,6 +1612,41 @@ static void test_cache_member_failure_not_reported(void **state)
 	free(buf);
 }
 
+/* Once the array has failed, the cache takes no write: absorbed, it would
+ * be acknowledged with nowhere to go.  Every request ends with -EIO, as
+ * without a cache, and a read shows no line the members never got. */
+static void test_cache_failed_array_takes_nothing(void **state)
+{
+	(void)state;
+	static const struct level lv[] = { { HBK_RAID0, 3 }, { HBK_RAID5, 4 } };
+	for (unsigned li = 0; li < HBK_ARRAY_SIZE(lv); li++) {
+		struct hbk_disk *d[4];
+		uint8_t *buf = aligned(8 * KiB);
+		make_disks(d, lv[li].n);
+		struct hbk_raid *r = create(&lv[li], d,
+					    &(struct hbk_raid_opts){ .cache_bytes = 256 * KiB });
+		fill(buf, 0, 8 * KiB, 1120);
+		assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 0, 8 * KiB, 0), 0);
+		assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+		assert_int_equal(hbk_raid_fail(r, 1), 0);
+		if (lv[li].level == HBK_RAID5)
+			assert_int_equal(hbk_raid_fail(r, 2), 0);
+		assert_int_equal(state_of(r), HBK_RAID_FAILED);
+		fill(buf, 0, 8 * KiB, 1121);
+		assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 0, 4 * KiB, 0), -EIO);
+		assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 64 * KiB, 4 * KiB, 0), -EIO);
+		assert_int_equal(hbk_raid_rw(r, HBK_DISK_WRITE, buf, 128 * KiB, 4 * KiB,
+					     HBK_DISK_FUA), -EIO);
+		assert_int_equal(hbk_raid_rw(r, HBK_DISK_DISCARD, NULL, 0, 8 * KiB, 0), -EIO);
+		assert_int_equal(hbk_raid_rw(r, HBK_DISK_READ, buf, 64 * KiB, 4 * KiB, 0), -EIO);
+		assert_int_equal(hbk_raid_rw(r, HBK_DISK_READ, buf, 0, 4 * KiB, 0), -EIO);
+		assert_int_equal(hbk_raid_rw(r, HBK_DISK_FLUSH, NULL, 0, 0, 0), -EIO);
+		hbk_raid_close(r);
+		close_disks(d, lv[li].n);
+		free(buf);
+	}
+}
+
 /* Reads [off, off + len) in 4 KiB reads and checks them against seed. */
 static void read_4k(struct hbk_raid *r, uint64_t off, uint64_t len, uint32_t seed)
 {
@@ -2114,6 +2149,7 @@ int main(void)
 		cmocka_unit_test(test_write_back_cache),
 		cmocka_unit_test(test_cache_destage_error_reported_once),
 		cmocka_unit_test(test_cache_member_failure_not_reported),
+		cmocka_unit_test(test_cache_failed_array_takes_nothing),
 		cmocka_unit_test(test_read_cache),
 		cmocka_unit_test(test_cache_write_order_around_pass),
 		cmocka_unit_test(test_no_rmw_before_resync),

@@ -359,7 +359,7 @@ static void cache_read(struct cache *c, struct hbk_raid_io *io)
 
 /* ---- Writes and flushes ------------------------------------------------------------------ */
 
-enum action { PARK, PASS, DONE, WAIT };
+enum action { PARK, PASS, DONE, WAIT, REFUSE };
 
 static void pass_done(struct hbk_raid_io *inner, int result);
 
@@ -367,8 +367,8 @@ static void pass_done(struct hbk_raid_io *inner, int result);
  * Decides what to do with a write, discard or flush (under c->lock): absorb
  * it (DONE, or WAIT for a FUA write), send it to the engine (PASS: it is a
  * discard, FUA or too big to absorb, and no line is left where it goes once
- * the clean ones are dropped), or PARK it until room is made or the lines it
- * overlaps are gone.
+ * the clean ones are dropped), PARK it until room is made or the lines it
+ * overlaps are gone, or REFUSE it (-EIO: the array has failed).
  */
 static enum action admit(struct cache *c, struct hbk_raid_io *io)
 {
@@ -376,6 +376,8 @@ static enum action admit(struct cache *c, struct hbk_raid_io *io)
 		io->seq_ = c->wseq;
 		return WAIT;
 	}
+	if (atomic_load(&c->r->failed))
+		return REFUSE;   /* parked until after the array failed */
 	uint64_t first = io->offset / LINE, last = (io->offset + io->len - 1) / LINE, end = io->offset + io->len;
 	bool big = io->op == HBK_DISK_DISCARD || io->len > c->max_lines * LINE / 4;
 	/* The engine keeps no order between writes in flight: one to the range
@@ -452,7 +454,7 @@ static void pass_done(struct hbk_raid_io *inner, int result)
 	io->done(io, result);
 }
 
-/* Carries out admit()'s decision; called without c->lock for PASS and DONE. */
+/* Carries out admit()'s decision; called without c->lock for PASS, DONE and REFUSE. */
 static void act(struct cache *c, struct hbk_raid_io *io, enum action a)
 {
 	if (a == PASS) {
@@ -468,6 +470,8 @@ static void act(struct cache *c, struct hbk_raid_io *io, enum action a)
 		raid_engine_submit(c->r, &p->inner);
 	} else if (a == DONE) {
 		io->done(io, 0);
+	} else if (a == REFUSE) {
+		io->done(io, -EIO);
 	}
 }
 
@@ -489,7 +493,10 @@ static void wait_for(struct cache *c, struct hbk_raid_io *io, enum action a)
 
 void raid_cache_submit(struct cache *c, struct hbk_raid_io *io)
 {
-	if (io->op > HBK_DISK_DISCARD || !io->done ||
+	/* A failed array takes nothing more: absorbing a write would
+	 * acknowledge data no destage can carry out, and a read would show
+	 * lines the members never got.  The engine ends it with -EIO. */
+	if (atomic_load(&c->r->failed) || io->op > HBK_DISK_DISCARD || !io->done ||
 	    ((io->op == HBK_DISK_READ || io->op == HBK_DISK_WRITE) && !io->buf) ||
 	    (io->op != HBK_DISK_FLUSH && (io->offset % c->r->block_size ||
 					  io->len % c->r->block_size || !io->len ||
@@ -555,7 +562,7 @@ static void destage_done(struct hbk_raid_io *io, int result)
 	free(d);
 	while (reads) {
 		struct hbk_raid_io *next = reads->next_;
-		cache_read(c, reads);
+		raid_cache_submit(c, reads);   /* a failed array fails it */
 		reads = next;
 	}
 }
