@@ -1172,6 +1172,36 @@ static void lone_run_leaves_other_stale(struct hbk_disk **d, uint32_t seed)
  * missing disk or a dirty array, it must not drop writes), until
  * accept_split_brain picks the newest half (the first disk given on a
  * tie). */
+/* The same disk given twice is refused: as a spare it would fill two
+ * failed slots, one disk holding two members' data. */
+static void test_assemble_refuses_a_disk_twice(void **state)
+{
+	(void)state;
+	static const struct level l = { HBK_RAID6, 4 };
+	struct hbk_disk *d[5];
+	struct hbk_raid_report rep;
+	struct hbk_raid *r;
+	make_disks(d, 5);
+	r = create(&l, d, NULL);
+	assert_int_equal(hbk_raid_add_spare(r, d[4]), 0);
+	write_all(r, 1130);
+	hbk_raid_close(r);
+
+	struct hbk_disk *spare_twice[] = { d[0], d[1], d[2], d[3], d[4], d[4] };
+	struct hbk_disk *member_twice[] = { d[0], d[1], d[2], d[3], d[4], d[1] };
+	r = NULL;
+	assert_int_equal(hbk_raid_assemble(spare_twice, 6, NULL, &rep, &r), -EINVAL);
+	assert_null(r);
+	assert_int_equal(hbk_raid_assemble(member_twice, 6, NULL, &rep, &r), -EINVAL);
+	assert_null(r);
+
+	r = assemble(d, 5, &rep);
+	assert_int_equal(rep.disk[4].verdict, HBK_RAID_DISK_SPARE);
+	check_all(r, 1130);
+	hbk_raid_close(r);
+	close_disks(d, 5);
+}
+
 static void test_split_brain_is_refused(void **state)
 {
 	(void)state;
@@ -2143,6 +2173,7 @@ int main(void)
 		cmocka_unit_test(test_metadata_verdicts),
 		cmocka_unit_test(test_torn_superblock_is_damaged),
 		cmocka_unit_test(test_dirty_degraded_needs_force),
+		cmocka_unit_test(test_assemble_refuses_a_disk_twice),
 		cmocka_unit_test(test_split_brain_is_refused),
 		cmocka_unit_test(test_replaced_disk_is_no_split_brain),
 		cmocka_unit_test(test_split_brain_edges),

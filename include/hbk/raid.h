@@ -138,6 +138,7 @@ struct hbk_raid_report {
  * same round), so each saw every write the array acknowledged.  Each comes
  * back under a new disk UUID (report->forced), and the array resyncs:
  * writes that were in flight when it failed may have torn their stripes.
+ * The same disk given twice is -EINVAL.
  */
 int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 		      const struct hbk_raid_opts *opts, struct hbk_raid_report *report,

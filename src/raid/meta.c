@@ -623,6 +623,12 @@ int hbk_raid_assemble(struct hbk_disk *const *disks, unsigned n,
 	*rep = (struct hbk_raid_report){ .ndisks = n };
 	if (!n || n > HBK_RAID_MAX_DISKS)
 		return -EINVAL;
+	/* A disk given twice would be taken twice: a spare for two slots, or
+	 * the same disk as two members' data. */
+	for (unsigned i = 0; i < n; i++)
+		for (unsigned j = 0; j < i; j++)
+			if (disks[i] == disks[j])
+				return -EINVAL;
 	if (opts && opts->cache_bytes > raid_cache_limit())
 		return -E2BIG;
 	if (posix_memalign((void **)&sb, 4096, sizeof(*sb) * n))
