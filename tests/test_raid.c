@@ -1202,6 +1202,41 @@ static void test_assemble_refuses_a_disk_twice(void **state)
 	close_disks(d, 5);
 }
 
+/* A spare's disk opened twice (or copied) is one spare: as two, a second
+ * failed slot would take the disk that already holds the first one's
+ * rebuild, and the two slots would overwrite each other. */
+static void test_spare_opened_twice_is_one_spare(void **state)
+{
+	(void)state;
+	static const struct level l = { HBK_RAID6, 4 };
+	struct hbk_disk *d[6];
+	char path[5][64];
+	struct hbk_raid_report rep;
+	struct hbk_raid_status st;
+	open_file_disks(d, path, 5, "spare2", true);
+	struct hbk_raid *r = create(&l, d, NULL);
+	assert_int_equal(hbk_raid_add_spare(r, d[4]), 0);
+	write_all(r, 1140);
+	hbk_raid_close(r);
+
+	assert_int_equal(hbk_disk_open_file(path[4], NULL, &d[5]), 0);
+	r = assemble(d, 6, &rep);
+	assert_int_equal(rep.disk[4].verdict, HBK_RAID_DISK_SPARE);
+	assert_int_equal(rep.disk[5].verdict, HBK_RAID_DISK_FOREIGN);
+	hbk_raid_status(r, &st);
+	assert_int_equal(st.spares, 1);
+	assert_int_equal(hbk_raid_fail(r, 0), 0);
+	assert_int_equal(hbk_raid_wait(r, 20000), 0);
+	assert_int_equal(hbk_raid_fail(r, 1), 0);
+	assert_int_equal(hbk_raid_wait(r, 20000), 0);
+	write_all(r, 1141);
+	check_all(r, 1141);
+	hbk_raid_close(r);
+	close_disks(d, 6);
+	for (unsigned i = 0; i < 5; i++)
+		unlink(path[i]);
+}
+
 static void test_split_brain_is_refused(void **state)
 {
 	(void)state;
@@ -2174,6 +2209,7 @@ int main(void)
 		cmocka_unit_test(test_torn_superblock_is_damaged),
 		cmocka_unit_test(test_dirty_degraded_needs_force),
 		cmocka_unit_test(test_assemble_refuses_a_disk_twice),
+		cmocka_unit_test(test_spare_opened_twice_is_one_spare),
 		cmocka_unit_test(test_split_brain_is_refused),
 		cmocka_unit_test(test_replaced_disk_is_no_split_brain),
 		cmocka_unit_test(test_split_brain_edges),

@@ -600,6 +600,12 @@ static int sort_disks(const struct raid_sb *sb, unsigned n, int pick, struct hbk
 		for (unsigned j = 0; j < i && v == HBK_RAID_DISK_MEMBER; j++)
 			if (rep->disk[j].verdict == HBK_RAID_DISK_MEMBER && rep->disk[j].slot == (int)s->slot)
 				v = HBK_RAID_DISK_FOREIGN;   /* a copy of a member's disk */
+		/* A copy of a spare's disk, or that disk opened twice: as a second
+		 * spare it could fill a second slot with the first one's disk. */
+		for (unsigned j = 0; j < i && v == HBK_RAID_DISK_SPARE; j++)
+			if (rep->disk[j].verdict == HBK_RAID_DISK_SPARE &&
+			    !memcmp(sb[j].disk_uuid, s->disk_uuid, 16))
+				v = HBK_RAID_DISK_FOREIGN;
 		rep->disk[i].verdict = v;
 		rep->disk[i].slot = v == HBK_RAID_DISK_MEMBER ? (int)s->slot : -1;
 		rep->nbehind += v == HBK_RAID_DISK_MEMBER && s->generation < newest;
