@@ -1237,6 +1237,44 @@ static void test_spare_opened_twice_is_one_spare(void **state)
 		unlink(path[i]);
 }
 
+/* A member's or a spare's disk opened a second time is already in the
+ * array: as a replacement or a new spare, a rebuild would write another
+ * slot's data over that member. */
+static void test_replace_refuses_a_disk_in_use(void **state)
+{
+	(void)state;
+	static const struct level l = { HBK_RAID5, 3 };
+	struct hbk_disk *d[4], *again[3];
+	char path[4][64];
+	open_file_disks(d, path, 4, "inuse", true);
+	struct hbk_raid *r = create(&l, d, NULL);
+	assert_int_equal(hbk_raid_add_spare(r, d[3]), 0);
+	write_all(r, 1150);
+	assert_int_equal(hbk_raid_fail(r, 0), 0);
+	assert_int_equal(hbk_raid_wait(r, 20000), 0);   /* the spare took slot 0 */
+	assert_int_equal(hbk_raid_fail(r, 2), 0);
+
+	assert_int_equal(hbk_disk_open_file(path[1], NULL, &again[0]), 0);
+	assert_int_equal(hbk_raid_replace(r, 2, again[0]), -EINVAL);
+	assert_int_equal(hbk_raid_add_spare(r, again[0]), -EINVAL);
+	assert_int_equal(hbk_disk_open_file(path[3], NULL, &again[1]), 0);
+	assert_int_equal(hbk_raid_replace(r, 2, again[1]), -EINVAL);
+	assert_int_equal(state_of(r), HBK_RAID_DEGRADED);
+	check_all(r, 1150);
+	/* The slot's own disk, failed, may come back (opened anew). */
+	assert_int_equal(hbk_disk_open_file(path[2], NULL, &again[2]), 0);
+	assert_int_equal(hbk_raid_replace(r, 2, again[2]), 0);
+	assert_int_equal(hbk_raid_wait(r, 20000), 0);
+	assert_int_equal(state_of(r), HBK_RAID_OPTIMAL);
+	scrub_clean(r);
+	check_all(r, 1150);
+	hbk_raid_close(r);
+	close_disks(again, 3);
+	close_disks(d, 4);
+	for (unsigned i = 0; i < 4; i++)
+		unlink(path[i]);
+}
+
 static void test_split_brain_is_refused(void **state)
 {
 	(void)state;
@@ -2210,6 +2248,7 @@ int main(void)
 		cmocka_unit_test(test_dirty_degraded_needs_force),
 		cmocka_unit_test(test_assemble_refuses_a_disk_twice),
 		cmocka_unit_test(test_spare_opened_twice_is_one_spare),
+		cmocka_unit_test(test_replace_refuses_a_disk_in_use),
 		cmocka_unit_test(test_split_brain_is_refused),
 		cmocka_unit_test(test_replaced_disk_is_no_split_brain),
 		cmocka_unit_test(test_split_brain_edges),

@@ -237,13 +237,15 @@ bool hbk_raid_fail_stops(struct hbk_raid *r, unsigned slot);
 /*
  * Puts disk d (borrowed) into failed slot `slot` and starts rebuilding it;
  * I/O goes on meanwhile.  Returns 0, -EBUSY if the slot has not failed,
- * -EINVAL if d is too small or already in the array.  Same threads as
- * hbk_raid_fail.
+ * -EINVAL if d is too small or already in the array (also as another
+ * handle on, or a copy of, a member that has not failed or a spare: d's
+ * superblock, read here, says so).  Same threads as hbk_raid_fail.
  */
 int hbk_raid_replace(struct hbk_raid *r, unsigned slot, struct hbk_disk *d);
 
 /* Adds d (borrowed) as a hot spare.  Returns 0, -EINVAL (too small, already
- * used), -ENOSPC (HBK_RAID_MAX_SPARES).  Same threads as hbk_raid_fail. */
+ * used, as for hbk_raid_replace), -ENOSPC (HBK_RAID_MAX_SPARES).  Same
+ * threads as hbk_raid_fail. */
 int hbk_raid_add_spare(struct hbk_raid *r, struct hbk_disk *d);
 
 /* Sets the rebuild and resync rate in bytes/s (0: unlimited).  Any thread. */

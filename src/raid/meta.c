@@ -357,6 +357,19 @@ static enum hbk_raid_verdict sb_read(struct hbk_disk *d, struct raid_sb *sb)
 	return HBK_RAID_DISK_MEMBER;
 }
 
+bool raid_disk_uuid_of(const struct hbk_raid *r, struct hbk_disk *d, uint8_t *uuid)
+{
+	struct raid_sb *sb;
+	if (posix_memalign((void **)&sb, 4096, sizeof(*sb)))
+		return false;
+	bool ours = sb_read(d, sb) == HBK_RAID_DISK_MEMBER &&
+		    !memcmp(sb->array_uuid, r->uuid, sizeof(sb->array_uuid));
+	if (ours)
+		memcpy(uuid, sb->disk_uuid, HBK_RAID_UUID_LEN);
+	free(sb);
+	return ours;
+}
+
 /* Whether two superblocks describe the same geometry. */
 static bool same_geometry(const struct raid_sb *a, const struct raid_sb *b)
 {

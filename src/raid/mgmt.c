@@ -439,18 +439,23 @@ bool hbk_raid_fail_stops(struct hbk_raid *r, unsigned slot)
 	return stops;
 }
 
-/* Whether d may join the array: big enough, not in it already.  Under r->lock. */
-static int check_new_disk(const struct hbk_raid *r, struct hbk_disk *d)
+/* Whether d may join the array: big enough, not in it already, neither as
+ * the same handle nor (uuid: the disk UUID d's superblock of this array
+ * carries, or NULL) as another handle on, or a copy of, a disk in use: a
+ * slot that has not failed, or a spare.  Under r->lock. */
+static int check_new_disk(const struct hbk_raid *r, struct hbk_disk *d, const uint8_t *uuid)
 {
 	struct hbk_disk_info di;
 	hbk_disk_info(d, &di);
 	if (di.size < DATA_OFFSET + r->member_size || r->block_size % di.block_size || di.read_only)
 		return -EINVAL;
 	for (unsigned i = 0; i < r->n; i++)
-		if (atomic_load(&r->m[i].disk) == d)
+		if (atomic_load(&r->m[i].disk) == d ||
+		    (uuid && member_state(r, i) != HBK_RAID_MEMBER_FAILED &&
+		     !memcmp(r->m[i].uuid, uuid, HBK_RAID_UUID_LEN)))
 			return -EINVAL;
 	for (unsigned i = 0; i < r->nspares; i++)
-		if (r->spare[i] == d)
+		if (r->spare[i] == d || (uuid && !memcmp(r->spare_uuid[i], uuid, HBK_RAID_UUID_LEN)))
 			return -EINVAL;
 	return 0;
 }
@@ -459,8 +464,10 @@ int hbk_raid_replace(struct hbk_raid *r, unsigned slot, struct hbk_disk *d)
 {
 	if (slot >= r->n || r->level == HBK_RAID0)
 		return -EINVAL;
+	uint8_t uuid[HBK_RAID_UUID_LEN];
+	bool ours = raid_disk_uuid_of(r, d, uuid);   /* before the lock: it reads d */
 	pthread_mutex_lock(&r->lock);
-	int rc = check_new_disk(r, d);
+	int rc = check_new_disk(r, d, ours ? uuid : NULL);
 	if (!rc && member_state(r, slot) != HBK_RAID_MEMBER_FAILED)
 		rc = -EBUSY;
 	if (!rc && atomic_load(&r->failed))
@@ -480,8 +487,10 @@ int hbk_raid_replace(struct hbk_raid *r, unsigned slot, struct hbk_disk *d)
 
 int hbk_raid_add_spare(struct hbk_raid *r, struct hbk_disk *d)
 {
+	uint8_t uuid[HBK_RAID_UUID_LEN];
+	bool ours = raid_disk_uuid_of(r, d, uuid);   /* before the lock: it reads d */
 	pthread_mutex_lock(&r->lock);
-	int rc = check_new_disk(r, d);
+	int rc = check_new_disk(r, d, ours ? uuid : NULL);
 	if (!rc && r->nspares == HBK_RAID_MAX_SPARES)
 		rc = -ENOSPC;
 	if (!rc) {

@@ -269,6 +269,10 @@ uint64_t raid_cache_limit(void);
  * member (or drop the spare). */
 void raid_meta_write_locked(struct hbk_raid *r);
 
+/* Whether disk d carries a valid superblock of array r; if so its disk
+ * UUID goes to uuid.  Reads d (blocking: not from a completion). */
+bool raid_disk_uuid_of(const struct hbk_raid *r, struct hbk_disk *d, uint8_t *uuid);
+
 /* ---- cache.c ---------------------------------------------------------------------------- */
 
 int raid_cache_create(struct hbk_raid *r, uint64_t bytes);
