@@ -523,7 +523,9 @@ void hbk_io_completion_refused(struct hbk_ctl *c, uint64_t tag)
 {
 	uint32_t idx = (uint32_t)tag - 1u;    /* the tag's low half is the index + 1 */
 	pthread_mutex_lock(&c->lock);
-	if (idx < c->ntasks && c->tasks[idx].tag == tag)
+	/* The state first: prepare() writes a slot's tag without the lock,
+	 * before the slot is handed over (under it). */
+	if (idx < c->ntasks && c->tasks[idx].state == SLOT_DRIVER && c->tasks[idx].tag == tag)
 		refused_task_due(c, &c->tasks[idx]);
 	pthread_mutex_unlock(&c->lock);
 }
