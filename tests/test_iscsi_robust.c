@@ -20,7 +20,9 @@
  * writes the target ignored (a duplicate CmdSN, one outside the window, one
  * an ABORT TASK took before it came) or rejected (too many immediate
  * commands, or the ITT of a live write) must be dropped quietly, the
- * session (and the live write) going on.  Writes and
+ * session (and the live write) going on; a write that announces
+ * unsolicited Data-Out its immediate data left no room for is rejected at
+ * once.  Writes and
  * reads are also checked for correctness through every data path of the
  * protocol (immediate data, unsolicited Data-Out, R2T, multi-PDU Data-In;
  * burst lengths offered in either order), with CRC32C digests, and
@@ -2703,6 +2705,54 @@ static void pre_aborted_write_drops_its_data_out(void **state)
 	session_goes_on(&s, lba, 8, 0xe00);
 }
 
+/* A write without F whose immediate data is already all it may send
+ * unsolicited (all of its Expected Data Transfer Length, or all of
+ * FirstBurstLength) announces Data-Out that cannot come: Reject (protocol
+ * error) at once, the write not run, the session going on. */
+static void write_announcing_impossible_data_out_is_rejected(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	uint32_t lba = SCRATCH(26);
+	enum { BLOCKS = 256 };
+	login_ok(&s, NULL);
+	write_verify(&s, lba, BLOCKS, 0x1a00);
+	if (s.initial_r2t || !s.immediate_data || s.send_mrdsl < s.first_burst ||
+	    s.first_burst >= BLOCKS * BS)
+		fail_msg("the target did not agree to InitialR2T=No ImmediateData=Yes with a "
+			 "FirstBurstLength below %u", BLOCKS * BS);
+	static uint8_t w[BLOCKS * BS];
+	tl_fill(w, lba, BLOCKS, BS, 0x1a01);
+	/* All of the data immediate, then all of the first burst. */
+	const uint32_t lens[2] = { 8 * BS, BLOCKS * BS };
+	for (unsigned i = 0; i < 2; i++) {
+		uint16_t blocks = (uint16_t)(lens[i] / BS);
+		uint32_t imm = lens[i] < s.first_burst ? lens[i] : s.first_burst;
+		uint8_t cdb[10] = { 0x2a, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16),
+				    (uint8_t)(lba >> 8), (uint8_t)lba, 0, (uint8_t)(blocks >> 8),
+				    (uint8_t)blocks, 0 };
+		uint8_t h[BHS];
+		cmd_header(&s, h, cdb, sizeof(cdb), true, lens[i], s.itt++);
+		h[1] &= (uint8_t)~0x80;         /* "unsolicited Data-Out follows" */
+		s.cmdsn++;
+		assert_int_equal(send_pdu(&s, h, w, imm, 0), 0);
+		struct pdu p;
+		int rc = recv_pdu(&s, &p, REFUSE_MS);
+		if (rc != R_PDU)
+			fail_msg("write of %u bytes, %u immediate, without F: %s within %d ms",
+				 lens[i], imm, rc == R_TIMEOUT ? "no answer" : "connection lost", REFUSE_MS);
+		unsigned op = p.h[0] & 0x3f, reason = p.h[2];
+		pdu_free(&p);
+		if (op != OP_REJECT)
+			fail_msg("write of %u bytes, %u immediate, without F: opcode 0x%02x, not a Reject",
+				 lens[i], imm, op);
+		assert_int_equal(reason, 0x04);         /* protocol error */
+		tur_ok(&s);
+	}
+	session_goes_on(&s, lba, BLOCKS, 0x1a00);
+}
+
 /* A write with a CmdSN used already, and one far ahead of the window, are
  * ignored, and so is their unsolicited Data-Out. */
 static void ignored_write_drops_its_data_out(void **state)
@@ -3043,6 +3093,7 @@ int main(void)
 		cmocka_unit_test(pre_aborted_write_drops_its_data_out),
 		cmocka_unit_test(ignored_write_drops_its_data_out),
 		cmocka_unit_test(rejected_write_drops_its_data_out),
+		cmocka_unit_test(write_announcing_impossible_data_out_is_rejected),
 		cmocka_unit_test(rejected_duplicate_itt_leaves_the_live_task_alone),
 		cmocka_unit_test(aborted_write_data_out_after_many_others),
 		cmocka_unit_test(logout_while_reads_stream),
