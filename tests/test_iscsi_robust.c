@@ -22,7 +22,8 @@
  * commands, or the ITT of a live write) must be dropped quietly, the
  * session (and the live write) going on; a write that announces
  * unsolicited Data-Out its immediate data left no room for is rejected at
- * once.  Writes and
+ * once; an ABORT TASK or LOGICAL UNIT RESET of a write whose R2T is half
+ * answered completes, and the rest of that Data-Out is dropped.  Writes and
  * reads are also checked for correctness through every data path of the
  * protocol (immediate data, unsolicited Data-Out, R2T, multi-PDU Data-In;
  * burst lengths offered in either order), with CRC32C digests, and
@@ -2615,6 +2616,74 @@ static void abort_task_set_waits_for_solicited_data(void **state)
 	healthy();
 }
 
+/* ABORT TASK and LOGICAL UNIT RESET of a write whose R2T is half answered:
+ * the function completes at once (the write never reached the LUN), the
+ * rest of the R2T's Data-Out is dropped quietly, nothing answers the
+ * write, and the session goes on with the blocks unchanged. */
+static void write_aborted_mid_r2t(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	const char *r2t[] = { "InitialR2T=Yes", "ImmediateData=No", "MaxBurstLength=16384", NULL };
+	uint32_t lba = SCRATCH(27);
+	enum { BLOCKS = 64 };
+	login_ok(&s, NULL);
+	write_verify(&s, lba, BLOCKS, 0x1b00);
+	logout(&s);
+	login_ok(&s, &(struct login_opts){ .keys = r2t });
+	tur_ok(&s);
+	static uint8_t w[BLOCKS * BS];
+	tl_fill(w, lba, BLOCKS, BS, 0x1b01);
+	static const uint8_t functions[] = { 1, 5 };      /* ABORT TASK, LOGICAL UNIT RESET */
+	for (unsigned i = 0; i < sizeof(functions); i++) {
+		uint8_t cdb[10] = { 0x2a, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16), (uint8_t)(lba >> 8),
+				    (uint8_t)lba, 0, 0, BLOCKS, 0 };
+		uint8_t h[BHS];
+		uint32_t itt = s.itt++, sn = s.cmdsn++;
+		cmd_header(&s, h, cdb, sizeof(cdb), true, sizeof(w), itt);
+		put32(h + 24, sn);
+		assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
+		struct pdu p;
+		assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
+		assert_int_equal(p.h[0] & 0x3f, OP_R2T);
+		uint32_t ttt = get32(p.h + 20), len = get32(p.h + 44);
+		pdu_free(&p);
+		assert_true(len > 4096 && len <= s.send_mrdsl);
+		assert_int_equal(send_dataout(&s, itt, ttt, 0, 0, w, 4096, false, 0), 0);
+
+		uint8_t tm[BHS] = { 0x02 | IMMEDIATE, (uint8_t)(0x80 | functions[i]) };
+		lun_bytes(tm);
+		uint32_t tm_itt = s.itt++;
+		put32(tm + 16, tm_itt);
+		put32(tm + 20, functions[i] == 1 ? itt : NO_TAG);
+		put32(tm + 24, s.cmdsn);
+		put32(tm + 28, s.expstatsn);
+		put32(tm + 32, sn);                             /* RefCmdSN */
+		assert_int_equal(send_pdu(&s, tm, NULL, 0, 0), 0);
+		assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
+		assert_int_equal(p.h[0] & 0x3f, OP_TMF_RSP);
+		assert_int_equal(get32(p.h + 16), tm_itt);
+		assert_int_equal(p.h[2], 0);                    /* function complete */
+		pdu_free(&p);
+
+		/* The rest of what the R2T asked for, as an initiator that had
+		 * it on the wire already sends it. */
+		assert_int_equal(send_dataout(&s, itt, ttt, 1, 4096, w + 4096, len - 4096, true, 0), 0);
+		tur_ok(&s);
+		int rc = recv_pdu(&s, &p, QUIET_MS);
+		if (rc == R_PDU) {
+			unsigned op = p.h[0] & 0x3f;
+			pdu_free(&p);
+			fail_msg("function %u: opcode 0x%02x came for the aborted write", functions[i], op);
+		}
+		assert_int_equal(rc, R_TIMEOUT);
+		assert_true(holds(&s, lba, BLOCKS, 0x1b00));
+	}
+	logout(&s);
+	healthy();
+}
+
 /* ---- Data-Out of commands that never became tasks ---------------------------- */
 
 static const char *const unsol_keys[] = { "InitialR2T=No", "ImmediateData=No",
@@ -3090,6 +3159,7 @@ int main(void)
 		cmocka_unit_test(unread_replies_do_not_pile_up),
 		cmocka_unit_test(persistent_reservation_across_two_sessions),
 		cmocka_unit_test(abort_task_set_waits_for_solicited_data),
+		cmocka_unit_test(write_aborted_mid_r2t),
 		cmocka_unit_test(pre_aborted_write_drops_its_data_out),
 		cmocka_unit_test(ignored_write_drops_its_data_out),
 		cmocka_unit_test(rejected_write_drops_its_data_out),
