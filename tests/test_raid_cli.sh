@@ -59,6 +59,11 @@ expect 0 '{"slot": 1, "role": "member", "state": "failed", "generation": null, "
 run check "$S"
 expect 0 "the array is degraded: no redundancy to compare" "0 unreadable"
 
+# A refused replace leaves no file behind: the one it made for the new
+# disk goes with it.
+run replace "$S" 0 "file:$D/n0"
+expect 1 "slot 0: has not failed"
+[ ! -e "$D/n0" ] || fail "a refused replace left behind the file it made"
 run replace "$S" "$D/d1" "file:$D/n1" --rate 16m
 expect 0 "slot 1: rebuilding onto file:$D/n1" "rebuild: 100.0%" "the array is optimal"
 S2=$(spec d0 n1 d2 d3)

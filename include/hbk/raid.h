@@ -401,8 +401,9 @@ int hbk_raid_spec_open(const struct hbk_raid_spec *s, enum hbk_raid_spec_mode mo
  * text is a disk as in the spec (file:PATH, mem:SIZE, null:SIZE, nbd:URI,
  * or a path).  A file that does not exist is created to fit the array; a
  * file that is one of the spec's disks returns that disk if the array does
- * not use it.  A disk carrying hbakit metadata that is not a stale disk of
- * this array is refused without opts.force.  Returns 0 and *out (borrowed:
+ * not use it; a file it created is removed by hbk_raid_spec_close unless
+ * the array took the disk into a slot.  A disk carrying hbakit metadata
+ * that is not a stale disk of this array is refused without opts.force.  Returns 0 and *out (borrowed:
  * closed by hbk_raid_spec_close), or -errno with a->message: -EINVAL (bad
  * text, or the disk is in use by the array), -EBUSY (in use by another
  * process), -EEXIST (foreign metadata), -ENOSPC (too many disks).

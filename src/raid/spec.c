@@ -711,13 +711,41 @@ int hbk_raid_spec_attach(struct hbk_raid_spec_array *a, const char *text, struct
 	return err;
 }
 
+/* Whether the array holds disk d in one of its slots. */
+static bool in_array(struct hbk_raid *r, const struct hbk_disk *d)
+{
+	struct hbk_raid_status st;
+	if (!r || !d)
+		return false;
+	hbk_raid_status(r, &st);
+	for (unsigned s = 0; s < st.members; s++)
+		if (st.member[s].disk == d)
+			return true;
+	return false;
+}
+
 void hbk_raid_spec_close(struct hbk_raid_spec_array *a)
 {
+	/* A file attach made for a disk the array did not take (a refused
+	 * replace) is removed, as a failed create removes its files; it is
+	 * still locked, so no other process can have started using it. */
+	unsigned nspec = a->spec_ ? a->spec_->ndisks : a->ndisks;
+	for (unsigned i = nspec; i < a->ndisks; i++)
+		a->made_[i] = a->made_[i] && !in_array(a->raid, a->disk[i]);
 	hbk_raid_close(a->raid);
 	a->raid = NULL;
 	for (unsigned i = 0; i < a->ndisks; i++) {
 		if (a->disk[i])
 			hbk_disk_close(a->disk[i]);
+		if (i >= nspec && a->made_[i]) {
+			const char *path = a->text_[i];
+			if (!strncmp(path, "file:", 5))
+				path += 5;
+			if (unlink(path))
+				hbk_log(HBK_LOG_WARN, "%s: cannot remove the file this command made: %s",
+					a->text_[i], strerror(errno));
+		}
+		a->made_[i] = false;
 		if (a->lock_fd_[i] >= 0)
 			close(a->lock_fd_[i]);
 		free((void *)a->text_[i]);
