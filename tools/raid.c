@@ -219,7 +219,7 @@ static const char *problem(const struct raid_cli *c, unsigned i, char *buf, size
 		return NULL;
 	snprintf(buf, len, "%s%s", c->a.disk[i] ? "" : "cannot open: ",
 		 e == -EEXIST ? "carries hbakit RAID metadata" : e == -ENOTEMPTY ? "holds data"
-		 : e == -ENOSPC ? "too small"
+		 : e == -ENOSPC ? "too small" : e == -EROFS ? "read-only"
 		 : hbk_strerror(e));
 	return buf;
 }

@@ -360,7 +360,8 @@ struct hbk_raid_spec_array {
 	unsigned ndisks;
 	struct hbk_disk *disk[HBK_RAID_SPEC_MAX_OPEN];  /* NULL: not open, see error[i] */
 	/* Why disk i is not open or not used: the open's -errno; creating:
-	 * -EEXIST it carries metadata, -ENOSPC it is too small. */
+	 * -EEXIST it carries metadata, -ENOSPC it is too small; -EROFS it is
+	 * read-only (creating, or a spare=). */
 	int error[HBK_RAID_SPEC_MAX_OPEN];
 	/* Verdict of each spec disk (entry i = disk i; an unopened disk is
 	 * UNREADABLE); after a create every member is MEMBER, every spare SPARE. */
@@ -388,8 +389,8 @@ struct hbk_raid_spec_array {
  * a->message: -EBUSY (a file in use), the error of a disk that could not
  * be opened, -EEXIST (create, without opts.force, over metadata or over a
  * disk that holds data: a byte not zero in its first or last 64 KiB,
- * error[i] -ENOTEMPTY), -EINVAL
- * (the disks cannot hold the array), and whatever hbk_raid_create or
+ * error[i] -ENOTEMPTY), -EROFS (create, a member or spare= disk is
+ * read-only), -EINVAL (the disks cannot hold the array), and whatever hbk_raid_create or
  * hbk_raid_assemble returned.  *a must be released with
  * hbk_raid_spec_close either way.  Not from a completion callback.
  */

@@ -496,7 +496,7 @@ static bool holds_data(struct hbk_disk *d)
 static int create_array(struct hbk_raid_spec_array *a)
 {
 	const struct hbk_raid_spec *s = a->spec_;
-	unsigned unopened = 0, used = 0, full = 0, small = 0, first = 0;
+	unsigned unopened = 0, used = 0, full = 0, small = 0, ro = 0, first = 0, first_ro = 0;
 	int err = 0;
 	uint64_t need = DATA_OFFSET + HBK_MAX(s->cfg.member_size, s->cfg.chunk);
 	for (unsigned i = 0; i < s->ndisks; i++) {
@@ -509,7 +509,12 @@ static int create_array(struct hbk_raid_spec_array *a)
 			continue;
 		}
 		hbk_disk_info(a->disk[i], &di);
-		if (has_metadata(a->disk[i]) && !s->opts.force) {
+		/* Members and spares alike: a spare that cannot be added
+		 * would fail the create after the members were written. */
+		if (di.read_only) {
+			a->error[i] = -EROFS;
+			first_ro = ro++ ? first_ro : i;
+		} else if (has_metadata(a->disk[i]) && !s->opts.force) {
 			a->error[i] = -EEXIST;
 			used++;
 		} else if (!s->opts.force && holds_data(a->disk[i])) {
@@ -525,6 +530,9 @@ static int create_array(struct hbk_raid_spec_array *a)
 			   unopened, s->disk[first].text, hbk_strerror(err),
 			   err == -ENOENT && !s->cfg.member_size ?
 			   "; a missing file is created only with size=" : "");
+	if (ro)
+		return say(a, -EROFS, "cannot create the array: %u of the disks are read-only (%s)", ro,
+			   s->disk[first_ro].text);
 	if (used)
 		return say(a, -EEXIST, "%u of the disks carry hbakit RAID metadata: force to overwrite it",
 			   used);
@@ -613,7 +621,9 @@ static int assemble_array(struct hbk_raid_spec_array *a)
 	for (unsigned i = s->nmembers; i < s->ndisks; i++) {
 		if (r->disk[i].verdict != HBK_RAID_DISK_BLANK)
 			continue;
-		int e = hbk_raid_add_spare(a->raid, a->disk[i]);
+		struct hbk_disk_info di;
+		hbk_disk_info(a->disk[i], &di);
+		int e = di.read_only ? -EROFS : hbk_raid_add_spare(a->raid, a->disk[i]);
 		a->error[i] = e;
 		if (!e) {
 			r->disk[i].verdict = HBK_RAID_DISK_SPARE;

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# `hbakit raid` with NBD disks (nbdkit memory on Unix sockets): a read-only
+# export named as a member or as a spare is refused by create before
+# anything is written, with the disk named; one named as a spare of an
+# existing array is reported as read-only and not used.
+. "$(dirname "$0")/lib/common.sh"
+H=$BUILD/hbakit
+[ -x "$H" ] || skip "$H not built"
+need nbdkit
+
+D=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$D"' EXIT
+
+# serve NAME [nbdkit options]: a 3 MiB memory export on $D/NAME.
+serve() {
+	local name=$1; shift
+	nbdkit -f --exit-with-parent "$@" -U "$D/$name" memory 3M &
+	pids+=($!)
+	for _ in $(seq 200); do [ -S "$D/$name" ] && return; sleep 0.02; done
+	fail "nbdkit did not start on $D/$name"
+}
+run() { out=$("$H" raid "$@" 2>&1); rc=$?; echo "\$ hbakit raid $*"; echo "$out"; }
+expect() { [ "$rc" -eq "$1" ] || fail "exit status $rc, want $1"; shift
+	   for w in "$@"; do echo "$out" | grep -qF -- "$w" || fail "output lacks: $w"; done; }
+no_array() { local f; for f; do [ ! -e "$D/$f" ] || fail "a refused create left $f behind"; done; }
+
+serve ro -r
+
+# A read-only member: refused up front, the disk named.
+run create "level=5,size=1m,disk=file:$D/a,disk=file:$D/b,disk=nbd:$D/ro"
+expect 1 "nbd:$D/ro: read-only" "1 of the disks are read-only"
+no_array a b
+
+# A read-only spare: the same, and no array is left half created.
+run create "level=5,size=1m,disk=file:$D/a,disk=file:$D/b,disk=file:$D/c,spare=nbd:$D/ro"
+expect 1 "nbd:$D/ro: read-only" "1 of the disks are read-only"
+no_array a b c
+
+# Named as a spare of an existing array: reported, not used.
+S="level=5,size=1m,disk=file:$D/a,disk=file:$D/b,disk=file:$D/c"
+run create "$S"
+expect 0 "created raid5" "the array is optimal"
+run status "$S,spare=nbd:$D/ro"
+expect 0 "state: optimal" "nbd:$D/ro: read-only (not used)"
+echo "raid cli nbd ok"
