@@ -58,6 +58,9 @@ expect 0 '{"slot": 1, "role": "member", "state": "failed", "generation": null, "
 "$PAT" pattern verify "$S" 7 || fail "pattern verify, degraded"
 run check "$S"
 expect 0 "the array is degraded: no redundancy to compare" "0 unreadable"
+# In a pipe too, what it does is said before its progress lines.
+first=$(echo "$out" | grep -m1 -e "no redundancy" -e "^read: ")
+[[ $first == *"no redundancy"* ]] || fail "the progress came before what check does: $first"
 
 # A refused replace leaves no file behind: the one it made for the new
 # disk goes with it.

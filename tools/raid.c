@@ -536,6 +536,7 @@ static int read_all(struct raid_cli *c, const struct hbk_raid_status *st)
 		return 1;
 	printf("%s: no redundancy to compare; reading every stripe instead\n",
 	       st->state == HBK_RAID_OPTIMAL ? "raid0" : "the array is degraded");
+	fflush(stdout);   /* before the progress on stderr, in a pipe too */
 	progress_start(&p, "read", 0);
 	for (uint64_t off = 0; off < st->size && !interrupted; off += step) {
 		uint64_t len = HBK_MIN(step, st->size - off);
