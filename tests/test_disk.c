@@ -718,6 +718,50 @@ static void test_nbd_longer_than_max_io(void **state)
 	free(buf);
 }
 
+/* The server dies with reads in flight (nbdkit's delay filter holds each
+ * for 10 s): every one ends, failed with -ENOTCONN, well before the delay;
+ * later I/O fails at once with the same error (not -EINVAL, which says
+ * the request was wrong); nothing hangs. */
+static void test_nbd_server_dies_mid_io(void **state)
+{
+	(void)state;
+	enum { N = 8 };
+	char sock[64];
+	snprintf(sock, sizeof(sock), "/tmp/hbk-nbd-die-%d.sock", (int)getpid());
+	char *argv[] = { "-U", sock, "--filter=delay", "memory", "16M", "rdelay=10", NULL };
+	pid_t pid;
+	struct hbk_disk *d = nbdkit_disk(argv, &pid);
+	if (!d)
+		return;
+	uint8_t *buf = aligned(N * 4096);
+	struct hbk_disk_io ios[N];
+	struct multi m = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, N, 0 };
+	for (unsigned i = 0; i < N; i++) {
+		ios[i] = (struct hbk_disk_io){ .op = HBK_DISK_READ, .offset = i * 65536ull, .len = 4096,
+					       .buf = buf + i * 4096, .done = multi_done, .priv = &m };
+		hbk_disk_submit(d, &ios[i]);
+	}
+	usleep(200000);   /* the reads reach the server and wait in its filter */
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	unlink(sock);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 5;
+	pthread_mutex_lock(&m.lock);
+	while (m.left && pthread_cond_timedwait(&m.cond, &m.lock, &until) == 0)
+		;
+	unsigned left = m.left, errors = m.errors;
+	pthread_mutex_unlock(&m.lock);
+	assert_int_equal(left, 0);
+	assert_int_equal(errors, N);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 0, 4096, 0), -ENOTCONN);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf, 0, 4096, 0), -ENOTCONN);
+	assert_int_equal(hbk_disk_rw(d, HBK_DISK_FLUSH, NULL, 0, 0, 0), -ENOTCONN);
+	hbk_disk_close(d);
+	free(buf);
+}
+
 /* ---- Faults ----------------------------------------------------------------------------------- */
 
 static void test_fault_injection(void **state)
@@ -1002,6 +1046,7 @@ int main(void)
 		cmocka_unit_test(test_nbd),
 		cmocka_unit_test(test_nbd_fua_without_server_fua),
 		cmocka_unit_test(test_nbd_longer_than_max_io),
+		cmocka_unit_test(test_nbd_server_dies_mid_io),
 		cmocka_unit_test(test_fault_injection),
 		cmocka_unit_test(test_file_batched_submission),
 		cmocka_unit_test(test_plug_rules),

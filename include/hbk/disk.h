@@ -116,7 +116,9 @@ int hbk_disk_open_null(uint64_t size, struct hbk_disk **out);
  * "nbd+unix:///?socket=/path") or the path of a Unix socket.  Commands go
  * out through libnbd's asynchronous API and are completed by one poll
  * thread per disk.  Returns 0 and *out, or -errno (-ECONNREFUSED, -ENOENT,
- * -EPROTO when the handshake fails; the reason is logged).
+ * -EPROTO when the handshake fails; the reason is logged).  Once the
+ * connection is lost, the I/O in flight and every later I/O end with
+ * -ENOTCONN.
  */
 int hbk_disk_open_nbd(const char *target, struct hbk_disk **out);
 

@@ -51,6 +51,19 @@ static int nbd_ended(void *user_data, int *error)
 	return 1;   /* retire the command */
 }
 
+/* The -errno of a command libnbd refused to issue, logged.  Once the
+ * server is gone libnbd refuses with EINVAL ("invalid state"), which
+ * would read as a bad request: the disk says -ENOTCONN, as libnbd does for
+ * the commands that were in flight when the connection went. */
+static int issue_error(struct nbd_disk *n)
+{
+	int e = nbd_get_errno();
+	hbk_log(HBK_LOG_WARN, "disk %s: %s", n->d.info.name, nbd_get_error());
+	if (nbd_aio_is_dead(n->h) || nbd_aio_is_closed(n->h))
+		return -ENOTCONN;
+	return e ? -e : -EIO;
+}
+
 /* Whether io is a FUA write whose data the server took without FUA and
  * that still needs its flush (moved_ is set once the flush is issued). */
 static bool needs_flush(const struct nbd_disk *n, const struct hbk_disk_io *io)
@@ -76,9 +89,7 @@ static void deliver(struct nbd_disk *n)
 				io = next;
 				continue;
 			}
-			int e = nbd_get_errno();
-			hbk_log(HBK_LOG_WARN, "disk %s: %s", n->d.info.name, nbd_get_error());
-			io->result_ = e ? -e : -EIO;
+			io->result_ = issue_error(n);
 		}
 		disk_complete(&n->d, io, io->result_);
 		io = next;
@@ -112,9 +123,7 @@ static void nbd_submit(struct hbk_disk *d, struct hbk_disk_io *io)
 		break;
 	}
 	if (c < 0) {
-		int e = nbd_get_errno();
-		hbk_log(HBK_LOG_WARN, "disk %s: %s", d->info.name, nbd_get_error());
-		disk_complete(d, io, e ? -e : -EIO);
+		disk_complete(d, io, issue_error(n));
 		return;
 	}
 	wake(n);
