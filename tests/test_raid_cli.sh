@@ -129,6 +129,23 @@ grep -q "rebuild interrupted at" "$D/rebuild.out" || fail "no interruption messa
 run status "$S4"
 expect 0 "state: rebuilding" "rebuild: "
 echo "$out" | grep -q "rebuilding [1-9]" || fail "the rebuild cursor was not kept"
+# A closed terminal (SIGHUP) or a closed pipe stops it as cleanly: the
+# cursor moves on each time.
+pct() { "$H" raid status "$S4" 2>/dev/null | sed -n 's/^rebuild: \([0-9.]*\)%$/\1/p'; }
+more() { awk "BEGIN { exit !($2 > $1) }" || fail "$3 lost the rebuild's progress ($1% then $2%)"; }
+p0=$(pct)
+"$H" raid rebuild --rate 1m "$S4" >"$D/rebuild.out" 2>&1 &
+pid=$!
+sleep 0.5
+kill -HUP "$pid"
+wait "$pid"; rc=$?
+[ "$rc" -eq 130 ] || fail "rebuild on SIGHUP exit $rc, want 130"
+p1=$(pct)
+more "$p0" "$p1" SIGHUP
+"$H" raid rebuild --rate 1m "$S4" 2>&1 >/dev/null | grep -m1 "^rebuild: " >/dev/null
+rc=${PIPESTATUS[0]}
+[ "$rc" -eq 130 ] || fail "rebuild into a closed pipe exit $rc, want 130"
+more "$p1" "$(pct)" "a closed pipe"
 run rebuild "$S4"
 expect 0 "rebuild: 100.0%" "the array is optimal"
 S3=$(spec d0 n1 d1 s0)

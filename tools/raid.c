@@ -3,8 +3,8 @@
  * hbakit raid: create, inspect and repair an array described by a spec
  * (docs/raid.md).  Each command opens the spec's disks (locked against other
  * processes), creates or assembles the array, does its work and closes the
- * array cleanly, so a rebuild or resync interrupted with Ctrl-C goes on at
- * the next command.  Long operations show their progress on stderr: one
+ * array cleanly, so a rebuild or resync interrupted with Ctrl-C (or
+ * SIGTERM, SIGHUP, a closed pipe) goes on at the next command.  Long operations show their progress on stderr: one
  * updating line on a terminal, a plain line a second otherwise.
  * Exit status: 0 done, 1 failed, 2 usage, 3 check found mismatches,
  * 130 interrupted.
@@ -690,9 +690,15 @@ int cli_raid(int argc, char **argv)
 	if (rc)
 		return rc;
 	hbk_log_set_who("raid");
+	/* A closed terminal (SIGHUP) or a reader gone from the pipe of the
+	 * progress (SIGPIPE: the write then fails with EPIPE) stop the work as
+	 * Ctrl-C does, with the array closed cleanly: killed, a rebuild or
+	 * resync would lose what it did since its cursor was last saved. */
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGPIPE, &sa, NULL);
 	int err = hbk_raid_spec_open(c.spec, cmd->mode, &c.a);
 	char why[96];
 	for (unsigned i = 0; i < c.spec->ndisks; i++)
