@@ -4,7 +4,8 @@
 # `hbakit raid` with NBD disks (nbdkit memory on Unix sockets): a read-only
 # export named as a member or as a spare is refused by create before
 # anything is written, with the disk named; one named as a spare of an
-# existing array is reported as read-only and not used.
+# existing array is reported as read-only and not used; a create that fails
+# half-way leaves the disks as they were.
 . "$(dirname "$0")/lib/common.sh"
 H=$BUILD/hbakit
 [ -x "$H" ] || skip "$H not built"
@@ -14,10 +15,13 @@ D=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$D"' EXIT
 
-# serve NAME [nbdkit options]: a 3 MiB memory export on $D/NAME.
+# serve NAME [nbdkit options] [-- filter parameters]: a 3 MiB memory
+# export on $D/NAME.
 serve() {
-	local name=$1; shift
-	nbdkit -f --exit-with-parent "$@" -U "$D/$name" memory 3M &
+	local name=$1 opts=() ; shift
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
+	[ $# -gt 0 ] && shift
+	nbdkit -f --exit-with-parent "${opts[@]}" -U "$D/$name" memory 3M "$@" &
 	pids+=($!)
 	for _ in $(seq 200); do [ -S "$D/$name" ] && return; sleep 0.02; done
 	fail "nbdkit did not start on $D/$name"
@@ -45,4 +49,18 @@ run create "$S"
 expect 0 "created raid5" "the array is optimal"
 run status "$S,spare=nbd:$D/ro"
 expect 0 "state: optimal" "nbd:$D/ro: read-only (not used)"
+# A member that fails its writes (nbdkit's error filter) fails the create
+# half-way, after the other members took their superblocks: those are
+# wiped again, so the disks are as blank as before and a second create
+# needs no force.
+serve bad --filter=error -- error=EIO error-pwrite-rate=1
+truncate -s 2M "$D/p" "$D/q"
+B="level=5,size=1m,disk=file:$D/p,disk=file:$D/q,disk=nbd:$D/bad"
+run create "$B"
+expect 1 "cannot create the array: Input/output error"
+for f in p q; do
+	[ -z "$(tr -d '\0' < "$D/$f")" ] || fail "a failed create left data on $f"
+done
+run create "$B"
+expect 1 "cannot create the array: Input/output error"
 echo "raid cli nbd ok"

@@ -381,7 +381,7 @@ struct hbk_raid_spec_array {
  * process gets -EBUSY ("in use by another process").  A file that does not
  * exist is created with size= data bytes (plus the metadata area) in CREATE
  * and AUTO modes when the spec has size=; a create that fails removes the
- * files it created.  A disk that cannot be opened
+ * files it created and zeroes the superblocks it wrote on the others.  A disk that cannot be opened
  * (error[i]) fails the open, except when assembling with opts.force: then
  * it counts as missing (verdict UNREADABLE) and goes stale, as assembly
  * writes metadata without it.  When assembling, blank disks listed as

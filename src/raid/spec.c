@@ -493,6 +493,40 @@ static bool holds_data(struct hbk_disk *d)
 	return data;
 }
 
+/* The superblock area of disk d into sb (SB_SIZE bytes); false if it
+ * cannot be read. */
+static bool read_sb(struct hbk_disk *d, void *sb)
+{
+	return !hbk_disk_rw(d, HBK_DISK_READ, sb, 0, SB_SIZE, 0);
+}
+
+/*
+ * After hbk_raid_create failed (a member refused its metadata, say): the
+ * members that took their superblock would carry an array that was never
+ * made, so where the superblock area differs from what it held before
+ * (before[i]), it is zeroed.  Returns how many members could not be
+ * wiped, the first in *first.
+ */
+static unsigned wipe_failed_create(struct hbk_raid_spec_array *a, uint8_t *const *before,
+				   unsigned *first)
+{
+	const struct hbk_raid_spec *s = a->spec_;
+	unsigned left = 0;
+	void *now;
+	if (posix_memalign(&now, SB_SIZE, SB_SIZE))
+		return s->nmembers;
+	for (unsigned i = 0; i < s->nmembers; i++) {
+		if (!before[i] || (read_sb(a->disk[i], now) && !memcmp(now, before[i], SB_SIZE)))
+			continue;
+		memset(now, 0, SB_SIZE);
+		if (hbk_disk_rw(a->disk[i], HBK_DISK_WRITE, now, 0, SB_SIZE, HBK_DISK_FUA) &&
+		    has_metadata(a->disk[i]))
+			*first = left++ ? *first : i;
+	}
+	free(now);
+	return left;
+}
+
 static int create_array(struct hbk_raid_spec_array *a)
 {
 	const struct hbk_raid_spec *s = a->spec_;
@@ -543,7 +577,25 @@ static int create_array(struct hbk_raid_spec_array *a)
 		return say(a, -EINVAL, "%u of the disks are too small: the array needs %llu bytes on "
 			   "each (1 MiB of metadata and %s)", small, (unsigned long long)need,
 			   s->cfg.member_size ? "size=" : "one chunk");
+	/* What the members' superblock areas hold, to tell which ones a
+	 * failed create wrote (NULL: unreadable, left alone). */
+	uint8_t *before[HBK_RAID_MAX_MEMBERS] = { 0 };
+	for (unsigned i = 0; i < s->nmembers; i++)
+		if (posix_memalign((void **)&before[i], SB_SIZE, SB_SIZE) ||
+		    !read_sb(a->disk[i], before[i])) {
+			free(before[i]);
+			before[i] = NULL;
+		}
 	err = hbk_raid_create(&s->cfg, a->disk, s->nmembers, &s->opts, &a->raid);
+	unsigned left = 0, first_left = 0;
+	if (err)
+		left = wipe_failed_create(a, before, &first_left);
+	for (unsigned i = 0; i < s->nmembers; i++)
+		free(before[i]);
+	if (err && left)
+		return say(a, err, "cannot create the array: %s; %u of the disks keep the metadata it "
+			   "wrote (%s): create with force over it", hbk_strerror(err), left,
+			   s->disk[first_left].text);
 	if (err)
 		return say(a, err, "cannot create the array: %s", hbk_strerror(err));
 	a->created = true;
