@@ -1009,6 +1009,34 @@ static void test_hdd_model(void **state)
 	free(buf);
 }
 
+/* HDD parameters at their edges: no seek time, the fastest spindle and
+ * transfer, and a channel count (an SSD field, which an HDD ignores) past
+ * what any model has: I/O and flushes end at once, nothing is read past
+ * the model's state (the sanitizer build checks). */
+static void test_hdd_model_edges(void **state)
+{
+	(void)state;
+	struct hbk_disk *d;
+	struct hbk_disk_stats st;
+	uint8_t *buf = aligned(4096);
+	struct hbk_disk_latency m = { .model = HBK_DISK_MODEL_HDD, .rpm = UINT32_MAX,
+				      .channels = 1000, .rate = UINT64_MAX };
+	assert_int_equal(hbk_disk_open_mem(64 * MiB, &d), 0);
+	assert_int_equal(hbk_disk_set_latency(d, &m), 0);
+	uint64_t t0 = now_ns();
+	for (unsigned i = 0; i < 64; i++) {
+		assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf, (i * 7919ull % 16384) * 4096,
+					     4096, 0), 0);
+		assert_int_equal(hbk_disk_rw(d, HBK_DISK_FLUSH, NULL, 0, 0, 0), 0);
+	}
+	hbk_disk_stats(d, &st);
+	assert_true(st.seeks > 0);
+	assert_true(st.busy_ns < 1000000);   /* 7 ns of rotation a seek */
+	assert_true(now_ns() - t0 < 2000000000ull);
+	hbk_disk_close(d);
+	free(buf);
+}
+
 static void test_ssd_model(void **state)
 {
 	(void)state;
@@ -1051,6 +1079,7 @@ int main(void)
 		cmocka_unit_test(test_file_batched_submission),
 		cmocka_unit_test(test_plug_rules),
 		cmocka_unit_test(test_hdd_model),
+		cmocka_unit_test(test_hdd_model_edges),
 		cmocka_unit_test(test_ssd_model),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -130,9 +130,11 @@ static uint64_t model_due(struct hbk_disk *d, const struct hbk_disk_io *io, uint
 			svc += 1000ull * m->latency_us;
 	}
 	if (io->op == HBK_DISK_FLUSH) {
-		/* A flush ends when everything before it has ended. */
+		/* A flush ends when everything before it has ended.  An HDD
+		 * has one channel whatever its (SSD) channels field says. */
 		uint64_t end = now;
-		for (unsigned i = 0; i < HBK_MAX(m->channels, 1u); i++)
+		unsigned nch = m->model == HBK_DISK_MODEL_HDD ? 1 : m->channels;
+		for (unsigned i = 0; i < nch; i++)
 			end = HBK_MAX(end, l->free_at[i]);
 		return end;
 	}
