@@ -5,7 +5,8 @@
 # export named as a member or as a spare is refused by create before
 # anything is written, with the disk named; one named as a spare of an
 # existing array is reported as read-only and not used; a create that fails
-# half-way leaves the disks as they were.
+# half-way leaves the disks as they were; a resync stopped by a member's
+# server dying is not shown as done.
 . "$(dirname "$0")/lib/common.sh"
 H=$BUILD/hbakit
 [ -x "$H" ] || skip "$H not built"
@@ -63,4 +64,17 @@ for f in p q; do
 done
 run create "$B"
 expect 1 "cannot create the array: Input/output error"
+# The server of a member dies during the initial resync: the member fails
+# and the resync stops short, which the progress says (not 100%).
+serve dies
+M="level=1,size=2m,disk=file:$D/m0,disk=nbd:$D/dies"
+"$H" raid create "$M" --rate 1m >"$D/create.out" 2>&1 &
+pid=$!
+for _ in $(seq 200); do grep -q "^resync: " "$D/create.out" && break; sleep 0.02; done
+sleep 0.3
+kill -KILL "${pids[-1]}"
+wait "$pid"; rc=$?
+out=$(cat "$D/create.out"); echo "$out"
+expect 0 "failed: read error" "resync: " "stopped after" "the array is degraded"
+echo "$out" | grep -q "resync: 100.0%" && fail "the progress claims a resync that stopped short ended"
 echo "raid cli nbd ok"

@@ -110,7 +110,7 @@ static void progress_start(struct progress *p, const char *what, uint64_t done)
 }
 
 /* Shows done of total bytes: at most 5 times a second on a terminal, once a
- * second otherwise, and always when final. */
+ * second otherwise, and always when final (short of total: it stopped). */
 static void progress_show(struct progress *p, uint64_t done, uint64_t total, bool final)
 {
 	uint64_t now = hbk_now_ns();
@@ -121,7 +121,7 @@ static void progress_show(struct progress *p, uint64_t done, uint64_t total, boo
 	double rate = secs > 0 ? (double)(done - HBK_MIN(done, p->base)) / secs : 0;
 	char eta[32] = "--:--";
 	if (final)
-		snprintf(eta, sizeof(eta), "done in %.1f s", secs);
+		snprintf(eta, sizeof(eta), "%s %.1f s", done < total ? "stopped after" : "done in", secs);
 	else if (rate > 0 && done < total) {
 		unsigned s = (unsigned)((double)(total - done) / rate + 0.5);
 		snprintf(eta, sizeof(eta), "ETA %u:%02u", s / 60, s % 60);
@@ -174,8 +174,19 @@ static int wait_background(struct raid_cli *c)
 		rc = hbk_raid_wait(c->a.raid, 200);
 		hbk_raid_status(c->a.raid, &st);
 	} while (rc == -ETIMEDOUT && !interrupted);
-	if (p.what && !rc)
-		progress_show(&p, total, total, true);
+	if (p.what && !rc) {
+		/* Ended: done, or stopped short (a member failed, leaving
+		 * nothing to rebuild from or resync with). */
+		uint64_t d = total, t = total;
+		bool rebuild = !strcmp(p.what, "rebuild");
+		uint64_t sd = rebuild ? st.rebuild_done : st.resync_done;
+		uint64_t stt = rebuild ? st.rebuild_total : st.resync_total;
+		if (stt && sd < stt) {
+			d = sd;
+			t = stt;
+		}
+		progress_show(&p, d, t, true);
+	}
 	if (rc == -ETIMEDOUT) {
 		fprintf(stderr, "%s%s interrupted at %.1f%%: it goes on at the next hbakit raid "
 			"command on this array\n", p.tty ? "\n" : "", p.what ? p.what : "work",
