@@ -6,7 +6,7 @@
 # anything is written, with the disk named; one named as a spare of an
 # existing array is reported as read-only and not used; a create that fails
 # half-way leaves the disks as they were; a resync stopped by a member's
-# server dying is not shown as done.
+# server dying is not shown as done, and a rebuild so stopped fails.
 . "$(dirname "$0")/lib/common.sh"
 H=$BUILD/hbakit
 [ -x "$H" ] || skip "$H not built"
@@ -77,4 +77,22 @@ wait "$pid"; rc=$?
 out=$(cat "$D/create.out"); echo "$out"
 expect 0 "failed: read error" "resync: " "stopped after" "the array is degraded"
 echo "$out" | grep -q "resync: 100.0%" && fail "the progress claims a resync that stopped short ended"
+# The same during a rebuild onto an NBD spare: the rebuild stops short,
+# and the command says so and fails (not "no spare to rebuild onto").
+R="level=1,size=2m,disk=file:$D/r0,disk=file:$D/r1"
+run create "$R" --assume-clean
+expect 0 "created raid1"
+run fail "$R" 1
+expect 0 "slot 1 failed: the array is degraded"
+serve spare
+"$H" raid rebuild "$R,spare=nbd:$D/spare" --rate 1m >"$D/rebuild.out" 2>&1 &
+pid=$!
+for _ in $(seq 200); do grep -q "^rebuild: " "$D/rebuild.out" && break; sleep 0.02; done
+sleep 0.3
+kill -KILL "${pids[-1]}"
+wait "$pid"; rc=$?
+out=$(cat "$D/rebuild.out"); echo "$out"
+expect 1 "failed: write error" "stopped after" "the rebuild stopped: the disk it was rebuilding onto failed"
+echo "$out" | grep -q "rebuild: 100.0%" && fail "the progress claims a rebuild that stopped short ended"
+echo "$out" | grep -q "no spare to rebuild onto" && fail "a spare that failed taken for no spare"
 echo "raid cli nbd ok"

@@ -145,7 +145,8 @@ static bool background(const struct hbk_raid_status *st, const char **what, uint
 /*
  * Waits for the rebuild or resync (and a hot spare about to take a failed
  * slot) with progress.  Returns 0, 130 when interrupted (the work goes on
- * at the next assembly), 1 when the array failed.
+ * at the next assembly), 1 when the array failed or a disk being rebuilt
+ * onto failed.
  */
 static int wait_background(struct raid_cli *c)
 {
@@ -159,8 +160,12 @@ static int wait_background(struct raid_cli *c)
 		hbk_raid_status(c->a.raid, &st);
 	}
 	int rc;
+	uint64_t rebuilding = 0;   /* slots seen rebuilding */
 	do {
 		uint64_t d, t;
+		for (unsigned s = 0; s < st.members; s++)
+			if (st.member[s].state == HBK_RAID_MEMBER_REBUILDING)
+				rebuilding |= 1ull << s;
 		if (background(&st, &what, &d, &t)) {
 			if (p.what != what) {   /* a new phase: end the line of the last */
 				if (p.what)
@@ -174,16 +179,19 @@ static int wait_background(struct raid_cli *c)
 		rc = hbk_raid_wait(c->a.raid, 200);
 		hbk_raid_status(c->a.raid, &st);
 	} while (rc == -ETIMEDOUT && !interrupted);
+	/* A disk being rebuilt onto that failed ends its rebuild short. */
+	bool lost = false;
+	for (unsigned s = 0; s < st.members; s++)
+		lost = lost || (rebuilding >> s & 1 && st.member[s].state == HBK_RAID_MEMBER_FAILED);
 	if (p.what && !rc) {
 		/* Ended: done, or stopped short (a member failed, leaving
-		 * nothing to rebuild from or resync with). */
+		 * nothing to rebuild onto or to resync with). */
 		uint64_t d = total, t = total;
-		bool rebuild = !strcmp(p.what, "rebuild");
-		uint64_t sd = rebuild ? st.rebuild_done : st.resync_done;
-		uint64_t stt = rebuild ? st.rebuild_total : st.resync_total;
-		if (stt && sd < stt) {
-			d = sd;
-			t = stt;
+		if (!strcmp(p.what, "rebuild") && lost)
+			d = done;
+		else if (!strcmp(p.what, "resync") && st.resync_done < st.resync_total) {
+			d = st.resync_done;
+			t = st.resync_total;
 		}
 		progress_show(&p, d, t, true);
 	}
@@ -198,6 +206,12 @@ static int wait_background(struct raid_cli *c)
 		return 1;
 	}
 	printf("the array is %s\n", hbk_raid_state_name(st.state));
+	if (lost) {
+		fflush(stdout);
+		fprintf(stderr, "hbakit raid: the rebuild stopped: the disk it was rebuilding onto "
+			"failed\n");
+		return 1;
+	}
 	return 0;
 }
 
