@@ -15,8 +15,11 @@
  * with --max-connections 4.  After each, the target must have answered
  * with a Reject or a login reject or dropped the connection (never
  * executed the bad PDU), and a fresh session must still work: login, TEST
- * UNIT READY and a READ(10) of the known data.  A command that arrives
- * ahead of a CmdSN gap must wait until the gap fills.  The unsolicited Data-Out of
+ * UNIT READY and a READ(10) of the known data.  A command, or a
+ * non-immediate Task Management, NOP-Out, Text or Logout Request, that
+ * arrives ahead of a CmdSN gap must wait until the gap fills and then go in
+ * CmdSN order (an ABORT TASK SET covering the write that filled the gap),
+ * the data such requests keep aside being bounded.  The unsolicited Data-Out of
  * writes the target ignored (a duplicate CmdSN, one outside the window, one
  * an ABORT TASK took before it came) or rejected (too many immediate
  * commands, or the ITT of a live write) must be dropped quietly, the
@@ -2684,6 +2687,239 @@ static void write_aborted_mid_r2t(void **state)
 	healthy();
 }
 
+/* A non-immediate PDU with CmdSN n + 1 for a session whose CmdSN n is
+ * missing: nothing may answer it while the gap is open. */
+static void quiet_while_the_gap_is_open(struct sess *s, uint32_t n, const char *what)
+{
+	struct pdu p;
+	int rc = recv_pdu(s, &p, QUIET_MS);
+	if (rc == R_PDU) {
+		unsigned op = p.h[0] & 0x3f;
+		pdu_free(&p);
+		fail_msg("opcode 0x%02x came for %s while CmdSN %u was missing", op, what, n);
+	}
+	assert_int_equal(rc, R_TIMEOUT);
+}
+
+/* RFC 7143 4.2.2.1: a non-immediate ABORT TASK SET that arrives ahead of
+ * a CmdSN gap waits for the gap, then runs in CmdSN order: after the
+ * WRITE N that fills the gap (which it aborts, once the Data-Out that
+ * write's R2T asked for is in) and before the WRITE N + 2 that was held
+ * behind it (which it leaves alone). */
+static void task_management_ahead_of_a_gap_waits(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	const char *r2t[] = { "InitialR2T=Yes", "ImmediateData=No", NULL };
+	uint32_t lba = SCRATCH(28), lba2 = SCRATCH(28) + 64;
+	login_ok(&s, NULL);
+	write_verify(&s, lba, 8, 0x2800);
+	write_verify(&s, lba2, 8, 0x2810);
+	logout(&s);
+	login_ok(&s, &(struct login_opts){ .keys = r2t });
+	tur_ok(&s);
+	uint8_t w[8 * BS], w2[8 * BS];
+	tl_fill(w, lba, 8, BS, 0x2801);
+	tl_fill(w2, lba2, 8, BS, 0x2811);
+	uint32_t n = s.cmdsn, itt = s.itt++, tm_itt = s.itt++, itt2 = s.itt++;
+
+	uint8_t tm[BHS] = { 0x02, 0x80 | 2 };             /* ABORT TASK SET, not immediate */
+	lun_bytes(tm);
+	put32(tm + 16, tm_itt);
+	put32(tm + 20, NO_TAG);
+	put32(tm + 24, n + 1);
+	put32(tm + 28, s.expstatsn);
+	assert_int_equal(send_pdu(&s, tm, NULL, 0, 0), 0);
+	quiet_while_the_gap_is_open(&s, n, "the task management request");
+
+	uint8_t cdb2[10] = { 0x2a, 0, (uint8_t)(lba2 >> 24), (uint8_t)(lba2 >> 16),
+			     (uint8_t)(lba2 >> 8), (uint8_t)lba2, 0, 0, 8, 0 };
+	uint8_t h[BHS];
+	cmd_header(&s, h, cdb2, sizeof(cdb2), true, sizeof(w2), itt2);
+	put32(h + 24, n + 2);
+	assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
+	quiet_while_the_gap_is_open(&s, n, "a write after the task management request");
+
+	/* CmdSN N fills the gap. */
+	uint8_t cdb[10] = { 0x2a, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16), (uint8_t)(lba >> 8),
+			    (uint8_t)lba, 0, 0, 8, 0 };
+	cmd_header(&s, h, cdb, sizeof(cdb), true, sizeof(w), itt);
+	put32(h + 24, n);
+	assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
+	s.cmdsn = n + 3;
+	bool r2t_sent = false, tmf_done = false, write2_done = false;
+	while (!tmf_done || !write2_done) {
+		struct pdu p;
+		int rc = recv_pdu(&s, &p, IO_MS);
+		if (rc != R_PDU)
+			fail_msg("%s after the gap filled (TMF Response %s, WRITE N + 2 %s)",
+				 rc == R_TIMEOUT ? "nothing" : "the connection ended",
+				 tmf_done ? "came" : "missing", write2_done ? "done" : "missing");
+		unsigned op = p.h[0] & 0x3f;
+		uint32_t t = get32(p.h + 16);
+		if (op == OP_R2T && (t == itt || t == itt2)) {
+			uint32_t ttt = get32(p.h + 20), off = get32(p.h + 40), len = get32(p.h + 44);
+			assert_int_equal(off, 0);
+			assert_int_equal(len, sizeof(w));
+			if (t == itt) {
+				/* The function waits for what the R2T asked for. */
+				assert_false(tmf_done);
+				r2t_sent = true;
+			}
+			assert_int_equal(send_dataout(&s, t, ttt, 0, 0, t == itt ? w : w2, len, true, 0), 0);
+		} else if (op == OP_TMF_RSP && t == tm_itt) {
+			if (!r2t_sent)
+				fail_msg("the TMF Response came before the R2T of WRITE N, which came "
+					 "before it in CmdSN order");
+			assert_int_equal(p.h[2], 0);              /* function complete */
+			/* Every CmdSN up to the WRITE N + 2 was received. */
+			assert_int_equal(get32(p.h + 28), n + 3);
+			tmf_done = true;
+		} else if (op == OP_SCSI_RSP && t == itt2) {
+			assert_int_equal(p.h[2], 0);
+			assert_int_equal(p.h[3], 0);
+			write2_done = true;
+		} else {
+			fail_msg("opcode 0x%02x for task 0x%x (WRITE N 0x%x, TMF 0x%x, WRITE N + 2 0x%x)",
+				 op, t, itt, tm_itt, itt2);
+		}
+		pdu_free(&p);
+	}
+	struct pdu p;
+	int rc = recv_pdu(&s, &p, QUIET_MS);
+	if (rc == R_PDU) {
+		unsigned op = p.h[0] & 0x3f;
+		pdu_free(&p);
+		fail_msg("opcode 0x%02x came for the aborted WRITE N", op);
+	}
+	assert_int_equal(rc, R_TIMEOUT);
+	assert_true(holds(&s, lba, 8, 0x2800));           /* WRITE N was aborted */
+	assert_true(holds(&s, lba2, 8, 0x2811));          /* WRITE N + 2 ran */
+	logout(&s);
+	healthy();
+}
+
+/* RFC 7143 4.2.2.1: non-immediate NOP-Out, Text and Logout Requests that
+ * arrive ahead of a CmdSN gap wait for it and are then answered in CmdSN
+ * order, after the NOP-Out that fills the gap. */
+static void requests_ahead_of_a_gap_wait(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	login_ok(&s, NULL);
+	tur_ok(&s);
+	uint32_t n = s.cmdsn, base = s.itt;
+	s.itt += 5;
+	static const char ping[] = "ping ahead";
+	static const char text[] = "SendTargets=All";
+	uint8_t nop[BHS] = { OP_NOP_OUT, 0x80 }, txt[BHS] = { OP_TEXT, 0x80 };
+	uint8_t lo[BHS] = { OP_LOGOUT, 0x80 };
+	put32(nop + 16, base + 1);
+	put32(nop + 20, NO_TAG);
+	put32(nop + 24, n + 1);
+	put32(nop + 28, s.expstatsn);
+	assert_int_equal(send_pdu(&s, nop, ping, sizeof(ping), 0), 0);
+	put32(txt + 16, base + 2);
+	put32(txt + 20, NO_TAG);
+	put32(txt + 24, n + 2);
+	put32(txt + 28, s.expstatsn);
+	assert_int_equal(send_pdu(&s, txt, text, sizeof(text), 0), 0);
+	put32(lo + 16, base + 3);
+	put32(lo + 24, n + 3);
+	put32(lo + 28, s.expstatsn);
+	assert_int_equal(send_pdu(&s, lo, NULL, 0, 0), 0);
+	quiet_while_the_gap_is_open(&s, n, "a NOP-Out, Text or Logout Request");
+
+	/* An immediate NOP-Out is answered at once, gap or not. */
+	uint8_t inop[BHS] = { IMMEDIATE | OP_NOP_OUT, 0x80 };
+	put32(inop + 16, base + 4);
+	put32(inop + 20, NO_TAG);
+	put32(inop + 24, n);
+	put32(inop + 28, s.expstatsn);
+	assert_int_equal(send_pdu(&s, inop, NULL, 0, 0), 0);
+	struct pdu q;
+	assert_int_equal(recv_pdu(&s, &q, IO_MS), R_PDU);
+	assert_int_equal(q.h[0] & 0x3f, OP_NOP_IN);
+	assert_int_equal(get32(q.h + 16), base + 4);
+	pdu_free(&q);
+
+	/* CmdSN N fills the gap. */
+	put32(nop + 16, base);
+	put32(nop + 24, n);
+	assert_int_equal(send_pdu(&s, nop, NULL, 0, 0), 0);
+	static const struct { unsigned op; const char *name; } want[] = {
+		{ OP_NOP_IN, "NOP-In" }, { OP_NOP_IN, "NOP-In" }, { OP_TEXT_RSP, "Text Response" },
+		{ OP_LOGOUT_RSP, "Logout Response" },
+	};
+	for (unsigned i = 0; i < 4; i++) {
+		struct pdu p;
+		int rc = recv_pdu(&s, &p, IO_MS);
+		if (rc != R_PDU)
+			fail_msg("no %s for CmdSN %u (%d)", want[i].name, n + i, rc);
+		unsigned op = p.h[0] & 0x3f;
+		uint32_t t = get32(p.h + 16);
+		if (op != want[i].op || t != base + i)
+			fail_msg("opcode 0x%02x for task 0x%x, expected the %s for CmdSN %u (task 0x%x)",
+				 op, t, want[i].name, n + i, base + i);
+		if (i == 1 && (p.dlen != sizeof(ping) || memcmp(p.data, ping, sizeof(ping))))
+			fail_msg("the NOP-In for CmdSN %u does not echo its ping", n + 1);
+		if (i == 2 && (!p.dlen || !strstr((const char *)p.data, "TargetName=")))
+			fail_msg("the Text Response names no target");
+		if (i == 3)
+			assert_int_equal(p.h[2], 0);
+		pdu_free(&p);
+	}
+	sess_close(&s);
+	healthy();
+}
+
+/* Requests held ahead of a CmdSN gap keep their data within the 4 MiB a
+ * connection keeps aside: NOP-Outs of MaxRecvDataSegmentLength bytes each
+ * are held until that is full, the next one is rejected (out of
+ * resources), and a connection that ends with them held frees them. */
+static void held_requests_keep_bounded_data_aside(void **state)
+{
+	(void)state;
+	need_server();
+	if (external)
+		skip();                 /* the bound is this target's */
+	struct sess s;
+	login_ok(&s, NULL);
+	tur_ok(&s);
+	uint32_t len = s.send_mrdsl, fits = (4u << 20) / len, n = s.cmdsn;
+	if (fits + 2 > s.maxcmdsn - n)
+		skip();
+	uint8_t *ping = malloc(len);
+	assert_non_null(ping);
+	memset(ping, 0x5a, len);
+	uint8_t nop[BHS] = { OP_NOP_OUT, 0x80 };
+	put32(nop + 20, NO_TAG);
+	put32(nop + 28, s.expstatsn);
+	uint32_t last = 0;
+	for (uint32_t i = 0; i <= fits; i++) {
+		last = s.itt++;
+		put32(nop + 16, last);
+		put32(nop + 24, n + 1 + i);
+		assert_int_equal(send_pdu(&s, nop, ping, len, 0), 0);
+	}
+	free(ping);
+	struct pdu p;
+	int rc = recv_pdu(&s, &p, IO_MS);
+	if (rc != R_PDU)
+		fail_msg("no answer to the NOP-Out %u bytes of held data did not leave room for (%d)",
+			 fits * len, rc);
+	assert_int_equal(p.h[0] & 0x3f, OP_REJECT);
+	assert_int_equal(p.h[2], 0x0a);
+	assert_true(p.dlen >= BHS);
+	assert_int_equal(get32(p.data + 16), last);
+	pdu_free(&p);
+	quiet_while_the_gap_is_open(&s, n, "the held NOP-Outs");
+	sess_close(&s);
+	healthy();
+}
+
 /* ---- Data-Out of commands that never became tasks ---------------------------- */
 
 static const char *const unsol_keys[] = { "InitialR2T=No", "ImmediateData=No",
@@ -3160,6 +3396,9 @@ int main(void)
 		cmocka_unit_test(persistent_reservation_across_two_sessions),
 		cmocka_unit_test(abort_task_set_waits_for_solicited_data),
 		cmocka_unit_test(write_aborted_mid_r2t),
+		cmocka_unit_test(task_management_ahead_of_a_gap_waits),
+		cmocka_unit_test(requests_ahead_of_a_gap_wait),
+		cmocka_unit_test(held_requests_keep_bounded_data_aside),
 		cmocka_unit_test(pre_aborted_write_drops_its_data_out),
 		cmocka_unit_test(ignored_write_drops_its_data_out),
 		cmocka_unit_test(rejected_write_drops_its_data_out),

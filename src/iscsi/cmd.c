@@ -730,6 +730,20 @@ static bool buf_take(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t)
 	return true;
 }
 
+/* Acts on the held request *pp, whose gap filled: its CmdSN opens the
+ * window again as it runs, as for any request that came in order. */
+static void request_release(struct hbk_iscsi_conn *c, struct hbk_iscsi_held **pp)
+{
+	struct hbk_iscsi_held *p = *pp;
+	*pp = p->next;
+	c->nheld--;
+	c->stash_bytes -= p->dlen;
+	hbk_iscsi_window_credit(&c->win);
+	hbk_iscsi_request_run(c, (const struct hbk_iscsi_bhs *)(const void *)p->hdr, p->data,
+			      p->dlen);
+	free(p);
+}
+
 void hbk_iscsi_cmd_release(struct hbk_iscsi_conn *c)
 {
 	while (c->nheld && !c->closing) {
@@ -737,6 +751,21 @@ void hbk_iscsi_cmd_release(struct hbk_iscsi_conn *c)
 		for (struct hbk_iscsi_task *t = c->tasks; t; t = t->next)
 			if (t->held && (!first || hbk_iscsi_sn_lt(t->cmdsn, first->cmdsn)))
 				first = t;
+		/* The held requests share the one CmdSN order with the tasks. */
+		struct hbk_iscsi_held **req = NULL;
+		for (struct hbk_iscsi_held **pp = &c->held; *pp; pp = &(*pp)->next)
+			if (!req || hbk_iscsi_sn_lt((*pp)->cmdsn, (*req)->cmdsn))
+				req = pp;
+		if (req && (!first || hbk_iscsi_sn_lt((*req)->cmdsn, first->cmdsn))) {
+			if (!hbk_iscsi_sn_lt((*req)->cmdsn, c->win.exp))
+				return;         /* the gap before it is still open */
+			/* A request needs no buffer, and takes the commands
+			 * before it as they are, one still waiting for its
+			 * buffer too (a task set function drops it): unlike a
+			 * command, it does not wait for their buffers. */
+			request_release(c, req);
+			continue;
+		}
 		if (!first || !hbk_iscsi_sn_lt(first->cmdsn, c->win.exp))
 			return;         /* the gap before it is still open */
 		/* Every command before it has its buffer: one still waiting
@@ -900,6 +929,10 @@ const char *hbk_iscsi_cmd_stalled(const struct hbk_iscsi_conn *c, uint64_t now)
 		if (t->held && !hbk_iscsi_sn_lt(t->cmdsn, c->win.exp))
 			return "a CmdSN gap did not fill";
 	}
+	for (const struct hbk_iscsi_held *p = c->held; p; p = p->next)
+		if (now > p->since_ns + HBK_ISCSI_STALL_MS * 1000000ull &&
+		    !hbk_iscsi_sn_lt(p->cmdsn, c->win.exp))
+			return "a CmdSN gap did not fill";
 	return NULL;
 }
 

@@ -320,21 +320,52 @@ static int tx_flush(struct hbk_iscsi_conn *c)
 
 /*
  * A non-immediate NOP-Out, Text, Task Management or Logout Request takes a
- * CmdSN and ends at once.  Returns false when it lies outside the window
- * (to be ignored silently).
+ * CmdSN, which opens the window again once it is acted on.  Returns true
+ * when it is to be acted on now; false when it lies outside the window
+ * (ignored silently), or arrived ahead of a CmdSN gap: it is then kept
+ * with its data and acted on once the gap filled, in CmdSN order with the
+ * commands (RFC 7143 4.2.2.1, hbk_iscsi_cmd_release), or, when its data
+ * does not fit in what the connection keeps aside, rejected.
  */
-static bool sn_accept(struct hbk_iscsi_conn *c, const struct hbk_iscsi_bhs *h)
+static bool sn_accept(struct hbk_iscsi_conn *c, const struct hbk_iscsi_bhs *h, const uint8_t *data,
+		      uint32_t dlen)
 {
 	if (h->opcode & HBK_ISCSI_OP_IMMEDIATE)
 		return true;
 	uint32_t cmdsn = get_be32(h->spec2 + 4);    /* byte 24 */
+	bool ahead = cmdsn != c->win.exp;
 	if (!hbk_iscsi_window_take(&c->win, cmdsn)) {
 		hbk_log(HBK_LOG_INFO, "iSCSI %s: %s with CmdSN %u outside [%u, %u]: ignored",
 			c->peer, hbk_iscsi_opcode_name(h->opcode), cmdsn, c->win.exp, c->win.max);
 		return false;
 	}
-	hbk_iscsi_window_credit(&c->win);
-	return true;
+	if (!ahead) {
+		hbk_iscsi_window_credit(&c->win);
+		return true;
+	}
+	if (c->stash_bytes + dlen > HBK_ISCSI_STASH_MAX) {
+		hbk_iscsi_window_credit(&c->win);
+		hbk_iscsi_send_reject(c, h, HBK_ISCSI_REJECT_OUT_OF_RESOURCES);
+		return false;
+	}
+	struct hbk_iscsi_held *p = malloc(sizeof(*p) + dlen);
+	if (!p) {
+		hbk_iscsi_conn_close(c, false, "out of memory");
+		return false;
+	}
+	hbk_log(HBK_LOG_DEBUG, "iSCSI %s: %s with CmdSN %u waits for CmdSN %u", c->peer,
+		hbk_iscsi_opcode_name(h->opcode), cmdsn, c->win.exp);
+	p->cmdsn = cmdsn;
+	p->dlen = dlen;
+	p->since_ns = hbk_coarse_ns();
+	memcpy(p->hdr, h, sizeof(p->hdr));
+	if (dlen)
+		memcpy(p->data, data, dlen);
+	p->next = c->held;
+	c->held = p;
+	c->nheld++;
+	c->stash_bytes += dlen;
+	return false;
 }
 
 /* ---- NOP and Logout ----------------------------------------------------------------------- */
@@ -410,6 +441,25 @@ static void logout(struct hbk_iscsi_conn *c, const struct hbk_iscsi_bhs *h)
 	}
 }
 
+void hbk_iscsi_request_run(struct hbk_iscsi_conn *c, const struct hbk_iscsi_bhs *h, uint8_t *data,
+			   uint32_t dlen)
+{
+	switch (h->opcode & HBK_ISCSI_OP_MASK) {
+	case HBK_ISCSI_OP_TEXT_REQ:
+		hbk_iscsi_text_pdu(c, h, data, dlen);
+		break;
+	case HBK_ISCSI_OP_NOP_OUT:
+		nop_out(c, h, data, dlen);
+		break;
+	case HBK_ISCSI_OP_TMF_REQ:
+		hbk_iscsi_tmf_pdu(c, h);
+		break;
+	case HBK_ISCSI_OP_LOGOUT_REQ:
+		logout(c, h);
+		break;
+	}
+}
+
 /* ---- Receiving ------------------------------------------------------------------------------ */
 
 static void rx_reset(struct hbk_iscsi_rx *rx)
@@ -439,33 +489,16 @@ static void pdu_done(struct hbk_iscsi_conn *c)
 			hbk_iscsi_data_out_end(c, rx->task, h);
 		break;
 	case RXK_SMALL:
-		switch (h->opcode & HBK_ISCSI_OP_MASK) {
-		case HBK_ISCSI_OP_LOGIN_REQ:
+		if ((h->opcode & HBK_ISCSI_OP_MASK) == HBK_ISCSI_OP_LOGIN_REQ)
 			hbk_iscsi_login_pdu(c, h, rx->small, rx->dlen);
-			break;
-		case HBK_ISCSI_OP_TEXT_REQ:
-			if (sn_accept(c, h))
-				hbk_iscsi_text_pdu(c, h, rx->small, rx->dlen);
-			break;
-		case HBK_ISCSI_OP_NOP_OUT:
-			if (sn_accept(c, h))
-				nop_out(c, h, rx->small, rx->dlen);
-			break;
-		case HBK_ISCSI_OP_TMF_REQ:
-			if (sn_accept(c, h))
-				hbk_iscsi_tmf_pdu(c, h);
-			break;
-		case HBK_ISCSI_OP_LOGOUT_REQ:
-			if (sn_accept(c, h))
-				logout(c, h);
-			break;
-		}
+		else if (sn_accept(c, h, rx->small, rx->dlen))
+			hbk_iscsi_request_run(c, h, rx->small, rx->dlen);
 		break;
 	}
 	rx_reset(rx);
-	/* Once a PDU that took a CmdSN is done, the commands it let past a
-	 * gap follow it, in CmdSN order (after the reset: none of them is
-	 * being read into any more). */
+	/* Once a PDU that took a CmdSN is done, the commands and requests it
+	 * let past a gap follow it, in CmdSN order (after the reset: none of
+	 * them is being read into any more). */
 	hbk_iscsi_cmd_release(c);
 }
 
@@ -733,6 +766,13 @@ static void teardown(struct hbk_iscsi_conn *c)
 	c->tx_tail = NULL;
 	c->tx_count = 0;
 	c->tx_bytes = 0;
+	while (c->held) {
+		struct hbk_iscsi_held *p = c->held;
+		c->held = p->next;
+		c->nheld--;
+		c->stash_bytes -= p->dlen;
+		free(p);
+	}
 	for (struct hbk_iscsi_task *t = c->tasks, *next; t; t = next) {
 		next = t->next;
 		if (t->state == HBK_ISCSI_TASK_DATA_OUT && t->tmf) {

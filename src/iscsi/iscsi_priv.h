@@ -832,6 +832,22 @@ struct hbk_iscsi_tmf {
 	unsigned pending;           /* tasks it marked that the controller still holds */
 };
 
+/*
+ * A non-immediate NOP-Out, Text, Task Management or Logout Request that
+ * arrived ahead of a CmdSN gap: kept, header and data, until the gap fills,
+ * then acted on in CmdSN order with the held SCSI commands
+ * (hbk_iscsi_cmd_release).  Its CmdSN is credited only then, so the window
+ * bounds how many wait; its data counts in the connection's stash_bytes.
+ */
+struct hbk_iscsi_held {
+	struct hbk_iscsi_held *next;    /* the connection's held requests */
+	uint32_t cmdsn;
+	uint32_t dlen;
+	uint64_t since_ns;              /* when it arrived */
+	uint8_t hdr[HBK_ISCSI_BHS_LEN];
+	uint8_t data[];
+};
+
 struct hbk_iscsi_conn {
 	struct hbk_iscsi_conn *next;    /* s->conns */
 	struct hbk_iscsi *srv;
@@ -888,9 +904,10 @@ struct hbk_iscsi_conn {
 	unsigned ntasks, nimmediate;
 	unsigned host_outstanding;
 	unsigned wait_buf;              /* tasks waiting for an arena buffer */
-	unsigned nheld;                 /* tasks held ahead of a CmdSN gap */
+	unsigned nheld;                 /* tasks and requests held ahead of a CmdSN gap */
+	struct hbk_iscsi_held *held;    /* requests held ahead of a CmdSN gap */
 	uint64_t buf_bytes;             /* buffers its tasks hold, arena and heap */
-	uint64_t stash_bytes;           /* unsolicited data its waiting tasks keep aside */
+	uint64_t stash_bytes;           /* data its waiting tasks and held requests keep aside */
 	uint64_t task_seq;
 	/* Aborted tasks that still had Data-Out due, and writes ignored or
 	 * rejected before they became tasks, whose late Data-Out is dropped;
@@ -929,6 +946,11 @@ void hbk_iscsi_fill_sn(struct hbk_iscsi_conn *c, uint8_t *hdr, bool advance);
 bool hbk_iscsi_rx_busy(const struct hbk_iscsi_conn *c, const struct hbk_iscsi_task *t);
 /* Ends the connection: at once (fatal) or once the send queue drained. */
 void hbk_iscsi_conn_close(struct hbk_iscsi_conn *c, bool flush, const char *why);
+/* Acts on a NOP-Out, Text, Task Management or Logout Request whose CmdSN
+ * (when it has one) was taken and credited already; data is its data
+ * segment, which a Text Request's parsing writes into. */
+void hbk_iscsi_request_run(struct hbk_iscsi_conn *c, const struct hbk_iscsi_bhs *h, uint8_t *data,
+			   uint32_t dlen);
 
 /* login.c */
 int hbk_iscsi_login_pdu(struct hbk_iscsi_conn *c, const struct hbk_iscsi_bhs *h,
@@ -972,18 +994,19 @@ void hbk_iscsi_task_free(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t);
  * that may go on.  On the connection's thread. */
 void hbk_iscsi_cmd_retry_buffers(struct hbk_iscsi_conn *c);
 /* After a PDU that may have advanced ExpCmdSN, or a buffer given to a
- * waiting task: tasks held ahead of a gap that is now filled go on, in
- * CmdSN order (RFC 7143 4.2.2.1), each once every command before it has
- * its buffer, taking its own then (or waiting for one).  On the
- * connection's thread. */
+ * waiting task: tasks and requests held ahead of a gap that is now filled
+ * go on, in CmdSN order (RFC 7143 4.2.2.1); a task once every command
+ * before it has its buffer, taking its own then (or waiting for one), a
+ * request (hbk_iscsi_held) at once.  On the connection's thread. */
 void hbk_iscsi_cmd_release(struct hbk_iscsi_conn *c);
 /* Finds a live task by ITT. */
 struct hbk_iscsi_task *hbk_iscsi_task_find(struct hbk_iscsi_conn *c, uint32_t itt);
 /* Drops a task that has not reached the controller (abort, teardown). */
 void hbk_iscsi_task_drop(struct hbk_iscsi_conn *c, struct hbk_iscsi_task *t);
-/* Tasks waiting too long for their data-out, or held ahead of a CmdSN gap
- * that does not fill: the reason the connection stalls, NULL when it does
- * not (the string is static).  On the connection's thread. */
+/* Tasks waiting too long for their data-out, or tasks and requests held
+ * ahead of a CmdSN gap that does not fill: the reason the connection
+ * stalls, NULL when it does not (the string is static).  On the
+ * connection's thread. */
 const char *hbk_iscsi_cmd_stalled(const struct hbk_iscsi_conn *c, uint64_t now);
 /* Whether task t still awaits Data-Out it asked for: an R2T's, or the rest
  * of its unsolicited burst. */

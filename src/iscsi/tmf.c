@@ -218,6 +218,10 @@ void hbk_iscsi_tmf_pdu(struct hbk_iscsi_conn *c, const struct hbk_iscsi_bhs *h)
 			next = t->next;
 			if (t->tmf || (function != HBK_ISCSI_TMF_TARGET_WARM_RESET && t->cmd.lun_id != lun))
 				continue;
+			/* A non-immediate function runs in CmdSN order: a task
+			 * still held ahead of a gap comes after it. */
+			if (t->held && !(h->opcode & HBK_ISCSI_OP_IMMEDIATE))
+				continue;
 			if (t->state == HBK_ISCSI_TASK_DATA_OUT && task_set && hbk_iscsi_cmd_transferring(t)) {
 				/* RFC 7143 4.2.3.3 b: the function waits until the
 				 * Data-Out already asked for (an R2T's, the
