@@ -380,8 +380,9 @@ struct hbk_raid_spec_array {
  * locked (flock LOCK_EX|LOCK_NB) for as long as it is open, so a second
  * process gets -EBUSY ("in use by another process").  A file that does not
  * exist is created with size= data bytes (plus the metadata area) in CREATE
- * and AUTO modes when the spec has size=; a create that fails removes the
- * files it created and zeroes the superblocks it wrote on the others.  A disk that cannot be opened
+ * and AUTO modes when the spec has size=; a create that fails (a spare
+ * that cannot be added included) removes the files it created and puts
+ * back what the others' superblock areas held.  A disk that cannot be opened
  * (error[i]) fails the open, except when assembling with opts.force: then
  * it counts as missing (verdict UNREADABLE) and goes stale, as assembly
  * writes metadata without it.  When assembling, blank disks listed as
@@ -403,7 +404,8 @@ int hbk_raid_spec_open(const struct hbk_raid_spec *s, enum hbk_raid_spec_mode mo
  * or a path).  A file that does not exist is created to fit the array; a
  * file that is one of the spec's disks returns that disk if the array does
  * not use it; a file it created is removed by hbk_raid_spec_close unless
- * the array took the disk into a slot.  A disk carrying hbakit metadata
+ * the array holds the disk in a slot then (a refused replace, or a new
+ * disk that failed and gave its slot to a spare, leaves it out).  A disk carrying hbakit metadata
  * that is not a stale disk of this array is refused without opts.force.  Returns 0 and *out (borrowed:
  * closed by hbk_raid_spec_close), or -errno with a->message: -EINVAL (bad
  * text, or the disk is in use by the array), -EBUSY (in use by another

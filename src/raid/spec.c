@@ -501,26 +501,25 @@ static bool read_sb(struct hbk_disk *d, void *sb)
 }
 
 /*
- * After hbk_raid_create failed (a member refused its metadata, say): the
- * members that took their superblock would carry an array that was never
- * made, so where the superblock area differs from what it held before
- * (before[i]), it is zeroed.  Returns how many members could not be
- * wiped, the first in *first.
+ * After a create failed (a member refused its metadata, a spare could not
+ * be added): the disks that took a superblock would carry an array that
+ * was never made, so where the superblock area differs from what it held
+ * before (before[i], NULL: unread, left alone), what it held is written
+ * back.  Returns how many disks could not be restored, the first in
+ * *first.
  */
-static unsigned wipe_failed_create(struct hbk_raid_spec_array *a, uint8_t *const *before,
-				   unsigned *first)
+static unsigned restore_failed_create(struct hbk_raid_spec_array *a, uint8_t *const *before,
+				      unsigned *first)
 {
 	const struct hbk_raid_spec *s = a->spec_;
 	unsigned left = 0;
 	void *now;
 	if (posix_memalign(&now, SB_SIZE, SB_SIZE))
-		return s->nmembers;
-	for (unsigned i = 0; i < s->nmembers; i++) {
+		return s->ndisks;
+	for (unsigned i = 0; i < s->ndisks; i++) {
 		if (!before[i] || (read_sb(a->disk[i], now) && !memcmp(now, before[i], SB_SIZE)))
 			continue;
-		memset(now, 0, SB_SIZE);
-		if (hbk_disk_rw(a->disk[i], HBK_DISK_WRITE, now, 0, SB_SIZE, HBK_DISK_FUA) &&
-		    has_metadata(a->disk[i]))
+		if (hbk_disk_rw(a->disk[i], HBK_DISK_WRITE, before[i], 0, SB_SIZE, HBK_DISK_FUA))
 			*first = left++ ? *first : i;
 	}
 	free(now);
@@ -577,36 +576,44 @@ static int create_array(struct hbk_raid_spec_array *a)
 		return say(a, -EINVAL, "%u of the disks are too small: the array needs %llu bytes on "
 			   "each (1 MiB of metadata and %s)", small, (unsigned long long)need,
 			   s->cfg.member_size ? "size=" : "one chunk");
-	/* What the members' superblock areas hold, to tell which ones a
-	 * failed create wrote (NULL: unreadable, left alone). */
-	uint8_t *before[HBK_RAID_MAX_MEMBERS] = { 0 };
-	for (unsigned i = 0; i < s->nmembers; i++)
-		if (posix_memalign((void **)&before[i], SB_SIZE, SB_SIZE) ||
+	/* What the disks' superblock areas hold, to put back what a failed
+	 * create wrote (NULL: unreadable, left alone). */
+	uint8_t *before[HBK_RAID_MAX_DISKS] = { 0 };
+	for (unsigned i = 0; i < s->ndisks; i++)
+		if (!a->disk[i] || posix_memalign((void **)&before[i], SB_SIZE, SB_SIZE) ||
 		    !read_sb(a->disk[i], before[i])) {
 			free(before[i]);
 			before[i] = NULL;
 		}
 	err = hbk_raid_create(&s->cfg, a->disk, s->nmembers, &s->opts, &a->raid);
+	/* A spare that cannot be added fails the create as a member would:
+	 * the size it needs is known only now (the smallest member's). */
+	unsigned bad_spare = s->ndisks;
+	for (unsigned i = s->nmembers; !err && i < s->ndisks; i++)
+		if ((err = a->error[i] = hbk_raid_add_spare(a->raid, a->disk[i])))
+			bad_spare = i;
 	unsigned left = 0, first_left = 0;
-	if (err)
-		left = wipe_failed_create(a, before, &first_left);
-	for (unsigned i = 0; i < s->nmembers; i++)
+	if (err) {
+		hbk_raid_close(a->raid);
+		a->raid = NULL;
+		left = restore_failed_create(a, before, &first_left);
+	}
+	for (unsigned i = 0; i < s->ndisks; i++)
 		free(before[i]);
-	if (err && left)
-		return say(a, err, "cannot create the array: %s; %u of the disks keep the metadata it "
-			   "wrote (%s): create with force over it", hbk_strerror(err), left,
-			   s->disk[first_left].text);
+	char kept[sizeof(a->message)] = "";
+	if (left)
+		snprintf(kept, sizeof(kept), "; %u of the disks keep the metadata it wrote (%s): "
+			 "create with force over it", left, s->disk[first_left].text);
+	if (bad_spare < s->ndisks)
+		return say(a, err, "cannot create the array: %s: cannot add the spare: %s%s",
+			   s->disk[bad_spare].text, err == -EINVAL ? "too small or already in use"
+			   : hbk_strerror(err), kept);
 	if (err)
-		return say(a, err, "cannot create the array: %s", hbk_strerror(err));
+		return say(a, err, "cannot create the array: %s%s", hbk_strerror(err), kept);
 	a->created = true;
 	for (unsigned i = 0; i < s->ndisks; i++) {
 		bool member = i < s->nmembers;
-		int e = member ? 0 : hbk_raid_add_spare(a->raid, a->disk[i]);
-		if (e)
-			err = say(a, a->error[i] = e, "%s: cannot add the spare: %s", s->disk[i].text,
-				  hbk_strerror(e));
-		a->report.disk[i].verdict = member ? HBK_RAID_DISK_MEMBER
-					  : e ? HBK_RAID_DISK_BLANK : HBK_RAID_DISK_SPARE;
+		a->report.disk[i].verdict = member ? HBK_RAID_DISK_MEMBER : HBK_RAID_DISK_SPARE;
 		a->report.disk[i].slot = member ? (int)i : -1;
 	}
 	struct hbk_raid_status st;
