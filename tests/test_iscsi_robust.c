@@ -3058,6 +3058,49 @@ static void write_announcing_impossible_data_out_is_rejected(void **state)
 	session_goes_on(&s, lba, BLOCKS, 0x1a00);
 }
 
+/* Those rejected writes leave nothing to drop behind: as many of them as
+ * the target remembers dropped ITTs do not push out the ITT of a write it
+ * ignored, whose unsolicited Data-Out, sent after them, is still dropped
+ * quietly. */
+static void impossible_writes_forget_no_dropped_itt(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	uint32_t lba = SCRATCH(29);
+	login_ok(&s, NULL);
+	write_verify(&s, lba, 8, 0x1b00);
+	if (s.initial_r2t || !s.immediate_data || s.first_burst < 8 * BS)
+		fail_msg("the target did not agree to InitialR2T=No ImmediateData=Yes");
+	uint8_t w[8 * BS];
+	tl_fill(w, lba, 8, BS, 0x1b01);
+	uint8_t cdb[10] = { 0x2a, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16), (uint8_t)(lba >> 8),
+			    (uint8_t)lba, 0, 0, 8, 0 };
+	/* Ignored (a CmdSN used already), its Data-Out held back. */
+	uint32_t ignored = s.itt++;
+	uint8_t h[BHS];
+	cmd_header(&s, h, cdb, sizeof(cdb), true, sizeof(w), ignored);
+	h[1] &= (uint8_t)~0x80;
+	put32(h + 24, s.cmdsn - 1);
+	assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
+	/* All their data immediate and F clear, one more than the target
+	 * remembers (HBK_ISCSI_MAX_DEPTH + HBK_ISCSI_MAX_IMMEDIATE). */
+	for (unsigned i = 0; i < 512 + 32 + 1; i++) {
+		cmd_header(&s, h, cdb, sizeof(cdb), true, sizeof(w), s.itt++);
+		h[1] &= (uint8_t)~0x80;
+		s.cmdsn++;
+		assert_int_equal(send_pdu(&s, h, w, sizeof(w), 0), 0);
+		struct pdu p;
+		if (recv_pdu(&s, &p, REFUSE_MS) != R_PDU)
+			fail_msg("impossible write %u: no Reject", i);
+		unsigned op = p.h[0] & 0x3f;
+		pdu_free(&p);
+		assert_int_equal(op, OP_REJECT);
+	}
+	assert_int_equal(send_dataout(&s, ignored, NO_TAG, 0, 0, w, sizeof(w), true, 0), 0);
+	session_goes_on(&s, lba, 8, 0x1b00);
+}
+
 /* A write with a CmdSN used already, and one far ahead of the window, are
  * ignored, and so is their unsolicited Data-Out. */
 static void ignored_write_drops_its_data_out(void **state)
@@ -3403,6 +3446,7 @@ int main(void)
 		cmocka_unit_test(ignored_write_drops_its_data_out),
 		cmocka_unit_test(rejected_write_drops_its_data_out),
 		cmocka_unit_test(write_announcing_impossible_data_out_is_rejected),
+		cmocka_unit_test(impossible_writes_forget_no_dropped_itt),
 		cmocka_unit_test(rejected_duplicate_itt_leaves_the_live_task_alone),
 		cmocka_unit_test(aborted_write_data_out_after_many_others),
 		cmocka_unit_test(logout_while_reads_stream),

@@ -483,13 +483,15 @@ struct hbk_iscsi_task *hbk_iscsi_cmd_begin(struct hbk_iscsi_conn *c, const struc
 	else if ((dlen && (!wr || !c->p.immediate_data || dlen > edtl || dlen > c->p.first_burst)) ||
 		 (!final && !wr))
 		rej = HBK_ISCSI_REJECT_PROTOCOL;
-	else if (unsol && dlen >= HBK_MIN(edtl, c->p.first_burst))
+	else if (unsol && dlen >= HBK_MIN(edtl, c->p.first_burst)) {
 		/* F = 0 announces unsolicited Data-Out, but the immediate data
 		 * is already all the write may send unsolicited: none can
 		 * follow, and the task would wait for it until the stall
-		 * timeout dropped the connection. */
+		 * timeout dropped the connection.  Nor is any to be dropped:
+		 * its ITT is not noted among the aborted ones. */
 		rej = HBK_ISCSI_REJECT_PROTOCOL;
-	else if (h->ahs_len && ahs_walk(h) < 0)
+		unsol = false;
+	} else if (h->ahs_len && ahs_walk(h) < 0)
 		rej = HBK_ISCSI_REJECT_INVALID_FIELD;
 	else if (imm && c->nimmediate >= HBK_ISCSI_MAX_IMMEDIATE)
 		rej = HBK_ISCSI_REJECT_IMMEDIATE;
