@@ -168,20 +168,25 @@ static void issue(struct job *j, struct slot *s)
 	pthread_mutex_unlock(&j->lock);
 }
 
-/* Counts a completed I/O of slot s. */
+/* Counts a completed I/O of slot s: a failed one as an error only, so IOPS,
+ * the read/write split and the latency histogram hold the I/Os that did
+ * their work. */
 static void record(struct job *j, struct slot *s, const struct hbk_blk_io *io)
 {
 	uint64_t lat = hbk_now_ns() - s->start_ns;
+	if (io->error) {
+		if (atomic_fetch_add(&j->errors, 1) < 5) {
+			char buf[64];
+			fprintf(stderr, "hbakit bench: I/O error at LBA %llu: %s (%s)\n",
+				(unsigned long long)io->lba, strerror(-io->error),
+				hbk_scsi_result_str(&io->result, buf, sizeof(buf)));
+		}
+		return;
+	}
 	atomic_fetch_add_explicit(&j->lat[lat_bucket(lat)], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&j->ios, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(io->op == HBK_BLK_READ ? &j->reads : &j->writes, 1,
 				  memory_order_relaxed);
-	if (io->error && atomic_fetch_add(&j->errors, 1) < 5) {
-		char buf[64];
-		fprintf(stderr, "hbakit bench: I/O error at LBA %llu: %s (%s)\n",
-			(unsigned long long)io->lba, strerror(-io->error),
-			hbk_scsi_result_str(&io->result, buf, sizeof(buf)));
-	}
 }
 
 static void slot_done(struct hbk_blk_io *io)

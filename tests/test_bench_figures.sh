@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# The figures `hbakit bench` prints, on fixed workloads (--size, so counts
+# not timings): a failed I/O counts as an error, never toward IOPS, the
+# read/write split or the latency percentiles; the JSON output parses
+# (python3) whatever the run measured.
+. "$(dirname "$0")/lib/common.sh"
+need python3
+H=$BUILD/hbakit
+RAM=(--driver "$BUILD/drivers/hbk-ram" --driver-arg size=8M)
+
+# check JSON PYTHON_EXPR: the expression, over the parsed output d, holds.
+check() {
+	python3 -c 'import json, sys
+d = json.loads(sys.argv[1])
+r = d["results"]
+sys.exit(0 if eval(sys.argv[2]) else 1)' "$1" "$2" || fail "not $2: $1"
+}
+
+# 16 writes to a write-protected LUN, each rejected: 16 errors, no IOPS.
+out=$($H bench "${RAM[@]}" --driver-arg ro=1 --mode per-task --rw write --bs 4k --iodepth 4 \
+	--size 64k --output-format json 2>/dev/null); rc=$?
+[ $rc -eq 1 ] || fail "a run with I/O errors gave status $rc, not 1: $out"
+check "$out" 'r[0]["errors"] == 16 and r[0]["ios"] == 0 and r[0]["iops"] == 0 and r[0]["write_iops"] == 0'
+check "$out" 'r[0]["lat_us"] == {"p50": 0, "p99": 0, "p99.9": 0}'
+
+# Mixed, one job at a time: the reads succeed, the writes fail; the reads
+# and the errors add up to the 64 I/Os, and IOPS are the reads'.
+out=$($H bench "${RAM[@]}" --driver-arg ro=1 --mode bundled --rw randrw --rwmixread 50 \
+	--ioengine psync --size 256k --output-format json 2>/dev/null)
+check "$out" 'r[0]["ios"] + r[0]["errors"] == 64 and r[0]["ios"] > 0 and r[0]["errors"] > 0'
+check "$out" 'r[0]["write_iops"] == 0 and r[0]["read_iops"] == r[0]["iops"] > 0'
+echo "bench figures ok"
