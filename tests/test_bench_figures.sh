@@ -31,4 +31,11 @@ out=$($H bench "${RAM[@]}" --driver-arg ro=1 --mode bundled --rw randrw --rwmixr
 	--ioengine psync --size 256k --output-format json 2>/dev/null)
 check "$out" 'r[0]["ios"] + r[0]["errors"] == 64 and r[0]["ios"] > 0 and r[0]["errors"] > 0'
 check "$out" 'r[0]["write_iops"] == 0 and r[0]["read_iops"] == r[0]["iops"] > 0'
+# Both paths, neither completing an I/O: no ratio to give, and the JSON
+# still parses (null, not nan); the table says "-".
+out=$($H bench "${RAM[@]}" --driver-arg ro=1 --rw write --bs 4k --iodepth 4 --size 64k \
+	--output-format json 2>/dev/null)
+check "$out" 'd["bundled_over_per_task"] is None and len(r) == 2'
+out=$($H bench "${RAM[@]}" --driver-arg ro=1 --rw write --bs 4k --iodepth 4 --size 64k 2>/dev/null)
+echo "$out" | grep -q "^bundled / per-task IOPS: -$" || fail "no ratio without I/O: $out"
 echo "bench figures ok"

@@ -523,6 +523,17 @@ static void print_json(const struct bench_opts *o, const struct result *r, bool 
 	       r->driver_cpu, last ? "" : ",");
 }
 
+/* Formats bundled / per-task with fmt into buf, or gives `none` when the
+ * per-task run completed no I/O (no NaN or inf in JSON or the table). */
+static const char *ratio_str(char *buf, size_t n, double bundled, double per_task,
+			     const char *fmt, const char *none)
+{
+	if (!(per_task > 0))
+		return none;
+	snprintf(buf, n, fmt, bundled / per_task);
+	return buf;
+}
+
 /*
  * The story's experiment: the workloads its team ran with fio against the
  * RAID 5 controller (4 jobs x iodepth 32; 1 MiB sequential writes at
@@ -578,6 +589,7 @@ static int run_suite(const struct bench_opts *base)
 			break;
 		}
 		double iops[2], mib[2];
+		char ratio[32];
 		for (unsigned m = 0; m < 2; m++) {
 			iops[m] = (double)r[m].ios / r[m].seconds;
 			mib[m] = iops[m] * (double)o.bs / 1048576.0;
@@ -586,13 +598,14 @@ static int run_suite(const struct bench_opts *base)
 		if (base->json) {
 			for (unsigned m = 0; m < 2; m++)
 				print_json(&o, &r[m], false);
-			printf("    {\"workload\": \"%s\", \"bundled_over_per_task\": %.3f}%s\n",
-			       sj->label, iops[1] / iops[0],
+			printf("    {\"workload\": \"%s\", \"bundled_over_per_task\": %s}%s\n",
+			       sj->label, ratio_str(ratio, sizeof(ratio), iops[1], iops[0], "%.3f", "null"),
 			       k + 1 == HBK_ARRAY_SIZE(seed_jobs) ? "" : ",");
 			continue;
 		}
-		printf("%-18s %2ux%-2u %11.0f %9.1f %11.0f %9.1f %6.2fx  ", sj->label, o.numjobs,
-		       o.iodepth, iops[0], mib[0], iops[1], mib[1], iops[1] / iops[0]);
+		printf("%-18s %2ux%-2u %11.0f %9.1f %11.0f %9.1f %7s  ", sj->label, o.numjobs,
+		       o.iodepth, iops[0], mib[0], iops[1], mib[1],
+		       ratio_str(ratio, sizeof(ratio), iops[1], iops[0], "%.2fx", "-"));
 		for (unsigned b = 0; b < HBK_HIST_BUCKETS; b++)
 			printf("%s%llu", b ? "/" : " ", (unsigned long long)r[1].stats.hist[b]);
 		printf("\n");
@@ -752,15 +765,21 @@ int cli_bench(int argc, char **argv)
 		else
 			print_normal(&o, &res[m]);
 	}
+	char ratio[32];
+	double bundled = 0, per_task = 0;
+	if (o.both) {
+		bundled = (double)res[1].ios / res[1].seconds;
+		per_task = (double)res[0].ios / res[0].seconds;
+	}
 	if (o.json) {
 		printf("]");
 		if (o.both)
-			printf(", \"bundled_over_per_task\": %.3f",
-			       (double)res[1].ios / res[1].seconds / ((double)res[0].ios / res[0].seconds));
+			printf(", \"bundled_over_per_task\": %s",
+			       ratio_str(ratio, sizeof(ratio), bundled, per_task, "%.3f", "null"));
 		printf("}\n");
 	} else if (o.both) {
-		printf("bundled / per-task IOPS: %.2fx\n",
-		       (double)res[1].ios / res[1].seconds / ((double)res[0].ios / res[0].seconds));
+		printf("bundled / per-task IOPS: %s\n",
+		       ratio_str(ratio, sizeof(ratio), bundled, per_task, "%.2fx", "-"));
 	}
 	return res[first].errors || res[last].errors ? 1 : 0;
 }
