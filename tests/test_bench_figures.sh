@@ -38,4 +38,10 @@ out=$($H bench "${RAM[@]}" --driver-arg ro=1 --rw write --bs 4k --iodepth 4 --si
 check "$out" 'd["bundled_over_per_task"] is None and len(r) == 2'
 out=$($H bench "${RAM[@]}" --driver-arg ro=1 --rw write --bs 4k --iodepth 4 --size 64k 2>/dev/null)
 echo "$out" | grep -q "^bundled / per-task IOPS: -$" || fail "no ratio without I/O: $out"
+# Sequential jobs get a region of the span each; with more jobs than the
+# span has I/Os (a 2 MiB LUN, 4 jobs of 1 MiB I/Os) they share its I/Os
+# and none goes past the end.
+out=$($H bench --driver "$BUILD/drivers/hbk-ram" --driver-arg size=2M --mode per-task --rw read \
+	--bs 1M --numjobs 4 --iodepth 1 --size 2M --output-format json 2>&1) || fail "exit $?: $out"
+check "$out" 'r[0]["errors"] == 0 and r[0]["ios"] == 8'
 echo "bench figures ok"

@@ -364,9 +364,11 @@ static int run_mode(const struct bench_opts *o, enum hbk_ctl_mode mode, struct r
 		j->lun = lun;
 		j->lat = lat;
 		j->blocks_per_io = o->bs / li->block_size;
-		/* Random jobs share the LUN; sequential jobs get a region each. */
+		/* Random jobs share the LUN; sequential jobs get a region each,
+		 * of one I/O and shared round the span when it holds fewer
+		 * I/Os than there are jobs (never past the span's end). */
 		j->span_ios = is_random(o->rw) ? lun_ios : HBK_MAX(lun_ios / o->numjobs, 1);
-		j->first_io = is_random(o->rw) ? 0 : k * j->span_ios;
+		j->first_io = is_random(o->rw) ? 0 : k * j->span_ios % lun_ios;
 		j->slots = calloc(depth, sizeof(*j->slots));
 		if (!j->slots) {
 			err = -ENOMEM;
