@@ -69,19 +69,21 @@ done
 SPEC="level=0,chunk=64k,disk=file:$A,disk=file:$B"
 "$BUILD/hbakit" raid create "$SPEC" >/dev/null || exit 1
 
+# fio's IOPS (reads over the run, not its per-second samples' mean), or
+# nothing if it reported an error
 fio_iops() {
 	fio --name=raid0-members --filename="$A:$B" --ioengine=io_uring --direct=1 \
 	    --rw=randread --bs=4k --iodepth=32 --numjobs=1 --time_based --runtime="$RUNTIME" \
 	    --output-format=json 2>/dev/null |
-		python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["read"]["iops"]))'
+		python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; j["error"] or print(round(j["read"]["iops"]))'
 }
 
-# hbakit [EXTRA_SPEC_KEYS]: "IOPS CPU_US_PER_IO"
+# hbakit [EXTRA_SPEC_KEYS]: "IOPS CPU_US_PER_IO", or nothing if I/O failed
 hbakit_iops() {
 	"$BUILD/hbakit" bench --driver "$BUILD/drivers/hbk-raid" --driver-arg "array=r0:$SPEC$1" "${DARGS[@]}" \
 	    --mode bundled --rw randread --bs 4k --iodepth 32 --numjobs 1 --runtime "$RUNTIME" \
 	    --output-format json 2>/dev/null |
-		python3 -c 'import json,sys; r=json.load(sys.stdin)["results"][0]; print(round(r["iops"]), "%.1f" % r["cpu_us_per_io"])'
+		python3 -c 'import json,sys; r=json.load(sys.stdin)["results"][0]; r["errors"] or print(round(r["iops"]), "%.1f" % r["cpu_us_per_io"])'
 }
 
 median() {
