@@ -44,4 +44,8 @@ echo "$out" | grep -q "^bundled / per-task IOPS: -$" || fail "no ratio without I
 out=$($H bench --driver "$BUILD/drivers/hbk-ram" --driver-arg size=2M --mode per-task --rw read \
 	--bs 1M --numjobs 4 --iodepth 1 --size 2M --output-format json 2>&1) || fail "exit $?: $out"
 check "$out" 'r[0]["errors"] == 0 and r[0]["ios"] == 8'
+# --warmup reads the span's whole I/Os, whatever bytes --span gives.
+out=$($H bench "${RAM[@]}" --mode bundled --rw randread --span 1048676 --warmup --size 64k \
+	--iodepth 4 --output-format json 2>&1) || fail "a span of 1 MiB + 100 B with --warmup: $out"
+check "$out" 'r[0]["errors"] == 0 and r[0]["ios"] == 16'
 echo "bench figures ok"

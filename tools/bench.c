@@ -344,7 +344,9 @@ static int run_mode(const struct bench_opts *o, enum hbk_ctl_mode mode, struct r
 	uint64_t lun_bytes = li->nblocks * li->block_size;
 	uint64_t span = o->span ? HBK_MIN(o->span, lun_bytes) : lun_bytes;
 	uint64_t lun_ios = span / o->bs;
-	if (o->warmup && (err = warm_up(c, lun, li, span))) {
+	/* The warm-up reads what the run can touch: whole I/Os of the span
+	 * (a tail shorter than a block would make a read of no blocks). */
+	if (o->warmup && (err = warm_up(c, lun, li, lun_ios * o->bs))) {
 		hbk_ctl_close(c);
 		return err;
 	}
