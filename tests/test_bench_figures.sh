@@ -48,4 +48,13 @@ check "$out" 'r[0]["errors"] == 0 and r[0]["ios"] == 8'
 out=$($H bench "${RAM[@]}" --mode bundled --rw randread --span 1048676 --warmup --size 64k \
 	--iodepth 4 --output-format json 2>&1) || fail "a span of 1 MiB + 100 B with --warmup: $out"
 check "$out" 'r[0]["errors"] == 0 and r[0]["ios"] == 16'
+# A run that fails ends the JSON list with its error; the JSON stays whole:
+# a LUN that does not exist, and the seed suite on a 512 KiB LUN, whose
+# 1 MiB writes do not fit after three workloads that ran.
+out=$($H bench "${RAM[@]}" --lun 3 --size 64k --output-format json 2>/dev/null) &&
+	fail "a bench of a missing LUN passed"
+check "$out" 'r == [{"mode": "per-task", "error": "No such device"}]'
+out=$($H bench --driver "$BUILD/drivers/hbk-ram" --driver-arg size=512k --suite seed --size 64k \
+	--output-format json 2>/dev/null) && fail "a suite with a failed workload passed"
+check "$out" 'r[-1] == {"workload": "1m write", "error": "Invalid argument"} and r[-2]["workload"] == "4k randwrite"'
 echo "bench figures ok"

@@ -353,7 +353,12 @@ static int run_mode(const struct bench_opts *o, enum hbk_ctl_mode mode, struct r
 	unsigned depth = o->psync ? 1 : o->iodepth;
 	struct job *jobs = calloc(o->numjobs, sizeof(*jobs));
 	atomic_ullong *lat = calloc(LAT_BUCKETS, sizeof(*lat));
-	err = jobs && lat && lun_ios ? 0 : -ENOMEM;
+	err = jobs && lat ? 0 : -ENOMEM;
+	if (!err && !lun_ios) {
+		fprintf(stderr, "hbakit bench: the LUN's %llu bytes hold no I/O of --bs %llu\n",
+			(unsigned long long)span, (unsigned long long)o->bs);
+		err = -EINVAL;
+	}
 	/* Every job's lock and condition first, so the clean-up below destroys
 	 * only initialised ones whichever set-up step fails. */
 	for (unsigned k = 0; jobs && k < o->numjobs; k++) {
@@ -588,7 +593,15 @@ static int run_suite(const struct bench_opts *base)
 		o.psync = sj->psync;
 		o.name = rw_label[sj->rw];
 		struct result *r = &res[2 * k];
-		if (run_mode(&o, HBK_MODE_PER_TASK, &r[0]) || run_mode(&o, HBK_MODE_BUNDLED, &r[1])) {
+		int err = run_mode(&o, HBK_MODE_PER_TASK, &r[0]);
+		if (!err)
+			err = run_mode(&o, HBK_MODE_BUNDLED, &r[1]);
+		if (err) {
+			/* The list ends with the workload that failed, so the JSON
+			 * stays whole (strerror's text needs no escapes). */
+			if (base->json)
+				printf("    {\"workload\": \"%s\", \"error\": \"%s\"}\n", sj->label,
+				       hbk_strerror(err));
 			rc = 1;
 			break;
 		}
@@ -762,8 +775,14 @@ int cli_bench(int argc, char **argv)
 		printf("{\"results\": [\n");
 	for (unsigned m = first; m <= last; m++) {
 		int err = run_mode(&o, modes[m], &res[m]);
-		if (err)
+		if (err) {
+			/* The list ends with the run that failed, so the JSON stays
+			 * whole (strerror's text needs no escapes). */
+			if (o.json)
+				printf("    {\"mode\": \"%s\", \"error\": \"%s\"}\n]}\n",
+				       m ? "bundled" : "per-task", hbk_strerror(err));
 			return 1;
+		}
 		if (o.json)
 			print_json(&o, &res[m], m == last);
 		else
