@@ -11,7 +11,6 @@
  * per I/O (host and driver process), for one path or both side by side.
  */
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -23,6 +22,7 @@
 
 #include "common/common.h"
 #include "tools/cli.h"
+#include "tools/lat_hist.h"
 
 enum rw { RW_READ, RW_WRITE, RW_RANDREAD, RW_RANDWRITE, RW_RANDRW, RW_RW };
 
@@ -41,10 +41,6 @@ struct bench_opts {
 	bool psync;         /* --ioengine psync: a thread per job, one I/O at a time */
 	const char *name;
 };
-
-/* Latency histogram: 64 octaves of 16 linear sub-buckets (about 6% wide). */
-#define LAT_SUB 16
-#define LAT_BUCKETS (64 * LAT_SUB)
 
 struct result {
 	const char *mode;
@@ -79,34 +75,6 @@ struct job {
 	pthread_cond_t cond;
 	pthread_t thread;         /* psync */
 };
-
-static unsigned lat_bucket(uint64_t ns)
-{
-	if (ns < LAT_SUB)
-		return (unsigned)ns;
-	unsigned msb = 63 - (unsigned)__builtin_clzll(ns);
-	unsigned sub = (unsigned)(ns >> (msb - 4)) & (LAT_SUB - 1);
-	return (msb - 3) * LAT_SUB + sub;
-}
-
-static double lat_value(unsigned b)
-{
-	if (b < LAT_SUB)
-		return b;
-	unsigned msb = b / LAT_SUB + 3, sub = b % LAT_SUB;
-	return (double)((uint64_t)(LAT_SUB + sub) << (msb - 4)) * (1 + 0.5 / LAT_SUB);
-}
-
-static double percentile(const uint64_t *lat, uint64_t total, double p)
-{
-	uint64_t want = (uint64_t)ceil(p / 100.0 * (double)total), seen = 0;
-	for (unsigned b = 0; b < LAT_BUCKETS; b++) {
-		seen += lat[b];
-		if (seen >= want && lat[b])
-			return lat_value(b);
-	}
-	return 0;
-}
 
 static uint64_t xorshift(uint64_t *s)
 {
@@ -470,8 +438,8 @@ static void print_normal(const struct bench_opts *o, const struct result *r)
 	       iops, (double)r->reads / r->seconds, (double)r->writes / r->seconds,
 	       iops * (double)o->bs / 1048576.0, (unsigned long long)r->errors, r->seconds);
 	printf("  latency usec: p50 %.1f  p99 %.1f  p99.9 %.1f\n",
-	       percentile(r->lat, r->ios, 50) / 1e3, percentile(r->lat, r->ios, 99) / 1e3,
-	       percentile(r->lat, r->ios, 99.9) / 1e3);
+	       lat_percentile(r->lat, r->ios, 500) / 1e3, lat_percentile(r->lat, r->ios, 990) / 1e3,
+	       lat_percentile(r->lat, r->ios, 999) / 1e3);
 	printf("  calls per task %.3f  (%llu calls, %llu tasks, %llu completion batches, "
 	       "%llu doorbells, %llu driver wakes)\n", calls,
 	       (unsigned long long)r->stats.io_calls, (unsigned long long)r->stats.tasks,
@@ -510,8 +478,8 @@ static void print_json(const struct bench_opts *o, const struct result *r, bool 
 	       (double)r->reads / r->seconds, (double)r->writes / r->seconds,
 	       iops * (double)o->bs / 1048576.0);
 	printf("     \"lat_us\": {\"p50\": %.2f, \"p99\": %.2f, \"p99.9\": %.2f},\n",
-	       percentile(r->lat, r->ios, 50) / 1e3, percentile(r->lat, r->ios, 99) / 1e3,
-	       percentile(r->lat, r->ios, 99.9) / 1e3);
+	       lat_percentile(r->lat, r->ios, 500) / 1e3, lat_percentile(r->lat, r->ios, 990) / 1e3,
+	       lat_percentile(r->lat, r->ios, 999) / 1e3);
 	printf("     \"calls\": %llu, \"tasks\": %llu, \"calls_per_task\": %.4f, "
 	       "\"completion_batches\": %llu, \"doorbells\": %llu, \"driver_wakes\": %llu, "
 	       "\"ring_polls\": %llu, \"ring_polls_caught\": %llu, \"slots_per_call\": {",
