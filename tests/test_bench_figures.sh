@@ -57,4 +57,17 @@ check "$out" 'r == [{"mode": "per-task", "error": "No such device"}]'
 out=$($H bench --driver "$BUILD/drivers/hbk-ram" --driver-arg size=512k --suite seed --size 64k \
 	--output-format json 2>/dev/null) && fail "a suite with a failed workload passed"
 check "$out" 'r[-1] == {"workload": "1m write", "error": "Invalid argument"} and r[-2]["workload"] == "4k randwrite"'
+# A driver attached to (--attach) is no child of the bench: its CPU is not
+# known, and CPU per I/O says so (null) rather than give the host's as all.
+A=$(mktemp -d)
+trap 'rm -rf "$A"' EXIT
+"$BUILD/drivers/hbk-ram" --listen "$A/ram.sock" size=8M 2>"$A/driver.log" &
+drv=$!
+for _ in $(seq 200); do [ -S "$A/ram.sock" ] && break; sleep 0.05; done
+out=$($H bench --attach "$A/ram.sock" --mode bundled --size 64k --output-format json 2>&1) ||
+	fail "bench --attach: $out $(cat "$A/driver.log")"
+wait "$drv" || fail "the attached driver exited $?"
+check "$out" 'r[0]["ios"] == 16 and r[0]["driver_cpu_s"] is None and r[0]["cpu_us_per_io"] is None'
+out=$($H bench "${RAM[@]}" --mode bundled --size 64k --output-format json 2>&1) || fail "exit $?: $out"
+check "$out" 'r[0]["driver_cpu_s"] >= 0 and r[0]["cpu_us_per_io"] >= 0'
 echo "bench figures ok"

@@ -46,7 +46,7 @@ struct result {
 	const char *mode;
 	uint64_t ios, reads, writes, errors;
 	double seconds;
-	double host_cpu, driver_cpu;
+	double host_cpu, driver_cpu;   /* driver_cpu < 0: not known (--attach) */
 	struct hbk_ctl_stats stats;
 	uint64_t lat[LAT_BUCKETS];
 };
@@ -192,22 +192,24 @@ static double process_cpu(void)
 	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
+/* CPU seconds the driver process has used, or -1 if not known: a driver
+ * attached to (--attach) has no pid here, and a gone one no /proc entry. */
 static double driver_cpu(int pid)
 {
 	if (pid <= 0)
-		return 0;
+		return -1;
 	char path[64], buf[1024];
 	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
 	FILE *f = fopen(path, "r");
 	if (!f)
-		return 0;
+		return -1;
 	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = 0;
 	char *p = strrchr(buf, ')');
 	unsigned long ut = 0, st = 0;
 	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-		return 0;
+		return -1;
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
@@ -399,7 +401,8 @@ static int run_mode(const struct bench_opts *o, enum hbk_ctl_mode mode, struct r
 		}
 		res->seconds = (double)(hbk_now_ns() - t0) / 1e9;
 		res->host_cpu = process_cpu() - cpu0;
-		res->driver_cpu = driver_cpu(hbk_ctl_driver_pid(c)) - dcpu0;
+		double dcpu1 = driver_cpu(hbk_ctl_driver_pid(c));
+		res->driver_cpu = dcpu0 < 0 || dcpu1 < 0 ? -1 : dcpu1 - dcpu0;
 		hbk_ctl_stats(c, &res->stats);
 		for (unsigned k = 0; k < o->numjobs; k++) {
 			res->ios += jobs[k].ios;
@@ -452,9 +455,13 @@ static void print_normal(const struct bench_opts *o, const struct result *r)
 		printf("\n  completion ring polls: %llu, %llu caught",
 		       (unsigned long long)r->stats.ring_polls,
 		       (unsigned long long)r->stats.ring_polls_caught);
-	printf("\n  CPU per I/O: %.2f us (host %.2f s, driver %.2f s)\n",
-	       r->ios ? (r->host_cpu + r->driver_cpu) / (double)r->ios * 1e6 : 0, r->host_cpu,
-	       r->driver_cpu);
+	if (r->driver_cpu < 0)
+		printf("\n  CPU per I/O: host %.2f us (host %.2f s, driver not known)\n",
+		       r->ios ? r->host_cpu / (double)r->ios * 1e6 : 0, r->host_cpu);
+	else
+		printf("\n  CPU per I/O: %.2f us (host %.2f s, driver %.2f s)\n",
+		       r->ios ? (r->host_cpu + r->driver_cpu) / (double)r->ios * 1e6 : 0,
+		       r->host_cpu, r->driver_cpu);
 	bool any = false;
 	for (unsigned k = 1; k < HBK_RULES; k++)
 		if (r->stats.violations[k]) {
@@ -495,9 +502,15 @@ static void print_json(const struct bench_opts *o, const struct result *r, bool 
 		if (r->stats.violations[k])
 			printf("%s\"HBK-C%02u\": %llu", n++ ? ", " : "", k,
 			       (unsigned long long)r->stats.violations[k]);
-	printf("},\n     \"cpu_us_per_io\": %.3f, \"host_cpu_s\": %.3f, \"driver_cpu_s\": %.3f}%s\n",
-	       r->ios ? (r->host_cpu + r->driver_cpu) / (double)r->ios * 1e6 : 0, r->host_cpu,
-	       r->driver_cpu, last ? "" : ",");
+	/* Host and driver, or null when the driver's CPU is not known. */
+	char cpu[32] = "null", dcpu[32] = "null";
+	if (r->driver_cpu >= 0) {
+		snprintf(cpu, sizeof(cpu), "%.3f",
+			 r->ios ? (r->host_cpu + r->driver_cpu) / (double)r->ios * 1e6 : 0);
+		snprintf(dcpu, sizeof(dcpu), "%.3f", r->driver_cpu);
+	}
+	printf("},\n     \"cpu_us_per_io\": %s, \"host_cpu_s\": %.3f, \"driver_cpu_s\": %s}%s\n",
+	       cpu, r->host_cpu, dcpu, last ? "" : ",");
 }
 
 /* Formats bundled / per-task with fmt into buf, or gives `none` when the
