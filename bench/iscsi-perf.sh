@@ -108,8 +108,14 @@ run_job() {
 	cmd=$(job_cmd "$1")
 	case $1 in
 	randread-4k)
-		# It runs until interrupted and updates one line with \r.
+		# It runs until interrupted and updates one line with \r; a failed
+		# read ends it with ABORTED! (after averages of the reads so far).
 		out=$($cmd 2>&1 | tr '\r' '\n')
+		if echo "$out" | grep -q '^ABORTED'; then
+			echo "$1 on $2: $(echo "$out" | grep -v '^ *$' | tail -2 | tr '\n' ' ')" >>"$T/errors"
+			echo ERR
+			return
+		fi
 		echo "$out" | grep -q 'iops average' ||
 			echo "$1 on $2: $(echo "$out" | tail -2 | tr '\n' ' ')" >>"$T/errors"
 		echo "$out" | grep -o 'iops average [0-9]*' | tail -1 | awk '{ print $3 } END { if (!NR) print "ERR" }' ;;
