@@ -17,6 +17,7 @@
 # backends take turns going first.  Prints one table: per job and backend
 # the median IOPS and MiB/s over the rounds, every round's IOPS, and the
 # ratios of the medians to nbdkit memory and to the hand-off yardstick.
+# A run that fails shows as ERR, and the script then exits 1.
 #
 #   bench/fio-seed.sh [--rounds N] [--runtime S] [--size SIZE] [--jobs a,b,...]
 #
@@ -127,6 +128,8 @@ done
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2); else print "ERR" }'; }
 echo
 printf '%-13s %-9s %10s %9s  %-26s %9s %s\n' job backend IOPS MiB/s "IOPS per round" "vs memory" "vs handoff"
+# num VALUE FORMAT: VALUE in FORMAT, or ERR when no round gave one.
+num() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "ERR") print "ERR"; else printf f, v }'; }
 # pct A B: A as a percentage of B, or "-".
 pct() { awk -v a="$1" -v m="$2" 'BEGIN { if (m > 0 && a != "ERR") printf "%.0f%%", 100 * a / m; else print "-" }'; }
 for j in "${jobs[@]}"; do
@@ -136,7 +139,11 @@ for j in "${jobs[@]}"; do
 		iops=$(awk -v j="$j" -v b="$b" '$1 == j && $2 == b && $4 != "ERR" { print $4 }' "$T/results" | median)
 		mib=$(awk -v j="$j" -v b="$b" '$1 == j && $2 == b && $5 != "ERR" { print $5 / 1024 }' "$T/results" | median)
 		runs=$(awk -v j="$j" -v b="$b" '$1 == j && $2 == b { printf "%s%s", s, $4; s = "/" }' "$T/results")
-		printf '%-13s %-9s %10.0f %9.1f  %-26s %9s %s\n' "$j" "$b" "$iops" "$mib" "$runs" \
+		printf '%-13s %-9s %10s %9s  %-26s %9s %s\n' "$j" "$b" "$(num "$iops" %.0f)" "$(num "$mib" %.1f)" "$runs" \
 			"$(pct "$iops" "$base")" "$(pct "$iops" "$yard")"
 	done
 done
+if grep -q ' ERR' "$T/results"; then
+	echo "fio-seed: some runs failed (ERR above)" >&2
+	exit 1
+fi
