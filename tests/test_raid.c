@@ -1164,14 +1164,6 @@ static void lone_run_leaves_other_stale(struct hbk_disk **d, uint32_t seed)
 	hbk_raid_close(r);
 }
 
-/* A RAID 1 whose halves each ran alone (a split brain): disk 0 was
- * assembled without disk 1 and written, then disk 1 without disk 0 and
- * written differently.  Each superblock says the other disk failed, so
- * either half may hold acknowledged writes the other lacks: assembling both
- * is refused and reported, in either order, also with force (given for a
- * missing disk or a dirty array, it must not drop writes), until
- * accept_split_brain picks the newest half (the first disk given on a
- * tie). */
 /* The same disk given twice is refused: as a spare it would fill two
  * failed slots, one disk holding two members' data. */
 static void test_assemble_refuses_a_disk_twice(void **state)
@@ -1275,6 +1267,14 @@ static void test_replace_refuses_a_disk_in_use(void **state)
 		unlink(path[i]);
 }
 
+/* A RAID 1 whose halves each ran alone (a split brain): disk 0 was
+ * assembled without disk 1 and written, then disk 1 without disk 0 and
+ * written differently.  Each superblock says the other disk failed, so
+ * either half may hold acknowledged writes the other lacks: assembling both
+ * is refused and reported, in either order, also with force (given for a
+ * missing disk or a dirty array, it must not drop writes), until
+ * accept_split_brain picks the newest half (the first disk given on a
+ * tie). */
 static void test_split_brain_is_refused(void **state)
 {
 	(void)state;
