@@ -1267,6 +1267,30 @@ static void test_replace_refuses_a_disk_in_use(void **state)
 		unlink(path[i]);
 }
 
+/* A spare whose superblock cannot be written is not a spare: adding it
+ * says so, and a failed member then waits for a replacement. */
+static void test_spare_that_cannot_be_written_is_refused(void **state)
+{
+	(void)state;
+	static const struct level l = { HBK_RAID1, 2 };
+	struct hbk_disk *d[2], *spare;
+	make_disks(d, l.n);
+	assert_int_equal(hbk_disk_open_mem(DISK, &spare), 0);
+	struct hbk_raid *r = create(&l, d, NULL);
+	write_all(r, 1170);
+	hbk_disk_inject(spare, &(struct hbk_disk_fault){ .fail_all = true, .error = -EIO });
+	assert_int_equal(hbk_raid_add_spare(r, spare), -EIO);
+	struct hbk_raid_status st;
+	hbk_raid_status(r, &st);
+	assert_int_equal(st.spares, 0);
+	assert_int_equal(hbk_raid_fail(r, 1), 0);
+	assert_int_equal(state_of(r), HBK_RAID_DEGRADED);
+	check_all(r, 1170);
+	hbk_raid_close(r);
+	hbk_disk_close(spare);
+	close_disks(d, l.n);
+}
+
 /* A RAID 1 whose halves each ran alone (a split brain): disk 0 was
  * assembled without disk 1 and written, then disk 1 without disk 0 and
  * written differently.  Each superblock says the other disk failed, so
@@ -2249,6 +2273,7 @@ int main(void)
 		cmocka_unit_test(test_assemble_refuses_a_disk_twice),
 		cmocka_unit_test(test_spare_opened_twice_is_one_spare),
 		cmocka_unit_test(test_replace_refuses_a_disk_in_use),
+		cmocka_unit_test(test_spare_that_cannot_be_written_is_refused),
 		cmocka_unit_test(test_split_brain_is_refused),
 		cmocka_unit_test(test_replaced_disk_is_no_split_brain),
 		cmocka_unit_test(test_split_brain_edges),

@@ -244,8 +244,9 @@ bool hbk_raid_fail_stops(struct hbk_raid *r, unsigned slot);
 int hbk_raid_replace(struct hbk_raid *r, unsigned slot, struct hbk_disk *d);
 
 /* Adds d (borrowed) as a hot spare.  Returns 0, -EINVAL (too small, already
- * used, as for hbk_raid_replace), -ENOSPC (HBK_RAID_MAX_SPARES).  Same
- * threads as hbk_raid_fail. */
+ * used, as for hbk_raid_replace), -ENOSPC (HBK_RAID_MAX_SPARES), -EIO (its
+ * superblock could not be written: it is not a spare).  Same threads as
+ * hbk_raid_fail. */
 int hbk_raid_add_spare(struct hbk_raid *r, struct hbk_disk *d);
 
 /* Sets the rebuild and resync rate in bytes/s (0: unlimited).  Any thread. */

@@ -498,6 +498,14 @@ int hbk_raid_add_spare(struct hbk_raid *r, struct hbk_disk *d)
 		r->spare[r->nspares++] = d;
 		r->meta_want++;
 		raid_meta_sync_locked(r);
+		/* A spare whose superblock cannot be written is dropped by the
+		 * metadata round; one that took a failed slot meanwhile is in. */
+		bool held = false;
+		for (unsigned i = 0; i < r->nspares; i++)
+			held = held || r->spare[i] == d;
+		for (unsigned i = 0; i < r->n; i++)
+			held = held || atomic_load(&r->m[i].disk) == d;
+		rc = held ? 0 : -EIO;
 	}
 	pthread_mutex_unlock(&r->lock);
 	return rc;
