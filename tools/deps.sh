@@ -9,10 +9,14 @@
 # README's commands run this script before make.
 set -u
 # The compiler and make (build-essential; gcc brings its ASan/UBSan/TSan
-# runtimes), cmocka for the tests, clang for the -Werror build, cppcheck for
-# `make lint` and valgrind for the memory check of `make check`; liburing (disk I/O), ISA-L (RAID
-# parity, CRC32C) and libnbd (network member disks) for the RAID controller.
-need=(build-essential libcmocka-dev clang cppcheck valgrind libnbd-dev liburing-dev libisal-dev)
+# runtimes), cmocka for the tests, clang for the -Werror build and, with
+# clang's runtimes (libclang-rt-dev: libFuzzer, ASan, UBSan; only a
+# recommendation of clang's, which --no-install-recommends leaves out), for
+# the fuzz harnesses, cppcheck for `make lint` and valgrind for the memory
+# check of `make check`; liburing (disk I/O), ISA-L (RAID parity, CRC32C)
+# and libnbd (network member disks) for the RAID controller.
+need=(build-essential libcmocka-dev clang libclang-rt-dev cppcheck valgrind libnbd-dev liburing-dev
+      libisal-dev)
 # The nbdkit front end: nbdkit-plugin-dev builds the plugin; nbdkit, fio (its
 # nbd engine), libnbd-bin (nbdcopy, nbdinfo) and qemu-utils with
 # qemu-block-extra (qemu-img, qemu-io) run its tests and bench/fio-seed.sh.
