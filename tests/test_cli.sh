@@ -88,6 +88,14 @@ for c in "" bench info raid serve "serve iscsi"; do
 		[ $rc -eq 0 ] && echo "$out" | grep -q "^usage: hbakit" || fail "hbakit $c $h: status $rc, stdout: $out"
 	done
 done
+# Every command that opens a controller takes the same controller options
+# (tools/hbakit.c, cli_ctl_option), and its usage names each of them.
+for c in info bench "serve iscsi"; do
+	out=$($H $c --help)
+	for o in --driver --driver-arg --attach --mode --poll-us; do
+		echo "$out" | grep -q -- "$o\b" || fail "hbakit $c --help does not name $o: $out"
+	done
+done
 usage_err() {   # usage_err MESSAGE ARG...: status 2, MESSAGE and the usage on stderr, nothing on stdout
 	local want=$1 out err rc
 	shift

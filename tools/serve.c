@@ -28,6 +28,8 @@ static void serve_usage(FILE *f)
 		"  --driver-arg K=V       option for the driver, repeatable\n"
 		"  --attach SOCKET        use a driver started with --listen\n"
 		"  --mode auto|bundled|per-task   I/O path (auto)\n"
+		"  --poll-us N            bundled: poll the completion ring N us before\n"
+		"                         sleeping (100; 0 or -1: never)\n"
 		"  --listen ADDR:PORT     address to listen on (127.0.0.1:3260; port 0: any free)\n"
 		"  --iqn-prefix IQN       target names are IQN:tN (" HBK_ISCSI_IQN_PREFIX ")\n"
 		"  --chap-user U --chap-secret S\n"
