@@ -4,7 +4,8 @@
 # hbakit test runner: tests/run.sh BUILD_DIR...  For each build directory
 # (plain, ASan+UBSan, TSan) it runs every cmocka test binary in TAP mode and
 # every shell test (tests/test_*.sh: exit 0 pass, 77 skip, else fail), each
-# under a time limit so a hang is a failure.  A sanitizer report anywhere in a
+# under a time limit (HBK_TEST_TIMEOUT seconds, 300 by default) so a hang is
+# a failure.  A sanitizer report anywhere in a
 # test's output, driver processes included, fails that test.  Each test's
 # line ends with its wall time in seconds, each build with a line of its total
 # and the run with the test phase's total.  Ends with one line "N passed, N
