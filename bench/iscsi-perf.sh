@@ -15,7 +15,9 @@
 #   bench/iscsi-perf.sh [--rounds K] [--runtime S] [--count N] [--size SIZE] [--targets a,b,...]
 #
 # Defaults: 3 rounds, 4 s, 40000 requests, 256M LUNs, targets
-# bundled,per-task,tgt (about 1.5 minutes).  BUILD names the build
+# bundled,per-task,tgt (about 1.5 minutes).  --runtime is whole seconds, at
+# least 2: iscsi-perf reports its average once a second, and a run stopped
+# at the first report gives none.  BUILD names the build
 # directory (default build).  tgt (Debian package tgt) is installed when
 # missing and run as root; otherwise its column is left out with the
 # reason.  Everything listens on 127.0.0.1 only.  The machine should be
@@ -35,6 +37,10 @@ while [ $# -gt 0 ]; do
 	*) echo "usage: $0 [--rounds K] [--runtime S] [--count N] [--size SIZE] [--targets a,b,...]" >&2; exit 2 ;;
 	esac
 done
+[[ $RUNTIME =~ ^[0-9]+$ ]] && [ "$RUNTIME" -ge 2 ] || {
+	echo "$0: --runtime takes whole seconds, at least 2 (iscsi-perf reports once a second), not '$RUNTIME'" >&2
+	exit 2
+}
 for t in iscsi-perf qemu-img; do
 	command -v $t >/dev/null || fail "$t is not installed (tools/deps.sh: libiscsi-bin, qemu-utils)"
 done

@@ -23,7 +23,7 @@ printf '\nABORTED!\n'
 exit 1
 STUB
 chmod +x "$S/iscsi-perf"
-out=$(PATH=$S:$PATH timeout 120 bench/iscsi-perf.sh --targets bundled --rounds 1 --runtime 1 \
+out=$(PATH=$S:$PATH timeout 120 bench/iscsi-perf.sh --targets bundled --rounds 1 --runtime 2 \
 	--count 500 --size 4M 2>&1) || fail "iscsi-perf.sh exit $?: $out"
 echo "$out"
 echo "$out" | grep -qE '^randread-4k +bundled +ERR ' || fail "an aborted iscsi-perf gave a figure"
