@@ -2920,6 +2920,165 @@ static void held_requests_keep_bounded_data_aside(void **state)
 	healthy();
 }
 
+static void session_goes_on(struct sess *s, uint32_t lba, uint16_t blocks, uint32_t seed);
+
+/* Sends the header of a WRITE(10) of 8 blocks at lba with CmdSN cmdsn and
+ * all its data immediate, but only the first 1000 bytes of that data, and
+ * gives the target the time to read them: the command is not received
+ * until the rest comes. */
+static void write_imm_partly(struct sess *s, uint32_t itt, uint32_t cmdsn, uint32_t lba,
+			     const uint8_t *buf)
+{
+	uint8_t cdb[10] = { 0x2a, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16), (uint8_t)(lba >> 8),
+			    (uint8_t)lba, 0, 0, 8, 0 };
+	uint8_t h[BHS];
+	assert_true(!s->hdigest && !s->ddigest && s->immediate_data && s->first_burst >= 8 * BS &&
+		    s->send_mrdsl >= 8 * BS);
+	cmd_header(s, h, cdb, sizeof(cdb), true, 8 * BS, itt);
+	put32(h + 24, cmdsn);
+	put24(h + 5, 8 * BS);
+	assert_int_equal(send_all(s->fd, h, BHS), 0);
+	assert_int_equal(send_all(s->fd, buf, 1000), 0);
+}
+
+/* A command that fills a CmdSN gap is received only once its immediate
+ * data is all in: a task management request and a write held behind the
+ * gap wait until then, and the request, run after it in CmdSN order,
+ * finds the write as a whole (here: an ABORT TASK SET, which dropped the
+ * task its data was being read into). */
+static void held_requests_wait_for_the_command_being_read(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	uint32_t lba = SCRATCH(29) + 512, lba2 = SCRATCH(29) + 576;
+	login_ok(&s, NULL);
+	write_verify(&s, lba, 8, 0x3000);
+	write_verify(&s, lba2, 8, 0x3010);
+	uint8_t w[8 * BS], w2[8 * BS];
+	tl_fill(w, lba, 8, BS, 0x3001);
+	tl_fill(w2, lba2, 8, BS, 0x3011);
+	uint32_t n = s.cmdsn, itt = s.itt++, tm_itt = s.itt++, itt2 = s.itt++;
+
+	uint8_t tm[BHS] = { 0x02, 0x80 | 2 };             /* ABORT TASK SET, not immediate */
+	lun_bytes(tm);
+	put32(tm + 16, tm_itt);
+	put32(tm + 20, NO_TAG);
+	put32(tm + 24, n + 1);
+	put32(tm + 28, s.expstatsn);
+	assert_int_equal(send_pdu(&s, tm, NULL, 0, 0), 0);
+	write_imm(&s, itt2, n + 2, lba2, 8, w2);
+	quiet_while_the_gap_is_open(&s, n, "the requests after it");
+	write_imm_partly(&s, itt, n, lba, w);
+	quiet_while_the_gap_is_open(&s, n, "the requests after a command still being read");
+	assert_int_equal(send_all(s.fd, w + 1000, sizeof(w) - 1000), 0);
+	s.cmdsn = n + 3;
+	/* WRITE N, if the function found it done, answers before it; the
+	 * function answers; WRITE N + 2, after it, is left alone. */
+	bool tmf_done = false, write2_done = false;
+	while (!tmf_done || !write2_done) {
+		struct pdu p;
+		int rc = recv_pdu(&s, &p, IO_MS);
+		if (rc != R_PDU)
+			fail_msg("%s after the command came whole (TMF Response %s, WRITE N + 2 %s)",
+				 rc == R_TIMEOUT ? "nothing" : "the connection ended",
+				 tmf_done ? "came" : "missing", write2_done ? "done" : "missing");
+		unsigned op = p.h[0] & 0x3f;
+		uint32_t t = get32(p.h + 16);
+		if (op == OP_SCSI_RSP && t == itt) {
+			assert_false(tmf_done);
+			assert_int_equal(p.h[3], 0);
+		} else if (op == OP_TMF_RSP && t == tm_itt) {
+			assert_int_equal(p.h[2], 0);              /* function complete */
+			tmf_done = true;
+		} else if (op == OP_SCSI_RSP && t == itt2) {
+			assert_int_equal(p.h[3], 0);
+			write2_done = true;
+		} else {
+			fail_msg("opcode 0x%02x for task 0x%x (WRITE N 0x%x, TMF 0x%x, WRITE N + 2 0x%x)",
+				 op, t, itt, tm_itt, itt2);
+		}
+		pdu_free(&p);
+	}
+	assert_true(holds(&s, lba2, 8, 0x3011));
+	logout(&s);
+	healthy();
+}
+
+/* A write held behind a gap waits for the command that fills it until that
+ * command's immediate data is all in: nothing answers before. */
+static void held_write_waits_for_the_command_being_read(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	uint32_t lba = SCRATCH(29) + 1024, lba2 = SCRATCH(29) + 1088;
+	login_ok(&s, NULL);
+	tur_ok(&s);
+	uint8_t w[8 * BS], w2[8 * BS];
+	tl_fill(w, lba, 8, BS, 0x3101);
+	tl_fill(w2, lba2, 8, BS, 0x3111);
+	uint32_t n = s.cmdsn, itt = s.itt++, itt2 = s.itt++;
+	write_imm(&s, itt2, n + 1, lba2, 8, w2);
+	quiet_while_the_gap_is_open(&s, n, "the write after it");
+	write_imm_partly(&s, itt, n, lba, w);
+	quiet_while_the_gap_is_open(&s, n, "the write after a command still being read");
+	assert_int_equal(send_all(s.fd, w + 1000, sizeof(w) - 1000), 0);
+	s.cmdsn = n + 2;
+	for (unsigned done = 0; done != 3;) {
+		struct pdu p;
+		if (recv_pdu(&s, &p, IO_MS) != R_PDU)
+			fail_msg("the writes did not both answer");
+		uint32_t t = get32(p.h + 16);
+		assert_int_equal(p.h[0] & 0x3f, OP_SCSI_RSP);
+		assert_int_equal(p.h[3], 0);
+		assert_true(t == itt || t == itt2);
+		done |= t == itt ? 1u : 2u;
+		pdu_free(&p);
+	}
+	assert_true(holds(&s, lba, 8, 0x3101));
+	assert_true(holds(&s, lba2, 8, 0x3111));
+	logout(&s);
+	healthy();
+}
+
+/* A non-immediate ABORT TASK of a command not received yet, whose CmdSN
+ * lies in the gap before the request's own, does not wait for it: it
+ * fills the gap (RFC 7143 11.5.1 b) and completes at once; the command,
+ * should it come after all, is ignored. */
+static void abort_of_a_lost_command_fills_the_gap(void **state)
+{
+	(void)state;
+	need_server();
+	struct sess s;
+	uint32_t lba = SCRATCH(29) + 1536;
+	login_ok(&s, NULL);
+	write_verify(&s, lba, 8, 0x3200);
+	uint8_t w[8 * BS];
+	tl_fill(w, lba, 8, BS, 0x3201);
+	uint32_t n = s.cmdsn, lost = s.itt++, tm_itt = s.itt++;
+	uint8_t tm[BHS] = { 0x02, 0x80 | 1 };             /* ABORT TASK, not immediate */
+	lun_bytes(tm);
+	put32(tm + 16, tm_itt);
+	put32(tm + 20, lost);
+	put32(tm + 24, n + 1);
+	put32(tm + 28, s.expstatsn);
+	put32(tm + 32, n);                                 /* RefCmdSN: the one missing */
+	assert_int_equal(send_pdu(&s, tm, NULL, 0, 0), 0);
+	struct pdu p;
+	int rc = recv_pdu(&s, &p, REFUSE_MS);
+	if (rc != R_PDU)
+		fail_msg("ABORT TASK of the missing command: %s", rc == R_TIMEOUT ? "no answer" :
+			 "the connection ended");
+	assert_int_equal(p.h[0] & 0x3f, OP_TMF_RSP);
+	assert_int_equal(p.h[2], 0);                        /* function complete */
+	assert_int_equal(get32(p.h + 28), n + 2);           /* both CmdSNs received */
+	pdu_free(&p);
+	write_imm(&s, lost, n, lba, 8, w);
+	s.cmdsn = n + 2;
+	session_goes_on(&s, lba, 8, 0x3200);
+}
+
 /* ---- Data-Out of commands that never became tasks ---------------------------- */
 
 static const char *const unsol_keys[] = { "InitialR2T=No", "ImmediateData=No",
@@ -3442,6 +3601,9 @@ int main(void)
 		cmocka_unit_test(task_management_ahead_of_a_gap_waits),
 		cmocka_unit_test(requests_ahead_of_a_gap_wait),
 		cmocka_unit_test(held_requests_keep_bounded_data_aside),
+		cmocka_unit_test(held_requests_wait_for_the_command_being_read),
+		cmocka_unit_test(held_write_waits_for_the_command_being_read),
+		cmocka_unit_test(abort_of_a_lost_command_fills_the_gap),
 		cmocka_unit_test(pre_aborted_write_drops_its_data_out),
 		cmocka_unit_test(ignored_write_drops_its_data_out),
 		cmocka_unit_test(rejected_write_drops_its_data_out),

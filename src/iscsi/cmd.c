@@ -749,6 +749,12 @@ static void request_release(struct hbk_iscsi_conn *c, struct hbk_iscsi_held **pp
 void hbk_iscsi_cmd_release(struct hbk_iscsi_conn *c)
 {
 	while (c->nheld && !c->closing) {
+		/* A PDU whose data is still being read into its task is not
+		 * received yet: what comes after it in CmdSN order waits for
+		 * its end (pdu_done releases again), and a task management
+		 * function must not drop the task it is read into. */
+		if (hbk_iscsi_rx_busy(c, NULL))
+			return;
 		struct hbk_iscsi_task *first = NULL;
 		for (struct hbk_iscsi_task *t = c->tasks; t; t = t->next)
 			if (t->held && (!first || hbk_iscsi_sn_lt(t->cmdsn, first->cmdsn)))
@@ -775,8 +781,6 @@ void hbk_iscsi_cmd_release(struct hbk_iscsi_conn *c)
 		for (struct hbk_iscsi_task *t = c->tasks; t; t = t->next)
 			if (t->waiting && !t->immediate && hbk_iscsi_sn_lt(t->cmdsn, first->cmdsn))
 				return;
-		if (hbk_iscsi_rx_busy(c, first))
-			return;         /* its data is being read to where it is kept */
 		first->held = false;
 		c->nheld--;
 		if (!first->fail_key && !first->full && first->buf_len && !buf_take(c, first))

@@ -318,6 +318,18 @@ static int tx_flush(struct hbk_iscsi_conn *c)
 
 /* ---- Sequence numbers of non-command PDUs ------------------------------------------------ */
 
+/* Whether h is an ABORT TASK of a command not received yet, whose CmdSN
+ * (RefCmdSN) is still to come and lies before the request's own. */
+static bool abort_of_missing(struct hbk_iscsi_conn *c, const struct hbk_iscsi_bhs *h)
+{
+	const struct hbk_iscsi_tmf_req *q = (const void *)h;
+	uint32_t refsn = get_be32(q->ref_cmdsn);
+	return (h->opcode & HBK_ISCSI_OP_MASK) == HBK_ISCSI_OP_TMF_REQ &&
+	       (q->function & 0x7f) == HBK_ISCSI_TMF_ABORT_TASK &&
+	       !hbk_iscsi_task_find(c, get_be32(q->ref_itt)) &&
+	       hbk_iscsi_window_pending(&c->win, refsn) && hbk_iscsi_sn_lt(refsn, get_be32(q->cmdsn));
+}
+
 /*
  * A non-immediate NOP-Out, Text, Task Management or Logout Request takes a
  * CmdSN, which opens the window again once it is acted on.  Returns true
@@ -333,7 +345,10 @@ static bool sn_accept(struct hbk_iscsi_conn *c, const struct hbk_iscsi_bhs *h, c
 	if (h->opcode & HBK_ISCSI_OP_IMMEDIATE)
 		return true;
 	uint32_t cmdsn = get_be32(h->spec2 + 4);    /* byte 24 */
-	bool ahead = cmdsn != c->win.exp;
+	/* An ABORT TASK of a command not received yet whose CmdSN lies in the
+	 * gap before it would wait for that command for good: it fills the
+	 * gap itself (RFC 7143 11.5.1 b) and is acted on at once. */
+	bool ahead = cmdsn != c->win.exp && !abort_of_missing(c, h);
 	if (!hbk_iscsi_window_take(&c->win, cmdsn)) {
 		hbk_log(HBK_LOG_INFO, "iSCSI %s: %s with CmdSN %u outside [%u, %u]: ignored",
 			c->peer, hbk_iscsi_opcode_name(h->opcode), cmdsn, c->win.exp, c->win.max);
@@ -697,7 +712,7 @@ bool hbk_iscsi_rx_busy(const struct hbk_iscsi_conn *c, const struct hbk_iscsi_ta
 {
 	/* Its data is counted as received only once the PDU ends, after the
 	 * data digest: until then the bytes sit where they were read to. */
-	return c->rx && c->rx->task == t &&
+	return c->rx && c->rx->task && (!t || c->rx->task == t) &&
 	       (c->rx->state == RX_DATA || c->rx->state == RX_DDIGEST);
 }
 

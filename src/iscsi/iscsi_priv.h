@@ -942,7 +942,8 @@ void hbk_iscsi_send_reject(struct hbk_iscsi_conn *c, const struct hbk_iscsi_bhs 
 /* StatSN, ExpCmdSN and MaxCmdSN into a response header at their usual
  * offsets (24, 28, 32); advance: consume a StatSN. */
 void hbk_iscsi_fill_sn(struct hbk_iscsi_conn *c, uint8_t *hdr, bool advance);
-/* True while t's Data-Out (or immediate data) is being received. */
+/* True while t's Data-Out (or immediate data) is being received; t NULL:
+ * any task's. */
 bool hbk_iscsi_rx_busy(const struct hbk_iscsi_conn *c, const struct hbk_iscsi_task *t);
 /* Ends the connection: at once (fatal) or once the send queue drained. */
 void hbk_iscsi_conn_close(struct hbk_iscsi_conn *c, bool flush, const char *why);
