@@ -263,16 +263,16 @@ echo "$out" | grep -q "^1 .*member .*active .*file:$D/rs$" || fail "the spare di
 # Bad specs and options: status 2, the bad key named.
 run status "$S3" --watch nan
 expect 2 "--watch takes seconds"
-# A spare too small for the members (their size is known only at the
-# create) fails the create, and the disks get back what their first blocks
-# held: here, with --force, a header on x0.
+# A spare too small for the members (without size=, their size comes from
+# the smallest member) is refused before anything is written: here, with
+# --force, x0's header stays.
 truncate -s 8M "$D/x0" "$D/x1" "$D/x2"
 truncate -s 2M "$D/xs"
-printf 'a header the create overwrote' | dd of="$D/x0" conv=notrunc status=none
+printf 'a header the create would overwrite' | dd of="$D/x0" conv=notrunc status=none
 X="level=5,disk=file:$D/x0,disk=file:$D/x1,disk=file:$D/x2"
 run create "$X,spare=file:$D/xs" --force
-expect 1 "cannot create the array: file:$D/xs: cannot add the spare: too small or already in use"
-[ "$(head -c 29 "$D/x0")" = "a header the create overwrote" ] || fail "a failed create did not put x0's header back"
+expect 1 "1 of the spares are too small (file:$D/xs): each needs 8388608 bytes"
+[ "$(head -c 35 "$D/x0")" = "a header the create would overwrite" ] || fail "a refused create wrote on x0"
 for f in x1 x2 xs; do [ -z "$(head -c 1M "$D/$f" | tr -d '\0')" ] || fail "a failed create left metadata on $f"; done
 run create "$X" --force --rate 64m
 expect 0 "created raid5"

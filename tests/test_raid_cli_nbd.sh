@@ -64,6 +64,20 @@ for f in p q; do
 done
 run create "$B"
 expect 1 "cannot create the array: Input/output error"
+# The same with a spare that fails its writes: the members, written and
+# resyncing by then, are wiped, not left carrying an array never made, nor
+# given back what they held (with --force, here a header on p): the
+# resync may have changed what that header describes.
+truncate -s 2M "$D/p" "$D/q" "$D/r"
+printf 'a header the create overwrote' | dd of="$D/p" conv=notrunc status=none
+B="level=5,size=1m,disk=file:$D/p,disk=file:$D/q,disk=file:$D/r,spare=nbd:$D/bad"
+run create "$B" --force
+expect 1 "cannot create the array: nbd:$D/bad: cannot add the spare: Input/output error"
+for f in p q r; do
+	[ -z "$(head -c 4096 "$D/$f" | tr -d '\0')" ] || fail "a failed create left a superblock on $f"
+done
+run create "$B"
+expect 1 "cannot add the spare: Input/output error"
 # The server of a member dies during the initial resync: the member fails
 # and the resync stops short, which the progress says (not 100%).
 serve dies

@@ -382,8 +382,8 @@ struct hbk_raid_spec_array {
  * process gets -EBUSY ("in use by another process").  A file that does not
  * exist is created with size= data bytes (plus the metadata area) in CREATE
  * and AUTO modes when the spec has size=; a create that fails (a spare
- * that cannot be added included) removes the files it created and puts
- * back what the others' superblock areas held.  A disk that cannot be opened
+ * that cannot be added included) removes the files it created and zeroes
+ * the superblocks it wrote on the others.  A disk that cannot be opened
  * (error[i]) fails the open, except when assembling with opts.force: then
  * it counts as missing (verdict UNREADABLE) and goes stale, as assembly
  * writes metadata without it.  When assembling, blank disks listed as
@@ -392,7 +392,8 @@ struct hbk_raid_spec_array {
  * be opened, -EEXIST (create, without opts.force, over metadata or over a
  * disk that holds data: a byte not zero in its first or last 64 KiB,
  * error[i] -ENOTEMPTY), -EROFS (create, a member or spare= disk is
- * read-only), -EINVAL (the disks cannot hold the array), and whatever hbk_raid_create or
+ * read-only), -EINVAL (the disks cannot hold the array, or a spare is
+ * smaller than the members), and whatever hbk_raid_create or
  * hbk_raid_assemble returned.  *a must be released with
  * hbk_raid_spec_close either way.  Not from a completion callback.
  */

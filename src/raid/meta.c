@@ -241,11 +241,16 @@ void raid_meta_write_locked(struct hbk_raid *r)
 
 /* ---- Create ------------------------------------------------------------------------------- */
 
-/* Sets block size and member size from the disks; -EINVAL if they cannot hold it. */
-static int fit_disks(struct hbk_raid *r, struct hbk_disk *const *disks, unsigned n,
-		     uint64_t want_size)
+uint32_t raid_chunk_of(const struct hbk_raid_config *cfg)
 {
-	uint64_t smallest = UINT64_MAX;
+	return cfg->chunk ? cfg->chunk : 64u << 10;
+}
+
+int raid_fit(const struct hbk_raid_config *cfg, struct hbk_disk *const *disks, unsigned n,
+	     uint64_t *member_size, uint32_t *block_size)
+{
+	uint64_t smallest = UINT64_MAX, chunk = raid_chunk_of(cfg);
+	uint32_t bs = 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct hbk_disk_info di;
 		hbk_disk_info(disks[i], &di);
@@ -254,15 +259,16 @@ static int fit_disks(struct hbk_raid *r, struct hbk_disk *const *disks, unsigned
 		for (unsigned j = 0; j < i; j++)
 			if (disks[j] == disks[i])
 				return -EINVAL;
-		r->block_size = HBK_MAX(r->block_size, di.block_size);
+		bs = HBK_MAX(bs, di.block_size);
 		smallest = HBK_MIN(smallest, di.size);
 	}
-	if (smallest < DATA_OFFSET + r->chunk)
+	if (chunk < 4096 || smallest < DATA_OFFSET + chunk)
 		return -EINVAL;
-	uint64_t fits = (smallest - DATA_OFFSET) / r->chunk * r->chunk;
-	if (want_size > fits)
+	uint64_t fits = (smallest - DATA_OFFSET) / chunk * chunk;
+	if (cfg->member_size > fits)
 		return -EINVAL;
-	r->member_size = want_size ? want_size : fits;
+	*member_size = cfg->member_size ? cfg->member_size : fits;
+	*block_size = bs;
 	return 0;
 }
 
@@ -277,9 +283,9 @@ int hbk_raid_create(const struct hbk_raid_config *cfg, struct hbk_disk *const *m
 	if (!r)
 		return -ENOMEM;
 	r->level = cfg->level;
-	r->chunk = cfg->chunk ? cfg->chunk : 64u << 10;
+	r->chunk = raid_chunk_of(cfg);
 	r->n = n;
-	int err = r->chunk >= 4096 ? fit_disks(r, members, n, cfg->member_size) : -EINVAL;
+	int err = raid_fit(cfg, members, n, &r->member_size, &r->block_size);
 	if (!err)
 		err = raid_geometry(r);
 	if (err) {

@@ -269,6 +269,16 @@ uint64_t raid_cache_limit(void);
  * member (or drop the spare). */
 void raid_meta_write_locked(struct hbk_raid *r);
 
+/* The chunk cfg asks for (0: the default). */
+uint32_t raid_chunk_of(const struct hbk_raid_config *cfg);
+
+/* The data bytes per member and the block size an array of cfg over
+ * disks[0..n) gets, as hbk_raid_create sets them; -EINVAL if the disks
+ * cannot hold it (read-only, a disk given twice, too small, blocks over
+ * 4 KiB, a chunk under 4 KiB).  Reads only the disks' info. */
+int raid_fit(const struct hbk_raid_config *cfg, struct hbk_disk *const *disks, unsigned n,
+	     uint64_t *member_size, uint32_t *block_size);
+
 /* Whether disk d carries a valid superblock of array r; if so its disk
  * UUID goes to uuid.  Reads d (blocking: not from a completion). */
 bool raid_disk_uuid_of(const struct hbk_raid *r, struct hbk_disk *d, uint8_t *uuid);

@@ -501,15 +501,16 @@ static bool read_sb(struct hbk_disk *d, void *sb)
 }
 
 /*
- * After a create failed (a member refused its metadata, a spare could not
- * be added): the disks that took a superblock would carry an array that
- * was never made, so where the superblock area differs from what it held
- * before (before[i], NULL: unread, left alone), what it held is written
- * back.  Returns how many disks could not be restored, the first in
- * *first.
+ * After a create failed (a member or a spare refused its metadata): the
+ * disks that took a superblock would carry an array that was never made,
+ * so where the superblock area differs from what it held before
+ * (before[i], NULL: unread, left alone), it is zeroed.  Not put back: the
+ * create's resync may have written the data area already, and an old
+ * array's superblock put back over that would serve it as its own.
+ * Returns how many disks could not be wiped, the first in *first.
  */
-static unsigned restore_failed_create(struct hbk_raid_spec_array *a, uint8_t *const *before,
-				      unsigned *first)
+static unsigned wipe_failed_create(struct hbk_raid_spec_array *a, uint8_t *const *before,
+				   unsigned *first)
 {
 	const struct hbk_raid_spec *s = a->spec_;
 	unsigned left = 0;
@@ -519,7 +520,9 @@ static unsigned restore_failed_create(struct hbk_raid_spec_array *a, uint8_t *co
 	for (unsigned i = 0; i < s->ndisks; i++) {
 		if (!before[i] || (read_sb(a->disk[i], now) && !memcmp(now, before[i], SB_SIZE)))
 			continue;
-		if (hbk_disk_rw(a->disk[i], HBK_DISK_WRITE, before[i], 0, SB_SIZE, HBK_DISK_FUA))
+		memset(now, 0, SB_SIZE);
+		if (hbk_disk_rw(a->disk[i], HBK_DISK_WRITE, now, 0, SB_SIZE, HBK_DISK_FUA) &&
+		    has_metadata(a->disk[i]))
 			*first = left++ ? *first : i;
 	}
 	free(now);
@@ -576,7 +579,28 @@ static int create_array(struct hbk_raid_spec_array *a)
 		return say(a, -EINVAL, "%u of the disks are too small: the array needs %llu bytes on "
 			   "each (1 MiB of metadata and %s)", small, (unsigned long long)need,
 			   s->cfg.member_size ? "size=" : "one chunk");
-	/* What the disks' superblock areas hold, to put back what a failed
+	/* Spares need the members' size, known from the members alone: a
+	 * spare too small is refused before anything is written. */
+	uint64_t member_size = 0;
+	uint32_t block_size = 0;
+	if (!raid_fit(&s->cfg, a->disk, s->nmembers, &member_size, &block_size)) {
+		unsigned nsmall = 0, first_small = 0;
+		for (unsigned i = s->nmembers; i < s->ndisks; i++) {
+			struct hbk_disk_info di;
+			hbk_disk_info(a->disk[i], &di);
+			if (di.size < DATA_OFFSET + member_size || block_size % di.block_size) {
+				a->error[i] = -EINVAL;
+				first_small = nsmall++ ? first_small : i;
+			}
+		}
+		if (nsmall)
+			return say(a, -EINVAL, "%u of the spares are too small (%s): each needs %llu "
+				   "bytes, as the members (1 MiB of metadata and %llu of data)", nsmall,
+				   s->disk[first_small].text,
+				   (unsigned long long)(DATA_OFFSET + member_size),
+				   (unsigned long long)member_size);
+	}
+	/* What the disks' superblock areas hold, to tell which ones a failed
 	 * create wrote (NULL: unreadable, left alone). */
 	uint8_t *before[HBK_RAID_MAX_DISKS] = { 0 };
 	for (unsigned i = 0; i < s->ndisks; i++)
@@ -586,8 +610,8 @@ static int create_array(struct hbk_raid_spec_array *a)
 			before[i] = NULL;
 		}
 	err = hbk_raid_create(&s->cfg, a->disk, s->nmembers, &s->opts, &a->raid);
-	/* A spare that cannot be added fails the create as a member would:
-	 * the size it needs is known only now (the smallest member's). */
+	/* A spare that cannot be added (its metadata cannot be written)
+	 * fails the create as a member would. */
 	unsigned bad_spare = s->ndisks;
 	for (unsigned i = s->nmembers; !err && i < s->ndisks; i++)
 		if ((err = a->error[i] = hbk_raid_add_spare(a->raid, a->disk[i])))
@@ -596,7 +620,7 @@ static int create_array(struct hbk_raid_spec_array *a)
 	if (err) {
 		hbk_raid_close(a->raid);
 		a->raid = NULL;
-		left = restore_failed_create(a, before, &first_left);
+		left = wipe_failed_create(a, before, &first_left);
 	}
 	for (unsigned i = 0; i < s->ndisks; i++)
 		free(before[i]);
@@ -606,8 +630,7 @@ static int create_array(struct hbk_raid_spec_array *a)
 			 "create with force over it", left, s->disk[first_left].text);
 	if (bad_spare < s->ndisks)
 		return say(a, err, "cannot create the array: %s: cannot add the spare: %s%s",
-			   s->disk[bad_spare].text, err == -EINVAL ? "too small or already in use"
-			   : hbk_strerror(err), kept);
+			   s->disk[bad_spare].text, hbk_strerror(err), kept);
 	if (err)
 		return say(a, err, "cannot create the array: %s%s", hbk_strerror(err), kept);
 	a->created = true;
