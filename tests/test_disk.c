@@ -71,7 +71,8 @@ struct multi {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned left, errors;
-	int last_error;       /* the result of the last that failed */
+	int error;            /* the result of the first that failed */
+	unsigned others;      /* failed with another result than that */
 };
 
 static void multi_done(struct hbk_disk_io *io, int result)
@@ -79,7 +80,9 @@ static void multi_done(struct hbk_disk_io *io, int result)
 	struct multi *m = io->priv;
 	pthread_mutex_lock(&m->lock);
 	m->errors += result != 0;
-	m->last_error = result ? result : m->last_error;
+	if (result && !m->error)
+		m->error = result;
+	m->others += result && result != m->error;
 	if (--m->left == 0)
 		pthread_cond_signal(&m->cond);
 	pthread_mutex_unlock(&m->lock);
@@ -88,7 +91,7 @@ static void multi_done(struct hbk_disk_io *io, int result)
 /* Submits ios[0..n) at once and waits; returns the number that failed. */
 static unsigned run_all(struct hbk_disk *d, struct hbk_disk_io *ios, unsigned n)
 {
-	struct multi m = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, n, 0, 0 };
+	struct multi m = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, n, 0, 0, 0 };
 	for (unsigned i = 0; i < n; i++) {
 		ios[i].done = multi_done;
 		ios[i].priv = &m;
@@ -364,7 +367,7 @@ static void *polled_job(void *arg)
 		ios[i] = (struct hbk_disk_io){ .op = HBK_DISK_WRITE, .offset = off, .len = BS,
 					       .buf = buf + i * BS };
 	}
-	struct multi m = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 2 * N, 0, 0 };
+	struct multi m = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 2 * N, 0, 0, 0 };
 	for (unsigned i = 0; i < 2 * N; i++) {
 		ios[i].done = multi_done;
 		ios[i].priv = &m;
@@ -737,7 +740,7 @@ static void test_nbd_server_dies_mid_io(void **state)
 		return;
 	uint8_t *buf = aligned(N * 4096);
 	struct hbk_disk_io ios[N];
-	struct multi m = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, N, 0, 0 };
+	struct multi m = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, N, 0, 0, 0 };
 	for (unsigned i = 0; i < N; i++) {
 		ios[i] = (struct hbk_disk_io){ .op = HBK_DISK_READ, .offset = i * 65536ull, .len = 4096,
 					       .buf = buf + i * 4096, .done = multi_done, .priv = &m };
@@ -754,11 +757,13 @@ static void test_nbd_server_dies_mid_io(void **state)
 	while (m.left && pthread_cond_timedwait(&m.cond, &m.lock, &until) == 0)
 		;
 	unsigned left = m.left, errors = m.errors;
-	int error = m.last_error;
+	int error = m.error;
+	unsigned others = m.others;
 	pthread_mutex_unlock(&m.lock);
 	assert_int_equal(left, 0);
 	assert_int_equal(errors, N);
 	assert_int_equal(error, -ENOTCONN);
+	assert_int_equal(others, 0);
 	assert_int_equal(hbk_disk_rw(d, HBK_DISK_READ, buf, 0, 4096, 0), -ENOTCONN);
 	assert_int_equal(hbk_disk_rw(d, HBK_DISK_WRITE, buf, 0, 4096, 0), -ENOTCONN);
 	assert_int_equal(hbk_disk_rw(d, HBK_DISK_FLUSH, NULL, 0, 0, 0), -ENOTCONN);
@@ -873,7 +878,7 @@ static void test_file_batched_submission(void **state)
 	struct hbk_disk_stats before, mid, after;
 	hbk_disk_stats(d, &before);
 	struct hbk_disk_io ios[8];
-	struct multi m = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 8, 0, 0 };
+	struct multi m = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 8, 0, 0, 0 };
 	struct hbk_disk_plug plug;
 	hbk_disk_plug(&plug);
 	for (unsigned i = 0; i < 8; i++) {
