@@ -78,6 +78,12 @@ for f in p q r; do
 done
 run create "$B"
 expect 1 "cannot add the spare: Input/output error"
+# A spare whose blocks are larger than the members': refused up front,
+# saying so (not that it is too small).
+serve big4k --filter=blocksize-policy -- blocksize-minimum=4096
+run create "level=5,size=1m,disk=file:$D/s0,disk=file:$D/s1,disk=file:$D/s2,spare=nbd:$D/big4k"
+expect 1 "1 of the spares have blocks larger than the array's 512 bytes (nbd:$D/big4k)"
+no_array s0 s1 s2
 # The server of a member dies during the initial resync: the member fails
 # and the resync stops short, which the progress says (not 100%).
 serve dies

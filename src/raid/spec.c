@@ -584,15 +584,21 @@ static int create_array(struct hbk_raid_spec_array *a)
 	uint64_t member_size = 0;
 	uint32_t block_size = 0;
 	if (!raid_fit(&s->cfg, a->disk, s->nmembers, &member_size, &block_size)) {
-		unsigned nsmall = 0, first_small = 0;
+		unsigned nsmall = 0, first_small = 0, nbs = 0, first_bs = 0;
 		for (unsigned i = s->nmembers; i < s->ndisks; i++) {
 			struct hbk_disk_info di;
 			hbk_disk_info(a->disk[i], &di);
-			if (di.size < DATA_OFFSET + member_size || block_size % di.block_size) {
+			if (di.size < DATA_OFFSET + member_size) {
 				a->error[i] = -EINVAL;
 				first_small = nsmall++ ? first_small : i;
+			} else if (block_size % di.block_size) {
+				a->error[i] = -EINVAL;
+				first_bs = nbs++ ? first_bs : i;
 			}
 		}
+		if (nbs)
+			return say(a, -EINVAL, "%u of the spares have blocks larger than the array's "
+				   "%u bytes (%s)", nbs, block_size, s->disk[first_bs].text);
 		if (nsmall)
 			return say(a, -EINVAL, "%u of the spares are too small (%s): each needs %llu "
 				   "bytes, as the members (1 MiB of metadata and %llu of data)", nsmall,
