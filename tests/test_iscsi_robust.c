@@ -681,6 +681,24 @@ static void lun_bytes(uint8_t *h)
 	}
 }
 
+enum { ABORT_TASK = 1, ABORT_TASK_SET = 2 };   /* task management functions */
+
+/* Sends a Task Management Function Request on LUN 0: function (ABORT_TASK,
+ * ABORT_TASK_SET, ...), immediate or not, with its ITT, the Referenced Task
+ * Tag, its CmdSN and RefCmdSN. */
+static void send_tmf(struct sess *s, unsigned function, bool imm, uint32_t itt, uint32_t ref_itt,
+		     uint32_t cmdsn, uint32_t ref_cmdsn)
+{
+	uint8_t tm[BHS] = { (uint8_t)(0x02 | (imm ? IMMEDIATE : 0)), (uint8_t)(0x80 | function) };
+	lun_bytes(tm);
+	put32(tm + 16, itt);
+	put32(tm + 20, ref_itt);
+	put32(tm + 24, cmdsn);
+	put32(tm + 28, s->expstatsn);
+	put32(tm + 32, ref_cmdsn);
+	assert_int_equal(send_pdu(s, tm, NULL, 0, 0), 0);
+}
+
 /* ---- SCSI commands ------------------------------------------------------ */
 
 enum outcome { OUT_RESPONSE, OUT_REJECT, OUT_CLOSED, OUT_TIMEOUT, OUT_PROTO };
@@ -2303,15 +2321,8 @@ static void held_command_waits_for_the_one_before_it(void **state)
 	assert_int_equal(recv_pdu(&s, &p, 300), R_TIMEOUT);
 
 	/* ABORT TASK N: its buffer frees. */
-	uint8_t tm[BHS] = { 0x02 | IMMEDIATE, 0x80 | 1 };
-	lun_bytes(tm);
 	uint32_t tm_itt = s.itt++;
-	put32(tm + 16, tm_itt);
-	put32(tm + 20, hog);
-	put32(tm + 24, s.cmdsn);
-	put32(tm + 28, s.expstatsn);
-	put32(tm + 32, n);                      /* RefCmdSN */
-	assert_int_equal(send_pdu(&s, tm, NULL, 0, 0), 0);
+	send_tmf(&s, ABORT_TASK, true, tm_itt, hog, s.cmdsn, n);
 
 	bool tm_done = false, read_done = false, write_done = false;
 	uint32_t got = 0;
@@ -2573,14 +2584,8 @@ static void abort_task_set_waits_for_solicited_data(void **state)
 	assert_int_equal(off, 0);
 	assert_int_equal(len, sizeof(w));
 
-	uint8_t tm[BHS] = { 0x02 | IMMEDIATE, 0x80 | 2 };   /* ABORT TASK SET */
-	lun_bytes(tm);
 	uint32_t tm_itt = s.itt++;
-	put32(tm + 16, tm_itt);
-	put32(tm + 20, NO_TAG);
-	put32(tm + 24, s.cmdsn);
-	put32(tm + 28, s.expstatsn);
-	assert_int_equal(send_pdu(&s, tm, NULL, 0, 0), 0);
+	send_tmf(&s, ABORT_TASK_SET, true, tm_itt, NO_TAG, s.cmdsn, 0);
 	int rc = recv_pdu(&s, &p, 300);
 	if (rc == R_PDU) {
 		unsigned op = p.h[0] & 0x3f;
@@ -2608,10 +2613,7 @@ static void abort_task_set_waits_for_solicited_data(void **state)
 	assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
 	assert_int_equal(p.h[0] & 0x3f, OP_R2T);
 	pdu_free(&p);
-	put32(tm + 16, s.itt++);
-	put32(tm + 24, s.cmdsn);
-	put32(tm + 28, s.expstatsn);
-	assert_int_equal(send_pdu(&s, tm, NULL, 0, 0), 0);
+	send_tmf(&s, ABORT_TASK_SET, true, s.itt++, NO_TAG, s.cmdsn, 0);
 	sess_close(&s);
 	login_ok(&s, NULL);
 	assert_true(holds(&s, lba, 8, 0xa00));
@@ -2655,15 +2657,9 @@ static void write_aborted_mid_r2t(void **state)
 		assert_true(len > 4096 && len <= s.send_mrdsl);
 		assert_int_equal(send_dataout(&s, itt, ttt, 0, 0, w, 4096, false, 0), 0);
 
-		uint8_t tm[BHS] = { 0x02 | IMMEDIATE, (uint8_t)(0x80 | functions[i]) };
-		lun_bytes(tm);
 		uint32_t tm_itt = s.itt++;
-		put32(tm + 16, tm_itt);
-		put32(tm + 20, functions[i] == 1 ? itt : NO_TAG);
-		put32(tm + 24, s.cmdsn);
-		put32(tm + 28, s.expstatsn);
-		put32(tm + 32, sn);                             /* RefCmdSN */
-		assert_int_equal(send_pdu(&s, tm, NULL, 0, 0), 0);
+		send_tmf(&s, functions[i], true, tm_itt, functions[i] == ABORT_TASK ? itt : NO_TAG, s.cmdsn,
+			 sn);
 		assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
 		assert_int_equal(p.h[0] & 0x3f, OP_TMF_RSP);
 		assert_int_equal(get32(p.h + 16), tm_itt);
@@ -2724,13 +2720,7 @@ static void task_management_ahead_of_a_gap_waits(void **state)
 	tl_fill(w2, lba2, 8, BS, 0x2811);
 	uint32_t n = s.cmdsn, itt = s.itt++, tm_itt = s.itt++, itt2 = s.itt++;
 
-	uint8_t tm[BHS] = { 0x02, 0x80 | 2 };             /* ABORT TASK SET, not immediate */
-	lun_bytes(tm);
-	put32(tm + 16, tm_itt);
-	put32(tm + 20, NO_TAG);
-	put32(tm + 24, n + 1);
-	put32(tm + 28, s.expstatsn);
-	assert_int_equal(send_pdu(&s, tm, NULL, 0, 0), 0);
+	send_tmf(&s, ABORT_TASK_SET, false, tm_itt, NO_TAG, n + 1, 0);
 	quiet_while_the_gap_is_open(&s, n, "the task management request");
 
 	uint8_t cdb2[10] = { 0x2a, 0, (uint8_t)(lba2 >> 24), (uint8_t)(lba2 >> 16),
@@ -2960,13 +2950,7 @@ static void held_requests_wait_for_the_command_being_read(void **state)
 	tl_fill(w2, lba2, 8, BS, 0x3011);
 	uint32_t n = s.cmdsn, itt = s.itt++, tm_itt = s.itt++, itt2 = s.itt++;
 
-	uint8_t tm[BHS] = { 0x02, 0x80 | 2 };             /* ABORT TASK SET, not immediate */
-	lun_bytes(tm);
-	put32(tm + 16, tm_itt);
-	put32(tm + 20, NO_TAG);
-	put32(tm + 24, n + 1);
-	put32(tm + 28, s.expstatsn);
-	assert_int_equal(send_pdu(&s, tm, NULL, 0, 0), 0);
+	send_tmf(&s, ABORT_TASK_SET, false, tm_itt, NO_TAG, n + 1, 0);
 	write_imm(&s, itt2, n + 2, lba2, 8, w2);
 	quiet_while_the_gap_is_open(&s, n, "the requests after it");
 	write_imm_partly(&s, itt, n, lba, w);
@@ -3057,14 +3041,7 @@ static void abort_of_a_lost_command_fills_the_gap(void **state)
 	uint8_t w[8 * BS];
 	tl_fill(w, lba, 8, BS, 0x3201);
 	uint32_t n = s.cmdsn, lost = s.itt++, tm_itt = s.itt++;
-	uint8_t tm[BHS] = { 0x02, 0x80 | 1 };             /* ABORT TASK, not immediate */
-	lun_bytes(tm);
-	put32(tm + 16, tm_itt);
-	put32(tm + 20, lost);
-	put32(tm + 24, n + 1);
-	put32(tm + 28, s.expstatsn);
-	put32(tm + 32, n);                                 /* RefCmdSN: the one missing */
-	assert_int_equal(send_pdu(&s, tm, NULL, 0, 0), 0);
+	send_tmf(&s, ABORT_TASK, false, tm_itt, lost, n + 1, n);   /* RefCmdSN: the one missing */
 	struct pdu p;
 	int rc = recv_pdu(&s, &p, REFUSE_MS);
 	if (rc != R_PDU)
@@ -3149,15 +3126,8 @@ static void pre_aborted_write_drops_its_data_out(void **state)
 	tl_fill(w, lba, 8, BS, 0xe01);
 	uint32_t itt = s.itt++, sn = s.cmdsn++;
 
-	uint8_t tm[BHS] = { 0x02 | IMMEDIATE, 0x80 | 1 };   /* ABORT TASK */
-	lun_bytes(tm);
 	uint32_t tm_itt = s.itt++;
-	put32(tm + 16, tm_itt);
-	put32(tm + 20, itt);
-	put32(tm + 24, s.cmdsn);
-	put32(tm + 28, s.expstatsn);
-	put32(tm + 32, sn);                                 /* RefCmdSN */
-	assert_int_equal(send_pdu(&s, tm, NULL, 0, 0), 0);
+	send_tmf(&s, ABORT_TASK, true, tm_itt, itt, s.cmdsn, sn);
 	struct pdu p;
 	assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
 	assert_int_equal(p.h[0] & 0x3f, OP_TMF_RSP);
@@ -3351,15 +3321,8 @@ static void aborted_write_data_out_after_many_others(void **state)
 	s.cmdsn++;
 	assert_int_equal(send_pdu(&s, h, NULL, 0, 0), 0);
 
-	uint8_t tm[BHS] = { 0x02 | IMMEDIATE, 0x80 | 1 };   /* ABORT TASK */
-	lun_bytes(tm);
 	uint32_t tm_itt = s.itt++;
-	put32(tm + 16, tm_itt);
-	put32(tm + 20, itt);
-	put32(tm + 24, s.cmdsn);
-	put32(tm + 28, s.expstatsn);
-	put32(tm + 32, s.cmdsn - 1);
-	assert_int_equal(send_pdu(&s, tm, NULL, 0, 0), 0);
+	send_tmf(&s, ABORT_TASK, true, tm_itt, itt, s.cmdsn, s.cmdsn - 1);
 	struct pdu p;
 	assert_int_equal(recv_pdu(&s, &p, IO_MS), R_PDU);
 	assert_int_equal(p.h[0] & 0x3f, OP_TMF_RSP);
