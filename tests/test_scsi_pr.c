@@ -451,6 +451,41 @@ static void preempt_removes_registrations(void **state)
 	assert_conflict(f);
 }
 
+/* A key that names no holder removes every registration with it, the
+ * preempting nexus' own included (SPC-5 5.14.11.2.5), which learns of it
+ * by its GOOD status, not by a unit attention. */
+static void preempt_with_own_key_removes_own_registration(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t keys[4], key;
+
+	must_register(f, A, KA);
+	must_register(f, B, KA);
+	must_register(f, C, KB);
+	pr_out(f, A, HBK_PR_PREEMPT, HBK_PR_WE, KA, KA);   /* no reservation */
+	assert_good(f);
+	expect_ua(f, B, HBK_ASC_REGISTRATIONS_PREEMPTED);
+	expect_no_ua(f, A);
+	assert_int_equal(read_keys(f, keys), 1);
+	assert_true(keys[0] == KB);
+	pr_out(f, C, HBK_PR_PREEMPT, HBK_PR_WE, KB, KB);   /* the only one with it */
+	assert_good(f);
+	expect_no_ua(f, C);
+	assert_int_equal(read_keys(f, keys), 0);
+	/* Under an all registrants reservation: the reservation stays with
+	 * the registrants left. */
+	must_register(f, A, KA);
+	must_register(f, B, KB);
+	pr_out(f, A, HBK_PR_RESERVE, HBK_PR_WE_AR, KA, 0);
+	pr_out(f, A, HBK_PR_PREEMPT, HBK_PR_WE_AR, KA, KA);
+	assert_good(f);
+	assert_int_equal(read_keys(f, keys), 1);
+	assert_true(keys[0] == KB);
+	assert_int_equal(reservation(f, &key), HBK_PR_WE_AR);
+	assert_false(can_write(f, A));
+	assert_true(can_write(f, B));
+}
+
 static void preempt_all_registrants_with_zero_key(void **state)
 {
 	struct fixture *f = *state;
@@ -679,6 +714,7 @@ int main(void)
 		T(preempt_takes_reservation_over),
 		T(preempt_changing_type_tells_registrants),
 		T(preempt_removes_registrations),
+		T(preempt_with_own_key_removes_own_registration),
 		T(preempt_all_registrants_with_zero_key),
 		T(preempt_under_reservation_of_other_key),
 		T(report_capabilities),

@@ -119,20 +119,23 @@ static void unregister(struct hbk_scsi_lun *lun, struct hbk_scsi_nexus *n)
 		reserve(lun, 0, 0);
 }
 
-/* Drops every registration with `key` (0: every registration) but the one
- * of `keep`, each of those nexuses learning of it by a unit attention
- * (REGISTRATIONS PREEMPTED).  Returns how many went. */
-static unsigned remove_key(struct hbk_scsi_lun *lun, uint64_t key, uint64_t keep)
+/* Drops every registration with `key` (0: every registration), each of
+ * those nexuses but `it` learning of it by a unit attention (REGISTRATIONS
+ * PREEMPTED); the one of `it` goes too unless keep_own.  Returns how many
+ * went. */
+static unsigned remove_key(struct hbk_scsi_lun *lun, uint64_t key, uint64_t it, bool keep_own)
 {
 	unsigned removed = 0;
 
 	/* Backwards: an entry that moves comes from behind, already seen. */
 	for (uint32_t i = lun->nexus_count; i-- > 0;) {
 		struct hbk_scsi_nexus *n = &lun->nexus[i];
+		bool own = n->initiator == it;
 
-		if (!n->key || (key && n->key != key) || n->initiator == keep)
+		if (!n->key || (key && n->key != key) || (own && keep_own))
 			continue;
-		hbk_ua_set_locked(lun, n->initiator, HBK_UA_REG_PREEMPTED);
+		if (!own)
+			hbk_ua_set_locked(lun, n->initiator, HBK_UA_REG_PREEMPTED);
 		unregister(lun, n);
 		removed++;
 	}
@@ -428,8 +431,9 @@ static uint32_t pr_clear(struct hbk_scsi_lun *lun, uint64_t it)
 /*
  * PREEMPT: a service action key naming the holder (or 0 under an all
  * registrants reservation) takes the reservation over, with the type given,
- * and removes the registrations it names; any other key only removes
- * registrations.  The preempting nexus always keeps its own.
+ * and removes the registrations it names but the preempting nexus' own;
+ * any other key only removes registrations, the preempting nexus' own too
+ * when it has that key (SPC-5 5.14.11.2.5; no unit attention for it).
  */
 static uint32_t pr_preempt(struct hbk_scsi_lun *lun, uint64_t it, uint64_t sa_key,
 			   unsigned type)
@@ -439,7 +443,7 @@ static uint32_t pr_preempt(struct hbk_scsi_lun *lun, uint64_t it, uint64_t sa_ke
 				: sa_key == key_of(lun, lun->pr_holder));
 
 	if (takeover) {
-		remove_key(lun, sa_key, it);
+		remove_key(lun, sa_key, it, true);
 		/* A new type releases the old reservation for every registrant
 		 * left (SPC-5 5.14.11.4.3). */
 		if (type != cur)
@@ -447,7 +451,7 @@ static uint32_t pr_preempt(struct hbk_scsi_lun *lun, uint64_t it, uint64_t sa_ke
 		reserve(lun, type, it);
 	} else if (!sa_key) {
 		return HBK_CC_INVALID_PARAM;
-	} else if (!remove_key(lun, sa_key, it)) {
+	} else if (!remove_key(lun, sa_key, it, false)) {
 		return HBK_CC_CONFLICT;
 	}
 	lun->pr_generation++;
