@@ -486,6 +486,39 @@ static void preempt_with_own_key_removes_own_registration(void **state)
 	assert_true(can_write(f, B));
 }
 
+/* PREEMPT AND ABORT ends the preempted nexuses' prevention of medium
+ * removal (SPC-5 5.14.11.2.6 h); PREEMPT leaves it. */
+static void preempt_and_abort_ends_prevention(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t prevent[6] = { HBK_SCSI_OP_PREVENT_ALLOW, 0, 0, 0, 1 };
+
+	must_register(f, A, KA);
+	must_register(f, B, KB);
+	must_register(f, C, 0x33);
+	run_as(f, B, 0, prevent, 6, NULL, 0, HBK_DIR_NONE);
+	assert_good(f);
+	run_as(f, C, 0, prevent, 6, NULL, 0, HBK_DIR_NONE);
+	assert_good(f);
+	pr_out(f, A, HBK_PR_PREEMPT, HBK_PR_WE, KA, 0x33);
+	assert_good(f);
+	assert_true(hbk_pr_removal_prevented(&f->mem));    /* C still prevents */
+	expect_ua(f, C, HBK_ASC_REGISTRATIONS_PREEMPTED);
+	must_register(f, C, 0x33);
+	pr_out(f, A, HBK_PR_PREEMPT_AND_ABORT, HBK_PR_WE, KA, 0x33);
+	assert_good(f);
+	assert_true(hbk_pr_removal_prevented(&f->mem));    /* B does */
+	pr_out(f, A, HBK_PR_RESERVE, HBK_PR_WE, KA, 0);
+	pr_out(f, B, HBK_PR_PREEMPT_AND_ABORT, HBK_PR_EA, KB, KA); /* takes it over */
+	assert_good(f);
+	assert_true(hbk_pr_removal_prevented(&f->mem));    /* B's own stays */
+	expect_ua(f, A, HBK_ASC_REGISTRATIONS_PREEMPTED);
+	must_register(f, A, KA);
+	pr_out(f, A, HBK_PR_PREEMPT_AND_ABORT, HBK_PR_WE, KA, KB);
+	assert_good(f);
+	assert_false(hbk_pr_removal_prevented(&f->mem));
+}
+
 static void preempt_all_registrants_with_zero_key(void **state)
 {
 	struct fixture *f = *state;
@@ -715,6 +748,7 @@ int main(void)
 		T(preempt_changing_type_tells_registrants),
 		T(preempt_removes_registrations),
 		T(preempt_with_own_key_removes_own_registration),
+		T(preempt_and_abort_ends_prevention),
 		T(preempt_all_registrants_with_zero_key),
 		T(preempt_under_reservation_of_other_key),
 		T(report_capabilities),

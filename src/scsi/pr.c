@@ -12,7 +12,8 @@
  * registration covers the one target port (no ALL_TG_PT, no SPEC_I_PT).
  * PREEMPT AND ABORT fences the preempted nexuses: it waits for the writes
  * in progress and every write checks its reservations again once it holds
- * the write lock, so none of theirs reaches the medium after it.
+ * the write lock, so none of theirs reaches the medium after it; their
+ * prevention of medium removal ends with their registrations.
  */
 #include <pthread.h>
 #include <string.h>
@@ -121,9 +122,11 @@ static void unregister(struct hbk_scsi_lun *lun, struct hbk_scsi_nexus *n)
 
 /* Drops every registration with `key` (0: every registration), each of
  * those nexuses but `it` learning of it by a unit attention (REGISTRATIONS
- * PREEMPTED); the one of `it` goes too unless keep_own.  Returns how many
- * went. */
-static unsigned remove_key(struct hbk_scsi_lun *lun, uint64_t key, uint64_t it, bool keep_own)
+ * PREEMPTED); the one of `it` goes too unless keep_own.  With `abort`
+ * (PREEMPT AND ABORT) each also stops preventing medium removal, as if it
+ * had sent PREVENT 00b (SPC-5 5.14.11.2.6 h).  Returns how many went. */
+static unsigned remove_key(struct hbk_scsi_lun *lun, uint64_t key, uint64_t it, bool keep_own,
+			   bool abort)
 {
 	unsigned removed = 0;
 
@@ -136,6 +139,8 @@ static unsigned remove_key(struct hbk_scsi_lun *lun, uint64_t key, uint64_t it, 
 			continue;
 		if (!own)
 			hbk_ua_set_locked(lun, n->initiator, HBK_UA_REG_PREEMPTED);
+		if (abort)
+			n->prevent = false;
 		unregister(lun, n);
 		removed++;
 	}
@@ -436,14 +441,14 @@ static uint32_t pr_clear(struct hbk_scsi_lun *lun, uint64_t it)
  * when it has that key (SPC-5 5.14.11.2.5; no unit attention for it).
  */
 static uint32_t pr_preempt(struct hbk_scsi_lun *lun, uint64_t it, uint64_t sa_key,
-			   unsigned type)
+			   unsigned type, bool abort)
 {
 	unsigned cur = lun->pr_type;
 	bool takeover = cur && (all_registrants(cur) ? !sa_key
 				: sa_key == key_of(lun, lun->pr_holder));
 
 	if (takeover) {
-		remove_key(lun, sa_key, it, true);
+		remove_key(lun, sa_key, it, true, abort);
 		/* A new type releases the old reservation for every registrant
 		 * left (SPC-5 5.14.11.4.3). */
 		if (type != cur)
@@ -451,7 +456,7 @@ static uint32_t pr_preempt(struct hbk_scsi_lun *lun, uint64_t it, uint64_t sa_ke
 		reserve(lun, type, it);
 	} else if (!sa_key) {
 		return HBK_CC_INVALID_PARAM;
-	} else if (!remove_key(lun, sa_key, it, false)) {
+	} else if (!remove_key(lun, sa_key, it, false, abort)) {
 		return HBK_CC_CONFLICT;
 	}
 	lun->pr_generation++;
@@ -506,7 +511,7 @@ uint32_t hbk_pr_out(struct cmd_ctx *c)
 	else if (sa == HBK_PR_CLEAR)
 		cc = pr_clear(lun, c->initiator);
 	else
-		cc = pr_preempt(lun, c->initiator, sa_key, type);
+		cc = pr_preempt(lun, c->initiator, sa_key, type, fence);
 	lun_state_set(lun, HBK_LUN_RESERVED, lun->pr_type != 0);
 	pthread_mutex_unlock(&lun->lock);
 	if (cc == HBK_CC_INVALID_PARAM)         /* PREEMPT's SERVICE ACTION RESERVATION KEY 0 */
