@@ -303,6 +303,42 @@ static void reserve_type_and_scope_checked(void **state)
 	assert_good(f);
 }
 
+/* A PREEMPT that only removes registrations ignores SCOPE and TYPE (SPC-5
+ * 5.14.11.2.5); one that takes the reservation over checks them, and then
+ * changes nothing. */
+static void preempt_checks_type_only_to_reserve(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t keys[4], key;
+	uint32_t gen;
+
+	must_register(f, A, KA);
+	must_register(f, B, KB);
+	must_register(f, 0xd, 0x33);
+	pr_out(f, A, HBK_PR_PREEMPT, 0, KA, KB);           /* no reservation, TYPE 0h */
+	assert_good(f);
+	pr_out(f, A, HBK_PR_PREEMPT_AND_ABORT, 0x10 | HBK_PR_WE, KA, 0x33); /* SCOPE 1h */
+	assert_good(f);
+	assert_int_equal(read_keys(f, keys), 1);
+	expect_ua(f, B, HBK_ASC_REGISTRATIONS_PREEMPTED);
+	must_register(f, B, KB);
+	pr_out(f, B, HBK_PR_RESERVE, HBK_PR_WE, KB, 0);
+	pr_out(f, A, HBK_PR_PREEMPT, 9, KA, KB);           /* the holder's key: reserves */
+	assert_invalid_field(f);
+	assert_field_pointer(f, true, 2, 3);
+	pr_out(f, A, HBK_PR_PREEMPT_AND_ABORT, 0x10 | HBK_PR_WE, KA, KB);
+	assert_invalid_field(f);
+	assert_field_pointer(f, true, 2, 7);
+	gen = generation(f);
+	assert_int_equal(reservation(f, &key), HBK_PR_WE);
+	assert_true(key == KB);
+	assert_int_equal(read_keys(f, keys), 2);
+	expect_no_ua(f, B);
+	pr_out(f, A, HBK_PR_PREEMPT, HBK_PR_EA, KA, KB);
+	assert_good(f);
+	assert_int_equal(generation(f), gen + 1);
+}
+
 static void release_rules(void **state)
 {
 	struct fixture *f = *state;
@@ -740,6 +776,7 @@ int main(void)
 		T(reserve_and_read_reservation),
 		T(reserve_conflicts),
 		T(reserve_type_and_scope_checked),
+		T(preempt_checks_type_only_to_reserve),
 		T(release_rules),
 		T(unregistering_holder_releases),
 		T(all_registrants_reservation),

@@ -441,13 +441,17 @@ static uint32_t pr_clear(struct hbk_scsi_lun *lun, uint64_t it)
  * when it has that key (SPC-5 5.14.11.2.5; no unit attention for it).
  */
 static uint32_t pr_preempt(struct hbk_scsi_lun *lun, uint64_t it, uint64_t sa_key,
-			   unsigned type, bool abort)
+			   unsigned type, bool scope_type_ok, bool abort)
 {
 	unsigned cur = lun->pr_type;
 	bool takeover = cur && (all_registrants(cur) ? !sa_key
 				: sa_key == key_of(lun, lun->pr_holder));
 
 	if (takeover) {
+		/* Only a PREEMPT that reserves looks at SCOPE and TYPE; one
+		 * that removes registrations ignores them (SPC-5 5.14.11.2.5). */
+		if (!scope_type_ok)
+			return HBK_CC_INVALID_FIELD;
 		remove_key(lun, sa_key, it, true, abort);
 		/* A new type releases the old reservation for every registrant
 		 * left (SPC-5 5.14.11.4.3). */
@@ -468,15 +472,17 @@ uint32_t hbk_pr_out(struct cmd_ctx *c)
 	struct hbk_scsi_lun *lun = c->lun;
 	unsigned sa = c->cdb[1] & 0x1f, type = c->cdb[2] & 0x0f;
 	bool reg = sa == HBK_PR_REGISTER || sa == HBK_PR_REGISTER_AND_IGNORE;
+	/* The bit of CDB byte 2 that starts a wrong field (SCOPE, not
+	 * LU_SCOPE; TYPE, not one served), 0 for neither. */
+	unsigned bad_field = c->cdb[2] >> 4 ? 7 : !type_valid(type) ? 3 : 0;
 	const uint8_t *p = c->buf;
 	uint64_t key, sa_key;
 	uint32_t cc;
 
-	/* RESERVE, RELEASE and PREEMPT need LU_SCOPE and a type. */
-	if (!reg && sa != HBK_PR_CLEAR && (c->cdb[2] >> 4))
-		return invalid_field(c, 2, 7);          /* SCOPE */
-	if (!reg && sa != HBK_PR_CLEAR && !type_valid(type))
-		return invalid_field(c, 2, 3);          /* TYPE */
+	/* RESERVE and RELEASE need LU_SCOPE and a type; PREEMPT only when it
+	 * takes a reservation over (pr_preempt). */
+	if ((sa == HBK_PR_RESERVE || sa == HBK_PR_RELEASE) && bad_field)
+		return invalid_field(c, 2, bad_field);
 	/* SPEC_I_PT makes a longer list right (its TransportIDs follow), so
 	 * the bit, which the LUN does not support, is what is refused. */
 	if (get_be32(c->cdb + 5) >= PR_OUT_PARAM_LEN && c->out_len >= PR_OUT_PARAM_LEN &&
@@ -511,11 +517,13 @@ uint32_t hbk_pr_out(struct cmd_ctx *c)
 	else if (sa == HBK_PR_CLEAR)
 		cc = pr_clear(lun, c->initiator);
 	else
-		cc = pr_preempt(lun, c->initiator, sa_key, type, fence);
+		cc = pr_preempt(lun, c->initiator, sa_key, type, !bad_field, fence);
 	lun_state_set(lun, HBK_LUN_RESERVED, lun->pr_type != 0);
 	pthread_mutex_unlock(&lun->lock);
 	if (cc == HBK_CC_INVALID_PARAM)         /* PREEMPT's SERVICE ACTION RESERVATION KEY 0 */
 		c->sks = sks_field_pointer(false, 8, 7);
+	if (cc == HBK_CC_INVALID_FIELD)         /* PREEMPT's SCOPE or TYPE */
+		c->sks = sks_field_pointer(true, 2, bad_field);
 	if (fence)
 		hbk_writes_admit(lun);
 	if (!cc)
