@@ -506,6 +506,23 @@ static void block_io_retries_after_a_unit_attention(void **state)
 	}
 }
 
+/* A LUN other than 0 meets discovery with its unit attention still pending
+ * (TEST UNIT READY went to LUN 0): READ CAPACITY(16) is sent again, not
+ * traded for READ CAPACITY(10), which cannot tell a capacity of 2^32 blocks
+ * or more. */
+static void discovery_retries_read_capacity_after_a_unit_attention(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = NULL;
+	assert_int_equal(tl_open("tests/drivers/hostile_disc", HBK_MODE_AUTO,
+				 (const char *[]){ "big=1", "rc16_ua=1", NULL }, 0, 0, &c), 0);
+	assert_int_equal(hbk_ctl_lun_count(c), 1);
+	struct hbk_lun_info info = tl_info(hbk_ctl_lun(c, 0));
+	assert_int_equal(info.nblocks, 1ull << 33);
+	assert_int_equal(info.block_size, 512);
+	hbk_ctl_close(c);
+}
+
 /* Each command carries its initiator to the driver, which keeps
  * reservations per initiator, on both paths. */
 static void reservations_are_kept_per_initiator(void **state)
@@ -1175,6 +1192,7 @@ int main(void)
 		cmocka_unit_test_teardown(resets_under_load_leave_no_task_at_the_driver, capture_off),
 		cmocka_unit_test(reservations_are_kept_per_initiator),
 		cmocka_unit_test(block_io_retries_after_a_unit_attention),
+		cmocka_unit_test(discovery_retries_read_capacity_after_a_unit_attention),
 		cmocka_unit_test(per_task_path_sends_one_task_per_call),
 		cmocka_unit_test(iodepth_one_sends_one_slot_per_call),
 		cmocka_unit_test(ram_lba_status_follows_the_data),

@@ -4,8 +4,9 @@
  * target call, as the reference model does, before the call returns:
  * initialise the target on the driver, ask its capabilities, then INQUIRY
  * (with retries), TEST UNIT READY and REPORT LUNS, and per LUN standard
- * INQUIRY, VPD 0x00/0x80/0x83/0xB0 and READ CAPACITY(16), and register the
- * LUN.  Also target destruction, presence and media change.
+ * INQUIRY, VPD 0x00/0x80/0x83/0xB0 and READ CAPACITY(16) (each retried while
+ * busy or reporting a unit attention), and register the LUN.  Also target
+ * destruction, presence and media change.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 
 #define INQUIRY_TRIES 8
 #define TUR_TRIES     4
+#define CMD_TRIES     8   /* a LUN may hold several unit attentions */
 #define MAX_LUNS      256
 
 /* Runs one command on (target, lun) and waits.  Returns 0 with *r filled,
@@ -52,17 +54,28 @@ static bool transient(const struct hbk_scsi_result *r)
 		(r->sense_key == HBK_SK_UNIT_ATTENTION || r->sense_key == HBK_SK_NOT_READY));
 }
 
+/* run, sent again while the result is transient, up to tries times in all. */
+static int run_tries(struct hbk_ctl *c, uint64_t target, uint64_t lun, const uint8_t *cdb,
+		     int cdb_len, void *buf, uint32_t len, unsigned tries,
+		     struct hbk_scsi_result *r)
+{
+	int err = -EIO;
+	for (unsigned i = 0; i < tries; i++) {
+		if (len)
+			memset(buf, 0, len);
+		err = run(c, target, lun, cdb, cdb_len, buf, len, r);
+		if (err || hbk_scsi_ok(r) || !transient(r))
+			break;
+	}
+	return err;
+}
+
 static int inquiry(struct hbk_ctl *c, uint64_t target, uint64_t lun, bool evpd, uint8_t page,
 		   uint8_t *buf, uint16_t len, unsigned tries, struct hbk_scsi_result *r)
 {
 	uint8_t cdb[16];
-	int err = -EIO;
-	for (unsigned i = 0; i < tries; i++) {
-		memset(buf, 0, len);
-		err = run(c, target, lun, cdb, hbk_sam_cdb_inquiry(cdb, evpd, page, len), buf, len, r);
-		if (err || hbk_scsi_ok(r) || !transient(r))
-			break;
-	}
+	int err = run_tries(c, target, lun, cdb, hbk_sam_cdb_inquiry(cdb, evpd, page, len), buf, len,
+			    tries, r);
 	return err ? err : hbk_scsi_ok(r) ? 0 : -EIO;
 }
 
@@ -79,12 +92,17 @@ static int read_capacity(struct hbk_ctl *c, struct hbk_lun_info *info)
 	uint8_t cdb[16], buf[32];
 	struct hbk_scsi_result r;
 	struct hbk_sam_capacity cap;
-	int err = run(c, info->target, info->lun, cdb, hbk_sam_cdb_read_capacity16(cdb, sizeof(buf)),
-		      buf, sizeof(buf), &r);
+	/* A unit attention (a LUN's first command after a reset, or a capacity
+	 * change) is worth another READ CAPACITY(16): falling back to (10)
+	 * would lose a capacity of 2^32 blocks or more, and LBPME. */
+	int err = run_tries(c, info->target, info->lun, cdb,
+			    hbk_sam_cdb_read_capacity16(cdb, sizeof(buf)), buf, sizeof(buf),
+			    CMD_TRIES, &r);
 	if (!err && hbk_scsi_ok(&r))
 		err = hbk_sam_parse_read_capacity16(buf, r.bytes, &cap);
 	else {
-		err = run(c, info->target, info->lun, cdb, hbk_sam_cdb_read_capacity10(cdb), buf, 8, &r);
+		err = run_tries(c, info->target, info->lun, cdb, hbk_sam_cdb_read_capacity10(cdb),
+				buf, 8, CMD_TRIES, &r);
 		err = err ? err : !hbk_scsi_ok(&r) ? -EIO : hbk_sam_parse_read_capacity10(buf, r.bytes, &cap);
 	}
 	if (err)
@@ -213,11 +231,7 @@ int hbk_disc_create_target(struct hbk_ctl *c, uint64_t target)
 	struct hbk_scsi_result r;
 	if ((err = inquiry(c, target, 0, false, 0, buf, 36, INQUIRY_TRIES, &r)))
 		return err == -EIO ? -ENODEV : err;
-	for (unsigned i = 0; i < TUR_TRIES; i++) {
-		err = run(c, target, 0, cdb, hbk_sam_cdb_test_unit_ready(cdb), NULL, 0, &r);
-		if (err || hbk_scsi_ok(&r) || !transient(&r))
-			break;
-	}
+	run_tries(c, target, 0, cdb, hbk_sam_cdb_test_unit_ready(cdb), NULL, 0, TUR_TRIES, &r);
 	uint64_t luns[MAX_LUNS];
 	unsigned nluns = 0;
 	err = run(c, target, 0, cdb, hbk_sam_cdb_report_luns(cdb, 0, sizeof(buf)), buf, sizeof(buf), &r);

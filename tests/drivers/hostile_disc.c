@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A driver whose LUN answers the host's discovery in ways a real device may
+ * and a careless initiator gets wrong.  rc16_ua=N: the first N READ
+ * CAPACITY(16) end with CHECK CONDITION, UNIT ATTENTION, POWER ON OCCURRED
+ * (as a LUN other than 0 answers after a reset, TEST UNIT READY having gone
+ * to LUN 0 only).  big=1: the LUN claims 2^33 blocks, so READ CAPACITY(10)
+ * answers FFFFFFFFh.  rl=dup: REPORT LUNS lists LUN 0 three times (peripheral, flat, peripheral).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/drivers/lib/tdrv.h"
+
+#define BIG_BLOCKS (1ull << 33)
+
+static unsigned rc16_uas;   /* on the interrupt queue only */
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static void check_condition(struct tdrv_io *io, uint8_t key, uint8_t asc, uint8_t ascq)
+{
+	uint8_t sense[18] = { 0x70, 0, key, 0, 0, 0, 0, 10, 0, 0, 0, 0, asc, ascq };
+	hbk_drv_response_fill(&io->resp, &io->task, HBK_SR_TASK_COMPLETE,
+			      HBK_STATUS_CHECK_CONDITION, 0, sense, sizeof(sense));
+}
+
+/* Replaces a READ's data with len bytes of data (at most what it asked). */
+static void answer(struct tdrv *t, struct tdrv_io *io, const uint8_t *data, uint32_t len)
+{
+	uint64_t n = len < io->task.requested_transfer_count ? len
+							       : io->task.requested_transfer_count;
+	uint8_t *buf = hbk_drv_dma(t->d, io->task.buffer_iova, io->task.requested_transfer_count);
+	if (!buf)
+		return;
+	memcpy(buf, data, n);
+	hbk_drv_response_fill(&io->resp, &io->task, HBK_SR_TASK_COMPLETE, HBK_STATUS_GOOD, n,
+			      NULL, 0);
+}
+
+static bool complete(struct tdrv *t, struct tdrv_io *io)
+{
+	const uint8_t *cdb = io->task.cdb;
+	bool big = atoi(tdrv_arg(t, "big", "0"));
+	if (cdb[0] == 0x9e && (cdb[1] & 0x1f) == 0x10) {          /* READ CAPACITY(16) */
+		if (rc16_uas < (unsigned)atoi(tdrv_arg(t, "rc16_ua", "0"))) {
+			rc16_uas++;
+			check_condition(io, 0x06, 0x29, 0x01);
+		} else if (big && io->resp.completion_status == HBK_STATUS_GOOD) {
+			uint8_t *buf = hbk_drv_dma(t->d, io->task.buffer_iova, 8);
+			if (buf) {
+				put_be32(buf, (uint32_t)((BIG_BLOCKS - 1) >> 32));
+				put_be32(buf + 4, (uint32_t)(BIG_BLOCKS - 1));
+			}
+		}
+	} else if (cdb[0] == 0x25 && big) {                       /* READ CAPACITY(10) */
+		uint8_t data[8];
+		put_be32(data, 0xffffffffu);
+		put_be32(data + 4, TDRV_BS);
+		answer(t, io, data, sizeof(data));
+	} else if (cdb[0] == 0xa0) {                              /* REPORT LUNS */
+		if (!strcmp(tdrv_arg(t, "rl", ""), "dup")) {
+			uint8_t data[8 + 3 * 8] = { 0 };
+			put_be32(data, 3 * 8);
+			data[16] = 0x40;            /* LUN 0, flat space addressing */
+			answer(t, io, data, sizeof(data));
+		}
+	}
+	return false;
+}
+
+static const struct tdrv_hooks hooks = { .complete = complete };
+
+int main(int argc, char **argv)
+{
+	struct hbk_drv_ops ops = tdrv_ops;
+	ops.name = "hostile_disc";
+	return tdrv_main(argc, argv, &ops, &hooks);
+}
