@@ -523,6 +523,20 @@ static void discovery_retries_read_capacity_after_a_unit_attention(void **state)
 	hbk_ctl_close(c);
 }
 
+/* REPORT LUNS naming one LUN more than once (here LUN 0 in peripheral and
+ * in flat addressing, then again) registers it once. */
+static void discovery_registers_a_lun_listed_twice_once(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = NULL;
+	assert_int_equal(tl_open("tests/drivers/hostile_disc", HBK_MODE_AUTO,
+				 (const char *[]){ "rl=dup", NULL }, 0, 0, &c), 0);
+	assert_int_equal(hbk_ctl_lun_count(c), 1);
+	struct hbk_lun_info info = tl_info(hbk_ctl_lun(c, 0));
+	assert_int_equal(info.lun, 0);
+	hbk_ctl_close(c);
+}
+
 /* Each command carries its initiator to the driver, which keeps
  * reservations per initiator, on both paths. */
 static void reservations_are_kept_per_initiator(void **state)
@@ -1193,6 +1207,7 @@ int main(void)
 		cmocka_unit_test(reservations_are_kept_per_initiator),
 		cmocka_unit_test(block_io_retries_after_a_unit_attention),
 		cmocka_unit_test(discovery_retries_read_capacity_after_a_unit_attention),
+		cmocka_unit_test(discovery_registers_a_lun_listed_twice_once),
 		cmocka_unit_test(per_task_path_sends_one_task_per_call),
 		cmocka_unit_test(iodepth_one_sends_one_slot_per_call),
 		cmocka_unit_test(ram_lba_status_follows_the_data),

@@ -244,7 +244,12 @@ int hbk_disc_create_target(struct hbk_ctl *c, uint64_t target)
 	unsigned registered = 0;
 	for (unsigned i = 0; i < nluns; i++) {
 		struct hbk_lun_info info;
-		if (luns[i] > highest_lun || probe_lun(c, target, luns[i], &info))
+		/* A list may name a LUN twice (in two addressing methods, say):
+		 * it is one LUN, registered once. */
+		bool dup = false;
+		for (unsigned j = 0; j < i && !dup; j++)
+			dup = luns[j] == luns[i];
+		if (dup || luns[i] > highest_lun || probe_lun(c, target, luns[i], &info))
 			continue;
 		if (!register_lun(c, &info))
 			registered++;
