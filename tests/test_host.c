@@ -234,6 +234,24 @@ static void scsi_errors_come_back_as_results(void **state)
 	hbk_ctl_close(c);
 }
 
+/* DATA PROTECT is ENOSPC when a thin LUN ran out of space (27h/07h SPACE
+ * ALLOCATION FAILED WRITE PROTECT), EROFS when the LUN is write protected. */
+static void data_protect_maps_space_allocation_failure_to_enospc(void **state)
+{
+	(void)state;
+	struct hbk_scsi_result r = { .service = HBK_SR_TASK_COMPLETE,
+				     .status = HBK_STATUS_CHECK_CONDITION,
+				     .sense_key = HBK_SK_DATA_PROTECT };
+	r.asc = HBK_ASC_SPACE_ALLOC_FAILED >> 8;
+	r.ascq = HBK_ASC_SPACE_ALLOC_FAILED & 0xff;
+	assert_int_equal(hbk_blk_errno(&r), -ENOSPC);
+	r.asc = HBK_ASC_WRITE_PROTECTED >> 8;
+	r.ascq = HBK_ASC_WRITE_PROTECTED & 0xff;
+	assert_int_equal(hbk_blk_errno(&r), -EROFS);
+	r.ascq = 0x01;   /* HARDWARE WRITE PROTECTED */
+	assert_int_equal(hbk_blk_errno(&r), -EROFS);
+}
+
 static void unmap_reads_back_zeroes(void **state)
 {
 	(void)state;
@@ -1197,6 +1215,7 @@ int main(void)
 		cmocka_unit_test(arena_buffers_are_zero_copy_and_correct),
 		cmocka_unit_test(misaligned_arena_buffer_is_bounced),
 		cmocka_unit_test(scsi_errors_come_back_as_results),
+		cmocka_unit_test(data_protect_maps_space_allocation_failure_to_enospc),
 		cmocka_unit_test(unmap_reads_back_zeroes),
 		cmocka_unit_test(unmap_split_at_the_lun_limit),
 		cmocka_unit_test(pool_exhaustion_queues_in_order),

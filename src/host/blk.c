@@ -30,7 +30,9 @@ int hbk_blk_errno(const struct hbk_scsi_result *r)
 	case HBK_SK_ILLEGAL_REQUEST:
 		return r->asc == (HBK_ASC_LBA_OUT_OF_RANGE >> 8) ? -ENOSPC : -EINVAL;
 	case HBK_SK_DATA_PROTECT:
-		return r->asc == 0x27 ? -EROFS : -ENOSPC;
+		/* 27h is write protection, but for 27h/07h: a thin LUN out of space. */
+		return r->asc == (HBK_ASC_WRITE_PROTECTED >> 8) &&
+		       r->ascq != (HBK_ASC_SPACE_ALLOC_FAILED & 0xff) ? -EROFS : -ENOSPC;
 	case HBK_SK_NOT_READY:
 	case HBK_SK_UNIT_ATTENTION:
 	case HBK_SK_ABORTED_COMMAND:
