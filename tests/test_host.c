@@ -555,6 +555,19 @@ static void discovery_registers_a_lun_listed_twice_once(void **state)
 	hbk_ctl_close(c);
 }
 
+/* A target too busy for REPORT LUNS at first still has every LUN found:
+ * the command is sent again rather than taken to mean "LUN 0 only". */
+static void discovery_retries_a_busy_report_luns(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = NULL;
+	assert_int_equal(tl_open("tests/drivers/hostile_disc", HBK_MODE_AUTO,
+				 (const char *[]){ "luns=2", "rl_busy=2", NULL }, 0, 0, &c), 0);
+	assert_int_equal(hbk_ctl_lun_count(c), 2);
+	assert_int_equal(tl_info(hbk_ctl_lun(c, 1)).lun, 1);
+	hbk_ctl_close(c);
+}
+
 /* Each command carries its initiator to the driver, which keeps
  * reservations per initiator, on both paths. */
 static void reservations_are_kept_per_initiator(void **state)
@@ -1227,6 +1240,7 @@ int main(void)
 		cmocka_unit_test(block_io_retries_after_a_unit_attention),
 		cmocka_unit_test(discovery_retries_read_capacity_after_a_unit_attention),
 		cmocka_unit_test(discovery_registers_a_lun_listed_twice_once),
+		cmocka_unit_test(discovery_retries_a_busy_report_luns),
 		cmocka_unit_test(per_task_path_sends_one_task_per_call),
 		cmocka_unit_test(iodepth_one_sends_one_slot_per_call),
 		cmocka_unit_test(ram_lba_status_follows_the_data),

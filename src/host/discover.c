@@ -4,9 +4,9 @@
  * target call, as the reference model does, before the call returns:
  * initialise the target on the driver, ask its capabilities, then INQUIRY
  * (with retries), TEST UNIT READY and REPORT LUNS, and per LUN standard
- * INQUIRY, VPD 0x00/0x80/0x83/0xB0 and READ CAPACITY(16) (each retried while
- * busy or reporting a unit attention), and register the LUN.  Also target
- * destruction, presence and media change.
+ * INQUIRY, VPD 0x00/0x80/0x83/0xB0 and READ CAPACITY(16), and register the
+ * LUN; REPORT LUNS and READ CAPACITY are retried too while busy or reporting
+ * a unit attention.  Also target destruction, presence and media change.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -234,7 +234,10 @@ int hbk_disc_create_target(struct hbk_ctl *c, uint64_t target)
 	run_tries(c, target, 0, cdb, hbk_sam_cdb_test_unit_ready(cdb), NULL, 0, TUR_TRIES, &r);
 	uint64_t luns[MAX_LUNS];
 	unsigned nluns = 0;
-	err = run(c, target, 0, cdb, hbk_sam_cdb_report_luns(cdb, 0, sizeof(buf)), buf, sizeof(buf), &r);
+	/* Busy is not "LUN 0 only": that fallback is for a target without
+	 * REPORT LUNS. */
+	err = run_tries(c, target, 0, cdb, hbk_sam_cdb_report_luns(cdb, 0, sizeof(buf)), buf,
+			sizeof(buf), CMD_TRIES, &r);
 	if (err || !hbk_scsi_ok(&r) ||
 	    hbk_sam_parse_report_luns(buf, r.bytes, luns, MAX_LUNS, &nluns) || !nluns) {
 		luns[0] = 0;

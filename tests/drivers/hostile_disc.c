@@ -5,7 +5,8 @@
  * CAPACITY(16) end with CHECK CONDITION, UNIT ATTENTION, POWER ON OCCURRED
  * (as a LUN other than 0 answers after a reset, TEST UNIT READY having gone
  * to LUN 0 only).  big=1: the LUN claims 2^33 blocks, so READ CAPACITY(10)
- * answers FFFFFFFFh.  rl=dup: REPORT LUNS lists LUN 0 three times (peripheral, flat, peripheral).
+ * answers FFFFFFFFh.  luns=2: the target has a LUN 1 too (on the same
+ * memory).  rl_busy=N: the first N REPORT LUNS end BUSY.  rl=dup: REPORT LUNS lists LUN 0 three times (peripheral, flat, peripheral).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,9 @@
 
 #define BIG_BLOCKS (1ull << 33)
 
-static unsigned rc16_uas;   /* on the interrupt queue only */
+static unsigned rc16_uas, rl_busies;   /* on the interrupt queue only */
+static struct hbk_scsi_lun lun1;
+static struct hbk_scsi_lun *luns[2];   /* luns=2: the target's LUNs 0 and 1 */
 
 static void put_be32(uint8_t *p, uint32_t v)
 {
@@ -65,7 +68,11 @@ static bool complete(struct tdrv *t, struct tdrv_io *io)
 		put_be32(data + 4, TDRV_BS);
 		answer(t, io, data, sizeof(data));
 	} else if (cdb[0] == 0xa0) {                              /* REPORT LUNS */
-		if (!strcmp(tdrv_arg(t, "rl", ""), "dup")) {
+		if (rl_busies < (unsigned)atoi(tdrv_arg(t, "rl_busy", "0"))) {
+			rl_busies++;
+			hbk_drv_response_fill(&io->resp, &io->task, HBK_SR_TASK_COMPLETE,
+					      HBK_STATUS_BUSY, 0, NULL, 0);
+		} else if (!strcmp(tdrv_arg(t, "rl", ""), "dup")) {
 			uint8_t data[8 + 3 * 8] = { 0 };
 			put_be32(data, 3 * 8);
 			data[16] = 0x40;            /* LUN 0, flat space addressing */
@@ -75,7 +82,25 @@ static bool complete(struct tdrv *t, struct tdrv_io *io)
 	return false;
 }
 
-static const struct tdrv_hooks hooks = { .complete = complete };
+static int init(struct tdrv *t, struct hbk_drv_constraints *cons)
+{
+	(void)cons;
+	if (atoi(tdrv_arg(t, "luns", "1")) < 2)
+		return 0;
+	struct hbk_scsi_lun_cfg cfg = t->lun.cfg;
+	cfg.serial = "TDRV0001";
+	cfg.naa++;
+	int err = hbk_scsi_lun_init(&lun1, &cfg);
+	if (err)
+		return err;
+	luns[0] = &t->lun;
+	luns[1] = &lun1;
+	t->target.luns = luns;
+	t->target.lun_count = 2;
+	return 0;
+}
+
+static const struct tdrv_hooks hooks = { .init = init, .complete = complete };
 
 int main(int argc, char **argv)
 {
