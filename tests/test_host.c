@@ -568,6 +568,82 @@ static void discovery_retries_a_busy_report_luns(void **state)
 	hbk_ctl_close(c);
 }
 
+/* A LUN whose one block is more than the HBA moves per command, or whose
+ * capacity in bytes does not fit in 63 bits, is not registered: every I/O
+ * to the first would fail, and the size of the second overflows. */
+static void discovery_skips_a_lun_the_host_cannot_address(void **state)
+{
+	(void)state;
+	static const char *const bad[][2] = {
+		{ "lun1_bs=2097152", NULL },              /* 2 MiB blocks, 1 MiB transfers */
+		{ "lun1_blocks=0x80000000000000", NULL }, /* 2^55 blocks of 512 bytes */
+	};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct hbk_ctl *c = NULL;
+		assert_int_equal(tl_open("tests/drivers/hostile_disc", HBK_MODE_AUTO,
+					 (const char *[]){ "luns=2", bad[i][0], NULL }, 0, 0, &c),
+				 0);
+		assert_int_equal(hbk_ctl_lun_count(c), 1);
+		assert_int_equal(tl_info(hbk_ctl_lun(c, 0)).lun, 0);
+		hbk_ctl_close(c);
+	}
+	/* The largest that fit are fine. */
+	static const char *const good[][2] = {
+		{ "lun1_bs=1048576", NULL },              /* one block per transfer */
+		{ "lun1_blocks=0x3fffffffffffff", NULL }, /* 2^63 - 512 bytes */
+	};
+	for (unsigned i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		struct hbk_ctl *c = NULL;
+		assert_int_equal(tl_open("tests/drivers/hostile_disc", HBK_MODE_AUTO,
+					 (const char *[]){ "luns=2", good[i][0], NULL }, 0, 0, &c),
+				 0);
+		assert_int_equal(hbk_ctl_lun_count(c), 2);
+		hbk_ctl_close(c);
+	}
+}
+
+/* Discovery answered with corrupted data, short transfers, busy statuses
+ * and random sense (hostile_disc mangle=SEED, over HBK_MANGLE_SEEDS seeds,
+ * 16 by default) registers only LUNs the block API can serve, and their
+ * I/O works. */
+static void discovery_survives_mangled_answers(void **state)
+{
+	(void)state;
+	const char *env = getenv("HBK_MANGLE_SEEDS");
+	unsigned seeds = env ? (unsigned)atoi(env) : 16;
+	for (unsigned seed = 1; seed <= seeds; seed++) {
+		char arg[32];
+		snprintf(arg, sizeof(arg), "mangle=%u", seed);
+		/* Most seeds leave a LUN or two; waiting for the first LUN of
+		 * one that leaves none takes settle_ms. */
+		struct hbk_ctl_opts o = { .driver = tl_path("tests/drivers/hostile_disc"),
+					  .driver_args = (const char *[]){ "luns=2", arg, NULL },
+					  .settle_ms = 200 };
+		struct hbk_ctl *c = NULL;
+		int err = hbk_ctl_open(&o, &c);
+		if (err) {
+			assert_null(c);
+			continue;
+		}
+		for (unsigned i = 0; i < hbk_ctl_lun_count(c); i++) {
+			struct hbk_lun *l = hbk_ctl_lun(c, i);
+			struct hbk_lun_info info = tl_info(l);
+			assert_true(info.lun < 2);
+			assert_true(info.block_size > 0);
+			assert_true(info.max_xfer_bytes >= info.block_size);
+			assert_int_equal(info.max_xfer_bytes % info.block_size, 0);
+			assert_true(info.max_xfer_bytes <= (1u << 20));   /* the HBA's */
+			assert_true(info.nblocks <= INT64_MAX / info.block_size);
+			uint8_t *buf = calloc(1, info.block_size);
+			assert_non_null(buf);
+			tl_rw(l, true, 0, 1, buf);
+			tl_rw(l, false, 0, 1, buf);
+			free(buf);
+		}
+		hbk_ctl_close(c);
+	}
+}
+
 /* Each command carries its initiator to the driver, which keeps
  * reservations per initiator, on both paths. */
 static void reservations_are_kept_per_initiator(void **state)
@@ -1241,6 +1317,8 @@ int main(void)
 		cmocka_unit_test(discovery_retries_read_capacity_after_a_unit_attention),
 		cmocka_unit_test(discovery_registers_a_lun_listed_twice_once),
 		cmocka_unit_test(discovery_retries_a_busy_report_luns),
+		cmocka_unit_test(discovery_skips_a_lun_the_host_cannot_address),
+		cmocka_unit_test(discovery_survives_mangled_answers),
 		cmocka_unit_test(per_task_path_sends_one_task_per_call),
 		cmocka_unit_test(iodepth_one_sends_one_slot_per_call),
 		cmocka_unit_test(ram_lba_status_follows_the_data),

@@ -9,6 +9,7 @@
  * a unit attention.  Also target destruction, presence and media change.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +108,17 @@ static int read_capacity(struct hbk_ctl *c, struct hbk_lun_info *info)
 	}
 	if (err)
 		return err;
+	/* A block the HBA cannot move in one command makes every I/O fail;
+	 * a size in bytes beyond 63 bits overflows every user's arithmetic
+	 * (offsets are off_t, NBD sizes int64). */
+	if (cap.block_size > c->max_transfer || cap.nblocks > INT64_MAX / cap.block_size) {
+		hbk_log(HBK_LOG_ERR, "target %llu lun %llu: %llu blocks of %u bytes, which the "
+			"host cannot address (HBA max transfer %llu bytes): refused",
+			(unsigned long long)info->target, (unsigned long long)info->lun,
+			(unsigned long long)cap.nblocks, cap.block_size,
+			(unsigned long long)c->max_transfer);
+		return -EOVERFLOW;
+	}
 	info->block_size = cap.block_size;
 	info->nblocks = cap.nblocks;
 	info->thin = cap.lbpme;
