@@ -252,6 +252,27 @@ static void data_protect_maps_space_allocation_failure_to_enospc(void **state)
 	assert_int_equal(hbk_blk_errno(&r), -EROFS);
 }
 
+/* RECOVERED ERROR is a command that succeeded after some recovery (SPC-5
+ * 4.4.2): a read or write answered with it, its data all moved, succeeds. */
+static void recovered_error_is_success(void **state)
+{
+	(void)state;
+	struct hbk_scsi_result r = { .service = HBK_SR_TASK_COMPLETE,
+				     .status = HBK_STATUS_CHECK_CONDITION,
+				     .sense_key = HBK_SK_RECOVERED_ERROR, .asc = 0x17, .ascq = 0x01 };
+	assert_int_equal(hbk_blk_errno(&r), 0);
+	static uint8_t out[8 * 512], in[8 * 512];
+	tl_fill(out, 4242, 8, 512, 31);
+	struct hbk_ctl *c = NULL;
+	assert_int_equal(tl_open("tests/drivers/hostile_disc", HBK_MODE_AUTO,
+				 (const char *[]){ "recovered=1", NULL }, 0, 0, &c), 0);
+	struct hbk_lun *l = hbk_ctl_lun(c, 0);
+	assert_int_equal(tl_rw(l, true, 4242, 8, out), 0);
+	assert_int_equal(tl_rw(l, false, 4242, 8, in), 0);
+	assert_true(tl_check(in, 4242, 8, 512, 31));
+	hbk_ctl_close(c);
+}
+
 static void unmap_reads_back_zeroes(void **state)
 {
 	(void)state;
@@ -1305,6 +1326,7 @@ int main(void)
 		cmocka_unit_test(misaligned_arena_buffer_is_bounced),
 		cmocka_unit_test(scsi_errors_come_back_as_results),
 		cmocka_unit_test(data_protect_maps_space_allocation_failure_to_enospc),
+		cmocka_unit_test(recovered_error_is_success),
 		cmocka_unit_test(unmap_reads_back_zeroes),
 		cmocka_unit_test(unmap_split_at_the_lun_limit),
 		cmocka_unit_test(pool_exhaustion_queues_in_order),

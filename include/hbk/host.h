@@ -228,7 +228,8 @@ int hbk_blk_submit(struct hbk_blk_io *io);
 /* Submits and waits; returns io->error.  Not from a completion callback. */
 int hbk_blk_exec(struct hbk_blk_io *io);
 
-/* The errno a block caller sees for a SCSI result (0 for success). */
+/* The errno a block caller sees for a SCSI result: 0 for success, which
+ * includes CHECK CONDITION with RECOVERED ERROR (the command completed). */
 int hbk_blk_errno(const struct hbk_scsi_result *r);
 
 /* ---- Statistics ---------------------------------------------------------------- */

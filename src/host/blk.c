@@ -27,6 +27,10 @@ int hbk_blk_errno(const struct hbk_scsi_result *r)
 	if (r->status != HBK_STATUS_CHECK_CONDITION)
 		return -EIO;
 	switch (r->sense_key) {
+	case HBK_SK_RECOVERED_ERROR:
+		/* The command completed, after some recovery (SPC-5 4.4.2);
+		 * a transfer cut short still fails in parts_end. */
+		return 0;
 	case HBK_SK_ILLEGAL_REQUEST:
 		return r->asc == (HBK_ASC_LBA_OUT_OF_RANGE >> 8) ? -ENOSPC : -EINVAL;
 	case HBK_SK_DATA_PROTECT:

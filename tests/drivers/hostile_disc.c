@@ -12,7 +12,9 @@
  * peripheral).  mangle=SEED: every command but READ and WRITE gets a
  * corrupted answer, drawn from SEED: flipped and overwritten bytes (headers
  * and length fields most often), a short transfer, or BUSY / CHECK CONDITION
- * with random sense of random length.
+ * with random sense of random length.  recovered=1: READs and WRITEs at
+ * LBA 4242 and above end CHECK CONDITION, RECOVERED ERROR, RECOVERED DATA
+ * WITH RETRIES, with all their data moved (the command succeeded).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +112,14 @@ static bool complete(struct tdrv *t, struct tdrv_io *io)
 		if (!rng)
 			rng = strtoull(seed, NULL, 0) * 0x9e3779b97f4a7c15ull | 1;
 		mangle(t, io);
+		return false;
+	}
+	if (atoi(tdrv_arg(t, "recovered", "0")) && tdrv_is_trigger(&io->task) &&
+	    io->resp.completion_status == HBK_STATUS_GOOD) {
+		uint8_t sense[18] = { 0x70, 0, 0x01, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x17, 0x01 };
+		hbk_drv_response_fill(&io->resp, &io->task, HBK_SR_TASK_COMPLETE,
+				      HBK_STATUS_CHECK_CONDITION, io->resp.bytes_transferred,
+				      sense, sizeof(sense));
 		return false;
 	}
 	const uint8_t *cdb = io->task.cdb;
