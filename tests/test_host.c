@@ -589,6 +589,18 @@ static void discovery_retries_a_busy_report_luns(void **state)
 	hbk_ctl_close(c);
 }
 
+/* A REPORT LUNS list longer than the first allocation length is asked for
+ * again, whole: the LUNs the host serves may come last (SPC sets no order). */
+static void discovery_reads_a_long_lun_list_whole(void **state)
+{
+	(void)state;
+	struct hbk_ctl *c = NULL;
+	assert_int_equal(tl_open("tests/drivers/hostile_disc", HBK_MODE_AUTO,
+				 (const char *[]){ "luns=2", "rl=rev300", NULL }, 0, 0, &c), 0);
+	assert_int_equal(hbk_ctl_lun_count(c), 2);
+	hbk_ctl_close(c);
+}
+
 /* A LUN whose one block is more than the HBA moves per command, or whose
  * capacity in bytes does not fit in 63 bits, is not registered: every I/O
  * to the first would fail, and the size of the second overflows. */
@@ -1339,6 +1351,7 @@ int main(void)
 		cmocka_unit_test(discovery_retries_read_capacity_after_a_unit_attention),
 		cmocka_unit_test(discovery_registers_a_lun_listed_twice_once),
 		cmocka_unit_test(discovery_retries_a_busy_report_luns),
+		cmocka_unit_test(discovery_reads_a_long_lun_list_whole),
 		cmocka_unit_test(discovery_skips_a_lun_the_host_cannot_address),
 		cmocka_unit_test(discovery_survives_mangled_answers),
 		cmocka_unit_test(per_task_path_sends_one_task_per_call),

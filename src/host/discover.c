@@ -21,6 +21,7 @@
 #define TUR_TRIES     4
 #define CMD_TRIES     8   /* a LUN may hold several unit attentions */
 #define MAX_LUNS      256
+#define LIST_MAX      (8 + 8 * 16384)  /* REPORT LUNS of every single-level LUN */
 
 /* Runs one command on (target, lun) and waits.  Returns 0 with *r filled,
  * or -errno when it could not be submitted. */
@@ -213,6 +214,58 @@ static int register_lun(struct hbk_ctl *c, const struct hbk_lun_info *info)
 	return 0;
 }
 
+/*
+ * The LUNs up to highest that REPORT LUNS lists, each once, in list order
+ * (a list may name one twice, in two addressing methods say); LUN 0 alone
+ * when the target lists none or cannot tell.  A list longer than the first
+ * allocation length is asked for again, whole (up to LIST_MAX bytes): SPC
+ * sets no order, so the LUNs the host serves may come last.  Returns the
+ * count, at most MAX_LUNS.
+ */
+static unsigned report_luns(struct hbk_ctl *c, uint64_t target, uint64_t highest, uint64_t *luns)
+{
+	uint8_t first[16 + 8 * MAX_LUNS], cdb[16], *big = NULL;
+	struct hbk_scsi_result r;
+	unsigned n = 0, listed = 0;
+	/* Busy is not "LUN 0 only": that fallback is for a target without
+	 * REPORT LUNS. */
+	int err = run_tries(c, target, 0, cdb, hbk_sam_cdb_report_luns(cdb, 0, sizeof(first)),
+			    first, sizeof(first), CMD_TRIES, &r);
+	bool ok = !err && hbk_scsi_ok(&r) &&
+		  !hbk_sam_parse_report_luns(first, r.bytes, NULL, 0, &listed);
+	const uint8_t *list = first;
+	uint64_t got = r.bytes;
+	if (ok && 8 + (uint64_t)listed * 8 > sizeof(first)) {
+		uint32_t len = (uint32_t)HBK_MIN(8 + (uint64_t)listed * 8,
+						 HBK_MIN(LIST_MAX, c->max_transfer));
+		unsigned again;
+		if ((big = malloc(len)) &&
+		    !run_tries(c, target, 0, cdb, hbk_sam_cdb_report_luns(cdb, 0, len), big, len,
+			       CMD_TRIES, &r) &&
+		    hbk_scsi_ok(&r) && !hbk_sam_parse_report_luns(big, r.bytes, NULL, 0, &again)) {
+			list = big;      /* else the first answer's part of the list */
+			got = r.bytes;
+			listed = again;
+		}
+	}
+	if (ok) {
+		/* What arrived of the list. */
+		listed = (unsigned)HBK_MIN(listed, (got - 8) / 8);
+		for (unsigned i = 0; i < listed && n < MAX_LUNS; i++) {
+			uint64_t lun = hbk_scsi_lun_decode(list + 8 + (size_t)i * 8);
+			bool dup = false;
+			for (unsigned j = 0; j < n && !dup; j++)
+				dup = luns[j] == lun;
+			if (!dup && lun <= highest)
+				luns[n++] = lun;
+		}
+	}
+	free(big);
+	if (!ok || !listed)
+		luns[n++] = 0;
+	return n;
+}
+
 int hbk_disc_create_target(struct hbk_ctl *c, uint64_t target)
 {
 	if (target > c->highest_id || target == c->initiator_id) {
@@ -239,32 +292,17 @@ int hbk_disc_create_target(struct hbk_ctl *c, uint64_t target)
 	if (!hbk_ctl_call_simple(c, HBK_MSG_HIGHEST_LUN, NULL, 0, val) && val[0])
 		highest_lun = HBK_MIN(val[0], highest_lun);
 
-	uint8_t buf[16 + 8 * MAX_LUNS], cdb[16];
+	uint8_t buf[36], cdb[16];
 	struct hbk_scsi_result r;
-	if ((err = inquiry(c, target, 0, false, 0, buf, 36, INQUIRY_TRIES, &r)))
+	if ((err = inquiry(c, target, 0, false, 0, buf, sizeof(buf), INQUIRY_TRIES, &r)))
 		return err == -EIO ? -ENODEV : err;
 	run_tries(c, target, 0, cdb, hbk_sam_cdb_test_unit_ready(cdb), NULL, 0, TUR_TRIES, &r);
 	uint64_t luns[MAX_LUNS];
-	unsigned nluns = 0;
-	/* Busy is not "LUN 0 only": that fallback is for a target without
-	 * REPORT LUNS. */
-	err = run_tries(c, target, 0, cdb, hbk_sam_cdb_report_luns(cdb, 0, sizeof(buf)), buf,
-			sizeof(buf), CMD_TRIES, &r);
-	if (err || !hbk_scsi_ok(&r) ||
-	    hbk_sam_parse_report_luns(buf, r.bytes, luns, MAX_LUNS, &nluns) || !nluns) {
-		luns[0] = 0;
-		nluns = 1;
-	}
-	nluns = HBK_MIN(nluns, MAX_LUNS);
+	unsigned nluns = report_luns(c, target, highest_lun, luns);
 	unsigned registered = 0;
 	for (unsigned i = 0; i < nluns; i++) {
 		struct hbk_lun_info info;
-		/* A list may name a LUN twice (in two addressing methods, say):
-		 * it is one LUN, registered once. */
-		bool dup = false;
-		for (unsigned j = 0; j < i && !dup; j++)
-			dup = luns[j] == luns[i];
-		if (dup || luns[i] > highest_lun || probe_lun(c, target, luns[i], &info))
+		if (probe_lun(c, target, luns[i], &info))
 			continue;
 		if (!register_lun(c, &info))
 			registered++;

@@ -9,7 +9,8 @@
  * memory); lun1_blocks=N and lun1_bs=N: its READ CAPACITY(16) claims N
  * blocks, or blocks of N bytes.  rl_busy=N: the first N REPORT LUNS end
  * BUSY.  rl=dup: REPORT LUNS lists LUN 0 three times (peripheral, flat,
- * peripheral).  mangle=SEED: every command but READ and WRITE gets a
+ * peripheral); rl=rev300: it lists LUNs 299 down to 0, more than the host's
+ * first allocation length holds.  mangle=SEED: every command but READ and WRITE gets a
  * corrupted answer, drawn from SEED: flipped and overwritten bytes (headers
  * and length fields most often), a short transfer, or BUSY / CHECK CONDITION
  * with random sense of random length.  recovered=1: READs and WRITEs at
@@ -153,6 +154,13 @@ static bool complete(struct tdrv *t, struct tdrv_io *io)
 			rl_busies++;
 			hbk_drv_response_fill(&io->resp, &io->task, HBK_SR_TASK_COMPLETE,
 					      HBK_STATUS_BUSY, 0, NULL, 0);
+		} else if (!strcmp(tdrv_arg(t, "rl", ""), "rev300")) {
+			static uint8_t data[8 + 300 * 8];
+			memset(data, 0, sizeof(data));
+			put_be32(data, 300 * 8);
+			for (unsigned i = 0; i < 300; i++)
+				hbk_scsi_lun_encode(299 - i, data + 8 + 8 * i);
+			answer(t, io, data, sizeof(data));
 		} else if (!strcmp(tdrv_arg(t, "rl", ""), "dup")) {
 			uint8_t data[8 + 3 * 8] = { 0 };
 			put_be32(data, 3 * 8);
