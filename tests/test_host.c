@@ -261,6 +261,21 @@ static void recovered_error_is_success(void **state)
 				     .status = HBK_STATUS_CHECK_CONDITION,
 				     .sense_key = HBK_SK_RECOVERED_ERROR, .asc = 0x17, .ascq = 0x01 };
 	assert_int_equal(hbk_blk_errno(&r), 0);
+	/* Deferred sense (fixed 71h, descriptor 73h) reports an earlier
+	 * command's error: this one was not processed, even with RECOVERED
+	 * ERROR, so it is not a success. */
+	static const uint8_t fixed[18] = { 0x71, 0, HBK_SK_RECOVERED_ERROR, 0, 0, 0, 0, 10,
+					   0, 0, 0, 0, 0x17, 0x01 };
+	static const uint8_t desc[8] = { 0x73, HBK_SK_RECOVERED_ERROR, 0x17, 0x01 };
+	assert_int_equal(hbk_scsi_sense_decode(fixed, sizeof(fixed), &r), 0);
+	assert_int_equal(r.sense_key, HBK_SK_RECOVERED_ERROR);
+	assert_int_equal(hbk_blk_errno(&r), -EAGAIN);
+	assert_int_equal(hbk_scsi_sense_decode(desc, sizeof(desc), &r), 0);
+	assert_int_equal(hbk_blk_errno(&r), -EAGAIN);
+	static const uint8_t current[18] = { 0x70, 0, HBK_SK_RECOVERED_ERROR, 0, 0, 0, 0, 10,
+					     0, 0, 0, 0, 0x17, 0x01 };
+	assert_int_equal(hbk_scsi_sense_decode(current, sizeof(current), &r), 0);
+	assert_int_equal(hbk_blk_errno(&r), 0);
 	static uint8_t out[8 * 512], in[8 * 512];
 	tl_fill(out, 4242, 8, 512, 31);
 	struct hbk_ctl *c = NULL;

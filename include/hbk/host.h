@@ -229,7 +229,9 @@ int hbk_blk_submit(struct hbk_blk_io *io);
 int hbk_blk_exec(struct hbk_blk_io *io);
 
 /* The errno a block caller sees for a SCSI result: 0 for success, which
- * includes CHECK CONDITION with RECOVERED ERROR (the command completed). */
+ * includes CHECK CONDITION with RECOVERED ERROR (the command completed)
+ * unless the sense is deferred (-EAGAIN: an earlier command's error; this
+ * one was not processed).  Any thread. */
 int hbk_blk_errno(const struct hbk_scsi_result *r);
 
 /* ---- Statistics ---------------------------------------------------------------- */

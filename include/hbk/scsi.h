@@ -75,9 +75,14 @@ struct hbk_scsi_result {
 	uint8_t  sense_key; /* enum hbk_sense_key, 0 if no sense */
 	uint8_t  asc;
 	uint8_t  ascq;
-	uint8_t  rsvd[3];
+	uint8_t  flags;     /* HBK_SCSI_RESULT_* */
+	uint8_t  rsvd[2];
 	uint64_t bytes;     /* bytes transferred */
 };
+
+/* The sense data reports an earlier command's error (deferred sense,
+ * 0x71/0x73): this command was not processed (SPC-5 4.4.2). */
+#define HBK_SCSI_RESULT_DEFERRED 0x01u
 
 /* True when the result is TASK_COMPLETE with GOOD or CONDITION MET. */
 static inline bool hbk_scsi_ok(const struct hbk_scsi_result *r)
@@ -94,7 +99,8 @@ int hbk_scsi_sense_fixed(uint8_t *buf, uint8_t key, uint16_t asc_ascq);
 
 /*
  * Decodes fixed (0x70/0x71) or descriptor (0x72/0x73) sense data into
- * key/asc/ascq of *r.  Returns 0, or -EINVAL when the data is too short or
+ * key/asc/ascq of *r, and HBK_SCSI_RESULT_DEFERRED into r->flags for the
+ * deferred formats.  Returns 0, or -EINVAL when the data is too short or
  * not sense data (then *r's sense fields are zeroed).  Any thread.
  */
 int hbk_scsi_sense_decode(const uint8_t *sense, size_t len, struct hbk_scsi_result *r);

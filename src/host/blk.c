@@ -26,6 +26,10 @@ int hbk_blk_errno(const struct hbk_scsi_result *r)
 		return -EBADE;
 	if (r->status != HBK_STATUS_CHECK_CONDITION)
 		return -EIO;
+	/* Deferred sense is an earlier command's error: this one was not
+	 * processed, whatever the key says, and may be sent again. */
+	if (r->flags & HBK_SCSI_RESULT_DEFERRED)
+		return -EAGAIN;
 	switch (r->sense_key) {
 	case HBK_SK_RECOVERED_ERROR:
 		/* The command completed, after some recovery (SPC-5 4.4.2);

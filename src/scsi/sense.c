@@ -26,9 +26,12 @@ int hbk_scsi_sense_fixed(uint8_t *buf, uint8_t key, uint16_t asc_ascq)
 int hbk_scsi_sense_decode(const uint8_t *sense, size_t len, struct hbk_scsi_result *r)
 {
 	r->sense_key = r->asc = r->ascq = 0;
+	r->flags &= (uint8_t)~HBK_SCSI_RESULT_DEFERRED;
 	/* Both formats have an 8-byte header that ends with the additional length. */
 	if (!sense || len < 8)
 		return -EINVAL;
+	if ((sense[0] & 0x7f) == 0x71 || (sense[0] & 0x7f) == 0x73)
+		r->flags |= HBK_SCSI_RESULT_DEFERRED;
 	switch (sense[0] & 0x7f) {
 	case 0x70: /* fixed, current */
 	case 0x71: /* fixed, deferred */
