@@ -46,11 +46,12 @@ static int run(struct hbk_ctl *c, uint64_t target, uint64_t lun, const uint8_t *
 }
 
 /* Worth another try: busy, unit attention, not ready, or a delivery hiccup
- * other than "no such device". */
+ * other than "no such device" and a timeout (the task timeout has been
+ * waited already, and each try would wait it again). */
 static bool transient(const struct hbk_scsi_result *r)
 {
 	if (r->service == HBK_SR_SERVICE_DELIVERY_OR_TARGET_FAILURE)
-		return r->status != HBK_DS_DEVICE_NOT_PRESENT;
+		return r->status != HBK_DS_DEVICE_NOT_PRESENT && r->status != HBK_DS_TASK_TIMEOUT;
 	return r->status == HBK_STATUS_BUSY || r->status == HBK_STATUS_TASK_SET_FULL ||
 	       (r->status == HBK_STATUS_CHECK_CONDITION &&
 		(r->sense_key == HBK_SK_UNIT_ATTENTION || r->sense_key == HBK_SK_NOT_READY));
