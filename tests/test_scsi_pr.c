@@ -532,18 +532,18 @@ static void preempt_and_abort_ends_prevention(void **state)
 	must_register(f, A, KA);
 	must_register(f, B, KB);
 	must_register(f, C, 0x33);
-	run_as(f, B, 0, prevent, 6, NULL, 0, HBK_DIR_NONE);
-	assert_good(f);
 	run_as(f, C, 0, prevent, 6, NULL, 0, HBK_DIR_NONE);
 	assert_good(f);
 	pr_out(f, A, HBK_PR_PREEMPT, HBK_PR_WE, KA, 0x33);
 	assert_good(f);
-	assert_true(hbk_pr_removal_prevented(&f->mem));    /* C still prevents */
+	assert_true(hbk_pr_removal_prevented(&f->mem));    /* C, alone, still prevents */
 	expect_ua(f, C, HBK_ASC_REGISTRATIONS_PREEMPTED);
 	must_register(f, C, 0x33);
 	pr_out(f, A, HBK_PR_PREEMPT_AND_ABORT, HBK_PR_WE, KA, 0x33);
 	assert_good(f);
-	assert_true(hbk_pr_removal_prevented(&f->mem));    /* B does */
+	assert_false(hbk_pr_removal_prevented(&f->mem));   /* C no longer does */
+	run_as(f, B, 0, prevent, 6, NULL, 0, HBK_DIR_NONE);
+	assert_good(f);
 	pr_out(f, A, HBK_PR_RESERVE, HBK_PR_WE, KA, 0);
 	pr_out(f, B, HBK_PR_PREEMPT_AND_ABORT, HBK_PR_EA, KB, KA); /* takes it over */
 	assert_good(f);
