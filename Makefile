@@ -73,6 +73,13 @@ all: $(PLUGIN)
 $(PLUGIN): $(BUILD)/nbdkit/hbakit-plugin.o $(BUILD)/libhbk.a
 	$(CC) -shared $(LDFLAGS) -Wl,--exclude-libs,ALL -o $@ $^ $(LDLIBS)
 
+# tests/test_nbdkit_flush_death.sh's NBD client (libnbd): rounds of writes
+# on several connections with flushes, and the check of what survived.
+NBD_ROUNDS := $(BUILD)/tests/nbd/nbd-rounds
+all: $(NBD_ROUNDS)
+$(NBD_ROUNDS): $(BUILD)/tests/nbd/nbd_rounds.o
+	$(CC) $(LDFLAGS) -o $@ $^ -lnbd
+
 # bench/fio-seed.sh's yardstick: a memory disk served by a hand-off to one
 # service thread, the least any plugin that completes I/O on another thread
 # pays per request.
