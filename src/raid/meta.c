@@ -363,6 +363,13 @@ static enum hbk_raid_verdict sb_read(struct hbk_disk *d, struct raid_sb *sb)
 	return HBK_RAID_DISK_MEMBER;
 }
 
+int raid_disk_fits(const struct hbk_disk_info *di, uint64_t member_size, uint32_t block_size)
+{
+	if (di->size < DATA_OFFSET + member_size)
+		return -ENOSPC;
+	return block_size % di->block_size || di->read_only ? -EINVAL : 0;
+}
+
 bool raid_disk_uuid_of(const struct hbk_raid *r, struct hbk_disk *d, uint8_t *uuid)
 {
 	struct raid_sb *sb;
@@ -623,7 +630,7 @@ static int sort_disks(const struct raid_sb *sb, unsigned n, int pick, struct hbk
 		 * spare it could fill a second slot with the first one's disk. */
 		for (unsigned j = 0; j < i && v == HBK_RAID_DISK_SPARE; j++)
 			if (rep->disk[j].verdict == HBK_RAID_DISK_SPARE &&
-			    !memcmp(sb[j].disk_uuid, s->disk_uuid, 16))
+			    !memcmp(sb[j].disk_uuid, s->disk_uuid, sizeof(s->disk_uuid)))
 				v = HBK_RAID_DISK_FOREIGN;
 		rep->disk[i].verdict = v;
 		rep->disk[i].slot = v == HBK_RAID_DISK_MEMBER ? (int)s->slot : -1;

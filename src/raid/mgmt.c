@@ -447,7 +447,7 @@ static int check_new_disk(const struct hbk_raid *r, struct hbk_disk *d, const ui
 {
 	struct hbk_disk_info di;
 	hbk_disk_info(d, &di);
-	if (di.size < DATA_OFFSET + r->member_size || r->block_size % di.block_size || di.read_only)
+	if (raid_disk_fits(&di, r->member_size, r->block_size))
 		return -EINVAL;
 	for (unsigned i = 0; i < r->n; i++)
 		if (atomic_load(&r->m[i].disk) == d ||

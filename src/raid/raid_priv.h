@@ -279,6 +279,11 @@ uint32_t raid_chunk_of(const struct hbk_raid_config *cfg);
 int raid_fit(const struct hbk_raid_config *cfg, struct hbk_disk *const *disks, unsigned n,
 	     uint64_t *member_size, uint32_t *block_size);
 
+/* Whether a disk of info di can take a slot (or be a spare) of an array of
+ * member_size data bytes per member and block_size blocks: 0, -ENOSPC (too
+ * small), -EINVAL (blocks larger than the array's, or read-only). */
+int raid_disk_fits(const struct hbk_disk_info *di, uint64_t member_size, uint32_t block_size);
+
 /* Whether disk d carries a valid superblock of array r; if so its disk
  * UUID goes to uuid.  Reads d (blocking: not from a completion). */
 bool raid_disk_uuid_of(const struct hbk_raid *r, struct hbk_disk *d, uint8_t *uuid);

@@ -580,7 +580,8 @@ static int create_array(struct hbk_raid_spec_array *a)
 			   "each (1 MiB of metadata and %s)", small, (unsigned long long)need,
 			   s->cfg.member_size ? "size=" : "one chunk");
 	/* Spares need the members' size, known from the members alone: a
-	 * spare too small is refused before anything is written. */
+	 * spare that could not be added is refused before anything is
+	 * written (read-only ones were above). */
 	uint64_t member_size = 0;
 	uint32_t block_size = 0;
 	if (!raid_fit(&s->cfg, a->disk, s->nmembers, &member_size, &block_size)) {
@@ -588,13 +589,13 @@ static int create_array(struct hbk_raid_spec_array *a)
 		for (unsigned i = s->nmembers; i < s->ndisks; i++) {
 			struct hbk_disk_info di;
 			hbk_disk_info(a->disk[i], &di);
-			if (di.size < DATA_OFFSET + member_size) {
+			int fit = raid_disk_fits(&di, member_size, block_size);
+			if (fit)
 				a->error[i] = -EINVAL;
+			if (fit == -ENOSPC)
 				first_small = nsmall++ ? first_small : i;
-			} else if (block_size % di.block_size) {
-				a->error[i] = -EINVAL;
+			else if (fit)
 				first_bs = nbs++ ? first_bs : i;
-			}
 		}
 		if (nbs)
 			return say(a, -EINVAL, "%u of the spares have blocks larger than the array's "
