@@ -31,6 +31,19 @@ run() { out=$("$H" raid "$@" 2>&1); rc=$?; echo "\$ hbakit raid $*"; echo "$out"
 expect() { [ "$rc" -eq "$1" ] || fail "exit status $rc, want $1"; shift
 	   for w in "$@"; do echo "$out" | grep -qF -- "$w" || fail "output lacks: $w"; done; }
 no_array() { local f; for f; do [ ! -e "$D/$f" ] || fail "a refused create left $f behind"; done; }
+# kill_server_during WHAT COMMAND ARGS...: runs hbakit raid COMMAND, and
+# once its WHAT progress has shown, kills the server started last; $out
+# and $rc then hold the command's output and exit status.
+kill_server_during() {
+	local what=$1 pid; shift
+	"$H" raid "$@" >"$D/$what.out" 2>&1 &
+	pid=$!
+	for _ in $(seq 200); do grep -q "^$what: " "$D/$what.out" && break; sleep 0.02; done
+	sleep 0.3
+	kill -KILL "${pids[-1]}"
+	wait "$pid"; rc=$?
+	out=$(cat "$D/$what.out"); echo "$out"
+}
 
 serve ro -r
 
@@ -88,13 +101,7 @@ no_array s0 s1 s2
 # and the resync stops short, which the progress says (not 100%).
 serve dies
 M="level=1,size=2m,disk=file:$D/m0,disk=nbd:$D/dies"
-"$H" raid create "$M" --rate 1m >"$D/create.out" 2>&1 &
-pid=$!
-for _ in $(seq 200); do grep -q "^resync: " "$D/create.out" && break; sleep 0.02; done
-sleep 0.3
-kill -KILL "${pids[-1]}"
-wait "$pid"; rc=$?
-out=$(cat "$D/create.out"); echo "$out"
+kill_server_during resync create "$M" --rate 1m
 expect 0 "failed: read error" "resync: " "stopped after" "the array is degraded"
 echo "$out" | grep -q "resync: 100.0%" && fail "the progress claims a resync that stopped short ended"
 # The same during a rebuild onto an NBD spare: the rebuild stops short,
@@ -105,13 +112,7 @@ expect 0 "created raid1"
 run fail "$R" 1
 expect 0 "slot 1 failed: the array is degraded"
 serve spare
-"$H" raid rebuild "$R,spare=nbd:$D/spare" --rate 1m >"$D/rebuild.out" 2>&1 &
-pid=$!
-for _ in $(seq 200); do grep -q "^rebuild: " "$D/rebuild.out" && break; sleep 0.02; done
-sleep 0.3
-kill -KILL "${pids[-1]}"
-wait "$pid"; rc=$?
-out=$(cat "$D/rebuild.out"); echo "$out"
+kill_server_during rebuild rebuild "$R,spare=nbd:$D/spare" --rate 1m
 expect 1 "failed: write error" "stopped after" "the rebuild stopped: the disk it was rebuilding onto failed"
 echo "$out" | grep -q "rebuild: 100.0%" && fail "the progress claims a rebuild that stopped short ended"
 echo "$out" | grep -q "no spare to rebuild onto" && fail "a spare that failed taken for no spare"
